@@ -1,0 +1,43 @@
+/**
+ * The decoder's output: one reusable object per worker, overwritten for every packet so that
+ * decoding allocates nothing. Decoders in this folder fill it; the flow table reads `key`.
+ *
+ * Flow key layout (KEY_WORDS u32 words, written in packet direction: A = source, B = destination;
+ * the flow table orders the two ends canonically):
+ *   words 0-3  address A   IPv4: word 0 = address (big-endian value, e.g. 198.18.0.1 = 0xc6120001),
+ *                                words 1-3 = 0
+ *                          IPv6: the 16 bytes as 4 big-endian words
+ *                          L2:   MAC bytes 0-3 in word 0, bytes 4-5 in the high half of word 1
+ *   words 4-7  address B   same encoding
+ *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP); 0 for ICMP, fragments after the first,
+ *                          and other protocols; for L2 flows the EtherType in the low 16 bits
+ *   word 9     meta        kind << 28 | ipProto << 16 | vlan (outermost VLAN id, 12 bits)
+ */
+export const KEY_WORDS = 10;
+
+/** What a frame decoded to; the `kind` field of the key's meta word. */
+export const enum FlowKind {
+  /** Nothing usable: unknown link type or a frame too short for its link header. */
+  Opaque = 0,
+  /** Non-IP frame (ARP, STP, LLDP, ...) keyed by its MAC pair and EtherType. */
+  L2 = 1,
+  Ipv4 = 4,
+  Ipv6 = 6,
+}
+
+/** Per-packet decode result, overwritten by every decode call. */
+export class PacketInfo {
+  /** Flow key in packet direction, see the layout above. */
+  readonly key: Uint32Array = new Uint32Array(KEY_WORDS);
+  kind: FlowKind = FlowKind.Opaque;
+  /** IP protocol number (6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6, ...), 0 when not IP. */
+  ipProto = 0;
+  srcPort = 0;
+  dstPort = 0;
+  /** Outermost 802.1Q/802.1ad VLAN id, 0 when untagged. */
+  vlan = 0;
+  /** TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10), 0 when not TCP or truncated. */
+  tcpFlags = 0;
+  /** True for IP fragments after the first (no transport header, ports are 0). */
+  laterFragment = false;
+}
