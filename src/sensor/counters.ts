@@ -1,0 +1,65 @@
+/**
+ * Worker counters shared with the main thread through a SharedArrayBuffer: each worker writes its own
+ * Float64Array (one writer, no locks) a few times a second, and the main thread reads them for stats lines,
+ * /metrics and /status. Nothing per packet crosses the thread boundary.
+ */
+
+/** Slot numbers in a worker's counter array. Counters are cumulative since the worker started. */
+export const enum Counter {
+  PacketsSeen,
+  BytesSeen,
+  PacketsWritten,
+  BytesWritten,
+  FlowsActive,
+  FlowsStarted,
+  FlowsExpired,
+  FlowsClosed,
+  FlowsEvicted,
+  PcapReceived,
+  PcapDropped,
+  PcapIfDropped,
+  FilesWritten,
+  FileBytesWritten,
+  Rotations,
+  WriteErrors,
+  IndexBuildSeconds,
+  IndexLagSeconds,
+  LargeFlows,
+  Capturing,
+  LastPacketTs,
+  ReopenAttempts,
+  UndecodedFrames,
+  /** First of FLOW_SIZE_BUCKETS histogram counts, then sum and count. */
+  FlowSizeBuckets,
+}
+
+/** gotm's flow-size buckets: exponential from 1 KiB, factor 4, 15 buckets. */
+export const FLOW_SIZE_BUCKETS = 15;
+
+/** Upper bounds of the flow-size buckets in bytes. */
+export const FLOW_SIZE_BOUNDS: readonly number[] = Array.from(
+  { length: FLOW_SIZE_BUCKETS },
+  (_, i) => 1024 * 4 ** i,
+);
+
+/** Number of Float64 slots per worker. */
+export const COUNTER_SLOTS = Counter.FlowSizeBuckets + FLOW_SIZE_BUCKETS + 2;
+
+/** Allocates one worker's shared counter block. */
+export function allocateCounters(): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(COUNTER_SLOTS * 8));
+}
+
+/** Control words the main thread writes and the worker polls between packets. */
+export const enum Control {
+  /** Non-zero: finish the current file and stop. */
+  Stop,
+  /** Incremented by the main thread to ask for a rotation now. */
+  RotateRequest,
+  Slots,
+}
+
+/** Allocates one worker's shared control block. */
+export function allocateControl(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(Control.Slots * 4));
+}
