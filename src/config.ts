@@ -98,12 +98,16 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   // `--read a.pcap b.pcap`: parseArgs takes only the first as the value; the rest arrive as positionals.
   if (readFiles.length > 0) readFiles.push(...positionals);
   else if (positionals.length > 0) {
-    throw new Error(`Unexpected argument "${positionals[0]}": expected an option such as --interface`);
+    throw new Error(
+      `Unexpected argument "${positionals[0]}": expected an option such as --interface`,
+    );
   }
   const interfaces = (values.interface ?? []).flatMap((v) => v.split(",")).map((v) => v.trim())
     .filter((v) => v !== "");
   if (interfaces.length > 0 && readFiles.length > 0) {
-    throw new Error("Options --interface and --read exclude each other: capture live or replay files");
+    throw new Error(
+      "Options --interface and --read exclude each other: capture live or replay files",
+    );
   }
   const compress = values.compress;
   if (compress !== "none" && compress !== "gzip" && compress !== "zstd") {
@@ -179,7 +183,9 @@ export function parseStrict<const T extends ParseArgsOptionsConfig>(
 export function parseListen(text: string): { host: string; port: number } | null {
   if (text === "" || text === "off") return null;
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
-  if (!match) throw new Error(`Invalid --listen "${text}": expected HOST:PORT, like 127.0.0.1:9102`);
+  if (!match) {
+    throw new Error(`Invalid --listen "${text}": expected HOST:PORT, like 127.0.0.1:9102`);
+  }
   const port = Number(match[3]);
   if (port > 65535) throw new Error(`Invalid --listen port ${port}: expected 0-65535`);
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port };

@@ -42,7 +42,7 @@ export function formatLine(level: string, message: string, fields?: LogFields): 
   const extra = fields
     ? Object.entries(fields).map(([key, value]) => ` ${key}=${value}`).join("")
     : "";
-  return `${stamp} ${message}${extra}`;
+  return `${stamp}${message === "" ? "" : " " + message}${extra}`;
 }
 
 function writeLine(level: string, message: string, fields?: LogFields): void {

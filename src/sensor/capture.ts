@@ -1,0 +1,98 @@
+/**
+ * `cutcap capture`: the main thread of a sensor. Checks the environment (libpcap, interfaces, output
+ * directory), repairs files a crash left behind, starts the workers and the HTTP server, prints stats lines,
+ * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
+ */
+import type { CaptureConfig } from "../config.ts";
+import { defaultInterface, findAllDevs, loadLibpcap } from "../../ffi/libpcap.ts";
+import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
+import { startServer } from "../server/mod.ts";
+import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
+import { requestStop, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import { ensureWritableDir } from "./output_dir.ts";
+import { ensureLibpcap } from "./libpcap_setup.ts";
+
+/** Runs a capture until it is stopped (live) or its input ends (offline); resolves to the exit code. */
+export async function runCapture(config: CaptureConfig): Promise<number> {
+  setLogFormat(config.logFormat);
+  await ensureLibpcap(config.libpcap, loadLibpcap);
+  if (config.readFiles.length === 0) resolveInterfaces(config);
+  ensureWritableDir(config.outDir);
+
+  const startedAt = Date.now() / 1000;
+  const server = config.listen
+    ? startServer({ startedAt }, { host: config.listen.host, port: config.listen.port })
+    : undefined;
+  const source = config.readFiles.length > 0
+    ? `${config.readFiles.length} file(s)`
+    : config.interfaces.join(",");
+  logInfo(`Starting capture on ${source} with ${config.workers} workers`);
+
+  let exitCode = 0;
+  let stopping = false;
+  const finished = Promise.withResolvers<void>();
+  const workers: WorkerHandle[] = startWorkers(config, {
+    onLog: (level, message) =>
+      (level === "info" ? logInfo : level === "warn" ? logWarn : logError)(message),
+    onReady: (from) => logInfo(`Starting worker ${from.index} on interface ${from.label}`),
+    onFinalized: (file) => logInfo(`moved ${file.path}`, { packets: file.packets }),
+    onFatal: (message) => {
+      logError(message);
+      exitCode = 1;
+      stop();
+      checkFinished();
+    },
+    onDone: () => checkFinished(),
+  });
+
+  function stop(): void {
+    if (stopping) return;
+    stopping = true;
+    requestStop(workers);
+  }
+  function checkFinished(): void {
+    if (workers.every((w) => w.done)) finished.resolve();
+  }
+
+  const previous = new Map<WorkerHandle, StatsSnapshot>(
+    workers.map((w) => [w, snapshot(w.counters)]),
+  );
+  const statsTimer = config.statsInterval > 0
+    ? setInterval(() => {
+      for (const w of workers) {
+        logInfo("", statsFields(w.label, w.index, w.counters, previous.get(w)!));
+        previous.set(w, snapshot(w.counters));
+      }
+    }, config.statsInterval * 1000)
+    : undefined;
+
+  const onSignal = (): void => {
+    if (stopping) {
+      logWarn("Second signal: exiting without finishing files");
+      Deno.exit(130);
+    }
+    logInfo("Signal received: finishing files");
+    stop();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  await finished.promise;
+  clearInterval(statsTimer);
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  await server?.shutdown();
+  logInfo("Capture finished");
+  return exitCode;
+}
+
+/** Fills in the default interface and checks that every named one exists. */
+function resolveInterfaces(config: CaptureConfig): void {
+  if (config.interfaces.length === 0) config.interfaces = [defaultInterface()];
+  const known = new Set(findAllDevs().map((d) => d.name));
+  for (const iface of config.interfaces) {
+    if (!known.has(iface)) {
+      throw new Error(`Interface ${iface} not found (cutcap interfaces lists them)`);
+    }
+  }
+}

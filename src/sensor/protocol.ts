@@ -1,0 +1,42 @@
+/**
+ * Messages between the main thread and capture workers. Only per-file and per-event facts travel here;
+ * per-packet state stays in the worker and counters go through shared memory (counters.ts).
+ */
+import type { CaptureConfig } from "../config.ts";
+
+/** Where a worker's packets come from. */
+export type WorkerSource =
+  | { kind: "live"; iface: string; fanoutGroup: number; fanout: boolean }
+  | { kind: "offline"; files: string[] };
+
+/** Sent once to a new worker. */
+export interface WorkerSetup {
+  /** Worker number within its interface (W=00 in stats lines, w00 in file names). */
+  index: number;
+  /** Name used in file names and metrics labels: the interface, or "read" for offline replay. */
+  label: string;
+  source: WorkerSource;
+  config: CaptureConfig;
+  counters: Float64Array;
+  control: Int32Array;
+}
+
+/** A file the worker finalized (renamed into view with its index beside it). */
+export interface FinalizedFileMessage {
+  path: string;
+  indexPath: string;
+  linkType: number;
+  packets: number;
+  firstTs: number;
+  lastTs: number;
+  bytesOnDisk: number;
+  bytesUncompressed: number;
+}
+
+/** Worker → main. */
+export type WorkerMessage =
+  | { type: "ready"; linkType: number; snaplen: number }
+  | { type: "log"; level: "info" | "warn" | "error"; message: string }
+  | { type: "finalized"; file: FinalizedFileMessage }
+  | { type: "fatal"; message: string }
+  | { type: "done" };

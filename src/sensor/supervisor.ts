@@ -1,0 +1,112 @@
+/**
+ * Main-thread side of capture: starts one Deno Worker per (interface, worker number), relays their log
+ * lines and finalized files, and stops them through the shared control block.
+ */
+import type { CaptureConfig } from "../config.ts";
+import { allocateControl, allocateCounters, Control } from "./counters.ts";
+import type { FinalizedFileMessage, WorkerMessage, WorkerSetup, WorkerSource } from "./protocol.ts";
+
+/** One running capture worker as the main thread sees it. */
+export interface WorkerHandle {
+  label: string;
+  index: number;
+  counters: Float64Array;
+  control: Int32Array;
+  worker: Worker;
+  ready: boolean;
+  done: boolean;
+  linkType: number;
+}
+
+/** What the supervisor reports to its owner. */
+export interface SupervisorEvents {
+  onLog(level: "info" | "warn" | "error", message: string): void;
+  onFinalized(file: FinalizedFileMessage, from: WorkerHandle): void;
+  onFatal(message: string, from: WorkerHandle): void;
+  onReady(from: WorkerHandle): void;
+  onDone(from: WorkerHandle): void;
+}
+
+/** Plans the workers a configuration asks for: N per interface, or one for offline replay. */
+export function planWorkers(
+  config: CaptureConfig,
+): { label: string; index: number; source: WorkerSource }[] {
+  if (config.readFiles.length > 0) {
+    return [{ label: "read", index: 0, source: { kind: "offline", files: config.readFiles } }];
+  }
+  return config.interfaces.flatMap((iface, ifaceNumber) => {
+    // One fanout group per interface; ids only need to be unique on this host while we run.
+    const fanoutGroup = (Deno.pid * 8 + ifaceNumber) & 0xffff;
+    return Array.from({ length: config.workers }, (_, index) => ({
+      label: iface,
+      index,
+      source: { kind: "live" as const, iface, fanoutGroup, fanout: config.workers > 1 },
+    }));
+  });
+}
+
+/** Starts every planned worker. */
+export function startWorkers(config: CaptureConfig, events: SupervisorEvents): WorkerHandle[] {
+  return planWorkers(config).map((plan) => {
+    const worker = new Worker(new URL("../worker.ts", import.meta.url), { type: "module" });
+    const handle: WorkerHandle = {
+      label: plan.label,
+      index: plan.index,
+      counters: allocateCounters(),
+      control: allocateControl(),
+      worker,
+      ready: false,
+      done: false,
+      linkType: -1,
+    };
+    worker.onmessage = (event: MessageEvent<WorkerMessage>) => dispatch(event.data, handle, events);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      handle.done = true;
+      events.onFatal(`Worker ${plan.label}/${plan.index} crashed: ${event.message}`, handle);
+    };
+    const setup: WorkerSetup = {
+      ...plan,
+      config,
+      counters: handle.counters,
+      control: handle.control,
+    };
+    worker.postMessage(setup);
+    return handle;
+  });
+}
+
+function dispatch(message: WorkerMessage, handle: WorkerHandle, events: SupervisorEvents): void {
+  switch (message.type) {
+    case "ready":
+      handle.ready = true;
+      handle.linkType = message.linkType;
+      events.onReady(handle);
+      break;
+    case "log":
+      events.onLog(message.level, message.message);
+      break;
+    case "finalized":
+      events.onFinalized(message.file, handle);
+      break;
+    case "fatal":
+      handle.done = true;
+      events.onFatal(message.message, handle);
+      break;
+    case "done":
+      handle.done = true;
+      handle.worker.terminate();
+      events.onDone(handle);
+      break;
+  }
+}
+
+/** Asks every worker to finish its file and stop; they answer with "done". */
+export function requestStop(workers: WorkerHandle[]): void {
+  for (const handle of workers) Atomics.store(handle.control, Control.Stop, 1);
+}
+
+/** Asks every worker to rotate now (used by tests and by SIGHUP). */
+export function requestRotate(workers: WorkerHandle[]): void {
+  for (const handle of workers) Atomics.add(handle.control, Control.RotateRequest, 1);
+}
