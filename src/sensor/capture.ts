@@ -4,7 +4,7 @@
  * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
  */
 import type { CaptureConfig } from "../config.ts";
-import { defaultInterface, findAllDevs, loadLibpcap } from "../../ffi/libpcap.ts";
+import { defaultInterface, findAllDevs, loadLibpcap, PcapHandle } from "../../ffi/libpcap.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { startServer } from "../server/mod.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
@@ -17,6 +17,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   setLogFormat(config.logFormat);
   await ensureLibpcap(config.libpcap, loadLibpcap);
   if (config.readFiles.length === 0) resolveInterfaces(config);
+  else checkReadable(config.readFiles);
   ensureWritableDir(config.outDir);
 
   const startedAt = Date.now() / 1000;
@@ -95,4 +96,9 @@ function resolveInterfaces(config: CaptureConfig): void {
       throw new Error(`Interface ${iface} not found (cutcap interfaces lists them)`);
     }
   }
+}
+
+/** Opens every replay file once before any output exists, so a refused file stops the run cleanly. */
+function checkReadable(files: string[]): void {
+  for (const file of files) PcapHandle.openOffline(file).close();
 }
