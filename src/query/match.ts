@@ -1,0 +1,415 @@
+/**
+ * Evaluates a parsed query against flow keys (src/packet/packet_info.ts layout) and packet times,
+ * and translates it to an equivalent tcpdump filter for testing against tcpdump as an oracle.
+ *
+ * Semantics per predicate (the same as tcpdump/libpcap on the same packet):
+ *   address  either end's address is in [from, to] and the key's kind is the predicate's family
+ *            (tcpdump `ip host X` / `ip6 net N`: never ARP, unlike bare BPF `host X`)
+ *   port     kind IPv4/IPv6, protocol TCP, UDP or SCTP, either key port in [from, to]. Later
+ *            fragments carry ports 0 in the key, so only `port 0` can match them (BPF never does
+ *            for IPv4; queryToBpf adds a later-fragment clause to stay equal)
+ *   proto    kind IPv4/IPv6 (or only the given one) and the key's IP protocol
+ *   family   the key's kind
+ *   vlan     outermost VLAN id; untagged packets have id 0, so `vlan 0` = untagged or priority-tagged
+ *   time     after: ts >= at; before: ts < at
+ *
+ * Per-packet functions allocate nothing: they walk the tree with switch statements and read the
+ * key by offset.
+ */
+
+import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from "./address.ts";
+import type { Query } from "./ast.ts";
+
+// Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
+// FlowKind is a const enum).
+const WORD_PORTS = 8;
+const WORD_META = 9;
+const KIND_IPV4 = 4;
+const KIND_IPV6 = 6;
+
+/** Three-valued answer of flowTruth: a predicate over a time interval may be neither. */
+export const Truth = { False: 0, True: 1, Unknown: 2 } as const;
+/** A value of Truth. */
+export type Truth = typeof Truth[keyof typeof Truth];
+
+/** A time interval in seconds; `from > to` means empty (nothing can match). */
+export interface TimeBounds {
+  from: number;
+  to: number;
+}
+
+/** Options of queryToBpf. */
+export interface BpfOptions {
+  /**
+   * Emit an Ethernet-only filter that also sees through up to two VLAN tags (802.1Q, 802.1ad,
+   * 0x9100) the way the flow key does. Without it the filter is for untagged traffic on any link
+   * type, and queries with `vlan` yield null.
+   */
+  vlanTags?: boolean;
+}
+
+/** True when the address at key[base..base+3] is within [from, to] (unsigned lexicographic). */
+function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolean {
+  for (let i = 0; i < 4; i++) {
+    const k = key[base + i];
+    if (k !== from[i]) {
+      if (k < from[i]) return false;
+      break;
+    }
+  }
+  for (let i = 0; i < 4; i++) {
+    const k = key[base + i];
+    if (k !== to[i]) return k < to[i];
+  }
+  return true;
+}
+
+/** Value of a predicate that depends only on the key; time predicates are not passed here. */
+function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
+  const meta = key[off + WORD_META];
+  const kind = meta >>> 28;
+  switch (q.type) {
+    case "address":
+      return kind === q.family &&
+        (inRange(key, off, q.from, q.to) || inRange(key, off + 4, q.from, q.to));
+    case "port": {
+      if (kind !== KIND_IPV4 && kind !== KIND_IPV6) return false;
+      const proto = (meta >>> 16) & 0xff;
+      if (proto !== 6 && proto !== 17 && proto !== 132) return false;
+      const ports = key[off + WORD_PORTS];
+      const a = ports >>> 16;
+      const b = ports & 0xffff;
+      return (a >= q.from && a <= q.to) || (b >= q.from && b <= q.to);
+    }
+    case "proto":
+      if (kind !== KIND_IPV4 && kind !== KIND_IPV6) return false;
+      if (q.family !== 0 && kind !== q.family) return false;
+      return ((meta >>> 16) & 0xff) === q.proto;
+    case "family":
+      return kind === q.family;
+    case "vlan":
+      return (meta & 0xfff) === q.vlan;
+    default:
+      return false;
+  }
+}
+
+/** Exact match of one packet: its flow key at key[keyOffset..] and its time in seconds. */
+export function packetMatches(
+  q: Query,
+  key: Uint32Array,
+  keyOffset: number,
+  tsSec: number,
+): boolean {
+  switch (q.type) {
+    case "and": {
+      const c = q.children;
+      for (let i = 0; i < c.length; i++) {
+        if (!packetMatches(c[i], key, keyOffset, tsSec)) return false;
+      }
+      return true;
+    }
+    case "or": {
+      const c = q.children;
+      for (let i = 0; i < c.length; i++) {
+        if (packetMatches(c[i], key, keyOffset, tsSec)) return true;
+      }
+      return false;
+    }
+    case "not":
+      return !packetMatches(q.child, key, keyOffset, tsSec);
+    case "time":
+      return q.op === "after" ? tsSec >= q.at : tsSec < q.at;
+    default:
+      return keyMatches(q, key, keyOffset);
+  }
+}
+
+/**
+ * Three-valued match of a flow whose packets lie in [firstTs, lastTs]: True when every packet of
+ * the flow matches (no per-packet check needed), False when none can, Unknown otherwise.
+ * Key predicates are exact; a time predicate is Unknown when the interval straddles its bound.
+ */
+export function flowTruth(
+  q: Query,
+  key: Uint32Array,
+  keyOffset: number,
+  firstTs: number,
+  lastTs: number,
+): Truth {
+  switch (q.type) {
+    case "and": {
+      let result: Truth = Truth.True;
+      const c = q.children;
+      for (let i = 0; i < c.length; i++) {
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
+        if (t === Truth.False) return Truth.False;
+        if (t === Truth.Unknown) result = Truth.Unknown;
+      }
+      return result;
+    }
+    case "or": {
+      let result: Truth = Truth.False;
+      const c = q.children;
+      for (let i = 0; i < c.length; i++) {
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
+        if (t === Truth.True) return Truth.True;
+        if (t === Truth.Unknown) result = Truth.Unknown;
+      }
+      return result;
+    }
+    case "not": {
+      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs);
+      return t === Truth.Unknown ? t : t === Truth.True ? Truth.False : Truth.True;
+    }
+    case "time":
+      if (q.op === "after") {
+        if (firstTs >= q.at) return Truth.True;
+        return lastTs < q.at ? Truth.False : Truth.Unknown;
+      }
+      if (lastTs < q.at) return Truth.True;
+      return firstTs >= q.at ? Truth.False : Truth.Unknown;
+    default:
+      return keyMatches(q, key, keyOffset) ? Truth.True : Truth.False;
+  }
+}
+
+/**
+ * Whether some packet of a flow with this key, seen in [firstTs, lastTs], may match: exact for key
+ * predicates, "unknown counts as may" for time predicates.
+ */
+export function flowMayMatch(
+  q: Query,
+  key: Uint32Array,
+  keyOffset: number,
+  firstTs: number,
+  lastTs: number,
+): boolean {
+  return flowTruth(q, key, keyOffset, firstTs, lastTs) !== Truth.False;
+}
+
+/** True when the query has a time predicate, so packets must be checked one by one. */
+export function needsPacketTimes(q: Query): boolean {
+  switch (q.type) {
+    case "and":
+    case "or":
+      return q.children.some(needsPacketTimes);
+    case "not":
+      return needsPacketTimes(q.child);
+    case "time":
+      return true;
+    default:
+      return false;
+  }
+}
+
+interface Hull {
+  // Closed outer bounds of the times where a node may be true (t) and may be false (f).
+  tLo: number;
+  tHi: number;
+  fLo: number;
+  fHi: number;
+}
+
+function hull(q: Query): Hull {
+  switch (q.type) {
+    case "and":
+    case "or": {
+      const hs = q.children.map(hull);
+      // and: true needs all children true (intersect), false needs any false (span); or: dual.
+      const meet = (lo: number[], hi: number[]) => [Math.max(...lo), Math.min(...hi)];
+      const span = (lo: number[], hi: number[]) => {
+        const live = lo.map((l, i) => [l, hi[i]]).filter(([l, h]) => l <= h);
+        return live.length === 0
+          ? [Infinity, -Infinity]
+          : [Math.min(...live.map((x) => x[0])), Math.max(...live.map((x) => x[1]))];
+      };
+      const tl = hs.map((h) => h.tLo), th = hs.map((h) => h.tHi);
+      const fl = hs.map((h) => h.fLo), fh = hs.map((h) => h.fHi);
+      const [tLo, tHi] = q.type === "and" ? meet(tl, th) : span(tl, th);
+      const [fLo, fHi] = q.type === "and" ? span(fl, fh) : meet(fl, fh);
+      return { tLo, tHi, fLo, fHi };
+    }
+    case "not": {
+      const h = hull(q.child);
+      return { tLo: h.fLo, tHi: h.fHi, fLo: h.tLo, fHi: h.tHi };
+    }
+    case "time":
+      return q.op === "after"
+        ? { tLo: q.at, tHi: Infinity, fLo: -Infinity, fHi: q.at }
+        : { tLo: -Infinity, tHi: q.at, fLo: q.at, fHi: Infinity };
+    default:
+      return { tLo: -Infinity, tHi: Infinity, fLo: -Infinity, fHi: Infinity };
+  }
+}
+
+/**
+ * A safe outer bound [from, to] of the times of packets that can match, for pruning whole files:
+ * (-Infinity, Infinity) without time predicates; from > to when no time can match.
+ */
+export function timeBounds(q: Query): TimeBounds {
+  const h = hull(q);
+  return h.tLo <= h.tHi ? { from: h.tLo, to: h.tHi } : { from: Infinity, to: -Infinity };
+}
+
+// ---- translation to a tcpdump filter ----
+
+/** A folded BPF expression: a parenthesised filter string or a constant. */
+type Bpf = string | boolean;
+
+/** Where a VLAN predicate is evaluated: plain mode, untagged, a tagged id, or any other id. */
+type VlanContext = null | "untagged" | number | "other";
+
+class Untranslatable extends Error {}
+
+/** Largest number of CIDR blocks a range may expand to before queryToBpf gives up. */
+const MAX_RANGE_BLOCKS = 64;
+
+function bpfAnd(parts: Bpf[]): Bpf {
+  const live: string[] = [];
+  for (const p of parts) {
+    if (p === false) return false;
+    if (p !== true) live.push(p);
+  }
+  if (live.length === 0) return true;
+  return live.length === 1 ? live[0] : "(" + live.join(" and ") + ")";
+}
+
+function bpfOr(parts: Bpf[]): Bpf {
+  const live: string[] = [];
+  for (const p of parts) {
+    if (p === true) return true;
+    if (p !== false) live.push(p);
+  }
+  if (live.length === 0) return false;
+  return live.length === 1 ? live[0] : "(" + live.join(" or ") + ")";
+}
+
+function bpfNot(p: Bpf): Bpf {
+  return typeof p === "boolean" ? !p : `(not ${p})`;
+}
+
+function portBpf(from: number, to: number): string {
+  const ports = from === to ? `port ${from}` : `portrange ${from}-${to}`;
+  if (from !== 0) return `(${ports})`;
+  // The key gives IPv4 later fragments port 0 (they have no transport header); BPF's port
+  // primitives skip them, so add them back to stay equal to the matcher.
+  return `(${ports} or (ip[6:2] & 0x1fff != 0 and (ip proto 6 or ip proto 17 or ip proto 132)))`;
+}
+
+function toBpf(q: Query, ctx: VlanContext): Bpf {
+  switch (q.type) {
+    case "and":
+      return bpfAnd(q.children.map((c) => toBpf(c, ctx)));
+    case "or":
+      return bpfOr(q.children.map((c) => toBpf(c, ctx)));
+    case "not":
+      return bpfNot(toBpf(q.child, ctx));
+    case "time":
+      throw new Untranslatable();
+    case "address": {
+      const fam = q.family === 4 ? "ip" : "ip6";
+      const prefix = rangePrefix(q);
+      if (prefix === 0) return `(${fam})`;
+      if (prefix === familyBits(q.family)) {
+        return `(${fam} host ${formatAddress(q.family, q.from)})`;
+      }
+      const blocks = rangeToCidrs(q, { limit: MAX_RANGE_BLOCKS });
+      if (blocks === null) throw new Untranslatable();
+      return bpfOr(blocks.map((b) => {
+        const a = formatAddress(b.family, b.words);
+        return b.prefix === familyBits(b.family)
+          ? `(${fam} host ${a})`
+          : `(${fam} net ${a}/${b.prefix})`;
+      }));
+    }
+    case "port":
+      return portBpf(q.from, q.to);
+    case "proto":
+      if (q.family === 4) return `(ip proto ${q.proto})`;
+      if (q.family === 6) return `(ip6 proto ${q.proto})`;
+      return `(ip proto ${q.proto} or ip6 proto ${q.proto})`;
+    case "family":
+      return q.family === 4 ? "(ip)" : "(ip6)";
+    case "vlan":
+      if (ctx === null) throw new Untranslatable();
+      if (ctx === "untagged") return q.vlan === 0;
+      return ctx === q.vlan;
+  }
+}
+
+/** Removes time predicates that are top-level conjuncts (the caller filters times itself). */
+function stripTopLevelTime(q: Query): Query | null {
+  if (q.type === "time") return null;
+  if (q.type !== "and") return q;
+  const kept: Query[] = [];
+  for (const c of q.children) {
+    const s = stripTopLevelTime(c);
+    if (s !== null) kept.push(s);
+  }
+  if (kept.length === 0) return null;
+  return kept.length === 1 ? kept[0] : { type: "and", children: kept };
+}
+
+function collectVlans(q: Query, out: Set<number>): void {
+  if (q.type === "and" || q.type === "or") q.children.forEach((c) => collectVlans(c, out));
+  else if (q.type === "not") collectVlans(q.child, out);
+  else if (q.type === "vlan") out.add(q.vlan);
+}
+
+function tpid(offset: number): string {
+  return `(ether[${offset}:2] = 0x8100 or ether[${offset}:2] = 0x88a8 or ether[${offset}:2] = 0x9100)`;
+}
+
+/**
+ * libpcap's `vlan` keyword shifts the offsets of everything after it in the filter text, even
+ * across `or`, so the tag-aware filter is laid out in a fixed order: untagged branch first (no
+ * `vlan` keyword yet), then one tag, then two. The outer VLAN id is read with `ether[14:2]`, which
+ * the shift does not move.
+ */
+function vlanAwareBpf(q: Query): Bpf {
+  const ids = new Set<number>();
+  collectVlans(q, ids);
+  const vid = "ether[14:2] & 0xfff";
+  const cases: Bpf[] = [];
+  const known: string[] = [];
+  for (const id of [...ids].sort((a, b) => a - b)) {
+    const p = toBpf(q, id);
+    known.push(`${vid} = ${id}`);
+    cases.push(bpfAnd([`(${vid} = ${id})`, p]));
+  }
+  const other = toBpf(q, "other");
+  cases.push(known.length === 0 ? other : bpfAnd([`(not (${known.join(" or ")}))`, other]));
+  const tagged = bpfOr(cases);
+  if (tagged === false) return bpfAnd([`(not ${tpid(12)})`, toBpf(q, "untagged")]);
+  return bpfOr([
+    bpfAnd([`(not ${tpid(12)})`, toBpf(q, "untagged")]),
+    bpfAnd([
+      tpid(12),
+      "vlan",
+      bpfOr([
+        bpfAnd([`(not ${tpid(16)})`, tagged]),
+        bpfAnd([tpid(16), "vlan", `(not ${tpid(20)})`, tagged]),
+      ]),
+    ]),
+  ]);
+}
+
+/**
+ * Best-effort translation to an equivalent tcpdump filter, ignoring time predicates that are
+ * top-level conjuncts. "" means every packet; null when no equivalent exists (a time predicate
+ * under `or`/`not`, a range needing more than 64 CIDR blocks, `vlan` without `vlanTags`, a query
+ * that can never match).
+ */
+export function queryToBpf(q: Query, opts: BpfOptions = {}): string | null {
+  const stripped = stripTopLevelTime(q);
+  if (stripped === null) return "";
+  try {
+    const f = opts.vlanTags ? vlanAwareBpf(stripped) : toBpf(stripped, null);
+    if (f === true) return "";
+    return f === false ? null : f;
+  } catch (e) {
+    if (e instanceof Untranslatable) return null;
+    throw e;
+  }
+}
