@@ -9,8 +9,11 @@
  *                          IPv6: the 16 bytes as 4 big-endian words
  *                          L2:   MAC bytes 0-3 in word 0, bytes 4-5 in the high half of word 1
  *   words 4-7  address B   same encoding
- *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP); 0 for ICMP, fragments after the first,
- *                          and other protocols; for L2 flows the EtherType in the low 16 bits
+ *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP, DCCP, UDP-Lite); 0 for ICMP,
+ *                          fragments after the first, and other protocols; for L2 flows the type
+ *                          (EtherType, or the LLC DSAP << 8 | SSAP of an 802.3 frame) in the low 16
+ *                          bits AND repeated in the high 16 bits, so that swapping the two halves
+ *                          (what the flow table does when it swaps the ends) leaves it unchanged
  *   word 9     meta        kind << 28 | ipProto << 16 | vlan (outermost VLAN id, 12 bits)
  */
 export const KEY_WORDS = 10;
@@ -40,4 +43,11 @@ export class PacketInfo {
   tcpFlags = 0;
   /** True for IP fragments after the first (no transport header, ports are 0). */
   laterFragment = false;
+  /**
+   * Last EtherType seen (after VLAN tags; 0x8847 for MPLS, 0x8864 for PPPoE; the SLL protocol
+   * field on Linux cooked captures), 0 for 802.3 length frames and links without one.
+   */
+  etherType = 0;
+  /** LLC DSAP << 8 | SSAP (command/response bit cleared) of an 802.3 length frame, else 0. */
+  llc = 0;
 }
