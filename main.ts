@@ -20,6 +20,10 @@ const COMMANDS: Record<string, Command> = {
     const { runCapture } = await import("./src/sensor/capture.ts");
     return runCapture(parseCaptureArgs(args));
   },
+  serve: async (args) => (await import("./src/cli/serve.ts")).runServeCommand(args),
+  query: async (args) => (await import("./src/cli/query_client.ts")).runQueryCommand(args),
+  flows: async (args) => (await import("./src/cli/query_client.ts")).runFlowsCommand(args),
+  index: async (args) => (await import("./src/cli/index_files.ts")).runIndexCommand(args),
   interfaces: async () => {
     const { findAllDevs, loadLibpcap } = await import("./ffi/libpcap.ts");
     loadLibpcap(Deno.env.get("CUTCAP_LIBPCAP"));

@@ -1,24 +1,25 @@
 /** HTTP server: hono routes served by Deno.serve. */
-import { createApp, type SensorView } from "./app.ts";
-
-export type { SensorView } from "./app.ts";
+import type { Hono } from "hono";
+import { createApp } from "./app.ts";
+import type { SensorView } from "../sensor/view.ts";
 
 /** Where and how to listen. */
 export interface ListenOptions {
   host: string;
   port: number;
+  /** PEM certificate and key: serve HTTPS. */
   cert?: string;
   key?: string;
+  /** Routes mounted beside the built-in ones (the query API). */
+  routes?: Hono;
 }
 
-/** Starts the server; resolves once it listens. */
+/** Starts the server. */
 export function startServer(sensor: SensorView, options: ListenOptions): Deno.HttpServer {
-  const app = createApp(sensor);
+  const app = createApp(sensor, { routes: options.routes });
   const tls = options.cert && options.key ? { cert: options.cert, key: options.key } : {};
-  return Deno.serve({
-    hostname: options.host,
-    port: options.port,
-    ...tls,
-    onListen: () => {},
-  }, app.fetch);
+  return Deno.serve(
+    { hostname: options.host, port: options.port, ...tls, onListen: () => {} },
+    app.fetch,
+  );
 }

@@ -1,0 +1,24 @@
+/** `cutcap index FILE...`: indexes existing pcap files (tcpdump's, gotm's) so they can be queried in place. */
+import { parseStrict } from "../config.ts";
+import { indexPcapFile } from "../index/index_pcap.ts";
+
+const INDEX_OPTIONS = {
+  iface: { type: "string", default: "" },
+} as const;
+
+/** Writes `<file>.idx` beside each file; one line per file; exit 1 when any failed. */
+export function runIndexCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseStrict(argv, INDEX_OPTIONS);
+  if (positionals.length === 0) throw new Error("Missing files: cutcap index FILE...");
+  let failed = 0;
+  for (const file of positionals) {
+    try {
+      const summary = indexPcapFile(file, { iface: values.iface });
+      console.log(`${file}: ${JSON.stringify(summary)}`);
+    } catch (error) {
+      failed++;
+      console.error(`cutcap: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return Promise.resolve(failed > 0 ? 1 : 0);
+}

@@ -1,0 +1,103 @@
+/**
+ * `cutcap query` and `cutcap flows`: HTTP clients of a running sensor (or `cutcap serve`). `query` is
+ * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
+ */
+import { parseStrict } from "../config.ts";
+import { type FlowRecord, formatFlowTable } from "../query/flows.ts";
+
+const CLIENT_OPTIONS = {
+  server: { type: "string", default: "http://127.0.0.1:9102" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+  ca: { type: "string" },
+  write: { type: "string", short: "w" },
+  limit: { type: "string" },
+  "max-bytes": { type: "string" },
+  json: { type: "boolean", default: false },
+} as const;
+
+/** Parsed client options. */
+interface ClientArgs {
+  server: string;
+  token: string | undefined;
+  ca: string | undefined;
+  write: string | undefined;
+  limit: string | undefined;
+  maxBytes: string | undefined;
+  json: boolean;
+  query: string;
+}
+
+function parseClientArgs(args: string[]): ClientArgs {
+  const { values, positionals } = parseStrict(args, CLIENT_OPTIONS);
+  const query = positionals.join(" ").trim();
+  if (query === "") {
+    throw new Error("Missing query: e.g. cutcap query 'host 198.18.0.1 and after 1h ago'");
+  }
+  const token = values.token ??
+    (values["token-file"] !== undefined
+      ? Deno.readTextFileSync(values["token-file"]).trim()
+      : Deno.env.get("CUTCAP_TOKEN"));
+  return {
+    server: values.server.replace(/\/+$/, ""),
+    token,
+    ca: values.ca,
+    write: values.write,
+    limit: values.limit,
+    maxBytes: values["max-bytes"],
+    json: values.json,
+    query,
+  };
+}
+
+async function request(args: ClientArgs, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (args.token) headers.set("authorization", `Bearer ${args.token}`);
+  const client = args.ca
+    ? Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(args.ca)] })
+    : undefined;
+  let response: Response;
+  try {
+    response = await fetch(`${args.server}${path}`, { ...init, headers, client });
+  } catch (error) {
+    throw new Error(
+      `Cannot reach ${args.server}: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+  if (!response.ok) {
+    throw new Error(
+      `${args.server} answered ${response.status}: ${(await response.text()).trim()}`,
+    );
+  }
+  return response;
+}
+
+/** `cutcap query`: writes the matching packets as pcap to stdout or -w FILE. */
+export async function runQueryCommand(argv: string[]): Promise<number> {
+  const args = parseClientArgs(argv);
+  const params = new URLSearchParams();
+  if (args.limit) params.set("limit", args.limit);
+  if (args.maxBytes) params.set("max_bytes", args.maxBytes);
+  const suffix = params.size > 0 ? `?${params}` : "";
+  const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
+  const body = response.body ?? new ReadableStream<Uint8Array>();
+  if (args.write) {
+    const file = await Deno.open(args.write, { write: true, create: true, truncate: true });
+    await body.pipeTo(file.writable);
+  } else {
+    await body.pipeTo(Deno.stdout.writable, { preventClose: true });
+  }
+  return 0;
+}
+
+/** `cutcap flows`: prints the matching flows as a table (or JSON lines with --json). */
+export async function runFlowsCommand(argv: string[]): Promise<number> {
+  const args = parseClientArgs(argv);
+  const params = new URLSearchParams({ q: args.query });
+  if (args.limit) params.set("limit", args.limit);
+  const response = await request(args, `/flows?${params}`);
+  const records = await response.json() as FlowRecord[];
+  if (args.json) { for (const record of records) console.log(JSON.stringify(record)); }
+  else console.log(formatFlowTable(records));
+  return 0;
+}

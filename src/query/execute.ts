@@ -1,0 +1,224 @@
+/**
+ * Runs a query over an archive and streams the answer as one pcap: catalog (which files) → index (which
+ * packets) → record reader → k-way merge by time → pcap bytes. The stream is pulled: each pull does a
+ * bounded amount of synchronous work, so a long query never starves the server, and a client that goes
+ * away cancels the stream, which closes every file at once.
+ */
+import type { Catalog, CatalogEntry } from "../index/catalog.ts";
+import { readFileIndex } from "../index/index_reader.ts";
+import { indexPathFor } from "../index/index_format.ts";
+import type { Query } from "./ast.ts";
+import { type Cursor, CursorHeap } from "./merge.ts";
+import { RecordReader } from "./record_reader.ts";
+import { selectPackets } from "./select.ts";
+import { timeBounds } from "./match.ts";
+
+/** Limits of one query. */
+export interface QueryLimits {
+  /** Most packets to return. */
+  limit: number;
+  /** Most bytes of pcap to return (header included). */
+  maxBytes: number;
+}
+
+/** How a query ended, for metrics and logs. */
+export type QueryOutcome = "complete" | "limited" | "cancelled" | "error";
+
+/** Totals of a finished query. */
+export interface QueryResult {
+  outcome: QueryOutcome;
+  packets: number;
+  bytes: number;
+  files: number;
+  /** Files skipped because their link type differs from the answer's. */
+  skippedFiles: number;
+  error?: string;
+}
+
+/** Bytes produced per pull: large enough to be efficient, small enough to keep the server responsive. */
+const CHUNK = 256 * 1024;
+
+/** Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file. */
+export function queryPcapStream(
+  catalog: Catalog,
+  q: Query,
+  options: QueryLimits & { onFinish?: (result: QueryResult) => void },
+): ReadableStream<Uint8Array> {
+  const plan = new QueryPlan(catalog, q, options);
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      try {
+        const chunk = plan.produce(CHUNK);
+        if (chunk.length > 0) controller.enqueue(chunk);
+        if (plan.finished) {
+          controller.close();
+          plan.finish(plan.result.outcome);
+        }
+      } catch (error) {
+        plan.result.error = error instanceof Error ? error.message : String(error);
+        plan.finish("error");
+        controller.error(error);
+      }
+    },
+    cancel() {
+      plan.finish("cancelled");
+    },
+  }, { highWaterMark: 1 });
+}
+
+/** The state of one running query. */
+class QueryPlan {
+  readonly result: QueryResult = {
+    outcome: "complete",
+    packets: 0,
+    bytes: 0,
+    files: 0,
+    skippedFiles: 0,
+  };
+  finished = false;
+  readonly #catalog: Catalog;
+  readonly #query: Query;
+  readonly #limits: QueryLimits;
+  readonly #onFinish?: (result: QueryResult) => void;
+  readonly #pending: CatalogEntry[];
+  readonly #heap = new CursorHeap();
+  #linkType = -1;
+  #nanosecond = false;
+  #headerSent = false;
+  #reported = false;
+
+  constructor(
+    catalog: Catalog,
+    q: Query,
+    options: QueryLimits & { onFinish?: (r: QueryResult) => void },
+  ) {
+    this.#catalog = catalog;
+    this.#query = q;
+    this.#limits = options;
+    this.#onFinish = options.onFinish;
+    const bounds = timeBounds(q);
+    this.#pending = catalog.files({ from: bounds.from, to: bounds.to });
+  }
+
+  /** Produces up to about `budget` bytes of pcap. */
+  produce(budget: number): Uint8Array {
+    const out = new Uint8Array(budget + 16 + 262144);
+    let used = 0;
+    if (!this.#headerSent) {
+      this.#openDueFiles();
+      used = this.#writeHeader(out);
+      this.#headerSent = true;
+    }
+    while (used < budget) {
+      this.#openDueFiles();
+      const cursor = this.#heap.peek();
+      if (!cursor) {
+        this.finished = true;
+        break;
+      }
+      const record = cursor.head;
+      const size = 16 + record.caplen;
+      if (
+        this.result.packets >= this.#limits.limit ||
+        this.result.bytes + used + size > this.#limits.maxBytes
+      ) {
+        this.result.outcome = "limited";
+        this.finished = true;
+        break;
+      }
+      used += this.#writeRecord(out, used, cursor);
+      this.result.packets++;
+      this.#heap.fixTop(!cursor.advance());
+    }
+    this.result.bytes += used;
+    return out.subarray(0, used);
+  }
+
+  /** Reports the outcome once and releases every file. */
+  finish(outcome: QueryOutcome): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    this.finished = true;
+    this.result.outcome = outcome;
+    this.#heap.closeAll();
+    this.#onFinish?.(this.result);
+  }
+
+  /** Opens pending files whose first packet is not after the merge's current head. */
+  #openDueFiles(): void {
+    while (this.#pending.length > 0) {
+      const head = this.#heap.peek();
+      const next = this.#pending[0];
+      if (head && next.firstTs > head.sec + head.nsec / 1e9 + 1e-6) return;
+      this.#pending.shift();
+      this.#open(next);
+    }
+  }
+
+  #open(entry: CatalogEntry): void {
+    const path = `${this.#catalog.outDir}/${entry.path}`;
+    const index = readFileIndex(indexPathFor(path));
+    const selection = selectPackets(index, this.#query);
+    if (selection.offsets.length === 0) return;
+    if (this.#linkType === -1) {
+      this.#linkType = index.header.linkType;
+      this.#nanosecond = index.header.nanosecond;
+    } else if (index.header.linkType !== this.#linkType) {
+      this.result.skippedFiles++;
+      return;
+    }
+    this.result.files++;
+    const reader = new RecordReader(path, {
+      compress: index.header.compress,
+      blocks: index.blocks,
+    });
+    const cursor = fileCursor(this.result.files, reader, selection.offsets);
+    if (cursor.advance()) this.#heap.push(cursor);
+    else cursor.close();
+  }
+
+  #writeHeader(out: Uint8Array): number {
+    const view = new DataView(out.buffer);
+    view.setUint32(0, this.#nanosecond ? 0xa1b23c4d : 0xa1b2c3d4, true);
+    view.setUint16(4, 2, true);
+    view.setUint16(6, 4, true);
+    view.setUint32(16, 262144, true);
+    view.setUint32(20, this.#linkType === -1 ? 1 : this.#linkType, true);
+    return 24;
+  }
+
+  /** Copies the cursor's record, converting its timestamp to the answer's precision. */
+  #writeRecord(out: Uint8Array, at: number, cursor: Cursor): number {
+    const record = cursor.head;
+    const view = new DataView(out.buffer);
+    view.setUint32(at, cursor.sec, true);
+    view.setUint32(at + 4, this.#nanosecond ? cursor.nsec : Math.floor(cursor.nsec / 1000), true);
+    view.setUint32(at + 8, record.caplen, true);
+    view.setUint32(at + 12, record.wireLen, true);
+    out.set(record.bytes.subarray(record.at + 16, record.at + 16 + record.caplen), at + 16);
+    return 16 + record.caplen;
+  }
+}
+
+/** A cursor over the selected offsets of one file. */
+function fileCursor(rank: number, reader: RecordReader, offsets: Float64Array): Cursor {
+  let next = 0;
+  const cursor: Cursor = {
+    rank,
+    head: reader.record,
+    sec: 0,
+    nsec: 0,
+    advance() {
+      if (next >= offsets.length) return false;
+      const record = reader.read(offsets[next++]);
+      cursor.head = record;
+      cursor.sec = record.tsSec;
+      cursor.nsec = reader.nanosecond ? record.tsFrac : record.tsFrac * 1000;
+      return true;
+    },
+    close() {
+      reader.close();
+    },
+  };
+  return cursor;
+}

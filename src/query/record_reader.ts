@@ -1,0 +1,133 @@
+/**
+ * Reads pcap records at known offsets of the uncompressed stream — what the index hands the query. Plain
+ * files are read through a sliding window; compressed files one block at a time (only the blocks holding
+ * wanted packets are decompressed). Offsets must be asked for in ascending order per reader.
+ */
+import { findBlock } from "../index/index_reader.ts";
+import { type Compression, decompressBlock } from "../store/block_format.ts";
+
+const WINDOW = 256 * 1024;
+/** A record header that claims more than this is damage, not a packet. */
+const MAX_CAPLEN = 262144;
+
+/** One record, valid until the next read. */
+export interface RecordView {
+  bytes: Uint8Array;
+  /** Offset of the 16-byte record header in `bytes`. */
+  at: number;
+  tsSec: number;
+  tsFrac: number;
+  caplen: number;
+  wireLen: number;
+}
+
+/** Reads records of one pcap file by their uncompressed offsets. */
+export class RecordReader {
+  readonly #file: Deno.FsFile;
+  readonly #path: string;
+  readonly #compress: Compression;
+  readonly #blocks: Float64Array;
+  readonly #littleEndian: boolean;
+  /** True when the file's timestamps count nanoseconds. */
+  readonly nanosecond: boolean;
+  #buffer: Uint8Array = new Uint8Array(0);
+  /** Uncompressed offset of #buffer[0]. */
+  #bufferStart = 0;
+  #view: DataView = new DataView(new ArrayBuffer(0));
+  readonly record: RecordView = {
+    bytes: this.#buffer,
+    at: 0,
+    tsSec: 0,
+    tsFrac: 0,
+    caplen: 0,
+    wireLen: 0,
+  };
+
+  constructor(path: string, options: { compress: Compression; blocks: Float64Array }) {
+    this.#path = path;
+    this.#file = Deno.openSync(path, { read: true });
+    this.#compress = options.compress;
+    this.#blocks = options.blocks;
+    const magic = this.#readMagic();
+    this.#littleEndian = magic.littleEndian;
+    this.nanosecond = magic.nanosecond;
+  }
+
+  /** Reads the record whose header starts at `offset`; throws naming the file when it is not there. */
+  read(offset: number): RecordView {
+    if (!this.#holds(offset, 16)) this.#load(offset, 16);
+    const header = offset - this.#bufferStart;
+    const view = this.#view;
+    const le = this.#littleEndian;
+    const caplen = view.getUint32(header + 8, le);
+    if (caplen > MAX_CAPLEN) {
+      throw new Error(`${this.#path}: record at offset ${offset} claims ${caplen} bytes`);
+    }
+    if (!this.#holds(offset, 16 + caplen)) this.#load(offset, 16 + caplen);
+    const at = offset - this.#bufferStart;
+    const record = this.record;
+    record.bytes = this.#buffer;
+    record.at = at;
+    record.tsSec = this.#view.getUint32(at, le);
+    record.tsFrac = this.#view.getUint32(at + 4, le);
+    record.caplen = caplen;
+    record.wireLen = this.#view.getUint32(at + 12, le);
+    return record;
+  }
+
+  close(): void {
+    this.#file.close();
+  }
+
+  #holds(offset: number, length: number): boolean {
+    return offset >= this.#bufferStart &&
+      offset + length <= this.#bufferStart + this.#buffer.length;
+  }
+
+  /** Brings [offset, offset+length) into the buffer: a window of a plain file, or the block holding it. */
+  #load(offset: number, length: number): void {
+    if (this.#compress === "none") {
+      this.#setBuffer(this.#readAt(offset, Math.max(WINDOW, length)), offset);
+    } else {
+      const block = findBlock(this.#blocks, offset);
+      if (block < 0) throw new Error(`${this.#path}: no block holds offset ${offset}`);
+      const b = this.#blocks;
+      const compressed = this.#readAt(b[block * 4], b[block * 4 + 1]);
+      this.#setBuffer(decompressBlock(compressed, this.#compress, false), b[block * 4 + 2]);
+    }
+    if (!this.#holds(offset, length)) {
+      throw new Error(
+        `${this.#path}: record at offset ${offset} is cut short (file damaged or truncated)`,
+      );
+    }
+  }
+
+  #setBuffer(bytes: Uint8Array, start: number): void {
+    this.#buffer = bytes;
+    this.#bufferStart = start;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  #readAt(position: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    this.#file.seekSync(position, Deno.SeekMode.Start);
+    let filled = 0;
+    while (filled < length) {
+      const n = this.#file.readSync(out.subarray(filled));
+      if (n === null || n === 0) break;
+      filled += n;
+    }
+    return out.subarray(0, filled);
+  }
+
+  /** Byte order and precision of the file, from its magic (uncompressed offset 0). */
+  #readMagic(): { littleEndian: boolean; nanosecond: boolean } {
+    this.#load(0, 24);
+    const magic = this.#view.getUint32(0, true);
+    if (magic === 0xa1b2c3d4) return { littleEndian: true, nanosecond: false };
+    if (magic === 0xa1b23c4d) return { littleEndian: true, nanosecond: true };
+    if (magic === 0xd4c3b2a1) return { littleEndian: false, nanosecond: false };
+    if (magic === 0x4d3cb2a1) return { littleEndian: false, nanosecond: true };
+    throw new Error(`${this.#path}: not a pcap file (magic 0x${magic.toString(16)})`);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The planner's per-file step: from a file's index, the packets a query selects — flows first (key
+ * predicates are exact per flow), then, only where time predicates leave a flow undecided, packet by packet.
+ */
+import type { FileIndex } from "../index/index_reader.ts";
+import { KEY_WORDS } from "../packet/packet_info.ts";
+import type { Query } from "./ast.ts";
+import { flowTruth, packetMatches, Truth } from "./match.ts";
+
+/** Selected packets of one file, in file order. */
+export interface FileSelection {
+  /** Record offsets in the uncompressed stream, ascending. */
+  offsets: Float64Array;
+}
+
+/** Selects the packets of `index` that match `q`. */
+export function selectPackets(index: FileIndex, q: Query): FileSelection {
+  const flowCount = index.header.flowCount;
+  const chosen: number[] = [];
+  for (let flow = 0; flow < flowCount; flow++) {
+    const keyAt = flow * KEY_WORDS;
+    const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+    if (truth === Truth.False) continue;
+    const start = index.pktStart[flow];
+    const end = start + index.pktCount[flow];
+    for (let p = start; p < end; p++) {
+      if (truth === Truth.True || packetMatches(q, index.keys, keyAt, index.times[p])) {
+        chosen.push(index.offsets[p]);
+      }
+    }
+  }
+  const offsets = Float64Array.from(chosen);
+  offsets.sort();
+  return { offsets };
+}
