@@ -1,0 +1,706 @@
+/**
+ * The per-worker flow table: maps a packet's flow key to a flow id and keeps the flow's counters.
+ *
+ * Layout (typed arrays only, so the hot path allocates nothing and the GC sees a handful of
+ * large objects instead of a million small ones):
+ *
+ * - per-flow records indexed by flow id, 64 bytes (one cache line) each, holding what a packet
+ *   reads and writes: canonical key, state bits, packet and byte counts, last timestamp. Cold
+ *   fields (first timestamp, serial) are separate columns. Free ids are chained in a list and
+ *   reused first, so the ids in use stay dense.
+ * - a hash index: open addressing with linear probing over a power-of-two number of slots,
+ *   load factor <= 0.5. A slot is two Int32s, [flow id + 1 (0 = empty), hash]: the hash next to
+ *   the id lets a probe skip a non-matching slot without touching its record. Removal uses
+ *   backward-shift deletion, so there are no tombstones and probe chains never degrade.
+ *
+ * Memory: the records and columns are allocated once for `maxFlows`; the kernel backs such a
+ * large zero-filled allocation with pages only when they are first written, so resident memory
+ * follows the number of ids ever in use, like doubling growth, but without copies and without
+ * leaving freed generations in the allocator (measured: 1M flows, doubling from 65536 = 165 MB
+ * RSS, reserving = 140 MB). The index is a prefix of one allocation sized for `maxFlows`; it
+ * doubles (and is rebuilt from the records) when the load factor would pass 0.5, so a small
+ * table keeps a small, cache-friendly index. No allocation happens after construction.
+ *
+ * Time is packet time: every expiry decision compares packet timestamps, never the wall clock,
+ * so replaying a file and capturing live behave the same. Expiry is also checked lazily when a
+ * packet hits an existing flow, so whether a packet starts a new flow never depends on how far
+ * the incremental sweep has got; the sweep only reclaims ids and reports removals.
+ *
+ * @module
+ */
+
+import { KEY_WORDS } from "../packet/packet_info.ts";
+import { FlowSizeHistogram } from "./size_histogram.ts";
+
+// observe(), #find() and hashWords() are unrolled for 10-word keys: fail loudly if the layout
+// in packet_info.ts changes.
+if (KEY_WORDS !== 10) throw new Error(`Unsupported KEY_WORDS ${KEY_WORDS}: expected 10`);
+
+/** Why a flow left the table; passed to {@linkcode FlowTableOptions.onRemove}. */
+export const enum RemoveReason {
+  /** No packet for more than `flowTimeout` seconds of packet time. */
+  Idle = 0,
+  /** TCP connection closed (RST, or FIN from both sides) and then idle for `closeLinger`
+   * seconds, or a new SYN reused its ports. */
+  Closed = 1,
+  /** Pushed out to make room for a new flow at `maxFlows` (approximated LRU). */
+  Evicted = 2,
+  /** Removed by {@linkcode FlowTable.expireAll} (shutdown, end of a file). */
+  Shutdown = 3,
+}
+
+/** Label for each {@linkcode RemoveReason}, indexed by its value (for metrics and logs). */
+export const REMOVE_REASON_NAMES: readonly string[] = Object.freeze([
+  "idle",
+  "closed",
+  "evicted",
+  "shutdown",
+]);
+
+/** Called for every flow removed, before its id can be reused. */
+export type FlowRemoveHook = (id: number, reason: RemoveReason) => void;
+
+/** Options of {@linkcode FlowTable}. */
+export interface FlowTableOptions {
+  /** Most flows held at once; a new flow beyond it evicts an old one. Default 1_000_000. */
+  maxFlows?: number;
+  /** Idle expiry in seconds of packet time. Default 300. */
+  flowTimeout?: number;
+  /** How long a closed TCP flow stays (idle, packet time, seconds) to collect its last
+   * packets. Default 5. */
+  closeLinger?: number;
+  /** Flows the hash index holds before its first doubling (capped by maxFlows). Default 65536.
+   * Each doubling rebuilds the index from the records, a pause in observe() that grows with
+   * the table (measured 15 ms at 64k flows, 120 ms at 512k): for live capture set it to the
+   * expected peak (up to maxFlows; the index costs 16 bytes per flow of capacity). */
+  initialCapacity?: number;
+  /**
+   * Called for every removed flow (idle, closed, evicted, shutdown) BEFORE the id is reused:
+   * the accessors still return the flow's data during the call. It runs synchronously inside
+   * `observe()`/`expire*()`, so it must not call `observe()` or `expire*()` itself.
+   */
+  onRemove?: FlowRemoveHook;
+  /** Histogram that receives each removed flow's byte count. Default: a new one, see `sizes`. */
+  histogram?: FlowSizeHistogram;
+  /** Hash seed; default random (makes crafted colliding keys useless across processes). */
+  seed?: number;
+}
+
+// Per-flow state bits. 0 means the id is free.
+const LIVE = 1;
+/** FIN seen from end A (the canonical smaller end). */
+const FIN_A = 2;
+/** FIN seen from end B. */
+const FIN_B = 4;
+/** RST seen, or FIN from both ends. */
+const CLOSED = 8;
+/** The flow's first packet went B→A: B is the initiator. */
+const FIRST_REVERSED = 16;
+/** The packet count passed 2^32 at least once: its high part is in the packetsHigh map. */
+const WRAPPED = 32;
+
+const TCP_FIN = 0x01;
+const TCP_SYN = 0x02;
+const TCP_RST = 0x04;
+const TCP_ACK = 0x10;
+const IPPROTO_TCP = 6;
+
+/** Largest maxFlows: the 64-byte records stay within one 4 GiB allocation. */
+const MAX_FLOWS_LIMIT = 1 << 26;
+/** Flows sampled per eviction (Redis' maxmemory-samples default is 5; 8 is closer to true LRU). */
+const EVICTION_SAMPLES = 8;
+/** Flow ids the incremental sweep visits per observe() call. */
+const SWEEP_STEP = 64;
+/** Visits per call once a sweep pass has run longer than one sweep interval (catching up). */
+const SWEEP_STEP_BEHIND = 1024;
+
+/**
+ * Per-flow record, 64 bytes (one cache line): the fields a packet reads and writes, viewed as
+ * u32 words (key, state, packet count) and as f64 slots (bytes, last timestamp). One column
+ * per field would cost one cache miss per column per packet once the table outgrows the CPU
+ * caches; rarely used fields (first timestamp, serial) stay in columns.
+ */
+const RECORD_WORDS = 16;
+const RECORD_F64 = 8;
+/** u32 word: state bits (LIVE, FIN_A, ...); 0 = free id. */
+const W_STATE = 10;
+/** u32 word: packet count modulo 2^32 (the high part is in a map, see WRAPPED); for a free
+ * id: the next free id + 1 (0 = end of the free list). */
+const W_PACKETS = 11;
+/** f64 slot: byte count (wire length). */
+const F_BYTES = 6;
+/** f64 slot: latest packet timestamp, seconds. */
+const F_LAST_TS = 7;
+const TWO_32 = 4294967296;
+
+/** Flow table with canonical (direction-independent) keys, packet-time expiry and TCP close tracking. */
+export class FlowTable {
+  /** Packets of the flow before the last observed packet (0 for a new flow). */
+  packetsBefore = 0;
+  /** Bytes (wire length) of the flow before the last observed packet (0 for a new flow). */
+  bytesBefore = 0;
+  /** Whether the last observed packet started a new flow. */
+  isNew = false;
+  /** Whether the last observed packet went B→A (A = the end with the smaller address, port). */
+  reversed = false;
+
+  /** Flows created since construction. */
+  started = 0;
+  /** Flows removed after `flowTimeout` seconds idle. */
+  expiredIdle = 0;
+  /** TCP flows removed after closing (linger over, or port reuse by a new SYN). */
+  closed = 0;
+  /** Flows evicted at `maxFlows`. */
+  evicted = 0;
+  /** Flows removed by `expireAll()`. Invariant: started = active + expiredIdle + closed +
+   * evicted + flushed. */
+  flushed = 0;
+
+  /** Most flows held at once. */
+  readonly maxFlows: number;
+  /** Idle expiry, seconds of packet time. */
+  readonly flowTimeout: number;
+  /** Linger of closed TCP flows, seconds of packet time. */
+  readonly closeLinger: number;
+  /** Receives the byte count of every removed flow. */
+  readonly sizes: FlowSizeHistogram;
+  /** Removal hook, see {@linkcode FlowTableOptions.onRemove}. May be replaced at any time. */
+  onRemove: FlowRemoveHook | undefined;
+
+  /** Records as u32 words, RECORD_WORDS per flow. */
+  readonly #u32: Uint32Array;
+  /** The same records as f64 slots, RECORD_F64 per flow. */
+  readonly #f64: Float64Array;
+  readonly #firstTs: Float64Array;
+  readonly #serial: Float64Array;
+  /** Packet count / 2^32 of flows with the WRAPPED bit (a flow passing 4G packets is rare
+   * enough for a Map; the entry is created once per 2^32 packets). */
+  readonly #packetsHigh = new Map<number, number>();
+  /** Head of the free-id list (chained through W_PACKETS), -1 = empty. */
+  #freeHead = -1;
+  /** Ids below this have been handed out at least once; ids >= it are untouched. */
+  #highWater = 0;
+  #active = 0;
+  #nextSerial = 1;
+
+  /** Hash index: slot s = [2s] flow id + 1 (0 = empty), [2s + 1] the flow's hash. Only the
+   * first 2 * (mask + 1) entries are in use. */
+  readonly #index: Int32Array;
+  #mask: number;
+  /** Live flows the index takes before doubling (half its slots). */
+  #indexLimit: number;
+
+  /** Scratch for the canonical key of the packet being observed. */
+  readonly #ck = new Uint32Array(KEY_WORDS);
+  readonly #seed: number;
+  #rng: number;
+
+  readonly #sweepInterval: number;
+  #nextSweep = -Infinity;
+  #sweepCursor = -1;
+  #sweepStart = 0;
+
+  constructor(options: FlowTableOptions = {}) {
+    const maxFlows = options.maxFlows ?? 1_000_000;
+    const flowTimeout = options.flowTimeout ?? 300;
+    const closeLinger = options.closeLinger ?? 5;
+    const initialCapacity = options.initialCapacity ?? 65536;
+    if (!Number.isSafeInteger(maxFlows) || maxFlows < 1 || maxFlows > MAX_FLOWS_LIMIT) {
+      throw new RangeError(
+        `Invalid maxFlows ${maxFlows}: expected an integer 1-${MAX_FLOWS_LIMIT}`,
+      );
+    }
+    if (!(flowTimeout > 0) || !Number.isFinite(flowTimeout)) {
+      throw new RangeError(`Invalid flowTimeout ${flowTimeout}: expected seconds > 0`);
+    }
+    if (!(closeLinger >= 0) || !Number.isFinite(closeLinger)) {
+      throw new RangeError(`Invalid closeLinger ${closeLinger}: expected seconds >= 0`);
+    }
+    if (!Number.isSafeInteger(initialCapacity) || initialCapacity < 1) {
+      throw new RangeError(
+        `Invalid initialCapacity ${initialCapacity}: expected a positive integer`,
+      );
+    }
+    this.maxFlows = maxFlows;
+    this.flowTimeout = flowTimeout;
+    this.closeLinger = closeLinger;
+    this.sizes = options.histogram ?? new FlowSizeHistogram();
+    this.onRemove = options.onRemove;
+    this.#seed = options.seed === undefined
+      ? crypto.getRandomValues(new Uint32Array(1))[0] | 0
+      : options.seed | 0;
+    this.#rng = (this.#seed ^ 0x9e3779b9) | 1;
+    // Sweep often enough that a flow is reported within ~1 s of its expiry, and at least 4
+    // times per timeout so short timeouts behave.
+    this.#sweepInterval = Math.min(1, flowTimeout / 4);
+
+    let records: ArrayBuffer;
+    try {
+      records = new ArrayBuffer(maxFlows * RECORD_WORDS * 4);
+      this.#firstTs = new Float64Array(maxFlows);
+      this.#serial = new Float64Array(maxFlows);
+      this.#index = new Int32Array(indexSlotsFor(maxFlows) * 2);
+    } catch (e) {
+      throw new RangeError(
+        `Cannot reserve memory for maxFlows ${maxFlows}: expected about ${
+          Math.ceil(maxFlows * 100 / 1048576)
+        } MiB of address space to be available`,
+        { cause: e },
+      );
+    }
+    this.#u32 = new Uint32Array(records);
+    this.#f64 = new Float64Array(records);
+    const slots = indexSlotsFor(Math.min(initialCapacity, maxFlows));
+    this.#mask = slots - 1;
+    this.#indexLimit = slots / 2;
+  }
+
+  /** Live flows (including expired ones the sweep has not reached yet). */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Live flows the hash index holds before it doubles (never more than needed for maxFlows). */
+  get capacity(): number {
+    return Math.min(this.#indexLimit, this.maxFlows);
+  }
+
+  /** Upper bound (exclusive) of ids ever used: iterate `0 <= id < idLimit` with `isLive(id)`. */
+  get idLimit(): number {
+    return this.#highWater;
+  }
+
+  /** Bytes of records, columns and index in use, i.e. resident once touched (the reserved but
+   * never written part of the allocations is not counted). */
+  get memoryBytes(): number {
+    return this.#highWater * (RECORD_WORDS * 4 + 16) + (this.#mask + 1) * 8;
+  }
+
+  /**
+   * HOT PATH. Finds or creates the flow of a packet and counts the packet in it.
+   *
+   * Sets `packetsBefore`, `bytesBefore` (the flow's counts BEFORE this packet), `isNew` and
+   * `reversed`, then adds the packet (packets + 1, bytes + wireLen, lastTs). May remove other
+   * flows first (incremental sweep, eviction at maxFlows), calling `onRemove` for each.
+   *
+   * @param key flow key in packet direction (see packet_info.ts); not modified, not retained
+   * @param tsSec packet timestamp in seconds (fractional)
+   * @param wireLen original wire length (pcap `len`)
+   * @param tcpFlags TCP flags byte, 0 when not TCP
+   * @returns the flow id, valid until the flow is removed; a removed flow's id is reused by
+   *   the next new flow (possibly this very packet's), so tell flows apart by `isNew` or
+   *   `serialOf(id)`, not by id
+   */
+  observe(key: Uint32Array, tsSec: number, wireLen: number, tcpFlags: number): number {
+    if (this.#sweepCursor >= 0 || tsSec >= this.#nextSweep) this.#sweepStep(tsSec);
+
+    // Canonical order: the end with the smaller (address, port) is A.
+    const ports = key[8];
+    let cmp = 0;
+    for (let i = 0; i < 4; i++) {
+      const a = key[i];
+      const b = key[i + 4];
+      if (a !== b) {
+        cmp = a < b ? -1 : 1;
+        break;
+      }
+    }
+    if (cmp === 0) {
+      const pa = ports >>> 16;
+      const pb = ports & 0xffff;
+      cmp = pa < pb ? -1 : pa > pb ? 1 : 0;
+    }
+    const rev = cmp > 0;
+    const ck = this.#ck;
+    if (rev) {
+      ck[0] = key[4];
+      ck[1] = key[5];
+      ck[2] = key[6];
+      ck[3] = key[7];
+      ck[4] = key[0];
+      ck[5] = key[1];
+      ck[6] = key[2];
+      ck[7] = key[3];
+      ck[8] = ((ports & 0xffff) << 16) | (ports >>> 16);
+    } else {
+      for (let i = 0; i < 9; i++) ck[i] = key[i];
+    }
+    const meta = key[9];
+    ck[9] = meta;
+    const h = hashWords(ck, 0, this.#seed);
+
+    let id = this.#find(ck, h);
+    if (id >= 0) {
+      const idle = tsSec - this.#f64[id * RECORD_F64 + F_LAST_TS];
+      const st = this.#u32[id * RECORD_WORDS + W_STATE];
+      if (idle > this.flowTimeout) {
+        this.#remove(id, RemoveReason.Idle);
+        id = -1;
+      } else if (
+        (st & CLOSED) !== 0 &&
+        (idle > this.closeLinger ||
+          (((meta >>> 16) & 0xff) === IPPROTO_TCP && (tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN))
+      ) {
+        // Linger over, or a fresh SYN on a closed connection: port reuse, a new flow.
+        this.#remove(id, RemoveReason.Closed);
+        id = -1;
+      }
+    }
+
+    let st: number;
+    if (id < 0) {
+      if (this.#active >= this.maxFlows) this.#evictOne(tsSec);
+      else if (this.#active >= this.#indexLimit) this.#growIndex();
+      id = this.#allocate();
+      this.#insert(id, h);
+      const u32 = this.#u32;
+      const f64 = this.#f64;
+      const base = id * RECORD_WORDS;
+      for (let i = 0; i < KEY_WORDS; i++) u32[base + i] = ck[i];
+      u32[base + W_PACKETS] = 1;
+      f64[id * RECORD_F64 + F_BYTES] = wireLen;
+      f64[id * RECORD_F64 + F_LAST_TS] = tsSec;
+      this.#firstTs[id] = tsSec;
+      this.#serial[id] = this.#nextSerial++;
+      st = rev ? LIVE | FIRST_REVERSED : LIVE;
+      this.#active++;
+      this.started++;
+      this.isNew = true;
+      this.packetsBefore = 0;
+      this.bytesBefore = 0;
+    } else {
+      const u32 = this.#u32;
+      const f64 = this.#f64;
+      const base = id * RECORD_WORDS;
+      const fbase = id * RECORD_F64;
+      st = u32[base + W_STATE];
+      const low = u32[base + W_PACKETS];
+      const bytes = f64[fbase + F_BYTES];
+      let packets = low;
+      if (low === 0xffffffff || (st & WRAPPED) !== 0) {
+        const high = this.#packetsHigh.get(id) ?? 0;
+        packets = high * TWO_32 + low;
+        if (low === 0xffffffff) {
+          this.#packetsHigh.set(id, high + 1);
+          st |= WRAPPED;
+        }
+      }
+      u32[base + W_PACKETS] = low + 1; // wraps to 0 after 0xffffffff
+      f64[fbase + F_BYTES] = bytes + wireLen;
+      // Timestamps from several queues may be slightly out of order; never move lastTs back.
+      if (tsSec > f64[fbase + F_LAST_TS]) f64[fbase + F_LAST_TS] = tsSec;
+      this.isNew = false;
+      this.packetsBefore = packets;
+      this.bytesBefore = bytes;
+    }
+    this.reversed = rev;
+
+    if (tcpFlags !== 0 && ((meta >>> 16) & 0xff) === IPPROTO_TCP) {
+      if ((tcpFlags & TCP_RST) !== 0) st |= CLOSED;
+      if ((tcpFlags & TCP_FIN) !== 0) {
+        st |= rev ? FIN_B : FIN_A;
+        if ((st & (FIN_A | FIN_B)) === (FIN_A | FIN_B)) st |= CLOSED;
+      }
+    }
+    this.#u32[id * RECORD_WORDS + W_STATE] = st;
+    return id;
+  }
+
+  /**
+   * Removes every flow idle for more than `flowTimeout` (or closed and idle for more than
+   * `closeLinger`) at `nowSec`, in one full pass. For a quiet link: the worker calls it on
+   * capture timeouts with its clock (in the same time base as packet timestamps).
+   * @returns the number of flows removed
+   */
+  expireIdle(nowSec: number): number {
+    let removed = 0;
+    for (let id = 0; id < this.#highWater; id++) {
+      const st = this.#u32[id * RECORD_WORDS + W_STATE];
+      if (st === 0) continue;
+      const idle = nowSec - this.#f64[id * RECORD_F64 + F_LAST_TS];
+      if (idle > this.flowTimeout) {
+        this.#remove(id, RemoveReason.Idle);
+        removed++;
+      } else if ((st & CLOSED) !== 0 && idle > this.closeLinger) {
+        this.#remove(id, RemoveReason.Closed);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Removes every flow (reason Shutdown), e.g. at shutdown or the end of an offline file.
+   * @returns the number of flows removed
+   */
+  expireAll(): number {
+    let removed = 0;
+    for (let id = 0; id < this.#highWater; id++) {
+      if (this.#u32[id * RECORD_WORDS + W_STATE] !== 0) {
+        this.#remove(id, RemoveReason.Shutdown);
+        removed++;
+      }
+    }
+    this.#sweepCursor = -1;
+    this.#nextSweep = -Infinity;
+    return removed;
+  }
+
+  /** Whether `id` holds a flow now. */
+  isLive(id: number): boolean {
+    return id >= 0 && id < this.#highWater && this.#u32[id * RECORD_WORDS + W_STATE] !== 0;
+  }
+
+  /** Number unique to this flow's lifetime in this table (1, 2, 3, ... in creation order). */
+  serialOf(id: number): number {
+    return this.#serial[id];
+  }
+
+  /** Packets counted in the flow (both directions, stored or not). */
+  packetsOf(id: number): number {
+    const low = this.#u32[id * RECORD_WORDS + W_PACKETS];
+    return (this.#u32[id * RECORD_WORDS + W_STATE] & WRAPPED) === 0
+      ? low
+      : (this.#packetsHigh.get(id) ?? 0) * TWO_32 + low;
+  }
+
+  /** Bytes (wire length) counted in the flow (both directions, stored or not). */
+  bytesOf(id: number): number {
+    return this.#f64[id * RECORD_F64 + F_BYTES];
+  }
+
+  /** Timestamp of the flow's first packet, seconds. */
+  firstTsOf(id: number): number {
+    return this.#firstTs[id];
+  }
+
+  /** Latest packet timestamp of the flow, seconds. */
+  lastTsOf(id: number): number {
+    return this.#f64[id * RECORD_F64 + F_LAST_TS];
+  }
+
+  /** Whether the TCP flow saw a RST or a FIN from both ends. */
+  closedOf(id: number): boolean {
+    return (this.#u32[id * RECORD_WORDS + W_STATE] & CLOSED) !== 0;
+  }
+
+  /** Whether the flow's first packet went B→A (the canonical B end initiated it). */
+  firstReversedOf(id: number): boolean {
+    return (this.#u32[id * RECORD_WORDS + W_STATE] & FIRST_REVERSED) !== 0;
+  }
+
+  /** Copies the flow's canonical key (A = smaller end) into `out[0..KEY_WORDS)`. */
+  copyKey(id: number, out: Uint32Array): void {
+    const u32 = this.#u32;
+    const base = id * RECORD_WORDS;
+    for (let i = 0; i < KEY_WORDS; i++) out[i] = u32[base + i];
+  }
+
+  #find(ck: Uint32Array, h: number): number {
+    const index = this.#index;
+    const mask = this.#mask;
+    const u32 = this.#u32;
+    let s = h & mask;
+    for (;;) {
+      const entry = index[s << 1];
+      if (entry === 0) return -1;
+      if (index[(s << 1) + 1] === h) {
+        const id = entry - 1;
+        const b = id * RECORD_WORDS;
+        if (
+          u32[b] === ck[0] && u32[b + 1] === ck[1] && u32[b + 2] === ck[2] &&
+          u32[b + 3] === ck[3] && u32[b + 4] === ck[4] && u32[b + 5] === ck[5] &&
+          u32[b + 6] === ck[6] && u32[b + 7] === ck[7] && u32[b + 8] === ck[8] &&
+          u32[b + 9] === ck[9]
+        ) return id;
+      }
+      s = (s + 1) & mask;
+    }
+  }
+
+  #insert(id: number, h: number): void {
+    const index = this.#index;
+    const mask = this.#mask;
+    let s = h & mask;
+    while (index[s << 1] !== 0) s = (s + 1) & mask;
+    index[s << 1] = id + 1;
+    index[(s << 1) + 1] = h;
+  }
+
+  #allocate(): number {
+    const head = this.#freeHead;
+    if (head >= 0) {
+      this.#freeHead = this.#u32[head * RECORD_WORDS + W_PACKETS] - 1;
+      return head;
+    }
+    // Free list empty: every id below highWater is live, and active < maxFlows here.
+    return this.#highWater++;
+  }
+
+  // Doubles the index in place (it is a prefix of a buffer sized for maxFlows) and re-inserts
+  // every live flow, hashing its key from the record.
+  #growIndex(): void {
+    const slots = (this.#mask + 1) * 2;
+    if (slots * 2 > this.#index.length) return; // already sized for maxFlows
+    this.#index.fill(0, 0, slots * 2);
+    this.#mask = slots - 1;
+    this.#indexLimit = slots / 2;
+    const u32 = this.#u32;
+    for (let id = 0; id < this.#highWater; id++) {
+      if (u32[id * RECORD_WORDS + W_STATE] !== 0) {
+        this.#insert(id, hashWords(u32, id * RECORD_WORDS, this.#seed));
+      }
+    }
+  }
+
+  #remove(id: number, reason: RemoveReason): void {
+    const hook = this.onRemove;
+    try {
+      if (hook !== undefined) hook(id, reason);
+    } finally {
+      this.sizes.observe(this.#f64[id * RECORD_F64 + F_BYTES]);
+      if (reason === RemoveReason.Idle) this.expiredIdle++;
+      else if (reason === RemoveReason.Closed) this.closed++;
+      else if (reason === RemoveReason.Evicted) this.evicted++;
+      else this.flushed++;
+      this.#unindex(id);
+      const base = id * RECORD_WORDS;
+      if ((this.#u32[base + W_STATE] & WRAPPED) !== 0) this.#packetsHigh.delete(id);
+      this.#u32[base + W_STATE] = 0;
+      this.#u32[base + W_PACKETS] = this.#freeHead + 1;
+      this.#freeHead = id;
+      this.#active--;
+    }
+  }
+
+  // Backward-shift deletion: after emptying slot i, walk the rest of the probe run and move
+  // back every entry whose home slot is not cyclically in (i, j], so lookups never stop early.
+  #unindex(id: number): void {
+    const index = this.#index;
+    const mask = this.#mask;
+    // The hash is recomputed from the record's key rather than stored: removals are rare
+    // next to packets, and a hash column would cost 4 MB per million flows.
+    let i = hashWords(this.#u32, id * RECORD_WORDS, this.#seed) & mask;
+    while (index[i << 1] !== id + 1) i = (i + 1) & mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const jid = index[j << 1];
+      if (jid === 0) break;
+      const jh = index[(j << 1) + 1];
+      const home = jh & mask;
+      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (stays) continue;
+      index[i << 1] = jid;
+      index[(i << 1) + 1] = jh;
+      i = j;
+    }
+    index[i << 1] = 0;
+  }
+
+  /**
+   * Approximated LRU, as Redis does for maxmemory: sample EVICTION_SAMPLES random live flows
+   * and evict the one seen least recently. Exact LRU would need a linked list touched on every
+   * packet; sampling costs nothing until the table is full and picks, with 8 samples, a flow
+   * older than ~89% of the table on average (the expected max rank of 8 uniform samples).
+   * A victim that is in fact idle-expired or closed-and-lingered is reported as such.
+   */
+  #evictOne(tsSec: number): void {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const limit = this.#highWater;
+    let victim = -1;
+    let oldest = Infinity;
+    let x = this.#rng;
+    for (let sampled = 0, tries = 0; sampled < EVICTION_SAMPLES && tries < 64; tries++) {
+      // xorshift32: deterministic per seed, no allocation.
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      const id = (x >>> 0) % limit;
+      if (u32[id * RECORD_WORDS + W_STATE] === 0) continue;
+      sampled++;
+      const last = f64[id * RECORD_F64 + F_LAST_TS];
+      if (last < oldest) {
+        oldest = last;
+        victim = id;
+      }
+    }
+    this.#rng = x;
+    if (victim < 0) {
+      // Only when the table is mostly holes, which cannot happen when it is full; be safe.
+      for (let id = 0; id < limit; id++) {
+        if (u32[id * RECORD_WORDS + W_STATE] !== 0) {
+          victim = id;
+          break;
+        }
+      }
+    }
+    const idle = tsSec - f64[victim * RECORD_F64 + F_LAST_TS];
+    if (idle > this.flowTimeout) this.#remove(victim, RemoveReason.Idle);
+    else if ((u32[victim * RECORD_WORDS + W_STATE] & CLOSED) !== 0 && idle > this.closeLinger) {
+      this.#remove(victim, RemoveReason.Closed);
+    } else this.#remove(victim, RemoveReason.Evicted);
+  }
+
+  /**
+   * Incremental sweep: a pass starts every sweep interval of packet time and visits
+   * SWEEP_STEP ids per observe() call, so no single packet pays for a full pass over 1M flows.
+   * A pass that lags more than one interval speeds up to SWEEP_STEP_BEHIND ids per call.
+   */
+  #sweepStep(tsSec: number): void {
+    if (this.#sweepCursor < 0) {
+      this.#sweepCursor = 0;
+      this.#sweepStart = tsSec;
+      this.#nextSweep = tsSec + this.#sweepInterval;
+    }
+    const limit = this.#highWater;
+    const step = tsSec - this.#sweepStart > this.#sweepInterval ? SWEEP_STEP_BEHIND : SWEEP_STEP;
+    let id = this.#sweepCursor;
+    const end = Math.min(limit, id + step);
+    for (; id < end; id++) {
+      const st = this.#u32[id * RECORD_WORDS + W_STATE];
+      if (st === 0) continue;
+      const idle = tsSec - this.#f64[id * RECORD_F64 + F_LAST_TS];
+      if (idle > this.flowTimeout) this.#remove(id, RemoveReason.Idle);
+      else if ((st & CLOSED) !== 0 && idle > this.closeLinger) {
+        this.#remove(id, RemoveReason.Closed);
+      }
+    }
+    this.#sweepCursor = id >= limit ? -1 : id;
+  }
+}
+
+/**
+ * Seeded hash of the 10 key words of `w` from `base`, as an int32: two independent
+ * multiply-xor-rotate lanes (so the dependency chain is half as long as murmur3's, measured
+ * 2x faster here) and murmur3's finalizer. Linear-probe lengths on structured keys (sequential
+ * addresses and ports, IPv6) match the ideal for load 0.5. The random seed keeps crafted
+ * colliding keys from working across processes; this is not a cryptographic defence.
+ */
+function hashWords(w: Uint32Array, base: number, seed: number): number {
+  let a = Math.imul(seed ^ w[base], 0x9e3779b1);
+  let b = Math.imul(~seed ^ w[base + 1], 0x85ebca77);
+  a = Math.imul(((a << 15) | (a >>> 17)) ^ w[base + 2], 0x9e3779b1);
+  b = Math.imul(((b << 13) | (b >>> 19)) ^ w[base + 3], 0x85ebca77);
+  a = Math.imul(((a << 15) | (a >>> 17)) ^ w[base + 4], 0x9e3779b1);
+  b = Math.imul(((b << 13) | (b >>> 19)) ^ w[base + 5], 0x85ebca77);
+  a = Math.imul(((a << 15) | (a >>> 17)) ^ w[base + 6], 0x9e3779b1);
+  b = Math.imul(((b << 13) | (b >>> 19)) ^ w[base + 7], 0x85ebca77);
+  a = Math.imul(((a << 15) | (a >>> 17)) ^ w[base + 8], 0x9e3779b1);
+  b = Math.imul(((b << 13) | (b >>> 19)) ^ w[base + 9], 0x85ebca77);
+  let h = ((a << 15) | (a >>> 17)) ^ Math.imul((b << 13) | (b >>> 19), 0xc2b2ae3d);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}
+
+/** Index slots for `cap` flows: a power of two with load factor <= 0.5. */
+function indexSlotsFor(cap: number): number {
+  let slots = 16;
+  while (slots < cap * 2) slots *= 2;
+  return slots;
+}
