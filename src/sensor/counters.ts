@@ -3,6 +3,7 @@
  * Float64Array (one writer, no locks) a few times a second, and the main thread reads them for stats lines,
  * /metrics and /status. Nothing per packet crosses the thread boundary.
  */
+import { FLOW_SIZE_VALUES } from "../flow/size_histogram.ts";
 
 /** Slot numbers in a worker's counter array. Counters are cumulative since the worker started. */
 export const enum Counter {
@@ -29,21 +30,12 @@ export const enum Counter {
   LastPacketTs,
   ReopenAttempts,
   UndecodedFrames,
-  /** First of FLOW_SIZE_BUCKETS histogram counts, then sum and count. */
+  /** First slot of the flow-size histogram: FlowSizeHistogram.values (buckets, +Inf, sum, count). */
   FlowSizeBuckets,
 }
 
-/** gotm's flow-size buckets: exponential from 1 KiB, factor 4, 15 buckets. */
-export const FLOW_SIZE_BUCKETS = 15;
-
-/** Upper bounds of the flow-size buckets in bytes. */
-export const FLOW_SIZE_BOUNDS: readonly number[] = Array.from(
-  { length: FLOW_SIZE_BUCKETS },
-  (_, i) => 1024 * 4 ** i,
-);
-
-/** Number of Float64 slots per worker. */
-export const COUNTER_SLOTS = Counter.FlowSizeBuckets + FLOW_SIZE_BUCKETS + 2;
+/** Number of Float64 slots per worker: the counters, then the flow-size histogram's values. */
+export const COUNTER_SLOTS = Counter.FlowSizeBuckets + FLOW_SIZE_VALUES;
 
 /** Allocates one worker's shared counter block. */
 export function allocateCounters(): Float64Array {
