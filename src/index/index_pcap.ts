@@ -1,0 +1,110 @@
+/**
+ * Indexes an existing pcap file in place (written by tcpdump, gotm, or cutcap itself when its index
+ * is missing or damaged): reads it sequentially, decodes and canonicalizes each packet's flow key,
+ * groups packets by key and writes `<pcap>.idx`. Not a capture hot path: a Map keyed by a string of
+ * the key's words stands in for the FlowTable (about 100 bytes per flow).
+ *
+ * Reading goes through pcap_scan.ts rather than src/store/pcap_reader.ts: it reads the file once
+ * and also derives the block table of foreign multi-member/multi-frame files (merging units that
+ * records straddle), which the store's reader does not. Memory: the builder's 20 bytes per packet
+ * plus the flow map; a compressed file written as one stream is decompressed whole.
+ */
+import { KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
+import { decodePacket } from "../packet/mod.ts";
+import { canonicalizeKey } from "./canonical_key.ts";
+import { type Compression, indexPathFor } from "./index_format.ts";
+import { IndexBuilder } from "./index_builder.ts";
+import { scanPcapFile, type ScanRecord } from "./pcap_scan.ts";
+
+/** Options of `indexPcapFile`. */
+export interface IndexPcapOptions {
+  /** Interface name stored in the index header (default ""). */
+  iface?: string;
+  /** Worker number stored in the index header (default -1, unknown). */
+  worker?: number;
+  /** Where to write the index (default `<pcapPath>.idx`). */
+  indexPath?: string;
+}
+
+/** What `indexPcapFile` did. */
+export interface IndexSummary {
+  pcapPath: string;
+  indexPath: string;
+  linkType: number;
+  compress: Compression;
+  flows: number;
+  packets: number;
+  /** 0 when the file holds no packet. */
+  firstTs: number;
+  lastTs: number;
+  pcapBytes: number;
+  indexBytes: number;
+  /** Blocks in the index's block table (0 for a plain file). */
+  blocks: number;
+  /** True when a compressed file is one stream: a query decompresses it whole. */
+  wholeStream: boolean;
+  /** Why reading stopped before the end of the file (truncated or corrupt tail), or "". */
+  stopReason: string;
+}
+
+/**
+ * Indexes the pcap file at `pcapPath` and writes its index. Throws for pcapng (not queryable in
+ * place; the message says how to re-cut it) and for files that are not pcap.
+ */
+export function indexPcapFile(pcapPath: string, opts: IndexPcapOptions = {}): IndexSummary {
+  const builder = new IndexBuilder();
+  const info = new PacketInfo();
+  const key = info.key;
+  const flows = new Map<string, number>();
+  const onRecord = (r: ScanRecord): void => {
+    key.fill(0);
+    decodePacket(r.linkType, r.buf, r.at, r.caplen, info);
+    canonicalizeKey(key);
+    const s = keyString(key);
+    let id = flows.get(s);
+    if (id === undefined) {
+      id = flows.size;
+      flows.set(s, id);
+    }
+    const ts = r.sec + r.frac * (r.nanosecond ? 1e-9 : 1e-6);
+    builder.record(id, 0, key, ts, r.offset, r.wireLen);
+  };
+  const scan = scanPcapFile(pcapPath, onRecord);
+  const indexPath = opts.indexPath ?? indexPathFor(pcapPath);
+  const slash = pcapPath.lastIndexOf("/");
+  const indexBytes = builder.write(indexPath, {
+    pcapName: pcapPath.slice(slash + 1),
+    linkType: scan.linkType,
+    snaplen: scan.snaplen,
+    nanosecond: scan.nanosecond,
+    compress: scan.compress,
+    blocks: scan.blocks,
+    iface: opts.iface ?? "",
+    worker: opts.worker ?? -1,
+    pcapSize: scan.fileSize,
+    dataSize: scan.dataSize,
+    wholeStream: scan.wholeStream,
+  });
+  return {
+    pcapPath,
+    indexPath,
+    linkType: scan.linkType,
+    compress: scan.compress,
+    flows: builder.flowCount,
+    packets: builder.packetCount,
+    firstTs: builder.firstTs,
+    lastTs: builder.lastTs,
+    pcapBytes: scan.fileSize,
+    indexBytes,
+    blocks: scan.blocks.length / 4,
+    wholeStream: scan.wholeStream,
+    stopReason: scan.stopReason,
+  };
+}
+
+/** The key's words as a 20-character string, a Map key. */
+function keyString(k: Uint32Array): string {
+  let s = "";
+  for (let i = 0; i < KEY_WORDS; i++) s += String.fromCharCode(k[i] & 0xffff, k[i] >>> 16);
+  return s;
+}

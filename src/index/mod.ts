@@ -1,0 +1,40 @@
+/**
+ * Per-file indexes (flows and packet offsets of one pcap file, format in index_format.ts) and the
+ * catalog of an archive's finalized files.
+ *
+ * @module
+ */
+
+export {
+  type Compression,
+  compressionCode,
+  compressionFromCode,
+  INDEX_SUFFIX,
+  INDEX_VERSION,
+  indexPathFor,
+} from "./index_format.ts";
+export { IndexBuilder, type IndexMeta, writeFileDurably } from "./index_builder.ts";
+export {
+  decodeFileIndex,
+  type FileIndex,
+  type FileIndexHeader,
+  findBlock,
+  readFileIndex,
+  type ReadHeaderOptions,
+  readIndexHeader,
+} from "./index_reader.ts";
+export { indexPcapFile, type IndexPcapOptions, type IndexSummary } from "./index_pcap.ts";
+export { canonicalizeKey } from "./canonical_key.ts";
+export {
+  decompressBlockRange,
+  scanPcapFile,
+  type ScanRecord,
+  type ScanResult,
+} from "./pcap_scan.ts";
+export {
+  Catalog,
+  type CatalogEntry,
+  type CatalogOpenOptions,
+  type CatalogSource,
+  type TimeRange,
+} from "./catalog.ts";

@@ -1,0 +1,588 @@
+/**
+ * A minimal sequential pcap reader for indexing files in place: plain pcap (both byte orders, µs and ns,
+ * and the "modified" 24-byte record header variant), gzip (one stream or independent members) and zstd
+ * (one frame or independent frames). It stands in until src/store/pcap_reader.ts exists; besides the
+ * records it reports the block table of a compressed file, which a query needs to seek.
+ *
+ * Blocks are the file's gzip members / zstd frames. A record that straddles two of them (only possible
+ * in files that other tools compressed) merges those blocks into one, so that in the reported table
+ * every record lies inside one block. A file compressed as one stream yields one block: a query then
+ * decompresses the whole file, and so does this reader (memory ≈ the uncompressed size).
+ */
+import { constants as zc, gunzipSync, inflateRawSync, zstdDecompressSync } from "node:zlib";
+import type { Compression } from "./index_format.ts";
+
+/** One record as the reader sees it; the same object is overwritten for every record. */
+export class ScanRecord {
+  /** Offset of the record header in the uncompressed pcap stream. */
+  offset = 0;
+  sec = 0;
+  /** Fraction of a second: microseconds, or nanoseconds when the file is nanosecond. */
+  frac = 0;
+  caplen = 0;
+  wireLen = 0;
+  /** Buffer holding the packet bytes, valid only during the callback. */
+  buf: Uint8Array = new Uint8Array(0);
+  /** Index of the first packet byte in `buf`. */
+  at = 0;
+  /** The file's link type (from the global header, same for every record). */
+  linkType = 0;
+  /** The file's timestamps are nanoseconds (`frac` unit). */
+  nanosecond = false;
+}
+
+/** What a scan found besides the records. */
+export interface ScanResult {
+  linkType: number;
+  snaplen: number;
+  nanosecond: boolean;
+  compress: Compression;
+  /** Block table (4 numbers per block), empty for a plain file. */
+  blocks: Float64Array;
+  /** True when the compressed file was one stream (or blocks had to be merged into one). */
+  wholeStream: boolean;
+  /** Size of the file on disk. */
+  fileSize: number;
+  /** Bytes of the uncompressed pcap stream that were read. */
+  dataSize: number;
+  records: number;
+  /** Why reading stopped before the end of the data, or "" when it did not. */
+  stopReason: string;
+}
+
+const PCAP_LE_US = 0xa1b2c3d4;
+const PCAP_LE_NS = 0xa1b23c4d;
+const PCAP_LE_MOD = 0xa1b2cd34;
+const PCAP_BE_US = 0xd4c3b2a1;
+const PCAP_BE_NS = 0x4d3cb2a1;
+const PCAP_BE_MOD = 0x34cdb2a1;
+const PCAPNG = 0x0a0d0d0a;
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/** libpcap's max_snaplen_for_dlt: a larger caplen is a corrupt file, not a big packet. */
+function maxCaplen(linkType: number): number {
+  if (linkType === 231) return 128 * 1024 * 1024; // DBUS
+  if (linkType === 279) return 8 * 1024 * 1024; // EBHSCR
+  if (linkType === 249) return 1024 * 1024; // USBPCAP
+  return 262144;
+}
+
+/** Message for a file that is not a pcap we can index in place. */
+function notPcap(path: string, magic: number): Error {
+  if (magic === PCAPNG) {
+    return new Error(
+      `Cannot index ${path} in place: expected a pcap file, found pcapng (not queryable in place; ` +
+        `re-cut it with: cutcap capture --read ${path} --out DIR)`,
+    );
+  }
+  return new Error(
+    `Cannot index ${path}: expected a pcap file (magic a1b2c3d4 or a1b23c4d, optionally gzip or zstd ` +
+      `compressed), found magic 0x${magic.toString(16).padStart(8, "0")}`,
+  );
+}
+
+/** Reassembles pcap records from chunks of the uncompressed stream. */
+class Assembler {
+  readonly rec = new ScanRecord();
+  started = false;
+  stopped = false;
+  stopReason = "";
+  linkType = 0;
+  snaplen = 0;
+  nanosecond = false;
+  records = 0;
+  /** Uncompressed bytes pushed so far. */
+  pushed = 0;
+  #le = true;
+  #hdrLen = 16;
+  #maxCap = 262144;
+  #carry = new Uint8Array(65536);
+  #carryLen = 0;
+  /** Uncompressed offset of the first carried byte (start of the pending record). */
+  #carryStart = 0;
+  readonly #path: string;
+  readonly #onRecord: (rec: ScanRecord) => void;
+  /** Called when a record (or the global header) started before the current chunk. */
+  onStraddle: (startOffset: number) => void = () => {};
+
+  constructor(path: string, onRecord: (rec: ScanRecord) => void) {
+    this.#path = path;
+    this.#onRecord = onRecord;
+  }
+
+  get pending(): number {
+    return this.#carryLen;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.stopped) return;
+    const chunkStart = this.pushed;
+    this.pushed += chunk.length;
+    let pos = 0;
+    if (this.#carryLen > 0) {
+      // Complete the straddling piece byte-exactly from this chunk, then parse the rest in place.
+      const need = this.#needed(this.#carry, 0, this.#carryLen);
+      if (need < 0) return;
+      const take = Math.min(need - this.#carryLen, chunk.length);
+      this.#appendCarry(chunk, 0, take);
+      pos = take;
+      if (this.#carryLen < need) return;
+      const again = this.#needed(this.#carry, 0, this.#carryLen);
+      if (again < 0) return;
+      if (again > this.#carryLen) {
+        const more = Math.min(again - this.#carryLen, chunk.length - pos);
+        this.#appendCarry(chunk, pos, more);
+        pos += more;
+        if (this.#carryLen < again) return;
+      }
+      this.onStraddle(this.#carryStart);
+      this.#consume(this.#carry, 0, this.#carryStart);
+      this.#carryLen = 0;
+      if (this.stopped) return;
+    }
+    while (!this.stopped) {
+      const avail = chunk.length - pos;
+      if (avail === 0) break;
+      const need = this.#needed(chunk, pos, avail);
+      if (need < 0) return;
+      if (need > avail) {
+        this.#carryLen = 0;
+        this.#carryStart = chunkStart + pos;
+        this.#appendCarry(chunk, pos, avail);
+        return;
+      }
+      pos += this.#consume(chunk, pos, chunkStart + pos);
+    }
+  }
+
+  /**
+   * Bytes the next unit (global header or record) needs given `avail` bytes at `at`; when fewer than
+   * a record header are available, the header length. -1 when the data is invalid (scan stops).
+   */
+  #needed(buf: Uint8Array, at: number, avail: number): number {
+    if (!this.started) {
+      if (avail < 4) return 24;
+      const magic = u32le(buf, at);
+      if (
+        magic !== PCAP_LE_US && magic !== PCAP_LE_NS && magic !== PCAP_LE_MOD &&
+        magic !== PCAP_BE_US && magic !== PCAP_BE_NS && magic !== PCAP_BE_MOD
+      ) {
+        throw notPcap(this.#path, magic);
+      }
+      return 24;
+    }
+    if (avail < this.#hdrLen) return this.#hdrLen;
+    const caplen = this.#u32(buf, at + 8);
+    if (caplen > this.#maxCap) {
+      this.stopped = true;
+      this.stopReason =
+        `invalid packet capture length ${caplen}, bigger than maximum of ${this.#maxCap}`;
+      return -1;
+    }
+    return this.#hdrLen + caplen;
+  }
+
+  /** Consumes one complete unit at `at` (stream offset `offset`); returns its length. */
+  #consume(buf: Uint8Array, at: number, offset: number): number {
+    if (!this.started) {
+      const magic = u32le(buf, at);
+      this.#le = magic === PCAP_LE_US || magic === PCAP_LE_NS || magic === PCAP_LE_MOD;
+      this.nanosecond = magic === PCAP_LE_NS || magic === PCAP_BE_NS;
+      this.#hdrLen = magic === PCAP_LE_MOD || magic === PCAP_BE_MOD ? 24 : 16;
+      this.snaplen = this.#u32(buf, at + 16);
+      this.linkType = this.#u32(buf, at + 20) & 0xffff;
+      this.#maxCap = maxCaplen(this.linkType);
+      this.rec.linkType = this.linkType;
+      this.rec.nanosecond = this.nanosecond;
+      this.started = true;
+      return 24;
+    }
+    const r = this.rec;
+    r.offset = offset;
+    r.sec = this.#u32(buf, at);
+    r.frac = this.#u32(buf, at + 4);
+    r.caplen = this.#u32(buf, at + 8);
+    r.wireLen = this.#u32(buf, at + 12);
+    r.buf = buf;
+    r.at = at + this.#hdrLen;
+    this.records++;
+    this.#onRecord(r);
+    return this.#hdrLen + r.caplen;
+  }
+
+  #appendCarry(src: Uint8Array, from: number, n: number): void {
+    if (this.#carryLen + n > this.#carry.length) {
+      let cap = this.#carry.length * 2;
+      while (cap < this.#carryLen + n) cap *= 2;
+      const c = new Uint8Array(cap);
+      c.set(this.#carry.subarray(0, this.#carryLen));
+      this.#carry = c;
+    }
+    this.#carry.set(src.subarray(from, from + n), this.#carryLen);
+    this.#carryLen += n;
+  }
+
+  #u32(buf: Uint8Array, at: number): number {
+    return this.#le
+      ? (buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)) >>> 0
+      : ((buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]) >>> 0;
+  }
+}
+
+function u32le(buf: Uint8Array, at: number): number {
+  return (buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)) >>> 0;
+}
+
+/** Sequential reader over a file with a growable window, for the compressed formats. */
+class Window {
+  buf = new Uint8Array(0);
+  /** File offset of buf[0]. */
+  start = 0;
+  len = 0;
+  readonly size: number;
+  readonly #f: Deno.FsFile;
+
+  constructor(f: Deno.FsFile, size: number) {
+    this.#f = f;
+    this.size = size;
+  }
+
+  /** Makes file bytes [pos, pos + n) available (fewer at end of file); returns how many are. */
+  ensure(pos: number, n: number): number {
+    const want = Math.min(n, this.size - pos);
+    if (pos >= this.start && pos + want <= this.start + this.len) return want;
+    // Keep what is still needed, read the rest.
+    const keepFrom = pos - this.start;
+    const cap = Math.max(want, 8 * 1024 * 1024);
+    const nb = this.buf.length >= cap ? this.buf : new Uint8Array(cap);
+    let kept = 0;
+    if (keepFrom >= 0 && keepFrom < this.len) {
+      kept = this.len - keepFrom;
+      if (nb === this.buf) nb.copyWithin(0, keepFrom, this.len);
+      else nb.set(this.buf.subarray(keepFrom, this.len));
+    }
+    this.buf = nb;
+    this.start = pos;
+    this.len = kept;
+    this.#f.seekSync(pos + kept, Deno.SeekMode.Start);
+    const fill = Math.min(nb.length, this.size - pos);
+    while (this.len < fill) {
+      const got = this.#f.readSync(nb.subarray(this.len, fill));
+      if (got === null || got === 0) break;
+      this.len += got;
+    }
+    return Math.min(want, this.len);
+  }
+
+  view(pos: number, n: number): Uint8Array {
+    return this.buf.subarray(pos - this.start, pos - this.start + n);
+  }
+}
+
+/**
+ * Reads a pcap file (plain, gzip or zstd) from start to end, calling `onRecord` for each record.
+ * Throws for pcapng and non-pcap files; a truncated or corrupt tail ends the scan (see `stopReason`).
+ */
+export function scanPcapFile(path: string, onRecord: (rec: ScanRecord) => void): ScanResult {
+  const f = Deno.openSync(path, { read: true });
+  try {
+    const size = f.statSync().size;
+    const head = new Uint8Array(4);
+    let got = 0;
+    while (got < 4) {
+      const n = f.readSync(head.subarray(got));
+      if (n === null || n === 0) break;
+      got += n;
+    }
+    if (got < 4) {
+      throw new Error(`Cannot index ${path}: expected a pcap file, found ${size} bytes`);
+    }
+    const asm = new Assembler(path, onRecord);
+    let compress: Compression = "none";
+    let blocks: Float64Array = new Float64Array(0);
+    let wholeStream = false;
+    let stopReason = "";
+    if (head[0] === 0x1f && head[1] === 0x8b) {
+      compress = "gzip";
+      const r = scanBlocks(f, size, asm, gzipMember);
+      blocks = r.blocks;
+      stopReason = r.stopReason;
+    } else if (u32le(head, 0) === ZSTD_MAGIC) {
+      compress = "zstd";
+      const r = scanBlocks(f, size, asm, zstdFrame);
+      blocks = r.blocks;
+      stopReason = r.stopReason;
+    } else {
+      f.seekSync(0, Deno.SeekMode.Start);
+      const chunk = new Uint8Array(4 * 1024 * 1024);
+      while (!asm.stopped) {
+        const n = f.readSync(chunk);
+        if (n === null || n === 0) break;
+        asm.push(chunk.subarray(0, n));
+      }
+    }
+    if (compress !== "none") wholeStream = blocks.length === 4;
+    if (!asm.started) {
+      throw new Error(
+        stopReason !== ""
+          ? `Cannot index ${path}: ${stopReason}, and no complete block before it`
+          : `Cannot index ${path}: expected a pcap file, found ${asm.pushed} bytes of data`,
+      );
+    }
+    if (asm.stopped) stopReason = asm.stopReason;
+    else if (stopReason === "" && asm.pending > 0) {
+      stopReason = `truncated dump file: last record incomplete (${asm.pending} bytes)`;
+    }
+    return {
+      linkType: asm.linkType,
+      snaplen: asm.snaplen,
+      nanosecond: asm.nanosecond,
+      compress,
+      blocks,
+      wholeStream,
+      fileSize: size,
+      dataSize: asm.pushed,
+      records: asm.records,
+      stopReason,
+    };
+  } finally {
+    f.close();
+  }
+}
+
+/** A located compressed unit: its total compressed length and its decompressed bytes. */
+interface Unit {
+  /** Bytes before the unit's data that hold no pcap data (zstd skippable frames). */
+  skip: number;
+  compLen: number;
+  data: Uint8Array;
+}
+
+/** Decodes the compressed unit at `pos`; null at a clean end, a string when it is unreadable. */
+type UnitReader = (win: Window, pos: number) => Unit | null | string;
+
+function scanBlocks(
+  f: Deno.FsFile,
+  size: number,
+  asm: Assembler,
+  next: UnitReader,
+): { blocks: Float64Array; stopReason: string } {
+  const win = new Window(f, size);
+  // Per raw unit: compOffset, compLen, uncompOffset, uncompLen, joinWithNext.
+  let raw = new Float64Array(5 * 64);
+  let n = 0;
+  let stopReason = "";
+  let pos = 0;
+  asm.onStraddle = (startOffset: number): void => {
+    // The unit being pushed is n-1; mark every unit from the one holding startOffset.
+    for (let i = n - 2; i >= 0; i--) {
+      raw[i * 5 + 4] = 1;
+      if (raw[i * 5 + 2] <= startOffset) break;
+    }
+  };
+  while (pos < size && !asm.stopped) {
+    const u = next(win, pos);
+    if (u === null) break;
+    if (typeof u === "string") {
+      stopReason = u;
+      break;
+    }
+    if (n * 5 === raw.length) {
+      const r2 = new Float64Array(raw.length * 2);
+      r2.set(raw);
+      raw = r2;
+    }
+    // The block starts at the frame itself, so that a reader can hand it to a decompressor as is.
+    raw[n * 5] = pos + u.skip;
+    raw[n * 5 + 1] = u.compLen;
+    raw[n * 5 + 2] = asm.pushed;
+    raw[n * 5 + 3] = u.data.length;
+    raw[n * 5 + 4] = 0;
+    n++;
+    asm.push(u.data);
+    pos += u.skip + u.compLen;
+  }
+  // Merge runs joined by straddling records, so that every record lies inside one block.
+  const out: number[] = [];
+  for (let i = 0; i < n;) {
+    let j = i;
+    while (j < n - 1 && raw[j * 5 + 4] === 1) j++;
+    const compOff = raw[i * 5];
+    const compEnd = raw[j * 5] + raw[j * 5 + 1];
+    const unOff = raw[i * 5 + 2];
+    const unEnd = raw[j * 5 + 2] + raw[j * 5 + 3];
+    if (unEnd > unOff) out.push(compOff, compEnd - compOff, unOff, unEnd - unOff);
+    i = j + 1;
+  }
+  return { blocks: Float64Array.from(out), stopReason };
+}
+
+/** Whether the file is all zero bytes from `pos` on (padding that gzip and zstd tools ignore). */
+function allZero(win: Window, pos: number): boolean {
+  for (let at = pos; at < win.size;) {
+    const n = win.ensure(at, 65536);
+    const v = win.view(at, n);
+    for (let i = 0; i < v.length; i++) if (v[i] !== 0) return false;
+    at += n;
+  }
+  return true;
+}
+
+/** One gzip member at `pos`. */
+function gzipMember(win: Window, pos: number): Unit | null | string {
+  let avail = win.ensure(pos, 65536);
+  let h = win.view(pos, avail);
+  if (h[0] !== 0x1f || h[1] !== 0x8b) {
+    return allZero(win, pos) ? null : `trailing data after the last gzip member at byte ${pos}`;
+  }
+  if (avail < 10) return `truncated gzip header at byte ${pos}`;
+  if (h[2] !== 8) return `unsupported gzip method ${h[2]} at byte ${pos}: expected 8 (deflate)`;
+  const flg = h[3];
+  let p = 10;
+  if (flg & 4) p += 2 + (h[10] | (h[11] << 8));
+  if (flg & 8) {
+    while (p < avail && h[p] !== 0) p++;
+    p++;
+  }
+  if (flg & 16) {
+    while (p < avail && h[p] !== 0) p++;
+    p++;
+  }
+  if (flg & 2) p += 2;
+  if (p >= avail) return `truncated gzip header at byte ${pos}`;
+  // Inflate with a window that grows until the member's end (and 8-byte trailer) is inside it.
+  let want = Math.max(avail, 4 * 1024 * 1024);
+  for (;;) {
+    avail = win.ensure(pos, want);
+    h = win.view(pos, avail);
+    const atEof = pos + avail >= win.size;
+    let res: { buffer: Uint8Array; engine: { bytesWritten: number } };
+    try {
+      res = inflateRawSync(
+        h.subarray(p),
+        {
+          info: true,
+          finishFlush: zc.Z_SYNC_FLUSH,
+        } as unknown as Parameters<typeof inflateRawSync>[1],
+      ) as unknown as typeof res;
+    } catch (e) {
+      return `corrupt gzip member at byte ${pos}: ${(e as Error).message}`;
+    }
+    const used = res.engine.bytesWritten;
+    // With Z_SYNC_FLUSH a cut-off stream returns what it could; the stream ended only if input
+    // remains for the 8-byte trailer after the consumed deflate data.
+    if (p + used + 8 <= avail) {
+      return { skip: 0, compLen: p + used + 8, data: res.buffer };
+    }
+    if (atEof) return `truncated gzip member at byte ${pos}`;
+    want = avail * 2;
+  }
+}
+
+/** Bytes of the skippable frames at `at` (0 when none), or -1 when `buf` ends inside one. */
+function skippableLength(buf: Uint8Array, at: number): number {
+  let p = at;
+  while (p + 4 <= buf.length && (u32le(buf, p) & 0xfffffff0) === 0x184d2a50) {
+    if (p + 8 > buf.length) return -1;
+    p += 8 + u32le(buf, p + 4);
+    if (p > buf.length) return -1;
+  }
+  return p - at;
+}
+
+/**
+ * Length of the zstd frame at `at`, found by walking its block headers (no decompression);
+ * -1 when `buf` ends first, -2 when there is no zstd magic at `at`, -3 for a reserved block type.
+ */
+function zstdFrameLength(buf: Uint8Array, at: number): number {
+  if (at + 4 > buf.length) return -1;
+  if (u32le(buf, at) !== ZSTD_MAGIC) return -2;
+  if (at + 5 > buf.length) return -1;
+  const fhd = buf[at + 4];
+  const fcsFlag = fhd >> 6;
+  const single = (fhd >> 5) & 1;
+  const checksum = (fhd >> 2) & 1;
+  const dictFlag = fhd & 3;
+  let p = at + 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag] + [single ? 1 : 0, 2, 4, 8][fcsFlag];
+  for (;;) {
+    if (p + 3 > buf.length) return -1;
+    const bh = buf[p] | (buf[p + 1] << 8) | (buf[p + 2] << 16);
+    const type = (bh >> 1) & 3;
+    if (type === 3) return -3;
+    p += 3 + (type === 1 ? 1 : bh >>> 3);
+    if (bh & 1) break;
+  }
+  if (checksum) p += 4;
+  return p > buf.length ? -1 : p - at;
+}
+
+/** One zstd frame, with any skippable frames before it counted in its compressed span. */
+function zstdFrame(win: Window, pos: number): Unit | null | string {
+  let want = 4 * 1024 * 1024;
+  for (;;) {
+    const avail = win.ensure(pos, want);
+    if (avail === 0) return null;
+    const v = win.view(pos, avail);
+    const atEof = pos + avail >= win.size;
+    const skip = skippableLength(v, 0);
+    let n = skip < 0 ? -1 : skip === avail ? -4 : zstdFrameLength(v, skip);
+    if (n === -4) {
+      if (atEof) return null;
+      n = -1;
+    }
+    if (n === -1) {
+      if (atEof) return `truncated zstd frame at byte ${pos}`;
+      want = avail * 2;
+      continue;
+    }
+    if (n === -2) {
+      return allZero(win, pos + skip)
+        ? null
+        : `trailing data after the last zstd frame at byte ${pos + skip}`;
+    }
+    if (n === -3) return `corrupt zstd frame at byte ${pos + skip}`;
+    try {
+      return { skip, compLen: n, data: zstdDecompressSync(v.subarray(skip, skip + n)) };
+    } catch (e) {
+      return `corrupt zstd frame at byte ${pos + skip}: ${(e as Error).message}`;
+    }
+  }
+}
+
+/**
+ * Decompresses one block of an index's block table (`file[compOffset, compOffset + compLen)`).
+ * A block may hold several gzip members or zstd frames (foreign files whose records straddle
+ * units); node:zlib's zstdDecompressSync stops after the first frame, so frames are walked here.
+ */
+export function decompressBlockRange(comp: Uint8Array, compress: Compression): Uint8Array {
+  if (compress === "none") return comp;
+  if (compress === "gzip") return gunzipSync(comp);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (let at = 0; at < comp.length;) {
+    const skip = skippableLength(comp, at);
+    if (skip < 0) throw new Error(`Invalid zstd block: skippable frame cut at byte ${at}`);
+    at += skip;
+    if (at >= comp.length) break;
+    const n = zstdFrameLength(comp, at);
+    if (n < 0) {
+      throw new Error(
+        `Invalid zstd block: expected a complete frame at byte ${at}, found ${
+          n === -1 ? "the end of the data" : n === -2 ? "no zstd magic" : "a reserved block type"
+        }`,
+      );
+    }
+    const d = zstdDecompressSync(comp.subarray(at, at + n));
+    parts.push(d);
+    total += d.length;
+    at += n;
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
