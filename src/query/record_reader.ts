@@ -4,7 +4,8 @@
  * wanted packets are decompressed). Offsets must be asked for in ascending order per reader.
  */
 import { findBlock } from "../index/index_reader.ts";
-import { type Compression, decompressBlock } from "../store/block_format.ts";
+import type { Compression } from "../store/block_format.ts";
+import { decompressBlockRange } from "../index/pcap_scan.ts";
 
 const WINDOW = 256 * 1024;
 /** A record header that claims more than this is damage, not a packet. */
@@ -93,7 +94,7 @@ export class RecordReader {
       if (block < 0) throw new Error(`${this.#path}: no block holds offset ${offset}`);
       const b = this.#blocks;
       const compressed = this.#readAt(b[block * 4], b[block * 4 + 1]);
-      this.#setBuffer(decompressBlock(compressed, this.#compress, false), b[block * 4 + 2]);
+      this.#setBuffer(decompressBlockRange(compressed, this.#compress), b[block * 4 + 2]);
     }
     if (!this.#holds(offset, length)) {
       throw new Error(
