@@ -1,0 +1,335 @@
+/**
+ * One pcap output file, written under a hidden temporary name (`.<final name>.tmp` in the final
+ * directory) and renamed only once it is flushed, synced and indexed, so a finished name always
+ * holds a complete file and a crash leaves a temporary file for recovery.ts to repair.
+ */
+import type { BlockTable, Compression } from "./block_format.ts";
+import { BlockWriter, type BlockWriterOptions } from "./block_writer.ts";
+import {
+  GLOBAL_HEADER_SIZE,
+  RECORD_HEADER_SIZE,
+  writeGlobalHeader,
+  writeRecordHeader,
+} from "./pcap_format.ts";
+
+/** Options for `PcapFileWriter`. */
+export interface PcapFileWriterOptions extends BlockWriterOptions {
+  /** Final path; the file is written as `.<basename>.tmp` beside it. */
+  path: string;
+  /** LINKTYPE_* of every record. */
+  linkType: number;
+  /** Snapshot length written in the header; longer records are cut to it. */
+  snaplen: number;
+  /** Nanosecond timestamps (tsFrac in ns), default false (µs). */
+  nanosecond?: boolean;
+  /** Caller's sequence number for this file, passed through to `FinalizedFile.seq`. */
+  seq?: number;
+}
+
+/** Facts about a finished output file, handed to the index and catalog. */
+export interface FinalizedFile {
+  /** Final path. */
+  path: string;
+  /** Temporary path the file was written under; exists only until the rename. */
+  tmpPath: string;
+  /** Sequence number given by the owner (RotatingOutput: its `fileSeq`), 0 when none. */
+  seq: number;
+  linkType: number;
+  snaplen: number;
+  nanosecond: boolean;
+  compress: Compression;
+  /** Records in the file. */
+  packets: number;
+  /** First and last record time, seconds since the epoch (double, ~0.25 µs precision). */
+  firstTs: number;
+  lastTs: number;
+  /**
+   * Size of the decompressed pcap stream (global header included). A record offset returned by
+   * `writePacket` that is >= this value was lost to a write error.
+   */
+  bytesUncompressed: number;
+  /** Size of the file on disk. */
+  bytesOnDisk: number;
+  /** The file's blocks (offsets and lengths), for random access. */
+  blocks: BlockTable;
+  /** True when recovery.ts repaired this file after a crash (its index must be rebuilt by reading it). */
+  recovered: boolean;
+}
+
+/** Hook called after the file is synced and before it is renamed (the index sidecar goes here). */
+export type BeforeRenameHook = (info: FinalizedFile) => void;
+
+/** Largest number of cached source views, see `#copy`. */
+const VIEW_CACHE_LIMIT = 4096;
+
+/** The temporary name a final path is written under. */
+export function tempPathFor(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp`;
+}
+
+/** `path`, or `path` with `_1`, `_2`, ... before `.pcap` when it (or its temporary file) exists. */
+export function uniquePath(path: string): string {
+  let candidate = path;
+  const at = path.lastIndexOf(".pcap");
+  for (let n = 1; exists(candidate) || exists(tempPathFor(candidate)); n++) {
+    candidate = `${path.slice(0, at)}_${n}${path.slice(at)}`;
+  }
+  return candidate;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The directory part of a path ("." when there is none). */
+export function dirOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+}
+
+/** fsyncs a directory, so a rename or create in it survives a crash. */
+export function syncDir(dir: string): void {
+  const d = Deno.openSync(dir, { read: true });
+  try {
+    d.syncSync();
+  } finally {
+    d.close();
+  }
+}
+
+/** Writes one pcap file; see the module comment. */
+export class PcapFileWriter {
+  /** Final path. */
+  readonly path: string;
+  /** Temporary path while writing. */
+  readonly tmpPath: string;
+  readonly linkType: number;
+  readonly snaplen: number;
+  readonly nanosecond: boolean;
+  readonly compress: Compression;
+  readonly seq: number;
+  /** First packet time (seconds and fraction), valid once `packets` > 0. */
+  firstSec = 0;
+  firstFrac = 0;
+  /** Last packet time. */
+  lastSec = 0;
+  lastFrac = 0;
+  readonly #bw: BlockWriter;
+  readonly #file: Deno.FsFile;
+  #donePackets = 0;
+  #pendingPackets = 0;
+  #doneLastSec = 0;
+  #doneLastFrac = 0;
+  #closed = false;
+  // Views of exactly `caplen` bytes of the caller's buffer, so copying a packet needs no
+  // subarray() per packet once every length has been seen (TypedArray.set copies whole arrays;
+  // a byte loop is ten times slower).
+  #viewSource: Uint8Array | null = null;
+  #viewOffset = -1;
+  readonly #views = new Map<number, Uint8Array>();
+
+  /** Creates the temporary file (throws if it cannot) and buffers the global header. */
+  constructor(options: PcapFileWriterOptions) {
+    this.path = options.path;
+    this.tmpPath = tempPathFor(options.path);
+    this.linkType = options.linkType;
+    this.snaplen = options.snaplen;
+    this.nanosecond = options.nanosecond ?? false;
+    this.compress = options.compress ?? "none";
+    this.seq = options.seq ?? 0;
+    this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true });
+    this.#bw = new BlockWriter(this.#file, options);
+    writeGlobalHeader(this.#bw.view, 0, {
+      linkType: this.linkType,
+      snaplen: this.snaplen,
+      nanosecond: this.nanosecond,
+    });
+    this.#bw.used = GLOBAL_HEADER_SIZE;
+  }
+
+  /** Records accepted and not lost to a write error. */
+  get packets(): number {
+    return this.#donePackets + this.#pendingPackets;
+  }
+
+  /** Size of the decompressed stream so far (pending block included). */
+  get bytesUncompressed(): number {
+    return this.#bw.streamOffset + this.#bw.used;
+  }
+
+  /** Bytes written to the file so far. */
+  get bytesOnDisk(): number {
+    return this.#bw.bytesOnDisk;
+  }
+
+  /**
+   * Expected file size if it were flushed now: exact for `none`, the pending block scaled by the
+   * compression ratio seen so far (1 before the first block) otherwise.
+   */
+  get estimatedSize(): number {
+    const bw = this.#bw;
+    if (this.compress === "none" || bw.streamOffset === 0) return bw.bytesOnDisk + bw.used;
+    return bw.bytesOnDisk + bw.used * (bw.bytesOnDisk / bw.streamOffset);
+  }
+
+  /** Failed block writes. */
+  get writeErrors(): number {
+    return this.#bw.writeErrors;
+  }
+
+  /** Message of the last write error, "" when none. */
+  get lastError(): string {
+    return this.#bw.lastError;
+  }
+
+  /** True once a block write failed: the file takes no more records. */
+  get failed(): boolean {
+    return this.#bw.failed;
+  }
+
+  /**
+   * Appends one record (HOT PATH: allocates nothing). Copies `caplen` bytes of `data` from
+   * `offset`, cut to the snaplen. Returns the offset of the record header in the decompressed
+   * stream, or -1 when the file failed (the record was not taken; write it to a new file).
+   */
+  writePacket(
+    data: Uint8Array,
+    offset: number,
+    caplen: number,
+    wireLen: number,
+    tsSec: number,
+    tsFrac: number,
+  ): number {
+    const bw = this.#bw;
+    if (bw.failed || this.#closed) return -1;
+    if (caplen > this.snaplen) caplen = this.snaplen;
+    if (wireLen < caplen) wireLen = caplen;
+    const need = RECORD_HEADER_SIZE + caplen;
+    if (need > bw.buffer.length - bw.used) {
+      if (!this.#flushBlock()) return -1;
+      if (need > bw.buffer.length) bw.grow(need);
+    }
+    const pos = bw.used;
+    writeRecordHeader(bw.view, pos, tsSec, tsFrac, caplen, wireLen);
+    this.#copy(data, offset, caplen, pos + RECORD_HEADER_SIZE);
+    bw.used = pos + need;
+    if (this.#donePackets + this.#pendingPackets === 0) {
+      this.firstSec = tsSec;
+      this.firstFrac = tsFrac;
+    }
+    this.#pendingPackets++;
+    this.lastSec = tsSec;
+    this.lastFrac = tsFrac;
+    return bw.streamOffset + pos;
+  }
+
+  /** Writes the pending block now. Returns false when the write failed. */
+  flush(): boolean {
+    return this.#flushBlock();
+  }
+
+  /**
+   * Flushes, fsyncs, calls `beforeRename(info)`, renames to the final name and fsyncs the
+   * directory. A file that ended up with no records is deleted instead and null returned: it
+   * would only add an empty index and catalog entry (files open at their first packet, so this
+   * happens only when every block write failed). Throws when sync, hook or rename fail; the
+   * temporary file then stays for recovery.
+   */
+  finalize(beforeRename?: BeforeRenameHook): FinalizedFile | null {
+    if (this.#closed) {
+      throw new Error(`Cannot finalize ${this.path}: expected an open file, found it closed`);
+    }
+    this.#flushBlock();
+    this.#closed = true;
+    try {
+      if (this.#donePackets === 0) {
+        this.#file.close();
+        Deno.removeSync(this.tmpPath);
+        return null;
+      }
+      this.#bw.sync();
+    } catch (err) {
+      this.#closeQuietly();
+      throw err;
+    }
+    this.#file.close();
+    const info = this.#info();
+    beforeRename?.(info);
+    Deno.renameSync(this.tmpPath, this.path);
+    syncDir(dirOf(this.path));
+    return info;
+  }
+
+  /** Closes the file without finalizing it (the temporary file stays, as after a crash). */
+  abandon(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeQuietly();
+  }
+
+  #info(): FinalizedFile {
+    const scale = this.nanosecond ? 1e9 : 1e6;
+    return {
+      path: this.path,
+      tmpPath: this.tmpPath,
+      seq: this.seq,
+      linkType: this.linkType,
+      snaplen: this.snaplen,
+      nanosecond: this.nanosecond,
+      compress: this.compress,
+      packets: this.#donePackets,
+      firstTs: this.firstSec + this.firstFrac / scale,
+      lastTs: this.#doneLastSec + this.#doneLastFrac / scale,
+      bytesUncompressed: this.#bw.streamOffset,
+      bytesOnDisk: this.#bw.bytesOnDisk,
+      blocks: this.#bw.blocks,
+      recovered: false,
+    };
+  }
+
+  #flushBlock(): boolean {
+    if (!this.#bw.flush()) {
+      this.#pendingPackets = 0;
+      return false;
+    }
+    this.#donePackets += this.#pendingPackets;
+    this.#pendingPackets = 0;
+    this.#doneLastSec = this.lastSec;
+    this.#doneLastFrac = this.lastFrac;
+    return true;
+  }
+
+  #copy(data: Uint8Array, offset: number, caplen: number, pos: number): void {
+    const buffer = this.#bw.buffer;
+    if (offset === 0 && caplen === data.length) {
+      buffer.set(data, pos);
+      return;
+    }
+    if (data !== this.#viewSource || offset !== this.#viewOffset) {
+      this.#viewSource = data;
+      this.#viewOffset = offset;
+      this.#views.clear();
+    }
+    let view = this.#views.get(caplen);
+    if (view === undefined) {
+      if (this.#views.size >= VIEW_CACHE_LIMIT) this.#views.clear();
+      view = data.subarray(offset, offset + caplen);
+      this.#views.set(caplen, view);
+    }
+    buffer.set(view, pos);
+  }
+
+  #closeQuietly(): void {
+    try {
+      this.#file.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The classic pcap file format (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-03.html):
+ * a 24-byte global header, then records of a 16-byte header and the captured bytes.
+ * cutcap writes little-endian (host order on every machine it runs on) and reads both orders.
+ */
+
+/** Global header size in bytes. */
+export const GLOBAL_HEADER_SIZE = 24;
+/** Record header size in bytes. */
+export const RECORD_HEADER_SIZE = 16;
+/**
+ * Hard upper bound for a record's captured length. libpcap rejects larger records as corrupt
+ * (its MAXIMUM_SNAPLEN), so a reader that finds one stops there instead of allocating for it.
+ */
+export const MAX_CAPLEN = 262144;
+
+/** Magic number of microsecond-resolution files, as written in the file's byte order. */
+export const MAGIC_MICROS = 0xa1b2c3d4;
+/** Magic number of nanosecond-resolution files. */
+export const MAGIC_NANOS = 0xa1b23c4d;
+
+/** Parsed global header of a pcap file. */
+export interface PcapHeader {
+  /** True when the file's numbers are little-endian. */
+  littleEndian: boolean;
+  /** True for nanosecond timestamps (magic a1b23c4d), false for microseconds. */
+  nanosecond: boolean;
+  versionMajor: number;
+  versionMinor: number;
+  snaplen: number;
+  /** LINKTYPE_* value (low 16 bits of the header's network field). */
+  linkType: number;
+}
+
+/** Writes a version 2.4 global header, little-endian, at `pos` of `view`. */
+export function writeGlobalHeader(
+  view: DataView,
+  pos: number,
+  options: { linkType: number; snaplen: number; nanosecond: boolean },
+): void {
+  view.setUint32(pos, options.nanosecond ? MAGIC_NANOS : MAGIC_MICROS, true);
+  view.setUint16(pos + 4, 2, true);
+  view.setUint16(pos + 6, 4, true);
+  view.setInt32(pos + 8, 0, true); // thiszone: always UTC
+  view.setUint32(pos + 12, 0, true); // sigfigs
+  view.setUint32(pos + 16, options.snaplen, true);
+  view.setUint32(pos + 20, options.linkType, true);
+}
+
+/** Writes a record header, little-endian, at `pos` of `view`. Allocates nothing. */
+export function writeRecordHeader(
+  view: DataView,
+  pos: number,
+  tsSec: number,
+  tsFrac: number,
+  caplen: number,
+  wireLen: number,
+): void {
+  view.setUint32(pos, tsSec, true);
+  view.setUint32(pos + 4, tsFrac, true);
+  view.setUint32(pos + 8, caplen, true);
+  view.setUint32(pos + 12, wireLen, true);
+}
+
+/**
+ * Parses a global header from the first 24 bytes of `bytes` (starting at `pos`). Throws an Error
+ * naming `name` when the header is short or the magic number is not a pcap one.
+ */
+export function parseGlobalHeader(bytes: Uint8Array, name: string, pos = 0): PcapHeader {
+  const have = bytes.length - pos;
+  if (have < GLOBAL_HEADER_SIZE) {
+    throw new Error(
+      `Truncated pcap header in ${name}: expected ${GLOBAL_HEADER_SIZE} bytes, found ${
+        Math.max(have, 0)
+      }`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset + pos, GLOBAL_HEADER_SIZE);
+  const le = view.getUint32(0, true);
+  let littleEndian: boolean;
+  let nanosecond: boolean;
+  if (le === MAGIC_MICROS || le === MAGIC_NANOS) {
+    littleEndian = true;
+    nanosecond = le === MAGIC_NANOS;
+  } else {
+    const be = view.getUint32(0, false);
+    if (be !== MAGIC_MICROS && be !== MAGIC_NANOS) {
+      const hex = be.toString(16).padStart(8, "0");
+      const hint = be === 0x0a0d0d0a ? " (pcapng is not supported)" : "";
+      throw new Error(
+        `Not a pcap file ${name}: expected magic a1b2c3d4 or a1b23c4d, found ${hex}${hint}`,
+      );
+    }
+    littleEndian = false;
+    nanosecond = be === MAGIC_NANOS;
+  }
+  return {
+    littleEndian,
+    nanosecond,
+    versionMajor: view.getUint16(4, littleEndian),
+    versionMinor: view.getUint16(6, littleEndian),
+    snaplen: view.getUint32(16, littleEndian),
+    linkType: view.getUint32(20, littleEndian) & 0xffff,
+  };
+}

@@ -1,0 +1,297 @@
+/**
+ * The capture worker's only output object: a sequence of pcap files under
+ * `<out>/YYYY/MM/DD/YYYY-MM-DDTHH-MM-SS.ffffffZ_<iface>_w<NN>.pcap[.gz|.zst]` (UTC, from the
+ * file's first packet time), rotated by size, by packet time, on demand, or when the link type
+ * changes. Names sort by time and say which interface and worker wrote them.
+ *
+ * Rotation by time uses packet timestamps, so replaying a capture rotates like capturing it did;
+ * `rotateIfDue` covers quiet links with the wall clock.
+ */
+import { type Compression, compressionSuffix } from "./block_format.ts";
+import {
+  type BeforeRenameHook,
+  type FinalizedFile,
+  PcapFileWriter,
+  uniquePath,
+} from "./pcap_file_writer.ts";
+import { RECORD_HEADER_SIZE } from "./pcap_format.ts";
+
+/** Options for `RotatingOutput`. */
+export interface RotatingOutputOptions {
+  /** Root output directory. */
+  outDir: string;
+  /** Interface (or source) name used in file names; characters outside [A-Za-z0-9._-] become "-". */
+  iface: string;
+  /** Worker number used in file names (`w00`, `w01`, ...). */
+  worker: number;
+  linkType: number;
+  snaplen: number;
+  /** Nanosecond timestamps, default false. */
+  nanosecond?: boolean;
+  /** Block compression, default `none`. */
+  compress?: Compression;
+  /** Compression level, see BlockWriterOptions. */
+  level?: number;
+  /** Block buffer size, default 1 MiB. */
+  blockSize?: number;
+  /** Rotate before a record would make the file larger than this many bytes on disk; 0 = off. */
+  rotateSize?: number;
+  /** Rotate once a packet is this many seconds after the file's first packet; 0 = off. */
+  rotateInterval?: number;
+  /** Called with each finalized file, after its rename. */
+  onFinalized?: (file: FinalizedFile) => void;
+  /** Called before each rename (the index sidecar is written here). */
+  beforeRename?: BeforeRenameHook;
+}
+
+/** Fields of an output file name, see `parseOutputFileName`. */
+export interface OutputNameFields {
+  /** First packet time: whole seconds since the epoch. */
+  startSec: number;
+  /** First packet time: microseconds. */
+  startMicros: number;
+  iface: string;
+  worker: number;
+  compress: Compression;
+}
+
+/** Seconds between attempts to open a new file after opening one failed. */
+const OPEN_RETRY_MS = 1000;
+
+const NAME_RE =
+  /^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{6})Z_(.+)_w(\d+)(?:_\d+)?\.pcap(\.gz|\.zst)?$/;
+
+/** Makes an interface name safe for a file name (`/dev/x` and the like). */
+export function sanitizeIface(iface: string): string {
+  const clean = iface.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[.-]+/, "");
+  return clean === "" ? "unknown" : clean;
+}
+
+/**
+ * The path of an output file, relative to the output directory:
+ * `YYYY/MM/DD/YYYY-MM-DDTHH-MM-SS.ffffffZ_<iface>_w<NN>.pcap[.gz|.zst]` (UTC).
+ */
+export function outputFileName(
+  startSec: number,
+  startMicros: number,
+  options: { iface: string; worker: number; compress: Compression },
+): string {
+  const iso = new Date(startSec * 1000).toISOString(); // 2024-05-01T12:34:56.000Z
+  const day = `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}`;
+  const time = `${iso.slice(0, 10)}T${iso.slice(11, 13)}-${iso.slice(14, 16)}-${iso.slice(17, 19)}`;
+  const micros = String(startMicros).padStart(6, "0");
+  const worker = String(options.worker).padStart(2, "0");
+  return `${day}/${time}.${micros}Z_${sanitizeIface(options.iface)}_w${worker}.pcap${
+    compressionSuffix(options.compress)
+  }`;
+}
+
+/** Parses an output file's base name; null when it is not one. */
+export function parseOutputFileName(name: string): OutputNameFields | null {
+  const m = NAME_RE.exec(name);
+  if (m === null) return null;
+  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+  return {
+    startSec: ms / 1000,
+    startMicros: +m[7],
+    iface: m[8],
+    worker: +m[9],
+    compress: m[10] === ".gz" ? "gzip" : m[10] === ".zst" ? "zstd" : "none",
+  };
+}
+
+/** Rotating pcap output of one worker; see the module comment. */
+export class RotatingOutput {
+  /** Sequence number of the file the last `write` went to (1, 2, ...; 0 before the first). */
+  fileSeq = 0;
+  /** Records written (not counting dropped ones). */
+  packets = 0;
+  /** Records dropped because no file could take them. */
+  droppedPackets = 0;
+  /** Files finalized. */
+  filesFinalized = 0;
+  readonly #o: RotatingOutputOptions;
+  #linkType: number;
+  #snaplen: number;
+  #nanosecond: boolean;
+  #writer: PcapFileWriter | null = null;
+  #seq = 0;
+  #closedErrors = 0;
+  #lastError = "";
+  #retryAt = 0;
+  #closed = false;
+
+  constructor(options: RotatingOutputOptions) {
+    this.#o = options;
+    this.#linkType = options.linkType;
+    this.#snaplen = options.snaplen;
+    this.#nanosecond = options.nanosecond ?? false;
+  }
+
+  /** Write errors so far (failed blocks, failed opens, failed finalizations). */
+  get writeErrors(): number {
+    return this.#closedErrors + (this.#writer?.writeErrors ?? 0);
+  }
+
+  /** Message of the last error, "" when none. */
+  get lastError(): string {
+    const current = this.#writer?.lastError ?? "";
+    return current !== "" ? current : this.#lastError;
+  }
+
+  /** The file being written, null between files. */
+  get current(): PcapFileWriter | null {
+    return this.#writer;
+  }
+
+  /**
+   * Appends one record (HOT PATH), rotating first when the size or time limit is reached.
+   * Returns the record's offset in the decompressed stream of file `fileSeq`, or -1 when it was
+   * dropped (no file could be opened or written). Never throws for I/O errors.
+   */
+  write(
+    data: Uint8Array,
+    offset: number,
+    caplen: number,
+    wireLen: number,
+    tsSec: number,
+    tsFrac: number,
+  ): number {
+    let w = this.#writer;
+    if (w !== null && this.#due(w, caplen, tsSec, tsFrac)) {
+      this.rotate();
+      w = null;
+    }
+    if (w === null) w = this.#open(tsSec, tsFrac);
+    let at = w === null ? -1 : w.writePacket(data, offset, caplen, wireLen, tsSec, tsFrac);
+    if (at < 0 && w !== null) {
+      // The file failed (its last block could not be written): finish what it holds and give
+      // this record a fresh file, so offsets already handed out never point at other records.
+      this.rotate();
+      w = this.#open(tsSec, tsFrac);
+      if (w !== null) at = w.writePacket(data, offset, caplen, wireLen, tsSec, tsFrac);
+    }
+    if (at < 0) {
+      this.droppedPackets++;
+      return -1;
+    }
+    this.packets++;
+    return at;
+  }
+
+  /** Rotates when the current file is older than the interval at wall-clock `nowSec`. */
+  rotateIfDue(nowSec: number): boolean {
+    const w = this.#writer;
+    const interval = this.#o.rotateInterval ?? 0;
+    if (w === null || interval <= 0) return false;
+    const scale = this.#nanosecond ? 1e9 : 1e6;
+    if (nowSec - (w.firstSec + w.firstFrac / scale) < interval) return false;
+    this.rotate();
+    return true;
+  }
+
+  /**
+   * Finalizes the current file (the next record opens a new one). Returns it, or null when
+   * there was none, it was empty, or finalizing failed (counted in `writeErrors`).
+   */
+  rotate(): FinalizedFile | null {
+    const w = this.#writer;
+    if (w === null) return null;
+    this.#writer = null;
+    this.#closedErrors += w.writeErrors;
+    if (w.lastError !== "") this.#lastError = w.lastError;
+    let file: FinalizedFile | null;
+    try {
+      file = w.finalize(this.#o.beforeRename);
+    } catch (err) {
+      this.#fail(`Cannot finalize ${w.path}: ${message(err)}`);
+      return null;
+    }
+    if (file === null) return null;
+    this.filesFinalized++;
+    try {
+      this.#o.onFinalized?.(file);
+    } catch (err) {
+      this.#fail(`onFinalized failed for ${file.path}: ${message(err)}`);
+    }
+    return file;
+  }
+
+  /**
+   * Sets the format of following records (the next --read file may have another link type);
+   * rotates when it differs from the current file's.
+   */
+  setFormat(format: { linkType: number; snaplen?: number; nanosecond?: boolean }): void {
+    const snaplen = format.snaplen ?? this.#snaplen;
+    const nanosecond = format.nanosecond ?? this.#nanosecond;
+    if (
+      format.linkType === this.#linkType && snaplen === this.#snaplen &&
+      nanosecond === this.#nanosecond
+    ) return;
+    this.rotate();
+    this.#linkType = format.linkType;
+    this.#snaplen = snaplen;
+    this.#nanosecond = nanosecond;
+  }
+
+  /** Finalizes the current file; later writes are dropped. */
+  close(): FinalizedFile | null {
+    const file = this.rotate();
+    this.#closed = true;
+    return file;
+  }
+
+  #due(w: PcapFileWriter, caplen: number, tsSec: number, tsFrac: number): boolean {
+    const size = this.#o.rotateSize ?? 0;
+    if (size > 0 && w.packets > 0 && w.estimatedSize + RECORD_HEADER_SIZE + caplen > size) {
+      return true;
+    }
+    const interval = this.#o.rotateInterval ?? 0;
+    if (interval <= 0) return false;
+    const scale = this.#nanosecond ? 1e9 : 1e6;
+    return tsSec - w.firstSec + (tsFrac - w.firstFrac) / scale >= interval;
+  }
+
+  #open(tsSec: number, tsFrac: number): PcapFileWriter | null {
+    if (this.#closed) return null;
+    if (this.#retryAt !== 0 && Date.now() < this.#retryAt) return null;
+    const o = this.#o;
+    const compress = o.compress ?? "none";
+    const micros = this.#nanosecond ? Math.floor(tsFrac / 1000) : tsFrac;
+    const rel = outputFileName(tsSec, micros, { iface: o.iface, worker: o.worker, compress });
+    try {
+      const slash = rel.lastIndexOf("/");
+      const dir = `${o.outDir}/${rel.slice(0, slash)}`;
+      Deno.mkdirSync(dir, { recursive: true });
+      const path = uniquePath(`${o.outDir}/${rel}`);
+      const w = new PcapFileWriter({
+        path,
+        linkType: this.#linkType,
+        snaplen: this.#snaplen,
+        nanosecond: this.#nanosecond,
+        compress,
+        level: o.level,
+        blockSize: o.blockSize,
+        seq: this.#seq + 1,
+      });
+      this.#seq++;
+      this.fileSeq = this.#seq;
+      this.#writer = w;
+      this.#retryAt = 0;
+      return w;
+    } catch (err) {
+      this.#fail(`Cannot open an output file in ${o.outDir}: ${message(err)}`);
+      this.#retryAt = Date.now() + OPEN_RETRY_MS;
+      return null;
+    }
+  }
+
+  #fail(text: string): void {
+    this.#closedErrors++;
+    this.#lastError = text;
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
