@@ -1,0 +1,142 @@
+/**
+ * The few libc calls cutcap needs: setsockopt (PACKET_FANOUT on the capture socket), dropping
+ * root after the capture handles are open, and getuid. errno is read through __errno_location
+ * right after the failing call.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getpwnam: { parameters: ["buffer"], result: "pointer" },
+  setgroups: { parameters: ["usize", "buffer"], result: "i32" },
+  setgid: { parameters: ["u32"], result: "i32" },
+  setuid: { parameters: ["u32"], result: "i32" },
+  getuid: { parameters: [], result: "u32" },
+  getgid: { parameters: [], result: "u32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+} as const;
+
+type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let libc: LibcSymbols | undefined;
+
+function load(): LibcSymbols {
+  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return libc;
+}
+
+/** A failed libc call, with its errno. */
+export class LibcError extends Error {
+  /** The errno value, e.g. 22 for EINVAL. */
+  readonly errno: number;
+  constructor(message: string, errno: number) {
+    super(message);
+    this.name = "LibcError";
+    this.errno = errno;
+  }
+}
+
+function errno(lib: LibcSymbols): number {
+  const ptr = lib.__errno_location();
+  return ptr === null ? 0 : new Deno.UnsafePointerView(ptr).getInt32(0);
+}
+
+/** The text of an errno value, e.g. "Invalid argument". */
+export function strerror(code: number): string {
+  const ptr = load().strerror(code);
+  return ptr === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(ptr);
+}
+
+function fail(lib: LibcSymbols, what: string): never {
+  const code = errno(lib);
+  throw new LibcError(`${what} failed: ${strerror(code)} (errno ${code})`, code);
+}
+
+/** struct pollfd { int fd; short events; short revents; }, reused by every waitReadable call. */
+const pollFd = new Int32Array(2);
+const POLLIN = 1;
+
+/**
+ * Waits up to `timeoutMs` for `fd` to become readable (poll(2)); false on timeout or EINTR.
+ * Blocks the calling thread: meant for capture workers.
+ */
+export function waitReadable(fd: number, timeoutMs: number): boolean {
+  const lib = load();
+  pollFd[0] = fd;
+  pollFd[1] = POLLIN; // events in the low half, revents (high half) cleared
+  return lib.poll(pollFd, 1n, timeoutMs) > 0;
+}
+
+/** A socket option for {@link setsockopt}. */
+export interface SocketOption {
+  /** Protocol level, e.g. SOL_PACKET = 263. */
+  level: number;
+  /** Option name, e.g. PACKET_FANOUT = 18. */
+  name: number;
+  /** An int option value, or the raw option bytes. */
+  value: number | Uint8Array<ArrayBuffer>;
+}
+
+/** setsockopt(2) on `fd`; throws a {@link LibcError} carrying errno on failure. */
+export function setsockopt(fd: number, option: SocketOption): void {
+  const lib = load();
+  let bytes: Uint8Array<ArrayBuffer>;
+  if (typeof option.value === "number") {
+    bytes = new Uint8Array(4);
+    new DataView(bytes.buffer).setInt32(0, option.value | 0, true);
+  } else {
+    bytes = option.value;
+  }
+  if (lib.setsockopt(fd, option.level, option.name, bytes, bytes.byteLength) !== 0) {
+    fail(lib, `setsockopt(fd ${fd}, level ${option.level}, option ${option.name})`);
+  }
+}
+
+/** A user from the password database. */
+export interface PasswdEntry {
+  uid: number;
+  gid: number;
+}
+
+/** Looks a user up with getpwnam(3); undefined when there is no such user. */
+export function lookupUser(user: string): PasswdEntry | undefined {
+  const name = new TextEncoder().encode(user + "\0");
+  const ptr = load().getpwnam(name);
+  if (ptr === null) return undefined;
+  // struct passwd on LP64: pw_name @0, pw_passwd @8, pw_uid (u32) @16, pw_gid (u32) @20.
+  const view = new Deno.UnsafePointerView(ptr);
+  return { uid: view.getUint32(16), gid: view.getUint32(20) };
+}
+
+/**
+ * Switches the whole process (glibc applies set*id to every thread) to `user` and its primary
+ * group, dropping supplementary groups. Call it after the capture handles are open.
+ */
+export function dropPrivileges(user: string): void {
+  const entry = lookupUser(user);
+  if (entry === undefined) {
+    throw new Error(`Unknown user "${user}": expected an account in the password database`);
+  }
+  const lib = load();
+  const groups = new Uint32Array([entry.gid]);
+  // Order matters: groups and gid can only be changed while still root.
+  if (lib.setgroups(1n, groups) !== 0) fail(lib, `Dropping privileges to ${user}: setgroups`);
+  if (lib.setgid(entry.gid) !== 0) fail(lib, `Dropping privileges to ${user}: setgid`);
+  if (lib.setuid(entry.uid) !== 0) fail(lib, `Dropping privileges to ${user}: setuid`);
+  if (entry.uid !== 0 && lib.setuid(0) === 0) {
+    throw new Error(`Dropping privileges to ${user} failed: root could be regained`);
+  }
+}
+
+/** The real user id of the process. */
+export function getuid(): number {
+  return load().getuid();
+}
+
+/** The real group id of the process. */
+export function getgid(): number {
+  return load().getgid();
+}

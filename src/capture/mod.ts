@@ -1,0 +1,29 @@
+/**
+ * Capture sources for the workers: the libpcap handle with its allocation-free `next()`, kernel
+ * fanout, the SNF ring count, interface listing and privilege dropping.
+ *
+ * @module
+ */
+
+export {
+  defaultInterface,
+  findAllDevs,
+  type Libpcap,
+  libpcapVersion,
+  type LiveOptions,
+  loadLibpcap,
+  type OfflineOptions,
+  type PcapDevice,
+  PcapHandle,
+  type PcapStats,
+} from "../../ffi/libpcap.ts";
+export { dropPrivileges, getuid } from "../../ffi/libc.ts";
+export {
+  joinFanout,
+  PACKET_FANOUT,
+  PACKET_FANOUT_FLAG_DEFRAG,
+  PACKET_FANOUT_HASH,
+  SOL_PACKET,
+} from "./fanout.ts";
+export { snfRingCount } from "./snf.ts";
+export { openSource, type SourceOptions } from "./source.ts";

@@ -1,0 +1,79 @@
+// ffi/libc.ts: user lookup, uid, privilege dropping (in a child process), setsockopt errors.
+import assert from "node:assert/strict";
+import {
+  dropPrivileges,
+  getgid,
+  getuid,
+  LibcError,
+  lookupUser,
+  setsockopt,
+  strerror,
+  waitReadable,
+} from "../ffi/libc.ts";
+
+Deno.test("getuid/getgid agree with Deno, lookupUser reads the password database", async () => {
+  assert.equal(getuid(), Deno.uid());
+  assert.equal(getgid(), Deno.gid());
+  const passwd = await Deno.readTextFile("/etc/passwd");
+  const line = passwd.split("\n").find((l) => l.startsWith("nobody:"));
+  assert.ok(line !== undefined);
+  const [, , uid, gid] = line.split(":");
+  assert.deepEqual(lookupUser("nobody"), { uid: Number(uid), gid: Number(gid) });
+  assert.equal(lookupUser("cc-no-such-user"), undefined);
+});
+
+Deno.test("dropPrivileges: an unknown user is a clear error", () => {
+  assert.throws(
+    () => dropPrivileges("cc-no-such-user"),
+    (err: Error) =>
+      err.message ===
+        `Unknown user "cc-no-such-user": expected an account in the password database`,
+  );
+});
+
+Deno.test({
+  name: "dropPrivileges: every thread of the process ends up as the user",
+  ignore: Deno.uid() !== 0 && Deno.env.get("CI") !== "true",
+  async fn() {
+    assert.equal(Deno.uid(), 0, "Needs root (CI=true makes this a failure, not a skip)");
+    const url = new URL("../ffi/libc.ts", import.meta.url).href;
+    const code = `import { dropPrivileges, getuid } from "${url}";
+      dropPrivileges("nobody");
+      const uids = new Set<string>();
+      for (const t of Deno.readDirSync("/proc/self/task")) {
+        const status = Deno.readTextFileSync("/proc/self/task/" + t.name + "/status");
+        uids.add(/^Uid:\\s+(.*)$/m.exec(status)![1].split(/\\s+/).join(","));
+      }
+      console.log(getuid(), [...uids].join(" "));`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", code],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const uid = lookupUser("nobody")!.uid;
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), `${uid} ${uid},${uid},${uid},${uid}`);
+  },
+});
+
+Deno.test("setsockopt on a file that is not a socket fails with errno text", () => {
+  const file = Deno.openSync("/etc/passwd");
+  try {
+    // Deno does not expose the fd; /proc/self/fd gives it.
+    const fd = [...Deno.readDirSync("/proc/self/fd")]
+      .map((e) => Number(e.name))
+      .find((n) => Deno.readLinkSync(`/proc/self/fd/${n}`) === "/etc/passwd");
+    assert.ok(fd !== undefined);
+    assert.throws(
+      () => setsockopt(fd, { level: 263, name: 18, value: 1 }),
+      (err: Error) =>
+        err instanceof LibcError && err.errno === 88 &&
+        err.message ===
+          `setsockopt(fd ${fd}, level 263, option 18) failed: Socket operation on non-socket (errno 88)`,
+    );
+    assert.equal(waitReadable(fd, 0), true); // regular files always poll readable
+  } finally {
+    file.close();
+  }
+  assert.equal(strerror(22), "Invalid argument");
+});
