@@ -28,7 +28,10 @@ export function joinFanout(fd: number, groupId: number): void {
   if (!Number.isInteger(fd) || fd < 0) {
     throw new Error(`Invalid capture socket ${fd} for fanout: expected a live capture's fd`);
   }
-  const mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG;
+  // No PACKET_FANOUT_FLAG_DEFRAG: the kernel would hand over reassembled datagrams, and the archive must hold
+  // the frames as they were on the wire. Fragments carry no ports, so the kernel hashes all of a
+  // datagram's fragments by address alike and they still meet in one worker.
+  const mode = PACKET_FANOUT_HASH;
   try {
     setsockopt(fd, { level: SOL_PACKET, name: PACKET_FANOUT, value: (mode << 16) | groupId });
   } catch (err) {
