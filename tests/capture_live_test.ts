@@ -260,10 +260,10 @@ liveTest(
 );
 
 liveTest(
-  "live: with the DEFRAG fanout flag the kernel hands over reassembled datagrams",
+  "live: fanout hands over IPv4 fragments as they were on the wire (no DEFRAG)",
   async (dir) => {
-    // Documents kernel behaviour (net/packet/af_packet.c, packet_rcv_fanout): PACKET_FANOUT_FLAG_DEFRAG
-    // reassembles IPv4 fragments before choosing a socket and delivers the whole datagram.
+    // With PACKET_FANOUT_FLAG_DEFRAG the kernel would reassemble the datagram (net/packet/af_packet.c,
+    // packet_rcv_fanout); cutcap joins without it, so the archive holds the two fragments.
     const payload = udp(4000, 5000, 2992); // 3000-byte UDP datagram
     const first = ipv4Frame(ip(1), ip(2), payload.subarray(0, 1480), {
       id: 777,
@@ -283,7 +283,7 @@ liveTest(
       await replay(`${dir}/frag.pcap`);
       const lens: number[] = [];
       drain([h], (_, p) => lens.push(p.caplen));
-      assert.deepEqual(lens, [14 + 20 + payload.length]);
+      assert.deepEqual(lens, [14 + 20 + 1480, 14 + 20 + payload.length - 1480]);
     } finally {
       h.close();
     }
