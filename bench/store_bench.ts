@@ -67,7 +67,13 @@ function run(
   mode: Mode,
 ) {
   const path = `/tmp/cutcap-store-bench.pcap`;
-  const w = new PcapFileWriter({ path, linkType: 1, snaplen: 262144, compress, level });
+  const w = new PcapFileWriter({
+    path,
+    linkType: 1,
+    snaplen: 262144,
+    compress,
+    level,
+  });
   const stage = new Uint8Array(262144);
   const target = mb * 1e6;
   let written = 0;

@@ -184,7 +184,7 @@ Deno.test("RotatingOutput: rotateIfDue on a quiet link, rotate(), a new link typ
     assert.equal(finalized.length, 1);
     w(1);
     assert.equal(out.fileSeq, 2);
-    out.setFormat({ linkType: 1 });
+    out.setFormat({ linkType: 1, snaplen: 65535 });
     assert.equal(finalized.length, 1, "same format: no rotation");
     out.setFormat({ linkType: 113 });
     assert.equal(finalized.length, 2);
@@ -201,6 +201,19 @@ Deno.test("RotatingOutput: rotateIfDue on a quiet link, rotate(), a new link typ
     assert.match(finalized[4].path, /_w02_1\.pcap$/);
     assert.equal(out.write(packets[5].data, 0, 60, 60, packets[5].tsSec, 0), -1, "closed");
     assert.equal(out.droppedPackets, 1);
+    assert.throws(
+      () =>
+        new RotatingOutput({
+          outDir: dir,
+          iface: "x",
+          worker: 0,
+          linkType: 1,
+          snaplen: 0,
+          compress: "zstd",
+          level: 23,
+        }),
+      /^Error: Invalid zstd level 23: expected 1-22 \(0 = default\)$/,
+    );
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -161,6 +161,28 @@ export function expectedRecords(packets: TestPacket[], snaplen = 262144): Oracle
   });
 }
 
+/** One block of a block table: file offset, compressed length, uncompressed start and length. */
+export interface BlockRow {
+  fileOffset: number;
+  compressedLength: number;
+  start: number;
+  length: number;
+}
+
+/** The rows of a block table (4 numbers per block). */
+export function blockRows(blocks: Float64Array): BlockRow[] {
+  const rows: BlockRow[] = [];
+  for (let i = 0; i < blocks.length; i += 4) {
+    rows.push({
+      fileOffset: blocks[i],
+      compressedLength: blocks[i + 1],
+      start: blocks[i + 2],
+      length: blocks[i + 3],
+    });
+  }
+  return rows;
+}
+
 /** A fresh temporary directory (removed by the caller). */
 export function tempDir(prefix: string): string {
   return Deno.makeTempDirSync({ prefix: `cutcap-store-${prefix}-` });

@@ -52,6 +52,19 @@ export function defaultLevel(compress: Compression): number {
 }
 
 /**
+ * The level to use: `level` when given and not 0, else the default. Throws when it is out of
+ * range for the compression (gzip 1-9, zstd 1-22), so a bad option fails at start, not per block.
+ */
+export function resolveLevel(compress: Compression, level?: number): number {
+  if (level === undefined || level === 0 || compress === "none") return defaultLevel(compress);
+  const max = compress === "gzip" ? 9 : 22;
+  if (!Number.isInteger(level) || level < 1 || level > max) {
+    throw new Error(`Invalid ${compress} level ${level}: expected 1-${max} (0 = default)`);
+  }
+  return level;
+}
+
+/**
  * Compresses `data` into one self-contained block (gzip member or zstd frame). Allocates the
  * result; called once per block, never per packet.
  */
@@ -224,15 +237,15 @@ export class BlockTable {
     this.data = new Float64Array(Math.max(capacity, 1) * 4);
   }
 
-  /** Wraps a table saved with `toFloat64Array` (for example in an index sidecar). */
+  /** Wraps (without copying) a table saved with `toFloat64Array`, e.g. read from an index. */
   static fromFloat64Array(values: Float64Array): BlockTable {
     if (values.length % 4 !== 0) {
       throw new Error(
         `Invalid block table: expected a multiple of 4 numbers, found ${values.length}`,
       );
     }
-    const table = new BlockTable(values.length / 4);
-    table.data.set(values);
+    const table = new BlockTable(1);
+    table.data = values.length > 0 ? values : table.data;
     table.count = values.length / 4;
     return table;
   }

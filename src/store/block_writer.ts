@@ -11,7 +11,7 @@ import {
   BlockTable,
   compressBlock,
   type Compression,
-  defaultLevel,
+  resolveLevel,
   writeFully,
 } from "./block_format.ts";
 
@@ -22,7 +22,7 @@ export const DEFAULT_BLOCK_SIZE = 1 << 20;
 export interface BlockWriterOptions {
   /** Block compression, default `none`. */
   compress?: Compression;
-  /** Compression level: gzip 1-9, zstd 1-19; default from `defaultLevel`. */
+  /** Compression level: gzip 1-9, zstd 1-22; 0 or absent = default (1, see `defaultLevel`). */
   level?: number;
   /** Buffer (uncompressed block) size in bytes, default 1 MiB. */
   blockSize?: number;
@@ -55,7 +55,7 @@ export class BlockWriter {
   constructor(file: Deno.FsFile, options: BlockWriterOptions = {}) {
     this.#file = file;
     this.compress = options.compress ?? "none";
-    this.level = options.level ?? defaultLevel(this.compress);
+    this.level = resolveLevel(this.compress, options.level);
     const size = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!(size >= 4096)) throw new Error(`Invalid block size ${size}: expected at least 4096`);
     this.buffer = new Uint8Array(size);

@@ -4,7 +4,6 @@
  * `recoverTempFiles`, queries use `PcapReader`.
  */
 export {
-  BlockTable,
   type Compression,
   compressionSuffix,
   defaultLevel,

@@ -3,10 +3,11 @@
  * directory) and renamed only once it is flushed, synced and indexed, so a finished name always
  * holds a complete file and a crash leaves a temporary file for recovery.ts to repair.
  */
-import type { BlockTable, Compression } from "./block_format.ts";
+import type { Compression } from "./block_format.ts";
 import { BlockWriter, type BlockWriterOptions } from "./block_writer.ts";
 import {
   GLOBAL_HEADER_SIZE,
+  MAX_CAPLEN,
   RECORD_HEADER_SIZE,
   writeGlobalHeader,
   writeRecordHeader,
@@ -18,7 +19,7 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
   path: string;
   /** LINKTYPE_* of every record. */
   linkType: number;
-  /** Snapshot length written in the header; longer records are cut to it. */
+  /** Snapshot length written in the header; longer records are cut to it (0 = 262144). */
   snaplen: number;
   /** Nanosecond timestamps (tsFrac in ns), default false (µs). */
   nanosecond?: boolean;
@@ -50,8 +51,11 @@ export interface FinalizedFile {
   bytesUncompressed: number;
   /** Size of the file on disk. */
   bytesOnDisk: number;
-  /** The file's blocks (offsets and lengths), for random access. */
-  blocks: BlockTable;
+  /**
+   * Block table of a compressed file, 4 numbers per block: file offset, compressed length,
+   * uncompressed start, uncompressed length. Empty for plain files (they need none).
+   */
+  blocks: Float64Array;
   /** True when recovery.ts repaired this file after a crash (its index must be rebuilt by reading it). */
   recovered: boolean;
 }
@@ -139,12 +143,22 @@ export class PcapFileWriter {
     this.path = options.path;
     this.tmpPath = tempPathFor(options.path);
     this.linkType = options.linkType;
-    this.snaplen = options.snaplen;
+    // A snaplen of 0 (some capture files say so) or above libpcap's limit would make records
+    // unreadable or empty; the limit is what readers accept.
+    this.snaplen = options.snaplen > 0 && options.snaplen <= MAX_CAPLEN
+      ? options.snaplen
+      : MAX_CAPLEN;
     this.nanosecond = options.nanosecond ?? false;
     this.compress = options.compress ?? "none";
     this.seq = options.seq ?? 0;
     this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true });
-    this.#bw = new BlockWriter(this.#file, options);
+    try {
+      this.#bw = new BlockWriter(this.#file, options);
+    } catch (err) {
+      this.#file.close();
+      Deno.removeSync(this.tmpPath);
+      throw err;
+    }
     writeGlobalHeader(this.#bw.view, 0, {
       linkType: this.linkType,
       snaplen: this.snaplen,
@@ -288,7 +302,7 @@ export class PcapFileWriter {
       lastTs: this.#doneLastSec + this.#doneLastFrac / scale,
       bytesUncompressed: this.#bw.streamOffset,
       bytesOnDisk: this.#bw.bytesOnDisk,
-      blocks: this.#bw.blocks,
+      blocks: this.compress === "none" ? new Float64Array(0) : this.#bw.blocks.toFloat64Array(),
       recovered: false,
     };
   }

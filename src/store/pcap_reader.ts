@@ -27,8 +27,11 @@ import {
 
 /** Options for `PcapReader`. */
 export interface PcapReaderOptions {
-  /** The file's block table (from its index); without it the first `readRecordAt` scans the file. */
-  blocks?: BlockTable;
+  /**
+   * The file's block table (FinalizedFile.blocks, or from its index): 4 numbers per block. Without
+   * it the first `readRecordAt` of a compressed file scans the file for it.
+   */
+  blocks?: Float64Array;
   /** Decompressed blocks kept for `readRecordAt`, default 4. */
   cacheBlocks?: number;
 }
@@ -100,7 +103,9 @@ export class PcapReader {
   /** Opens `path` and reads its global header; throws when it is not a pcap file. */
   constructor(path: string, options: PcapReaderOptions = {}) {
     this.path = path;
-    this.#blocks = options.blocks ?? null;
+    this.#blocks = options.blocks !== undefined
+      ? BlockTable.fromFloat64Array(options.blocks)
+      : null;
     this.#cacheSize = Math.max(1, options.cacheBlocks ?? 4);
     this.#file = Deno.openSync(path, { read: true });
     try {
@@ -108,7 +113,9 @@ export class PcapReader {
       const n = readAt(this.#file, 0, head, 4);
       this.compress = detectCompression(head.subarray(0, n));
       if (this.compress !== "none") this.#walker = new BlockWalker(this.#file, this.compress, path);
-      this.#ensure(GLOBAL_HEADER_SIZE);
+      if (!this.#ensure(GLOBAL_HEADER_SIZE) && this.#sourceError() !== "") {
+        throw new Error(this.#sourceError());
+      }
       const h = parseGlobalHeader(this.#win.subarray(0, this.#winLen), this.#sourceName());
       this.littleEndian = h.littleEndian;
       this.nanosecond = h.nanosecond;
@@ -178,8 +185,12 @@ export class PcapReader {
    * fields. Returns false when the file holds no record there (offset past its end); throws when
    * the bytes there are not a valid record. Decompresses only the block holding it.
    */
-  readRecordAt(offset: number, blocks?: BlockTable): boolean {
-    if (blocks !== undefined) this.#blocks = blocks;
+  readRecordAt(offset: number, blocks?: Float64Array): boolean {
+    if (blocks !== undefined && blocks !== this.#blocks?.data) {
+      this.#blocks = BlockTable.fromFloat64Array(blocks);
+      this.#cacheIndex.length = 0;
+      this.#cacheUse.length = 0;
+    }
     return this.compress === "none" ? this.#readPlainAt(offset) : this.#readBlockAt(offset);
   }
 
@@ -188,8 +199,12 @@ export class PcapReader {
     return this.data.subarray(this.dataOffset, this.dataOffset + this.caplen);
   }
 
-  /** The block table (scanning the file for it when none was given). */
-  blockTable(): BlockTable {
+  /** The block table of a compressed file, 4 numbers per block (scans the file if none was given). */
+  blockTable(): Float64Array {
+    return this.#table().toFloat64Array();
+  }
+
+  #table(): BlockTable {
     if (this.#blocks === null) this.#blocks = this.#scanBlocks();
     return this.#blocks;
   }
@@ -296,7 +311,7 @@ export class PcapReader {
   }
 
   #readBlockAt(offset: number): boolean {
-    const table = this.blockTable();
+    const table = this.#table();
     const i = table.find(offset);
     if (i < 0) return false;
     const slot = this.#cachedSlot(table, i);

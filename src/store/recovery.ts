@@ -110,7 +110,7 @@ export function recoverTempFile(tmpPath: string, hooks: RecoveryHooks = {}): Rec
       lastTs: scan.lastTs,
       bytesUncompressed: scan.end,
       bytesOnDisk: cut.size,
-      blocks: cut.blocks,
+      blocks: scan.compress === "none" ? new Float64Array(0) : cut.blocks.toFloat64Array(),
       recovered: true,
     };
     report.compress = scan.compress;

@@ -7,7 +7,7 @@
  * Rotation by time uses packet timestamps, so replaying a capture rotates like capturing it did;
  * `rotateIfDue` covers quiet links with the wall clock.
  */
-import { type Compression, compressionSuffix } from "./block_format.ts";
+import { type Compression, compressionSuffix, resolveLevel } from "./block_format.ts";
 import {
   type BeforeRenameHook,
   type FinalizedFile,
@@ -30,7 +30,7 @@ export interface RotatingOutputOptions {
   nanosecond?: boolean;
   /** Block compression, default `none`. */
   compress?: Compression;
-  /** Compression level, see BlockWriterOptions. */
+  /** Compression level, see BlockWriterOptions (0 or absent = default). */
   level?: number;
   /** Block buffer size, default 1 MiB. */
   blockSize?: number;
@@ -126,6 +126,7 @@ export class RotatingOutput {
     this.#linkType = options.linkType;
     this.#snaplen = options.snaplen;
     this.#nanosecond = options.nanosecond ?? false;
+    resolveLevel(options.compress ?? "none", options.level); // fail now, not per file
   }
 
   /** Write errors so far (failed blocks, failed opens, failed finalizations). */
@@ -198,15 +199,17 @@ export class RotatingOutput {
     const w = this.#writer;
     if (w === null) return null;
     this.#writer = null;
-    this.#closedErrors += w.writeErrors;
-    if (w.lastError !== "") this.#lastError = w.lastError;
-    let file: FinalizedFile | null;
+    let file: FinalizedFile | null = null;
+    let failure = "";
     try {
       file = w.finalize(this.#o.beforeRename);
     } catch (err) {
-      this.#fail(`Cannot finalize ${w.path}: ${message(err)}`);
-      return null;
+      failure = `Cannot finalize ${w.path}: ${message(err)}`;
     }
+    // After finalize: its last flush may have failed too.
+    this.#closedErrors += w.writeErrors;
+    if (w.lastError !== "") this.#lastError = w.lastError;
+    if (failure !== "") this.#fail(failure);
     if (file === null) return null;
     this.filesFinalized++;
     try {
@@ -219,7 +222,7 @@ export class RotatingOutput {
 
   /**
    * Sets the format of following records (the next --read file may have another link type);
-   * rotates when it differs from the current file's.
+   * rotates when it differs from the current file's, since a file has one format.
    */
   setFormat(format: { linkType: number; snaplen?: number; nanosecond?: boolean }): void {
     const snaplen = format.snaplen ?? this.#snaplen;
@@ -257,7 +260,7 @@ export class RotatingOutput {
     if (this.#retryAt !== 0 && Date.now() < this.#retryAt) return null;
     const o = this.#o;
     const compress = o.compress ?? "none";
-    const micros = this.#nanosecond ? Math.floor(tsFrac / 1000) : tsFrac;
+    const micros = Math.min(this.#nanosecond ? Math.floor(tsFrac / 1000) : tsFrac, 999999);
     const rel = outputFileName(tsSec, micros, { iface: o.iface, worker: o.worker, compress });
     try {
       const slash = rel.lastIndexOf("/");
