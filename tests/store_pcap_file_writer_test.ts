@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type Compression, type FinalizedFile, PcapFileWriter } from "../src/store/mod.ts";
+import {
+  type Compression,
+  compressionSuffix,
+  type FinalizedFile,
+  PcapFileWriter,
+} from "../src/store/mod.ts";
 import {
   blockRows,
   expectedRecords,
@@ -9,8 +14,6 @@ import {
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
-
-const SUFFIX: Record<Compression, string> = { none: "", gzip: ".gz", zstd: ".zst" };
 
 for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
   for (const nanosecond of [false, true]) {
@@ -22,7 +25,7 @@ for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
           nanosecond,
           stepMicros: nanosecond ? 123457 : 1237,
         });
-        const path = `${dir}/out.pcap${SUFFIX[compress]}`;
+        const path = `${dir}/out.pcap${compressionSuffix(compress)}`;
         const w = new PcapFileWriter({
           path,
           linkType: 1,
@@ -32,7 +35,7 @@ for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
           blockSize: 65536,
         });
         assert.ok(Deno.statSync(w.tmpPath).isFile, "writes under the temporary name");
-        assert.equal(w.tmpPath, `${dir}/.out.pcap${SUFFIX[compress]}.tmp`);
+        assert.equal(w.tmpPath, `${dir}/.out.pcap${compressionSuffix(compress)}.tmp`);
         const offsets: number[] = [];
         for (const p of packets) {
           offsets.push(w.writePacket(p.data, 0, p.data.length, p.wireLen, p.tsSec, p.tsFrac));
@@ -126,7 +129,7 @@ Deno.test("PcapFileWriter: packets from an offset inside a long-lived buffer, an
     });
     const big = new Uint8Array(20000);
     for (const compress of ["none", "zstd"] as Compression[]) {
-      const path = `${dir}/o.pcap${SUFFIX[compress]}`;
+      const path = `${dir}/o.pcap${compressionSuffix(compress)}`;
       const w = new PcapFileWriter({
         path,
         linkType: 1,

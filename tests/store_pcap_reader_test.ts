@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type Compression, PcapFileWriter, PcapReader } from "../src/store/mod.ts";
+import {
+  type Compression,
+  compressionSuffix,
+  PcapFileWriter,
+  PcapReader,
+} from "../src/store/mod.ts";
 import {
   blockRows,
   makePackets,
@@ -256,9 +261,7 @@ for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
     const dir = tempDir("random");
     try {
       const packets = makePackets(4000, { seed: 9 });
-      const path = `${dir}/r.pcap${
-        compress === "gzip" ? ".gz" : compress === "zstd" ? ".zst" : ""
-      }`;
+      const path = `${dir}/r.pcap${compressionSuffix(compress)}`;
       const w = new PcapFileWriter({
         path,
         linkType: 1,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type Compression,
+  compressionSuffix,
   type FinalizedFile,
   PcapFileWriter,
   PcapReader,
@@ -17,7 +18,6 @@ import {
   type TestPacket,
 } from "./store_test_util.ts";
 
-const SUFFIX: Record<Compression, string> = { none: "", gzip: ".gz", zstd: ".zst" };
 const NAME = "2023-11-14T22-13-20.000000Z_eth0_w00.pcap";
 
 interface Written {
@@ -38,7 +38,7 @@ function writeTemp(compress: Compression): Written {
     // recovery shows only with the default 1 MiB blocks there.
     const blockSize = compress === "zstd" ? 1 << 20 : 32768;
     const w = new PcapFileWriter({
-      path: `${dir}/${NAME}${SUFFIX[compress]}`,
+      path: `${dir}/${NAME}${compressionSuffix(compress)}`,
       linkType: 1,
       snaplen: 65535,
       compress,
@@ -67,7 +67,7 @@ async function crashAndRecover(compress: Compression, bytes: Uint8Array) {
   try {
     const day = `${dir}/2023/11/14`;
     Deno.mkdirSync(day, { recursive: true });
-    const tmp = `${day}/.${NAME}${SUFFIX[compress]}.tmp`;
+    const tmp = `${day}/.${NAME}${compressionSuffix(compress)}.tmp`;
     Deno.writeFileSync(tmp, bytes);
     const logs: string[] = [];
     const seen: FinalizedFile[] = [];
@@ -87,7 +87,7 @@ async function crashAndRecover(compress: Compression, bytes: Uint8Array) {
     if (report.path === null) {
       return { report, logs, kept: 0, records: [], files: listFiles(dir), file: null };
     }
-    assert.deepEqual(listFiles(dir), [`${day}/${NAME}${SUFFIX[compress]}`]);
+    assert.deepEqual(listFiles(dir), [`${day}/${NAME}${compressionSuffix(compress)}`]);
     assert.equal(seen.length, 1);
     assert.equal(seen[0].recovered, true);
     assert.deepEqual(finals, seen);

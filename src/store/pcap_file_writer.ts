@@ -76,13 +76,14 @@ export function tempPathFor(path: string): string {
 export function uniquePath(path: string): string {
   let candidate = path;
   const at = path.lastIndexOf(".pcap");
-  for (let n = 1; exists(candidate) || exists(tempPathFor(candidate)); n++) {
+  for (let n = 1; pathExists(candidate) || pathExists(tempPathFor(candidate)); n++) {
     candidate = `${path.slice(0, at)}_${n}${path.slice(at)}`;
   }
   return candidate;
 }
 
-function exists(path: string): boolean {
+/** True when something exists at `path` (a dangling symlink counts). */
+export function pathExists(path: string): boolean {
   try {
     Deno.lstatSync(path);
     return true;

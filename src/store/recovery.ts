@@ -23,6 +23,7 @@ import {
   type BeforeRenameHook,
   dirOf,
   type FinalizedFile,
+  pathExists,
   syncDir,
   uniquePath,
 } from "./pcap_file_writer.ts";
@@ -274,13 +275,9 @@ function isRemnant(path: string): boolean {
   }
 }
 
+/** `path`, or a free variant when it exists (its own temporary file is the one recovered). */
 function uniqueFinal(path: string): string {
-  try {
-    Deno.lstatSync(path);
-  } catch {
-    return path;
-  }
-  return uniquePath(path);
+  return pathExists(path) ? uniquePath(path) : path;
 }
 
 function findTempFiles(dir: string): string[] {

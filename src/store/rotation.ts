@@ -185,8 +185,7 @@ export class RotatingOutput {
     const w = this.#writer;
     const interval = this.#o.rotateInterval ?? 0;
     if (w === null || interval <= 0) return false;
-    const scale = this.#nanosecond ? 1e9 : 1e6;
-    if (nowSec - (w.firstSec + w.firstFrac / scale) < interval) return false;
+    if (this.#age(w, nowSec) < interval) return false;
     this.rotate();
     return true;
   }
@@ -251,8 +250,12 @@ export class RotatingOutput {
     }
     const interval = this.#o.rotateInterval ?? 0;
     if (interval <= 0) return false;
-    const scale = this.#nanosecond ? 1e9 : 1e6;
-    return tsSec - w.firstSec + (tsFrac - w.firstFrac) / scale >= interval;
+    return this.#age(w, tsSec + tsFrac / (this.#nanosecond ? 1e9 : 1e6)) >= interval;
+  }
+
+  /** Seconds from the first packet of `w` to time `t`. */
+  #age(w: PcapFileWriter, t: number): number {
+    return t - w.firstSec - w.firstFrac / (this.#nanosecond ? 1e9 : 1e6);
   }
 
   #open(tsSec: number, tsFrac: number): PcapFileWriter | null {
