@@ -101,7 +101,7 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
     snaplen: handle.snaplen(),
     nanosecond: config.nanosecond,
     compress: config.compress,
-    compressLevel: config.compressLevel,
+    level: config.compressLevel,
     rotateSize: config.rotateSize,
     rotateInterval: config.rotateInterval,
     beforeRename: (file) => {
@@ -115,6 +115,8 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
         blocks: file.blocks,
         iface: label,
         worker: index,
+        pcapSize: file.bytesOnDisk,
+        dataSize: file.bytesUncompressed,
       });
       state.index.reset();
       state.counters[Counter.IndexBuildSeconds] += (performance.now() - started) / 1000;
@@ -179,7 +181,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
         state.output = openOutput(state, handle);
         post({ type: "ready", linkType: handle.linkType(), snaplen: handle.snaplen() });
       } else {
-        state.output.setLinkType(handle.linkType(), handle.snaplen());
+        state.output.setFormat({ linkType: handle.linkType(), snaplen: handle.snaplen() });
       }
       let status = 1;
       while (status === 1 && Atomics.load(control, Control.Stop) === 0) {
@@ -217,6 +219,7 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
     handle.tsSec,
     handle.tsFrac,
   );
+  if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, flows.serialOf(id), info.key, ts, offset, handle.wireLen);
   counters[Counter.PacketsWritten]++;
   counters[Counter.BytesWritten] += handle.wireLen;

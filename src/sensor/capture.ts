@@ -4,9 +4,18 @@
  * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
  */
 import type { CaptureConfig } from "../config.ts";
-import { defaultInterface, findAllDevs, loadLibpcap, PcapHandle } from "../../ffi/libpcap.ts";
+import {
+  defaultInterface,
+  findAllDevs,
+  libpcapVersion,
+  loadLibpcap,
+  PcapHandle,
+} from "../../ffi/libpcap.ts";
+import { type ListenOptions, startServer } from "../server/mod.ts";
+import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
+import { CatalogKeeper, openArchive } from "./archive.ts";
+import type { SensorView } from "./view.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
-import { startServer } from "../server/mod.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startWorkers, type WorkerHandle } from "./supervisor.ts";
 import { ensureWritableDir } from "./output_dir.ts";
@@ -20,10 +29,18 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   else checkReadable(config.readFiles);
   ensureWritableDir(config.outDir);
 
-  const startedAt = Date.now() / 1000;
-  const server = config.listen
-    ? startServer({ startedAt }, { host: config.listen.host, port: config.listen.port })
-    : undefined;
+  const keeper = new CatalogKeeper(openArchive(config.outDir));
+  const workers: WorkerHandle[] = [];
+  const view: SensorView = {
+    startedAt: Date.now() / 1000,
+    outDir: config.outDir,
+    capturing: true,
+    workers: () => workers,
+    catalog: () => keeper.catalog,
+    retention: () => ({ deletedFiles: 0, deletedBytes: 0 }),
+    libpcapVersion: libpcapVersion(),
+  };
+  const server = config.listen ? startServer(view, serverOptions(config, keeper)) : undefined;
   const source = config.readFiles.length > 0
     ? `${config.readFiles.length} file(s)`
     : config.interfaces.join(",");
@@ -32,11 +49,14 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   let exitCode = 0;
   let stopping = false;
   const finished = Promise.withResolvers<void>();
-  const workers: WorkerHandle[] = startWorkers(config, {
+  workers.push(...startWorkers(config, {
     onLog: (level, message) =>
       (level === "info" ? logInfo : level === "warn" ? logWarn : logError)(message),
     onReady: (from) => logInfo(`Starting worker ${from.index} on interface ${from.label}`),
-    onFinalized: (file) => logInfo(`moved ${file.path}`, { packets: file.packets }),
+    onFinalized: (file) => {
+      logInfo(`moved ${file.path}`, { packets: file.packets });
+      keeper.add(file.path);
+    },
     onFatal: (message) => {
       logError(message);
       exitCode = 1;
@@ -44,7 +64,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
       checkFinished();
     },
     onDone: () => checkFinished(),
-  });
+  }));
 
   function stop(): void {
     if (stopping) return;
@@ -82,6 +102,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   clearInterval(statsTimer);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
+  keeper.close();
   await server?.shutdown();
   logInfo("Capture finished");
   return exitCode;
@@ -101,4 +122,23 @@ function resolveInterfaces(config: CaptureConfig): void {
 /** Opens every replay file once before any output exists, so a refused file stops the run cleanly. */
 function checkReadable(files: string[]): void {
   for (const file of files) PcapHandle.openOffline(file).close();
+}
+
+/** Listen address, TLS and the query routes with the configured limits. */
+function serverOptions(config: CaptureConfig, keeper: CatalogKeeper): ListenOptions {
+  const routes = queryRoutes({
+    catalog: () => keeper.catalog,
+    policy: {
+      ...DEFAULT_QUERY_POLICY,
+      maxPackets: config.maxQueryPackets,
+      maxConcurrent: config.maxConcurrentQueries,
+    },
+  });
+  return {
+    host: config.listen!.host,
+    port: config.listen!.port,
+    cert: config.tlsCert === undefined ? undefined : Deno.readTextFileSync(config.tlsCert),
+    key: config.tlsKey === undefined ? undefined : Deno.readTextFileSync(config.tlsKey),
+    routes,
+  };
 }
