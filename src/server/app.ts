@@ -1,18 +1,84 @@
 /**
- * The hono application: a thin layer whose routes parse requests and call the sensor, query and metrics
- * modules. Each feature adds its routes here through the `SensorView` it is given.
+ * The hono application: a thin layer whose routes parse requests and call the sensor, status and
+ * metrics modules. Operations routes live here (`/metrics`, `/healthz`, `/readyz`, `/status`, `/`);
+ * query routes come from another module through `extra.routes`.
  */
 import { Hono } from "hono";
+import type { SensorView } from "../sensor/view.ts";
+import { SensorMetrics } from "./metrics.ts";
+import { readiness, StatusTracker } from "./status.ts";
+import { renderStatusPage } from "./status_page.ts";
 
-/** What the server can ask of the running sensor (or of an archive served without capture). */
-export interface SensorView {
-  /** Process alive: always true while the server answers. */
-  readonly startedAt: number;
+export type { SensorView } from "../sensor/view.ts";
+
+/** Everything besides the sensor that `createApp` may be given. */
+export interface AppExtras {
+  /** More routes (queries), mounted at "/". */
+  routes?: Hono;
+  /**
+   * Bearer token every route requires (`Authorization: Bearer <token>`), from --token-file;
+   * /healthz, /readyz and /metrics stay open when `openMetrics` is set.
+   */
+  token?: string;
+  /** --open-metrics: leave /metrics and the health endpoints open when a token is required. */
+  openMetrics?: boolean;
+  /** The metrics registry to expose; one is made for the sensor when left out. */
+  metrics?: SensorMetrics;
 }
 
+/** Paths --open-metrics leaves without a token. */
+const OPEN_PATHS = new Set(["/metrics", "/healthz", "/readyz"]);
+
 /** Builds the routes for a sensor. */
-export function createApp(_sensor: SensorView): Hono {
+export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const app = new Hono();
-  app.get("/healthz", (c) => c.text("ok\n"));
+  const metrics = extra.metrics ?? new SensorMetrics(sensor);
+  const status = new StatusTracker(sensor, { disk: () => metrics.disk() });
+  const noStore = { "Cache-Control": "no-store" };
+
+  if (extra.token !== undefined) {
+    const expected = new TextEncoder().encode(`Bearer ${extra.token}`);
+    const open = extra.openMetrics === true;
+    app.use("*", async (c, next) => {
+      if (open && OPEN_PATHS.has(c.req.path)) return await next();
+      const given = new TextEncoder().encode(c.req.header("Authorization") ?? "");
+      if (!sameBytes(given, expected)) {
+        return c.text("Missing or wrong bearer token\n", 401, { "WWW-Authenticate": "Bearer" });
+      }
+      return await next();
+    });
+  }
+
+  app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
+  app.get("/readyz", (c) => {
+    const r = readiness(sensor);
+    return r.ready
+      ? c.text("ready\n", 200, noStore)
+      : c.text(r.reasons.join("\n") + "\n", 503, noStore);
+  });
+  app.get("/metrics", async (c) => {
+    const text = await metrics.metricsText();
+    return c.body(text, 200, { "Content-Type": metrics.contentType, ...noStore });
+  });
+  app.get("/status", (c) => c.json(status.report(), 200, noStore));
+  app.get("/", (c) => c.html(renderStatusPage(status.report()), 200, noStore));
+
+  if (extra.routes !== undefined) app.route("/", extra.routes);
   return app;
+}
+
+/** Reads the bearer token from --token-file: its first line, trimmed; throws when empty. */
+export function readTokenFile(path: string): string {
+  const token = Deno.readTextFileSync(path).split("\n")[0].trim();
+  if (token === "") {
+    throw new Error(`Token file ${path} is empty: expected a token on its first line`);
+  }
+  return token;
+}
+
+/** Compares in time independent of where the inputs differ, so the token cannot be guessed bytewise. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
+  return diff === 0;
 }

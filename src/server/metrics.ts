@@ -1,0 +1,504 @@
+/**
+ * Prometheus metrics. Every sensor metric is read at scrape time from what already exists: the
+ * workers' shared counter arrays (src/sensor/counters.ts), the catalog, the retention totals and one
+ * cached statvfs of the archive directory. Nothing per packet is sent anywhere for metrics; a scrape
+ * costs a few hundred array reads.
+ *
+ * Histograms whose counts are kept elsewhere (the workers' flow sizes, the query durations) are
+ * exposed through `ScrapedHistogram`, because prom-client's Histogram can only be fed one
+ * observation at a time.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter as Slot } from "../sensor/counters.ts";
+import type { SensorView, WorkerView } from "../sensor/view.ts";
+import {
+  FLOW_SIZE_BUCKET_COUNT,
+  FLOW_SIZE_BUCKETS,
+  FLOW_SIZE_SUM,
+} from "../flow/size_histogram.ts";
+import { type DiskSpace, diskSpace } from "../store/retention.ts";
+import { VERSION } from "../version.ts";
+
+/** Upper bounds (seconds) of `cutcap_query_duration_seconds`. */
+export const QUERY_DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  120,
+  300,
+]);
+
+/**
+ * Query outcomes that are always exported (at 0 until they happen), so rates exist from the start:
+ * src/query/execute.ts's QueryOutcome, and "rejected" for queries refused before they ran.
+ */
+const KNOWN_OUTCOMES = ["complete", "limited", "cancelled", "error", "rejected"];
+
+/**
+ * Query statistics live at module level: query routes call `recordQuery` without knowing which
+ * registry (if any) exports them.
+ */
+const queryOutcomes = new Map<string, number>(KNOWN_OUTCOMES.map((o) => [o, 0]));
+/** Per-bucket counts (not cumulative), then the count above the last bound. */
+const queryDurationCounts = new Float64Array(QUERY_DURATION_BUCKETS.length + 1);
+let queryDurationSum = 0;
+let queryBytes = 0;
+
+/**
+ * Counts one answered (or refused) query: `outcome` is a short word, QueryResult.outcome
+ * ("complete", "limited", "cancelled", "error") or "rejected" (refused, e.g. too many at once);
+ * `seconds` its wall time; `bytes` the pcap or JSON bytes sent.
+ */
+export function recordQuery(outcome: string, seconds: number, bytes: number): void {
+  queryOutcomes.set(outcome, (queryOutcomes.get(outcome) ?? 0) + 1);
+  const s = Number.isFinite(seconds) && seconds > 0 ? seconds : 0;
+  let i = 0;
+  while (i < QUERY_DURATION_BUCKETS.length && s > QUERY_DURATION_BUCKETS[i]) i++;
+  queryDurationCounts[i]++;
+  queryDurationSum += s;
+  if (Number.isFinite(bytes) && bytes > 0) queryBytes += bytes;
+}
+
+/** One labelled series of a `ScrapedHistogram`. */
+export interface HistogramSnapshot {
+  labels: Record<string, string>;
+  /** Per-bucket counts, NOT cumulative, one per bound, then the count above the last bound. */
+  counts: ArrayLike<number>;
+  /** Sum of the observed values. */
+  sum: number;
+}
+
+/** What `ScrapedHistogram` needs. */
+interface ScrapedHistogramConfig {
+  name: string;
+  help: string;
+  bounds: readonly number[];
+  labelNames: string[];
+  registry: Registry;
+  read: () => HistogramSnapshot[];
+}
+
+type HistogramMetric = Awaited<ReturnType<Histogram<string>["get"]>>;
+
+/**
+ * A histogram whose bucket counts are read at scrape time (`read`) instead of observed. It is a
+ * prom-client Histogram so the registry accepts it; it replaces what the registry asks for. The
+ * registry calls `getForPromString` when a metric has one (Histogram does), else `get`.
+ */
+class ScrapedHistogram extends Histogram<string> {
+  readonly #bounds: readonly number[];
+  readonly #read: () => HistogramSnapshot[];
+  /** An empty twin whose `get()` supplies name, help, type and aggregator, typed. */
+  readonly #template: Histogram<string>;
+
+  constructor(config: ScrapedHistogramConfig) {
+    const base = {
+      name: config.name,
+      help: config.help,
+      buckets: [...config.bounds],
+      labelNames: config.labelNames,
+    };
+    super({ ...base, registers: [config.registry] });
+    this.#bounds = config.bounds;
+    this.#read = config.read;
+    this.#template = new Histogram({ ...base, registers: [] });
+  }
+
+  override async get(): Promise<HistogramMetric> {
+    const metric = await this.#template.get();
+    const values: HistogramMetric["values"] = [];
+    for (const snapshot of this.#read()) {
+      let cumulative = 0;
+      for (let i = 0; i <= this.#bounds.length; i++) {
+        cumulative += finite(snapshot.counts[i]);
+        values.push({
+          metricName: `${metric.name}_bucket`,
+          labels: { ...snapshot.labels, le: i < this.#bounds.length ? this.#bounds[i] : "+Inf" },
+          value: cumulative,
+        });
+      }
+      values.push({
+        metricName: `${metric.name}_sum`,
+        labels: snapshot.labels,
+        value: finite(snapshot.sum),
+      });
+      values.push({
+        metricName: `${metric.name}_count`,
+        labels: snapshot.labels,
+        value: cumulative,
+      });
+    }
+    return { ...metric, values };
+  }
+
+  /** What prom-client's registry formats; the same as `get`. */
+  getForPromString(): Promise<HistogramMetric> {
+    return this.get();
+  }
+}
+
+/** A worker counter exported as a labelled counter or gauge. */
+interface WorkerSeries {
+  name: string;
+  help: string;
+  slot: Slot;
+}
+
+const WORKER_COUNTERS: readonly WorkerSeries[] = [
+  {
+    name: "cutcap_packets_seen_total",
+    help: "Packets seen by the capture loop",
+    slot: Slot.PacketsSeen,
+  },
+  { name: "cutcap_bytes_seen_total", help: "Bytes (original length) seen", slot: Slot.BytesSeen },
+  {
+    name: "cutcap_packets_written_total",
+    help: "Packets written to pcap files",
+    slot: Slot.PacketsWritten,
+  },
+  {
+    name: "cutcap_bytes_written_total",
+    help: "Packet bytes (captured length) written, before compression",
+    slot: Slot.BytesWritten,
+  },
+  {
+    name: "cutcap_flows_started_total",
+    help: "Flows added to the flow table",
+    slot: Slot.FlowsStarted,
+  },
+  { name: "cutcap_pcap_received_total", help: "libpcap ps_recv", slot: Slot.PcapReceived },
+  {
+    name: "cutcap_pcap_dropped_total",
+    help: "libpcap ps_drop (buffer full)",
+    slot: Slot.PcapDropped,
+  },
+  {
+    name: "cutcap_pcap_ifdropped_total",
+    help: "libpcap ps_ifdrop (dropped by the interface)",
+    slot: Slot.PcapIfDropped,
+  },
+  { name: "cutcap_output_files_total", help: "pcap files finalized", slot: Slot.FilesWritten },
+  {
+    name: "cutcap_output_bytes_total",
+    help: "Bytes of finalized pcap files on disk, after compression",
+    slot: Slot.FileBytesWritten,
+  },
+  { name: "cutcap_rotations_total", help: "Output file rotations", slot: Slot.Rotations },
+  {
+    name: "cutcap_write_errors_total",
+    help: "Failed writes or file opens",
+    slot: Slot.WriteErrors,
+  },
+  {
+    name: "cutcap_index_build_seconds_total",
+    help: "Time spent writing index files",
+    slot: Slot.IndexBuildSeconds,
+  },
+  {
+    name: "cutcap_large_flows_total",
+    help: "Flows that crossed --large-flow-threshold",
+    slot: Slot.LargeFlows,
+  },
+  {
+    name: "cutcap_reopen_attempts_total",
+    help: "Attempts to reopen a capture handle that failed",
+    slot: Slot.ReopenAttempts,
+  },
+  {
+    name: "cutcap_undecoded_frames_total",
+    help: "Frames whose headers could not be decoded (stored without a flow key)",
+    slot: Slot.UndecodedFrames,
+  },
+];
+
+const WORKER_GAUGES: readonly WorkerSeries[] = [
+  { name: "cutcap_flows_active", help: "Flows in the flow table", slot: Slot.FlowsActive },
+  {
+    name: "cutcap_index_lag_seconds",
+    help: "Age of the oldest finalized file not yet indexed",
+    slot: Slot.IndexLagSeconds,
+  },
+  {
+    name: "cutcap_worker_capturing",
+    help: "1 while the worker's capture handle is open and reading",
+    slot: Slot.Capturing,
+  },
+  {
+    name: "cutcap_last_packet_timestamp_seconds",
+    help: "Capture time of the worker's latest packet (Unix seconds)",
+    slot: Slot.LastPacketTs,
+  },
+];
+
+const REMOVAL_REASONS: readonly { reason: string; slot: Slot }[] = [
+  { reason: "idle", slot: Slot.FlowsExpired },
+  { reason: "closed", slot: Slot.FlowsClosed },
+  { reason: "evicted", slot: Slot.FlowsEvicted },
+];
+
+const WORKER_LABELS = ["interface", "worker"];
+
+/** prom-client default metrics that promtool flags (non-counters ending in _total). */
+const LINT_FAILING_DEFAULTS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
+/** Seconds a statvfs result is reused: scrapes and /status in a burst share one. */
+const DISK_CACHE_SECONDS = 5;
+
+/** Options of `SensorMetrics`. */
+export interface SensorMetricsOptions {
+  /** Add prom-client's process_* and nodejs_* metrics; default true. */
+  defaultMetrics?: boolean;
+}
+
+/** The sensor's Prometheus registry; see the module comment. */
+export class SensorMetrics {
+  /** The prom-client registry; more metrics can be registered on it. */
+  readonly registry: Registry = new Registry();
+  readonly #sensor: SensorView;
+  #disk: { at: number; value: DiskSpace | undefined } | undefined;
+
+  constructor(sensor: SensorView, options: SensorMetricsOptions = {}) {
+    this.#sensor = sensor;
+    const registry = this.registry;
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: registry });
+      // Gauges named *_total fail promtool's lint; the per-type gauges beside them carry the same.
+      for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+    }
+    this.#workerMetrics();
+    this.#archiveMetrics();
+    this.#queryMetrics();
+    new Gauge({
+      name: "cutcap_build_info",
+      help: "Versions of cutcap, Deno and libpcap; always 1",
+      labelNames: ["version", "deno", "libpcap"],
+      registers: [registry],
+    }).set({ version: VERSION, deno: Deno.version.deno, libpcap: sensor.libpcapVersion }, 1);
+  }
+
+  /** Content-Type of `metricsText()`. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text, every value read now. */
+  metricsText(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Free and total bytes of the archive's filesystem (cached a few seconds); undefined if unknown. */
+  disk(): DiskSpace | undefined {
+    const now = performance.now() / 1000;
+    if (this.#disk === undefined || now - this.#disk.at > DISK_CACHE_SECONDS) {
+      let value: DiskSpace | undefined;
+      try {
+        value = diskSpace(this.#sensor.outDir);
+      } catch {
+        value = undefined;
+      }
+      this.#disk = { at: now, value };
+    }
+    return this.#disk.value;
+  }
+
+  #workerMetrics(): void {
+    const sensor = this.#sensor;
+    const registers = [this.registry];
+    for (const series of WORKER_COUNTERS) {
+      const slot = series.slot;
+      new Counter({
+        name: series.name,
+        help: series.help,
+        labelNames: WORKER_LABELS,
+        registers,
+        collect() {
+          this.reset();
+          for (const w of sensor.workers()) this.inc(workerLabels(w), finite(w.counters[slot]));
+        },
+      });
+    }
+    for (const series of WORKER_GAUGES) {
+      const slot = series.slot;
+      new Gauge({
+        name: series.name,
+        help: series.help,
+        labelNames: WORKER_LABELS,
+        registers,
+        collect() {
+          this.reset();
+          for (const w of sensor.workers()) this.set(workerLabels(w), finite(w.counters[slot]));
+        },
+      });
+    }
+    new Gauge({
+      name: "cutcap_worker_ready",
+      help: "1 while the worker is in its packet loop (ready and not done)",
+      labelNames: WORKER_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const w of sensor.workers()) this.set(workerLabels(w), w.ready && !w.done ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "cutcap_flows_removed_total",
+      help: "Flows removed from the flow table, by reason",
+      labelNames: [...WORKER_LABELS, "reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of sensor.workers()) {
+          for (const { reason, slot } of REMOVAL_REASONS) {
+            this.inc({ ...workerLabels(w), reason }, finite(w.counters[slot]));
+          }
+        }
+      },
+    });
+    new ScrapedHistogram({
+      name: "cutcap_flow_size_bytes",
+      help: "Size in bytes of flows when they leave the flow table",
+      bounds: FLOW_SIZE_BUCKETS,
+      labelNames: WORKER_LABELS,
+      registry: this.registry,
+      read: () =>
+        sensor.workers().map((w) => ({
+          labels: workerLabels(w),
+          counts: w.counters.subarray(
+            Slot.FlowSizeBuckets,
+            Slot.FlowSizeBuckets + FLOW_SIZE_BUCKET_COUNT + 1,
+          ),
+          sum: w.counters[Slot.FlowSizeBuckets + FLOW_SIZE_SUM],
+        })),
+    });
+  }
+
+  #archiveMetrics(): void {
+    const sensor = this.#sensor;
+    const registers = [this.registry];
+    const disk = () => this.disk();
+    new Gauge({
+      name: "cutcap_disk_free_bytes",
+      help: "Bytes available on the archive's filesystem",
+      registers,
+      collect() {
+        const space = disk();
+        if (space === undefined) this.remove();
+        else this.set(space.free);
+      },
+    });
+    new Gauge({
+      name: "cutcap_disk_size_bytes",
+      help: "Size of the archive's filesystem",
+      registers,
+      collect() {
+        const space = disk();
+        if (space === undefined) this.remove();
+        else this.set(space.size);
+      },
+    });
+    new Gauge({
+      name: "cutcap_archive_bytes",
+      help: "Bytes of finalized pcap and index files in the archive",
+      registers,
+      collect() {
+        this.set(sensor.catalog().totalBytes());
+      },
+    });
+    new Gauge({
+      name: "cutcap_archive_files",
+      help: "Finalized pcap files in the archive",
+      registers,
+      collect() {
+        this.set(sensor.catalog().size);
+      },
+    });
+    new Counter({
+      name: "cutcap_retention_deleted_files_total",
+      help: "Files deleted by retention",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(finite(sensor.retention().deletedFiles));
+      },
+    });
+    new Counter({
+      name: "cutcap_retention_deleted_bytes_total",
+      help: "Bytes deleted by retention",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(finite(sensor.retention().deletedBytes));
+      },
+    });
+    new Gauge({
+      name: "cutcap_oldest_packet_age_seconds",
+      help: "Age of the oldest packet still in the archive; absent while the archive is empty",
+      registers,
+      collect() {
+        const oldest = oldestPacketTs(sensor);
+        if (oldest === undefined) this.remove();
+        else this.set(Math.max(0, Date.now() / 1000 - oldest));
+      },
+    });
+  }
+
+  #queryMetrics(): void {
+    const registers = [this.registry];
+    new Counter({
+      name: "cutcap_queries_total",
+      help: "Queries answered, by outcome",
+      labelNames: ["outcome"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [outcome, count] of queryOutcomes) this.inc({ outcome }, count);
+      },
+    });
+    new Counter({
+      name: "cutcap_query_bytes_total",
+      help: "Bytes sent in query answers",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(queryBytes);
+      },
+    });
+    new ScrapedHistogram({
+      name: "cutcap_query_duration_seconds",
+      help: "Wall time of queries",
+      bounds: QUERY_DURATION_BUCKETS,
+      labelNames: [],
+      registry: this.registry,
+      read: () => [{ labels: {}, counts: queryDurationCounts, sum: queryDurationSum }],
+    });
+  }
+}
+
+/** Capture time of the oldest packet in the archive, or undefined when it holds none. */
+export function oldestPacketTs(sensor: SensorView): number | undefined {
+  // Sorted by first packet; files without packets (firstTs 0) come first and say nothing.
+  for (const entry of sensor.catalog().entries()) if (entry.packets > 0) return entry.firstTs;
+  return undefined;
+}
+
+function workerLabels(w: WorkerView): Record<string, string> {
+  return { interface: w.label, worker: String(w.index) };
+}
+
+/** Counter values as prom-client accepts them: finite and not negative (a torn or missing slot is 0). */
+function finite(value: number | undefined): number {
+  return value !== undefined && Number.isFinite(value) && value > 0 ? value : 0;
+}

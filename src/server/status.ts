@@ -1,0 +1,383 @@
+/**
+ * What `/readyz` and `/status` say about a running sensor: readiness with reasons, and a report of
+ * interfaces, workers (with rates between two reports), flows, the files being written, disk and
+ * archive. Everything is read from the SensorView and a few directory listings; nothing is asked of
+ * the workers.
+ */
+import type { RetentionStats, SensorView, WorkerView } from "../sensor/view.ts";
+import { Counter } from "../sensor/counters.ts";
+import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
+import type { DiskSpace } from "../store/retention.ts";
+import { VERSION } from "../version.ts";
+import { oldestPacketTs } from "./metrics.ts";
+
+/** Readiness of the sensor for `/readyz`. */
+export interface Readiness {
+  ready: boolean;
+  /** One sentence per problem; empty when ready. */
+  reasons: string[];
+}
+
+/**
+ * Ready when capturing: every worker is in its packet loop (ready and not done) and the archive
+ * directory takes a new file. For `serve` (no workers): the archive directory can be listed.
+ */
+export function readiness(sensor: SensorView): Readiness {
+  const reasons: string[] = [];
+  if (sensor.capturing) {
+    const workers = sensor.workers();
+    if (workers.length === 0) reasons.push("No capture worker has started");
+    for (const w of workers) {
+      if (w.done) {
+        reasons.push(`Worker ${w.label}/${w.index} stopped${w.error ? `: ${w.error}` : ""}`);
+      } else if (!w.ready) {
+        reasons.push(`Worker ${w.label}/${w.index} is not capturing yet`);
+      }
+    }
+    const problem = writeProbe(sensor.outDir);
+    if (problem !== undefined) {
+      reasons.push(`Output directory ${sensor.outDir} is not writable: ${problem}`);
+    }
+  } else {
+    try {
+      for (const _ of Deno.readDirSync(sensor.outDir)) break;
+    } catch (error) {
+      reasons.push(`Archive ${sensor.outDir} is not readable: ${shortMessage(error)}`);
+    }
+  }
+  return { ready: reasons.length === 0, reasons };
+}
+
+/** Creates and removes an empty hidden file (ignored by the catalog); returns the error, if any. */
+function writeProbe(dir: string): string | undefined {
+  const probe = `${dir}/.cutcap-ready-${Deno.pid}`;
+  try {
+    Deno.writeFileSync(probe, new Uint8Array(0));
+    Deno.removeSync(probe);
+    return undefined;
+  } catch (error) {
+    return shortMessage(error);
+  }
+}
+
+/** The first part of an OS error ("Permission denied" rather than the whole errno story). */
+function shortMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/ \(os error \d+\).*$/s, "");
+}
+
+/** Per-second rates between two reports (or since start for the first one). */
+export interface Rates {
+  /** Seconds the rates were measured over. */
+  intervalSeconds: number;
+  packetsPerSecond: number;
+  bytesPerSecond: number;
+  writtenPacketsPerSecond: number;
+  writtenBytesPerSecond: number;
+  /** libpcap drops (buffer and interface) per second. */
+  dropsPerSecond: number;
+  /** Share of packets written over the interval, percent; 0 without packets. */
+  outputPercent: number;
+}
+
+/** The file a worker is writing now. */
+export interface CurrentFile {
+  /** Path of the temporary file, relative to the archive. */
+  path: string;
+  bytes: number;
+}
+
+/** One worker in `/status`. */
+export interface WorkerStatus {
+  interface: string;
+  worker: number;
+  ready: boolean;
+  done: boolean;
+  error: string | null;
+  capturing: boolean;
+  packetsSeen: number;
+  bytesSeen: number;
+  packetsWritten: number;
+  bytesWritten: number;
+  pcapReceived: number;
+  pcapDropped: number;
+  pcapIfDropped: number;
+  activeFlows: number;
+  filesWritten: number;
+  writeErrors: number;
+  /** Capture time of the latest packet, Unix seconds; null before the first. */
+  lastPacketTs: number | null;
+  rates: Rates;
+  currentFile: CurrentFile | null;
+}
+
+/** One interface (its workers summed) in `/status`. */
+export interface InterfaceStatus {
+  name: string;
+  workers: number;
+  ready: boolean;
+  activeFlows: number;
+  packetsSeen: number;
+  packetsWritten: number;
+  pcapDropped: number;
+  pcapIfDropped: number;
+  rates: Rates;
+}
+
+/** The archive in `/status`. */
+export interface ArchiveStatus {
+  files: number;
+  bytes: number;
+  oldestPacketTs: number | null;
+  oldestPacketAgeSeconds: number | null;
+  newestPacketTs: number | null;
+}
+
+/** The archive's filesystem in `/status`. */
+export interface DiskStatus {
+  freeBytes: number;
+  sizeBytes: number;
+  freePercent: number;
+}
+
+/** The JSON document of `GET /status`. */
+export interface StatusReport {
+  version: string;
+  /** Unix seconds of this report. */
+  now: number;
+  startedAt: number;
+  uptimeSeconds: number;
+  capturing: boolean;
+  outDir: string;
+  ready: boolean;
+  notReady: string[];
+  activeFlows: number;
+  interfaces: InterfaceStatus[];
+  workers: WorkerStatus[];
+  disk: DiskStatus | null;
+  archive: ArchiveStatus;
+  retention: RetentionStats;
+}
+
+/** Options of `StatusTracker`. */
+export interface StatusTrackerOptions {
+  /** Filesystem space of the archive (e.g. `SensorMetrics.disk`, which caches it). */
+  disk: () => DiskSpace | undefined;
+  /** Clock in Unix seconds; tests replace it. */
+  now?: () => number;
+}
+
+interface Totals {
+  packets: number;
+  bytes: number;
+  written: number;
+  writtenBytes: number;
+  drops: number;
+}
+
+/** Rates shorter than this reuse the previous ones: two reports in a burst would be all noise. */
+const MIN_RATE_INTERVAL = 1;
+
+/** Builds `/status` reports, remembering counters between calls to compute rates. */
+export class StatusTracker {
+  readonly #sensor: SensorView;
+  readonly #disk: () => DiskSpace | undefined;
+  readonly #now: () => number;
+  readonly #previous = new Map<string, { at: number; totals: Totals; rates: Rates }>();
+
+  constructor(sensor: SensorView, options: StatusTrackerOptions) {
+    this.#sensor = sensor;
+    this.#disk = options.disk;
+    this.#now = options.now ?? (() => Date.now() / 1000);
+  }
+
+  /** The current report. */
+  report(): StatusReport {
+    const sensor = this.#sensor;
+    const now = this.#now();
+    const current = currentFiles(sensor);
+    const workers = sensor.workers().map((w) => this.#workerStatus(w, now, current));
+    const readyNow = readiness(sensor);
+    const space = this.#disk();
+    const catalog = sensor.catalog();
+    const oldest = oldestPacketTs(sensor);
+    let newest: number | null = null;
+    for (const e of catalog.entries()) {
+      if (e.packets > 0 && (newest === null || e.lastTs > newest)) newest = e.lastTs;
+    }
+    return {
+      version: VERSION,
+      now,
+      startedAt: sensor.startedAt,
+      uptimeSeconds: Math.max(0, now - sensor.startedAt),
+      capturing: sensor.capturing,
+      outDir: sensor.outDir,
+      ready: readyNow.ready,
+      notReady: readyNow.reasons,
+      activeFlows: workers.reduce((sum, w) => sum + w.activeFlows, 0),
+      interfaces: interfaces(workers),
+      workers,
+      disk: space === undefined ? null : {
+        freeBytes: space.free,
+        sizeBytes: space.size,
+        freePercent: space.size > 0 ? round(space.free / space.size * 100, 2) : 0,
+      },
+      archive: {
+        files: catalog.size,
+        bytes: catalog.totalBytes(),
+        oldestPacketTs: oldest ?? null,
+        oldestPacketAgeSeconds: oldest === undefined ? null : Math.max(0, now - oldest),
+        newestPacketTs: newest,
+      },
+      retention: sensor.retention(),
+    };
+  }
+
+  #workerStatus(w: WorkerView, now: number, current: Map<string, CurrentFile>): WorkerStatus {
+    const c = w.counters;
+    const totals: Totals = {
+      packets: c[Counter.PacketsSeen],
+      bytes: c[Counter.BytesSeen],
+      written: c[Counter.PacketsWritten],
+      writtenBytes: c[Counter.BytesWritten],
+      drops: c[Counter.PcapDropped] + c[Counter.PcapIfDropped],
+    };
+    const key = `${w.label}/${w.index}`;
+    const previous = this.#previous.get(key);
+    let rates: Rates;
+    if (previous !== undefined && now - previous.at < MIN_RATE_INTERVAL) {
+      rates = previous.rates;
+    } else {
+      const since = previous ?? { at: this.#sensor.startedAt, totals: ZERO };
+      rates = ratesBetween(since.totals, totals, now - since.at);
+      this.#previous.set(key, { at: now, totals, rates });
+    }
+    const last = c[Counter.LastPacketTs];
+    return {
+      interface: w.label,
+      worker: w.index,
+      ready: w.ready,
+      done: w.done,
+      error: w.error ?? null,
+      capturing: c[Counter.Capturing] > 0,
+      packetsSeen: totals.packets,
+      bytesSeen: totals.bytes,
+      packetsWritten: totals.written,
+      bytesWritten: totals.writtenBytes,
+      pcapReceived: c[Counter.PcapReceived],
+      pcapDropped: c[Counter.PcapDropped],
+      pcapIfDropped: c[Counter.PcapIfDropped],
+      activeFlows: c[Counter.FlowsActive],
+      filesWritten: c[Counter.FilesWritten],
+      writeErrors: c[Counter.WriteErrors],
+      lastPacketTs: last > 0 ? last : null,
+      rates,
+      currentFile: current.get(fileKey(w.label, w.index)) ?? null,
+    };
+  }
+}
+
+const ZERO: Totals = { packets: 0, bytes: 0, written: 0, writtenBytes: 0, drops: 0 };
+
+function ratesBetween(before: Totals, after: Totals, seconds: number): Rates {
+  const dt = seconds > 0 ? seconds : 0;
+  const per = (a: number, b: number) => dt > 0 ? round(Math.max(0, b - a) / dt, 3) : 0;
+  const packets = after.packets - before.packets;
+  return {
+    intervalSeconds: round(dt, 3),
+    packetsPerSecond: per(before.packets, after.packets),
+    bytesPerSecond: per(before.bytes, after.bytes),
+    writtenPacketsPerSecond: per(before.written, after.written),
+    writtenBytesPerSecond: per(before.writtenBytes, after.writtenBytes),
+    dropsPerSecond: per(before.drops, after.drops),
+    outputPercent: packets > 0 ? round((after.written - before.written) / packets * 100, 1) : 0,
+  };
+}
+
+/** Sums workers by interface, in the order interfaces first appear. */
+function interfaces(workers: WorkerStatus[]): InterfaceStatus[] {
+  const byName = new Map<string, WorkerStatus[]>();
+  for (const w of workers) {
+    const list = byName.get(w.interface);
+    if (list === undefined) byName.set(w.interface, [w]);
+    else list.push(w);
+  }
+  return [...byName].map(([name, list]) => {
+    const sum = (f: (w: WorkerStatus) => number) => list.reduce((acc, w) => acc + f(w), 0);
+    const packets = sum((w) => w.rates.packetsPerSecond);
+    return {
+      name,
+      workers: list.length,
+      ready: list.every((w) => w.ready && !w.done),
+      activeFlows: sum((w) => w.activeFlows),
+      packetsSeen: sum((w) => w.packetsSeen),
+      packetsWritten: sum((w) => w.packetsWritten),
+      pcapDropped: sum((w) => w.pcapDropped),
+      pcapIfDropped: sum((w) => w.pcapIfDropped),
+      rates: {
+        intervalSeconds: Math.max(...list.map((w) => w.rates.intervalSeconds)),
+        packetsPerSecond: round(packets, 3),
+        bytesPerSecond: round(sum((w) => w.rates.bytesPerSecond), 3),
+        writtenPacketsPerSecond: round(sum((w) => w.rates.writtenPacketsPerSecond), 3),
+        writtenBytesPerSecond: round(sum((w) => w.rates.writtenBytesPerSecond), 3),
+        dropsPerSecond: round(sum((w) => w.rates.dropsPerSecond), 3),
+        outputPercent: packets > 0
+          ? round(sum((w) => w.rates.writtenPacketsPerSecond) / packets * 100, 1)
+          : 0,
+      },
+    };
+  });
+}
+
+function fileKey(iface: string, worker: number): string {
+  return `${sanitizeIface(iface)}\u0000${worker}`;
+}
+
+/**
+ * The temporary files being written, by (interface, worker). A file lives in the folder of its first
+ * packet's UTC day, so only the day of each worker's latest packet and the day before are listed.
+ */
+function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
+  const days = new Set<string>();
+  for (const w of sensor.workers()) {
+    const last = w.counters[Counter.LastPacketTs];
+    if (!(last > 0) || w.done) continue;
+    days.add(dayFolder(last));
+    days.add(dayFolder(last - 86400));
+  }
+  const out = new Map<string, CurrentFile>();
+  for (const day of days) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(`${sensor.outDir}/${day}`)];
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      if (!entry.isFile || !entry.name.startsWith(".") || !entry.name.endsWith(".tmp")) continue;
+      const fields = parseOutputFileName(entry.name.slice(1, -".tmp".length));
+      if (fields === null) continue;
+      const path = `${day}/${entry.name}`;
+      let bytes: number;
+      try {
+        bytes = Deno.statSync(`${sensor.outDir}/${path}`).size;
+      } catch {
+        continue; // finalized between the listing and the stat
+      }
+      const key = fileKey(fields.iface, fields.worker);
+      const seen = out.get(key);
+      if (seen === undefined || path > seen.path) out.set(key, { path, bytes });
+    }
+  }
+  return out;
+}
+
+function dayFolder(unixSeconds: number): string {
+  const iso = new Date(unixSeconds * 1000).toISOString();
+  return `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}`;
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

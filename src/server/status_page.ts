@@ -1,0 +1,153 @@
+/**
+ * `GET /`: the `/status` report as one small HTML page for a person, with no external assets (no
+ * scripts, fonts or stylesheets to fetch), refreshing itself every few seconds.
+ */
+import type { Rates, StatusReport, WorkerStatus } from "./status.ts";
+
+/** Seconds between automatic reloads of the page. */
+const REFRESH_SECONDS = 5;
+
+/** Renders the status page. */
+export function renderStatusPage(report: StatusReport): string {
+  const state = report.ready
+    ? `<span class="ok">ready</span>`
+    : `<span class="bad">not ready</span><ul>${
+      report.notReady.map((r) => `<li>${esc(r)}</li>`).join("")
+    }</ul>`;
+  const disk = report.disk === null
+    ? "unknown"
+    : `${bytes(report.disk.freeBytes)} free of ${
+      bytes(report.disk.sizeBytes)
+    } (${report.disk.freePercent}%)`;
+  const archive = report.archive;
+  const oldest = archive.oldestPacketTs === null
+    ? "none"
+    : `${time(archive.oldestPacketTs)} (${duration(archive.oldestPacketAgeSeconds ?? 0)} ago)`;
+  const summary: [string, string][] = [
+    ["State", state],
+    ["Mode", report.capturing ? "capturing" : "serving an archive"],
+    ["Up", `${duration(report.uptimeSeconds)} (since ${time(report.startedAt)})`],
+    ["Archive", `${esc(report.outDir)}: ${count(archive.files)} files, ${bytes(archive.bytes)}`],
+    ["Oldest packet", oldest],
+    ["Newest packet", archive.newestPacketTs === null ? "none" : time(archive.newestPacketTs)],
+    ["Disk", disk],
+    [
+      "Retention",
+      `${count(report.retention.deletedFiles)} files, ${
+        bytes(report.retention.deletedBytes)
+      } deleted`,
+    ],
+    ["Active flows", count(report.activeFlows)],
+  ];
+  const interfaces = report.interfaces.map((i) =>
+    `<tr><td>${esc(i.name)}</td><td>${i.workers}</td><td>${yesNo(i.ready)}</td>${
+      rateCells(i.rates)
+    }` +
+    `<td>${count(i.activeFlows)}</td><td>${count(i.pcapDropped + i.pcapIfDropped)}</td></tr>`
+  ).join("");
+  const workers = report.workers.map(workerRow).join("");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="${REFRESH_SECONDS}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>cutcap ${esc(report.version)}${report.ready ? "" : " (not ready)"}</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
+table{border-collapse:collapse}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:right}
+td:first-child,th:first-child{text-align:left}.kv td{text-align:left}
+.ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}ul{margin:.2em 0}
+small{color:#777}
+</style></head><body>
+<h1>cutcap ${esc(report.version)}</h1>
+<table class="kv">${summary.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("")}</table>
+<h2>Interfaces</h2>
+${
+    report.interfaces.length === 0
+      ? "<p>No capture workers.</p>"
+      : `<table><tr><th>Interface</th>` +
+        `<th>Workers</th><th>Ready</th>${RATE_HEADERS}<th>Flows</th><th>Drops</th></tr>${interfaces}</table>`
+  }
+<h2>Workers</h2>
+${
+    report.workers.length === 0 ? "<p>No capture workers.</p>" : `<table><tr><th>Worker</th>` +
+      `<th>State</th>${RATE_HEADERS}<th>Flows</th><th>Drops</th><th>Files</th><th>Errors</th>` +
+      `<th>Last packet</th><th>Writing</th></tr>${workers}</table>`
+  }
+<p><small>Report of ${time(report.now)}; rates over the last ${
+    duration(report.workers[0]?.rates.intervalSeconds ?? 0)
+  }. <a href="/status">JSON</a> · <a href="/metrics">metrics</a></small></p>
+</body></html>
+`;
+}
+
+const RATE_HEADERS = "<th>Packets/s</th><th>Bits/s</th><th>Written/s</th><th>Output</th>" +
+  "<th>Drops/s</th>";
+
+function rateCells(r: Rates): string {
+  return `<td>${si(r.packetsPerSecond)}</td><td>${si(r.bytesPerSecond * 8)}</td>` +
+    `<td>${si(r.writtenPacketsPerSecond)}</td><td>${r.outputPercent.toFixed(1)}%</td>` +
+    `<td${r.dropsPerSecond > 0 ? ' class="bad"' : ""}>${si(r.dropsPerSecond)}</td>`;
+}
+
+function workerRow(w: WorkerStatus): string {
+  const state = w.done
+    ? `<span class="bad">stopped</span>${w.error ? `: ${esc(w.error)}` : ""}`
+    : w.ready
+    ? `<span class="ok">capturing</span>`
+    : "starting";
+  const writing = w.currentFile === null
+    ? "—"
+    : `${esc(w.currentFile.path)} <small>${bytes(w.currentFile.bytes)}</small>`;
+  return `<tr><td>${esc(w.interface)}/${w.worker}</td><td>${state}</td>${rateCells(w.rates)}` +
+    `<td>${count(w.activeFlows)}</td><td>${count(w.pcapDropped + w.pcapIfDropped)}</td>` +
+    `<td>${count(w.filesWritten)}</td><td>${count(w.writeErrors)}</td>` +
+    `<td>${w.lastPacketTs === null ? "—" : time(w.lastPacketTs)}</td><td>${writing}</td></tr>`;
+}
+
+/** Escapes text for HTML element content and attribute values. */
+export function esc(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+}
+
+function yesNo(value: boolean): string {
+  return value ? `<span class="ok">yes</span>` : `<span class="bad">no</span>`;
+}
+
+function count(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+function si(n: number): string {
+  const units = ["", "k", "M", "G", "T"];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  const digits = n >= 100 || (i === 0 && (n >= 10 || Number.isInteger(n))) ? 0 : 1;
+  return `${n.toFixed(digits)}${units[i]}`;
+}
+
+function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+function time(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)}h`;
+  return `${(s / 86400).toFixed(1)}d`;
+}
