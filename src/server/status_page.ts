@@ -27,7 +27,7 @@ export function renderStatusPage(report: StatusReport): string {
     ["State", state],
     ["Mode", report.capturing ? "capturing" : "serving an archive"],
     ["Up", `${duration(report.uptimeSeconds)} (since ${time(report.startedAt)})`],
-    ["Archive", `${esc(report.outDir)}: ${count(archive.files)} files, ${bytes(archive.bytes)}`],
+    ["Archive", `${esc(report.outDir)}: ${plural(archive.files, "file")}, ${bytes(archive.bytes)}`],
     ["Oldest packet", oldest],
     ["Newest packet", archive.newestPacketTs === null ? "none" : time(archive.newestPacketTs)],
     ["Disk", disk],
@@ -55,7 +55,7 @@ export function renderStatusPage(report: StatusReport): string {
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:right}
-td:first-child,th:first-child{text-align:left}.kv td{text-align:left}
+td:first-child,th:first-child,.l{text-align:left}.kv td{text-align:left}.t{white-space:nowrap}
 .ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}ul{margin:.2em 0}
 small{color:#777}
 </style></head><body>
@@ -71,8 +71,8 @@ ${
 <h2>Workers</h2>
 ${
     report.workers.length === 0 ? "<p>No capture workers.</p>" : `<table><tr><th>Worker</th>` +
-      `<th>State</th>${RATE_HEADERS}<th>Flows</th><th>Drops</th><th>Files</th><th>Errors</th>` +
-      `<th>Last packet</th><th>Writing</th></tr>${workers}</table>`
+      `<th class="l">State</th>${RATE_HEADERS}<th>Flows</th><th>Drops</th><th>Files</th><th>Errors</th>` +
+      `<th>Last packet</th><th class="l">Writing</th></tr>${workers}</table>`
   }
 <p><small>Report of ${time(report.now)}; rates over the last ${
     duration(report.workers[0]?.rates.intervalSeconds ?? 0)
@@ -99,10 +99,13 @@ function workerRow(w: WorkerStatus): string {
   const writing = w.currentFile === null
     ? "—"
     : `${esc(w.currentFile.path)} <small>${bytes(w.currentFile.bytes)}</small>`;
-  return `<tr><td>${esc(w.interface)}/${w.worker}</td><td>${state}</td>${rateCells(w.rates)}` +
+  return `<tr><td>${esc(w.interface)}/${w.worker}</td><td class="l">${state}</td>${
+    rateCells(w.rates)
+  }` +
     `<td>${count(w.activeFlows)}</td><td>${count(w.pcapDropped + w.pcapIfDropped)}</td>` +
     `<td>${count(w.filesWritten)}</td><td>${count(w.writeErrors)}</td>` +
-    `<td>${w.lastPacketTs === null ? "—" : time(w.lastPacketTs)}</td><td>${writing}</td></tr>`;
+    `<td class="t">${w.lastPacketTs === null ? "—" : time(w.lastPacketTs)}</td>` +
+    `<td class="l">${writing}</td></tr>`;
 }
 
 /** Escapes text for HTML element content and attribute values. */
@@ -117,6 +120,10 @@ function yesNo(value: boolean): string {
 
 function count(n: number): string {
   return Math.round(n).toLocaleString("en-US");
+}
+
+function plural(n: number, noun: string): string {
+  return `${count(n)} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function si(n: number): string {
