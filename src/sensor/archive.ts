@@ -22,7 +22,9 @@ export function openArchive(outDir: string): Catalog {
     log: (line) => logWarn(line),
   });
   const catalog = Catalog.open(outDir, { log: (line) => logInfo(line) });
-  if (reports.length > 0) logInfo(`Recovered ${reports.filter((r) => r.path).length} file(s) after a crash`);
+  if (reports.length > 0) {
+    logInfo(`Recovered ${reports.filter((r) => r.path).length} file(s) after a crash`);
+  }
   return catalog;
 }
 
@@ -43,7 +45,9 @@ export class CatalogKeeper {
       this.catalog.addFile(path);
       this.#dirty = true;
     } catch (error) {
-      logWarn(`Cannot add ${path} to the catalog: ${error instanceof Error ? error.message : error}`);
+      logWarn(
+        `Cannot add ${path} to the catalog: ${error instanceof Error ? error.message : error}`,
+      );
     }
   }
 

@@ -15,6 +15,9 @@ import { type ListenOptions, startServer } from "../server/mod.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import { CatalogKeeper, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
+import { Retention } from "../store/retention.ts";
+import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
+import { readTokenFile } from "../server/app.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startWorkers, type WorkerHandle } from "./supervisor.ts";
@@ -37,9 +40,18 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
     capturing: true,
     workers: () => workers,
     catalog: () => keeper.catalog,
-    retention: () => ({ deletedFiles: 0, deletedBytes: 0 }),
+    retention: () => retention.totals(),
     libpcapVersion: libpcapVersion(),
   };
+  const retention = new Retention({
+    outDir: config.outDir,
+    minFree: config.minFree,
+    maxBytes: config.maxBytes,
+    maxAge: config.maxAge,
+  });
+  const enforceRetention = () => retention.enabled && retention.run(keeper.catalog);
+  enforceRetention();
+  const retentionTimer = retention.enabled ? setInterval(enforceRetention, 5000) : undefined;
   const server = config.listen ? startServer(view, serverOptions(config, keeper)) : undefined;
   const source = config.readFiles.length > 0
     ? `${config.readFiles.length} file(s)`
@@ -52,10 +64,14 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   workers.push(...startWorkers(config, {
     onLog: (level, message) =>
       (level === "info" ? logInfo : level === "warn" ? logWarn : logError)(message),
-    onReady: (from) => logInfo(`Starting worker ${from.index} on interface ${from.label}`),
+    onReady: (from) => {
+      logInfo(`Starting worker ${from.index} on interface ${from.label}`);
+      if (workers.every((w) => w.ready)) sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
+    },
     onFinalized: (file) => {
       logInfo(`moved ${file.path}`, { packets: file.packets });
       keeper.add(file.path);
+      enforceRetention();
     },
     onFatal: (message) => {
       logError(message);
@@ -87,12 +103,18 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
     }, config.statsInterval * 1000)
     : undefined;
 
+  const watchdog = watchdogInterval();
+  const watchdogTimer = watchdog
+    ? setInterval(() => sdNotify("WATCHDOG=1"), watchdog * 1000)
+    : undefined;
+
   const onSignal = (): void => {
     if (stopping) {
       logWarn("Second signal: exiting without finishing files");
       Deno.exit(130);
     }
     logInfo("Signal received: finishing files");
+    sdNotify("STOPPING=1");
     stop();
   };
   Deno.addSignalListener("SIGINT", onSignal);
@@ -100,6 +122,8 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
 
   await finished.promise;
   clearInterval(statsTimer);
+  clearInterval(retentionTimer);
+  clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   keeper.close();
@@ -140,5 +164,7 @@ function serverOptions(config: CaptureConfig, keeper: CatalogKeeper): ListenOpti
     cert: config.tlsCert === undefined ? undefined : Deno.readTextFileSync(config.tlsCert),
     key: config.tlsKey === undefined ? undefined : Deno.readTextFileSync(config.tlsKey),
     routes,
+    token: config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile),
+    openMetrics: config.openMetrics,
   };
 }

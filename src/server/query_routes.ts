@@ -8,7 +8,8 @@ import type { Context } from "hono";
 import type { Catalog } from "../index/catalog.ts";
 import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
-import { queryPcapStream, type QueryResult } from "../query/execute.ts";
+import { queryPcapStream } from "../query/execute.ts";
+import { recordQuery } from "./metrics.ts";
 import { matchingFlows } from "../query/flows.ts";
 
 /** Server-wide query policy. */
@@ -35,8 +36,6 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 export interface QueryRouteDeps {
   catalog(): Catalog;
   policy: QueryPolicy;
-  /** Called once per query when it ends (metrics). */
-  onQueryFinished?(result: QueryResult, seconds: number): void;
 }
 
 /** Builds the query routes. */
@@ -50,6 +49,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return c.text(limits.error + "\n", 400);
     if (running >= deps.policy.maxConcurrent) {
+      recordQuery("rejected", 0, 0);
       return c.text(
         `Too many queries: ${running} running, the limit is ${deps.policy.maxConcurrent}\n`,
         503,
@@ -63,7 +63,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
         ...limits,
         onFinish: (result) => {
           running--;
-          deps.onQueryFinished?.(result, (performance.now() - started) / 1000);
+          recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
         },
       });
     } catch (error) {
