@@ -61,7 +61,9 @@ Deno.test("corpus: every packet of every readable file is written back unchanged
     for (let i = 0; i < expected.length; i++) {
       assert.deepEqual(actual[i], expected[i], `packet ${i}`);
     }
-    console.log(`${corpus.opens.length} files, ${expected.length} packets compared, ${order.length} output files`);
+    console.log(
+      `${corpus.opens.length} files, ${expected.length} packets compared, ${order.length} output files`,
+    );
   } finally {
     await Deno.remove(out, { recursive: true });
   }
@@ -71,7 +73,16 @@ Deno.test("corpus: wire lengths survive (tshark frame.len)", async () => {
   const out = await Deno.makeTempDir({ prefix: "cutcap-corpus-len-" });
   try {
     const sample = corpus.opens.filter((_, i) => i % 10 === 0);
-    const result = await cutcap(["--read", ...sample, "--out", out, "--byte-cutoff", "0", "--listen", "off"]);
+    const result = await cutcap([
+      "--read",
+      ...sample,
+      "--out",
+      out,
+      "--byte-cutoff",
+      "0",
+      "--listen",
+      "off",
+    ]);
     assert.equal(result.code, 0, result.stderr);
     const expected: number[] = [];
     for (const file of sample) {

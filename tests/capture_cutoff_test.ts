@@ -7,12 +7,19 @@ import assert from "node:assert/strict";
 import { expectedCutoff, generateTrafficBytes } from "../bench/gen/mod.ts";
 import { archiveFiles, cutcap, tcpdumpPackets } from "./support/oracle.ts";
 
-const { pcap, truth } = generateTrafficBytes({ seed: 7, packets: 30000, vlanShare: 0.2, ipv6Share: 0.3 });
+const { pcap, truth } = generateTrafficBytes({
+  seed: 7,
+  packets: 30000,
+  vlanShare: 0.2,
+  ipv6Share: 0.3,
+});
 const input = await Deno.makeTempFile({ prefix: "cutcap-gen-", suffix: ".pcap" });
 await Deno.writeFile(input, pcap);
 const inputPackets = await tcpdumpPackets(input);
 
-async function replayAndRead(extra: string[]): Promise<{ stderr: string; packets: typeof inputPackets }> {
+async function replayAndRead(
+  extra: string[],
+): Promise<{ stderr: string; packets: typeof inputPackets }> {
   const out = await Deno.makeTempDir({ prefix: "cutcap-cut-" });
   try {
     const result = await cutcap(["--read", input, "--out", out, "--listen", "off", ...extra]);
@@ -42,7 +49,12 @@ Deno.test("packet cutoff: every flow keeps exactly its first K packets", async (
 Deno.test("byte cutoff: the packet that crosses the cutoff is the last one stored", async () => {
   for (const bytes of [1000, 65536]) {
     const keep = expectedCutoff(truth, { byteCutoff: bytes });
-    const { packets } = await replayAndRead(["--byte-cutoff", String(bytes), "--packet-cutoff", "0"]);
+    const { packets } = await replayAndRead([
+      "--byte-cutoff",
+      String(bytes),
+      "--packet-cutoff",
+      "0",
+    ]);
     const expected = expectedPackets(keep);
     assert.ok(expected.length < inputPackets.length, "the cutoff removes something");
     assert.equal(packets.length, expected.length, `cutoff ${bytes}: packet count`);
@@ -114,7 +126,9 @@ Deno.test("gzip and zstd output read back with zcat/zstdcat | tcpdump", async ()
       ]);
       assert.equal(result.code, 0, result.stderr);
       const files = archiveFiles(out);
-      assert.ok(files.length >= 2 && files.every((f) => f.endsWith(compress === "gzip" ? ".gz" : ".zst")));
+      assert.ok(
+        files.length >= 2 && files.every((f) => f.endsWith(compress === "gzip" ? ".gz" : ".zst")),
+      );
       const packets = [];
       for (const file of files) packets.push(...await tcpdumpPackets(file));
       assert.deepEqual(packets, expectedPackets(expectedCutoff(truth, { packetCutoff: 10 })));

@@ -44,7 +44,16 @@ Deno.test("bad flags: one clear line each, non-zero exit", async () => {
 Deno.test("a bad BPF filter shows libpcap's message and writes nothing", async () => {
   const out = await Deno.makeTempDir();
   try {
-    const line = await failure(["--read", input, "--out", out, "--listen", "off", "--filter", "tcp portt 80"]);
+    const line = await failure([
+      "--read",
+      input,
+      "--out",
+      out,
+      "--listen",
+      "off",
+      "--filter",
+      "tcp portt 80",
+    ]);
     assert.match(line, /filter/i);
     assert.match(line, /syntax error/);
     assert.deepEqual(archiveFiles(out), []);
@@ -66,7 +75,10 @@ Deno.test("an unknown interface is named, with the hint to list interfaces", asy
 });
 
 Deno.test("a missing read file and an unwritable output directory are named", async () => {
-  assert.match(await failure(["--read", "/nonexistent/x.pcap", "--listen", "off"]), /\/nonexistent\/x\.pcap/);
+  assert.match(
+    await failure(["--read", "/nonexistent/x.pcap", "--listen", "off"]),
+    /\/nonexistent\/x\.pcap/,
+  );
   const file = await Deno.makeTempFile();
   try {
     // A path below a regular file can never be created, even by root.
@@ -78,7 +90,14 @@ Deno.test("a missing read file and an unwritable output directory are named", as
 });
 
 Deno.test("a missing libpcap given with --libpcap is one clear line", async () => {
-  const line = await failure(["--read", input, "--listen", "off", "--libpcap", "/nonexistent/libpcap.so"]);
+  const line = await failure([
+    "--read",
+    input,
+    "--listen",
+    "off",
+    "--libpcap",
+    "/nonexistent/libpcap.so",
+  ]);
   assert.match(line, /libpcap/);
   assert.match(line, /\/nonexistent\/libpcap\.so/);
 });

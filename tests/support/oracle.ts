@@ -45,7 +45,9 @@ export async function fileBytes(path: string): Promise<Uint8Array> {
 
 async function runBytes(cmd: string, args: string[]): Promise<Uint8Array> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
   return out.stdout;
 }
 
@@ -83,7 +85,11 @@ export function parseTcpdumpHex(text: string): OraclePacket[] {
 
 /** Wire lengths (frame.len) of every packet, from tshark. */
 export async function tsharkLengths(path: string): Promise<number[]> {
-  const text = await run("tshark", ["-r", "-", "-T", "fields", "-e", "frame.len"], await fileBytes(path));
+  const text = await run(
+    "tshark",
+    ["-r", "-", "-T", "fields", "-e", "frame.len"],
+    await fileBytes(path),
+  );
   return text.split("\n").filter((l) => l !== "").map(Number);
 }
 
@@ -94,7 +100,9 @@ export function archiveFiles(outDir: string): string[] {
     for (const entry of Deno.readDirSync(dir)) {
       const path = `${dir}/${entry.name}`;
       if (entry.isDirectory) walk(path);
-      else if (/\.pcap(\.gz|\.zst)?$/.test(entry.name) && !entry.name.startsWith(".")) files.push(path);
+      else if (/\.pcap(\.gz|\.zst)?$/.test(entry.name) && !entry.name.startsWith(".")) {
+        files.push(path);
+      }
     }
   };
   walk(outDir);
@@ -109,7 +117,10 @@ export interface CliResult {
 }
 
 /** Runs `deno run -A main.ts ARGS` from the repository root. */
-export async function cutcap(args: string[], options: { env?: Record<string, string> } = {}): Promise<CliResult> {
+export async function cutcap(
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<CliResult> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../../main.ts", import.meta.url).pathname, ...args],
     stdout: "piped",
@@ -123,7 +134,9 @@ export async function cutcap(args: string[], options: { env?: Record<string, str
 /** Fails loudly when root is missing under CI; returns false (skip) only outside CI. */
 export function requireRoot(what: string): boolean {
   if (Deno.uid() === 0) return true;
-  if (Deno.env.get("CI") === "true") throw new Error(`${what} needs root, and CI=true forbids skipping`);
+  if (Deno.env.get("CI") === "true") {
+    throw new Error(`${what} needs root, and CI=true forbids skipping`);
+  }
   console.warn(`skipping ${what}: needs root`);
   return false;
 }
