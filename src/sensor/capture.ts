@@ -29,7 +29,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   setLogFormat(config.logFormat);
   await ensureLibpcap(config.libpcap, loadLibpcap);
   if (config.readFiles.length === 0) resolveInterfaces(config);
-  else checkReadable(config.readFiles);
+  else checkReadable(config.readFiles, config.filter);
   ensureWritableDir(config.outDir);
 
   const keeper = new CatalogKeeper(openArchive(config.outDir));
@@ -56,7 +56,6 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   const source = config.readFiles.length > 0
     ? `${config.readFiles.length} file(s)`
     : config.interfaces.join(",");
-  logInfo(`Starting capture on ${source} with ${config.workers} workers`);
 
   let exitCode = 0;
   let stopping = false;
@@ -65,8 +64,10 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
     onLog: (level, message) =>
       (level === "info" ? logInfo : level === "warn" ? logWarn : logError)(message),
     onReady: (from) => {
-      logInfo(`Starting worker ${from.index} on interface ${from.label}`);
-      if (workers.every((w) => w.ready)) sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
+      logInfo(`Started worker ${from.index} on ${from.label}`);
+      if (!workers.every((w) => w.ready)) return;
+      logInfo(`Capturing on ${source} with ${workers.length} workers`);
+      sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
     },
     onFinalized: (file) => {
       logInfo(`moved ${file.path}`, { packets: file.packets });
@@ -143,9 +144,17 @@ function resolveInterfaces(config: CaptureConfig): void {
   }
 }
 
-/** Opens every replay file once before any output exists, so a refused file stops the run cleanly. */
-function checkReadable(files: string[]): void {
-  for (const file of files) PcapHandle.openOffline(file).close();
+/** Opens every replay file (and compiles the filter for it) before any output exists, so a refused
+ * file or a bad filter stops the run cleanly. */
+function checkReadable(files: string[], filter: string): void {
+  for (const file of files) {
+    const handle = PcapHandle.openOffline(file);
+    try {
+      if (filter) handle.setFilter(filter);
+    } finally {
+      handle.close();
+    }
+  }
 }
 
 /** Listen address, TLS and the query routes with the configured limits. */

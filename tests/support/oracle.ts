@@ -24,12 +24,15 @@ export async function run(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  if (stdin) {
-    const writer = child.stdin.getWriter();
-    await writer.write(stdin);
-    await writer.close();
-  }
-  const out = await child.output();
+  // Feed stdin while stdout drains: writing all of it first would deadlock on a full pipe.
+  const feeding = stdin
+    ? (async () => {
+      const writer = child.stdin.getWriter();
+      await writer.write(stdin);
+      await writer.close();
+    })()
+    : Promise.resolve();
+  const [out] = await Promise.all([child.output(), feeding.catch(() => {})]);
   if (!out.success && !options.allowFailure) {
     throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
