@@ -72,7 +72,17 @@ Deno.test("corpus: every packet of every readable file is written back unchanged
 Deno.test("corpus: wire lengths survive (tshark frame.len)", async () => {
   const out = await Deno.makeTempDir({ prefix: "cutcap-corpus-len-" });
   try {
-    const sample = corpus.opens.filter((_, i) => i % 10 === 0);
+    // tshark reads fewer link types than libpcap: compare on the files it reads.
+    const sample = [];
+    for (const file of corpus.opens.filter((_, i) => i % 20 === 0)) {
+      const probe = await new Deno.Command("tshark", {
+        args: ["-r", file, "-c", "1"],
+        stdout: "null",
+        stderr: "null",
+      })
+        .output();
+      if (probe.success) sample.push(file);
+    }
     const result = await cutcap([
       "--read",
       ...sample,

@@ -77,7 +77,9 @@ export function parseTcpdumpHex(text: string): OraclePacket[] {
       current.hex += hexLine[1].replace(/\s+/g, "");
       continue;
     }
-    const head = /^(\d+\.\d+) /.exec(line);
+    // A packet's first line starts at column 0 with its time: "1700000000.123456 IP ..." or, for
+    // times tcpdump cannot convert, "[Error converting time] IP ...".
+    const head = /^(\d+\.\d+|\[Error converting time\]) /.exec(line);
     if (head) {
       current = { ts: head[1], hex: "" };
       packets.push(current);
