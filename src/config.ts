@@ -3,6 +3,7 @@
  * node:util's parseArgs, and validation with one clear message per mistake.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { snfRingCount } from "./capture/snf.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 
 /** Output compression: independent gzip members / zstd frames, so readers can seek. */
@@ -56,7 +57,7 @@ export const CAPTURE_OPTIONS = {
   interface: { type: "string", short: "i", multiple: true },
   read: { type: "string", short: "r", multiple: true },
   out: { type: "string", short: "o", default: "./out" },
-  workers: { type: "string", short: "w", default: "1" },
+  workers: { type: "string", short: "w" },
   snaplen: { type: "string", short: "s", default: "262144" },
   "no-promisc": { type: "boolean", default: false },
   "buffer-size": { type: "string", default: "64MiB" },
@@ -121,7 +122,8 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     interfaces,
     readFiles,
     outDir: values.out,
-    workers: parseInteger(values.workers, "--workers", 1, 64),
+    // Like gotm: with Myricom SNF the NIC splits flows into SNF_NUM_RINGS rings, one worker each.
+    workers: parseInteger(values.workers ?? String(snfRingCount() ?? 1), "--workers", 1, 64),
     snaplen: parseInteger(values.snaplen, "--snaplen", 64, 262144),
     promisc: !values["no-promisc"],
     bufferSize: parseSize(values["buffer-size"], "--buffer-size"),

@@ -3,6 +3,7 @@
  * lines and finalized files, and stops them through the shared control block.
  */
 import type { CaptureConfig } from "../config.ts";
+import { snfRingCount } from "../capture/snf.ts";
 import { allocateControl, allocateCounters, Control } from "./counters.ts";
 import type { FinalizedFileMessage, WorkerMessage, WorkerSetup, WorkerSource } from "./protocol.ts";
 
@@ -40,7 +41,13 @@ export function planWorkers(
     return Array.from({ length: config.workers }, (_, index) => ({
       label: iface,
       index,
-      source: { kind: "live" as const, iface, fanoutGroup, fanout: config.workers > 1 },
+      // With SNF the NIC's rings already split flows between the handles: no AF_PACKET fanout.
+      source: {
+        kind: "live" as const,
+        iface,
+        fanoutGroup,
+        fanout: config.workers > 1 && snfRingCount() === undefined,
+      },
     }));
   });
 }
