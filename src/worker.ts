@@ -9,7 +9,9 @@ import { joinFanout } from "./capture/fanout.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
 import { decodePacket } from "./packet/mod.ts";
-import { PacketInfo } from "./packet/packet_info.ts";
+import { KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
+import { describeKey } from "./packet/describe.ts";
+import { crossedLevel, largeFlowLevel } from "./flow/large_flows.ts";
 import { RotatingOutput } from "./store/mod.ts";
 import type { WorkerMessage, WorkerSetup } from "./sensor/protocol.ts";
 import { Control, Counter } from "./sensor/counters.ts";
@@ -40,8 +42,20 @@ interface WorkerState {
   index: IndexBuilder;
   info: PacketInfo;
   counters: Float64Array;
+  /** Bytes at which a flow is reported as large (then at each doubling). */
+  largeFlowThreshold: number;
   /** The current source's link type, cached: asking libpcap per packet would be a second FFI call. */
   linkType: number;
+  /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
+  statsBase: { recv: number; drop: number; ifdrop: number };
+  /** Last RotateRequest value acted on. */
+  rotateSeen: number;
+  /** Write errors already reported in the log, when the last report was made, and whether
+   * writing is failing now (so the recovery gets a line too). */
+  errorsLogged: number;
+  errorsLoggedAt: number;
+  writeFailing: boolean;
+  packetsAtFailure: number;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -58,6 +72,13 @@ function runWorker(setup: WorkerSetup): void {
     info: new PacketInfo(),
     counters: setup.counters,
     linkType: -1,
+    statsBase: { recv: 0, drop: 0, ifdrop: 0 },
+    rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    errorsLogged: 0,
+    errorsLoggedAt: 0,
+    writeFailing: false,
+    packetsAtFailure: 0,
+    largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
     output: undefined as unknown as RotatingOutput,
   };
   if (setup.source.kind === "live") {
@@ -142,31 +163,114 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
 }
 
 /** Live loop: batches of packets, then control, clock-driven rotation and counters. */
-function captureLive(state: WorkerState, handle: PcapHandle): void {
+function captureLive(state: WorkerState, opened: PcapHandle): void {
   const control = state.setup.control;
-  let rotateSeen = Atomics.load(control, Control.RotateRequest);
+  let handle: PcapHandle | null = opened;
   state.counters[Counter.Capturing] = 1;
   while (Atomics.load(control, Control.Stop) === 0) {
+    if (handle === null) {
+      handle = reopenLive(state);
+      if (handle === null) break; // stop requested while waiting
+    }
     let status = 1;
     for (let i = 0; i < BATCH; i++) {
       status = handle.next();
       if (status !== 1) break;
       handlePacket(state, handle);
     }
-    if (status === -1) throw new Error(`Capture on ${handle.source} failed: ${handle.lastError()}`);
-    const rotateAsked = Atomics.load(control, Control.RotateRequest);
-    if (rotateAsked !== rotateSeen) {
-      rotateSeen = rotateAsked;
-      state.output.rotate();
-    } else if (status === 0) {
-      // A quiet link: time moves on without packets, so rotation and expiry follow the wall clock.
-      const now = Date.now() / 1000;
-      state.output.rotateIfDue(now);
-      state.flows.expireIdle(now);
+    if (status === -1 || status === -2) {
+      // The interface went away (pcap_next_ex: "The interface disappeared") or the handle broke:
+      // keep the flows and the open output file, close the handle and reopen it with back-off.
+      const reason = status === -1 ? handle.lastError() : "the capture loop was broken";
+      publish(state, handle);
+      keepStats(state, handle);
+      handle.close();
+      handle = null;
+      state.counters[Counter.Capturing] = 0;
+      log("warn", `Capture on ${state.setup.label} failed: ${reason}; reopening it`);
+      continue;
     }
+    housekeeping(state, status === 0);
     publish(state, handle);
   }
+  if (handle !== null) {
+    publish(state, handle);
+    keepStats(state, handle);
+    handle.close();
+  }
   state.counters[Counter.Capturing] = 0;
+}
+
+/** First wait before reopening a failed capture handle; doubles per failed attempt up to the cap. */
+const REOPEN_FIRST_MS = 500;
+const REOPEN_MAX_MS = 30_000;
+
+/**
+ * Reopens the live handle after waiting 0.5 s, 1 s, 2 s, ... up to 30 s between attempts; the
+ * output keeps its file and the flow table its flows. Null when a stop request came first.
+ */
+function reopenLive(state: WorkerState): PcapHandle | null {
+  const label = state.setup.label;
+  let delay = REOPEN_FIRST_MS;
+  for (let attempt = 1;; attempt++) {
+    if (!pause(state, delay)) return null;
+    state.counters[Counter.ReopenAttempts]++;
+    let handle: PcapHandle;
+    try {
+      handle = openLive(state.setup);
+    } catch (error) {
+      delay = Math.min(delay * 2, REOPEN_MAX_MS);
+      log(
+        "warn",
+        `Reopening ${label} failed (attempt ${attempt}): ${errorText(error)}; ` +
+          `next try in ${delay / 1000} s`,
+      );
+      continue;
+    }
+    if (handle.linkType() !== state.linkType) {
+      state.linkType = handle.linkType();
+      state.output.setFormat({ linkType: handle.linkType(), snaplen: handle.snaplen() });
+    }
+    state.counters[Counter.Capturing] = 1;
+    log("info", `Reopened capture on ${label} after ${attempt} attempt(s)`);
+    return handle;
+  }
+}
+
+/** Waits `ms` in short slices, keeping rotation, expiry and counters going; false on a stop request. */
+function pause(state: WorkerState, ms: number): boolean {
+  const control = state.setup.control;
+  const until = Date.now() + ms;
+  for (;;) {
+    if (Atomics.load(control, Control.Stop) !== 0) return false;
+    const left = until - Date.now();
+    if (left <= 0) return true;
+    Atomics.wait(control, Control.Stop, 0, Math.min(left, 100));
+    housekeeping(state, true);
+    publish(state, undefined);
+  }
+}
+
+/** Rotation requests, and on a quiet link the wall-clock driven rotation and flow expiry. */
+function housekeeping(state: WorkerState, quiet: boolean): void {
+  const rotateAsked = Atomics.load(state.setup.control, Control.RotateRequest);
+  if (rotateAsked !== state.rotateSeen) {
+    state.rotateSeen = rotateAsked;
+    state.output.rotate();
+  } else if (quiet) {
+    // Time moves on without packets, so rotation and expiry follow the wall clock.
+    const now = Date.now() / 1000;
+    state.output.rotateIfDue(now);
+    state.flows.expireIdle(now);
+  }
+}
+
+/** Adds a handle's final libpcap statistics to the totals, before it is closed. */
+function keepStats(state: WorkerState, handle: PcapHandle): void {
+  const stats = handle.stats();
+  state.statsBase.recv += stats.recv;
+  state.statsBase.drop += stats.drop;
+  state.statsBase.ifdrop += stats.ifdrop;
 }
 
 /** Offline loop: every file in turn through the same pipeline, until the last ends or a stop request. */
@@ -210,6 +314,9 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
   const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
   counters[Counter.PacketsSeen]++;
   counters[Counter.BytesSeen] += handle.wireLen;
+  if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
+    checkLargeFlow(state, id, handle.wireLen);
+  }
   if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) return;
   const offset = state.output.write(
     handle.data,
@@ -225,6 +332,24 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
   counters[Counter.BytesWritten] += handle.wireLen;
 }
 
+/** Reports a flow that crossed the large-flow threshold or one of its doublings (rare: not hot). */
+function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
+  const before = state.flows.bytesBefore;
+  const level = crossedLevel(before, before + wireLen, state.largeFlowThreshold);
+  if (level < 0) return;
+  if (level === 0 || largeFlowLevel(before, state.largeFlowThreshold) < 0) {
+    state.counters[Counter.LargeFlows]++;
+  }
+  const key = new Uint32Array(KEY_WORDS);
+  state.flows.copyKey(id, key);
+  post({
+    type: "largeFlow",
+    flow: describeKey(key),
+    bytes: before + wireLen,
+    threshold: state.largeFlowThreshold * 2 ** level,
+  });
+}
+
 /** Copies the slow-moving counters into shared memory for the main thread. */
 function publish(state: WorkerState, handle: PcapHandle | undefined): void {
   const { counters, flows } = state;
@@ -233,13 +358,51 @@ function publish(state: WorkerState, handle: PcapHandle | undefined): void {
   counters[Counter.FlowsExpired] = flows.expiredIdle;
   counters[Counter.FlowsClosed] = flows.closed;
   counters[Counter.FlowsEvicted] = flows.evicted;
-  if (state.output) counters[Counter.WriteErrors] = state.output.writeErrors;
+  if (state.output) {
+    counters[Counter.WriteErrors] = state.output.writeErrors;
+    reportWriteErrors(state);
+  }
   if (handle) {
     const stats = handle.stats();
-    counters[Counter.PcapReceived] = stats.recv;
-    counters[Counter.PcapDropped] = stats.drop;
-    counters[Counter.PcapIfDropped] = stats.ifdrop;
+    const base = state.statsBase;
+    counters[Counter.PcapReceived] = base.recv + stats.recv;
+    counters[Counter.PcapDropped] = base.drop + stats.drop;
+    counters[Counter.PcapIfDropped] = base.ifdrop + stats.ifdrop;
   }
+}
+
+/** Seconds between two log lines about write errors while they go on. */
+const WRITE_ERROR_LOG_INTERVAL = 10;
+
+/** Logs new write errors (at most one line per interval) and, once records are written again, that. */
+function reportWriteErrors(state: WorkerState): void {
+  const output = state.output;
+  const errors = output.writeErrors;
+  const now = Date.now() / 1000;
+  if (errors > state.errorsLogged) {
+    if (!state.writeFailing || now - state.errorsLoggedAt >= WRITE_ERROR_LOG_INTERVAL) {
+      log(
+        "error",
+        `Writing to ${state.setup.config.outDir} failed: ${output.lastError} ` +
+          `(${errors} write errors, ${output.droppedPackets} packets lost so far)`,
+      );
+      state.errorsLogged = errors;
+      state.errorsLoggedAt = now;
+    }
+    state.writeFailing = true;
+    state.packetsAtFailure = output.packets;
+  } else if (state.writeFailing && output.packets > state.packetsAtFailure) {
+    state.writeFailing = false;
+    log(
+      "info",
+      `Writing to ${state.setup.config.outDir} again after ${errors} write errors ` +
+        `(${output.droppedPackets} packets lost)`,
+    );
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function log(level: "info" | "warn" | "error", message: string): void {

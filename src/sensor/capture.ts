@@ -15,6 +15,7 @@ import { type ListenOptions, startServer } from "../server/mod.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import { CatalogKeeper, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
+import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { readTokenFile } from "../server/app.ts";
@@ -81,6 +82,8 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
       checkFinished();
     },
     onDone: () => checkFinished(),
+    onLargeFlow: (flow, bytes, threshold) =>
+      reportLargeFlow(flow, { bytes, threshold }, config.largeFlowCommand),
   }));
 
   function stop(): void {

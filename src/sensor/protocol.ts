@@ -3,6 +3,7 @@
  * per-packet state stays in the worker and counters go through shared memory (counters.ts).
  */
 import type { CaptureConfig } from "../config.ts";
+import type { KeyDescription } from "../packet/describe.ts";
 
 /** Where a worker's packets come from. */
 export type WorkerSource =
@@ -39,4 +40,5 @@ export type WorkerMessage =
   | { type: "log"; level: "info" | "warn" | "error"; message: string }
   | { type: "finalized"; file: FinalizedFileMessage }
   | { type: "fatal"; message: string }
+  | { type: "largeFlow"; flow: KeyDescription; bytes: number; threshold: number }
   | { type: "done" };

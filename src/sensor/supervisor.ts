@@ -3,6 +3,7 @@
  * lines and finalized files, and stops them through the shared control block.
  */
 import type { CaptureConfig } from "../config.ts";
+import type { KeyDescription } from "../packet/describe.ts";
 import { snfRingCount } from "../capture/snf.ts";
 import { allocateControl, allocateCounters, Control } from "./counters.ts";
 import type { FinalizedFileMessage, WorkerMessage, WorkerSetup, WorkerSource } from "./protocol.ts";
@@ -26,6 +27,7 @@ export interface SupervisorEvents {
   onFatal(message: string, from: WorkerHandle): void;
   onReady(from: WorkerHandle): void;
   onDone(from: WorkerHandle): void;
+  onLargeFlow(flow: KeyDescription, bytes: number, threshold: number): void;
 }
 
 /** Plans the workers a configuration asks for: N per interface, or one for offline replay. */
@@ -99,6 +101,9 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
     case "fatal":
       handle.done = true;
       events.onFatal(message.message, handle);
+      break;
+    case "largeFlow":
+      events.onLargeFlow(message.flow, message.bytes, message.threshold);
       break;
     case "done":
       handle.done = true;
