@@ -141,6 +141,11 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
       });
       state.index.reset();
       state.counters[Counter.IndexBuildSeconds] += (performance.now() - started) / 1000;
+      // How long the oldest packet of the file waited to become queryable (live capture: packet time
+      // is wall-clock time; a replay's packet times are not, so no lag is reported for it).
+      if (state.setup.source.kind === "live") {
+        state.counters[Counter.IndexLagSeconds] = Math.max(0, Date.now() / 1000 - file.firstTs);
+      }
     },
     onFinalized: (file) => {
       state.counters[Counter.FilesWritten]++;
