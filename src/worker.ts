@@ -50,12 +50,12 @@ interface WorkerState {
   statsBase: { recv: number; drop: number; ifdrop: number };
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
-  /** Write errors already reported in the log, when the last report was made, and whether
-   * writing is failing now (so the recovery gets a line too). */
-  errorsLogged: number;
+  /** Write errors seen, when the last was logged, whether writing is failing now, and the
+   * bytes on disk then (so the recovery gets a log line too). */
+  errorsSeen: number;
   errorsLoggedAt: number;
   writeFailing: boolean;
-  packetsAtFailure: number;
+  bytesAtFailure: number;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -74,10 +74,10 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
-    errorsLogged: 0,
+    errorsSeen: 0,
     errorsLoggedAt: 0,
     writeFailing: false,
-    packetsAtFailure: 0,
+    bytesAtFailure: 0,
     largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
     output: undefined as unknown as RotatingOutput,
   };
@@ -384,19 +384,21 @@ function reportWriteErrors(state: WorkerState): void {
   const output = state.output;
   const errors = output.writeErrors;
   const now = Date.now() / 1000;
-  if (errors > state.errorsLogged) {
+  // Bytes that reached the disk: records buffered in memory do not show that writing works.
+  const onDisk = state.counters[Counter.FileBytesWritten] + (output.current?.bytesOnDisk ?? 0);
+  if (errors > state.errorsSeen) {
     if (!state.writeFailing || now - state.errorsLoggedAt >= WRITE_ERROR_LOG_INTERVAL) {
       log(
         "error",
         `Writing to ${state.setup.config.outDir} failed: ${output.lastError} ` +
           `(${errors} write errors, ${output.droppedPackets} packets lost so far)`,
       );
-      state.errorsLogged = errors;
       state.errorsLoggedAt = now;
     }
+    state.errorsSeen = errors;
     state.writeFailing = true;
-    state.packetsAtFailure = output.packets;
-  } else if (state.writeFailing && output.packets > state.packetsAtFailure) {
+    state.bytesAtFailure = onDisk;
+  } else if (state.writeFailing && onDisk > state.bytesAtFailure) {
     state.writeFailing = false;
     log(
       "info",
