@@ -9,6 +9,7 @@ import { describeKey, type KeyDescription } from "../packet/describe.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
 import { flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
+import { indexTime } from "./select.ts";
 
 /** One flow as `/flows` reports it. */
 export interface FlowRecord extends KeyDescription {
@@ -35,9 +36,10 @@ export function* matchingFlows(catalog: Catalog, q: Query, limit: number): Gener
       const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), entry.path);
       const start = index.pktStart[flow];
       for (let p = start; p < start + index.pktCount[flow]; p++) {
-        if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, index.times[p])) continue;
-        record.first = Math.min(record.first, index.times[p]);
-        record.last = Math.max(record.last, index.times[p]);
+        const ts = indexTime(index.times, p);
+        if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts)) continue;
+        record.first = Math.min(record.first, ts);
+        record.last = Math.max(record.last, ts);
         record.packets++;
       }
       if (record.packets === 0) continue;

@@ -13,6 +13,16 @@ export interface FileSelection {
   offsets: Float64Array;
 }
 
+/**
+ * A packet's time from the index, snapped to the microsecond. The index keeps times as microsecond
+ * offsets from the file's first packet, and `t0 + us * 1e-6` is often one ulp off the double that an
+ * RFC 3339 bound parses to (integer microseconds / 1e6), which flips `after`/`before` for a packet
+ * exactly at the bound. Rounding restores that double (a double near 2e9 s cannot hold finer times).
+ */
+export function indexTime(times: Float64Array, p: number): number {
+  return Math.round(times[p] * 1e6) / 1e6;
+}
+
 /** Selects the packets of `index` that match `q`. */
 export function selectPackets(index: FileIndex, q: Query): FileSelection {
   const flowCount = index.header.flowCount;
@@ -24,7 +34,7 @@ export function selectPackets(index: FileIndex, q: Query): FileSelection {
     const start = index.pktStart[flow];
     const end = start + index.pktCount[flow];
     for (let p = start; p < end; p++) {
-      if (truth === Truth.True || packetMatches(q, index.keys, keyAt, index.times[p])) {
+      if (truth === Truth.True || packetMatches(q, index.keys, keyAt, indexTime(index.times, p))) {
         chosen.push(index.offsets[p]);
       }
     }
