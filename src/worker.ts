@@ -86,6 +86,7 @@ function runWorker(setup: WorkerSetup): void {
     state.linkType = handle.linkType();
     state.output = openOutput(state, handle);
     post({ type: "ready", linkType: handle.linkType(), snaplen: handle.snaplen() });
+    waitForGo(setup.control);
     captureLive(state, handle);
   } else {
     replayFiles(state, setup.source.files);
@@ -242,6 +243,16 @@ function reopenLive(state: WorkerState): PcapHandle | null {
   }
 }
 
+/**
+ * Waits for the main thread's go (every worker ready, privileges dropped) or a stop request; packets
+ * arriving meanwhile wait in the kernel ring.
+ */
+function waitForGo(control: Int32Array): void {
+  while (Atomics.load(control, Control.Go) === 0 && Atomics.load(control, Control.Stop) === 0) {
+    Atomics.wait(control, Control.Go, 0, 100);
+  }
+}
+
 /** Waits `ms` in short slices, keeping rotation, expiry and counters going; false on a stop request. */
 function pause(state: WorkerState, ms: number): boolean {
   const control = state.setup.control;
@@ -289,6 +300,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
       if (state.output === undefined) {
         state.output = openOutput(state, handle);
         post({ type: "ready", linkType: handle.linkType(), snaplen: handle.snaplen() });
+        waitForGo(control);
       } else {
         state.output.setFormat({ linkType: handle.linkType(), snaplen: handle.snaplen() });
       }

@@ -21,7 +21,8 @@ import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { readTokenFile } from "../server/app.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
-import { requestStop, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import { dropPrivileges } from "../../ffi/libc.ts";
 import { ensureWritableDir } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 
@@ -67,6 +68,19 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
     onReady: (from) => {
       logInfo(`Started worker ${from.index} on ${from.label}`);
       if (!workers.every((w) => w.ready)) return;
+      if (config.user !== undefined) {
+        // Every handle is open: the rest needs no privilege. glibc changes every thread's ids.
+        try {
+          dropPrivileges(config.user);
+        } catch (error) {
+          logError(error instanceof Error ? error.message : String(error));
+          exitCode = 1;
+          stop();
+          return;
+        }
+        logInfo(`Dropped privileges to ${config.user}`);
+      }
+      startCapturing(workers);
       logInfo(`Capturing on ${source} with ${workers.length} workers`);
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
     },

@@ -48,6 +48,11 @@ export const enum Control {
   Stop,
   /** Incremented by the main thread to ask for a rotation now. */
   RotateRequest,
+  /**
+   * Non-zero: start reading packets. Set once every worker has opened its handle and the main thread
+   * has dropped privileges (--user), so no file or directory is created as root.
+   */
+  Go,
   Slots,
 }
 

@@ -118,6 +118,14 @@ export function requestStop(workers: WorkerHandle[]): void {
   for (const handle of workers) Atomics.store(handle.control, Control.Stop, 1);
 }
 
+/** Lets every worker start reading packets (they wait after "ready" until this). */
+export function startCapturing(workers: WorkerHandle[]): void {
+  for (const handle of workers) {
+    Atomics.store(handle.control, Control.Go, 1);
+    Atomics.notify(handle.control, Control.Go);
+  }
+}
+
 /** Asks every worker to rotate now (used by tests and by SIGHUP). */
 export function requestRotate(workers: WorkerHandle[]): void {
   for (const handle of workers) Atomics.add(handle.control, Control.RotateRequest, 1);
