@@ -22,7 +22,7 @@ import { readTokenFile } from "../server/app.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
-import { dropPrivileges } from "../../ffi/libc.ts";
+import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
 import { ensureWritableDir } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 
@@ -33,6 +33,11 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   if (config.readFiles.length === 0) resolveInterfaces(config);
   else checkReadable(config.readFiles, config.filter);
   ensureWritableDir(config.outDir);
+  if (config.user !== undefined && lookupUser(config.user) === undefined) {
+    throw new Error(
+      `Unknown --user "${config.user}": expected an account in the password database`,
+    );
+  }
 
   const keeper = new CatalogKeeper(openArchive(config.outDir));
   const workers: WorkerHandle[] = [];
@@ -72,8 +77,12 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
         // Every handle is open: the rest needs no privilege. glibc changes every thread's ids.
         try {
           dropPrivileges(config.user);
+          // Checked as root at start; the user may not be allowed to write there.
+          ensureWritableDir(config.outDir);
         } catch (error) {
-          logError(error instanceof Error ? error.message : String(error));
+          logError(
+            `Running as ${config.user}: ${error instanceof Error ? error.message : String(error)}`,
+          );
           exitCode = 1;
           stop();
           return;
