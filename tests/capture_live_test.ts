@@ -1,66 +1,23 @@
 // Live capture through libpcap, PACKET_FANOUT, and activation errors. Needs root.
 //
-// Setup (a process can only capture on interfaces of its own network namespace): one namespace
-// cc-cap-<pid> holds veth end cc-va-<pid>; the peer cc-vb-<pid> stays in the test's (root)
-// namespace without any address and with IPv6 disabled, so nothing but our traffic crosses it.
-// Traffic is a pcap written by the test and sent with `ip netns exec <ns> tcpreplay -i cc-va-<pid>`;
-// every frame arrives on cc-vb-<pid>, where the test captures. Flows go both ways inside that
-// file (addresses swapped), which is what the fanout flow-hash test needs.
+// Setup (tests/support/netns.ts; a process can only capture on interfaces of its own network
+// namespace): a namespace holds one veth end; the peer stays in the test's (root) namespace without
+// any address and with IPv6 disabled, so nothing but our traffic crosses it. Traffic is a pcap
+// written by the test and sent with tcpreplay from inside the namespace; every frame arrives on the
+// outside end, where the test captures. Flows go both ways inside that file (addresses swapped),
+// which is what the fanout flow-hash test needs.
 import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
 import { joinFanout, openSource } from "../src/capture/mod.ts";
+import { rootTest, sh, type Veth } from "./support/netns.ts";
 
 const ROOT = Deno.uid() === 0;
 const CI = Deno.env.get("CI") === "true";
-const NS = `cc-cap-${Deno.pid}`;
-const VA = `cc-va-${Deno.pid}`;
-const VB = `cc-vb-${Deno.pid}`;
 const FILTER = "net 198.18.0.0/15";
 
-async function sh(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function setUp(): Promise<void> {
-  await sh("ip", ["netns", "add", NS]);
-  await sh("ip", ["netns", "exec", NS, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-  await sh("ip", [
-    ...["link", "add", VB, "mtu", "9000", "type", "veth"],
-    ...["peer", "name", VA, "mtu", "9000", "netns", NS],
-  ]);
-  await sh("sysctl", ["-qw", `net.ipv6.conf.${VB}.disable_ipv6=1`]);
-  await sh("ip", ["link", "set", VB, "up"]);
-  await sh("ip", ["netns", "exec", NS, "ip", "link", "set", VA, "up"]);
-  await sh("ip", ["netns", "exec", NS, "ip", "link", "set", "lo", "up"]);
-}
-
-async function tearDown(): Promise<void> {
-  await sh("ip", ["link", "del", VB]).catch(() => "");
-  await sh("ip", ["netns", "del", NS]).catch(() => "");
-}
-
-/** Runs `body` with the namespace and veth pair in place; removes them afterwards. */
-function liveTest(name: string, body: (dir: string) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: !ROOT && !CI,
-    sanitizeResources: false,
-    async fn() {
-      assert.ok(ROOT, "Live capture tests need root (CI=true makes this a failure, not a skip)");
-      const dir = await Deno.makeTempDir({ prefix: "cc-live-" });
-      try {
-        await setUp();
-        await body(dir);
-      } finally {
-        await tearDown();
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
-  });
+/** Runs `body` with a namespace and veth pair in place (tests/support/netns.ts); removed afterwards. */
+function liveTest(name: string, body: (dir: string, veth: Veth) => Promise<void>): void {
+  rootTest(name, ({ dir, veth }) => body(dir, veth!), { veth: "cl" });
 }
 
 function checksum(b: Uint8Array, from: number, to: number): number {
@@ -136,10 +93,6 @@ function flowKey(f: Uint8Array, offset: number): string {
   return a < b ? `${a}-${b}` : `${b}-${a}`;
 }
 
-async function replay(file: string): Promise<void> {
-  await sh("ip", ["netns", "exec", NS, "tcpreplay", "-q", "--pps=20000", "-i", VA, file]);
-}
-
 const IDLE_ROUNDS = 5;
 
 /** Calls next() on every handle until each has timed out IDLE_ROUNDS times in a row. */
@@ -167,14 +120,14 @@ for (const immediate of [false, true]) {
   const mode = immediate ? "immediate mode" : "block mode";
   liveTest(
     `live (${mode}): replayed packets arrive with their bytes, stats count them`,
-    async (dir) => {
+    async (dir, veth) => {
       const frames: Uint8Array[] = [];
       for (let i = 0; i < 200; i++) {
         frames.push(ipv4Frame(ip(1), ip(2), udp(1000 + (i % 7), 53, 20 + i * 30)));
       }
       writePcap(`${dir}/one.pcap`, frames);
       const h = openSource({
-        device: VB,
+        device: veth.outside,
         filter: FILTER,
         immediate,
         snaplen: immediate ? 9100 : 262144,
@@ -186,7 +139,7 @@ for (const immediate of [false, true]) {
         assert.equal(h.warning, "");
         assert.equal(h.linkType(), 1);
         assert.ok(h.selectableFd() >= 0);
-        await replay(`${dir}/one.pcap`);
+        await veth.replay(`${dir}/one.pcap`);
         const got: Uint8Array[] = [];
         let maxFrac = 0;
         const now = Date.now() / 1000;
@@ -209,7 +162,7 @@ for (const immediate of [false, true]) {
 
 liveTest(
   "live: two handles in one fanout group split flows, each flow in one handle",
-  async (dir) => {
+  async (dir, veth) => {
     const frames: Uint8Array[] = [];
     const flows = 32;
     for (let round = 0; round < 6; round++) {
@@ -226,8 +179,8 @@ liveTest(
     writePcap(`${dir}/flows.pcap`, frames);
     const group = 1 + Math.floor(Math.random() * 0xfffe);
     const opts = { timeoutMs: 100, bufferSize: 4 << 20 };
-    const h0 = PcapHandle.openLive(VB, opts);
-    const h1 = PcapHandle.openLive(VB, opts);
+    const h0 = PcapHandle.openLive(veth.outside, opts);
+    const h1 = PcapHandle.openLive(veth.outside, opts);
     try {
       for (const h of [h0, h1]) {
         h.setFilter(FILTER);
@@ -237,7 +190,7 @@ liveTest(
         () => joinFanout(h0.selectableFd(), group),
         /^Error: Cannot join fanout group \d+ on fd \d+: .*already belongs to a fanout group$/,
       );
-      await replay(`${dir}/flows.pcap`);
+      await veth.replay(`${dir}/flows.pcap`);
       const owner = new Map<string, Set<number>>();
       const counts = [0, 0];
       drain([h0, h1], (which, p) => {
@@ -261,7 +214,7 @@ liveTest(
 
 liveTest(
   "live: fanout hands over IPv4 fragments as they were on the wire (no DEFRAG)",
-  async (dir) => {
+  async (dir, veth) => {
     // With PACKET_FANOUT_FLAG_DEFRAG the kernel would reassemble the datagram (net/packet/af_packet.c,
     // packet_rcv_fanout); cutcap joins without it, so the archive holds the two fragments.
     const payload = udp(4000, 5000, 2992); // 3000-byte UDP datagram
@@ -272,7 +225,7 @@ liveTest(
     const second = ipv4Frame(ip(1), ip(2), payload.subarray(1480), { id: 777, fragOffset: 1480 });
     writePcap(`${dir}/frag.pcap`, [first, second]);
     const h = openSource({
-      device: VB,
+      device: veth.outside,
       filter: FILTER,
       immediate: true,
       timeoutMs: 100,
@@ -280,7 +233,7 @@ liveTest(
       fanoutGroup: 1 + Math.floor(Math.random() * 0xfffe),
     });
     try {
-      await replay(`${dir}/frag.pcap`);
+      await veth.replay(`${dir}/frag.pcap`);
       const lens: number[] = [];
       drain([h], (_, p) => lens.push(p.caplen));
       assert.deepEqual(lens, [14 + 20 + 1480, 14 + 20 + payload.length - 1480]);

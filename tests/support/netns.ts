@@ -1,0 +1,169 @@
+/**
+ * Network namespaces for live tests. A process can only capture on interfaces of its own namespace, so
+ * a test creates one namespace holding one end of a veth pair (MTU 9000) and keeps the peer end in its
+ * own namespace, without any address and with IPv6 disabled on both sides, so nothing but the test's
+ * traffic crosses it. Traffic is a pcap sent with `ip netns exec <ns> tcpreplay -i <inside>`; every
+ * frame arrives on the outside end, where the code under test captures.
+ *
+ * Names are `cc<tag><n>-<pid>` (at most 15 characters, the kernel's limit): unique per test process and
+ * per pair, so test files running in parallel never collide.
+ */
+import assert from "node:assert/strict";
+
+/** A namespace joined to the test's namespace by a veth pair. */
+export interface Veth {
+  /** Namespace name (`ip netns exec <ns> ...`). */
+  ns: string;
+  /** veth end inside the namespace: tcpreplay sends here. */
+  inside: string;
+  /** veth end in the test's namespace: capture here. */
+  outside: string;
+  /** Runs a command inside the namespace; throws with its stderr when it fails. */
+  exec(cmd: string, args: string[]): Promise<string>;
+  /** Sends a pcap file from inside the namespace; resolves to tcpreplay's count of packets sent. */
+  replay(file: string, options?: ReplayOptions): Promise<number>;
+  /** Starts sending a pcap in a loop until `stop` is called (for captures that must stay busy). */
+  replayForever(file: string, options?: ReplayOptions): RunningReplay;
+  /** Deletes the pair and the namespace; safe to call twice. */
+  remove(): Promise<void>;
+}
+
+/** tcpreplay pacing. */
+export interface ReplayOptions {
+  /** Packets per second, default 20000 (a rate the veth and a 2-core machine keep without loss). */
+  pps?: number;
+}
+
+/** A tcpreplay running in a loop. */
+export interface RunningReplay {
+  /** Ends tcpreplay and waits for it. */
+  stop(): Promise<void>;
+}
+
+const decoder = new TextDecoder();
+let pairs = 0;
+
+/** Runs a command; throws with its stderr when it fails, returns its stdout. */
+export async function sh(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${decoder.decode(out.stderr).trim()}`);
+  }
+  return decoder.decode(out.stdout);
+}
+
+/** Creates a namespace and veth pair; `tag` is one or two letters naming the test file. */
+export async function createVeth(tag: string): Promise<Veth> {
+  const n = (pairs++).toString(36);
+  const ns = `cc-${tag}${n}-${Deno.pid}`;
+  const inside = `cc${tag}${n}a${Deno.pid}`;
+  const outside = `cc${tag}${n}b${Deno.pid}`;
+  if (outside.length > 15) {
+    throw new Error(`Interface name ${outside} too long: expected at most 15 characters`);
+  }
+  const exec = (cmd: string, args: string[]) => sh("ip", ["netns", "exec", ns, cmd, ...args]);
+  const remove = async (): Promise<void> => {
+    await sh("ip", ["link", "del", outside]).catch(() => "");
+    await sh("ip", ["netns", "del", ns]).catch(() => "");
+  };
+  const replayArgs = (file: string, options: ReplayOptions, loop: boolean): string[] => [
+    "tcpreplay",
+    "-q",
+    `--pps=${options.pps ?? 20000}`,
+    ...(loop ? ["--loop=0"] : []),
+    "-i",
+    inside,
+    file,
+  ];
+  try {
+    await sh("ip", ["netns", "add", ns]);
+    await exec("sysctl", ["-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    await exec("sysctl", ["-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    await sh("ip", [
+      ...["link", "add", outside, "mtu", "9000", "type", "veth"],
+      ...["peer", "name", inside, "mtu", "9000", "netns", ns],
+    ]);
+    await sh("sysctl", ["-qw", `net.ipv6.conf.${outside}.disable_ipv6=1`]);
+    await sh("ip", ["link", "set", outside, "up"]);
+    await exec("ip", ["link", "set", inside, "up"]);
+    await exec("ip", ["link", "set", "lo", "up"]);
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return {
+    ns,
+    inside,
+    outside,
+    exec,
+    remove,
+    async replay(file: string, options: ReplayOptions = {}): Promise<number> {
+      const out = await sh("ip", ["netns", "exec", ns, ...replayArgs(file, options, false)]);
+      const sent = /Successful packets:\s+(\d+)/.exec(out);
+      if (sent === null) throw new Error(`No packet count in tcpreplay's output: ${out}`);
+      return Number(sent[1]);
+    },
+    replayForever(file: string, options: ReplayOptions = {}): RunningReplay {
+      const child = new Deno.Command("ip", {
+        args: ["netns", "exec", ns, ...replayArgs(file, options, true)],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      return {
+        async stop(): Promise<void> {
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // already gone
+          }
+          await child.status;
+        },
+      };
+    },
+  };
+}
+
+/** Options of `rootTest`. */
+export interface RootTestOptions {
+  /** Create a namespace and veth pair for the test (removed afterwards, also on failure); needs `tag`. */
+  veth?: string;
+}
+
+/** What a root test receives: a fresh temporary directory, and the veth pair when one was asked for. */
+export interface RootTestContext {
+  dir: string;
+  veth: Veth | undefined;
+}
+
+/**
+ * A Deno.test that needs root: without root it is ignored outside CI and fails under CI=true (a
+ * missing privilege must never turn into a silent pass). The body gets a temporary directory, removed
+ * afterwards, and with `options.veth` a namespace and veth pair.
+ */
+export function rootTest(
+  name: string,
+  body: (context: RootTestContext) => Promise<void>,
+  options: RootTestOptions = {},
+): void {
+  const root = Deno.uid() === 0;
+  const ci = Deno.env.get("CI") === "true";
+  Deno.test({
+    name,
+    ignore: !root && !ci,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      assert.ok(root, `${name} needs root (CI=true makes this a failure, not a skip)`);
+      const dir = await Deno.makeTempDir({ prefix: "cc-root-" });
+      let veth: Veth | undefined;
+      try {
+        if (options.veth !== undefined) veth = await createVeth(options.veth);
+        await body({ dir, veth });
+      } finally {
+        await veth?.remove();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
