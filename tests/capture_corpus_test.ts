@@ -4,8 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { archiveFiles, cutcap, run, tcpdumpPackets, tsharkLengths } from "./support/oracle.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
-const CORPUS = new URL("../../shared/corpus/tcpdump/", import.meta.url).pathname;
+const CORPUS = CORPUS_DIR;
 
 /** Corpus files split by whether libpcap (through tcpdump) opens them. */
 async function classify(): Promise<{ opens: string[]; refused: string[] }> {

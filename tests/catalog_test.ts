@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import { Catalog, type CatalogEntry, indexPcapFile, readFileIndex } from "../src/index/mod.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
 /** A plain pcap of UDP packets (198.18.0.1 → 198.18.0.2) at the given times, in seconds. */
 function pcapAt(times: number[]): Uint8Array {
@@ -189,7 +190,7 @@ Deno.test("catalog: a corrupt catalog.json, damaged and stale indexes, unindexab
 
     // A pcapng named .pcap cannot be indexed: skipped, remembered, not retried.
     Deno.copyFileSync(
-      "/work/shared/corpus/tcpdump/nhrp.pcapng",
+      `${CORPUS_DIR}nhrp.pcapng`,
       `${out}/2024/05/02/ng.pcap`,
     );
     const skipLog: string[] = [];

@@ -19,8 +19,9 @@ import {
   LINKTYPE_RAW,
   PacketInfo,
 } from "../src/packet/mod.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
-const CORPUS = new URL("../../shared/corpus/tcpdump/", import.meta.url).pathname;
+const CORPUS = CORPUS_DIR;
 const ITERATIONS = 3_000_000;
 const SEED = 0x5eed1234;
 

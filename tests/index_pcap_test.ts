@@ -9,8 +9,9 @@ import {
   indexPcapFile,
   readFileIndex,
 } from "../src/index/mod.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
-const CORPUS = "/work/shared/corpus/tcpdump";
+const CORPUS = CORPUS_DIR.slice(0, -1);
 
 // ---- independent pcap helpers (deliberately not the scanner under test) ----
 

@@ -8,8 +8,9 @@ import {
   loadLibpcap,
   PcapHandle,
 } from "../ffi/libpcap.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
-const CORPUS = "/work/shared/corpus/tcpdump";
+const CORPUS = CORPUS_DIR.slice(0, -1);
 /**
  * A mix: Ethernet (one record longer than the file's snaplen, which libpcap clips), pcapng,
  * big-endian 802.15.4 with records clipped to a 7-byte snaplen, raw IPv6, radiotap, cooked.

@@ -21,8 +21,9 @@ import {
   linkTypeName,
   PacketInfo,
 } from "../src/packet/mod.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
-const CORPUS = new URL("../../shared/corpus/tcpdump/", import.meta.url).pathname;
+const CORPUS = CORPUS_DIR;
 
 // ---------------------------------------------------------------------------------------------
 // Frame builders (byte arrays, checksums left 0: the decoder never looks at them)

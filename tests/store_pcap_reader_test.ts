@@ -15,8 +15,9 @@ import {
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
+import { CORPUS_DIR } from "./support/corpus.ts";
 
-const CORPUS = "/work/shared/corpus/tcpdump";
+const CORPUS = CORPUS_DIR.slice(0, -1);
 
 function readAll(reader: PcapReader): OracleRecord[] {
   const out: OracleRecord[] = [];
