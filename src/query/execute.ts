@@ -9,7 +9,7 @@ import { readFileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
-import { RecordReader } from "./record_reader.ts";
+import { READ_WINDOW, RecordReader } from "./record_reader.ts";
 import { selectPackets } from "./select.ts";
 import { timeBounds } from "./match.ts";
 
@@ -37,6 +37,8 @@ export interface QueryResult {
 
 /** Bytes produced per pull: large enough to be efficient, small enough to keep the server responsive. */
 const CHUNK = 256 * 1024;
+/** Size of a chunk's buffer: the pcap header and the largest record always fit in one. */
+const CHUNK_ROOM = 24 + 16 + 262144;
 
 /** Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file. */
 export function queryPcapStream(
@@ -102,7 +104,9 @@ class QueryPlan {
 
   /** Produces up to about `budget` bytes of pcap. */
   produce(budget: number): Uint8Array {
-    const out = new Uint8Array(budget + 16 + 262144);
+    // Each chunk is handed to the stream, so it is a new buffer; one view serves all its records.
+    const out = new Uint8Array(Math.max(budget, CHUNK_ROOM));
+    const view = new DataView(out.buffer);
     let used = 0;
     if (!this.#headerSent) {
       this.#openDueFiles();
@@ -126,7 +130,8 @@ class QueryPlan {
         this.finished = true;
         break;
       }
-      used += this.#writeRecord(out, used, cursor);
+      if (used + size > out.length) break; // the record opens the next chunk
+      used += this.#writeRecord(out, view, used, cursor);
       this.result.packets++;
       this.#heap.fixTop(!cursor.advance());
     }
@@ -188,9 +193,8 @@ class QueryPlan {
   }
 
   /** Copies the cursor's record, converting its timestamp to the answer's precision. */
-  #writeRecord(out: Uint8Array, at: number, cursor: Cursor): number {
+  #writeRecord(out: Uint8Array, view: DataView, at: number, cursor: Cursor): number {
     const record = cursor.head;
-    const view = new DataView(out.buffer);
     view.setUint32(at, cursor.sec, true);
     view.setUint32(at + 4, this.#nanosecond ? cursor.nsec : Math.floor(cursor.nsec / 1000), true);
     view.setUint32(at + 8, record.caplen, true);
@@ -200,9 +204,15 @@ class QueryPlan {
   }
 }
 
+/** Room after the last wanted record's start when its length is not known yet (an Ethernet frame). */
+const SPAN_SLACK = 16 + 1522;
+
 /** A cursor over the selected offsets of one file. */
 function fileCursor(rank: number, reader: RecordReader, offsets: Float64Array): Cursor {
   let next = 0;
+  // First offset past the reader's span: reads cover the wanted records within one window, so
+  // sparse selections do not read whole windows of unwanted packets.
+  let far = 0;
   const cursor: Cursor = {
     rank,
     head: reader.record,
@@ -210,7 +220,10 @@ function fileCursor(rank: number, reader: RecordReader, offsets: Float64Array): 
     nsec: 0,
     advance() {
       if (next >= offsets.length) return false;
-      const record = reader.read(offsets[next++]);
+      const at = offsets[next++];
+      if (far < next) far = next;
+      while (far < offsets.length && offsets[far] - at < READ_WINDOW - SPAN_SLACK) far++;
+      const record = reader.read(at, offsets[far - 1] + SPAN_SLACK);
       cursor.head = record;
       cursor.sec = record.tsSec;
       cursor.nsec = reader.nanosecond ? record.tsFrac : record.tsFrac * 1000;

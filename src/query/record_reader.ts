@@ -7,7 +7,8 @@ import { findBlock } from "../index/index_reader.ts";
 import type { Compression } from "../store/block_format.ts";
 import { decompressBlockRange } from "../index/pcap_scan.ts";
 
-const WINDOW = 256 * 1024;
+/** Largest read from a plain file at once: the span of the wanted records it covers, at most this. */
+export const READ_WINDOW = 256 * 1024;
 /** A record header that claims more than this is damage, not a packet. */
 const MAX_CAPLEN = 262144;
 
@@ -34,6 +35,10 @@ export class RecordReader {
   #buffer: Uint8Array = new Uint8Array(0);
   /** Uncompressed offset of #buffer[0]. */
   #bufferStart = 0;
+  /** Valid bytes in #buffer (a plain file's reads reuse one buffer). */
+  #bufferLength = 0;
+  /** The reused read buffer of a plain file. */
+  #scratch: Uint8Array = new Uint8Array(0);
   #view: DataView = new DataView(new ArrayBuffer(0));
   readonly record: RecordView = {
     bytes: this.#buffer,
@@ -54,9 +59,13 @@ export class RecordReader {
     this.nanosecond = magic.nanosecond;
   }
 
-  /** Reads the record whose header starts at `offset`; throws naming the file when it is not there. */
-  read(offset: number): RecordView {
-    if (!this.#holds(offset, 16)) this.#load(offset, 16);
+  /**
+   * Reads the record whose header starts at `offset`; throws naming the file when it is not there.
+   * `spanEnd` is where the caller's next wanted records end (as far as it knows): a plain file is
+   * read up to there (at most READ_WINDOW), not a whole window, when the wanted records are sparse.
+   */
+  read(offset: number, spanEnd = offset + READ_WINDOW): RecordView {
+    if (!this.#holds(offset, 16)) this.#load(offset, 16, spanEnd);
     const header = offset - this.#bufferStart;
     const view = this.#view;
     const le = this.#littleEndian;
@@ -64,7 +73,7 @@ export class RecordReader {
     if (caplen > MAX_CAPLEN) {
       throw new Error(`${this.#path}: record at offset ${offset} claims ${caplen} bytes`);
     }
-    if (!this.#holds(offset, 16 + caplen)) this.#load(offset, 16 + caplen);
+    if (!this.#holds(offset, 16 + caplen)) this.#load(offset, 16 + caplen, spanEnd);
     const at = offset - this.#bufferStart;
     const record = this.record;
     record.bytes = this.#buffer;
@@ -82,19 +91,23 @@ export class RecordReader {
 
   #holds(offset: number, length: number): boolean {
     return offset >= this.#bufferStart &&
-      offset + length <= this.#bufferStart + this.#buffer.length;
+      offset + length <= this.#bufferStart + this.#bufferLength;
   }
 
   /** Brings [offset, offset+length) into the buffer: a window of a plain file, or the block holding it. */
-  #load(offset: number, length: number): void {
+  #load(offset: number, length: number, spanEnd: number): void {
     if (this.#compress === "none") {
-      this.#setBuffer(this.#readAt(offset, Math.max(WINDOW, length)), offset);
+      const want = Math.max(length, Math.min(READ_WINDOW, spanEnd - offset));
+      if (this.#scratch.length < want) this.#scratch = new Uint8Array(Math.max(want, READ_WINDOW));
+      this.#setBuffer(this.#scratch, offset, this.#readInto(this.#scratch, offset, want));
     } else {
       const block = findBlock(this.#blocks, offset);
       if (block < 0) throw new Error(`${this.#path}: no block holds offset ${offset}`);
       const b = this.#blocks;
-      const compressed = this.#readAt(b[block * 4], b[block * 4 + 1]);
-      this.#setBuffer(decompressBlockRange(compressed, this.#compress), b[block * 4 + 2]);
+      const compressed = new Uint8Array(b[block * 4 + 1]);
+      const n = this.#readInto(compressed, b[block * 4], compressed.length);
+      const bytes = decompressBlockRange(compressed.subarray(0, n), this.#compress);
+      this.#setBuffer(bytes, b[block * 4 + 2], bytes.length);
     }
     if (!this.#holds(offset, length)) {
       throw new Error(
@@ -103,27 +116,30 @@ export class RecordReader {
     }
   }
 
-  #setBuffer(bytes: Uint8Array, start: number): void {
-    this.#buffer = bytes;
+  #setBuffer(bytes: Uint8Array, start: number, length: number): void {
+    if (bytes !== this.#buffer) {
+      this.#buffer = bytes;
+      this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
     this.#bufferStart = start;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#bufferLength = length;
   }
 
-  #readAt(position: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+  /** Reads up to `length` bytes at `position` into `out` from its start; returns how many. */
+  #readInto(out: Uint8Array, position: number, length: number): number {
     this.#file.seekSync(position, Deno.SeekMode.Start);
     let filled = 0;
     while (filled < length) {
-      const n = this.#file.readSync(out.subarray(filled));
+      const n = this.#file.readSync(out.subarray(filled, length));
       if (n === null || n === 0) break;
       filled += n;
     }
-    return out.subarray(0, filled);
+    return filled;
   }
 
   /** Byte order and precision of the file, from its magic (uncompressed offset 0). */
   #readMagic(): { littleEndian: boolean; nanosecond: boolean } {
-    this.#load(0, 24);
+    this.#load(0, 24, 24);
     const magic = this.#view.getUint32(0, true);
     if (magic === 0xa1b2c3d4) return { littleEndian: true, nanosecond: false };
     if (magic === 0xa1b23c4d) return { littleEndian: true, nanosecond: true };
