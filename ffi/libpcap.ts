@@ -35,6 +35,10 @@ const SYMBOLS = {
     parameters: ["buffer", "u32", "buffer"],
     result: "pointer",
   },
+  pcap_fopen_offline_with_tstamp_precision: {
+    parameters: ["pointer", "u32", "buffer"],
+    result: "pointer",
+  },
   pcap_compile: { parameters: ["pointer", "buffer", "buffer", "i32", "u32"], result: "i32" },
   pcap_setfilter: { parameters: ["pointer", "buffer"], result: "i32" },
   pcap_freecode: { parameters: ["buffer"], result: "void" },
@@ -79,6 +83,33 @@ const IF_RUNNING = 4;
 const DATA_SPAN = 64 * 1024 * 1024;
 const HDR_SPAN = 4096;
 const TWO_32 = 4294967296;
+/**
+ * stdio buffer of an offline handle. libpcap reads a file with two fread() calls per packet
+ * through a FILE whose default buffer is 4 KiB, i.e. one read(2) per 4 KiB; a 1 MiB buffer makes
+ * that one per MiB (measured: a third less CPU time for reading a 1.6 GB capture).
+ */
+const OFFLINE_BUFFER = 1 << 20;
+const IOFBF = 0;
+
+const STDIO_SYMBOLS = {
+  fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
+  fclose: { parameters: ["pointer"], result: "i32" },
+  setvbuf: { parameters: ["pointer", "buffer", "i32", "usize"], result: "i32" },
+} as const;
+
+let stdio: Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null | undefined;
+
+/** libc's fopen/setvbuf/fclose, or null when libc cannot be loaded (then libpcap opens files). */
+function loadStdio(): Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null {
+  if (stdio === undefined) {
+    try {
+      stdio = Deno.dlopen("libc.so.6", STDIO_SYMBOLS).symbols;
+    } catch {
+      stdio = null;
+    }
+  }
+  return stdio;
+}
 
 let loaded: { path: string; symbols: Libpcap } | undefined;
 
@@ -239,6 +270,8 @@ export class PcapHandle {
   #hdrInts = new Int32Array(0);
   /** Capture socket polled when the ring is empty; -1 for files. */
   #waitFd = -1;
+  /** The stdio buffer of an offline handle's FILE; referenced until the handle is closed. */
+  #stdioBuffer: Uint8Array | null = null;
   #timeoutMs = 0;
 
   private constructor(
@@ -319,11 +352,16 @@ export class PcapHandle {
     const lib = loadLibpcap();
     const errbuf = new Uint8Array(ERRBUF_SIZE);
     const nanosecond = opts.nanosecond ?? false;
-    const ptr = lib.pcap_open_offline_with_tstamp_precision(
-      cString(path),
-      nanosecond ? TSTAMP_PRECISION_NANO : TSTAMP_PRECISION_MICRO,
-      errbuf,
-    );
+    const precision = nanosecond ? TSTAMP_PRECISION_NANO : TSTAMP_PRECISION_MICRO;
+    const buffered = openBuffered(lib, path, precision);
+    if (buffered !== null) {
+      const handle = new PcapHandle(lib, buffered.ptr, { source: path, nanosecond, warning: "" });
+      handle.#stdioBuffer = buffered.buffer;
+      return handle;
+    }
+    // Whatever the buffered path could not open ("-" for stdin, missing files, bad headers)
+    // goes through pcap_open_offline, so its messages stay libpcap's own.
+    const ptr = lib.pcap_open_offline_with_tstamp_precision(cString(path), precision, errbuf);
     if (ptr === null) throw new Error(`${path}: ${readCString(errbuf)}`);
     return new PcapHandle(lib, ptr, { source: path, nanosecond, warning: "" });
   }
@@ -448,8 +486,9 @@ export class PcapHandle {
   /** Closes the handle; further calls other than close() throw. */
   close(): void {
     if (this.#ptr === null) return;
-    this.#lib.pcap_close(this.#ptr);
+    this.#lib.pcap_close(this.#ptr); // also fcloses an offline handle's FILE
     this.#ptr = null;
+    this.#stdioBuffer = null;
     this.#waitFd = -1;
     this.data = new Uint8Array(0);
     this.#dataBase = -1;
@@ -460,6 +499,37 @@ export class PcapHandle {
     if (this.#ptr === null) throw new Error(`Capture handle on ${this.source} is closed`);
     return this.#ptr;
   }
+}
+
+/**
+ * Opens a capture file through our own FILE with a large stdio buffer (pcap_fopen_offline);
+ * null when that is not possible, and the caller falls back to pcap_open_offline.
+ */
+function openBuffered(
+  lib: Libpcap,
+  path: string,
+  precision: number,
+): { ptr: Deno.PointerObject; buffer: Uint8Array } | null {
+  const libc = path === "-" ? null : loadStdio();
+  if (libc === null) return null;
+  const fp = libc.fopen(cString(path), cString("rb"));
+  if (fp === null) return null;
+  const buffer = new Uint8Array(OFFLINE_BUFFER);
+  // The FILE keeps a pointer to `buffer`: the handle references it until pcap_close.
+  if (libc.setvbuf(fp, buffer, IOFBF, BigInt(OFFLINE_BUFFER)) !== 0) {
+    libc.fclose(fp);
+    return null;
+  }
+  const ptr = lib.pcap_fopen_offline_with_tstamp_precision(
+    fp,
+    precision,
+    new Uint8Array(ERRBUF_SIZE),
+  );
+  if (ptr === null) {
+    libc.fclose(fp);
+    return null;
+  }
+  return { ptr, buffer };
 }
 
 function toPointer(address: number): Deno.PointerObject {

@@ -1,0 +1,239 @@
+/**
+ * Single-thread harness of the capture worker's per-packet pipeline (src/worker.ts handlePacket):
+ * libpcap offline read → decode → flow table → cutoff → pcap writer → index, in the main thread so
+ * that it can be profiled (`--v8-flags=--prof`) and cut into stages (`--stage`), which a Worker
+ * cannot easily be.
+ *
+ * Run: deno run -A bench/pipeline.ts FILE [--stage read|decode|flow|write|all] [--compress none|gzip|zstd]
+ *   [--byte-cutoff N] [--repeat N] [--source libpcap|memory|ring]
+ * Prints packets/s per repeat and the median.
+ */
+import { parseArgs } from "node:util";
+import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
+import { Cutoff, FlowTable } from "../src/flow/mod.ts";
+import { IndexBuilder } from "../src/index/mod.ts";
+import { decodePacket } from "../src/packet/mod.ts";
+import { PacketInfo } from "../src/packet/packet_info.ts";
+import { type Compression, RotatingOutput } from "../src/store/mod.ts";
+
+/** What the pipeline reads packets from: a libpcap handle, or the harness's in-memory reader. */
+export interface PacketSource {
+  data: Uint8Array;
+  offset: number;
+  caplen: number;
+  wireLen: number;
+  tsSec: number;
+  tsFrac: number;
+  readonly nanosecond: boolean;
+  next(): number;
+}
+
+/**
+ * Reads a little-endian pcap held in memory, without libpcap: isolates the pipeline's cost from
+ * file reading. `live` hands out packets where they lie in the file (offsets vary per packet, as
+ * in a live capture's ring); otherwise each is copied to offset 0 of one buffer, as libpcap's
+ * offline reader does.
+ */
+export class MemorySource implements PacketSource {
+  data: Uint8Array;
+  offset = 0;
+  caplen = 0;
+  wireLen = 0;
+  tsSec = 0;
+  tsFrac = 0;
+  readonly nanosecond: boolean;
+  readonly #file: Uint8Array;
+  readonly #words: DataView;
+  readonly #live: boolean;
+  #pos = 24;
+
+  constructor(file: Uint8Array, live: boolean) {
+    this.#file = file;
+    this.#words = new DataView(file.buffer, file.byteOffset, file.byteLength);
+    this.#live = live;
+    this.nanosecond = this.#words.getUint32(0, true) === 0xa1b23c4d;
+    this.data = live ? file : new Uint8Array(262144);
+  }
+
+  next(): number {
+    const p = this.#pos;
+    if (p + 16 > this.#file.length) return -2;
+    const w = this.#words;
+    this.tsSec = w.getUint32(p, true);
+    this.tsFrac = w.getUint32(p + 4, true);
+    const caplen = w.getUint32(p + 8, true);
+    this.caplen = caplen;
+    this.wireLen = w.getUint32(p + 12, true);
+    if (this.#live) this.offset = p + 16;
+    else this.data.set(this.#file.subarray(p + 16, p + 16 + caplen));
+    this.#pos = p + 16 + caplen;
+    return 1;
+  }
+}
+
+/** How far down the pipeline each packet goes. */
+export type Stage = "read" | "decode" | "flow" | "write" | "all";
+
+/** Options of {@link runPipeline}. */
+export interface PipelineOptions {
+  stage?: Stage;
+  compress?: Compression;
+  byteCutoff?: number;
+  /** Output directory (created; files are left there), default a new temporary directory. */
+  outDir?: string;
+  /** Read packets from this in-memory file instead of libpcap (see MemorySource). */
+  memory?: Uint8Array;
+  /** With `memory`: packets at varying offsets, as from a live ring. */
+  live?: boolean;
+}
+
+/** What one pass over the file did. */
+export interface PipelineResult {
+  packets: number;
+  stored: number;
+  /** Wall time of the loop (packets in), without closing the output. */
+  seconds: number;
+  /** CPU time (user + system) of this thread during the loop. */
+  cpuSeconds: number;
+  /** Wall time of closing the output (last block, fsync, index, rename). */
+  closeSeconds: number;
+  packetsPerSecond: number;
+}
+
+/** User + system CPU seconds of the calling thread, from /proc/thread-self/stat. */
+export function threadCpuSeconds(): number {
+  const stat = Deno.readTextFileSync("/proc/thread-self/stat");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name; clock ticks of 1/100 s.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Runs the pipeline once over `file`, up to `opts.stage`. */
+export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineResult {
+  const stage = opts.stage ?? "all";
+  loadLibpcap();
+  const outDir = opts.outDir ?? Deno.makeTempDirSync({ prefix: "cutcap-pipeline-" });
+  const flows = new FlowTable({ maxFlows: 1_000_000, flowTimeout: 300 });
+  const cutoff = new Cutoff({ bytes: opts.byteCutoff ?? 65536 });
+  const index = new IndexBuilder();
+  const info = new PacketInfo();
+  const pcap = opts.memory === undefined ? PcapHandle.openOffline(file) : undefined;
+  const handle: PacketSource = pcap ?? new MemorySource(opts.memory!, opts.live ?? false);
+  const linkType = pcap?.linkType() ?? 1;
+  const output = new RotatingOutput({
+    outDir,
+    iface: "bench",
+    worker: 0,
+    linkType,
+    snaplen: pcap?.snaplen() ?? 262144,
+    compress: opts.compress ?? "none",
+    beforeRename: (f) => {
+      if (stage === "all") {
+        index.write(`${f.path}.idx`, {
+          pcapName: f.path.slice(f.path.lastIndexOf("/") + 1),
+          linkType: f.linkType,
+          snaplen: f.snaplen,
+          nanosecond: f.nanosecond,
+          compress: f.compress,
+          blocks: f.blocks,
+          iface: "bench",
+          worker: 0,
+          pcapSize: f.bytesOnDisk,
+          dataSize: f.bytesUncompressed,
+        });
+      }
+      index.reset();
+    },
+  });
+  const counters = new Float64Array(8);
+  let packets = 0;
+  let stored = 0;
+  const c0 = threadCpuSeconds();
+  const t0 = performance.now();
+  const doDecode = stage !== "read";
+  const doFlow = doDecode && stage !== "decode";
+  const doWrite = doFlow && stage !== "flow";
+  const doIndex = stage === "all";
+  while (handle.next() === 1) {
+    packets++;
+    if (!doDecode) continue;
+    decodePacket(linkType, handle.data, handle.offset, handle.caplen, info);
+    if (!doFlow) continue;
+    const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
+    const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
+    counters[0]++;
+    counters[1] += handle.wireLen;
+    if (!cutoff.allows(flows.packetsBefore, flows.bytesBefore)) continue;
+    stored++;
+    if (!doWrite) continue;
+    const offset = output.write(
+      handle.data,
+      handle.offset,
+      handle.caplen,
+      handle.wireLen,
+      handle.tsSec,
+      handle.tsFrac,
+    );
+    if (offset < 0 || !doIndex) continue;
+    index.record(id, flows.serialOf(id), info.key, ts, offset, handle.wireLen);
+    counters[2]++;
+    counters[3] += handle.wireLen;
+  }
+  const t1 = performance.now();
+  const cpuSeconds = threadCpuSeconds() - c0;
+  output.close();
+  flows.expireAll();
+  pcap?.close();
+  const seconds = (t1 - t0) / 1000;
+  const closeSeconds = (performance.now() - t1) / 1000;
+  if (opts.outDir === undefined) Deno.removeSync(outDir, { recursive: true });
+  return {
+    packets,
+    stored,
+    seconds,
+    cpuSeconds,
+    closeSeconds,
+    packetsPerSecond: packets / seconds,
+  };
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      stage: { type: "string", default: "all" },
+      compress: { type: "string", default: "none" },
+      "byte-cutoff": { type: "string", default: "65536" },
+      repeat: { type: "string", default: "3" },
+      source: { type: "string", default: "libpcap" },
+    },
+  });
+  const file = positionals[0];
+  if (file === undefined) throw new Error("Missing FILE: expected a pcap file to read");
+  const memory = values.source === "libpcap" ? undefined : Deno.readFileSync(file);
+  const rates: number[] = [];
+  const cpuRates: number[] = [];
+  for (let r = 0; r < Number(values.repeat); r++) {
+    const res = runPipeline(file, {
+      stage: values.stage as Stage,
+      compress: values.compress as Compression,
+      byteCutoff: Number(values["byte-cutoff"]),
+      memory,
+      live: values.source === "ring",
+    });
+    rates.push(res.packetsPerSecond);
+    cpuRates.push(res.packets / res.cpuSeconds);
+    console.log(
+      `${values.stage} ${values.compress}: ${res.packets} packets, ${res.stored} stored, ` +
+        `loop ${res.seconds.toFixed(3)} s (cpu ${res.cpuSeconds.toFixed(2)} s), ` +
+        `close ${res.closeSeconds.toFixed(3)} s, ${(res.packetsPerSecond / 1e3).toFixed(0)} kpps`,
+    );
+  }
+  rates.sort((a, b) => a - b);
+  cpuRates.sort((a, b) => a - b);
+  console.log(
+    `median ${(rates[rates.length >> 1] / 1e3).toFixed(0)} kpps wall, ` +
+      `${(cpuRates[cpuRates.length >> 1] / 1e3).toFixed(0)} kpps per cpu second`,
+  );
+}
