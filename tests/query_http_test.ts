@@ -132,6 +132,14 @@ Deno.test("malformed queries get 400 naming the problem; the server stays up", a
     const ok = await postQuery(server.url, "port 53", `${work}/after-errors.pcap`);
     assert.equal(ok.status, 200, ok.text);
     assert.ok((await tcpdumpPackets(`${work}/after-errors.pcap`)).length > 0);
+    const viaGet = await fetch(`${server.url}/query?q=${encodeURIComponent("port 53")}`);
+    assert.equal(viaGet.status, 200);
+    assert.match(viaGet.headers.get("content-type") ?? "", /application\/vnd\.tcpdump\.pcap/);
+    assert.deepEqual(
+      new Uint8Array(await viaGet.arrayBuffer()),
+      await Deno.readFile(`${work}/after-errors.pcap`),
+      "GET /query?q= answers what POST /query does",
+    );
   });
 });
 
