@@ -14,6 +14,7 @@ import {
   resolveLevel,
   writeFully,
 } from "./block_format.ts";
+import type { Writeback } from "./writeback.ts";
 
 /** Default block buffer size: 1 MiB. */
 export const DEFAULT_BLOCK_SIZE = 1 << 20;
@@ -26,6 +27,12 @@ export interface BlockWriterOptions {
   level?: number;
   /** Buffer (uncompressed block) size in bytes, default 1 MiB. */
   blockSize?: number;
+}
+
+/** Internal options of `BlockWriter` (not part of the public writer options). */
+interface BlockWriterInternals {
+  /** Starts disk writeback of each block once written (see writeback.ts). */
+  writeback?: Writeback | null;
 }
 
 /** Writes a decompressed pcap stream to a file as a sequence of blocks. */
@@ -51,9 +58,11 @@ export class BlockWriter {
   readonly compress: Compression;
   readonly level: number;
   readonly #file: Deno.FsFile;
+  readonly #writeback: Writeback | null;
 
-  constructor(file: Deno.FsFile, options: BlockWriterOptions = {}) {
+  constructor(file: Deno.FsFile, options: BlockWriterOptions & BlockWriterInternals = {}) {
     this.#file = file;
+    this.#writeback = options.writeback ?? null;
     this.compress = options.compress ?? "none";
     this.level = resolveLevel(this.compress, options.level);
     const size = options.blockSize ?? DEFAULT_BLOCK_SIZE;
@@ -87,6 +96,7 @@ export class BlockWriter {
     try {
       const out = compressBlock(raw, this.compress, this.level);
       writeFully(this.#file, out);
+      this.#writeback?.start(this.bytesOnDisk, out.length);
       this.blocks.push(this.bytesOnDisk, out.length, this.streamOffset, this.used);
       this.bytesOnDisk += out.length;
       this.streamOffset += this.used;

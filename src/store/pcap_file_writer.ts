@@ -12,6 +12,7 @@ import {
   writeGlobalHeader,
   writeRecordHeader,
 } from "./pcap_format.ts";
+import { Writeback } from "./writeback.ts";
 
 /** Options for `PcapFileWriter`. */
 export interface PcapFileWriterOptions extends BlockWriterOptions {
@@ -154,7 +155,10 @@ export class PcapFileWriter {
     this.seq = options.seq ?? 0;
     this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true });
     try {
-      this.#bw = new BlockWriter(this.#file, options);
+      this.#bw = new BlockWriter(this.#file, {
+        ...options,
+        writeback: Writeback.forFile(this.tmpPath),
+      });
     } catch (err) {
       this.#file.close();
       Deno.removeSync(this.tmpPath);
