@@ -5,7 +5,7 @@
  * away cancels the stream, which closes every file at once.
  */
 import type { Catalog, CatalogEntry } from "../index/catalog.ts";
-import { readFileIndex } from "../index/index_reader.ts";
+import { sharedIndexCache } from "./index_cache.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
@@ -162,7 +162,7 @@ class QueryPlan {
 
   #open(entry: CatalogEntry): void {
     const path = `${this.#catalog.outDir}/${entry.path}`;
-    const index = readFileIndex(indexPathFor(path));
+    const index = sharedIndexCache.get(indexPathFor(path));
     const selection = selectPackets(index, this.#query);
     if (selection.offsets.length === 0) return;
     if (this.#linkType === -1) {

@@ -3,7 +3,7 @@
  * connection list before the packets. One record per flow per file; counts are of stored packets.
  */
 import type { Catalog } from "../index/catalog.ts";
-import { readFileIndex } from "../index/index_reader.ts";
+import { sharedIndexCache } from "./index_cache.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { describeKey, type KeyDescription } from "../packet/describe.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
@@ -28,7 +28,7 @@ export function* matchingFlows(catalog: Catalog, q: Query, limit: number): Gener
   const bounds = timeBounds(q);
   let count = 0;
   for (const entry of catalog.files({ from: bounds.from, to: bounds.to })) {
-    const index = readFileIndex(indexPathFor(`${catalog.outDir}/${entry.path}`));
+    const index = sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
     for (let flow = 0; flow < index.header.flowCount; flow++) {
       const keyAt = flow * KEY_WORDS;
       const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
