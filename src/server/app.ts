@@ -8,6 +8,9 @@ import type { SensorView } from "../sensor/view.ts";
 import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
 import { renderStatusPage } from "./status_page.ts";
+import { requireToken } from "./auth.ts";
+
+export { readTokenFile } from "./auth.ts";
 
 export type { SensorView } from "../sensor/view.ts";
 
@@ -26,9 +29,6 @@ export interface AppExtras {
   metrics?: SensorMetrics;
 }
 
-/** Paths --open-metrics leaves without a token. */
-const OPEN_PATHS = new Set(["/metrics", "/healthz", "/readyz"]);
-
 /** Builds the routes for a sensor. */
 export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const app = new Hono();
@@ -37,16 +37,7 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const noStore = { "Cache-Control": "no-store" };
 
   if (extra.token !== undefined) {
-    const expected = new TextEncoder().encode(`Bearer ${extra.token}`);
-    const open = extra.openMetrics === true;
-    app.use("*", async (c, next) => {
-      if (open && OPEN_PATHS.has(c.req.path)) return await next();
-      const given = new TextEncoder().encode(c.req.header("Authorization") ?? "");
-      if (!sameBytes(given, expected)) {
-        return c.text("Missing or wrong bearer token\n", 401, { "WWW-Authenticate": "Bearer" });
-      }
-      return await next();
-    });
+    app.use("*", requireToken(extra.token, { openMetrics: extra.openMetrics }));
   }
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
@@ -65,20 +56,4 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
 
   if (extra.routes !== undefined) app.route("/", extra.routes);
   return app;
-}
-
-/** Reads the bearer token from --token-file: its first line, trimmed; throws when empty. */
-export function readTokenFile(path: string): string {
-  const token = Deno.readTextFileSync(path).split("\n")[0].trim();
-  if (token === "") {
-    throw new Error(`Token file ${path} is empty: expected a token on its first line`);
-  }
-  return token;
-}
-
-/** Compares in time independent of where the inputs differ, so the token cannot be guessed bytewise. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
-  return diff === 0;
 }
