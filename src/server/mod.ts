@@ -1,10 +1,15 @@
-/** HTTP server: hono routes served by Deno.serve. */
+/**
+ * HTTP server: hono routes served by Deno.serve on a loopback port, behind a connection guard
+ * (conn_guard.ts) that listens on the configured address, terminates TLS and enforces the header and
+ * idle timeouts Deno.serve lacks.
+ */
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
+import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
 
 /** Where and how to listen. */
-export interface ListenOptions {
+export interface ListenOptions extends GuardOptions {
   host: string;
   port: number;
   /** PEM certificate and key: serve HTTPS. */
@@ -18,16 +23,45 @@ export interface ListenOptions {
   openMetrics?: boolean;
 }
 
-/** Starts the server. */
-export function startServer(sensor: SensorView, options: ListenOptions): Deno.HttpServer {
+/** A running server. */
+export interface CutcapServer {
+  /** The address clients connect to (the port is chosen by the system when 0 was asked for). */
+  addr: Deno.NetAddr;
+  /** Connection counts and timeouts so far. */
+  readonly connections: GuardStats;
+  /** Stops accepting, closes every connection and waits for the HTTP server to finish. */
+  shutdown(): Promise<void>;
+}
+
+/** Starts the server; throws when the address cannot be bound. */
+export function startServer(sensor: SensorView, options: ListenOptions): CutcapServer {
   const app = createApp(sensor, {
     routes: options.routes,
     token: options.token,
     openMetrics: options.openMetrics,
   });
-  const tls = options.cert && options.key ? { cert: options.cert, key: options.key } : {};
-  return Deno.serve(
-    { hostname: options.host, port: options.port, ...tls, onListen: () => {} },
-    app.fetch,
-  );
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
+  let guard;
+  try {
+    guard = startGuard(
+      {
+        host: options.host,
+        port: options.port,
+        tls: options.cert && options.key ? { cert: options.cert, key: options.key } : undefined,
+      },
+      http.addr.port,
+      options,
+    );
+  } catch (error) {
+    http.shutdown();
+    throw error;
+  }
+  return {
+    addr: guard.addr,
+    connections: guard.stats,
+    async shutdown(): Promise<void> {
+      guard.close();
+      await http.shutdown();
+    },
+  };
 }
