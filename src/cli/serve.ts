@@ -6,6 +6,8 @@ import { parseInteger, parseListen, parseStrict } from "../config.ts";
 import { Catalog } from "../index/catalog.ts";
 import { logInfo } from "../log.ts";
 import { startServer } from "../server/mod.ts";
+import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
+import { parseDuration } from "../units.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import type { SensorView } from "../sensor/view.ts";
 
@@ -14,6 +16,14 @@ const SERVE_OPTIONS = {
   listen: { type: "string", default: "127.0.0.1:9102" },
   "max-query-packets": { type: "string", default: String(DEFAULT_QUERY_POLICY.maxPackets) },
   "max-concurrent-queries": { type: "string", default: String(DEFAULT_QUERY_POLICY.maxConcurrent) },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "token-file": { type: "string" },
+  insecure: { type: "boolean", default: false },
+  "open-metrics": { type: "boolean", default: false },
+  "header-timeout": { type: "string", default: "10s" },
+  "idle-timeout": { type: "string", default: "2m" },
+  "max-connections": { type: "string", default: "256" },
 } as const;
 
 /** Runs the server until SIGINT/SIGTERM. */
@@ -22,6 +32,21 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   if (positionals.length > 0) throw new Error(`Unexpected argument "${positionals[0]}"`);
   const listen = parseListen(values.listen);
   if (!listen) throw new Error("cutcap serve needs --listen HOST:PORT");
+  checkListenSecurity(listen.host, {
+    tlsCert: values["tls-cert"],
+    tlsKey: values["tls-key"],
+    tokenFile: values["token-file"],
+    insecure: values.insecure,
+  });
+  const token = values["token-file"] === undefined
+    ? undefined
+    : readTokenFile(values["token-file"]);
+  const cert = values["tls-cert"] === undefined
+    ? undefined
+    : Deno.readTextFileSync(values["tls-cert"]);
+  const key = values["tls-key"] === undefined
+    ? undefined
+    : Deno.readTextFileSync(values["tls-key"]);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
   const view: SensorView = {
     startedAt: Date.now() / 1000,
@@ -45,9 +70,20 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       ),
     },
   });
-  const server = startServer(view, { ...listen, routes });
+  const server = startServer(view, {
+    ...listen,
+    routes,
+    token,
+    cert,
+    key,
+    openMetrics: values["open-metrics"],
+    headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
+    idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
+    maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
+  });
   logInfo(
-    `Serving ${values.out} (${catalog.entries().length} files) on ${listen.host}:${listen.port}`,
+    `Serving ${values.out} (${catalog.entries().length} files) on ` +
+      `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
   );
   const stopped = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", () => stopped.resolve());
@@ -55,4 +91,14 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   await stopped.promise;
   await server.shutdown();
   return 0;
+}
+
+function positiveDuration(text: string, option: string): number {
+  const seconds = parseDuration(text, option);
+  if (!(seconds > 0)) throw new Error(`Invalid ${option} "${text}": expected a duration above 0`);
+  return seconds;
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
