@@ -19,6 +19,7 @@ import {
   zstdDecompressSync,
   type ZstdOptions,
 } from "node:zlib";
+import { zstdCompressNative } from "./zstd_native.ts";
 
 /** How output blocks are compressed. */
 export type Compression = "none" | "gzip" | "zstd";
@@ -71,6 +72,8 @@ export function resolveLevel(compress: Compression, level?: number): number {
 export function compressBlock(data: Uint8Array, compress: Compression, level: number): Uint8Array {
   if (compress === "none") return data;
   if (compress === "zstd") {
+    const native = zstdCompressNative(data, level);
+    if (native !== null) return native;
     // pledgedSrcSize (missing from the type definitions) puts the content size in the frame
     // header, which lets a reader learn block sizes without decompressing.
     const options: ZstdOptions & { pledgedSrcSize: number } = {
