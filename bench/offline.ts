@@ -21,6 +21,8 @@ export interface CommandRun {
   stored: number;
   /** Bytes written to the output (all files, indexes included); 0 when not measured. */
   outBytes: number;
+  /** Most active flows one of cutcap's stats lines reported (`flows=N`), 0 when none. */
+  maxActiveFlows: number;
 }
 
 /** The medians of one variant over all rounds. */
@@ -116,7 +118,17 @@ export async function timedRun(cmd: string, args: string[], cwd?: string): Promi
     const rss = Number(words[words.length - 1]);
     let stored = 0;
     for (const m of stderr.matchAll(/ moved \S+ packets=(\d+)/g)) stored += Number(m[1]);
-    return { seconds, peakRssKb: Number.isFinite(rss) ? rss : 0, stored, outBytes: 0 };
+    let maxActiveFlows = 0;
+    for (const m of stderr.matchAll(/ flows=(\d+)/g)) {
+      maxActiveFlows = Math.max(maxActiveFlows, Number(m[1]));
+    }
+    return {
+      seconds,
+      peakRssKb: Number.isFinite(rss) ? rss : 0,
+      stored,
+      outBytes: 0,
+      maxActiveFlows,
+    };
   } finally {
     await Deno.remove(report).catch(() => {});
   }
