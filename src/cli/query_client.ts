@@ -3,6 +3,7 @@
  * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
  */
 import { parseStrict } from "../config.ts";
+import { readTokenFile } from "../server/auth.ts";
 import { type FlowRecord, formatFlowTable } from "../query/flows.ts";
 
 const CLIENT_OPTIONS = {
@@ -34,9 +35,10 @@ function parseClientArgs(args: string[]): ClientArgs {
   if (query === "") {
     throw new Error("Missing query: e.g. cutcap query 'host 198.18.0.1 and after 1h ago'");
   }
+  // The same reading as the server's --token-file: the first line, trimmed.
   const token = values.token ??
     (values["token-file"] !== undefined
-      ? Deno.readTextFileSync(values["token-file"]).trim()
+      ? readTokenFile(values["token-file"])
       : Deno.env.get("CUTCAP_TOKEN"));
   return {
     server: values.server.replace(/\/+$/, ""),
@@ -60,9 +62,7 @@ async function request(args: ClientArgs, path: string, init: RequestInit = {}): 
   try {
     response = await fetch(`${args.server}${path}`, { ...init, headers, client });
   } catch (error) {
-    throw new Error(
-      `Cannot reach ${args.server}: ${error instanceof Error ? error.message : error}`,
-    );
+    throw new Error(`Cannot reach ${args.server}: ${causes(error)}`);
   }
   if (!response.ok) {
     throw new Error(
@@ -70,6 +70,17 @@ async function request(args: ClientArgs, path: string, init: RequestInit = {}): 
     );
   }
   return response;
+}
+
+/** An error's message and its causes' ("fetch failed: ... invalid peer certificate: UnknownIssuer"). */
+function causes(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && parts.length < 5;) {
+    const text = e instanceof Error ? e.message : String(e);
+    if (!parts.some((p) => p.includes(text))) parts.push(text);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(": ");
 }
 
 /** `cutcap query`: writes the matching packets as pcap to stdout or -w FILE. */
