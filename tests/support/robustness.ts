@@ -22,15 +22,18 @@ export interface CutcapProcess {
   exited: Promise<number>;
 }
 
-/** Runs `deno run -A main.ts ARGS` in the background; `prefix` runs it under another command. */
+/**
+ * Runs `deno run -A main.ts ARGS` in the background; `denoArgs` replaces `run -A` (to run with other
+ * permissions), `prefix` runs it under another command.
+ */
 export function startCutcap(
   args: string[],
-  options: { prefix?: string[]; env?: Record<string, string> } = {},
+  options: { prefix?: string[]; denoArgs?: string[]; env?: Record<string, string> } = {},
 ): CutcapProcess {
   const prefix = options.prefix ?? [];
   const command = prefix.length > 0 ? prefix[0] : Deno.execPath();
   const all = [...prefix.slice(1), ...(prefix.length > 0 ? [Deno.execPath()] : [])]
-    .concat(["run", "-A", MAIN, ...args]);
+    .concat([...(options.denoArgs ?? ["run", "-A"]), MAIN, ...args]);
   const process = new Deno.Command(command, {
     args: all,
     stdout: "piped",
