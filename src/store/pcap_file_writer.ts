@@ -130,6 +130,7 @@ export class PcapFileWriter {
   readonly #file: Deno.FsFile;
   #donePackets = 0;
   #pendingPackets = 0;
+  #lostPackets = 0;
   #doneLastSec = 0;
   #doneLastFrac = 0;
   #closed = false;
@@ -195,6 +196,11 @@ export class PcapFileWriter {
     const bw = this.#bw;
     if (this.compress === "none" || bw.streamOffset === 0) return bw.bytesOnDisk + bw.used;
     return bw.bytesOnDisk + bw.used * (bw.bytesOnDisk / bw.streamOffset);
+  }
+
+  /** Records accepted by `writePacket` and then lost with a block that could not be written. */
+  get lostPackets(): number {
+    return this.#lostPackets;
   }
 
   /** Failed block writes. */
@@ -314,6 +320,7 @@ export class PcapFileWriter {
 
   #flushBlock(): boolean {
     if (!this.#bw.flush()) {
+      this.#lostPackets += this.#pendingPackets;
       this.#pendingPackets = 0;
       return false;
     }

@@ -117,6 +117,7 @@ export class RotatingOutput {
   #writer: PcapFileWriter | null = null;
   #seq = 0;
   #closedErrors = 0;
+  #closedLost = 0;
   #lastError = "";
   #retryAt = 0;
   #closed = false;
@@ -132,6 +133,14 @@ export class RotatingOutput {
   /** Write errors so far (failed blocks, failed opens, failed finalizations). */
   get writeErrors(): number {
     return this.#closedErrors + (this.#writer?.writeErrors ?? 0);
+  }
+
+  /**
+   * Records lost to write errors: refused (`droppedPackets`) or accepted and then lost with a block
+   * that could not be written.
+   */
+  get lostPackets(): number {
+    return this.droppedPackets + this.#closedLost + (this.#writer?.lostPackets ?? 0);
   }
 
   /** Message of the last error, "" when none. */
@@ -207,6 +216,7 @@ export class RotatingOutput {
     }
     // After finalize: its last flush may have failed too.
     this.#closedErrors += w.writeErrors;
+    this.#closedLost += w.lostPackets;
     if (w.lastError !== "") this.#lastError = w.lastError;
     if (failure !== "") this.#fail(failure);
     if (file === null) return null;
