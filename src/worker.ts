@@ -8,6 +8,7 @@ import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
 import { joinFanout } from "./capture/fanout.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
+import { indexPcapFile } from "./index/index_pcap.ts";
 import { decodePacket } from "./packet/mod.ts";
 import { KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
 import { describeKey } from "./packet/describe.ts";
@@ -128,18 +129,24 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
     rotateInterval: config.rotateInterval,
     beforeRename: (file) => {
       const started = performance.now();
-      state.index.write(`${file.path}.idx`, {
-        pcapName: file.path.slice(file.path.lastIndexOf("/") + 1),
-        linkType: file.linkType,
-        snaplen: file.snaplen,
-        nanosecond: file.nanosecond,
-        compress: file.compress,
-        blocks: file.blocks,
-        iface: label,
-        worker: index,
-        pcapSize: file.bytesOnDisk,
-        dataSize: file.bytesUncompressed,
-      });
+      if (state.index.packetCount > file.packets) {
+        // A block failed to reach the disk (ENOSPC, EIO...): its records were indexed when they
+        // were buffered and are not in the file. Index the file as it is on disk instead.
+        indexPcapFile(file.tmpPath, { iface: label, worker: index, indexPath: `${file.path}.idx` });
+      } else {
+        state.index.write(`${file.path}.idx`, {
+          pcapName: file.path.slice(file.path.lastIndexOf("/") + 1),
+          linkType: file.linkType,
+          snaplen: file.snaplen,
+          nanosecond: file.nanosecond,
+          compress: file.compress,
+          blocks: file.blocks,
+          iface: label,
+          worker: index,
+          pcapSize: file.bytesOnDisk,
+          dataSize: file.bytesUncompressed,
+        });
+      }
       state.index.reset();
       state.counters[Counter.IndexBuildSeconds] += (performance.now() - started) / 1000;
       // How long the oldest packet of the file waited to become queryable (live capture: packet time
@@ -403,7 +410,7 @@ function reportWriteErrors(state: WorkerState): void {
       log(
         "error",
         `Writing to ${state.setup.config.outDir} failed: ${output.lastError} ` +
-          `(${errors} write errors, ${output.droppedPackets} packets lost so far)`,
+          `(${errors} write errors, ${output.lostPackets} packets lost so far)`,
       );
       state.errorsLoggedAt = now;
     }
@@ -415,7 +422,7 @@ function reportWriteErrors(state: WorkerState): void {
     log(
       "info",
       `Writing to ${state.setup.config.outDir} again after ${errors} write errors ` +
-        `(${output.droppedPackets} packets lost)`,
+        `(${output.lostPackets} packets lost)`,
     );
   }
 }
