@@ -171,7 +171,7 @@ export interface Veth {
   outside: string;
   /** Sends a pcap from inside the namespace with tcpreplay at `pps`; resolves when done. */
   replay(file: string, pps: number): Promise<void>;
-  /** Deletes the outside end (the pair goes with it) and makes it again, up. */
+  /** Deletes the outside end (the pair goes with it) unless gone already, and makes it again, up. */
   recreate(): Promise<void>;
   /** Removes the pair and the namespace; safe to call twice. */
   remove(): Promise<void>;
@@ -215,7 +215,7 @@ export async function createVeth(tag: string): Promise<Veth> {
       await sh("ip", ["netns", "exec", ns, "tcpreplay", "-q", `--pps=${pps}`, "-i", inside, file]);
     },
     async recreate(): Promise<void> {
-      await sh("ip", ["link", "del", outside]);
+      await sh("ip", ["link", "del", outside]).catch(() => ""); // may be gone already
       await make();
     },
     remove,
