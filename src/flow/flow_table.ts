@@ -32,7 +32,7 @@
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import { FlowSizeHistogram } from "./size_histogram.ts";
 
-// observe(), #find() and hashWords() are unrolled for 10-word keys: fail loudly if the layout
+// observe() and hashWords() are unrolled for 10-word keys: fail loudly if the layout
 // in packet_info.ts changes.
 if (KEY_WORDS !== 10) throw new Error(`Unsupported KEY_WORDS ${KEY_WORDS}: expected 10`);
 
@@ -190,8 +190,6 @@ export class FlowTable {
   /** Live flows the index takes before doubling (half its slots). */
   #indexLimit: number;
 
-  /** Scratch for the canonical key of the packet being observed. */
-  readonly #ck = new Uint32Array(KEY_WORDS);
   readonly #seed: number;
   #rng: number;
 
@@ -294,42 +292,75 @@ export class FlowTable {
   observe(key: Uint32Array, tsSec: number, wireLen: number, tcpFlags: number): number {
     if (this.#sweepCursor >= 0 || tsSec >= this.#nextSweep) this.#sweepStep(tsSec);
 
-    // Canonical order: the end with the smaller (address, port) is A.
+    // Canonical order: the end with the smaller (address, port) is A. The key is read into
+    // locals once; the canonical words, their hash and the lookup work on those locals, with no
+    // scratch array and no call (this is most of the flow table's per-packet time).
     const ports = key[8];
-    let cmp = 0;
-    for (let i = 0; i < 4; i++) {
-      const a = key[i];
-      const b = key[i + 4];
-      if (a !== b) {
-        cmp = a < b ? -1 : 1;
-        break;
+    const meta = key[9];
+    const k0 = key[0];
+    const k1 = key[1];
+    const k2 = key[2];
+    const k3 = key[3];
+    const k4 = key[4];
+    const k5 = key[5];
+    const k6 = key[6];
+    const k7 = key[7];
+    let rev: boolean;
+    if (k0 !== k4) rev = k0 > k4;
+    else if (k1 !== k5) rev = k1 > k5;
+    else if (k2 !== k6) rev = k2 > k6;
+    else if (k3 !== k7) rev = k3 > k7;
+    else rev = ports >>> 16 > (ports & 0xffff);
+    const c0 = rev ? k4 : k0;
+    const c1 = rev ? k5 : k1;
+    const c2 = rev ? k6 : k2;
+    const c3 = rev ? k7 : k3;
+    const c4 = rev ? k0 : k4;
+    const c5 = rev ? k1 : k5;
+    const c6 = rev ? k2 : k6;
+    const c7 = rev ? k3 : k7;
+    const c8 = rev ? (((ports & 0xffff) << 16) | (ports >>> 16)) >>> 0 : ports;
+
+    // hashWords() over c0..c9 (meta), written out: the same value for the same key.
+    const seed = this.#seed;
+    let ha = Math.imul(seed ^ c0, 0x9e3779b1);
+    let hb = Math.imul(~seed ^ c1, 0x85ebca77);
+    ha = Math.imul(((ha << 15) | (ha >>> 17)) ^ c2, 0x9e3779b1);
+    hb = Math.imul(((hb << 13) | (hb >>> 19)) ^ c3, 0x85ebca77);
+    ha = Math.imul(((ha << 15) | (ha >>> 17)) ^ c4, 0x9e3779b1);
+    hb = Math.imul(((hb << 13) | (hb >>> 19)) ^ c5, 0x85ebca77);
+    ha = Math.imul(((ha << 15) | (ha >>> 17)) ^ c6, 0x9e3779b1);
+    hb = Math.imul(((hb << 13) | (hb >>> 19)) ^ c7, 0x85ebca77);
+    ha = Math.imul(((ha << 15) | (ha >>> 17)) ^ c8, 0x9e3779b1);
+    hb = Math.imul(((hb << 13) | (hb >>> 19)) ^ meta, 0x85ebca77);
+    let h = ((ha << 15) | (ha >>> 17)) ^ Math.imul((hb << 13) | (hb >>> 19), 0xc2b2ae3d);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+
+    // Lookup (linear probing; the stored hash spares most non-matching records a visit).
+    let id = -1;
+    {
+      const index = this.#index;
+      const mask = this.#mask;
+      const u32 = this.#u32;
+      for (let s = h & mask;; s = (s + 1) & mask) {
+        const entry = index[s << 1];
+        if (entry === 0) break;
+        if (index[(s << 1) + 1] !== h) continue;
+        const b = (entry - 1) * RECORD_WORDS;
+        if (
+          u32[b] === c0 && u32[b + 1] === c1 && u32[b + 2] === c2 && u32[b + 3] === c3 &&
+          u32[b + 4] === c4 && u32[b + 5] === c5 && u32[b + 6] === c6 && u32[b + 7] === c7 &&
+          u32[b + 8] === c8 && u32[b + 9] === meta
+        ) {
+          id = entry - 1;
+          break;
+        }
       }
     }
-    if (cmp === 0) {
-      const pa = ports >>> 16;
-      const pb = ports & 0xffff;
-      cmp = pa < pb ? -1 : pa > pb ? 1 : 0;
-    }
-    const rev = cmp > 0;
-    const ck = this.#ck;
-    if (rev) {
-      ck[0] = key[4];
-      ck[1] = key[5];
-      ck[2] = key[6];
-      ck[3] = key[7];
-      ck[4] = key[0];
-      ck[5] = key[1];
-      ck[6] = key[2];
-      ck[7] = key[3];
-      ck[8] = ((ports & 0xffff) << 16) | (ports >>> 16);
-    } else {
-      for (let i = 0; i < 9; i++) ck[i] = key[i];
-    }
-    const meta = key[9];
-    ck[9] = meta;
-    const h = hashWords(ck, 0, this.#seed);
-
-    let id = this.#find(ck, h);
     if (id >= 0) {
       const idle = tsSec - this.#f64[id * RECORD_F64 + F_LAST_TS];
       const st = this.#u32[id * RECORD_WORDS + W_STATE];
@@ -356,7 +387,16 @@ export class FlowTable {
       const u32 = this.#u32;
       const f64 = this.#f64;
       const base = id * RECORD_WORDS;
-      for (let i = 0; i < KEY_WORDS; i++) u32[base + i] = ck[i];
+      u32[base] = c0;
+      u32[base + 1] = c1;
+      u32[base + 2] = c2;
+      u32[base + 3] = c3;
+      u32[base + 4] = c4;
+      u32[base + 5] = c5;
+      u32[base + 6] = c6;
+      u32[base + 7] = c7;
+      u32[base + 8] = c8;
+      u32[base + 9] = meta;
       u32[base + W_PACKETS] = 1;
       f64[id * RECORD_F64 + F_BYTES] = wireLen;
       f64[id * RECORD_F64 + F_LAST_TS] = tsSec;
@@ -494,28 +534,6 @@ export class FlowTable {
     const u32 = this.#u32;
     const base = id * RECORD_WORDS;
     for (let i = 0; i < KEY_WORDS; i++) out[i] = u32[base + i];
-  }
-
-  #find(ck: Uint32Array, h: number): number {
-    const index = this.#index;
-    const mask = this.#mask;
-    const u32 = this.#u32;
-    let s = h & mask;
-    for (;;) {
-      const entry = index[s << 1];
-      if (entry === 0) return -1;
-      if (index[(s << 1) + 1] === h) {
-        const id = entry - 1;
-        const b = id * RECORD_WORDS;
-        if (
-          u32[b] === ck[0] && u32[b + 1] === ck[1] && u32[b + 2] === ck[2] &&
-          u32[b + 3] === ck[3] && u32[b + 4] === ck[4] && u32[b + 5] === ck[5] &&
-          u32[b + 6] === ck[6] && u32[b + 7] === ck[7] && u32[b + 8] === ck[8] &&
-          u32[b + 9] === ck[9]
-        ) return id;
-      }
-      s = (s + 1) & mask;
-    }
   }
 
   #insert(id: number, h: number): void {
