@@ -54,7 +54,7 @@ const VALID: [string, string][] = [
     "ip=2001:db8::ffff:ffff:ffff:ffff-2001:db8:0:1::5",
     "ip=2001:db8::ffff:ffff:ffff:ffff-2001:db8:0:1::5",
   ],
-  ["ip=::ffff:1.2.3.4", "host ::ffff:102:304"],
+  ["ip=::ffff:1.2.3.4", "host ::ffff:1.2.3.4"],
   ["ip = 1.1.1.1", "host 1.1.1.1"],
   ["vlan=100", "vlan 100"],
   // BPF subset

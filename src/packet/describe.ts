@@ -81,7 +81,7 @@ function formatMac(key: Uint32Array, w: number): string {
  * RFC 5952: lowercase hex without leading zeros, the longest run (first on a tie) of two or more
  * zero groups as "::", and IPv4-mapped addresses as ::ffff:a.b.c.d.
  */
-function formatIpv6(key: Uint32Array, w: number): string {
+export function formatIpv6(key: ArrayLike<number>, w = 0): string {
   const groups: number[] = [];
   for (let i = 0; i < 4; i++) groups.push(key[w + i] >>> 16, key[w + i] & 0xffff);
   if (

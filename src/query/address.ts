@@ -6,6 +6,7 @@
  * address lives in word 0 and words 1-3 are 0, so one lexicographic comparison of four words orders
  * addresses of either family.
  */
+import { formatIpv6 } from "../packet/describe.ts";
 
 /** Address family, equal to the flow key's kind value (4 = IPv4, 6 = IPv6). */
 export type Family = 4 | 6;
@@ -93,32 +94,11 @@ export function parseAddress(text: string): ParsedAddress | null {
   return v4 === null ? null : { family: 4, words: [v4, 0, 0, 0] };
 }
 
-/** Formats words as dotted quad (IPv4) or RFC 5952 text (IPv6: lower case, longest zero run as `::`). */
+/** Formats words as dotted quad (IPv4) or RFC 5952 text (IPv6), the same text flow records show. */
 export function formatAddress(family: Family, words: Words): string {
-  if (family === 4) {
-    const v = words[0];
-    return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
-  }
-  const groups: number[] = [];
-  for (const w of words) groups.push(w >>> 16, w & 0xffff);
-  let bestStart = -1;
-  let bestLen = 1; // RFC 5952: a single zero group is not compressed
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return hex.slice(0, bestStart).join(":") + "::" + hex.slice(bestStart + bestLen).join(":");
+  if (family === 6) return formatIpv6(words);
+  const v = words[0];
+  return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
 }
 
 /** Words -> unsigned integer of familyBits(family) bits. */
