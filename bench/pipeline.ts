@@ -5,7 +5,7 @@
  * cannot easily be.
  *
  * Run: deno run -A bench/pipeline.ts FILE [--stage read|decode|flow|write|all] [--compress none|gzip|zstd]
- *   [--byte-cutoff N] [--repeat N] [--source libpcap|memory|ring]
+ *   [--byte-cutoff N] [--repeat N] [--source libpcap|direct|memory|ring]
  * Prints packets/s per repeat and the median.
  */
 import { parseArgs } from "node:util";
@@ -85,6 +85,8 @@ export interface PipelineOptions {
   memory?: Uint8Array;
   /** With `memory`: packets at varying offsets, as from a live ring. */
   live?: boolean;
+  /** libpcap source: OfflineOptions.direct. */
+  direct?: boolean;
 }
 
 /** What one pass over the file did. */
@@ -117,7 +119,9 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const cutoff = new Cutoff({ bytes: opts.byteCutoff ?? 65536 });
   const index = new IndexBuilder();
   const info = new PacketInfo();
-  const pcap = opts.memory === undefined ? PcapHandle.openOffline(file) : undefined;
+  const pcap = opts.memory === undefined
+    ? PcapHandle.openOffline(file, { direct: opts.direct })
+    : undefined;
   const handle: PacketSource = pcap ?? new MemorySource(opts.memory!, opts.live ?? false);
   const linkType = pcap?.linkType() ?? 1;
   const output = new RotatingOutput({
@@ -211,7 +215,9 @@ if (import.meta.main) {
   });
   const file = positionals[0];
   if (file === undefined) throw new Error("Missing FILE: expected a pcap file to read");
-  const memory = values.source === "libpcap" ? undefined : Deno.readFileSync(file);
+  const memory = values.source === "libpcap" || values.source === "direct"
+    ? undefined
+    : Deno.readFileSync(file);
   const rates: number[] = [];
   const cpuRates: number[] = [];
   for (let r = 0; r < Number(values.repeat); r++) {
@@ -221,6 +227,7 @@ if (import.meta.main) {
       byteCutoff: Number(values["byte-cutoff"]),
       memory,
       live: values.source === "ring",
+      direct: values.source === "direct",
     });
     rates.push(res.packetsPerSecond);
     cpuRates.push(res.packets / res.cpuSeconds);

@@ -95,6 +95,7 @@ const STDIO_SYMBOLS = {
   fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
   fclose: { parameters: ["pointer"], result: "i32" },
   setvbuf: { parameters: ["pointer", "buffer", "i32", "usize"], result: "i32" },
+  fseeko: { parameters: ["pointer", "i64", "i32"], result: "i32" },
 } as const;
 
 let stdio: Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null | undefined;
@@ -205,6 +206,17 @@ export interface LiveOptions {
 export interface OfflineOptions {
   /** Nanosecond timestamps in `tsFrac` instead of microseconds (default false). */
   nanosecond?: boolean;
+  /**
+   * Read the records of a plain little-endian pcap file (version 2.4, timestamps already in the
+   * precision asked for) in JavaScript from large reads, instead of one pcap_next_ex FFI call
+   * per packet; libpcap takes over, from that record on, at the first record it would treat
+   * specially (longer than the snapshot length or 262144 bytes, cut off by the end of the file)
+   * and when a filter is set, so the packets and errors are libpcap's. pcapng, swapped and
+   * other files are read by libpcap throughout. While the direct reader is active,
+   * {@link PcapHandle.breakLoopAt} from another thread is not seen (breakLoop() is). Default
+   * false.
+   */
+  direct?: boolean;
 }
 
 /** Counters from pcap_stats (32-bit, they wrap). */
@@ -272,6 +284,14 @@ export class PcapHandle {
   #waitFd = -1;
   /** The stdio buffer of an offline handle's FILE; referenced until the handle is closed. */
   #stdioBuffer: Uint8Array | null = null;
+  /** An offline handle's own FILE (for seeking when libpcap takes over from the direct reader). */
+  #fp: Deno.PointerValue = null;
+  /** The direct reader of an offline handle (see OfflineOptions.direct), null when inactive. */
+  #direct: DirectReader | null = null;
+  /** Set by breakLoop() while the direct reader is active. */
+  #directBreak = false;
+  /** Why handing over from the direct reader to libpcap failed, "" when it did not. */
+  #directError = "";
   #timeoutMs = 0;
 
   private constructor(
@@ -357,6 +377,14 @@ export class PcapHandle {
     if (buffered !== null) {
       const handle = new PcapHandle(lib, buffered.ptr, { source: path, nanosecond, warning: "" });
       handle.#stdioBuffer = buffered.buffer;
+      handle.#fp = buffered.fp;
+      if (opts.direct === true) {
+        handle.#direct = DirectReader.open(
+          path,
+          nanosecond,
+          Math.min(lib.pcap_snapshot(buffered.ptr), MAX_DIRECT_CAPLEN),
+        );
+      }
       return handle;
     }
     // Whatever the buffered path could not open ("-" for stdin, missing files, bad headers)
@@ -376,6 +404,16 @@ export class PcapHandle {
     const ptr = this.#ptr;
     // pcap_next_ex(NULL) would crash the process; a closed handle reports an error instead.
     if (ptr === null) return -1;
+    const direct = this.#direct;
+    if (direct !== null) {
+      if (this.#directBreak) {
+        this.#directBreak = false;
+        return -2;
+      }
+      if (direct.next(this)) return 1;
+      if (direct.ended) return -2;
+      if (!this.#handOver()) return -1;
+    }
     let rc = this.#nextEx(ptr, this.#outHdr, this.#outData);
     if (rc !== 1) {
       if (rc !== 0 || this.#waitFd < 0) return rc;
@@ -407,6 +445,26 @@ export class PcapHandle {
     return 1;
   }
 
+  /**
+   * Stops the direct reader and lets libpcap continue at the record it stopped before: our FILE
+   * is positioned there (libpcap keeps no other state between records of a pcap file).
+   */
+  #handOver(): boolean {
+    const direct = this.#direct;
+    if (direct === null) return true;
+    this.#direct = null;
+    const at = direct.recordOffset;
+    direct.close();
+    // Packet memory is libpcap's again: map it afresh on the next packet.
+    this.#dataBase = -1;
+    const libc = loadStdio();
+    if (libc === null || libc.fseeko(this.#fp, BigInt(at), 0) !== 0) {
+      this.#directError = `Cannot continue reading ${this.source} at byte ${at}: seek failed`;
+      return false;
+    }
+    return true;
+  }
+
   #mapHeader(address: number): void {
     const buf = Deno.UnsafePointerView.getArrayBuffer(toPointer(address), HDR_SPAN);
     this.#hdrBase = address;
@@ -424,6 +482,7 @@ export class PcapHandle {
   /** libpcap's text for the last error (pcap_geterr). */
   lastError(): string {
     if (this.#ptr === null) return `Capture handle on ${this.source} is closed`;
+    if (this.#directError !== "") return this.#directError;
     return pointerString(this.#lib.pcap_geterr(this.#ptr));
   }
 
@@ -431,6 +490,8 @@ export class PcapHandle {
   setFilter(expr: string): void {
     const lib = this.#lib;
     const ptr = this.#live();
+    // Filtering is libpcap's job: it reads the rest of the file.
+    if (!this.#handOver()) throw new Error(this.#directError);
     const program = new Uint8Array(16); // struct bpf_program { u_int bf_len; bpf_insn *bf_insns; }
     if (lib.pcap_compile(ptr, program, cString(expr), 1, NETMASK_UNKNOWN) !== 0) {
       throw new Error(`Bad BPF filter "${expr}": ${this.lastError()}`);
@@ -472,7 +533,9 @@ export class PcapHandle {
 
   /** Makes a blocked or the next `next()` return -2 (pcap_breakloop). */
   breakLoop(): void {
-    this.#lib.pcap_breakloop(this.#live());
+    const ptr = this.#live();
+    if (this.#direct !== null) this.#directBreak = true;
+    else this.#lib.pcap_breakloop(ptr);
   }
 
   /**
@@ -489,6 +552,9 @@ export class PcapHandle {
     this.#lib.pcap_close(this.#ptr); // also fcloses an offline handle's FILE
     this.#ptr = null;
     this.#stdioBuffer = null;
+    this.#fp = null;
+    this.#direct?.close();
+    this.#direct = null;
     this.#waitFd = -1;
     this.data = new Uint8Array(0);
     this.#dataBase = -1;
@@ -509,7 +575,7 @@ function openBuffered(
   lib: Libpcap,
   path: string,
   precision: number,
-): { ptr: Deno.PointerObject; buffer: Uint8Array } | null {
+): { ptr: Deno.PointerObject; buffer: Uint8Array; fp: Deno.PointerObject } | null {
   const libc = path === "-" ? null : loadStdio();
   if (libc === null) return null;
   const fp = libc.fopen(cString(path), cString("rb"));
@@ -529,7 +595,154 @@ function openBuffered(
     libc.fclose(fp);
     return null;
   }
-  return { ptr, buffer };
+  return { ptr, buffer, fp };
+}
+
+/** Longest record the direct reader hands out (libpcap's limit for ordinary link types). */
+const MAX_DIRECT_CAPLEN = 262144;
+/** Bytes read from the file at a time by the direct reader. */
+const DIRECT_CHUNK = 1 << 20;
+const PCAP_MAGIC_MICRO = 0xa1b2c3d4;
+const PCAP_MAGIC_NANO = 0xa1b23c4d;
+
+/**
+ * The direct reader of OfflineOptions.direct: pcap records parsed from large reads of the file.
+ * Each packet is moved (copyWithin, no allocation) to the start of one buffer, so like libpcap's
+ * own reader it always sits at the same place: `data` is the same array and `offset` 0 for
+ * every packet, which lets writers reuse views. `next()` returns false when it cannot hand out
+ * the record at `recordOffset` (end of file, or a record for libpcap to judge).
+ */
+class DirectReader {
+  /** True once the file ended exactly after a complete record. */
+  ended = false;
+  readonly #file: Deno.FsFile;
+  /** [0, MAX_DIRECT_CAPLEN): the packet handed out; then the data read from the file. */
+  readonly #buf: Uint8Array;
+  readonly #view: DataView;
+  readonly #maxCaplen: number;
+  /** File offset of #buf[MAX_DIRECT_CAPLEN]. */
+  #chunkAt = 0;
+  #pos = MAX_DIRECT_CAPLEN;
+  #have = MAX_DIRECT_CAPLEN;
+  #eof = false;
+
+  private constructor(file: Deno.FsFile, maxCaplen: number, start: number) {
+    this.#file = file;
+    this.#maxCaplen = maxCaplen;
+    this.#buf = new Uint8Array(MAX_DIRECT_CAPLEN + DIRECT_CHUNK + MAX_DIRECT_CAPLEN + 16);
+    this.#view = new DataView(this.#buf.buffer);
+    this.#chunkAt = start;
+  }
+
+  /**
+   * A direct reader for `path` positioned after its global header, or null when the file is not
+   * one it reads (see OfflineOptions.direct) or cannot be opened a second time.
+   */
+  static open(path: string, nanosecond: boolean, maxCaplen: number): DirectReader | null {
+    let file: Deno.FsFile | undefined;
+    try {
+      // A FIFO or a terminal cannot be read twice; only regular files.
+      if (!Deno.statSync(path).isFile) return null;
+      file = Deno.openSync(path, { read: true });
+      const head = new Uint8Array(24);
+      let got = 0;
+      while (got < 24) {
+        const n = file.readSync(head.subarray(got));
+        if (n === null || n === 0) break;
+        got += n;
+      }
+      const dv = new DataView(head.buffer);
+      if (
+        got === 24 &&
+        dv.getUint32(0, true) === (nanosecond ? PCAP_MAGIC_NANO : PCAP_MAGIC_MICRO) &&
+        dv.getUint16(4, true) === 2 && dv.getUint16(6, true) === 4 && maxCaplen > 0
+      ) {
+        const reader = new DirectReader(file, maxCaplen, 24);
+        file = undefined;
+        return reader;
+      }
+      return null;
+    } catch {
+      return null;
+    } finally {
+      file?.close();
+    }
+  }
+
+  /** File offset of the next record (where libpcap continues after a hand-over). */
+  get recordOffset(): number {
+    return this.#chunkAt + this.#pos - MAX_DIRECT_CAPLEN;
+  }
+
+  /** Reads the next record into `h`'s packet fields; see the class comment. */
+  next(h: PcapHandle): boolean {
+    let p = this.#pos;
+    if (this.#have - p < 16) {
+      if (!this.#fill()) return false;
+      p = this.#pos;
+    }
+    const view = this.#view;
+    const caplen = view.getUint32(p + 8, true);
+    if (caplen > this.#maxCaplen) return false;
+    if (this.#have - p < 16 + caplen) {
+      if (!this.#fill()) return false;
+      p = this.#pos;
+    }
+    // pcap_pkthdr as libpcap fills it from the file: tv_sec is a signed 32-bit field there.
+    h.tsSec = view.getInt32(p, true);
+    h.tsFrac = view.getUint32(p + 4, true);
+    h.caplen = caplen;
+    h.wireLen = view.getUint32(p + 12, true);
+    const buf = this.#buf;
+    buf.copyWithin(0, p + 16, p + 16 + caplen);
+    h.data = buf;
+    h.offset = 0;
+    this.#pos = p + 16 + caplen;
+    return true;
+  }
+
+  /**
+   * Moves the unread bytes to the front of the chunk area and reads more. False when no complete
+   * record is available: at a clean end of file (sets `ended`) or a cut-off record.
+   */
+  #fill(): boolean {
+    const buf = this.#buf;
+    const keep = this.#have - this.#pos;
+    if (!this.#eof) {
+      buf.copyWithin(MAX_DIRECT_CAPLEN, this.#pos, this.#have);
+      this.#chunkAt += this.#pos - MAX_DIRECT_CAPLEN;
+      this.#pos = MAX_DIRECT_CAPLEN;
+      this.#have = MAX_DIRECT_CAPLEN + keep;
+      const end = MAX_DIRECT_CAPLEN + DIRECT_CHUNK + keep;
+      while (this.#have < end) {
+        let n: number | null;
+        try {
+          n = this.#file.readSync(buf.subarray(this.#have, end));
+        } catch {
+          n = null; // libpcap reads the rest and reports the error its own way
+        }
+        if (n === null || n === 0) {
+          this.#eof = true;
+          break;
+        }
+        this.#have += n;
+      }
+    }
+    const p = this.#pos;
+    const avail = this.#have - p;
+    if (avail >= 16 && avail >= 16 + this.#view.getUint32(p + 8, true)) return true;
+    // Nothing left at all is a clean end; a partial record is libpcap's to report.
+    if (avail === 0 && this.#eof) this.ended = true;
+    return false;
+  }
+
+  close(): void {
+    try {
+      this.#file.close();
+    } catch {
+      // Already closed.
+    }
+  }
 }
 
 function toPointer(address: number): Deno.PointerObject {

@@ -300,7 +300,12 @@ function keepStats(state: WorkerState, handle: PcapHandle): void {
 function replayFiles(state: WorkerState, files: string[]): void {
   const control = state.setup.control;
   for (const file of files) {
-    const handle = PcapHandle.openOffline(file, { nanosecond: state.setup.config.nanosecond });
+    // direct: records are parsed in JS from large reads (libpcap takes over for anything unusual
+    // and for filters); no FFI call per packet.
+    const handle = PcapHandle.openOffline(file, {
+      nanosecond: state.setup.config.nanosecond,
+      direct: true,
+    });
     try {
       if (state.setup.config.filter) handle.setFilter(state.setup.config.filter);
       state.linkType = handle.linkType();

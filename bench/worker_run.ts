@@ -1,0 +1,115 @@
+/**
+ * Runs the real capture worker (src/worker.ts) on a capture file inside this process and times it:
+ * cutcap's in-process rate, without the process and main-thread start-up that `cutcap --read`'s
+ * wall time includes. Wall time counts from the worker's go (file and output open) to its "done"
+ * (last file closed, fsynced, indexed, renamed); CPU time is the worker thread's own (from
+ * /proc/self/task), read as the worker finishes.
+ *
+ * Run alone: deno run -A bench/worker_run.ts FILE [cutcap capture options...]
+ *
+ * @module
+ */
+import { parseCaptureArgs } from "../src/config.ts";
+import { allocateControl, allocateCounters, Control, Counter } from "../src/sensor/counters.ts";
+import type { WorkerMessage, WorkerSetup } from "../src/sensor/protocol.ts";
+
+/** What one worker run did. */
+export interface WorkerRun {
+  packets: number;
+  stored: number;
+  /** From go to done. */
+  seconds: number;
+  /** The worker thread's user + system CPU seconds over its whole life (start-up included). */
+  cpuSeconds: number;
+  packetsPerSecond: number;
+}
+
+const WORKER_URL = new URL("../src/worker.ts", import.meta.url);
+
+/** user + system seconds of every thread of this process whose name starts with `prefix`. */
+function threadsCpu(prefix: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const entry of Deno.readDirSync("/proc/self/task")) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/self/task/${entry.name}/stat`);
+      const open = stat.indexOf("(");
+      const close = stat.lastIndexOf(")");
+      if (!stat.slice(open + 1, close).startsWith(prefix)) continue;
+      const f = stat.slice(close + 2).split(" ");
+      out.set(entry.name, (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/**
+ * Replays `file` through one capture worker configured by `args` (cutcap capture options; --read
+ * is added) and returns its timing. The output directory given by --out is left as written.
+ */
+export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> {
+  const config = parseCaptureArgs(["--read", file, ...args]);
+  const counters = allocateCounters();
+  const control = allocateControl();
+  const setup: WorkerSetup = {
+    index: 0,
+    label: "read",
+    source: { kind: "offline", files: [file] },
+    config,
+    counters,
+    control,
+  };
+  const before = threadsCpu("worker");
+  const worker = new Worker(WORKER_URL, { type: "module" });
+  let started = 0;
+  let stored = 0;
+  let cpu = 0;
+  return new Promise<WorkerRun>((resolve, reject) => {
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      reject(new Error(`Worker crashed: ${event.message}`));
+    };
+    worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
+      const m = event.data;
+      if (m.type === "ready") {
+        started = performance.now();
+        Atomics.store(control, Control.Go, 1);
+        Atomics.notify(control, Control.Go);
+      } else if (m.type === "finalized") {
+        stored += m.file.packets;
+        // The thread is still alive here: the last file is the last thing before "done".
+        for (const [tid, seconds] of threadsCpu("worker")) {
+          if (!before.has(tid)) cpu = Math.max(cpu, seconds);
+        }
+      } else if (m.type === "fatal") {
+        worker.terminate();
+        reject(new Error(`Worker failed: ${m.message}`));
+      } else if (m.type === "done") {
+        const seconds = (performance.now() - started) / 1000;
+        worker.terminate();
+        const packets = counters[Counter.PacketsSeen];
+        resolve({ packets, stored, seconds, cpuSeconds: cpu, packetsPerSecond: packets / seconds });
+      }
+    };
+    worker.postMessage(setup);
+  });
+}
+
+if (import.meta.main) {
+  const [file, ...rest] = Deno.args;
+  if (file === undefined) throw new Error("Missing FILE: expected a pcap file to replay");
+  const out = await Deno.makeTempDir({ prefix: "cutcap-worker-run-" });
+  try {
+    for (let r = 0; r < 3; r++) {
+      await Deno.remove(out, { recursive: true }).catch(() => {});
+      const run = await runWorkerOnce(file, ["--out", out, "--byte-cutoff", "65536", ...rest]);
+      console.log(
+        `${run.packets} packets, ${run.stored} stored, ${run.seconds.toFixed(3)} s, cpu ` +
+          `${run.cpuSeconds.toFixed(2)} s, ${(run.packetsPerSecond / 1e3).toFixed(0)} kpps`,
+      );
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true }).catch(() => {});
+  }
+}
