@@ -1,12 +1,19 @@
 /**
  * Early writeback of output files: after each block is written, ask the kernel to start writing
- * it to disk (sync_file_range with SYNC_FILE_RANGE_WRITE, which does not wait for the I/O).
+ * it to disk (sync_file_range with SYNC_FILE_RANGE_WRITE, which does not wait for the I/O), and
+ * every BACKGROUND_SYNC_BYTES run an fdatasync on another thread (a nonblocking FFI call: Deno
+ * runs it on its blocking-call pool while the worker goes on capturing).
  *
  * Why: a file is fsynced before it is renamed into view. Without a hint the kernel keeps the
  * whole file dirty in the page cache (background writeback starts only at 10% of memory or after
  * 30 s), so that fsync writes all of it at once and the worker stalls for it: 0.6 s for a 360 MB
  * file here, far longer for a large rotation size on a slow disk. Started block by block, the
  * I/O overlaps with capturing and the final fsync only waits for the last blocks.
+ *
+ * The fdatasync matters on virtual disks: there, the final flush also makes the host write the
+ * file's data out, which sync_file_range alone does not start (measured here: a 360 MB file's
+ * fsync after sync_file_range hints took 330 ms, with background fdatasyncs every 32 MiB 20 ms).
+ * The final fsync before the rename stays as it was; these calls only get its work done early.
  *
  * It is only a hint: when libc or the file's descriptor cannot be found, nothing happens.
  * Deno does not expose a file's descriptor, so it is looked up once per file in /proc/self/fd.
@@ -15,9 +22,12 @@
  */
 
 const SYNC_FILE_RANGE_WRITE = 2;
+/** Bytes written between two background fdatasync calls. */
+const BACKGROUND_SYNC_BYTES = 32 << 20;
 
 const SYMBOLS = {
   sync_file_range: { parameters: ["i32", "i64", "i64", "u32"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32", nonblocking: true },
 } as const;
 
 let libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | null | undefined;
@@ -57,6 +67,7 @@ export function findDescriptor(path: string): number {
 /** Starts writeback of byte ranges of one open file; see the module comment. */
 export class Writeback {
   readonly #fd: number;
+  #unsynced = 0;
 
   private constructor(fd: number) {
     this.#fd = fd;
@@ -69,8 +80,20 @@ export class Writeback {
     return fd < 0 ? null : new Writeback(fd);
   }
 
-  /** Asks the kernel to start writing `length` bytes from `offset` (does not wait, never throws). */
+  /**
+   * Asks the kernel to start writing `length` bytes from `offset`, and now and then to flush the
+   * file in the background (does not wait, never throws). Call only while the file is open.
+   */
   start(offset: number, length: number): void {
-    load()?.sync_file_range(this.#fd, BigInt(offset), BigInt(length), SYNC_FILE_RANGE_WRITE);
+    const lib = load();
+    if (lib === null) return;
+    lib.sync_file_range(this.#fd, BigInt(offset), BigInt(length), SYNC_FILE_RANGE_WRITE);
+    this.#unsynced += length;
+    if (this.#unsynced >= BACKGROUND_SYNC_BYTES) {
+      this.#unsynced = 0;
+      // Not awaited: its result does not matter (the final fsync reports errors); a descriptor
+      // closed or reused meanwhile only makes this call fail or flush another file.
+      lib.fdatasync(this.#fd).catch(() => {});
+    }
   }
 }
