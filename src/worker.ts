@@ -10,7 +10,7 @@ import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
 import { indexPcapFile } from "./index/index_pcap.ts";
 import { decodePacket } from "./packet/mod.ts";
-import { KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
+import { FlowKind, KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
 import { describeKey } from "./packet/describe.ts";
 import { crossedLevel, largeFlowLevel } from "./flow/large_flows.ts";
 import { RotatingOutput } from "./store/mod.ts";
@@ -343,6 +343,8 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
   const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
   counters[Counter.PacketsSeen]++;
   counters[Counter.BytesSeen] += handle.wireLen;
+  counters[Counter.LastPacketTs] = ts;
+  if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
   if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
     checkLargeFlow(state, id, handle.wireLen);
   }
@@ -389,6 +391,8 @@ function publish(state: WorkerState, handle: PcapHandle | undefined): void {
   counters[Counter.FlowsEvicted] = flows.evicted;
   if (state.output) {
     counters[Counter.WriteErrors] = state.output.writeErrors;
+    counters[Counter.PacketsLost] = state.output.lostPackets;
+    counters[Counter.Rotations] = state.output.filesFinalized;
     reportWriteErrors(state);
   }
   if (handle) {

@@ -30,6 +30,8 @@ export const enum Counter {
   LastPacketTs,
   ReopenAttempts,
   UndecodedFrames,
+  /** Packets handed to the writer but lost with a block that failed to reach the disk. */
+  PacketsLost,
   /** First slot of the flow-size histogram: FlowSizeHistogram.values (buckets, +Inf, sum, count). */
   FlowSizeBuckets,
 }

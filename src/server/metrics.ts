@@ -162,8 +162,14 @@ const WORKER_COUNTERS: readonly WorkerSeries[] = [
   { name: "cutcap_bytes_seen_total", help: "Bytes (original length) seen", slot: Slot.BytesSeen },
   {
     name: "cutcap_packets_written_total",
-    help: "Packets written to pcap files",
+    help:
+      "Packets handed to the pcap writer (those lost to write errors are also in cutcap_packets_lost_total)",
     slot: Slot.PacketsWritten,
+  },
+  {
+    name: "cutcap_packets_lost_total",
+    help: "Packets lost with output blocks that failed to reach the disk",
+    slot: Slot.PacketsLost,
   },
   {
     name: "cutcap_bytes_written_total",
