@@ -26,6 +26,9 @@ import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
 import { ensureWritableDir } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 
+/** A repeat of the first signal this soon is its echo (see onSignal), not an operator's second signal. */
+const DUPLICATE_SIGNAL_MS = 300;
+
 /** Runs a capture until it is stopped (live) or its input ends (offline); resolves to the exit code. */
 export async function runCapture(config: CaptureConfig): Promise<number> {
   setLogFormat(config.logFormat);
@@ -135,24 +138,32 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
     ? setInterval(() => sdNotify("WATCHDOG=1"), watchdog * 1000)
     : undefined;
 
-  const onSignal = (): void => {
-    if (stopping) {
+  // Ctrl-C under `deno task` reaches cutcap twice (from the terminal's process group and forwarded by
+  // the task runner): the same signal again within DUPLICATE_SIGNAL_MS is that echo, not a second request.
+  let firstSignal: { signal: Deno.Signal; at: number } | undefined;
+  const onSignal = (signal: Deno.Signal): void => {
+    const now = performance.now();
+    if (firstSignal) {
+      if (signal === firstSignal.signal && now - firstSignal.at < DUPLICATE_SIGNAL_MS) return;
       logWarn("Second signal: exiting without finishing files");
       Deno.exit(130);
     }
+    firstSignal = { signal, at: now };
     logInfo("Signal received: finishing files");
     sdNotify("STOPPING=1");
     stop();
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const onSigint = () => onSignal("SIGINT");
+  const onSigterm = () => onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onSigint);
+  Deno.addSignalListener("SIGTERM", onSigterm);
 
   await finished.promise;
   clearInterval(statsTimer);
   clearInterval(retentionTimer);
   clearInterval(watchdogTimer);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
+  Deno.removeSignalListener("SIGINT", onSigint);
+  Deno.removeSignalListener("SIGTERM", onSigterm);
   keeper.close();
   await server?.shutdown();
   logInfo("Capture finished");
