@@ -101,7 +101,8 @@ if (import.meta.main) {
   if (file === undefined) throw new Error("Missing FILE: expected a pcap file to replay");
   const out = await Deno.makeTempDir({ prefix: "cutcap-worker-run-" });
   try {
-    for (let r = 0; r < 3; r++) {
+    const runs = Number(Deno.env.get("RUNS") ?? 3);
+    for (let r = 0; r < runs; r++) {
       await Deno.remove(out, { recursive: true }).catch(() => {});
       const run = await runWorkerOnce(file, ["--out", out, "--byte-cutoff", "65536", ...rest]);
       console.log(

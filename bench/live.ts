@@ -1,0 +1,414 @@
+/**
+ * Live capture: a prefix of the bench capture is sent with tcpreplay at rising rates from inside a
+ * network namespace onto a veth pair (MTU 9000, IPv6 off, no addresses, so nothing else crosses
+ * it), and captured on the outside end by tcpdump and by cutcap with 1 and 2 workers. A trial has
+ * no loss when the capturer saw every packet tcpreplay sent and libpcap reports no drop; the
+ * result per capturer is the highest rate (as tcpreplay achieved it) without loss.
+ *
+ * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..]
+ * (a rate of 0 is tcpreplay --topspeed).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** One send-and-capture trial. */
+export interface LiveTrial {
+  /** Asked rate in packets/s, 0 = --topspeed. */
+  askedPps: number;
+  /** Rate tcpreplay reports it achieved. */
+  achievedPps: number;
+  achievedMbps: number;
+  sent: number;
+  /** Packets the capturer saw (cutcap: its stats lines; tcpdump: "packets captured"). */
+  seen: number;
+  /** Kernel drops libpcap reports (cutcap: dropped + ifdropped over its workers). */
+  dropped: number;
+  /** No drop and nothing missing. */
+  lossless: boolean;
+}
+
+/** Trials of one capturer, in rising rate order. */
+export interface CapturerResult {
+  name: string;
+  trials: LiveTrial[];
+  /** The best lossless trial (highest achieved rate), undefined when none was. */
+  best: LiveTrial | undefined;
+}
+
+/** Options of {@link runLiveBench}. */
+export interface LiveBenchOptions {
+  /** Packets sent per trial (a prefix of the file), default 200000. */
+  packets?: number;
+  /** Rates to try in packets/s, rising; 0 = topspeed. Default 50k, 100k, 150k, 200k, topspeed. */
+  rates?: number[];
+  /** cutcap worker counts to try, default 1 and 2. */
+  workers?: number[];
+  /** Kernel buffer for every capturer, MiB (cutcap --buffer-size, tcpdump -B), default 64. */
+  bufferMiB?: number;
+  /** Repository root holding main.ts, default the parent of this file's folder. */
+  root?: string;
+  progress?: (line: string) => void;
+}
+
+/** Result of {@link runLiveBench}. */
+export interface LiveBenchResult {
+  packets: number;
+  bytes: number;
+  capturers: CapturerResult[];
+}
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const decoder = new TextDecoder();
+
+async function sh(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${decoder.decode(out.stderr).trim()}`);
+  }
+  return decoder.decode(out.stdout);
+}
+
+/** Copies the first `packets` records of a little-endian pcap into `out`; returns their bytes. */
+export function pcapPrefix(file: string, out: string, packets: number): number {
+  const src = Deno.openSync(file, { read: true });
+  const dst = Deno.openSync(out, { write: true, create: true, truncate: true });
+  try {
+    const buf = new Uint8Array(8 << 20);
+    const dv = new DataView(buf.buffer);
+    let have = 0;
+    let pos = 0;
+    let count = 0;
+    let bytes = 0;
+    let headerDone = false;
+    const writeAll = (b: Uint8Array): void => {
+      let off = 0;
+      while (off < b.length) off += dst.writeSync(b.subarray(off));
+    };
+    for (;;) {
+      buf.copyWithin(0, pos, have);
+      have -= pos;
+      pos = 0;
+      const n = src.readSync(buf.subarray(have));
+      if (n === null || n === 0) break;
+      have += n;
+      let start = pos;
+      if (!headerDone) {
+        pos = 24;
+        headerDone = true;
+      }
+      while (count < packets && have - pos >= 16) {
+        const caplen = dv.getUint32(pos + 8, true);
+        if (have - pos < 16 + caplen) break;
+        bytes += 16 + caplen;
+        pos += 16 + caplen;
+        count++;
+      }
+      writeAll(buf.subarray(start, pos));
+      start = pos;
+      if (count === packets) break;
+    }
+    return bytes;
+  } finally {
+    src.close();
+    dst.close();
+  }
+}
+
+/** A namespace with a veth pair; tcpreplay sends on `inside`, capturers listen on `outside`. */
+interface Veth {
+  ns: string;
+  inside: string;
+  outside: string;
+  remove(): Promise<void>;
+}
+
+async function createVeth(): Promise<Veth> {
+  const ns = `cc-bench-${Deno.pid}`;
+  const inside = `ccbna${Deno.pid}`.slice(0, 15);
+  const outside = `ccbnb${Deno.pid}`.slice(0, 15);
+  const remove = async (): Promise<void> => {
+    await sh("ip", ["link", "del", outside]).catch(() => "");
+    await sh("ip", ["netns", "del", ns]).catch(() => "");
+  };
+  try {
+    await sh("ip", ["netns", "add", ns]);
+    await sh("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    await sh("ip", [
+      ...["netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+    ]);
+    await sh("ip", [
+      ...["link", "add", outside, "mtu", "9000", "type", "veth"],
+      ...["peer", "name", inside, "mtu", "9000", "netns", ns],
+    ]);
+    await sh("sysctl", ["-qw", `net.ipv6.conf.${outside}.disable_ipv6=1`]);
+    await sh("ip", ["link", "set", outside, "up"]);
+    await sh("ip", ["netns", "exec", ns, "ip", "link", "set", inside, "up"]);
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return { ns, inside, outside, remove };
+}
+
+/** Sends `file` from inside the namespace; returns tcpreplay's counts and achieved rate. */
+async function replay(
+  veth: Veth,
+  file: string,
+  pps: number,
+): Promise<{ sent: number; pps: number; mbps: number }> {
+  const rate = pps > 0 ? `--pps=${pps}` : "--topspeed";
+  const out = await sh("ip", [
+    "netns",
+    "exec",
+    veth.ns,
+    "tcpreplay",
+    rate,
+    "-i",
+    veth.inside,
+    file,
+  ]);
+  const sent = /Successful packets:\s+(\d+)/.exec(out);
+  const rated = /Rated: [\d.]+ Bps, ([\d.]+) Mbps, ([\d.]+) pps/.exec(out);
+  if (sent === null || rated === null) throw new Error(`Unexpected tcpreplay output: ${out}`);
+  return { sent: Number(sent[1]), pps: Number(rated[2]), mbps: Number(rated[1]) };
+}
+
+/** Collects a child's stderr lines as they come. */
+function collectLines(
+  stream: ReadableStream<Uint8Array>,
+): { lines: string[]; done: Promise<void> } {
+  const lines: string[] = [];
+  const done = (async () => {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop() ?? "";
+      lines.push(...parts);
+    }
+    if (rest !== "") lines.push(rest);
+  })();
+  return { lines, done };
+}
+
+async function waitFor(
+  lines: string[],
+  pattern: RegExp,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!lines.some((l) => pattern.test(l))) {
+    if (Date.now() > until) {
+      throw new Error(`${what}: expected a line matching ${pattern}, found: ${lines.join(" | ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Per worker totals from cutcap's stats lines: packets (sum of pkts), last dropped + ifdropped. */
+function cutcapTotals(lines: string[]): { seen: number; dropped: number; statsLines: number } {
+  const seen = new Map<string, number>();
+  const dropped = new Map<string, number>();
+  let statsLines = 0;
+  for (const line of lines) {
+    const m = / W=(\d+) .* pkts=(\d+) .* dropped=(\d+) ifdropped=(\d+)/.exec(line);
+    if (m === null) continue;
+    statsLines++;
+    seen.set(m[1], (seen.get(m[1]) ?? 0) + Number(m[2]));
+    dropped.set(m[1], Number(m[3]) + Number(m[4]));
+  }
+  let s = 0;
+  let d = 0;
+  for (const v of seen.values()) s += v;
+  for (const v of dropped.values()) d += v;
+  return { seen: s, dropped: d, statsLines };
+}
+
+async function cutcapTrial(
+  veth: Veth,
+  file: string,
+  pps: number,
+  workers: number,
+  opts: { root: string; bufferMiB: number; outDir: string },
+): Promise<LiveTrial> {
+  await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
+  const child = new Deno.Command("deno", {
+    args: [
+      ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
+      ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
+      ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const { lines, done } = collectLines(child.stderr);
+  try {
+    await waitFor(lines, /Capturing on/, 20_000, "cutcap start");
+    const sent = await replay(veth, file, pps);
+    // Wait until the counters stop moving: two stats lines in a row with the same totals.
+    let last = -1;
+    for (let i = 0; i < 40; i++) {
+      await sleep(600);
+      const now = cutcapTotals(lines).seen;
+      if (now === last && now > 0) break;
+      last = now;
+    }
+    child.kill("SIGINT");
+    await child.status;
+    await done;
+    const totals = cutcapTotals(lines);
+    return {
+      askedPps: pps,
+      achievedPps: sent.pps,
+      achievedMbps: sent.mbps,
+      sent: sent.sent,
+      seen: totals.seen,
+      dropped: totals.dropped,
+      lossless: totals.dropped === 0 && totals.seen >= sent.sent,
+    };
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await child.status;
+    throw error;
+  }
+}
+
+async function tcpdumpTrial(
+  veth: Veth,
+  file: string,
+  pps: number,
+  opts: { bufferMiB: number; outFile: string },
+): Promise<LiveTrial> {
+  const child = new Deno.Command("tcpdump", {
+    args: ["-i", veth.outside, "-B", String(opts.bufferMiB * 1024), "-w", opts.outFile],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const { lines, done } = collectLines(child.stderr);
+  try {
+    await waitFor(lines, /listening on/, 10_000, "tcpdump start");
+    const sent = await replay(veth, file, pps);
+    await sleep(1000);
+    child.kill("SIGINT");
+    await child.status;
+    await done;
+    const text = lines.join("\n");
+    const captured = Number(/(\d+) packets? captured/.exec(text)?.[1] ?? -1);
+    const dropped = Number(/(\d+) packets? dropped by kernel/.exec(text)?.[1] ?? -1);
+    return {
+      askedPps: pps,
+      achievedPps: sent.pps,
+      achievedMbps: sent.mbps,
+      sent: sent.sent,
+      seen: captured,
+      dropped,
+      lossless: dropped === 0 && captured >= sent.sent,
+    };
+  } finally {
+    await Deno.remove(opts.outFile).catch(() => {});
+  }
+}
+
+/** Runs every capturer at every rate; see the module comment. */
+export async function runLiveBench(
+  file: string,
+  opts: LiveBenchOptions = {},
+): Promise<LiveBenchResult> {
+  if (Deno.uid() !== 0) throw new Error("The live benchmark needs root: expected uid 0");
+  const packets = opts.packets ?? 200_000;
+  const rates = opts.rates ?? [50_000, 100_000, 150_000, 200_000, 0];
+  const workerCounts = opts.workers ?? [1, 2];
+  const bufferMiB = opts.bufferMiB ?? 64;
+  const root = opts.root ?? ROOT;
+  const progress = opts.progress ?? ((line: string) => console.error(line));
+  const work = await Deno.makeTempDir({ prefix: "cutcap-bench-live-" });
+  const veth = await createVeth();
+  try {
+    const prefix = `${work}/prefix.pcap`;
+    const bytes = pcapPrefix(file, prefix, packets);
+    const capturers: { name: string; trial: (pps: number) => Promise<LiveTrial> }[] = [
+      {
+        name: "tcpdump -w FILE",
+        trial: (pps) => tcpdumpTrial(veth, prefix, pps, { bufferMiB, outFile: `${work}/t.pcap` }),
+      },
+      ...workerCounts.map((w) => ({
+        name: `cutcap ${w} worker${w > 1 ? "s" : ""}`,
+        trial: (pps: number) =>
+          cutcapTrial(veth, prefix, pps, w, { root, bufferMiB, outDir: `${work}/out` }),
+      })),
+    ];
+    const results: CapturerResult[] = [];
+    for (const c of capturers) {
+      const trials: LiveTrial[] = [];
+      let failures = 0;
+      for (const pps of rates) {
+        const t = await c.trial(pps);
+        trials.push(t);
+        progress(
+          `live: ${c.name} at ${pps > 0 ? pps : "topspeed"} pps: sent ${t.sent} at ` +
+            `${t.achievedPps.toFixed(0)} pps, seen ${t.seen}, dropped ${t.dropped}`,
+        );
+        failures = t.lossless ? 0 : failures + 1;
+        if (failures === 2) break;
+      }
+      const lossless = trials.filter((t) => t.lossless);
+      const best = lossless.sort((a, b) => b.achievedPps - a.achievedPps)[0];
+      results.push({ name: c.name, trials, best });
+    }
+    return { packets, bytes, capturers: results };
+  } finally {
+    await veth.remove();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The result as markdown. */
+export function liveMarkdown(r: LiveBenchResult): string {
+  const lines = [
+    `${r.packets} packets (${(r.bytes / 1e6).toFixed(0)} MB) per trial over a veth pair; ` +
+    `"rate" is what tcpreplay achieved.`,
+    "",
+    "| capturer | highest rate without loss | per trial: rate → seen/sent, drops |",
+    "|---|---|---|",
+  ];
+  for (const c of r.capturers) {
+    const best = c.best === undefined
+      ? "none"
+      : `${(c.best.achievedPps / 1e3).toFixed(0)} kpps (${c.best.achievedMbps.toFixed(0)} Mbit/s)`;
+    const trials = c.trials.map((t) =>
+      `${(t.achievedPps / 1e3).toFixed(0)}k → ${t.seen}/${t.sent}, ${t.dropped}`
+    ).join("; ");
+    lines.push(`| ${c.name} | ${best} | ${trials} |`);
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      packets: { type: "string", default: "200000" },
+      rates: { type: "string" },
+      workers: { type: "string", default: "1,2" },
+    },
+  });
+  const file = positionals[0];
+  if (file === undefined) throw new Error("Missing FILE: expected a pcap file to replay");
+  const result = await runLiveBench(file, {
+    packets: Number(values.packets),
+    rates: values.rates?.split(",").map(Number),
+    workers: values.workers.split(",").map(Number),
+  });
+  console.log(liveMarkdown(result));
+}
