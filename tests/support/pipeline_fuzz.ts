@@ -13,8 +13,9 @@ import { IndexBuilder } from "../../src/index/mod.ts";
 import { readFileIndex } from "../../src/index/index_reader.ts";
 import { decodePacket, DLT_EN10MB, DLT_RAW, PacketInfo } from "../../src/packet/mod.ts";
 import { type Compression, PcapReader, RotatingOutput } from "../../src/store/mod.ts";
+import { CORPUS_DIR } from "./corpus.ts";
 
-const CORPUS = new URL("../../../shared/corpus/tcpdump/", import.meta.url).pathname;
+const CORPUS = CORPUS_DIR;
 /** Largest caplen the output keeps whole (MAX_CAPLEN): frames are never longer than this. */
 const SNAPLEN = 262144;
 /** Frames between two changes of the link type the output file is written with. */
