@@ -35,6 +35,8 @@ export interface CaptureConfig {
   nanosecond: boolean;
   statsInterval: number;
   listen: { host: string; port: number } | null;
+  /** Where to write the final metrics at exit (node_exporter textfile format), if anywhere. */
+  metricsFile: string | undefined;
   libpcap: string | undefined;
   logFormat: LogFormat;
   user: string | undefined;
@@ -75,6 +77,7 @@ export const CAPTURE_OPTIONS = {
   nanosecond: { type: "boolean", default: false },
   "stats-interval": { type: "string", default: "30s" },
   listen: { type: "string", default: "127.0.0.1:9102" },
+  "metrics-file": { type: "string" },
   libpcap: { type: "string" },
   "log-format": { type: "string", default: "text" },
   user: { type: "string" },
@@ -141,6 +144,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     nanosecond: values.nanosecond,
     statsInterval: parseDuration(values["stats-interval"], "--stats-interval"),
     listen: parseListen(values.listen),
+    metricsFile: values["metrics-file"],
     libpcap: values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP"),
     logFormat,
     user: values.user,

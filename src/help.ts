@@ -34,6 +34,7 @@ Capture options (defaults in brackets):
       --nanosecond               nanosecond timestamps in the output
       --stats-interval DUR       stats line per worker, 0 = off [30s]
       --listen HOST:PORT         HTTP server, "off" to disable [127.0.0.1:9102]
+      --metrics-file PATH        write the final metrics there at exit (textfile collector)
       --libpcap PATH             libpcap build to load (SNF, PF_RING) [$CUTCAP_LIBPCAP or the system's]
       --log-format text|json     [text]
       --user NAME                drop root privileges after opening the capture handles

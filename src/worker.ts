@@ -389,6 +389,7 @@ function publish(state: WorkerState, handle: PcapHandle | undefined): void {
   counters[Counter.FlowsExpired] = flows.expiredIdle;
   counters[Counter.FlowsClosed] = flows.closed;
   counters[Counter.FlowsEvicted] = flows.evicted;
+  counters.set(flows.sizes.values, Counter.FlowSizeBuckets);
   if (state.output) {
     counters[Counter.WriteErrors] = state.output.writeErrors;
     counters[Counter.PacketsLost] = state.output.lostPackets;

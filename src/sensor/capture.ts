@@ -19,6 +19,7 @@ import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { readTokenFile } from "../server/app.ts";
+import { SensorMetrics } from "../server/metrics.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
@@ -62,7 +63,10 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   const enforceRetention = () => retention.enabled && retention.run(keeper.catalog);
   enforceRetention();
   const retentionTimer = retention.enabled ? setInterval(enforceRetention, 5000) : undefined;
-  const server = config.listen ? startServer(view, serverOptions(config, keeper)) : undefined;
+  const metrics = new SensorMetrics(view);
+  const server = config.listen
+    ? startServer(view, { ...serverOptions(config, keeper), metrics })
+    : undefined;
   const source = config.readFiles.length > 0
     ? `${config.readFiles.length} file(s)`
     : config.interfaces.join(",");
@@ -165,6 +169,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
   keeper.close();
+  if (config.metricsFile) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
   logInfo("Capture finished");
   return exitCode;
@@ -213,4 +218,18 @@ function serverOptions(config: CaptureConfig, keeper: CatalogKeeper): ListenOpti
     token: config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile),
     openMetrics: config.openMetrics,
   };
+}
+
+/** Final metrics for batch runs (an offline replay exits when done): written atomically, so a
+ * node_exporter textfile collector never reads half a file. */
+async function writeMetricsFile(path: string, metrics: SensorMetrics): Promise<void> {
+  try {
+    const temp = `${path}.${Deno.pid}.tmp`;
+    await Deno.writeTextFile(temp, await metrics.metricsText());
+    await Deno.rename(temp, path);
+  } catch (error) {
+    logWarn(
+      `Cannot write --metrics-file ${path}: ${error instanceof Error ? error.message : error}`,
+    );
+  }
 }

@@ -5,6 +5,7 @@
  */
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
+import type { SensorMetrics } from "./metrics.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
 
@@ -21,6 +22,8 @@ export interface ListenOptions extends GuardOptions {
   token?: string;
   /** Leave /metrics, /healthz and /readyz open when a token is set. */
   openMetrics?: boolean;
+  /** The registry /metrics serves (default: a new one for `sensor`). */
+  metrics?: SensorMetrics;
 }
 
 /** A running server. */
@@ -39,6 +42,7 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     routes: options.routes,
     token: options.token,
     openMetrics: options.openMetrics,
+    metrics: options.metrics,
   });
   const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   let guard;
