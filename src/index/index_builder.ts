@@ -61,6 +61,8 @@ const PACKET_BYTES = 8 * 2 + 4;
 const TWO_POW_32 = 4294967296;
 /** Size of the buffer encode() fills and hands to its sink, section by section. */
 const ENCODE_CHUNK = 1 << 20;
+/** Values gathered at a time while encoding a section. */
+const BATCH = 8192;
 
 /** Per-file index under construction; one per open output file, reused via `reset()`. */
 export class IndexBuilder {
@@ -223,8 +225,8 @@ export class IndexBuilder {
 
   /**
    * Produces the index bytes in order, handing them to `sink` in pieces (the piece is only valid
-   * during the call). Packets are emitted per flow by walking per-flow chains built here (one u32
-   * per packet and per flow), instead of scattering them into a copy of the whole file.
+   * during the call). Packets are emitted in table order through a permutation (one u32 per
+   * packet) instead of being scattered into a copy of the whole file.
    */
   #encodeTo(meta: IndexMeta, sink: (chunk: Uint8Array) => void): void {
     const enc = new TextEncoder();
@@ -319,51 +321,82 @@ export class IndexBuilder {
       order.set(arr);
     }
 
+    // Sections are gathered a batch at a time into one scratch buffer (tight loops over plain
+    // typed arrays), then copied to the output in one piece.
     const out = new ChunkWriter(sink);
     out.bytes(header);
+    const scratch = new ArrayBuffer(BATCH * 8);
+    const s32 = new Uint32Array(scratch);
+    const s64 = new Float64Array(scratch);
+    const bytes32 = (n: number): void => out.bytes(new Uint8Array(scratch, 0, n * 4));
+    const bytes64 = (n: number): void => out.bytes(new Uint8Array(scratch, 0, n * 8));
     const keys = this.#ffKeys;
-    for (let r = 0; r < F; r++) {
-      const k = order[r] * KEY_WORDS;
-      for (let i = 0; i < KEY_WORDS; i++) out.u32(keys[k + i]);
+    const flowsPerBatch = Math.floor(BATCH / KEY_WORDS);
+    for (let r0 = 0; r0 < F; r0 += flowsPerBatch) {
+      const r1 = Math.min(F, r0 + flowsPerBatch);
+      let j = 0;
+      for (let r = r0; r < r1; r++) {
+        const k = order[r] * KEY_WORDS;
+        for (let i = 0; i < KEY_WORDS; i++) s32[j++] = keys[k + i];
+      }
+      bytes32(j);
     }
-    for (let r = 0; r < F; r++) out.f64(first[order[r]]);
     const last = this.#ffLast;
-    for (let r = 0; r < F; r++) out.f64(last[order[r]]);
     const fbytes = this.#ffBytes;
-    for (let r = 0; r < F; r++) out.f64(fbytes[order[r]]);
+    for (const column of [first, last, fbytes]) {
+      for (let r0 = 0; r0 < F; r0 += BATCH) {
+        const r1 = Math.min(F, r0 + BATCH);
+        for (let r = r0; r < r1; r++) s64[r - r0] = column[order[r]];
+        bytes64(r1 - r0);
+      }
+    }
     const count = this.#ffCount;
     let start = 0;
-    for (let r = 0; r < F; r++) {
-      out.u32(start);
-      start += count[order[r]];
+    for (let r0 = 0; r0 < F; r0 += BATCH) {
+      const r1 = Math.min(F, r0 + BATCH);
+      for (let r = r0; r < r1; r++) {
+        s32[r - r0] = start;
+        start += count[order[r]];
+      }
+      bytes32(r1 - r0);
     }
-    for (let r = 0; r < F; r++) out.u32(count[order[r]]);
+    for (let r0 = 0; r0 < F; r0 += BATCH) {
+      const r1 = Math.min(F, r0 + BATCH);
+      for (let r = r0; r < r1; r++) s32[r - r0] = count[order[r]];
+      bytes32(r1 - r0);
+    }
     out.zeros(lay.offsets - out.written);
 
-    // Each flow's packets in file order: chain them (head per flow, next per packet) by walking
-    // the packets backwards, then emit flow by flow in table order.
-    const END = 0xffffffff;
-    const head = new Uint32Array(F).fill(END);
-    const next = new Uint32Array(N);
+    // The packets in table order (by flow, file order within a flow) as a permutation, made by
+    // a counting sort: independent reads afterwards, unlike walking per-flow chains.
+    const rank = new Uint32Array(F);
+    for (let r = 0; r < F; r++) rank[order[r]] = r;
+    const fill = new Uint32Array(F);
+    for (let r = 1; r < F; r++) fill[r] = fill[r - 1] + count[order[r - 1]];
+    const perm = new Uint32Array(N);
     const pf = this.#pktFlow;
-    for (let p = N - 1; p >= 0; p--) {
-      const f = pf[p];
-      next[p] = head[f];
-      head[f] = p;
-    }
+    for (let p = 0; p < N; p++) perm[fill[rank[pf[p]]]++] = p;
     const po = this.#pktOffset;
-    for (let r = 0; r < F; r++) {
-      for (let p = head[order[r]]; p !== END; p = next[p]) {
-        if (wide) out.f64(po[p]);
-        else out.u32(po[p]);
+    for (let i0 = 0; i0 < N; i0 += BATCH) {
+      const i1 = Math.min(N, i0 + BATCH);
+      if (wide) {
+        for (let i = i0; i < i1; i++) s64[i - i0] = po[perm[i]];
+        bytes64(i1 - i0);
+      } else {
+        for (let i = i0; i < i1; i++) s32[i - i0] = po[perm[i]];
+        bytes32(i1 - i0);
       }
     }
     out.zeros(lay.times - out.written);
     const ts = this.#pktTs;
-    for (let r = 0; r < F; r++) {
-      for (let p = head[order[r]]; p !== END; p = next[p]) {
-        if (wideTimes) out.f64(ts[p]);
-        else out.u32(Math.round((ts[p] - t0) * 1e6));
+    for (let i0 = 0; i0 < N; i0 += BATCH) {
+      const i1 = Math.min(N, i0 + BATCH);
+      if (wideTimes) {
+        for (let i = i0; i < i1; i++) s64[i - i0] = ts[perm[i]];
+        bytes64(i1 - i0);
+      } else {
+        for (let i = i0; i < i1; i++) s32[i - i0] = Math.round((ts[perm[i]] - t0) * 1e6);
+        bytes32(i1 - i0);
       }
     }
     out.zeros(lay.blocks - out.written);
@@ -433,33 +466,38 @@ export class IndexBuilder {
 
 /**
  * Little-endian values into a reusable buffer, handed to a sink whenever it fills, with a running
- * CRC-32 of everything written.
+ * CRC-32 of everything written. Values go through typed-array views of the buffer: every index
+ * section starts at a multiple of 8 and the buffer's size is one, so a u32 always lands at a
+ * multiple of 4 and an f64 at a multiple of 8, and no value straddles two buffers.
  */
 class ChunkWriter {
-  /** Bytes produced so far (flushed or buffered). */
-  written = 0;
   readonly #sink: (chunk: Uint8Array) => void;
   readonly #buf = new Uint8Array(ENCODE_CHUNK);
-  readonly #view = new DataView(this.#buf.buffer);
+  readonly #u32 = new Uint32Array(this.#buf.buffer);
+  readonly #f64 = new Float64Array(this.#buf.buffer);
   #used = 0;
+  #flushed = 0;
   #crc = 0;
 
   constructor(sink: (chunk: Uint8Array) => void) {
     this.#sink = sink;
   }
 
+  /** Bytes produced so far (flushed or buffered). */
+  get written(): number {
+    return this.#flushed + this.#used;
+  }
+
   u32(v: number): void {
-    if (this.#used + 4 > ENCODE_CHUNK) this.flush();
-    this.#view.setUint32(this.#used, v, true);
+    if (this.#used === ENCODE_CHUNK) this.flush();
+    this.#u32[this.#used >> 2] = v;
     this.#used += 4;
-    this.written += 4;
   }
 
   f64(v: number): void {
-    if (this.#used + 8 > ENCODE_CHUNK) this.flush();
-    this.#view.setFloat64(this.#used, v, true);
+    if (this.#used === ENCODE_CHUNK) this.flush();
+    this.#f64[this.#used >> 3] = v;
     this.#used += 8;
-    this.written += 8;
   }
 
   zeros(n: number): void {
@@ -467,7 +505,6 @@ class ChunkWriter {
       if (this.#used === ENCODE_CHUNK) this.flush();
       this.#buf[this.#used++] = 0;
     }
-    this.written += n;
   }
 
   bytes(b: Uint8Array): void {
@@ -478,21 +515,20 @@ class ChunkWriter {
       this.#used += n;
       at += n;
     }
-    this.written += b.length;
   }
 
-  /** CRC-32 of every byte written so far. */
+  /** CRC-32 of every byte written so far (hands the buffered bytes to the sink). */
   crc(): number {
-    this.#crc = crc32(this.#buf.subarray(0, this.#used), this.#crc);
-    this.#sink(this.#buf.subarray(0, this.#used));
-    this.#used = 0;
+    this.flush();
     return this.#crc;
   }
 
   flush(): void {
     if (this.#used === 0) return;
-    this.#crc = crc32(this.#buf.subarray(0, this.#used), this.#crc);
-    this.#sink(this.#buf.subarray(0, this.#used));
+    const chunk = this.#buf.subarray(0, this.#used);
+    this.#crc = crc32(chunk, this.#crc);
+    this.#sink(chunk);
+    this.#flushed += this.#used;
     this.#used = 0;
   }
 }
