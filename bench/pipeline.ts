@@ -170,6 +170,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
     if (!cutoff.allows(flows.packetsBefore, flows.bytesBefore)) continue;
     stored++;
     if (!doWrite) continue;
+    pcap?.settle();
     const offset = output.write(
       handle.data,
       handle.offset,

@@ -446,6 +446,21 @@ export class PcapHandle {
   }
 
   /**
+   * Puts the current packet at offset 0 of `data`, like libpcap's offline reader always does.
+   * The direct reader hands packets out where it read them; a writer that keeps a view per
+   * packet length over a fixed offset (the store's does) needs them at one place, and only the
+   * packets it stores need the move. A no-op when the packet is there already or comes from
+   * libpcap (a live ring's packets stay where they are).
+   */
+  settle(): void {
+    const at = this.offset;
+    if (at !== 0 && this.#direct !== null) {
+      this.data.copyWithin(0, at, at + this.caplen);
+      this.offset = 0;
+    }
+  }
+
+  /**
    * Stops the direct reader and lets libpcap continue at the record it stopped before: our FILE
    * is positioned there (libpcap keeps no other state between records of a pcap file).
    */
@@ -607,16 +622,17 @@ const PCAP_MAGIC_NANO = 0xa1b23c4d;
 
 /**
  * The direct reader of OfflineOptions.direct: pcap records parsed from large reads of the file.
- * Each packet is moved (copyWithin, no allocation) to the start of one buffer, so like libpcap's
- * own reader it always sits at the same place: `data` is the same array and `offset` 0 for
- * every packet, which lets writers reuse views. `next()` returns false when it cannot hand out
- * the record at `recordOffset` (end of file, or a record for libpcap to judge).
+ * Packets are handed out where they were read (`data` is always the same array, `offset` varies);
+ * PcapHandle.settle() moves one to offset 0 (copyWithin, no allocation) when it is about to be
+ * copied by a writer that reuses views per length, so only stored packets are moved. `next()`
+ * returns false when it cannot hand out the record at `recordOffset` (end of file, or a record
+ * for libpcap to judge).
  */
 class DirectReader {
   /** True once the file ended exactly after a complete record. */
   ended = false;
   readonly #file: Deno.FsFile;
-  /** [0, MAX_DIRECT_CAPLEN): the packet handed out; then the data read from the file. */
+  /** [0, MAX_DIRECT_CAPLEN): where settle() moves a packet; then the data read from the file. */
   readonly #buf: Uint8Array;
   readonly #view: DataView;
   readonly #maxCaplen: number;
@@ -693,10 +709,8 @@ class DirectReader {
     h.tsFrac = view.getUint32(p + 4, true);
     h.caplen = caplen;
     h.wireLen = view.getUint32(p + 12, true);
-    const buf = this.#buf;
-    buf.copyWithin(0, p + 16, p + 16 + caplen);
-    h.data = buf;
-    h.offset = 0;
+    h.data = this.#buf;
+    h.offset = p + 16;
     this.#pos = p + 16 + caplen;
     return true;
   }

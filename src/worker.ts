@@ -349,6 +349,9 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
     checkLargeFlow(state, id, handle.wireLen);
   }
   if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) return;
+  // Offline packets stored are moved to one place first (see PcapHandle.settle), so the writer
+  // reuses its views instead of making one per packet.
+  handle.settle();
   const offset = state.output.write(
     handle.data,
     handle.offset,
