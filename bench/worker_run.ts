@@ -22,6 +22,8 @@ export interface WorkerRun {
   /** The worker thread's user + system CPU seconds over its whole life (start-up included). */
   cpuSeconds: number;
   packetsPerSecond: number;
+  /** Seconds the worker spent writing indexes (its IndexBuildSeconds counter). */
+  indexSeconds: number;
 }
 
 const WORKER_URL = new URL("../src/worker.ts", import.meta.url);
@@ -89,7 +91,14 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
         const seconds = (performance.now() - started) / 1000;
         worker.terminate();
         const packets = counters[Counter.PacketsSeen];
-        resolve({ packets, stored, seconds, cpuSeconds: cpu, packetsPerSecond: packets / seconds });
+        resolve({
+          packets,
+          stored,
+          seconds,
+          cpuSeconds: cpu,
+          packetsPerSecond: packets / seconds,
+          indexSeconds: counters[Counter.IndexBuildSeconds],
+        });
       }
     };
     worker.postMessage(setup);
@@ -107,7 +116,10 @@ if (import.meta.main) {
       const run = await runWorkerOnce(file, ["--out", out, "--byte-cutoff", "65536", ...rest]);
       console.log(
         `${run.packets} packets, ${run.stored} stored, ${run.seconds.toFixed(3)} s, cpu ` +
-          `${run.cpuSeconds.toFixed(2)} s, ${(run.packetsPerSecond / 1e3).toFixed(0)} kpps`,
+          `${run.cpuSeconds.toFixed(2)} s, ${
+            (run.packetsPerSecond / 1e3).toFixed(0)
+          } kpps, index ` +
+          `${(run.indexSeconds * 1000).toFixed(0)} ms`,
       );
     }
   } finally {

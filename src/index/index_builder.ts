@@ -61,8 +61,6 @@ const PACKET_BYTES = 8 * 2 + 4;
 const TWO_POW_32 = 4294967296;
 /** Size of the buffer encode() fills and hands to its sink, section by section. */
 const ENCODE_CHUNK = 1 << 20;
-/** Values gathered at a time while encoding a section. */
-const BATCH = 8192;
 
 /** Per-file index under construction; one per open output file, reused via `reset()`. */
 export class IndexBuilder {
@@ -225,8 +223,9 @@ export class IndexBuilder {
 
   /**
    * Produces the index bytes in order, handing them to `sink` in pieces (the piece is only valid
-   * during the call). Packets are emitted in table order through a permutation (one u32 per
-   * packet) instead of being scattered into a copy of the whole file.
+   * during the call). Only the packet sections are built in memory (scattered into place, 8
+   * bytes per packet), not a copy of the whole file; the per-flow columns usually go out as
+   * they are.
    */
   #encodeTo(meta: IndexMeta, sink: (chunk: Uint8Array) => void): void {
     const enc = new TextEncoder();
@@ -304,9 +303,9 @@ export class IndexBuilder {
     );
     dv.setUint32(HEADER_CRC_AT, hcrc, true);
 
-    // Flow order: by first time, stable on first appearance.
-    const order = new Uint32Array(F);
-    for (let i = 0; i < F; i++) order[i] = i;
+    // Flow order: by first time, stable on first appearance. Flows are numbered in order of
+    // appearance, so with time-ordered packets (nearly always) the order is the identity and
+    // the per-flow columns go out as they are, in one copy each.
     const first = this.#ffFirst;
     let sorted = true;
     for (let i = 1; i < F; i++) {
@@ -315,90 +314,72 @@ export class IndexBuilder {
         break;
       }
     }
+    let order: Uint32Array | null = null;
     if (!sorted) {
-      const arr = Array.from(order);
+      const arr = Array.from({ length: F }, (_, i) => i);
       arr.sort((a, b) => first[a] - first[b] || a - b);
-      order.set(arr);
+      order = Uint32Array.from(arr);
     }
 
-    // Sections are gathered a batch at a time into one scratch buffer (tight loops over plain
-    // typed arrays), then copied to the output in one piece.
     const out = new ChunkWriter(sink);
     out.bytes(header);
-    const scratch = new ArrayBuffer(BATCH * 8);
-    const s32 = new Uint32Array(scratch);
-    const s64 = new Float64Array(scratch);
-    const bytes32 = (n: number): void => out.bytes(new Uint8Array(scratch, 0, n * 4));
-    const bytes64 = (n: number): void => out.bytes(new Uint8Array(scratch, 0, n * 8));
     const keys = this.#ffKeys;
-    const flowsPerBatch = Math.floor(BATCH / KEY_WORDS);
-    for (let r0 = 0; r0 < F; r0 += flowsPerBatch) {
-      const r1 = Math.min(F, r0 + flowsPerBatch);
-      let j = 0;
-      for (let r = r0; r < r1; r++) {
-        const k = order[r] * KEY_WORDS;
-        for (let i = 0; i < KEY_WORDS; i++) s32[j++] = keys[k + i];
-      }
-      bytes32(j);
-    }
     const last = this.#ffLast;
     const fbytes = this.#ffBytes;
-    for (const column of [first, last, fbytes]) {
-      for (let r0 = 0; r0 < F; r0 += BATCH) {
-        const r1 = Math.min(F, r0 + BATCH);
-        for (let r = r0; r < r1; r++) s64[r - r0] = column[order[r]];
-        bytes64(r1 - r0);
-      }
-    }
     const count = this.#ffCount;
-    let start = 0;
-    for (let r0 = 0; r0 < F; r0 += BATCH) {
-      const r1 = Math.min(F, r0 + BATCH);
-      for (let r = r0; r < r1; r++) {
-        s32[r - r0] = start;
-        start += count[order[r]];
+    // Where each flow's packets start in the packet sections, by per-file flow number.
+    const start = new Uint32Array(F);
+    if (order === null) {
+      out.bytes(viewBytes(keys, F * KEY_WORDS));
+      out.bytes(viewBytes(first, F));
+      out.bytes(viewBytes(last, F));
+      out.bytes(viewBytes(fbytes, F));
+      for (let f = 1; f < F; f++) start[f] = start[f - 1] + count[f - 1];
+      out.bytes(viewBytes(start, F));
+      out.bytes(viewBytes(count, F));
+    } else {
+      const o = order;
+      const flowKeys = new Uint32Array(F * KEY_WORDS);
+      for (let r = 0; r < F; r++) {
+        const k = o[r] * KEY_WORDS;
+        for (let i = 0; i < KEY_WORDS; i++) flowKeys[r * KEY_WORDS + i] = keys[k + i];
       }
-      bytes32(r1 - r0);
-    }
-    for (let r0 = 0; r0 < F; r0 += BATCH) {
-      const r1 = Math.min(F, r0 + BATCH);
-      for (let r = r0; r < r1; r++) s32[r - r0] = count[order[r]];
-      bytes32(r1 - r0);
+      out.bytes(viewBytes(flowKeys, F * KEY_WORDS));
+      const column = new Float64Array(F);
+      for (const src of [first, last, fbytes]) {
+        for (let r = 0; r < F; r++) column[r] = src[o[r]];
+        out.bytes(viewBytes(column, F));
+      }
+      const starts = new Uint32Array(F);
+      const counts = new Uint32Array(F);
+      let at = 0;
+      for (let r = 0; r < F; r++) {
+        const f = o[r];
+        start[f] = at;
+        starts[r] = at;
+        counts[r] = count[f];
+        at += count[f];
+      }
+      out.bytes(viewBytes(starts, F));
+      out.bytes(viewBytes(counts, F));
     }
     out.zeros(lay.offsets - out.written);
 
-    // The packets in table order (by flow, file order within a flow) as a permutation, made by
-    // a counting sort: independent reads afterwards, unlike walking per-flow chains.
-    const rank = new Uint32Array(F);
-    for (let r = 0; r < F; r++) rank[order[r]] = r;
-    const fill = new Uint32Array(F);
-    for (let r = 1; r < F; r++) fill[r] = fill[r - 1] + count[order[r - 1]];
-    const perm = new Uint32Array(N);
+    // Packets go to their flow's slice, file order within a flow: one pass scattering offsets
+    // and times into section-sized arrays, then each array goes out in one copy.
+    const offsets = wide ? new Float64Array(N) : new Uint32Array(N);
+    const times = wideTimes ? new Float64Array(N) : new Uint32Array(N);
     const pf = this.#pktFlow;
-    for (let p = 0; p < N; p++) perm[fill[rank[pf[p]]]++] = p;
     const po = this.#pktOffset;
-    for (let i0 = 0; i0 < N; i0 += BATCH) {
-      const i1 = Math.min(N, i0 + BATCH);
-      if (wide) {
-        for (let i = i0; i < i1; i++) s64[i - i0] = po[perm[i]];
-        bytes64(i1 - i0);
-      } else {
-        for (let i = i0; i < i1; i++) s32[i - i0] = po[perm[i]];
-        bytes32(i1 - i0);
-      }
-    }
-    out.zeros(lay.times - out.written);
     const ts = this.#pktTs;
-    for (let i0 = 0; i0 < N; i0 += BATCH) {
-      const i1 = Math.min(N, i0 + BATCH);
-      if (wideTimes) {
-        for (let i = i0; i < i1; i++) s64[i - i0] = ts[perm[i]];
-        bytes64(i1 - i0);
-      } else {
-        for (let i = i0; i < i1; i++) s32[i - i0] = Math.round((ts[perm[i]] - t0) * 1e6);
-        bytes32(i1 - i0);
-      }
+    for (let p = 0; p < N; p++) {
+      const at = start[pf[p]]++;
+      offsets[at] = po[p];
+      times[at] = wideTimes ? ts[p] : Math.round((ts[p] - t0) * 1e6);
     }
+    out.bytes(viewBytes(offsets, N));
+    out.zeros(lay.times - out.written);
+    out.bytes(viewBytes(times, N));
     out.zeros(lay.blocks - out.written);
     if (blockCount > 0) {
       const b = meta.blocks as Float64Array;
@@ -462,6 +443,11 @@ export class IndexBuilder {
     this.#pktTs = ts;
     this.#pktFlow = flow;
   }
+}
+
+/** The first `count` elements of a typed array as bytes (little-endian on every host we run on). */
+function viewBytes(a: Uint32Array | Float64Array, count: number): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, count * a.BYTES_PER_ELEMENT);
 }
 
 /**
