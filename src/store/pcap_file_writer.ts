@@ -66,6 +66,11 @@ export type BeforeRenameHook = (info: FinalizedFile) => void;
 
 /** Largest number of cached source views, see `#copy`. */
 const VIEW_CACHE_LIMIT = 4096;
+/**
+ * Packets up to this length are copied byte by byte when no cached view fits (live rings):
+ * below it a loop costs less than creating a view (bench/pipeline.ts --source ring).
+ */
+const SHORT_COPY = 128;
 
 /** The temporary name a final path is written under. */
 export function tempPathFor(path: string): string {
@@ -333,22 +338,40 @@ export class PcapFileWriter {
 
   #copy(data: Uint8Array, offset: number, caplen: number, pos: number): void {
     const buffer = this.#bw.buffer;
+    if (offset === this.#viewOffset && data === this.#viewSource) {
+      this.#copyCached(data, offset, caplen, pos);
+      return;
+    }
     if (offset === 0 && caplen === data.length) {
       buffer.set(data, pos);
       return;
     }
-    if (data !== this.#viewSource || offset !== this.#viewOffset) {
+    if (data !== this.#viewSource) {
+      // Another source (a new handle, or libpcap moved its buffer): views at this offset now.
       this.#viewSource = data;
       this.#viewOffset = offset;
       this.#views.clear();
+      this.#copyCached(data, offset, caplen, pos);
+      return;
     }
+    // The same memory at another place: a live capture's ring, where packets lie wherever the
+    // kernel put them and no view would be used twice. Short packets are copied byte by byte,
+    // which is cheaper than making a view; longer ones through one view.
+    if (caplen <= SHORT_COPY) {
+      for (let i = 0; i < caplen; i++) buffer[pos + i] = data[offset + i];
+    } else {
+      buffer.set(data.subarray(offset, offset + caplen), pos);
+    }
+  }
+
+  #copyCached(data: Uint8Array, offset: number, caplen: number, pos: number): void {
     let view = this.#views.get(caplen);
     if (view === undefined) {
       if (this.#views.size >= VIEW_CACHE_LIMIT) this.#views.clear();
       view = data.subarray(offset, offset + caplen);
       this.#views.set(caplen, view);
     }
-    buffer.set(view, pos);
+    this.#bw.buffer.set(view, pos);
   }
 
   #closeQuietly(): void {
