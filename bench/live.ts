@@ -228,6 +228,27 @@ function cutcapTotals(lines: string[]): { seen: number; dropped: number; statsLi
   return { seen: s, dropped: d, statsLines };
 }
 
+/** Sums of the seen and dropped counters over all workers in a --metrics-file; null without it. */
+function metricTotals(path: string): { seen: number; dropped: number } | null {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch {
+    return null;
+  }
+  const sum = (name: string): number => {
+    let total = 0;
+    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
+      total += Number(m[1]);
+    }
+    return total;
+  };
+  return {
+    seen: sum("cutcap_packets_seen_total"),
+    dropped: sum("cutcap_pcap_dropped_total") + sum("cutcap_pcap_ifdropped_total"),
+  };
+}
+
 async function cutcapTrial(
   veth: Veth,
   file: string,
@@ -241,6 +262,7 @@ async function cutcapTrial(
       ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
       ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
       ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
+      ...["--metrics-file", `${opts.outDir}.prom`],
     ],
     stdin: "null",
     stdout: "null",
@@ -261,7 +283,9 @@ async function cutcapTrial(
     child.kill("SIGINT");
     await child.status;
     await done;
-    const totals = cutcapTotals(lines);
+    // The final counters (every packet handled before the stop) are in the metrics file;
+    // the stats lines only show them up to the last interval.
+    const totals = metricTotals(`${opts.outDir}.prom`) ?? cutcapTotals(lines);
     return {
       askedPps: pps,
       achievedPps: sent.pps,
