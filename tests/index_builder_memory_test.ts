@@ -20,11 +20,13 @@ function rssKb(): number {
 }
 
 Deno.test("IndexBuilder: a new builder's reserved arrays are not resident", () => {
+  // A first builder pays for code loading and compilation, which is not what this test measures.
+  const warm = new IndexBuilder();
   const before = rssKb();
-  const builders = Array.from({ length: 4 }, () => new IndexBuilder());
+  const builders = [warm, ...Array.from({ length: 4 }, () => new IndexBuilder())];
   const grown = rssKb() - before;
   assert.ok(grown < 16 * 1024, `4 builders grew RSS by ${grown} KiB`);
-  assert.equal(builders.length, 4);
+  assert.equal(builders.length, 5);
 });
 
 Deno.test("IndexBuilder: write() streams the bytes encode() returns, past the encoding buffer", () => {
