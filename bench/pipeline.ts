@@ -87,6 +87,8 @@ export interface PipelineOptions {
   live?: boolean;
   /** libpcap source: OfflineOptions.direct. */
   direct?: boolean;
+  /** Compress on a helper thread (RotatingOutput parallelCompression). */
+  parallel?: boolean;
 }
 
 /** What one pass over the file did. */
@@ -131,6 +133,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
     linkType,
     snaplen: pcap?.snaplen() ?? 262144,
     compress: opts.compress ?? "none",
+    parallelCompression: opts.parallel ?? false,
     beforeRename: (f) => {
       if (stage === "all") {
         index.write(`${f.path}.idx`, {
@@ -212,6 +215,7 @@ if (import.meta.main) {
       "byte-cutoff": { type: "string", default: "65536" },
       repeat: { type: "string", default: "3" },
       source: { type: "string", default: "libpcap" },
+      parallel: { type: "boolean", default: false },
     },
   });
   const file = positionals[0];
@@ -229,6 +233,7 @@ if (import.meta.main) {
       memory,
       live: values.source === "ring",
       direct: values.source === "direct",
+      parallel: values.parallel,
     });
     rates.push(res.packetsPerSecond);
     cpuRates.push(res.packets / res.cpuSeconds);

@@ -12,6 +12,7 @@
 import { parseCaptureArgs } from "../src/config.ts";
 import { allocateControl, allocateCounters, Control, Counter } from "../src/sensor/counters.ts";
 import type { WorkerMessage, WorkerSetup } from "../src/sensor/protocol.ts";
+import { BlockCompressor, type CompressorSetup } from "../src/store/compressor.ts";
 
 /** What one worker run did. */
 export interface WorkerRun {
@@ -62,6 +63,11 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
     counters,
     control,
   };
+  // As the main thread can: a compression helper started here, handed over with the setup.
+  const helper = config.compress === "none" ? undefined : BlockCompressor.startHelper();
+  if (helper !== undefined) {
+    (setup as WorkerSetup & { compressor?: CompressorSetup }).compressor = helper.setup;
+  }
   const before = threadsCpu("worker");
   const worker = new Worker(WORKER_URL, { type: "module" });
   let started = 0;
@@ -86,10 +92,12 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
         }
       } else if (m.type === "fatal") {
         worker.terminate();
+        helper?.worker.terminate();
         reject(new Error(`Worker failed: ${m.message}`));
       } else if (m.type === "done") {
         const seconds = (performance.now() - started) / 1000;
         worker.terminate();
+        helper?.worker.terminate();
         const packets = counters[Counter.PacketsSeen];
         resolve({
           packets,

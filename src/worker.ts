@@ -14,6 +14,7 @@ import { FlowKind, KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
 import { describeKey } from "./packet/describe.ts";
 import { crossedLevel, largeFlowLevel } from "./flow/large_flows.ts";
 import { RotatingOutput } from "./store/mod.ts";
+import { BlockCompressor, type CompressorSetup } from "./store/compressor.ts";
 import type { WorkerMessage, WorkerSetup } from "./sensor/protocol.ts";
 import { Control, Counter } from "./sensor/counters.ts";
 
@@ -62,6 +63,11 @@ interface WorkerState {
 function runWorker(setup: WorkerSetup): void {
   const { config } = setup;
   loadLibpcap(config.libpcap);
+  // A compression helper thread started by the main thread (BlockCompressor.startHelper) comes
+  // with the setup; without one, the output starts its own (about a second later: see
+  // src/store/compressor.ts). `compressor` is not in WorkerSetup's type yet, hence the cast.
+  const helper = (setup as WorkerSetup & { compressor?: CompressorSetup }).compressor;
+  if (helper !== undefined) BlockCompressor.adopt(helper);
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   const index = new IndexBuilder();
@@ -127,6 +133,8 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
     level: config.compressLevel,
     rotateSize: config.rotateSize,
     rotateInterval: config.rotateInterval,
+    // gzip/zstd blocks are compressed on a helper thread while the next block fills.
+    parallelCompression: true,
     beforeRename: (file) => {
       const started = performance.now();
       if (state.index.packetCount > file.packets) {

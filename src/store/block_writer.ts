@@ -6,6 +6,12 @@
  * write error (ENOSPC, EIO, read-only or deleted file system) never throws: it is counted, its
  * message kept, the block dropped and the file cut back to its last complete block, and `failed`
  * is set so the owner can move on to a new file.
+ *
+ * With a BlockCompressor (compressor.ts), a gzip/zstd block is compressed on a helper thread
+ * while the next one fills, and written at the next `flush()` or at `drain()`: the block "in
+ * flight". Its write error surfaces then; that block and the pending one are both dropped and
+ * the stream ends at the last block written (`streamOffset` goes back there), so offsets handed
+ * out for them are at or past the file's decompressed size, as for any lost block.
  */
 import {
   BlockTable,
@@ -15,6 +21,7 @@ import {
   writeFully,
 } from "./block_format.ts";
 import type { Writeback } from "./writeback.ts";
+import type { BlockCompressor } from "./compressor.ts";
 
 /** Default block buffer size: 1 MiB. */
 export const DEFAULT_BLOCK_SIZE = 1 << 20;
@@ -33,6 +40,8 @@ export interface BlockWriterOptions {
 interface BlockWriterInternals {
   /** Starts disk writeback of each block once written (see writeback.ts). */
   writeback?: Writeback | null;
+  /** Compresses gzip/zstd blocks on a helper thread (see the module comment). */
+  compressor?: BlockCompressor | null;
 }
 
 /** Writes a decompressed pcap stream to a file as a sequence of blocks. */
@@ -43,8 +52,13 @@ export class BlockWriter {
   view: DataView;
   /** Bytes of the pending block. */
   used = 0;
-  /** Decompressed-stream offset of `buffer[0]`: bytes of the stream written to disk so far. */
+  /**
+   * Decompressed-stream offset of `buffer[0]`: bytes of the stream written to disk so far, plus
+   * the block in flight (see `inFlightBytes`).
+   */
   streamOffset = 0;
+  /** Uncompressed bytes of the block being compressed on the helper thread, 0 when none. */
+  inFlightBytes = 0;
   /** File bytes written so far (compressed size for gzip/zstd). */
   bytesOnDisk = 0;
   /** Blocks written so far. */
@@ -59,6 +73,12 @@ export class BlockWriter {
   readonly level: number;
   readonly #file: Deno.FsFile;
   readonly #writeback: Writeback | null;
+  /** The helper-thread compressor, null when blocks are compressed in-line. */
+  #compressor: BlockCompressor | null;
+  /** The compressor's slot `buffer` is (0 or 1); -1 while `buffer` is a private one. */
+  #slot = -1;
+  #slots: Uint8Array[] = [];
+  #slotViews: DataView[] = [];
 
   constructor(file: Deno.FsFile, options: BlockWriterOptions & BlockWriterInternals = {}) {
     this.#file = file;
@@ -67,8 +87,21 @@ export class BlockWriter {
     this.level = resolveLevel(this.compress, options.level);
     const size = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!(size >= 4096)) throw new Error(`Invalid block size ${size}: expected at least 4096`);
-    this.buffer = new Uint8Array(size);
-    this.view = new DataView(this.buffer.buffer);
+    const c = options.compressor ?? null;
+    this.#compressor = this.compress !== "none" && c !== null && c.slotSize === size ? c : null;
+    if (this.#compressor !== null) {
+      for (let i = 0; i < 2; i++) {
+        const slot = this.#compressor.slot(i);
+        this.#slots.push(slot);
+        this.#slotViews.push(new DataView(slot.buffer, slot.byteOffset, slot.byteLength));
+      }
+      this.#slot = 0;
+      this.buffer = this.#slots[0];
+      this.view = this.#slotViews[0];
+    } else {
+      this.buffer = new Uint8Array(size);
+      this.view = new DataView(this.buffer.buffer);
+    }
   }
 
   /** Free bytes in the buffer. */
@@ -82,34 +115,99 @@ export class BlockWriter {
    */
   grow(bytes: number): void {
     if (bytes <= this.buffer.length) return;
+    // Larger than a compressor slot: this block gets a private buffer and is compressed in-line.
+    this.#slot = -1;
     this.buffer = new Uint8Array(bytes);
     this.view = new DataView(this.buffer.buffer);
   }
 
   /**
-   * Writes the pending bytes as one block. Returns false (and drops the block) when the write
-   * failed; never throws.
+   * Writes the pending bytes as one block, or with a compressor hands them over and writes the
+   * block in flight before (see the module comment). Returns false when a write failed (the
+   * pending block and any block in flight are dropped); never throws.
    */
   flush(): boolean {
+    if (this.inFlightBytes > 0 && !this.#writeInFlight()) return false;
     if (this.used === 0) return true;
+    const c = this.#compressor;
+    if (c !== null && this.#slot >= 0 && c.ready()) {
+      c.submit(this.#slot, this.used, this.compress, this.level);
+      this.inFlightBytes = this.used;
+      this.streamOffset += this.used;
+      this.used = 0;
+      this.#slot ^= 1;
+      this.buffer = this.#slots[this.#slot];
+      this.view = this.#slotViews[this.#slot];
+      return true;
+    }
     const raw = this.buffer.subarray(0, this.used);
     try {
-      const out = compressBlock(raw, this.compress, this.level);
-      writeFully(this.#file, out);
-      this.#writeback?.start(this.bytesOnDisk, out.length);
-      this.blocks.push(this.bytesOnDisk, out.length, this.streamOffset, this.used);
-      this.bytesOnDisk += out.length;
+      this.#write(compressBlock(raw, this.compress, this.level), this.used);
       this.streamOffset += this.used;
       this.used = 0;
       return true;
     } catch (err) {
-      this.writeErrors++;
-      this.lastError = err instanceof Error ? err.message : String(err);
-      this.used = 0;
-      this.failed = true;
-      this.#cutBack();
+      this.#fail(err);
+      return false;
+    } finally {
+      if (c !== null && this.#slot < 0) {
+        // Back from a private (grown) buffer to the compressor's slots.
+        this.#slot = 0;
+        this.buffer = this.#slots[0];
+        this.view = this.#slotViews[0];
+      }
+    }
+  }
+
+  /**
+   * Writes the block in flight, if any (waits for its compression). Returns false when that
+   * failed; the pending bytes are then dropped too.
+   */
+  drain(): boolean {
+    return this.inFlightBytes === 0 || this.#writeInFlight();
+  }
+
+  /** Waits for the block in flight without writing it (the file is being abandoned). */
+  discard(): void {
+    if (this.inFlightBytes === 0) return;
+    try {
+      this.#compressor?.wait();
+    } catch {
+      // Its result is not used.
+    }
+    this.streamOffset -= this.inFlightBytes;
+    this.inFlightBytes = 0;
+  }
+
+  #writeInFlight(): boolean {
+    const length = this.inFlightBytes;
+    this.inFlightBytes = 0;
+    // The stream offset of the block in flight: streamOffset already counts it.
+    this.streamOffset -= length;
+    try {
+      this.#write((this.#compressor as BlockCompressor).wait(), length);
+      this.streamOffset += length;
+      return true;
+    } catch (err) {
+      this.#fail(err);
       return false;
     }
+  }
+
+  /** Appends one block (compressed bytes `out` holding `length` stream bytes) to the file. */
+  #write(out: Uint8Array, length: number): void {
+    writeFully(this.#file, out);
+    this.#writeback?.start(this.bytesOnDisk, out.length);
+    this.blocks.push(this.bytesOnDisk, out.length, this.streamOffset, length);
+    this.bytesOnDisk += out.length;
+  }
+
+  #fail(err: unknown): void {
+    this.writeErrors++;
+    this.lastError = err instanceof Error ? err.message : String(err);
+    this.used = 0;
+    this.failed = true;
+    this.#cutBack();
   }
 
   /** Syncs the file to disk (fsync). Throws on failure. */

@@ -13,6 +13,7 @@ import {
   writeRecordHeader,
 } from "./pcap_format.ts";
 import { Writeback } from "./writeback.ts";
+import type { BlockCompressor } from "./compressor.ts";
 
 /** Options for `PcapFileWriter`. */
 export interface PcapFileWriterOptions extends BlockWriterOptions {
@@ -26,6 +27,11 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
   nanosecond?: boolean;
   /** Caller's sequence number for this file, passed through to `FinalizedFile.seq`. */
   seq?: number;
+  /**
+   * Compress gzip/zstd blocks on this helper thread while the next block fills (see
+   * compressor.ts); absent or null: in-line. Only from a worker (it waits with Atomics).
+   */
+  compressor?: BlockCompressor | null;
 }
 
 /** Facts about a finished output file, handed to the index and catalog. */
@@ -135,6 +141,10 @@ export class PcapFileWriter {
   readonly #file: Deno.FsFile;
   #donePackets = 0;
   #pendingPackets = 0;
+  /** Records of the block being compressed on the helper thread (written at the next flush). */
+  #inFlightPackets = 0;
+  #inFlightLastSec = 0;
+  #inFlightLastFrac = 0;
   #lostPackets = 0;
   #doneLastSec = 0;
   #doneLastFrac = 0;
@@ -164,6 +174,7 @@ export class PcapFileWriter {
       this.#bw = new BlockWriter(this.#file, {
         ...options,
         writeback: Writeback.forFile(this.tmpPath),
+        compressor: options.compressor ?? null,
       });
     } catch (err) {
       this.#file.close();
@@ -180,7 +191,7 @@ export class PcapFileWriter {
 
   /** Records accepted and not lost to a write error. */
   get packets(): number {
-    return this.#donePackets + this.#pendingPackets;
+    return this.#donePackets + this.#inFlightPackets + this.#pendingPackets;
   }
 
   /** Size of the decompressed stream so far (pending block included). */
@@ -199,8 +210,11 @@ export class PcapFileWriter {
    */
   get estimatedSize(): number {
     const bw = this.#bw;
-    if (this.compress === "none" || bw.streamOffset === 0) return bw.bytesOnDisk + bw.used;
-    return bw.bytesOnDisk + bw.used * (bw.bytesOnDisk / bw.streamOffset);
+    // A block still being compressed is not on disk yet: it counts like the pending one.
+    const written = bw.streamOffset - bw.inFlightBytes;
+    const unwritten = bw.inFlightBytes + bw.used;
+    if (this.compress === "none" || written === 0) return bw.bytesOnDisk + unwritten;
+    return bw.bytesOnDisk + unwritten * (bw.bytesOnDisk / written);
   }
 
   /** Records accepted by `writePacket` and then lost with a block that could not be written. */
@@ -249,7 +263,7 @@ export class PcapFileWriter {
     writeRecordHeader(bw.view, pos, tsSec, tsFrac, caplen, wireLen);
     this.#copy(data, offset, caplen, pos + RECORD_HEADER_SIZE);
     bw.used = pos + need;
-    if (this.#donePackets + this.#pendingPackets === 0) {
+    if (this.#donePackets + this.#inFlightPackets + this.#pendingPackets === 0) {
       this.firstSec = tsSec;
       this.firstFrac = tsFrac;
     }
@@ -275,7 +289,7 @@ export class PcapFileWriter {
     if (this.#closed) {
       throw new Error(`Cannot finalize ${this.path}: expected an open file, found it closed`);
     }
-    this.#flushBlock();
+    if (this.#flushBlock()) this.#drain();
     this.#closed = true;
     try {
       if (this.#donePackets === 0) {
@@ -300,6 +314,8 @@ export class PcapFileWriter {
   abandon(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // The helper thread's slot must be free before another file uses the compressor.
+    this.#bw.discard();
     this.#closeQuietly();
   }
 
@@ -324,16 +340,46 @@ export class PcapFileWriter {
   }
 
   #flushBlock(): boolean {
-    if (!this.#bw.flush()) {
-      this.#lostPackets += this.#pendingPackets;
+    const bw = this.#bw;
+    if (!bw.flush()) {
+      // The pending block, and a block in flight before it, were dropped.
+      this.#lostPackets += this.#inFlightPackets + this.#pendingPackets;
+      this.#inFlightPackets = 0;
       this.#pendingPackets = 0;
       return false;
     }
-    this.#donePackets += this.#pendingPackets;
+    // A block in flight before this call has been written by it.
+    this.#settleInFlight();
+    if (bw.inFlightBytes > 0) {
+      // The pending block went to the helper thread: written at the next flush.
+      this.#inFlightPackets = this.#pendingPackets;
+      this.#inFlightLastSec = this.lastSec;
+      this.#inFlightLastFrac = this.lastFrac;
+    } else {
+      this.#donePackets += this.#pendingPackets;
+      this.#doneLastSec = this.lastSec;
+      this.#doneLastFrac = this.lastFrac;
+    }
     this.#pendingPackets = 0;
-    this.#doneLastSec = this.lastSec;
-    this.#doneLastFrac = this.lastFrac;
     return true;
+  }
+
+  /** Counts the records of a block in flight that is now on disk as done. */
+  #settleInFlight(): void {
+    if (this.#inFlightPackets === 0) return;
+    this.#donePackets += this.#inFlightPackets;
+    this.#doneLastSec = this.#inFlightLastSec;
+    this.#doneLastFrac = this.#inFlightLastFrac;
+    this.#inFlightPackets = 0;
+  }
+
+  /** Writes the block in flight, if any; its records are lost when that fails. */
+  #drain(): void {
+    if (this.#bw.drain()) this.#settleInFlight();
+    else {
+      this.#lostPackets += this.#inFlightPackets;
+      this.#inFlightPackets = 0;
+    }
   }
 
   #copy(data: Uint8Array, offset: number, caplen: number, pos: number): void {

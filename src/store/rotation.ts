@@ -15,6 +15,8 @@ import {
   uniquePath,
 } from "./pcap_file_writer.ts";
 import { RECORD_HEADER_SIZE } from "./pcap_format.ts";
+import { BlockCompressor } from "./compressor.ts";
+import { DEFAULT_BLOCK_SIZE } from "./block_writer.ts";
 
 /** Options for `RotatingOutput`. */
 export interface RotatingOutputOptions {
@@ -42,6 +44,11 @@ export interface RotatingOutputOptions {
   onFinalized?: (file: FinalizedFile) => void;
   /** Called before each rename (the index sidecar is written here). */
   beforeRename?: BeforeRenameHook;
+  /**
+   * Compress gzip/zstd blocks on a helper thread while the next block fills (compressor.ts);
+   * close() ends that thread. Only from a worker (it waits with Atomics). Default false.
+   */
+  parallelCompression?: boolean;
 }
 
 /** Fields of an output file name, see `parseOutputFileName`. */
@@ -250,6 +257,7 @@ export class RotatingOutput {
   close(): FinalizedFile | null {
     const file = this.rotate();
     this.#closed = true;
+    if (this.#o.parallelCompression === true) BlockCompressor.closeShared();
     return file;
   }
 
@@ -289,6 +297,9 @@ export class RotatingOutput {
         level: o.level,
         blockSize: o.blockSize,
         seq: this.#seq + 1,
+        compressor: o.parallelCompression === true && compress !== "none"
+          ? BlockCompressor.shared(o.blockSize ?? DEFAULT_BLOCK_SIZE)
+          : null,
       });
       this.#seq++;
       this.fileSeq = this.#seq;

@@ -1,0 +1,167 @@
+/**
+ * Block compression on a helper thread, so that a capture worker goes on capturing while the
+ * previous block is compressed (gzip or zstd; with one worker per interface on a 2-core machine,
+ * the second core was idle while the capture thread compressed).
+ *
+ * The worker's packet loop never returns to its event loop, so hand-over and completion go
+ * through shared memory with Atomics: two raw block slots (one filling, one being compressed)
+ * and one output buffer, in SharedArrayBuffers. One compressor per isolate and slot size is
+ * shared by the files written one after the other (`BlockCompressor.shared`); the owner closes
+ * it when done (`BlockCompressor.closeShared`), which also ends the helper thread.
+ *
+ * Where the helper thread comes from: a worker started from a worker takes about a second to
+ * start with Deno 2.9 (one started from the main thread, ~30 ms), and blocks are compressed
+ * in-line meanwhile. So the main thread can start it (`BlockCompressor.startHelper`) and pass
+ * its `setup` to the capture worker, which hands it to `BlockCompressor.adopt` before writing;
+ * without that, `shared` starts one itself.
+ *
+ * @module
+ */
+import type { Compression } from "./block_format.ts";
+import { type CompressorSetup, Ctl, ERROR_BYTES, Kind } from "./compressor_protocol.ts";
+
+export type { CompressorSetup } from "./compressor_protocol.ts";
+
+/** Slot size of `startHelper` by default: the writer's default block size (1 MiB). */
+const DEFAULT_SLOT_SIZE = 1 << 20;
+
+/** How long the helper thread may take to start before it is given up. */
+const START_TIMEOUT_MS = 30_000;
+
+const compressors = new Map<number, BlockCompressor | null>();
+
+/** A helper thread compressing one block at a time; see the module comment. */
+export class BlockCompressor {
+  /** Bytes of each raw slot. */
+  readonly slotSize: number;
+  readonly #ctl: Int32Array;
+  readonly #raw: SharedArrayBuffer;
+  readonly #out: Uint8Array;
+  readonly #error: Uint8Array;
+  /** The helper when this isolate started it, null when adopted. */
+  readonly #worker: Worker | null;
+  #request = 0;
+  #ready = false;
+  readonly #created = performance.now();
+  #closed = false;
+
+  private constructor(setup: CompressorSetup, worker: Worker | null) {
+    this.slotSize = setup.slotSize;
+    this.#raw = setup.raw;
+    this.#ctl = new Int32Array(setup.control);
+    this.#out = new Uint8Array(setup.output);
+    this.#error = new Uint8Array(setup.error);
+    this.#worker = worker;
+  }
+
+  /**
+   * Starts a helper thread with its shared buffers (call from the main thread: see the module
+   * comment). Pass `setup` to the capture worker; the worker object only needs to be kept until
+   * it exits (the capture worker's RotatingOutput.close() stops it).
+   */
+  static startHelper(
+    slotSize: number = DEFAULT_SLOT_SIZE,
+  ): { setup: CompressorSetup; worker: Worker } {
+    const setup: CompressorSetup = {
+      control: new SharedArrayBuffer(Ctl.Slots * 4),
+      raw: new SharedArrayBuffer(slotSize * 2),
+      // zstd's bound (size + size/256 + a little) also covers gzip's stored-block overhead.
+      output: new SharedArrayBuffer(slotSize + (slotSize >> 7) + 4096),
+      error: new SharedArrayBuffer(ERROR_BYTES),
+      slotSize,
+    };
+    const worker = new Worker(new URL("./compress_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    worker.postMessage(setup);
+    return { setup, worker };
+  }
+
+  /** Makes the helper started elsewhere (`startHelper`) this isolate's shared compressor. */
+  static adopt(setup: CompressorSetup): void {
+    compressors.get(setup.slotSize)?.close();
+    compressors.set(setup.slotSize, new BlockCompressor(setup, null));
+  }
+
+  /**
+   * The compressor for `slotSize` of this isolate, started on first use; null when no helper
+   * thread can be started here (then blocks are compressed in-line as before).
+   */
+  static shared(slotSize: number): BlockCompressor | null {
+    let c = compressors.get(slotSize);
+    if (c === undefined) {
+      try {
+        const started = BlockCompressor.startHelper(slotSize);
+        c = new BlockCompressor(started.setup, started.worker);
+      } catch {
+        c = null;
+      }
+      compressors.set(slotSize, c);
+    }
+    return c !== null && !c.#closed ? c : null;
+  }
+
+  /** Ends every shared compressor's helper thread (the owner is done writing). */
+  static closeShared(): void {
+    for (const c of compressors.values()) c?.close();
+    compressors.clear();
+  }
+
+  /** Raw slot `i` (0 or 1) to fill with a block. */
+  slot(i: number): Uint8Array {
+    return new Uint8Array(this.#raw, i * this.slotSize, this.slotSize);
+  }
+
+  /**
+   * Whether the helper thread runs. It takes a while to start (about 1 s for a worker started
+   * from a worker, with Deno 2.9), and the caller compresses in-line until it does; a helper
+   * that has not started after 30 s is given up.
+   */
+  ready(): boolean {
+    if (this.#ready) return true;
+    if (this.#closed) return false;
+    this.#ready = Atomics.load(this.#ctl, Ctl.Ready) === 1;
+    if (!this.#ready && performance.now() - this.#created > START_TIMEOUT_MS) this.close();
+    return this.#ready;
+  }
+
+  /** Hands over `length` bytes of slot `slot` to compress; at most one block at a time. */
+  submit(slot: number, length: number, compress: Compression, level: number): void {
+    const ctl = this.#ctl;
+    ctl[Ctl.Slot] = slot;
+    ctl[Ctl.Length] = length;
+    ctl[Ctl.Kind] = compress === "zstd" ? Kind.Zstd : Kind.Gzip;
+    ctl[Ctl.Level] = level;
+    this.#request++;
+    Atomics.store(ctl, Ctl.Request, this.#request);
+    Atomics.notify(ctl, Ctl.Request);
+  }
+
+  /**
+   * Waits for the block handed over last and returns its compressed bytes (a view of the shared
+   * output, valid until the next submit). Throws with the helper's message when it failed.
+   */
+  wait(): Uint8Array {
+    const ctl = this.#ctl;
+    for (;;) {
+      const done = Atomics.load(ctl, Ctl.Done);
+      if (done === this.#request) break;
+      Atomics.wait(ctl, Ctl.Done, done, 1000);
+    }
+    const n = ctl[Ctl.Result];
+    if (n < 0) {
+      throw new Error(new TextDecoder().decode(this.#error.slice(0, ctl[Ctl.ErrorLength])));
+    }
+    return this.#out.subarray(0, n);
+  }
+
+  /** Stops the helper thread. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    Atomics.store(this.#ctl, Ctl.Stop, 1);
+    Atomics.store(this.#ctl, Ctl.Request, this.#request + 1);
+    Atomics.notify(this.#ctl, Ctl.Request);
+    this.#worker?.terminate();
+  }
+}
