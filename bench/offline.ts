@@ -38,6 +38,8 @@ export interface VariantResult {
   storedShare: number;
   /** This variant's packet rate / tcpdump's read-only rate, both medians of the same run. */
   ratioToTcpdump: number;
+  /** The same ratio within each round (tcpdump's read-only run of that round), lowest and highest. */
+  ratioRange: [number, number];
   /**
    * Packet rate without cutcap's fixed cost (process and worker start-up, shutdown): packets /
    * (median wall - median wall on a 100-packet file). Not measured for tcpdump.
@@ -257,6 +259,7 @@ export async function runOfflineBench(
   const fixedSeconds = median(results.get("cutcap fixed cost")!.map((r) => r.seconds));
   const nullSeconds = median(results.get("tcpdump -w /dev/null")!.map((r) => r.seconds));
   const tcpdumpRate = packets / nullSeconds;
+  const nullRuns = results.get("tcpdump -w /dev/null")!.map((r) => r.seconds);
   const summary: VariantResult[] = [];
   for (const v of variants) {
     if (v.name === "cutcap fixed cost") continue;
@@ -272,6 +275,10 @@ export async function runOfflineBench(
       peakRssKb: Math.max(...rs.map((r) => r.peakRssKb)),
       storedShare: isCutcap ? median(rs.map((r) => r.stored)) / packets : 1,
       ratioToTcpdump: packets / seconds / tcpdumpRate,
+      ratioRange: [
+        Math.min(...rs.map((r, i) => nullRuns[i] / r.seconds)),
+        Math.max(...rs.map((r, i) => nullRuns[i] / r.seconds)),
+      ],
       inProcessPacketsPerSecond: isCutcap && seconds > fixedSeconds
         ? packets / (seconds - fixedSeconds)
         : 0,
@@ -288,8 +295,8 @@ export function offlineMarkdown(r: OfflineBenchResult): string {
     `${(r.fileBytes / 1e6).toFixed(0)} MB; byte cutoff ${r.byteCutoff}; one worker. ` +
     `cutcap's fixed cost (100-packet file, start to exit): ${r.fixedSeconds.toFixed(2)} s.`,
     "",
-    "| variant | wall s (median) | packets/s | bits/s | stored | output MB | peak RSS MB | vs tcpdump read-only | in-process packets/s |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| variant | wall s (median) | packets/s | bits/s | stored | output MB | peak RSS MB | vs tcpdump read-only | same, per round | in-process packets/s |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const v of r.variants) {
     lines.push(
@@ -298,6 +305,8 @@ export function offlineMarkdown(r: OfflineBenchResult): string {
       } | ${v.name.startsWith("cutcap") ? `${(v.storedShare * 100).toFixed(1)}%` : "-"} | ${
         v.outBytes > 0 ? (v.outBytes / 1e6).toFixed(0) : "-"
       } | ${(v.peakRssKb / 1024).toFixed(0)} | ${v.ratioToTcpdump.toFixed(2)} | ${
+        v.ratioRange[0].toFixed(2)
+      }-${v.ratioRange[1].toFixed(2)} | ${
         v.inProcessPacketsPerSecond > 0 ? fmtRate(v.inProcessPacketsPerSecond) : "-"
       } |`,
     );
