@@ -395,26 +395,19 @@ export class SensorMetrics {
     const sensor = this.#sensor;
     const registers = [this.registry];
     const disk = () => this.disk();
-    new Gauge({
-      name: "cutcap_disk_free_bytes",
-      help: "Bytes available on the archive's filesystem",
-      registers,
-      collect() {
-        const space = disk();
-        if (space === undefined) this.remove();
-        else this.set(space.free);
-      },
-    });
-    new Gauge({
-      name: "cutcap_disk_size_bytes",
-      help: "Size of the archive's filesystem",
-      registers,
-      collect() {
-        const space = disk();
-        if (space === undefined) this.remove();
-        else this.set(space.size);
-      },
-    });
+    const diskGauge = (name: string, help: string, field: "free" | "size") =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const space = disk();
+          if (space === undefined) this.remove();
+          else this.set(space[field]);
+        },
+      });
+    diskGauge("cutcap_disk_free_bytes", "Bytes available on the archive's filesystem", "free");
+    diskGauge("cutcap_disk_size_bytes", "Size of the archive's filesystem", "size");
     new Gauge({
       name: "cutcap_archive_bytes",
       help: "Bytes of finalized pcap and index files in the archive",
