@@ -30,7 +30,7 @@ Capture options (defaults in brackets):
       --rotate-interval DUR      start a new file this often, 0 = never [1m]
       --rotate-size SIZE         start a new file at this size on disk, 0 = never [1GiB]
       --compress none|gzip|zstd  output compression, in seekable blocks [none]
-      --compress-level N         gzip 1-9 / zstd 1-22, 0 = the library default [0]
+      --compress-level N         gzip 1-9 / zstd 1-22, 0 = level 1 (fastest) [0]
       --nanosecond               nanosecond timestamps in the output
       --stats-interval DUR       stats line per worker, 0 = off [30s]
       --listen HOST:PORT         HTTP server, "off" to disable [127.0.0.1:9102]
