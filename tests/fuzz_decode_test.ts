@@ -20,6 +20,7 @@ import {
   PacketInfo,
 } from "../src/packet/mod.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
+import { deepNestedSeeds, type Seed } from "./support/pipeline_fuzz.ts";
 
 const CORPUS = CORPUS_DIR;
 const ITERATIONS = 3_000_000;
@@ -37,11 +38,6 @@ const LINK_TYPES = [
   DLT_IPV6,
   105, // an undecoded link type
 ];
-
-interface Seed {
-  linkType: number;
-  bytes: Uint8Array;
-}
 
 /** Frames of the classic pcap files of the corpus whose link type we decode (tiny local reader). */
 function corpusSeeds(): Seed[] {
@@ -68,100 +64,12 @@ function corpusSeeds(): Seed[] {
   return seeds;
 }
 
-const MAC_PAIR = [2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa];
-const IPV4_TCP = [
-  0x45,
-  0,
-  0,
-  40,
-  0,
-  0,
-  0,
-  0,
-  64,
-  6,
-  0,
-  0,
-  198,
-  18,
-  0,
-  1,
-  198,
-  18,
-  0,
-  2,
-  0x9c,
-  0x40,
-  0,
-  80,
-  0,
-  0,
-  0,
-  1,
-  0,
-  0,
-  0,
-  0,
-  0x50,
-  0x02,
-  0x20,
-  0,
-  0,
-  0,
-  0,
-  0,
-]; // deno-fmt-ignore
-function ipv6Header(next: number, plen: number): number[] {
-  const h = [0x60, 0, 0, 0, (plen >> 8) & 0xff, plen & 0xff, next, 64];
-  for (let i = 0; i < 32; i++) h.push(i === 0 || i === 16 ? 0x20 : i % 16 === 15 ? i : 0);
-  return h;
-}
-
-/** Frames that nest far deeper than any real one. */
+/** The pipeline fuzzer's deep VLAN/MPLS/IPv6 frames, plus a frame the decoder must not loop on. */
 function deepSeeds(): Seed[] {
-  const seeds: Seed[] = [];
-  const eth = (body: number[]): Seed => ({
-    linkType: DLT_EN10MB,
-    bytes: Uint8Array.from([...MAC_PAIR, ...body]),
-  });
-  for (const depth of [3, 40, 3000]) {
-    const tags: number[] = [0x81, 0x00];
-    for (let i = 0; i < depth; i++) {
-      const tpid = i + 1 === depth ? 0x0800 : [0x8100, 0x88a8, 0x9100][i % 3];
-      tags.push(0, (i + 1) & 0xff, tpid >> 8, tpid & 0xff);
-    }
-    seeds.push(eth([...tags, ...IPV4_TCP]));
-  }
-  for (const depth of [2, 50, 4000]) {
-    const labels: number[] = [0x88, 0x47];
-    for (let i = 0; i < depth; i++) labels.push(0, 1, i + 1 === depth ? 0x11 : 0x10, 64);
-    seeds.push(eth([...labels, ...IPV4_TCP]));
-    // No bottom-of-stack bit at all.
-    seeds.push(eth(labels.map((b, i) => (i >= 2 && (i - 2) % 4 === 2 ? 0x10 : b))));
-  }
-  for (const depth of [4, 17, 2000]) {
-    const chain: number[] = [];
-    for (let i = 0; i < depth; i++) {
-      chain.push(
-        i + 1 === depth ? 6 : [0, 43, 60, 51][i % 4],
-        i % 4 === 3 ? 0 : 0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-      );
-    }
-    const payload = [...chain, ...IPV4_TCP.slice(20)];
-    seeds.push(eth([0x86, 0xdd, ...ipv6Header(60, payload.length), ...payload]));
-    seeds.push({ linkType: DLT_RAW, bytes: Uint8Array.from([...ipv6Header(0, 0), ...payload]) });
-  }
   // LLC/SNAP → VLAN → 802.3 length → SNAP ... must not loop or recurse.
-  const snapLoop: number[] = [0, 60];
+  const snapLoop: number[] = [2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa, 0, 60];
   for (let i = 0; i < 200; i++) snapLoop.push(0xaa, 0xaa, 0x03, 0, 0, 0, 0x81, 0x00, 0, 5, 0, 60);
-  seeds.push(eth(snapLoop));
-  return seeds;
+  return [...deepNestedSeeds(), { linkType: DLT_EN10MB, bytes: Uint8Array.from(snapLoop) }];
 }
 
 /**

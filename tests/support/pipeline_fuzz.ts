@@ -22,7 +22,7 @@ const SNAPLEN = 262144;
 const GROUP_FRAMES = 20_000;
 
 /** One corpus or synthetic frame and the link type it was captured with. */
-interface Seed {
+export interface Seed {
   linkType: number;
   bytes: Uint8Array;
 }
@@ -67,7 +67,7 @@ function ipv6Header(next: number, plen: number): number[] {
 }
 
 /** Frames nesting far deeper than real ones: VLAN and MPLS stacks, IPv6 extension chains. */
-function deepSeeds(): Seed[] {
+export function deepNestedSeeds(): Seed[] {
   const seeds: Seed[] = [];
   const eth = (body: number[]): Seed => ({
     linkType: DLT_EN10MB,
@@ -153,7 +153,7 @@ export class FrameSource {
     const groups = corpusSeeds();
     let frames = 0;
     for (const list of groups.values()) frames += list.length;
-    return { groups, deep: deepSeeds(), frames };
+    return { groups, deep: deepNestedSeeds(), frames };
   }
 
   #rand(): number {
