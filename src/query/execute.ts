@@ -12,6 +12,12 @@ import { type Cursor, CursorHeap } from "./merge.ts";
 import { READ_WINDOW, RecordReader } from "./record_reader.ts";
 import { selectPackets } from "./select.ts";
 import { timeBounds } from "./match.ts";
+import {
+  GLOBAL_HEADER_SIZE,
+  MAX_CAPLEN,
+  writeGlobalHeader,
+  writeRecordHeader,
+} from "../store/pcap_format.ts";
 
 /** Limits of one query. */
 export interface QueryLimits {
@@ -183,22 +189,19 @@ class QueryPlan {
   }
 
   #writeHeader(out: Uint8Array): number {
-    const view = new DataView(out.buffer);
-    view.setUint32(0, this.#nanosecond ? 0xa1b23c4d : 0xa1b2c3d4, true);
-    view.setUint16(4, 2, true);
-    view.setUint16(6, 4, true);
-    view.setUint32(16, 262144, true);
-    view.setUint32(20, this.#linkType === -1 ? 1 : this.#linkType, true);
-    return 24;
+    writeGlobalHeader(new DataView(out.buffer), 0, {
+      linkType: this.#linkType === -1 ? 1 : this.#linkType,
+      snaplen: MAX_CAPLEN,
+      nanosecond: this.#nanosecond,
+    });
+    return GLOBAL_HEADER_SIZE;
   }
 
   /** Copies the cursor's record, converting its timestamp to the answer's precision. */
   #writeRecord(out: Uint8Array, view: DataView, at: number, cursor: Cursor): number {
     const record = cursor.head;
-    view.setUint32(at, cursor.sec, true);
-    view.setUint32(at + 4, this.#nanosecond ? cursor.nsec : Math.floor(cursor.nsec / 1000), true);
-    view.setUint32(at + 8, record.caplen, true);
-    view.setUint32(at + 12, record.wireLen, true);
+    const frac = this.#nanosecond ? cursor.nsec : Math.floor(cursor.nsec / 1000);
+    writeRecordHeader(view, at, cursor.sec, frac, record.caplen, record.wireLen);
     out.set(record.bytes.subarray(record.at + 16, record.at + 16 + record.caplen), at + 16);
     return 16 + record.caplen;
   }
