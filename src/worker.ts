@@ -400,6 +400,7 @@ function publish(state: WorkerState, handle: PcapHandle | undefined): void {
   counters[Counter.FlowsExpired] = flows.expiredIdle;
   counters[Counter.FlowsClosed] = flows.closed;
   counters[Counter.FlowsEvicted] = flows.evicted;
+  counters[Counter.FlowsFlushed] = flows.flushed;
   counters.set(flows.sizes.values, Counter.FlowSizeBuckets);
   if (state.output) {
     counters[Counter.WriteErrors] = state.output.writeErrors;

@@ -128,13 +128,14 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   const previous = new Map<WorkerHandle, StatsSnapshot>(
     workers.map((w) => [w, snapshot(w.counters)]),
   );
+  const logStats = (): void => {
+    for (const w of workers) {
+      logInfo("", statsFields(w.label, w.index, w.counters, previous.get(w)!));
+      previous.set(w, snapshot(w.counters));
+    }
+  };
   const statsTimer = config.statsInterval > 0
-    ? setInterval(() => {
-      for (const w of workers) {
-        logInfo("", statsFields(w.label, w.index, w.counters, previous.get(w)!));
-        previous.set(w, snapshot(w.counters));
-      }
-    }, config.statsInterval * 1000)
+    ? setInterval(logStats, config.statsInterval * 1000)
     : undefined;
 
   const watchdog = watchdogInterval();
@@ -164,6 +165,8 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
 
   await finished.promise;
   clearInterval(statsTimer);
+  // A last line for the time since the previous one, so the lines add up to the whole run.
+  if (statsTimer !== undefined) logStats();
   clearInterval(retentionTimer);
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);

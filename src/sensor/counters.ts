@@ -16,6 +16,8 @@ export const enum Counter {
   FlowsExpired,
   FlowsClosed,
   FlowsEvicted,
+  /** Flows still open when the worker stopped (ended by shutdown). */
+  FlowsFlushed,
   PcapReceived,
   PcapDropped,
   PcapIfDropped,

@@ -20,7 +20,7 @@ export function snapshot(counters: Float64Array): StatsSnapshot {
     bytes: counters[Counter.BytesSeen],
     written: counters[Counter.PacketsWritten],
     removed: counters[Counter.FlowsExpired] + counters[Counter.FlowsClosed] +
-      counters[Counter.FlowsEvicted],
+      counters[Counter.FlowsEvicted] + counters[Counter.FlowsFlushed],
   };
 }
 
