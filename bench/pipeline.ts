@@ -119,7 +119,8 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const outDir = opts.outDir ?? Deno.makeTempDirSync({ prefix: "cutcap-pipeline-" });
   const flows = new FlowTable({ maxFlows: 1_000_000, flowTimeout: 300 });
   const cutoff = new Cutoff({ bytes: opts.byteCutoff ?? 65536 });
-  const index = new IndexBuilder();
+  const index = new IndexBuilder(flows, { spillDir: outDir });
+  flows.onRemove = (id) => index.forget(id);
   const info = new PacketInfo();
   const pcap = opts.memory === undefined
     ? PcapHandle.openOffline(file, { direct: opts.direct })
@@ -183,7 +184,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
       handle.tsFrac,
     );
     if (offset < 0 || !doIndex) continue;
-    index.record(id, flows.serialOf(id), info.key, ts, offset, handle.wireLen);
+    index.record(id, ts, offset, handle.wireLen);
     counters[2]++;
     counters[3] += handle.wireLen;
   }
@@ -191,6 +192,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const cpuSeconds = threadCpuSeconds() - c0;
   output.close();
   flows.expireAll();
+  index.close();
   pcap?.close();
   const seconds = (t1 - t0) / 1000;
   const closeSeconds = (performance.now() - t1) / 1000;

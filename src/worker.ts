@@ -70,7 +70,10 @@ function runWorker(setup: WorkerSetup): void {
   if (helper !== undefined) BlockCompressor.adopt(helper);
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
-  const index = new IndexBuilder();
+  // The builder reads keys of live flows from the table when it writes an index, so it must
+  // hear of every removal before the table reuses the id.
+  const index = new IndexBuilder(flows, { spillDir: config.outDir });
+  flows.onRemove = (id) => index.forget(id);
   const state: WorkerState = {
     setup,
     flows,
@@ -100,6 +103,7 @@ function runWorker(setup: WorkerSetup): void {
   }
   state.output.close();
   flows.expireAll();
+  index.close();
   publish(state, undefined);
 }
 
@@ -369,7 +373,7 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
     handle.tsFrac,
   );
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
-  state.index.record(id, flows.serialOf(id), info.key, ts, offset, handle.wireLen);
+  state.index.record(id, ts, offset, handle.wireLen);
   counters[Counter.PacketsWritten]++;
   counters[Counter.BytesWritten] += handle.wireLen;
 }

@@ -2,7 +2,12 @@
 // exactly the bytes encode() returns (also for an index larger than its 1 MiB encoding buffer),
 // which the reader decodes back to what was recorded.
 import assert from "node:assert/strict";
-import { decodeFileIndex, IndexBuilder, type IndexMeta } from "../src/index/mod.ts";
+import {
+  decodeFileIndex,
+  type FlowKeySource,
+  IndexBuilder,
+  type IndexMeta,
+} from "../src/index/mod.ts";
 import { KEY_WORDS } from "../src/packet/packet_info.ts";
 
 const META: IndexMeta = {
@@ -20,9 +25,10 @@ const META: IndexMeta = {
 const PROBE = `
 import { IndexBuilder } from "${new URL("../src/index/index_builder.ts", import.meta.url).href}";
 const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))[1]);
-new IndexBuilder(); // code loading and compilation are not what is measured
+const keys = { copyKey() {} };
+new IndexBuilder(keys); // code loading and compilation are not what is measured
 const before = rss();
-const builders = Array.from({ length: 4 }, () => new IndexBuilder());
+const builders = Array.from({ length: 4 }, () => new IndexBuilder(keys));
 console.log(rss() - before, builders.length);
 `;
 
@@ -39,21 +45,35 @@ Deno.test("IndexBuilder: a new builder's reserved arrays are not resident", asyn
   assert.ok(grown < 16 * 1024, `4 builders grew RSS by ${grown} KiB`);
 });
 
-Deno.test("IndexBuilder: write() streams the bytes encode() returns, past the encoding buffer", () => {
-  const b = new IndexBuilder();
-  const key = new Uint32Array(KEY_WORDS);
-  const flows = 30_000;
+/** Flow `id`'s key: 198.18.x.y:(1024 + id % 256) -> :443 TCP. */
+const KEYS: FlowKeySource = {
+  copyKey(id: number, out: Uint32Array, at = 0): void {
+    out.fill(0, at, at + KEY_WORDS);
+    out[at] = 0xc6120000 + id;
+    out[at + 8] = (1024 + (id & 0xff)) << 16 | 443;
+    out[at + 9] = (4 << 28) | (6 << 16);
+  },
+};
+
+/** Records `packets` packets over `flows` interleaved flows; `step` seconds between packets. */
+function fill(b: IndexBuilder, opts: { flows: number; packets: number; back?: boolean }): void {
   let offset = 24;
-  // Flows start out of time order (the table is sorted by first time) and interleave.
-  for (let p = 0; p < 120_000; p++) {
-    const flow = (p * 7919) % flows;
-    key[0] = 0xc6120000 + flow;
-    key[8] = (1024 + (flow & 0xff)) << 16 | 443;
-    key[9] = (4 << 28) | (6 << 16);
-    const ts = 1_700_000_000 + ((flow * 37) % 1000) + p * 1e-5;
-    b.record(flow, flow + 1, key, ts, offset, 100 + (p % 1400));
+  for (let p = 0; p < opts.packets; p++) {
+    const flow = (p * 7919) % opts.flows;
+    // back: flows start out of time order and times step back (the flows are sorted by first
+    // time); otherwise time-ordered, spanning more than 4294 s so times are stored as f64.
+    const ts = opts.back
+      ? 1_700_000_000 + ((flow * 37) % 1000) + p * 1e-5
+      : 1_700_000_000 + p * 0.05;
+    b.record(flow, ts, offset, 100 + (p % 1400));
     offset += 16 + 100 + (p % 1400);
   }
+}
+
+Deno.test("IndexBuilder: write() streams the bytes encode() returns, past the encoding buffer", () => {
+  const b = new IndexBuilder(KEYS);
+  const flows = 30_000;
+  fill(b, { flows, packets: 120_000, back: true });
   const bytes = b.encode(META);
   assert.ok(bytes.length > 2 << 20, `index of ${bytes.length} bytes spans several buffers`);
   const dir = Deno.makeTempDirSync({ prefix: "cc-idxmem-" });
@@ -66,6 +86,39 @@ Deno.test("IndexBuilder: write() streams the bytes encode() returns, past the en
     const idx = decodeFileIndex(path, onDisk);
     assert.equal(idx.header.flowCount, flows);
     assert.equal(idx.header.packetCount, 120_000);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("IndexBuilder: a spilled packet log and many small passes give the same index", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "cc-idxspill-" });
+  try {
+    for (const back of [false, true]) {
+      const inMemory = new IndexBuilder(KEYS);
+      // 4 KiB of scratch: 512 f64 or 1024 u32 values per pass over the log.
+      const spilled = new IndexBuilder(KEYS, { spillDir: dir, scratchBytes: 4096 });
+      for (const b of [inMemory, spilled]) fill(b, { flows: 3000, packets: 150_000, back });
+      assert.equal(inMemory.spilledChunks, 0);
+      assert.equal(spilled.spilledChunks, 2, "two full chunks of 65536 entries went to disk");
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "the spill file is unlinked at once");
+      const want = inMemory.encode(META);
+      assert.deepEqual(spilled.encode(META), want);
+      const idx = decodeFileIndex("mem", want);
+      assert.equal(idx.header.packetCount, 150_000);
+      assert.equal(idx.header.flowCount, 3000);
+      // Flow 0 holds packets 0, 3000, 6000, ...: their offsets in file order.
+      const f0 = Array.from(idx.keys.subarray(0, KEY_WORDS));
+      assert.equal(f0[0], 0xc6120000);
+      const s0 = idx.pktStart[0];
+      const offsets = Array.from(idx.offsets.subarray(s0, s0 + idx.pktCount[0]));
+      assert.equal(offsets.length, 50);
+      assert.ok(offsets.every((o, i) => i === 0 || o > offsets[i - 1]));
+      // The log starts empty again after reset and the file's disk space is released.
+      spilled.reset();
+      assert.equal(spilled.packetCount, 0);
+      spilled.close();
+    }
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

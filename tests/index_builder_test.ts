@@ -28,6 +28,14 @@ interface OracleFlow {
   bytes: number;
 }
 
+/** A stand-in flow table for the builder: the key of each id, replaced when a new flow takes it. */
+class SlotKeys {
+  readonly keys = new Map<number, Uint32Array>();
+  copyKey(id: number, out: Uint32Array, at = 0): void {
+    out.set(this.keys.get(id) as Uint32Array, at);
+  }
+}
+
 const META: IndexMeta = {
   pcapName: "x.pcap",
   linkType: 1,
@@ -44,6 +52,7 @@ const META: IndexMeta = {
  */
 function simulate(
   b: IndexBuilder,
+  table: SlotKeys,
   dir: string,
   opts: { files: number; slots: number; packets: number; seed: number; baseOffset?: number },
 ): Map<string, OracleFlow>[] {
@@ -59,6 +68,7 @@ function simulate(
   for (let s = 0; s < opts.slots; s++) {
     serial[s] = nextSerial++;
     keys.push(newKey());
+    table.keys.set(s, keys[s]);
   }
   const out: Map<string, OracleFlow>[] = [];
   let ts = 1700000000 + rand();
@@ -68,14 +78,16 @@ function simulate(
     for (let p = 0; p < opts.packets; p++) {
       const slot = Math.floor(rand() * opts.slots);
       if (rand() < 0.02) {
-        // The flow in this slot ended; a new one takes the id.
+        // The flow in this slot ended (the table tells the builder); a new one takes the id.
+        b.forget(slot);
         serial[slot] = nextSerial++;
         keys[slot] = newKey();
+        table.keys.set(slot, keys[slot]);
       }
       ts += rand() * 0.001;
       const wire = 60 + Math.floor(rand() * 1454);
       const cap = Math.min(wire, 200);
-      b.record(slot, serial[slot], keys[slot], ts, off, wire);
+      b.record(slot, ts, off, wire);
       const id = `${slot}/${serial[slot]}`;
       let o = flows.get(id);
       if (o === undefined) {
@@ -101,8 +113,9 @@ function keyHex(k: Uint32Array, at: number): string {
 Deno.test("builder/reader roundtrip: every packet under its flow, flow ids reused with new serials", () => {
   const dir = Deno.makeTempDirSync({ prefix: "cc-idx-" });
   try {
-    const b = new IndexBuilder();
-    const files = simulate(b, dir, { files: 3, slots: 700, packets: 20000, seed: 7 });
+    const table = new SlotKeys();
+    const b = new IndexBuilder(table);
+    const files = simulate(b, table, dir, { files: 3, slots: 700, packets: 20000, seed: 7 });
     for (let f = 0; f < files.length; f++) {
       const want = files[f];
       const idx = readFileIndex(`${dir}/f${f}.pcap.idx`);
@@ -158,8 +171,9 @@ Deno.test("builder/reader roundtrip: every packet under its flow, flow ids reuse
 Deno.test("builder: offsets beyond 4 GiB switch to f64 offsets; block table roundtrip", () => {
   const dir = Deno.makeTempDirSync({ prefix: "cc-idx-" });
   try {
-    const b = new IndexBuilder();
-    const files = simulate(b, dir, {
+    const table = new SlotKeys();
+    const b = new IndexBuilder(table);
+    const files = simulate(b, table, dir, {
       files: 1,
       slots: 50,
       packets: 3000,
@@ -174,8 +188,10 @@ Deno.test("builder: offsets beyond 4 GiB switch to f64 offsets; block table roun
     assert.deepEqual(Array.from(idx.offsets).sort((x, y) => x - y), all);
 
     const blocks = new Float64Array([0, 1000, 0, 5000, 1000, 800, 5000, 4000, 1800, 50, 9000, 100]);
-    b.record(5, 1, new Uint32Array(KEY_WORDS).fill(9), 1.5, 24, 100);
-    b.record(5, 1, new Uint32Array(KEY_WORDS).fill(9), 2.5, 5100, 100);
+    b.reset();
+    table.keys.set(5, new Uint32Array(KEY_WORDS).fill(9));
+    b.record(5, 1.5, 24, 100);
+    b.record(5, 2.5, 5100, 100);
     const bytes = b.encode({ ...META, compress: "zstd", nanosecond: true, blocks, worker: -1 });
     const z = decodeFileIndex("mem", bytes);
     assert.equal(z.header.compress, "zstd");
@@ -192,8 +208,9 @@ Deno.test("builder: offsets beyond 4 GiB switch to f64 offsets; block table roun
 
     // A file spanning more than 4294 s keeps f64 packet times, exactly.
     b.reset();
-    b.record(1, 1, new Uint32Array(KEY_WORDS), 1.7e9 + 0.1234567, 24, 60);
-    b.record(1, 1, new Uint32Array(KEY_WORDS), 1.7e9 + 5000.7654321, 100, 60);
+    table.keys.set(1, new Uint32Array(KEY_WORDS));
+    b.record(1, 1.7e9 + 0.1234567, 24, 60);
+    b.record(1, 1.7e9 + 5000.7654321, 100, 60);
     const w = decodeFileIndex("mem", b.encode(META));
     assert.deepEqual(Array.from(w.times), [1.7e9 + 0.1234567, 1.7e9 + 5000.7654321]);
   } finally {
@@ -204,8 +221,9 @@ Deno.test("builder: offsets beyond 4 GiB switch to f64 offsets; block table roun
 Deno.test("reader: a flipped byte, a truncated file, garbage and foreign files are reported", () => {
   const dir = Deno.makeTempDirSync({ prefix: "cc-idx-" });
   try {
-    const b = new IndexBuilder();
-    simulate(b, dir, { files: 1, slots: 100, packets: 2000, seed: 11 });
+    const table = new SlotKeys();
+    const b = new IndexBuilder(table);
+    simulate(b, table, dir, { files: 1, slots: 100, packets: 2000, seed: 11 });
     const path = `${dir}/f0.pcap.idx`;
     const good = Deno.readFileSync(path);
     readFileIndex(path);
@@ -244,8 +262,8 @@ Deno.test("reader: a flipped byte, a truncated file, garbage and foreign files a
 Deno.test("builder: record() throughput and index size on a realistic traffic mix", () => {
   // Traffic model: web-like TCP flows with Pareto-distributed response sizes (most small, a few
   // huge), client ACK every second data segment, plus DNS over UDP; MSS 1448 (1514-byte frames).
-  const b = new IndexBuilder();
-  const key = new Uint32Array(KEY_WORDS);
+  const table = new SlotKeys();
+  const b = new IndexBuilder(table);
   interface Mix {
     cutoff: number;
     pcapBytes: number;
@@ -263,7 +281,10 @@ Deno.test("builder: record() throughput and index size on a realistic traffic mi
     while (off < 200e6) {
       const fid = id++ & 0xffff;
       flows++;
+      b.forget(fid);
+      const key = new Uint32Array(KEY_WORDS);
       for (let i = 0; i < KEY_WORDS; i++) key[i] = (r() * 4294967296) >>> 0;
+      table.keys.set(fid, key);
       const frames: number[] = [];
       if (r() < 0.3) {
         frames.push(80, 200);
@@ -281,7 +302,7 @@ Deno.test("builder: record() throughput and index size on a realistic traffic mi
         if (stored >= cutoff) break;
         stored += len;
         ts += 1e-5;
-        b.record(fid, flows, key, ts, off, len);
+        b.record(fid, ts, off, len);
         off += 16 + len;
       }
     }
@@ -306,16 +327,22 @@ Deno.test("builder: record() throughput and index size on a realistic traffic mi
   // Throughput after a warm-up pass: 2M records over 1k then 100k interleaved flow ids, a new flow
   // lifetime for every id each 500k records.
   const N = 2_000_000;
-  const keys = new Uint32Array(KEY_WORDS);
   for (const active of [1000, 100000]) {
+    for (let fid = 0; fid < active; fid++) {
+      const key = new Uint32Array(KEY_WORDS);
+      key[0] = fid;
+      table.keys.set(fid, key);
+    }
     let ns = 0;
     for (let rep = 0; rep < 3; rep++) {
       b.reset();
       const t0 = performance.now();
       for (let i = 0; i < N; i++) {
+        if (i > 0 && i % 500000 === 0) {
+          for (let fid = 0; fid < active; fid++) b.forget(fid);
+        }
         const fid = (i * 7919) % active;
-        keys[0] = fid;
-        b.record(fid, (i / 500000) | 0, keys, 1.7e9 + i * 1e-6, 24 + i * 600, 600);
+        b.record(fid, 1.7e9 + i * 1e-6, 24 + i * 600, 600);
       }
       ns = ((performance.now() - t0) * 1e6) / N;
     }

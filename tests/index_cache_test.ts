@@ -3,11 +3,15 @@ import { IndexBuilder } from "../src/index/mod.ts";
 import { IndexCache } from "../src/query/index_cache.ts";
 
 function writeIndex(path: string, packets: number): void {
-  const builder = new IndexBuilder();
-  const key = new Uint32Array(10);
+  // Flow id i has the key 198.18.0.i.
+  const builder = new IndexBuilder({
+    copyKey: (id, out, at = 0) => {
+      out.fill(0, at, at + 10);
+      out[at] = 0xc6120000 + id;
+    },
+  });
   for (let i = 0; i < packets; i++) {
-    key[0] = 0xc6120000 + (i % 7);
-    builder.record(i % 7, 1, key, 1700000000 + i / 1000, 24 + i * 100, 100);
+    builder.record(i % 7, 1700000000 + i / 1000, 24 + i * 100, 100);
   }
   builder.write(path, {
     pcapName: "x.pcap",

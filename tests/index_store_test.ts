@@ -47,11 +47,13 @@ for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
         compress,
         blockSize: 65536,
       });
-      const b = new IndexBuilder();
-      const info = new PacketInfo();
       // A stand-in flow table: id per canonical key, the slot of flow 7 reused by a new lifetime.
+      const keys = new Map<number, Uint32Array>();
+      const b = new IndexBuilder({ copyKey: (id, out, at = 0) => out.set(keys.get(id)!, at) });
+      const info = new PacketInfo();
       const ids = new Map<string, number>();
       const written: { offset: number; sec: number; usec: number; frame: Uint8Array }[] = [];
+      let reused = false;
       for (let i = 0; i < 3000; i++) {
         const fl = (i * 31) % 40;
         const fwd = i % 3 !== 0;
@@ -67,8 +69,12 @@ for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
         const k = Array.from(info.key).join(",");
         let id = ids.get(k);
         if (id === undefined) ids.set(k, id = ids.size);
-        const serial = id === 7 && i > 1500 ? 2 : 1;
-        b.record(id, serial, info.key, sec + usec * 1e-6, offset, frame.length);
+        if (id === 7 && i > 1500 && keys.get(id) !== undefined && !reused) {
+          b.forget(id); // the flow ended: the table tells the builder, a new lifetime takes the id
+          reused = true;
+        }
+        keys.set(id, info.key.slice());
+        b.record(id, sec + usec * 1e-6, offset, frame.length);
         written.push({ offset, sec, usec, frame });
       }
       const fin = w.finalize((f) => {

@@ -6,7 +6,7 @@
  *
  * - per-flow records indexed by flow id, 64 bytes (one cache line) each, holding what a packet
  *   reads and writes: canonical key, state bits, packet and byte counts, last timestamp. Cold
- *   fields (first timestamp, serial) are separate columns. Free ids are chained in a list and
+ *   fields (the serial) are a separate column. Free ids are chained in a list and
  *   reused first, so the ids in use stay dense.
  * - a hash index: open addressing with linear probing over a power-of-two number of slots,
  *   load factor <= 0.5. A slot is two Int32s, [flow id + 1 (0 = empty), hash]: the hash next to
@@ -17,7 +17,7 @@
  * large zero-filled allocation with pages only when they are first written, so resident memory
  * follows the number of ids ever in use, like doubling growth, but without copies and without
  * leaving freed generations in the allocator (measured: 1M flows, doubling from 65536 = 165 MB
- * RSS, reserving = 140 MB). The index is a prefix of one allocation sized for `maxFlows`; it
+ * RSS, reserving = 140 MB, before the first-time column went: 84 MB now). The index is a prefix of one allocation sized for `maxFlows`; it
  * doubles (and is rebuilt from the records) when the load factor would pass 0.5, so a small
  * table keeps a small, cache-friendly index. No allocation happens after construction.
  *
@@ -118,7 +118,8 @@ const SWEEP_STEP_BEHIND = 1024;
  * Per-flow record, 64 bytes (one cache line): the fields a packet reads and writes, viewed as
  * u32 words (key, state, packet count) and as f64 slots (bytes, last timestamp). One column
  * per field would cost one cache miss per column per packet once the table outgrows the CPU
- * caches; rarely used fields (first timestamp, serial) stay in columns.
+ * caches; the rarely used serial stays in a column. A flow's first timestamp is not kept: the
+ * index has each file's first time of every flow, and nothing else needs it.
  */
 const RECORD_WORDS = 16;
 const RECORD_F64 = 8;
@@ -171,8 +172,7 @@ export class FlowTable {
   readonly #u32: Uint32Array;
   /** The same records as f64 slots, RECORD_F64 per flow. */
   readonly #f64: Float64Array;
-  readonly #firstTs: Float64Array;
-  readonly #serial: Float64Array;
+  readonly #serial: Uint32Array;
   /** Packet count / 2^32 of flows with the WRAPPED bit (a flow passing 4G packets is rare
    * enough for a Map; the entry is created once per 2^32 packets). */
   readonly #packetsHigh = new Map<number, number>();
@@ -235,13 +235,12 @@ export class FlowTable {
     let records: ArrayBuffer;
     try {
       records = new ArrayBuffer(maxFlows * RECORD_WORDS * 4);
-      this.#firstTs = new Float64Array(maxFlows);
-      this.#serial = new Float64Array(maxFlows);
+      this.#serial = new Uint32Array(maxFlows);
       this.#index = new Int32Array(indexSlotsFor(maxFlows) * 2);
     } catch (e) {
       throw new RangeError(
         `Cannot reserve memory for maxFlows ${maxFlows}: expected about ${
-          Math.ceil(maxFlows * 100 / 1048576)
+          Math.ceil(maxFlows * 84 / 1048576)
         } MiB of address space to be available`,
         { cause: e },
       );
@@ -271,7 +270,7 @@ export class FlowTable {
   /** Bytes of records, columns and index in use, i.e. resident once touched (the reserved but
    * never written part of the allocations is not counted). */
   get memoryBytes(): number {
-    return this.#highWater * (RECORD_WORDS * 4 + 16) + (this.#mask + 1) * 8;
+    return this.#highWater * (RECORD_WORDS * 4 + 4) + (this.#mask + 1) * 8;
   }
 
   /**
@@ -400,8 +399,7 @@ export class FlowTable {
       u32[base + W_PACKETS] = 1;
       f64[id * RECORD_F64 + F_BYTES] = wireLen;
       f64[id * RECORD_F64 + F_LAST_TS] = tsSec;
-      this.#firstTs[id] = tsSec;
-      this.#serial[id] = this.#nextSerial++;
+      this.#serial[id] = this.#nextSerial++ >>> 0;
       st = rev ? LIVE | FIRST_REVERSED : LIVE;
       this.#active++;
       this.started++;
@@ -491,7 +489,11 @@ export class FlowTable {
     return id >= 0 && id < this.#highWater && this.#u32[id * RECORD_WORDS + W_STATE] !== 0;
   }
 
-  /** Number unique to this flow's lifetime in this table (1, 2, 3, ... in creation order). */
+  /**
+   * Number unique to this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo
+   * 2^32: a u32 column, as nothing in the capture path needs it; the index builder learns of a
+   * flow's end through onRemove).
+   */
   serialOf(id: number): number {
     return this.#serial[id];
   }
@@ -509,11 +511,6 @@ export class FlowTable {
     return this.#f64[id * RECORD_F64 + F_BYTES];
   }
 
-  /** Timestamp of the flow's first packet, seconds. */
-  firstTsOf(id: number): number {
-    return this.#firstTs[id];
-  }
-
   /** Latest packet timestamp of the flow, seconds. */
   lastTsOf(id: number): number {
     return this.#f64[id * RECORD_F64 + F_LAST_TS];
@@ -529,11 +526,11 @@ export class FlowTable {
     return (this.#u32[id * RECORD_WORDS + W_STATE] & FIRST_REVERSED) !== 0;
   }
 
-  /** Copies the flow's canonical key (A = smaller end) into `out[0..KEY_WORDS)`. */
-  copyKey(id: number, out: Uint32Array): void {
+  /** Copies the flow's canonical key (A = smaller end) into `out[at .. at + KEY_WORDS)`. */
+  copyKey(id: number, out: Uint32Array, at = 0): void {
     const u32 = this.#u32;
     const base = id * RECORD_WORDS;
-    for (let i = 0; i < KEY_WORDS; i++) out[i] = u32[base + i];
+    for (let i = 0; i < KEY_WORDS; i++) out[at + i] = u32[base + i];
   }
 
   #insert(id: number, h: number): void {

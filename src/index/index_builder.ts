@@ -1,7 +1,15 @@
 /**
  * Collects the index of one pcap file while the capture worker writes it, then writes the `.idx` file
- * (format in index_format.ts). `record()` runs once per stored packet, so it only writes into
- * long-lived typed arrays that double when full; nothing is allocated per packet.
+ * (format in index_format.ts). `record()` runs once per stored packet and only writes into
+ * long-lived typed arrays; nothing is allocated per packet.
+ *
+ * Memory is what bounds a sensor with a million concurrent flows, so the builder keeps little per
+ * flow and nothing per packet: per flow, its FlowTable id (4 bytes) and the id's per-file flow
+ * number (4 bytes); per packet, an entry in a PacketLog, which lives on disk but for its newest
+ * chunk. A flow's key is read from the flow table when the index is written, or copied when the
+ * table removes the flow earlier (`forget`, wired to FlowTable.onRemove). The per-flow columns
+ * (first and last time, bytes, packet count) and the per-packet sections are computed from the
+ * log when the index is written, a bounded range at a time.
  */
 import { crc32 } from "node:zlib";
 import { KEY_WORDS } from "../packet/packet_info.ts";
@@ -18,6 +26,7 @@ import {
   sectionLayout,
   UNKNOWN_WORKER,
 } from "./index_format.ts";
+import { LOG_CHUNK, type LogChunk, PacketLog } from "./packet_log.ts";
 
 /** What the index header says about its pcap file; given to `IndexBuilder.write`. */
 export interface IndexMeta {
@@ -44,52 +53,84 @@ export interface IndexMeta {
 }
 
 /**
- * Flows and packets the builder's arrays are sized for at construction. They are plain typed arrays
- * carved out of one large zero-filled allocation per kind, which the kernel backs with pages only
- * where they are written (measured: 5 x 128 MB allocated, RSS unchanged). So memory follows what a
- * file really holds, without the copies and the old-plus-new peak of doubling, and record() keeps
- * the speed of plain typed arrays. Beyond these counts the arrays double.
+ * Where the builder reads a flow's canonical key: the capture worker's FlowTable, or a FlowKeyList.
+ * The key of an id must stay the same from the id's first `record()` until `forget(id)`.
+ */
+export interface FlowKeySource {
+  /** Copies the key of flow `id` into `out[at .. at + KEY_WORDS)`. */
+  copyKey(id: number, out: Uint32Array, at?: number): void;
+}
+
+/** Options of {@linkcode IndexBuilder}. */
+export interface IndexBuilderOptions {
+  /** Directory for the per-packet log's spill file (see PacketLog); none: it stays in memory. */
+  spillDir?: string;
+  /** Bytes of scratch for writing an index (default 4 MiB); tests make it small to force passes. */
+  scratchBytes?: number;
+}
+
+/**
+ * Flows the per-flow arrays are sized for at construction, and FlowTable ids the id map covers.
+ * They are carved out of large zero-filled allocations, which the kernel backs with pages only
+ * where they are written (measured: 5 x 128 MB allocated, RSS unchanged), so memory follows
+ * what a file really holds without the copies and old-plus-new peak of doubling. Beyond these
+ * counts the arrays double.
  */
 const RESERVED_FLOWS = 1 << 22;
-const RESERVED_PACKETS = 1 << 24;
-/** FlowTable ids the id map covers before it doubles. */
 const RESERVED_IDS = 1 << 23;
-/** Bytes per flow across the per-flow columns (see #allocFlows). */
-const FLOW_BYTES = 8 * 4 + KEY_WORDS * 4 + 4 * 2;
-/** Bytes per packet across the per-packet columns. */
-const PACKET_BYTES = 8 * 2 + 4;
+/**
+ * Values computed per pass over the packet log when the index is written: 4 MiB of scratch bounds
+ * the memory of writing any index, at one more pass over the log per 512k flows or 1M packets.
+ */
+const SCRATCH_BYTES = 4 << 20;
 const TWO_POW_32 = 4294967296;
 /** Size of the buffer encode() fills and hands to its sink, section by section. */
 const ENCODE_CHUNK = 1 << 20;
 
+/** A per-flow column computed from the packet log. */
+const enum FlowColumn {
+  First,
+  Last,
+  Bytes,
+}
+
+/** Where the flows' packets go in the packet sections, from IndexBuilder's #writeFlows. */
+interface FlowLayout {
+  /** By per-file flow number: the position of the flow's first packet in the packet sections. */
+  start: Uint32Array;
+  /** Per-file flow numbers in output order; null when it is the identity. */
+  order: Uint32Array | null;
+}
+
 /** Per-file index under construction; one per open output file, reused via `reset()`. */
 export class IndexBuilder {
-  // FlowTable id -> per-file flow number + 1 (0 = none). Entries are validated against
-  // ffFlowId/ffSerial instead of being cleared, so reset() is O(1) however large the flow table is.
+  readonly #keys: FlowKeySource;
+  readonly #log: PacketLog;
+
+  // FlowTable id -> per-file flow number + 1 (0 = none). Set by a flow's first packet in the
+  // file, cleared by forget() and reset().
   #idToFile = new Int32Array(RESERVED_IDS);
 
   #flows = 0;
+  // Per-file flow number -> FlowTable id, or -1 once forgotten: its key is then in #ffKeys.
   #ffFlowId!: Int32Array;
-  #ffSerial!: Float64Array;
   #ffKeys!: Uint32Array;
-  #ffFirst!: Float64Array;
-  #ffLast!: Float64Array;
-  #ffBytes!: Float64Array;
-  #ffCount!: Uint32Array;
-
-  #packets = 0;
-  #pktFlow!: Uint32Array;
-  #pktOffset!: Float64Array;
-  #pktTs!: Float64Array;
 
   #firstTs = 0;
   #lastTs = 0;
   #wireBytes = 0;
   #maxOffset = 0;
+  /** Packet times never went back: per-file flows are then in order of first time already. */
+  #monotonic = true;
+  #empty = true;
+  #scratch: ArrayBuffer | null = null;
+  readonly #scratchLimit: number;
 
-  constructor() {
+  constructor(keys: FlowKeySource, opts: IndexBuilderOptions = {}) {
+    this.#keys = keys;
+    this.#log = new PacketLog({ spillDir: opts.spillDir });
+    this.#scratchLimit = Math.max(8, opts.scratchBytes ?? SCRATCH_BYTES);
     this.#allocFlows(RESERVED_FLOWS, 0);
-    this.#allocPackets(RESERVED_PACKETS, 0);
   }
 
   /** Number of distinct flows recorded since the last reset. */
@@ -99,7 +140,7 @@ export class IndexBuilder {
 
   /** Number of packets recorded since the last reset. */
   get packetCount(): number {
-    return this.#packets;
+    return this.#log.length;
   }
 
   /** Earliest packet time recorded (0 when empty). */
@@ -112,80 +153,85 @@ export class IndexBuilder {
     return this.#lastTs;
   }
 
+  /** Chunks of per-packet entries the log has moved to its spill file (for tests and benchmarks). */
+  get spilledChunks(): number {
+    return this.#log.spilledChunks;
+  }
+
   /**
-   * Notes one stored packet. `flowId` is the FlowTable slot and `flowSerial` the number unique to
-   * this flow's lifetime (a slot reused by a later flow has a new serial and becomes a new flow
-   * here). `key` is the canonical key, copied only when the flow is new to this file.
-   * HOT PATH: no allocation except amortized doubling of the arrays.
+   * Notes one stored packet of flow `flowId` (the FlowTable id; a later flow may reuse the id
+   * once the table has removed this one and called `forget`).
+   * HOT PATH: no allocation but a log chunk's spill.
    */
-  record(
-    flowId: number,
-    flowSerial: number,
-    key: Uint32Array,
-    tsSec: number,
-    recordOffset: number,
-    wireLen: number,
-  ): void {
+  record(flowId: number, tsSec: number, recordOffset: number, wireLen: number): void {
     if (flowId >= this.#idToFile.length) this.#growIds(flowId + 1);
     let ff = this.#idToFile[flowId] - 1;
-    if (
-      ff < 0 || ff >= this.#flows || this.#ffFlowId[ff] !== flowId ||
-      this.#ffSerial[ff] !== flowSerial
-    ) {
-      ff = this.#newFlow(flowId, flowSerial, key, tsSec);
-    }
-    const first = this.#ffFirst;
-    const last = this.#ffLast;
-    // Capture time is almost always monotonic, but replayed or merged traffic may step back.
-    if (tsSec < first[ff]) first[ff] = tsSec;
-    if (tsSec > last[ff]) last[ff] = tsSec;
-    this.#ffBytes[ff] += wireLen;
-    this.#ffCount[ff]++;
-
-    const p = this.#packets;
-    if (p === this.#pktFlow.length) this.#allocPackets(p * 2, p);
-    this.#pktFlow[p] = ff;
-    this.#pktOffset[p] = recordOffset;
-    this.#pktTs[p] = tsSec;
-    this.#packets = p + 1;
-    if (p === 0) {
+    if (ff < 0) ff = this.#newFlow(flowId);
+    const log = this.#log;
+    if (log.used === LOG_CHUNK) log.flushChunk();
+    const i = log.used++;
+    const c = log.current;
+    c.flow[i] = ff;
+    c.offset[i] = recordOffset;
+    c.ts[i] = tsSec;
+    c.wire[i] = wireLen;
+    if (this.#empty) {
+      this.#empty = false;
       this.#firstTs = tsSec;
       this.#lastTs = tsSec;
-    } else if (tsSec > this.#lastTs) {
+    } else if (tsSec >= this.#lastTs) {
       this.#lastTs = tsSec;
-    } else if (tsSec < this.#firstTs) {
-      this.#firstTs = tsSec;
+    } else {
+      // Replayed or merged traffic may step back in time.
+      this.#monotonic = false;
+      if (tsSec < this.#firstTs) this.#firstTs = tsSec;
     }
     this.#wireBytes += wireLen;
     if (recordOffset > this.#maxOffset) this.#maxOffset = recordOffset;
   }
 
-  /** Starts per-file flow number `this.#flows` for a FlowTable id and lifetime; returns it. */
-  #newFlow(flowId: number, flowSerial: number, key: Uint32Array, tsSec: number): number {
+  /**
+   * The flow table is removing flow `flowId`: keeps its key if the flow is in this file, and
+   * frees the id for the next flow that gets it. Wire it to FlowTable.onRemove.
+   */
+  forget(flowId: number): void {
+    if (flowId >= this.#idToFile.length) return;
+    const ff = this.#idToFile[flowId] - 1;
+    if (ff < 0) return;
+    this.#keys.copyKey(flowId, this.#ffKeys, ff * KEY_WORDS);
+    this.#ffFlowId[ff] = -1;
+    this.#idToFile[flowId] = 0;
+  }
+
+  /** Starts per-file flow number `this.#flows` for a FlowTable id; returns it. */
+  #newFlow(flowId: number): number {
     const ff = this.#flows;
     if (ff === this.#ffFlowId.length) this.#allocFlows(ff * 2, ff);
     this.#flows = ff + 1;
     this.#idToFile[flowId] = ff + 1;
     this.#ffFlowId[ff] = flowId;
-    this.#ffSerial[ff] = flowSerial;
-    const keys = this.#ffKeys;
-    const k = ff * KEY_WORDS;
-    for (let i = 0; i < KEY_WORDS; i++) keys[k + i] = key[i];
-    this.#ffFirst[ff] = tsSec;
-    this.#ffLast[ff] = tsSec;
-    this.#ffBytes[ff] = 0;
-    this.#ffCount[ff] = 0;
     return ff;
   }
 
   /** Forgets everything recorded, keeping the buffers for the next file. */
   reset(): void {
+    const ids = this.#ffFlowId;
+    for (let ff = 0; ff < this.#flows; ff++) {
+      if (ids[ff] >= 0) this.#idToFile[ids[ff]] = 0;
+    }
     this.#flows = 0;
-    this.#packets = 0;
+    this.#log.reset();
     this.#firstTs = 0;
     this.#lastTs = 0;
     this.#wireBytes = 0;
     this.#maxOffset = 0;
+    this.#monotonic = true;
+    this.#empty = true;
+  }
+
+  /** Releases the packet log's spill file; the builder is not used afterwards. */
+  close(): void {
+    this.#log.close();
   }
 
   /** The index bytes for what was recorded, as `write` would store them. */
@@ -221,13 +267,40 @@ export class IndexBuilder {
     return written;
   }
 
-  /**
-   * Produces the index bytes in order, handing them to `sink` in pieces (the piece is only valid
-   * during the call). Only the packet sections are built in memory (scattered into place, 8
-   * bytes per packet), not a copy of the whole file; the per-flow columns usually go out as
-   * they are.
-   */
+  /** Produces the index bytes in order, handing them to `sink` in pieces valid during the call. */
   #encodeTo(meta: IndexMeta, sink: (chunk: Uint8Array) => void): void {
+    const F = this.#flows;
+    const N = this.#log.length;
+    const wide = this.#maxOffset >= TWO_POW_32;
+    const wideTimes = Math.round((this.#lastTs - this.#firstTs) * 1e6) >= TWO_POW_32;
+    const header = this.#header(meta, wide, wideTimes);
+    const lay = header.layout;
+    const out = new ChunkWriter(sink);
+    out.bytes(header.bytes);
+    const flows = this.#writeFlows(out);
+    out.zeros(lay.offsets - out.written);
+    this.#writePackets(out, flows, { times: false, wide });
+    out.zeros(lay.times - out.written);
+    this.#writePackets(out, flows, { times: true, wide: wideTimes });
+    out.zeros(lay.blocks - out.written);
+    const b = header.blocks;
+    for (let i = 0; i < header.blockCount * 4; i++) out.f64(b[i]);
+    if (out.written !== lay.trailer) {
+      throw new Error(`Index encoding wrote ${out.written} bytes: expected ${lay.trailer}`);
+    }
+    out.u32(out.crc());
+    out.u32(INDEX_END_MAGIC);
+    out.flush();
+    if (N !== this.#log.length || F !== this.#flows) throw new Error("Index changed while written");
+  }
+
+  /** The index header for what was recorded, and the section layout it announces. */
+  #header(meta: IndexMeta, wide: boolean, wideTimes: boolean): {
+    bytes: Uint8Array;
+    layout: ReturnType<typeof sectionLayout>;
+    blocks: Float64Array;
+    blockCount: number;
+  } {
     const enc = new TextEncoder();
     const iface = enc.encode(meta.iface);
     const name = enc.encode(meta.pcapName);
@@ -236,21 +309,17 @@ export class IndexBuilder {
         `Invalid index metadata: expected names under 64 KiB, found ${iface.length} and ${name.length} bytes`,
       );
     }
-    const blockCount = meta.blocks === undefined
-      ? 0
-      : meta.blockCount ?? Math.floor(meta.blocks.length / 4);
-    if (meta.blocks !== undefined && blockCount * 4 > meta.blocks.length) {
+    const blocks = meta.blocks ?? new Float64Array(0);
+    const blockCount = meta.blockCount ?? Math.floor(blocks.length / 4);
+    if (blockCount * 4 > blocks.length) {
       throw new Error(
-        `Invalid block table: expected ${blockCount * 4} numbers, found ${meta.blocks.length}`,
+        `Invalid block table: expected ${blockCount * 4} numbers, found ${blocks.length}`,
       );
     }
     const F = this.#flows;
-    const N = this.#packets;
-    const wide = this.#maxOffset >= TWO_POW_32;
-    const t0 = this.#firstTs;
-    const wideTimes = Math.round((this.#lastTs - t0) * 1e6) >= TWO_POW_32;
+    const N = this.#log.length;
     const headerLen = headerLength(iface.length, name.length);
-    const lay = sectionLayout(headerLen, {
+    const layout = sectionLayout(headerLen, {
       flows: F,
       packets: N,
       blocks: blockCount,
@@ -261,10 +330,9 @@ export class IndexBuilder {
     let dataSize = meta.dataSize ?? 0;
     let pcapSize = meta.pcapSize ?? 0;
     if (blockCount > 0) {
-      const b = meta.blocks as Float64Array;
       const last = (blockCount - 1) * 4;
-      if (meta.dataSize === undefined) dataSize = b[last + 2] + b[last + 3];
-      if (meta.pcapSize === undefined) pcapSize = b[last] + b[last + 1];
+      if (meta.dataSize === undefined) dataSize = blocks[last + 2] + blocks[last + 3];
+      if (meta.pcapSize === undefined) pcapSize = blocks[last] + blocks[last + 1];
     } else if (meta.pcapSize === undefined && meta.compress === "none") {
       pcapSize = dataSize;
     }
@@ -291,7 +359,7 @@ export class IndexBuilder {
     dv.setFloat64(48, pcapSize, true);
     dv.setFloat64(56, dataSize, true);
     dv.setFloat64(64, this.#wireBytes, true);
-    dv.setFloat64(72, lay.total, true);
+    dv.setFloat64(72, layout.total, true);
     dv.setUint32(80, meta.worker < 0 ? UNKNOWN_WORKER : meta.worker, true);
     dv.setUint16(84, iface.length, true);
     dv.setUint16(86, name.length, true);
@@ -302,97 +370,149 @@ export class IndexBuilder {
       crc32(header.subarray(0, HEADER_CRC_AT)),
     );
     dv.setUint32(HEADER_CRC_AT, hcrc, true);
-
-    // Flow order: by first time, stable on first appearance. Flows are numbered in order of
-    // appearance, so with time-ordered packets (nearly always) the order is the identity and
-    // the per-flow columns go out as they are, in one copy each.
-    const first = this.#ffFirst;
-    let sorted = true;
-    for (let i = 1; i < F; i++) {
-      if (first[i] < first[i - 1]) {
-        sorted = false;
-        break;
-      }
-    }
-    let order: Uint32Array | null = null;
-    if (!sorted) {
-      const arr = Array.from({ length: F }, (_, i) => i);
-      arr.sort((a, b) => first[a] - first[b] || a - b);
-      order = Uint32Array.from(arr);
-    }
-
-    const out = new ChunkWriter(sink);
-    out.bytes(header);
-    const keys = this.#ffKeys;
-    const last = this.#ffLast;
-    const fbytes = this.#ffBytes;
-    const count = this.#ffCount;
-    // Where each flow's packets start in the packet sections, by per-file flow number.
-    const start = new Uint32Array(F);
-    if (order === null) {
-      out.bytes(viewBytes(keys, F * KEY_WORDS));
-      out.bytes(viewBytes(first, F));
-      out.bytes(viewBytes(last, F));
-      out.bytes(viewBytes(fbytes, F));
-      for (let f = 1; f < F; f++) start[f] = start[f - 1] + count[f - 1];
-      out.bytes(viewBytes(start, F));
-      out.bytes(viewBytes(count, F));
-    } else {
-      const o = order;
-      const flowKeys = new Uint32Array(F * KEY_WORDS);
-      for (let r = 0; r < F; r++) {
-        const k = o[r] * KEY_WORDS;
-        for (let i = 0; i < KEY_WORDS; i++) flowKeys[r * KEY_WORDS + i] = keys[k + i];
-      }
-      out.bytes(viewBytes(flowKeys, F * KEY_WORDS));
-      const column = new Float64Array(F);
-      for (const src of [first, last, fbytes]) {
-        for (let r = 0; r < F; r++) column[r] = src[o[r]];
-        out.bytes(viewBytes(column, F));
-      }
-      const starts = new Uint32Array(F);
-      const counts = new Uint32Array(F);
-      let at = 0;
-      for (let r = 0; r < F; r++) {
-        const f = o[r];
-        start[f] = at;
-        starts[r] = at;
-        counts[r] = count[f];
-        at += count[f];
-      }
-      out.bytes(viewBytes(starts, F));
-      out.bytes(viewBytes(counts, F));
-    }
-    out.zeros(lay.offsets - out.written);
-
-    // Packets go to their flow's slice, file order within a flow: one pass scattering offsets
-    // and times into section-sized arrays, then each array goes out in one copy.
-    const offsets = wide ? new Float64Array(N) : new Uint32Array(N);
-    const times = wideTimes ? new Float64Array(N) : new Uint32Array(N);
-    const pf = this.#pktFlow;
-    const po = this.#pktOffset;
-    const ts = this.#pktTs;
-    for (let p = 0; p < N; p++) {
-      const at = start[pf[p]]++;
-      offsets[at] = po[p];
-      times[at] = wideTimes ? ts[p] : Math.round((ts[p] - t0) * 1e6);
-    }
-    out.bytes(viewBytes(offsets, N));
-    out.zeros(lay.times - out.written);
-    out.bytes(viewBytes(times, N));
-    out.zeros(lay.blocks - out.written);
-    if (blockCount > 0) {
-      const b = meta.blocks as Float64Array;
-      for (let i = 0; i < blockCount * 4; i++) out.f64(b[i]);
-    }
-    if (out.written !== lay.trailer) {
-      throw new Error(`Index encoding wrote ${out.written} bytes: expected ${lay.trailer}`);
-    }
-    out.u32(out.crc());
-    out.u32(INDEX_END_MAGIC);
-    out.flush();
+    return { bytes: header, layout, blocks, blockCount };
   }
 
+  /**
+   * Writes the flow sections (keys, first, last, bytes, start, count) in order of first time,
+   * stable on first appearance; returns each per-file flow's start in the packet sections.
+   * Flows are numbered in order of appearance, so with time-ordered packets (nearly always) the
+   * order is the identity and each column is computed a scratch-sized range of flows at a time.
+   * Otherwise the columns are computed whole and permuted.
+   */
+  #writeFlows(out: ChunkWriter): FlowLayout {
+    const F = this.#flows;
+    const start = this.#packetCounts();
+    const key = new Uint32Array(KEY_WORDS);
+    let order: Uint32Array | null = null;
+    let columns: Float64Array[] = [];
+    if (!this.#monotonic) {
+      columns = [FlowColumn.First, FlowColumn.Last, FlowColumn.Bytes].map((c) =>
+        this.#flowColumn(c, 0, new Float64Array(F))
+      );
+      order = orderByFirst(columns[0]);
+    }
+    for (let r = 0; r < F; r++) {
+      const ff = order === null ? r : order[r];
+      const id = this.#ffFlowId[ff];
+      if (id >= 0) this.#keys.copyKey(id, key, 0);
+      else key.set(this.#ffKeys.subarray(ff * KEY_WORDS, (ff + 1) * KEY_WORDS));
+      out.words(key);
+    }
+    for (const c of [FlowColumn.First, FlowColumn.Last, FlowColumn.Bytes]) {
+      if (order !== null) {
+        const column = columns[c];
+        for (let r = 0; r < F; r++) out.f64(column[order[r]]);
+        continue;
+      }
+      const scratch = this.#scratchF64(F);
+      for (let lo = 0; lo < F; lo += scratch.length) {
+        const n = Math.min(scratch.length, F - lo);
+        this.#flowColumn(c, lo, scratch.subarray(0, n));
+        out.bytes(viewBytes(scratch, n));
+      }
+    }
+    // Counts -> starts in output order, then each count as the distance to the next start.
+    let at = 0;
+    for (let r = 0; r < F; r++) {
+      const ff = order === null ? r : order[r];
+      out.u32(at);
+      const count = start[ff];
+      start[ff] = at;
+      at += count;
+    }
+    for (let r = 0; r < F; r++) {
+      const ff = order === null ? r : order[r];
+      const next = r + 1 === F ? at : start[order === null ? r + 1 : order[r + 1]];
+      out.u32(next - start[ff]);
+    }
+    return { start, order };
+  }
+
+  /** Packets per per-file flow, from one pass over the log. */
+  #packetCounts(): Uint32Array {
+    const counts = new Uint32Array(this.#flows);
+    this.#log.forEachChunk((c, n) => {
+      const flow = c.flow;
+      for (let i = 0; i < n; i++) counts[flow[i]]++;
+    });
+    return counts;
+  }
+
+  /** Fills `into[k]` with column `column` of per-file flow `lo + k`, from one pass over the log. */
+  #flowColumn(column: FlowColumn, lo: number, into: Float64Array): Float64Array {
+    const hi = lo + into.length;
+    into.fill(column === FlowColumn.First ? Infinity : column === FlowColumn.Last ? -Infinity : 0);
+    this.#log.forEachChunk((c: LogChunk, n: number) => {
+      const flow = c.flow;
+      const value = column === FlowColumn.Bytes ? c.wire : c.ts;
+      for (let i = 0; i < n; i++) {
+        const ff = flow[i];
+        if (ff < lo || ff >= hi) continue;
+        const v = value[i];
+        const k = ff - lo;
+        if (column === FlowColumn.Bytes) into[k] += v;
+        else if (column === FlowColumn.First ? v < into[k] : v > into[k]) into[k] = v;
+      }
+    });
+    return into;
+  }
+
+  /**
+   * Writes one packet section, offsets or times, each flow's packets together in file order:
+   * see FlowLayout. The section is built a scratch-sized range of positions per pass over the log;
+   * `start` serves as the cursors and is restored after each pass.
+   */
+  #writePackets(
+    out: ChunkWriter,
+    layout: FlowLayout,
+    what: { times: boolean; wide: boolean },
+  ): void {
+    const { start, order } = layout;
+    const N = this.#log.length;
+    const F = this.#flows;
+    const t0 = this.#firstTs;
+    const scratch = what.wide ? this.#scratchF64(N) : this.#scratchU32(N);
+    for (let lo = 0; lo < N; lo += scratch.length) {
+      const hi = Math.min(N, lo + scratch.length);
+      this.#log.forEachChunk((c: LogChunk, n: number) => {
+        const flow = c.flow;
+        const value = what.times ? c.ts : c.offset;
+        for (let i = 0; i < n; i++) {
+          const at = start[flow[i]]++;
+          if (at < lo || at >= hi) continue;
+          scratch[at - lo] = what.times && !what.wide
+            ? Math.round((value[i] - t0) * 1e6)
+            : value[i];
+        }
+      });
+      // After a pass each flow's cursor is at the start of the flow after it (in output order):
+      // shift them back, last first.
+      for (let r = F - 1; r > 0; r--) {
+        start[order === null ? r : order[r]] = start[order === null ? r - 1 : order[r - 1]];
+      }
+      if (F > 0) start[order === null ? 0 : order[0]] = 0;
+      out.bytes(viewBytes(scratch, hi - lo));
+    }
+  }
+
+  /** The scratch buffer as f64s, no more than `need` of them (at least one). */
+  #scratchF64(need: number): Float64Array {
+    return new Float64Array(this.#scratchBuffer(need * 8));
+  }
+
+  #scratchU32(need: number): Uint32Array {
+    return new Uint32Array(this.#scratchBuffer(need * 4));
+  }
+
+  /** A buffer of at least min(bytes, scratch limit) (rounded up to 8), kept for the next index. */
+  #scratchBuffer(bytes: number): ArrayBuffer {
+    const size = Math.max(8, Math.min(this.#scratchLimit, Math.ceil(bytes / 8) * 8));
+    if (this.#scratch === null || this.#scratch.byteLength < size) {
+      this.#scratch = new ArrayBuffer(size);
+    }
+    return this.#scratch;
+  }
   #growIds(min: number): void {
     let n = this.#idToFile.length * 2;
     while (n < min) n *= 2;
@@ -401,48 +521,23 @@ export class IndexBuilder {
     this.#idToFile = a;
   }
 
-  /** (Re)allocates the per-flow columns for `capacity` flows, keeping the first `keep`. */
+  /** (Re)allocates the per-flow arrays for `capacity` flows, keeping the first `keep`. */
   #allocFlows(capacity: number, keep: number): void {
-    const buf = new ArrayBuffer(capacity * FLOW_BYTES);
-    let at = 0;
-    const take = <T extends { set(a: ArrayLike<number>): void }>(
-      make: (b: ArrayBuffer, offset: number, length: number) => T,
-      width: number,
-      per: number,
-      old: ArrayLike<number> | undefined,
-    ): T => {
-      const view = make(buf, at, capacity * per);
-      at += capacity * per * width;
-      if (old !== undefined && keep > 0) {
-        view.set((old as Float64Array).subarray(0, keep * per));
-      }
-      return view;
-    };
-    // f64 columns first: every offset stays a multiple of 8.
-    this.#ffSerial = take((b, o, l) => new Float64Array(b, o, l), 8, 1, this.#ffSerial);
-    this.#ffFirst = take((b, o, l) => new Float64Array(b, o, l), 8, 1, this.#ffFirst);
-    this.#ffLast = take((b, o, l) => new Float64Array(b, o, l), 8, 1, this.#ffLast);
-    this.#ffBytes = take((b, o, l) => new Float64Array(b, o, l), 8, 1, this.#ffBytes);
-    this.#ffKeys = take((b, o, l) => new Uint32Array(b, o, l), 4, KEY_WORDS, this.#ffKeys);
-    this.#ffFlowId = take((b, o, l) => new Int32Array(b, o, l), 4, 1, this.#ffFlowId);
-    this.#ffCount = take((b, o, l) => new Uint32Array(b, o, l), 4, 1, this.#ffCount);
-  }
-
-  /** (Re)allocates the per-packet columns for `capacity` packets, keeping the first `keep`. */
-  #allocPackets(capacity: number, keep: number): void {
-    const buf = new ArrayBuffer(capacity * PACKET_BYTES);
-    const offset = new Float64Array(buf, 0, capacity);
-    const ts = new Float64Array(buf, capacity * 8, capacity);
-    const flow = new Uint32Array(buf, capacity * 16, capacity);
+    const ids = new Int32Array(capacity);
+    const keys = new Uint32Array(capacity * KEY_WORDS);
     if (keep > 0) {
-      offset.set(this.#pktOffset.subarray(0, keep));
-      ts.set(this.#pktTs.subarray(0, keep));
-      flow.set(this.#pktFlow.subarray(0, keep));
+      ids.set(this.#ffFlowId.subarray(0, keep));
+      keys.set(this.#ffKeys.subarray(0, keep * KEY_WORDS));
     }
-    this.#pktOffset = offset;
-    this.#pktTs = ts;
-    this.#pktFlow = flow;
+    this.#ffFlowId = ids;
+    this.#ffKeys = keys;
   }
+}
+
+/** Per-file flow numbers sorted by first time, stable (ties keep the order of appearance). */
+function orderByFirst(first: Float64Array): Uint32Array {
+  const order = Uint32Array.from({ length: first.length }, (_, i) => i);
+  return order.sort((a, b) => first[a] - first[b] || a - b);
 }
 
 /** The first `count` elements of a typed array as bytes (little-endian on every host we run on). */
@@ -484,6 +579,11 @@ class ChunkWriter {
     if (this.#used === ENCODE_CHUNK) this.flush();
     this.#f64[this.#used >> 3] = v;
     this.#used += 8;
+  }
+
+  /** Every element of `w` as a u32. */
+  words(w: Uint32Array): void {
+    for (let i = 0; i < w.length; i++) this.u32(w[i]);
   }
 
   zeros(n: number): void {

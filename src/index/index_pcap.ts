@@ -1,19 +1,21 @@
 /**
  * Indexes an existing pcap file in place (written by tcpdump, gotm, or cutcap itself when its index
  * is missing or damaged): reads it sequentially, decodes and canonicalizes each packet's flow key,
- * groups packets by key and writes `<pcap>.idx`. Not a capture hot path: a Map keyed by a string of
- * the key's words stands in for the FlowTable (about 100 bytes per flow).
+ * groups packets by key and writes `<pcap>.idx`. Not a capture hot path: a FlowKeyList stands in
+ * for the FlowTable (about 100 bytes per flow).
  *
  * Reading goes through pcap_scan.ts rather than src/store/pcap_reader.ts: it reads the file once
  * and also derives the block table of foreign multi-member/multi-frame files (merging units that
- * records straddle), which the store's reader does not. Memory: the builder's 20 bytes per packet
- * plus the flow map; a compressed file written as one stream is decompressed whole.
+ * records straddle), which the store's reader does not. Memory: the flow list and the builder's
+ * per-flow arrays (the packet log spills to the index's directory); a compressed file written as
+ * one stream is decompressed whole.
  */
-import { KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
+import { PacketInfo } from "../packet/packet_info.ts";
 import { decodePacket } from "../packet/mod.ts";
 import { canonicalizeKey } from "./canonical_key.ts";
 import { type Compression, indexPathFor } from "./index_format.ts";
 import { IndexBuilder } from "./index_builder.ts";
+import { FlowKeyList } from "./flow_key_list.ts";
 import { scanPcapFile, type ScanRecord } from "./pcap_scan.ts";
 
 /** Options of `indexPcapFile`. */
@@ -52,25 +54,33 @@ export interface IndexSummary {
  * place; the message says how to re-cut it) and for files that are not pcap.
  */
 export function indexPcapFile(pcapPath: string, opts: IndexPcapOptions = {}): IndexSummary {
-  const builder = new IndexBuilder();
+  const indexPath = opts.indexPath ?? indexPathFor(pcapPath);
+  const flows = new FlowKeyList();
+  const builder = new IndexBuilder(flows, { spillDir: dirOf(indexPath) });
+  try {
+    return indexWith(builder, flows, pcapPath, indexPath, opts);
+  } finally {
+    builder.close();
+  }
+}
+
+function indexWith(
+  builder: IndexBuilder,
+  flows: FlowKeyList,
+  pcapPath: string,
+  indexPath: string,
+  opts: IndexPcapOptions,
+): IndexSummary {
   const info = new PacketInfo();
   const key = info.key;
-  const flows = new Map<string, number>();
   const onRecord = (r: ScanRecord): void => {
     key.fill(0);
     decodePacket(r.linkType, r.buf, r.at, r.caplen, info);
     canonicalizeKey(key);
-    const s = keyString(key);
-    let id = flows.get(s);
-    if (id === undefined) {
-      id = flows.size;
-      flows.set(s, id);
-    }
     const ts = r.sec + r.frac * (r.nanosecond ? 1e-9 : 1e-6);
-    builder.record(id, 0, key, ts, r.offset, r.wireLen);
+    builder.record(flows.idOf(key), ts, r.offset, r.wireLen);
   };
   const scan = scanPcapFile(pcapPath, onRecord);
-  const indexPath = opts.indexPath ?? indexPathFor(pcapPath);
   const slash = pcapPath.lastIndexOf("/");
   const indexBytes = builder.write(indexPath, {
     pcapName: pcapPath.slice(slash + 1),
@@ -102,9 +112,7 @@ export function indexPcapFile(pcapPath: string, opts: IndexPcapOptions = {}): In
   };
 }
 
-/** The key's words as a 20-character string, a Map key. */
-function keyString(k: Uint32Array): string {
-  let s = "";
-  for (let i = 0; i < KEY_WORDS; i++) s += String.fromCharCode(k[i] & 0xffff, k[i] >>> 16);
-  return s;
+function dirOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : path.slice(0, slash) || "/";
 }

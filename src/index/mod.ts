@@ -13,7 +13,14 @@ export {
   INDEX_VERSION,
   indexPathFor,
 } from "./index_format.ts";
-export { IndexBuilder, type IndexMeta, writeFileDurably } from "./index_builder.ts";
+export {
+  type FlowKeySource,
+  IndexBuilder,
+  type IndexBuilderOptions,
+  type IndexMeta,
+  writeFileDurably,
+} from "./index_builder.ts";
+export { FlowKeyList } from "./flow_key_list.ts";
 export {
   decodeFileIndex,
   type FileIndex,

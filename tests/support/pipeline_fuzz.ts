@@ -306,7 +306,8 @@ export function runPipelineFuzz(options: PipelineFuzzOptions): PipelineFuzzSumma
   const info = new PacketInfo();
   const flows = new FlowTable({ maxFlows: options.maxFlows ?? 65536, flowTimeout: 300 });
   const cutoff = new Cutoff({ bytes: 0, packets: 0 });
-  const index = new IndexBuilder();
+  const index = new IndexBuilder(flows);
+  flows.onRemove = (id) => index.forget(id);
   const files: FuzzFile[] = [];
   const mutations = new Float64Array(MUTATIONS.length);
   let refused = 0;
@@ -383,7 +384,7 @@ export function runPipelineFuzz(options: PipelineFuzzOptions): PipelineFuzzSumma
         dropped++;
         continue;
       }
-      index.record(id, flows.serialOf(id), info.key, ts, at, source.wireLen);
+      index.record(id, ts, at, source.wireLen);
       indexed++;
       written++;
       if (options.progress && written % 1_000_000 === 0) options.progress(written);
