@@ -187,6 +187,8 @@ export class FlowTable {
   #highWater = 0;
   #active = 0;
   #nextSerial = 1;
+  /** The observed packet's time, see observe(). */
+  readonly #packetTs = new Float64Array(1);
 
   /** Hash index: slot s = flow id + 1 (0 = empty) | hash tag, see slotOf(). Only the first
    * mask + 1 entries are in use. */
@@ -294,6 +296,16 @@ export class FlowTable {
    *   `serialOf(id)`, not by id
    */
   observe(key: Uint32Array, tsSec: number, wireLen: number, tcpFlags: number): number {
+    // A fractional number passed to a function V8 does not inline is boxed in a new heap
+    // number, once per packet (measured: 220 scavenges per 14M packets, 15 without). This
+    // wrapper is small enough to be inlined into the caller, and hands the time over unboxed
+    // through a typed array.
+    this.#packetTs[0] = tsSec;
+    return this.#observe(key, wireLen, tcpFlags);
+  }
+
+  #observe(key: Uint32Array, wireLen: number, tcpFlags: number): number {
+    const tsSec = this.#packetTs[0];
     if (this.#sweepCursor >= 0 || tsSec >= this.#nextSweep) this.#sweepStep(tsSec);
 
     // Canonical order: the end with the smaller (address, port) is A. The key is read into
