@@ -4,6 +4,7 @@
  */
 import type { CaptureConfig } from "../config.ts";
 import type { KeyDescription } from "../packet/describe.ts";
+import type { CompressorSetup } from "../store/compressor.ts";
 
 /** Where a worker's packets come from. */
 export type WorkerSource =
@@ -20,6 +21,14 @@ export interface WorkerSetup {
   config: CaptureConfig;
   counters: Float64Array;
   control: Int32Array;
+  /**
+   * Shared buffers of the block-compression helper thread the main thread started for this
+   * worker (BlockCompressor.startHelper), for the worker to hand to BlockCompressor.adopt. Why
+   * from the main thread: with Deno 2.9 a worker started from a worker takes about a second to
+   * run (one from the main thread, ~30 ms), and blocks are compressed in-line until it does.
+   * Absent with --compress none, or when starting it failed (the worker then starts its own).
+   */
+  compressor?: CompressorSetup;
 }
 
 /** A file the worker finalized (renamed into view with its index beside it). */

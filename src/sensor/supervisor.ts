@@ -1,10 +1,14 @@
 /**
  * Main-thread side of capture: starts one Deno Worker per (interface, worker number), relays their log
- * lines and finalized files, and stops them through the shared control block.
+ * lines and finalized files, and stops them through the shared control block. With gzip/zstd it also
+ * starts each worker's block-compression helper thread here: from inside a worker that takes about a
+ * second with Deno 2.9, during which every block would be compressed in-line.
  */
 import type { CaptureConfig } from "../config.ts";
 import type { KeyDescription } from "../packet/describe.ts";
 import { snfRingCount } from "../capture/snf.ts";
+import { DEFAULT_BLOCK_SIZE } from "../store/block_writer.ts";
+import { BlockCompressor, type CompressorSetup } from "../store/compressor.ts";
 import { allocateControl, allocateCounters, Control } from "./counters.ts";
 import type { FinalizedFileMessage, WorkerMessage, WorkerSetup, WorkerSource } from "./protocol.ts";
 
@@ -15,6 +19,8 @@ export interface WorkerHandle {
   counters: Float64Array;
   control: Int32Array;
   worker: Worker;
+  /** Its block-compression helper thread, when the main thread started one; ended with it. */
+  compressor: Worker | null;
   ready: boolean;
   done: boolean;
   linkType: number;
@@ -57,6 +63,7 @@ export function planWorkers(
 /** Starts every planned worker. */
 export function startWorkers(config: CaptureConfig, events: SupervisorEvents): WorkerHandle[] {
   return planWorkers(config).map((plan) => {
+    const helper = startCompressionHelper(config, `${plan.label}/${plan.index}`, events);
     const worker = new Worker(new URL("../worker.ts", import.meta.url), { type: "module" });
     const handle: WorkerHandle = {
       label: plan.label,
@@ -64,6 +71,7 @@ export function startWorkers(config: CaptureConfig, events: SupervisorEvents): W
       counters: allocateCounters(),
       control: allocateControl(),
       worker,
+      compressor: helper?.worker ?? null,
       ready: false,
       done: false,
       linkType: -1,
@@ -72,6 +80,7 @@ export function startWorkers(config: CaptureConfig, events: SupervisorEvents): W
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
       handle.done = true;
+      endCompressionHelper(handle);
       events.onFatal(`Worker ${plan.label}/${plan.index} crashed: ${event.message}`, handle);
     };
     const setup: WorkerSetup = {
@@ -80,9 +89,48 @@ export function startWorkers(config: CaptureConfig, events: SupervisorEvents): W
       counters: handle.counters,
       control: handle.control,
     };
+    if (helper !== null) setup.compressor = helper.setup;
     worker.postMessage(setup);
     return handle;
   });
+}
+
+/**
+ * Starts the block-compression helper of worker `name` when the output is compressed; null
+ * without compression or when it cannot be started (the worker then starts its own, later).
+ */
+function startCompressionHelper(
+  config: CaptureConfig,
+  name: string,
+  events: SupervisorEvents,
+): { setup: CompressorSetup; worker: Worker } | null {
+  if (config.compress === "none") return null;
+  try {
+    // The size of the slots must be the output's block size, or the worker does not use it.
+    return BlockCompressor.startHelper(DEFAULT_BLOCK_SIZE, {
+      onError: (message) =>
+        events.onLog(
+          "warn",
+          `Compression helper of worker ${name} failed: ${message}; compressing in-line`,
+        ),
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    events.onLog(
+      "warn",
+      `Cannot start a compression helper for worker ${name}: ${reason}; the worker starts its own`,
+    );
+    return null;
+  }
+}
+
+/**
+ * Ends a worker's compression helper. After a clean stop it has ended already (the worker's output
+ * stopped it); after a crash it would wait for blocks forever and keep the process alive.
+ */
+function endCompressionHelper(handle: WorkerHandle): void {
+  handle.compressor?.terminate();
+  handle.compressor = null;
 }
 
 function dispatch(message: WorkerMessage, handle: WorkerHandle, events: SupervisorEvents): void {
@@ -100,6 +148,7 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
       break;
     case "fatal":
       handle.done = true;
+      endCompressionHelper(handle);
       events.onFatal(message.message, handle);
       break;
     case "largeFlow":
@@ -108,6 +157,7 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
     case "done":
       handle.done = true;
       handle.worker.terminate();
+      endCompressionHelper(handle);
       events.onDone(handle);
       break;
   }

@@ -15,9 +15,14 @@
  * its `setup` to the capture worker, which hands it to `BlockCompressor.adopt` before writing;
  * without that, `shared` starts one itself.
  *
+ * A helper that fails (an uncaught error in its thread) is marked failed in the control block by
+ * the thread that started it; the owner then compresses in-line, the block in flight included,
+ * rather than waiting for an answer that never comes. Only a starter whose event loop runs (the
+ * main thread, not a capture worker in its packet loop) hears of the error in time.
+ *
  * @module
  */
-import type { Compression } from "./block_format.ts";
+import { compressBlock, type Compression } from "./block_format.ts";
 import { type CompressorSetup, Ctl, ERROR_BYTES, Kind } from "./compressor_protocol.ts";
 
 export type { CompressorSetup } from "./compressor_protocol.ts";
@@ -27,6 +32,9 @@ const DEFAULT_SLOT_SIZE = 1 << 20;
 
 /** How long the helper thread may take to start before it is given up. */
 const START_TIMEOUT_MS = 30_000;
+
+/** Value of Ctl.Ready once the helper's thread failed (set by the thread that started it). */
+const FAILED = -1;
 
 const compressors = new Map<number, BlockCompressor | null>();
 
@@ -56,11 +64,14 @@ export class BlockCompressor {
 
   /**
    * Starts a helper thread with its shared buffers (call from the main thread: see the module
-   * comment). Pass `setup` to the capture worker; the worker object only needs to be kept until
-   * it exits (the capture worker's RotatingOutput.close() stops it).
+   * comment). Pass `setup` to the capture worker; keep the worker object to terminate it once the
+   * capture worker is gone (its RotatingOutput.close() stops the helper, but a crashed capture
+   * worker never does). `onError` hears of an error in the helper's thread, which is then marked
+   * failed (its user compresses in-line) instead of taking the starting thread down.
    */
   static startHelper(
     slotSize: number = DEFAULT_SLOT_SIZE,
+    options: { onError?: (message: string) => void } = {},
   ): { setup: CompressorSetup; worker: Worker } {
     const setup: CompressorSetup = {
       control: new SharedArrayBuffer(Ctl.Slots * 4),
@@ -73,6 +84,15 @@ export class BlockCompressor {
     const worker = new Worker(new URL("./compress_worker.ts", import.meta.url), {
       type: "module",
     });
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      worker.terminate();
+      const ctl = new Int32Array(setup.control);
+      Atomics.store(ctl, Ctl.Ready, FAILED);
+      // Wakes an owner waiting for a block (wait() re-checks Ready).
+      Atomics.notify(ctl, Ctl.Done);
+      options.onError?.(event.message);
+    };
     worker.postMessage(setup);
     return { setup, worker };
   }
@@ -115,12 +135,17 @@ export class BlockCompressor {
   /**
    * Whether the helper thread runs. It takes a while to start (about 1 s for a worker started
    * from a worker, with Deno 2.9), and the caller compresses in-line until it does; a helper
-   * that has not started after 30 s is given up.
+   * that has not started after 30 s, or that failed, is given up.
    */
   ready(): boolean {
-    if (this.#ready) return true;
     if (this.#closed) return false;
-    this.#ready = Atomics.load(this.#ctl, Ctl.Ready) === 1;
+    const state = Atomics.load(this.#ctl, Ctl.Ready);
+    if (state === FAILED) {
+      this.close();
+      return false;
+    }
+    if (this.#ready) return true;
+    this.#ready = state === 1;
     if (!this.#ready && performance.now() - this.#created > START_TIMEOUT_MS) this.close();
     return this.#ready;
   }
@@ -139,13 +164,15 @@ export class BlockCompressor {
 
   /**
    * Waits for the block handed over last and returns its compressed bytes (a view of the shared
-   * output, valid until the next submit). Throws with the helper's message when it failed.
+   * output, valid until the next submit). Throws with the helper's message when compressing
+   * failed; compresses the block in-line when the helper's thread failed.
    */
   wait(): Uint8Array {
     const ctl = this.#ctl;
     for (;;) {
       const done = Atomics.load(ctl, Ctl.Done);
       if (done === this.#request) break;
+      if (Atomics.load(ctl, Ctl.Ready) === FAILED) return this.#compressInLine();
       Atomics.wait(ctl, Ctl.Done, done, 1000);
     }
     const n = ctl[Ctl.Result];
@@ -153,6 +180,15 @@ export class BlockCompressor {
       throw new Error(new TextDecoder().decode(this.#error.slice(0, ctl[Ctl.ErrorLength])));
     }
     return this.#out.subarray(0, n);
+  }
+
+  /** Compresses the block handed over last here, its helper being gone; closes this compressor. */
+  #compressInLine(): Uint8Array {
+    const ctl = this.#ctl;
+    const block = new Uint8Array(this.#raw, ctl[Ctl.Slot] * this.slotSize, ctl[Ctl.Length]);
+    const out = compressBlock(block, ctl[Ctl.Kind] === Kind.Zstd ? "zstd" : "gzip", ctl[Ctl.Level]);
+    this.close();
+    return out;
   }
 
   /** Stops the helper thread. */
