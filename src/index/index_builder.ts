@@ -277,11 +277,15 @@ export class IndexBuilder {
     const lay = header.layout;
     const out = new ChunkWriter(sink);
     out.bytes(header.bytes);
-    const flows = this.#writeFlows(out);
-    out.zeros(lay.offsets - out.written);
-    this.#writePackets(out, flows, { times: false, wide });
-    out.zeros(lay.times - out.written);
-    this.#writePackets(out, flows, { times: true, wide: wideTimes });
+    try {
+      const flows = this.#writeFlows(out);
+      out.zeros(lay.offsets - out.written);
+      this.#writePackets(out, flows, { times: false, wide });
+      out.zeros(lay.times - out.written);
+      this.#writePackets(out, flows, { times: true, wide: wideTimes });
+    } finally {
+      this.#restoreIdMap();
+    }
     out.zeros(lay.blocks - out.written);
     const b = header.blocks;
     for (let i = 0; i < header.blockCount * 4; i++) out.f64(b[i]);
@@ -429,9 +433,17 @@ export class IndexBuilder {
     return { start, order };
   }
 
-  /** Packets per per-file flow, from one pass over the log. */
+  /**
+   * Packets per per-file flow, from one pass over the log. The counts (later the starts) live in
+   * the id map's memory, which is resident already for a table of that many flows, rather than
+   * in a new array: 4 MB less at the peak for a million flows. #restoreIdMap() rebuilds the map.
+   */
   #packetCounts(): Uint32Array {
-    const counts = new Uint32Array(this.#flows);
+    const F = this.#flows;
+    const counts = F <= this.#idToFile.length
+      ? new Uint32Array(this.#idToFile.buffer, 0, F)
+      : new Uint32Array(F);
+    counts.fill(0);
     this.#log.forEachChunk((c, n) => {
       const flow = c.flow;
       for (let i = 0; i < n; i++) counts[flow[i]]++;
@@ -513,6 +525,17 @@ export class IndexBuilder {
     }
     return this.#scratch;
   }
+  /** Rebuilds the id map after #packetCounts() used its first entries: this file's live flows. */
+  #restoreIdMap(): void {
+    const F = this.#flows;
+    const map = this.#idToFile;
+    const ids = this.#ffFlowId;
+    map.fill(0, 0, Math.min(F, map.length));
+    for (let ff = 0; ff < F; ff++) {
+      if (ids[ff] >= 0) map[ids[ff]] = ff + 1;
+    }
+  }
+
   #growIds(min: number): void {
     let n = this.#idToFile.length * 2;
     while (n < min) n *= 2;
