@@ -12,7 +12,7 @@
 import { parseCaptureArgs } from "../src/config.ts";
 import { allocateControl, allocateCounters, Control, Counter } from "../src/sensor/counters.ts";
 import type { WorkerMessage, WorkerSetup } from "../src/sensor/protocol.ts";
-import { BlockCompressor, type CompressorSetup } from "../src/store/compressor.ts";
+import { BlockCompressor } from "../src/store/compressor.ts";
 
 /** What one worker run did. */
 export interface WorkerRun {
@@ -65,9 +65,7 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
   };
   // As the main thread can: a compression helper started here, handed over with the setup.
   const helper = config.compress === "none" ? undefined : BlockCompressor.startHelper();
-  if (helper !== undefined) {
-    (setup as WorkerSetup & { compressor?: CompressorSetup }).compressor = helper.setup;
-  }
+  if (helper !== undefined) setup.compressor = helper.setup;
   const before = threadsCpu("worker");
   const worker = new Worker(WORKER_URL, { type: "module" });
   let started = 0;

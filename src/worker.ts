@@ -14,7 +14,7 @@ import { FlowKind, KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
 import { describeKey } from "./packet/describe.ts";
 import { crossedLevel, largeFlowLevel } from "./flow/large_flows.ts";
 import { RotatingOutput } from "./store/mod.ts";
-import { BlockCompressor, type CompressorSetup } from "./store/compressor.ts";
+import { BlockCompressor } from "./store/compressor.ts";
 import type { WorkerMessage, WorkerSetup } from "./sensor/protocol.ts";
 import { Control, Counter } from "./sensor/counters.ts";
 
@@ -65,9 +65,8 @@ function runWorker(setup: WorkerSetup): void {
   loadLibpcap(config.libpcap);
   // A compression helper thread started by the main thread (BlockCompressor.startHelper) comes
   // with the setup; without one, the output starts its own (about a second later: see
-  // src/store/compressor.ts). `compressor` is not in WorkerSetup's type yet, hence the cast.
-  const helper = (setup as WorkerSetup & { compressor?: CompressorSetup }).compressor;
-  if (helper !== undefined) BlockCompressor.adopt(helper);
+  // src/store/compressor.ts).
+  if (setup.compressor !== undefined) BlockCompressor.adopt(setup.compressor);
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   // The builder reads keys of live flows from the table when it writes an index, so it must
