@@ -5,9 +5,9 @@
  * large objects instead of a million small ones):
  *
  * - per-flow records indexed by flow id, 64 bytes (one cache line) each, holding what a packet
- *   reads and writes: canonical key, state bits, packet and byte counts, last timestamp. Cold
- *   fields (the serial) are a separate column. Free ids are chained in a list and
- *   reused first, so the ids in use stay dense.
+ *   reads and writes: canonical key, state bits and serial, packet and byte counts, last
+ *   timestamp; nothing else. Free ids are chained in a list and reused first, so the ids in
+ *   use stay dense.
  * - a hash index: open addressing with linear probing over a power-of-two number of slots,
  *   load factor <= 0.5. A slot is one Int32: flow id + 1 (0 = empty) in the low 27 bits and
  *   the top 5 bits of the flow's hash above them, which lets a probe skip 31 of 32 non-matching
@@ -100,6 +100,9 @@ const CLOSED = 8;
 const FIRST_REVERSED = 16;
 /** The packet count passed 2^32 at least once: its high part is in the packetsHigh map. */
 const WRAPPED = 32;
+/** The state word's bits above the flags hold the flow's serial, modulo 2^26. */
+const SERIAL_SHIFT = 6;
+const SERIAL_MASK = (1 << 26) - 1;
 
 const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
@@ -123,12 +126,13 @@ const SWEEP_STEP_BEHIND = 1024;
  * Per-flow record, 64 bytes (one cache line): the fields a packet reads and writes, viewed as
  * u32 words (key, state, packet count) and as f64 slots (bytes, last timestamp). One column
  * per field would cost one cache miss per column per packet once the table outgrows the CPU
- * caches; the rarely used serial stays in a column. A flow's first timestamp is not kept: the
- * index has each file's first time of every flow, and nothing else needs it.
+ * caches. The serial shares the state word (the flags need 6 bits of it), and a flow's first
+ * timestamp is not kept: the index has each file's first time of every flow, and nothing else
+ * needs it.
  */
 const RECORD_WORDS = 16;
 const RECORD_F64 = 8;
-/** u32 word: state bits (LIVE, FIN_A, ...); 0 = free id. */
+/** u32 word: state bits (LIVE, FIN_A, ...) and the serial above them; 0 = free id. */
 const W_STATE = 10;
 /** u32 word: packet count modulo 2^32 (the high part is in a map, see WRAPPED); for a free
  * id: the next free id + 1 (0 = end of the free list). */
@@ -177,7 +181,6 @@ export class FlowTable {
   readonly #u32: Uint32Array;
   /** The same records as f64 slots, RECORD_F64 per flow. */
   readonly #f64: Float64Array;
-  readonly #serial: Uint32Array;
   /** Packet count / 2^32 of flows with the WRAPPED bit (a flow passing 4G packets is rare
    * enough for a Map; the entry is created once per 2^32 packets). */
   readonly #packetsHigh = new Map<number, number>();
@@ -242,12 +245,11 @@ export class FlowTable {
     let records: ArrayBuffer;
     try {
       records = new ArrayBuffer(maxFlows * RECORD_WORDS * 4);
-      this.#serial = new Uint32Array(maxFlows);
       this.#index = new Int32Array(indexSlotsFor(maxFlows));
     } catch (e) {
       throw new RangeError(
         `Cannot reserve memory for maxFlows ${maxFlows}: expected about ${
-          Math.ceil(maxFlows * 76 / 1048576)
+          Math.ceil(maxFlows * 72 / 1048576)
         } MiB of address space to be available`,
         { cause: e },
       );
@@ -277,7 +279,7 @@ export class FlowTable {
   /** Bytes of records, columns and index in use, i.e. resident once touched (the reserved but
    * never written part of the allocations is not counted). */
   get memoryBytes(): number {
-    return this.#highWater * (RECORD_WORDS * 4 + 4) + (this.#mask + 1) * 4;
+    return this.#highWater * RECORD_WORDS * 4 + (this.#mask + 1) * 4;
   }
 
   /**
@@ -417,8 +419,8 @@ export class FlowTable {
       u32[base + W_PACKETS] = 1;
       f64[id * RECORD_F64 + F_BYTES] = wireLen;
       f64[id * RECORD_F64 + F_LAST_TS] = tsSec;
-      this.#serial[id] = this.#nextSerial++ >>> 0;
-      st = rev ? LIVE | FIRST_REVERSED : LIVE;
+      const serial = (this.#nextSerial++ & SERIAL_MASK) << SERIAL_SHIFT;
+      st = (rev ? LIVE | FIRST_REVERSED : LIVE) | serial;
       this.#active++;
       this.started++;
       this.isNew = true;
@@ -508,12 +510,12 @@ export class FlowTable {
   }
 
   /**
-   * Number unique to this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo
-   * 2^32: a u32 column, as nothing in the capture path needs it; the index builder learns of a
-   * flow's end through onRemove).
+   * Number of this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo 2^26:
+   * it shares the state word, as nothing in the capture path needs it; the index builder learns
+   * of a flow's end through onRemove).
    */
   serialOf(id: number): number {
-    return this.#serial[id];
+    return (this.#u32[id * RECORD_WORDS + W_STATE] >>> SERIAL_SHIFT) & SERIAL_MASK;
   }
 
   /** Packets counted in the flow (both directions, stored or not). */
