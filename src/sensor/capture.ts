@@ -11,15 +11,13 @@ import {
   loadLibpcap,
   PcapHandle,
 } from "../../ffi/libpcap.ts";
-import { type ListenOptions, startServer } from "../server/mod.ts";
-import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
+import type { ListenOptions } from "../server/mod.ts";
+import type { SensorMetrics } from "../server/metrics.ts";
 import { CatalogKeeper, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
-import { readTokenFile } from "../server/app.ts";
-import { SensorMetrics } from "../server/metrics.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
@@ -63,9 +61,10 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   const enforceRetention = () => retention.enabled && retention.run(keeper.catalog);
   enforceRetention();
   const retentionTimer = retention.enabled ? setInterval(enforceRetention, 5000) : undefined;
-  const metrics = new SensorMetrics(view);
-  const server = config.listen
-    ? startServer(view, { ...serverOptions(config, keeper), metrics })
+  const http = config.listen || config.metricsFile ? await loadHttp() : undefined;
+  const metrics = http === undefined ? undefined : new http.SensorMetrics(view);
+  const server = config.listen && http !== undefined && metrics !== undefined
+    ? http.startServer(view, { ...serverOptions(http, config, keeper), metrics })
     : undefined;
   const source = config.readFiles.length > 0
     ? `${config.readFiles.length} file(s)`
@@ -172,7 +171,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
   keeper.close();
-  if (config.metricsFile) await writeMetricsFile(config.metricsFile, metrics);
+  if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
   logInfo("Capture finished");
   return exitCode;
@@ -202,12 +201,43 @@ function checkReadable(files: string[], filter: string): void {
   }
 }
 
+/** The HTTP server, query routes and metrics: their modules (hono, prom-client and the node
+ * compatibility layer under it) take ~0.1 s and ~20 MB to load, so a sensor that neither listens
+ * nor writes --metrics-file (an offline replay) does without them. */
+async function loadHttp(): Promise<HttpModules> {
+  const [server, routes, app, metrics] = await Promise.all([
+    import("../server/mod.ts"),
+    import("../server/query_routes.ts"),
+    import("../server/app.ts"),
+    import("../server/metrics.ts"),
+  ]);
+  return {
+    startServer: server.startServer,
+    queryRoutes: routes.queryRoutes,
+    defaultQueryPolicy: routes.DEFAULT_QUERY_POLICY,
+    readTokenFile: app.readTokenFile,
+    SensorMetrics: metrics.SensorMetrics,
+  };
+}
+
+interface HttpModules {
+  startServer: typeof import("../server/mod.ts").startServer;
+  queryRoutes: typeof import("../server/query_routes.ts").queryRoutes;
+  defaultQueryPolicy: typeof import("../server/query_routes.ts").DEFAULT_QUERY_POLICY;
+  readTokenFile: typeof import("../server/app.ts").readTokenFile;
+  SensorMetrics: typeof import("../server/metrics.ts").SensorMetrics;
+}
+
 /** Listen address, TLS and the query routes with the configured limits. */
-function serverOptions(config: CaptureConfig, keeper: CatalogKeeper): ListenOptions {
-  const routes = queryRoutes({
+function serverOptions(
+  http: HttpModules,
+  config: CaptureConfig,
+  keeper: CatalogKeeper,
+): ListenOptions {
+  const routes = http.queryRoutes({
     catalog: () => keeper.catalog,
     policy: {
-      ...DEFAULT_QUERY_POLICY,
+      ...http.defaultQueryPolicy,
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
@@ -218,7 +248,7 @@ function serverOptions(config: CaptureConfig, keeper: CatalogKeeper): ListenOpti
     cert: config.tlsCert === undefined ? undefined : Deno.readTextFileSync(config.tlsCert),
     key: config.tlsKey === undefined ? undefined : Deno.readTextFileSync(config.tlsKey),
     routes,
-    token: config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile),
+    token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     openMetrics: config.openMetrics,
   };
 }
