@@ -386,16 +386,19 @@ export class IndexBuilder {
    */
   #writeFlows(out: ChunkWriter): FlowLayout {
     const F = this.#flows;
-    const start = this.#packetCounts();
+    const start = this.#countsArray();
     const key = new Uint32Array(KEY_WORDS);
-    let order: Uint32Array | null = null;
-    let columns: Float64Array[] = [];
-    if (!this.#monotonic) {
-      columns = [FlowColumn.First, FlowColumn.Last, FlowColumn.Bytes].map((c) =>
-        this.#flowColumn(c, 0, new Float64Array(F))
-      );
-      order = orderByFirst(columns[0]);
+    // Whole columns when they fit in the scratch (most files) or when the flows must be
+    // reordered: then one pass over the log gives the counts and all three columns.
+    let columns: Float64Array[] | null = null;
+    if (!this.#monotonic || F * 24 <= this.#scratchLimit) {
+      const buf = F * 24 <= this.#scratchLimit
+        ? this.#scratchBuffer(F * 24)
+        : new ArrayBuffer(F * 24);
+      columns = [0, 1, 2].map((c) => new Float64Array(buf, c * F * 8, F));
     }
+    this.#flowPass(0, F, columns ?? [], start);
+    const order = this.#monotonic || columns === null ? null : orderByFirst(columns[0]);
     for (let r = 0; r < F; r++) {
       const ff = order === null ? r : order[r];
       const id = this.#ffFlowId[ff];
@@ -404,15 +407,22 @@ export class IndexBuilder {
       out.words(key);
     }
     for (const c of [FlowColumn.First, FlowColumn.Last, FlowColumn.Bytes]) {
-      if (order !== null) {
+      if (columns !== null) {
         const column = columns[c];
-        for (let r = 0; r < F; r++) out.f64(column[order[r]]);
+        if (order === null) out.bytes(viewBytes(column, F));
+        else for (let r = 0; r < F; r++) out.f64(column[order[r]]);
         continue;
       }
+      // Flows in order, too many for whole columns: a scratch-sized range per pass.
       const scratch = this.#scratchF64(F);
       for (let lo = 0; lo < F; lo += scratch.length) {
         const n = Math.min(scratch.length, F - lo);
-        this.#flowColumn(c, lo, scratch.subarray(0, n));
+        const range = scratch.subarray(0, n);
+        this.#flowPass(lo, n, [
+          c === FlowColumn.First ? range : null,
+          c === FlowColumn.Last ? range : null,
+          c === FlowColumn.Bytes ? range : null,
+        ], null);
         out.bytes(viewBytes(scratch, n));
       }
     }
@@ -434,40 +444,45 @@ export class IndexBuilder {
   }
 
   /**
-   * Packets per per-file flow, from one pass over the log. The counts (later the starts) live in
-   * the id map's memory, which is resident already for a table of that many flows, rather than
-   * in a new array: 4 MB less at the peak for a million flows. #restoreIdMap() rebuilds the map.
+   * An array for the packets per per-file flow (later their starts). It lives in the id map's
+   * memory, which is resident already for a table of that many flows, rather than in a new
+   * array: 4 MB less at the peak for a million flows. #restoreIdMap() rebuilds the map.
    */
-  #packetCounts(): Uint32Array {
+  #countsArray(): Uint32Array {
     const F = this.#flows;
-    const counts = F <= this.#idToFile.length
+    return F <= this.#idToFile.length
       ? new Uint32Array(this.#idToFile.buffer, 0, F)
       : new Uint32Array(F);
-    counts.fill(0);
-    this.#log.forEachChunk((c, n) => {
-      const flow = c.flow;
-      for (let i = 0; i < n; i++) counts[flow[i]]++;
-    });
-    return counts;
   }
 
-  /** Fills `into[k]` with column `column` of per-file flow `lo + k`, from one pass over the log. */
-  #flowColumn(column: FlowColumn, lo: number, into: Float64Array): Float64Array {
-    const hi = lo + into.length;
-    into.fill(column === FlowColumn.First ? Infinity : column === FlowColumn.Last ? -Infinity : 0);
-    this.#log.forEachChunk((c: LogChunk, n: number) => {
-      const flow = c.flow;
-      const value = column === FlowColumn.Bytes ? c.wire : c.ts;
-      for (let i = 0; i < n; i++) {
-        const ff = flow[i];
-        if (ff < lo || ff >= hi) continue;
-        const v = value[i];
-        const k = ff - lo;
-        if (column === FlowColumn.Bytes) into[k] += v;
-        else if (column === FlowColumn.First ? v < into[k] : v > into[k]) into[k] = v;
+  /**
+   * One pass over the log for per-file flows lo .. lo + n - 1: fills those of `columns`
+   * ([first, last, bytes], each null or absent when not wanted) and `counts` that are given.
+   */
+  #flowPass(
+    lo: number,
+    n: number,
+    columns: (Float64Array | null)[],
+    counts: Uint32Array | null,
+  ): void {
+    const first = columns[FlowColumn.First] ?? null;
+    const last = columns[FlowColumn.Last] ?? null;
+    const bytes = columns[FlowColumn.Bytes] ?? null;
+    first?.fill(Infinity, 0, n);
+    last?.fill(-Infinity, 0, n);
+    bytes?.fill(0, 0, n);
+    counts?.fill(0, 0, n);
+    this.#log.forEachChunk((c: LogChunk, entries: number) => {
+      const { flow, ts, wire } = c;
+      for (let i = 0; i < entries; i++) {
+        const k = flow[i] - lo;
+        if (k < 0 || k >= n) continue;
+        if (counts !== null) counts[k]++;
+        if (first !== null && ts[i] < first[k]) first[k] = ts[i];
+        if (last !== null && ts[i] > last[k]) last[k] = ts[i];
+        if (bytes !== null) bytes[k] += wire[i];
       }
     });
-    return into;
   }
 
   /**
