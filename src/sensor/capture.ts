@@ -28,8 +28,17 @@ import { ensureLibpcap } from "./libpcap_setup.ts";
 /** A repeat of the first signal this soon is its echo (see onSignal), not an operator's second signal. */
 const DUPLICATE_SIGNAL_MS = 300;
 
+/** Options of {@linkcode runCapture}. */
+export interface RunCaptureOptions {
+  /** A capture worker already loading its modules, used for the first planned worker. */
+  spareWorker?: Worker;
+}
+
 /** Runs a capture until it is stopped (live) or its input ends (offline); resolves to the exit code. */
-export async function runCapture(config: CaptureConfig): Promise<number> {
+export async function runCapture(
+  config: CaptureConfig,
+  opts: RunCaptureOptions = {},
+): Promise<number> {
   setLogFormat(config.logFormat);
   await ensureLibpcap(config.libpcap, loadLibpcap);
   if (config.readFiles.length === 0) resolveInterfaces(config);
@@ -113,7 +122,7 @@ export async function runCapture(config: CaptureConfig): Promise<number> {
     onDone: () => checkFinished(),
     onLargeFlow: (flow, bytes, threshold) =>
       reportLargeFlow(flow, { bytes, threshold }, config.largeFlowCommand),
-  }));
+  }, opts.spareWorker));
 
   function stop(): void {
     if (stopping) return;

@@ -60,11 +60,17 @@ export function planWorkers(
   });
 }
 
-/** Starts every planned worker. */
-export function startWorkers(config: CaptureConfig, events: SupervisorEvents): WorkerHandle[] {
+/** Starts every planned worker; the first one in `spare` when given (a Worker of ../worker.ts). */
+export function startWorkers(
+  config: CaptureConfig,
+  events: SupervisorEvents,
+  spare?: Worker,
+): WorkerHandle[] {
   return planWorkers(config).map((plan) => {
     const helper = startCompressionHelper(config, `${plan.label}/${plan.index}`, events);
-    const worker = new Worker(new URL("../worker.ts", import.meta.url), { type: "module" });
+    const worker = spare ??
+      new Worker(new URL("../worker.ts", import.meta.url), { type: "module" });
+    spare = undefined;
     const handle: WorkerHandle = {
       label: plan.label,
       index: plan.index,
