@@ -2,7 +2,8 @@
  * Memory with 1,000,000 concurrent flows: generates a capture of 1M distinct UDP flows (two
  * packets each, all within 2 s of packet time), replays it through `cutcap --read` with a long
  * flow timeout and reports the process's peak RSS (/usr/bin/time) and the most flows its stats
- * lines showed at once. Also measures the flow table alone in this process (RSS before and after
+ * lines showed at once: once as a sensor runs by default, listening on loopback (HTTP server,
+ * query routes and prom-client loaded), and once with `--listen off`. Also measures the flow table alone in this process (RSS before and after
  * filling it), to show what the table itself costs.
  *
  * Run alone: deno run -A bench/memory.ts [--flows N]
@@ -17,8 +18,10 @@ import { timedRun } from "./offline.ts";
 export interface MemoryBenchResult {
   flows: number;
   packets: number;
-  /** Peak RSS of the whole cutcap process (main thread, worker, everything), KiB. */
+  /** Peak RSS of the whole cutcap process (main thread, worker, everything), listening, KiB. */
   cutcapPeakRssKb: number;
+  /** The same with `--listen off`, KiB. */
+  cutcapPeakRssKbNoListen: number;
   /** Most active flows one stats line reported. */
   maxActiveFlows: number;
   /** RSS growth of this process while a FlowTable took `flows` flows, KiB. */
@@ -142,18 +145,24 @@ export async function runMemoryBench(opts: MemoryBenchOptions = {}): Promise<Mem
     progress(`memory: writing ${flows} flows to ${pcap}`);
     const packets = writeManyFlowsPcap(pcap, flows);
     const out = `${work}/out`;
-    progress("memory: cutcap --read");
-    const run = await timedRun("deno", [
-      ...["run", "-A", `${root}/main.ts`, "--read", pcap, "--out", out, "--listen", "off"],
-      ...["--workers", "1", "--flow-timeout", "1h", "--max-flows", String(Math.max(flows, 16))],
-      ...["--stats-interval", "0.2s"],
-    ], root);
-    await Deno.remove(out, { recursive: true }).catch(() => {});
+    const replay = async (listen: string) => {
+      progress(`memory: cutcap --read --listen ${listen}`);
+      const run = await timedRun("deno", [
+        ...["run", "-A", `${root}/main.ts`, "--read", pcap, "--out", out, "--listen", listen],
+        ...["--workers", "1", "--flow-timeout", "1h", "--max-flows", String(Math.max(flows, 16))],
+        ...["--stats-interval", "0.2s"],
+      ], root);
+      await Deno.remove(out, { recursive: true }).catch(() => {});
+      return run;
+    };
+    const run = await replay("127.0.0.1:0");
+    const quiet = await replay("off");
     const table = tableOnly(flows);
     return {
       flows,
       packets,
       cutcapPeakRssKb: run.peakRssKb,
+      cutcapPeakRssKbNoListen: quiet.peakRssKb,
       maxActiveFlows: run.maxActiveFlows,
       tableRssKb: table.rssKb,
       tableBytes: table.bytes,
@@ -163,6 +172,11 @@ export async function runMemoryBench(opts: MemoryBenchOptions = {}): Promise<Mem
   }
 }
 
+/** KiB as "N MB (M MiB)", MB being 10^6 bytes. */
+export function megabytes(kib: number): string {
+  return `${(kib * 1024 / 1e6).toFixed(0)} MB (${(kib / 1024).toFixed(0)} MiB)`;
+}
+
 /** The result as markdown. */
 export function memoryMarkdown(r: MemoryBenchResult): string {
   return [
@@ -170,11 +184,12 @@ export function memoryMarkdown(r: MemoryBenchResult): string {
     `|---|---|`,
     `| flows in the capture (2 packets each) | ${r.flows} |`,
     `| most active flows in one stats line | ${r.maxActiveFlows} |`,
-    `| cutcap --read peak RSS (whole process) | ${(r.cutcapPeakRssKb / 1024).toFixed(0)} MB |`,
-    `| flow table alone: RSS growth for ${r.flows} flows | ${
-      (r.tableRssKb / 1024).toFixed(0)
-    } MB |`,
-    `| flow table alone: FlowTable.memoryBytes | ${(r.tableBytes / 1048576).toFixed(0)} MB |`,
+    `| cutcap --read peak RSS, whole process, listening on loopback | ${
+      megabytes(r.cutcapPeakRssKb)
+    } |`,
+    `| the same with --listen off | ${megabytes(r.cutcapPeakRssKbNoListen)} |`,
+    `| flow table alone: RSS growth for ${r.flows} flows | ${megabytes(r.tableRssKb)} |`,
+    `| flow table alone: FlowTable.memoryBytes | ${megabytes(r.tableBytes / 1024)} |`,
   ].join("\n");
 }
 

@@ -148,7 +148,9 @@ function targets(offline: OfflineBenchResult | undefined, memoryMb: number | und
   }
   if (memoryMb !== undefined) {
     lines.push(
-      `- 1M concurrent flows, whole cutcap process peak RSS: ${memoryMb.toFixed(0)} MB ` +
+      `- 1M concurrent flows, whole cutcap process peak RSS (listening): ${
+        memoryMb.toFixed(0)
+      } MB ` +
         `(target < ${TARGET_MEMORY_MB}: ${memoryMb < TARGET_MEMORY_MB ? "met" : "not met"})`,
     );
   }
@@ -228,7 +230,8 @@ async function main(): Promise<void> {
     progress("memory");
     const flows = quick ? 250_000 : 1_000_000;
     const mem = await runMemoryBench({ flows, progress });
-    if (flows === 1_000_000) memoryMb = mem.cutcapPeakRssKb / 1024;
+    // MB of 10^6 bytes, the stricter reading of the target.
+    if (flows === 1_000_000) memoryMb = mem.cutcapPeakRssKb * 1024 / 1e6;
     sections.push(`### Memory with ${flows} concurrent flows\n\n${memoryMarkdown(mem)}`);
   }
   if (!skip.has("query")) {
