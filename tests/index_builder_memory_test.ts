@@ -8,7 +8,7 @@ import {
   IndexBuilder,
   type IndexMeta,
 } from "../src/index/mod.ts";
-import { LOG_CHUNK } from "../src/index/packet_log.ts";
+import { LOG_CHUNK, removeStaleSpillFiles } from "../src/index/packet_log.ts";
 import { KEY_WORDS } from "../src/packet/packet_info.ts";
 
 const META: IndexMeta = {
@@ -125,6 +125,22 @@ Deno.test("IndexBuilder: a spilled packet log and many small passes give the sam
       assert.equal(spilled.packetCount, 0);
       spilled.close();
     }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("PacketLog: a spill file a crash left behind is removed at start, nothing else", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "cc-idxstale-" });
+  try {
+    Deno.writeFileSync(`${dir}/.cutcap-index-log-4242-left`, new Uint8Array(0));
+    Deno.writeFileSync(`${dir}/.x.pcap.tmp`, new Uint8Array(10));
+    Deno.writeFileSync(`${dir}/catalog.json`, new Uint8Array(2));
+    assert.equal(removeStaleSpillFiles(dir), 1);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      ".x.pcap.tmp",
+      "catalog.json",
+    ]);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -150,9 +150,29 @@ export class PacketLog {
   }
 }
 
+const SPILL_PREFIX = ".cutcap-index-log-";
+
+/**
+ * Removes spill files a crash left in `dir` in the instant between creating one and unlinking
+ * it (empty then); returns how many. Call at start, before any capture worker spills.
+ */
+export function removeStaleSpillFiles(dir: string): number {
+  let removed = 0;
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      if (!entry.isFile || !entry.name.startsWith(SPILL_PREFIX)) continue;
+      try {
+        Deno.removeSync(`${dir}/${entry.name}`);
+        removed++;
+      } catch { /* gone, or not ours to remove: harmless */ }
+    }
+  } catch { /* no directory yet */ }
+  return removed;
+}
+
 /** A new file in `dir`, removed from the directory at once: it lives as long as the handle. */
 function openUnlinked(dir: string): Deno.FsFile {
-  const path = `${dir}/.cutcap-index-log-${Deno.pid}-${crypto.randomUUID()}`;
+  const path = `${dir}/${SPILL_PREFIX}${Deno.pid}-${crypto.randomUUID()}`;
   const file = Deno.openSync(path, { read: true, write: true, createNew: true });
   try {
     Deno.removeSync(path);

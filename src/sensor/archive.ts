@@ -4,11 +4,13 @@
  */
 import { Catalog } from "../index/catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
+import { removeStaleSpillFiles } from "../index/packet_log.ts";
 import { logInfo, logWarn } from "../log.ts";
 import { parseOutputFileName, recoverTempFiles } from "../store/mod.ts";
 
 /** Repairs what a crash left behind, then opens (or rebuilds) the catalog. */
 export function openArchive(outDir: string): Catalog {
+  removeStaleSpillFiles(outDir);
   const reports = recoverTempFiles(outDir, {
     // A recovered file has no index yet: build it by reading the repaired file, under the final name.
     beforeRename: (file) => {
