@@ -359,7 +359,8 @@ export function formatQueryBench(r: QueryBenchResult): string {
   for (const q of r.queries) {
     lines.push(
       `${q.label}: host ${q.host} -> ${q.answerPackets} packets, ` +
-        `${(q.answerBytes / 1e6).toFixed(1)} MB (tcpdump's host ${q.host}: ${q.tcpdumpPackets})`,
+        `${(q.answerBytes / 1e6).toFixed(1)} MB (tcpdump's host ${q.host}: ${q.tcpdumpPackets}; ` +
+        `its "host" does not look inside VLAN tags, cutcap's does)`,
       `  cutcap (HTTP, median of ${q.cutcapRuns.length}): ${q.cutcapSeconds.toFixed(3)} s, ` +
         `first byte ${(q.cutcapFirstByteSeconds * 1000).toFixed(1)} ms`,
       `  tcpdump -r over all files (median): ${q.tcpdumpSeconds.toFixed(3)} s`,
