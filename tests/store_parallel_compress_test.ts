@@ -1,5 +1,5 @@
-// RotatingOutput with parallelCompression (blocks compressed on a helper thread, written one
-// flush later) against the in-line writer and against tcpdump reading the files: same records,
+// RotatingOutput with parallelCompression (blocks compressed on a helper thread, or uncompressed
+// blocks written by AIO threads, written one flush later) against the in-line writer and against tcpdump reading the files: same records,
 // same offsets, same file boundaries in the decompressed streams; on a full disk, no throw and
 // every offset below a file's decompressed size is exactly one of its records.
 import assert from "node:assert/strict";
@@ -53,7 +53,7 @@ function writeAll(
   return { files, offsets };
 }
 
-for (const compress of ["zstd", "gzip"] as Compression[]) {
+for (const compress of ["zstd", "gzip", "none"] as Compression[]) {
   Deno.test(`parallel ${compress}: same records, offsets and file boundaries as in-line`, async () => {
     const packets = makePackets(12_000, { seed: 5 });
     const a = tempDir("par-a");
@@ -77,7 +77,13 @@ for (const compress of ["zstd", "gzip"] as Compression[]) {
           rows.map((r) => [r.start, r.length]),
           blockRows(x.blocks).map((r) => [r.start, r.length]),
         );
-        assert.equal(y.bytesOnDisk, rows.reduce((n, r) => n + r.compressedLength, 0));
+        assert.equal(
+          y.bytesOnDisk,
+          compress === "none"
+            ? y.bytesUncompressed // a plain file has no block table
+            : rows.reduce((n, r) => n + r.compressedLength, 0),
+        );
+        assert.equal(Deno.statSync(y.path).size, y.bytesOnDisk);
         const oracle = await tcpdumpRecords(y.path);
         assert.equal(oracle.stderr, "");
         assert.deepEqual(oracle.records, expectedRecords(packets.slice(seen, seen + y.packets)));
@@ -101,93 +107,102 @@ for (const compress of ["zstd", "gzip"] as Compression[]) {
   });
 }
 
-Deno.test("parallel zstd: a record larger than a block goes through in-line and back", async () => {
-  const dir = tempDir("par-big");
-  try {
-    const packets = makePackets(3000, { seed: 8 });
-    // Records larger than the 65536-byte blocks, between ordinary ones.
-    for (const at of [100, 1500, 2999]) {
-      const data = new Uint8Array(200_000).map((_, i) => (i * 13 + at) & 0xff);
-      packets[at] = { ...packets[at], data, wireLen: data.length };
+for (const compress of ["zstd", "none"] as Compression[]) {
+  Deno.test(`parallel ${compress}: a record larger than a block goes through in-line and back`, async () => {
+    const dir = tempDir("par-big");
+    try {
+      const packets = makePackets(3000, { seed: 8 });
+      // Records larger than the 65536-byte blocks, between ordinary ones.
+      for (const at of [100, 1500, 2999]) {
+        const data = new Uint8Array(200_000).map((_, i) => (i * 13 + at) & 0xff);
+        packets[at] = { ...packets[at], data, wireLen: data.length };
+      }
+      const run = writeAll(dir, compress, true, packets);
+      let seen = 0;
+      for (const f of run.files) {
+        const oracle = await tcpdumpRecords(f.path);
+        assert.equal(oracle.stderr, "");
+        const want = expectedRecords(packets.slice(seen, seen + f.packets), 65535);
+        assert.equal(oracle.records.length, want.length);
+        oracle.records.forEach((r, k) => {
+          // Compared one by one: a failing deepEqual over 200 KB records formats for minutes.
+          assert.ok(
+            r.caplen === want[k].caplen && r.len === want[k].len &&
+              r.data.every((b, j) => b === want[k].data[j]),
+            `record ${seen + k}`,
+          );
+        });
+        seen += f.packets;
+      }
+      assert.equal(seen, packets.length);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
     }
-    const run = writeAll(dir, "zstd", true, packets);
-    let seen = 0;
-    for (const f of run.files) {
-      const oracle = await tcpdumpRecords(f.path);
-      assert.equal(oracle.stderr, "");
-      const want = expectedRecords(packets.slice(seen, seen + f.packets), 65535);
-      assert.equal(oracle.records.length, want.length);
-      oracle.records.forEach((r, k) => {
-        // Compared one by one: a failing deepEqual over 200 KB records formats for minutes.
-        assert.ok(
-          r.caplen === want[k].caplen && r.len === want[k].len &&
-            r.data.every((b, j) => b === want[k].data[j]),
-          `record ${seen + k}`,
-        );
-      });
-      seen += f.packets;
-    }
-    assert.equal(seen, packets.length);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-});
+  });
+}
 
 const isRoot = Deno.uid() === 0;
 const ci = Deno.env.get("CI") === "true";
 
-Deno.test({
-  name: "parallel zstd on a full disk: no throw, offsets below the size are the file's records",
-  ignore: !isRoot && !ci,
-  fn: async () => {
-    assert.ok(isRoot, "needs root for a tmpfs (CI=true makes this a failure, not a skip)");
-    const dir = tempDir("par-full");
-    assert.equal((await sh(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
-    try {
-      const packets = makePackets(4000, { seed: 17 });
-      const files: FinalizedFile[] = [];
-      const written: { seq: number; offset: number; index: number }[] = [];
-      const out = new RotatingOutput({
-        outDir: dir,
-        iface: "eth0",
-        worker: 0,
-        linkType: 1,
-        snaplen: 65535,
-        compress: "zstd",
-        blockSize: 65536,
-        rotateSize: 200_000,
-        parallelCompression: true,
-        onFinalized: (f) => files.push(f),
-      });
-      let i = 0;
-      while (out.writeErrors === 0 && i < 200_000) {
-        const p = packets[i % packets.length];
-        const ts = p.tsSec + Math.floor(i / packets.length) * 10;
-        const offset = out.write(p.data, 0, p.data.length, p.wireLen, ts, p.tsFrac);
-        if (offset >= 0) written.push({ seq: out.fileSeq, offset, index: i });
-        i++;
-      }
-      assert.ok(out.writeErrors > 0, "the disk filled up");
-      out.close();
-      let kept = 0;
-      for (const f of files) {
-        const oracle = await tcpdumpRecords(f.path);
-        assert.equal(oracle.stderr, "", `${f.path} reads cleanly`);
-        assert.equal(oracle.records.length, f.packets);
-        const inFile = written.filter((w) => w.seq === f.seq && w.offset < f.bytesUncompressed);
-        assert.equal(inFile.length, f.packets, "offsets below bytesUncompressed are the records");
-        const r = new PcapReader(f.path, { blocks: f.blocks });
-        for (const w of inFile) {
-          assert.ok(r.readRecordAt(w.offset));
-          assert.deepEqual(r.packet(), packets[w.index % packets.length].data);
+for (const compress of ["zstd", "none"] as Compression[]) {
+  Deno.test({
+    name:
+      `parallel ${compress} on a full disk: no throw, offsets below the size are the file's records`,
+    ignore: !isRoot && !ci,
+    fn: async () => {
+      assert.ok(isRoot, "needs root for a tmpfs (CI=true makes this a failure, not a skip)");
+      const dir = tempDir("par-full");
+      assert.equal((await sh(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
+      try {
+        const packets = makePackets(4000, { seed: 17 });
+        const files: FinalizedFile[] = [];
+        const written: { seq: number; offset: number; index: number }[] = [];
+        const out = new RotatingOutput({
+          outDir: dir,
+          iface: "eth0",
+          worker: 0,
+          linkType: 1,
+          snaplen: 65535,
+          compress,
+          blockSize: 65536,
+          rotateSize: 200_000,
+          parallelCompression: true,
+          onFinalized: (f) => files.push(f),
+        });
+        let i = 0;
+        while (out.writeErrors === 0 && i < 200_000) {
+          const p = packets[i % packets.length];
+          const ts = p.tsSec + Math.floor(i / packets.length) * 10;
+          const offset = out.write(p.data, 0, p.data.length, p.wireLen, ts, p.tsFrac);
+          if (offset >= 0) written.push({ seq: out.fileSeq, offset, index: i });
+          i++;
         }
-        r.close();
-        kept += f.packets;
+        assert.ok(out.writeErrors > 0, "the disk filled up");
+        out.close();
+        let kept = 0;
+        for (const f of files) {
+          const oracle = await tcpdumpRecords(f.path);
+          assert.equal(oracle.stderr, "", `${f.path} reads cleanly`);
+          assert.equal(oracle.records.length, f.packets);
+          const inFile = written.filter((w) => w.seq === f.seq && w.offset < f.bytesUncompressed);
+          assert.equal(inFile.length, f.packets, "offsets below bytesUncompressed are the records");
+          const r = new PcapReader(f.path, { blocks: f.blocks });
+          for (const w of inFile) {
+            assert.ok(r.readRecordAt(w.offset));
+            assert.deepEqual(r.packet(), packets[w.index % packets.length].data);
+          }
+          r.close();
+          kept += f.packets;
+        }
+        assert.equal(
+          kept + out.lostPackets,
+          written.length,
+          "every accepted record is kept or lost",
+        );
+      } finally {
+        await sh(`umount ${q(dir)}`);
+        Deno.removeSync(dir, { recursive: true });
       }
-      assert.equal(kept + out.lostPackets, written.length, "every accepted record is kept or lost");
-    } finally {
-      await sh(`umount ${q(dir)}`);
-      Deno.removeSync(dir, { recursive: true });
-    }
-  },
-});
+    },
+  });
+}

@@ -32,6 +32,11 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
    * compressor.ts); absent or null: in-line. Only from a worker (it waits with Atomics).
    */
   compressor?: BlockCompressor | null;
+  /**
+   * Write uncompressed blocks asynchronously (glibc AIO, see block_writer.ts) while the next
+   * block fills; default false. Needs FFI; without it blocks are written in-line.
+   */
+  asyncWrite?: boolean;
 }
 
 /** Facts about a finished output file, handed to the index and catalog. */
@@ -175,6 +180,7 @@ export class PcapFileWriter {
         ...options,
         writeback: Writeback.forFile(this.tmpPath),
         compressor: options.compressor ?? null,
+        asyncWrite: options.asyncWrite ?? false,
       });
     } catch (err) {
       this.#file.close();

@@ -45,8 +45,9 @@ export interface RotatingOutputOptions {
   /** Called before each rename (the index sidecar is written here). */
   beforeRename?: BeforeRenameHook;
   /**
-   * Compress gzip/zstd blocks on a helper thread while the next block fills (compressor.ts);
-   * close() ends that thread. Only from a worker (it waits with Atomics). Default false.
+   * Compress gzip/zstd blocks on a helper thread while the next block fills (compressor.ts;
+   * close() ends that thread), and write uncompressed blocks asynchronously (block_writer.ts).
+   * Only from a worker (it waits with Atomics). Default false.
    */
   parallelCompression?: boolean;
 }
@@ -300,6 +301,7 @@ export class RotatingOutput {
         compressor: o.parallelCompression === true && compress !== "none"
           ? BlockCompressor.shared(o.blockSize ?? DEFAULT_BLOCK_SIZE)
           : null,
+        asyncWrite: o.parallelCompression === true && compress === "none",
       });
       this.#seq++;
       this.fileSeq = this.#seq;

@@ -73,6 +73,11 @@ export class Writeback {
     this.#fd = fd;
   }
 
+  /** The file's descriptor in this process. */
+  get fd(): number {
+    return this.#fd;
+  }
+
   /** A writeback starter for the file just opened at `path`, or null when hints are unavailable. */
   static forFile(path: string): Writeback | null {
     if (load() === null) return null;
