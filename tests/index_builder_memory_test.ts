@@ -1,5 +1,5 @@
 // IndexBuilder's memory behaviour: reserved arrays cost nothing until written, and write() streams
-// exactly the bytes encode() returns (also for an index larger than its 1 MiB encoding buffer),
+// exactly the bytes encode() returns (also for an index larger than its 256 KiB encoding buffer),
 // which the reader decodes back to what was recorded.
 import assert from "node:assert/strict";
 import {

@@ -84,8 +84,8 @@ const RESERVED_IDS = 1 << 23;
  */
 const SCRATCH_BYTES = 4 << 20;
 const TWO_POW_32 = 4294967296;
-/** Size of the buffer encode() fills and hands to its sink, section by section. */
-const ENCODE_CHUNK = 1 << 20;
+/** Size of the buffer encode() fills and hands to its sink, section by section (256 KiB). */
+const ENCODE_CHUNK = 1 << 18;
 
 /** A per-flow column computed from the packet log. */
 const enum FlowColumn {
@@ -254,7 +254,7 @@ export class IndexBuilder {
   /**
    * Writes the index to `indexPath` durably: a hidden temporary file in the same directory, fsync,
    * rename. Returns the number of bytes written. The file is produced section by section through
-   * one 1 MiB buffer, so writing an index of a million flows needs no copy of it in memory.
+   * one 256 KiB buffer, so writing an index of a million flows needs no copy of it in memory.
    */
   write(indexPath: string, meta: IndexMeta): number {
     let written = 0;
