@@ -1,9 +1,10 @@
 /**
- * One asynchronous write at a time through POSIX AIO (glibc's: a small pool of threads that run
- * pwrite). A capture worker never returns to its event loop, so a Promise-based write would never
- * complete; with AIO it starts a block's write, fills the next block meanwhile and collects the
- * result with plain synchronous calls, while the kernel's copy into the page cache runs on
- * another core. No isolate is started (a helper Worker would cost ~13 MB).
+ * One asynchronous read or write at a time through POSIX AIO (glibc's: a small pool of threads
+ * that run pread/pwrite). A capture worker never returns to its event loop, so a Promise-based
+ * call would never complete; with AIO it starts a block's write (or the next chunk's read), goes
+ * on meanwhile and collects the result with plain synchronous calls, while the kernel's copy
+ * between the page cache and the buffer runs on another core. No isolate is started (a helper
+ * Worker would cost ~13 MB).
  *
  * Layout of glibc's `struct aiocb` on x86_64 (/usr/include/aio.h): aio_fildes i32 @0, aio_buf
  * pointer @16, aio_nbytes u64 @24, aio_sigevent @32 (sigev_notify i32 @44), aio_offset i64 @128;
@@ -25,6 +26,7 @@ const EAGAIN = 11;
 
 const SYMBOLS = {
   aio_write: { parameters: ["buffer"], result: "i32" },
+  aio_read: { parameters: ["buffer"], result: "i32" },
   aio_error: { parameters: ["buffer"], result: "i32" },
   aio_return: { parameters: ["buffer"], result: "isize" },
   aio_suspend: { parameters: ["buffer", "i32", "pointer"], result: "i32" },
@@ -55,8 +57,8 @@ function osError(lib: Libc, errno: number): Error {
   return new Error(`${text} (os error ${errno})`);
 }
 
-/** One write in flight at a time, to any descriptor; see the module comment. */
-export class AsyncWrite {
+/** One read or write in flight at a time, on any descriptor; see the module comment. */
+export class AsyncIo {
   readonly #lib: Libc;
   readonly #cb = new Uint8Array(AIOCB_BYTES);
   readonly #cbView = new DataView(this.#cb.buffer);
@@ -70,12 +72,12 @@ export class AsyncWrite {
   }
 
   /** A writer, or null where AIO cannot be used (no FFI permission, not x86_64 glibc Linux). */
-  static create(): AsyncWrite | null {
+  static create(): AsyncIo | null {
     const lib = load();
-    return lib === null ? null : new AsyncWrite(lib);
+    return lib === null ? null : new AsyncIo(lib);
   }
 
-  /** True from start() until finish(). */
+  /** True from a start until finish(). */
   get busy(): boolean {
     return this.#busy;
   }
@@ -84,8 +86,26 @@ export class AsyncWrite {
    * Starts writing `length` bytes of `buf` at file offset `offset` of descriptor `fd`. `buf` must
    * stay untouched until finish(). Throws when the write cannot be queued (nothing was written).
    */
-  start(fd: number, buf: Uint8Array, length: number, offset: number): void {
-    if (this.#busy) throw new Error("An asynchronous write is already in flight");
+  startWrite(fd: number, buf: Uint8Array, length: number, offset: number): void {
+    this.#start(this.#lib.aio_write, fd, buf, length, offset);
+  }
+
+  /**
+   * Starts reading up to `length` bytes at file offset `offset` of descriptor `fd` into `buf`,
+   * which must not be used until finish(). Throws when the read cannot be queued.
+   */
+  startRead(fd: number, buf: Uint8Array, length: number, offset: number): void {
+    this.#start(this.#lib.aio_read, fd, buf, length, offset);
+  }
+
+  #start(
+    op: (cb: Uint8Array) => number,
+    fd: number,
+    buf: Uint8Array,
+    length: number,
+    offset: number,
+  ): void {
+    if (this.#busy) throw new Error("An asynchronous read or write is already in flight");
     if (length > buf.length) {
       throw new Error(`Invalid write of ${length} bytes: expected at most ${buf.length}`);
     }
@@ -97,14 +117,14 @@ export class AsyncWrite {
     v.setBigUint64(AT_NBYTES, BigInt(length), true);
     v.setInt32(AT_SIGEV_NOTIFY, SIGEV_NONE, true);
     v.setBigInt64(AT_OFFSET, BigInt(offset), true);
-    if (this.#lib.aio_write(this.#cb) !== 0) throw this.#lastError();
+    if (op(this.#cb) !== 0) throw this.#lastError();
     this.#busy = true;
   }
 
-  /** Waits for the write in flight; returns the bytes written (a short count means a full
-   * disk or a similar end), or throws the write's error. */
+  /** Waits for the read or write in flight; returns the bytes moved (a short count: the end of
+   * the file, or a full disk), or throws its error. */
   finish(): number {
-    if (!this.#busy) throw new Error("No asynchronous write in flight");
+    if (!this.#busy) throw new Error("No asynchronous read or write in flight");
     const lib = this.#lib;
     let status = lib.aio_error(this.#cb);
     while (status === EINPROGRESS) {
@@ -128,4 +148,24 @@ export class AsyncWrite {
   #lastError(): Error {
     return osError(this.#lib, this.#errno());
   }
+}
+
+/**
+ * The descriptor of the open file at `path` in this process, -1 when not found. The path must
+ * be open exactly once (a new temporary file is).
+ */
+export function findDescriptor(path: string): number {
+  try {
+    const real = Deno.realPathSync(path);
+    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+      try {
+        if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`) === real) return Number(entry.name);
+      } catch {
+        // Closed since the listing.
+      }
+    }
+  } catch {
+    // No /proc, or no read permission: no hints.
+  }
+  return -1;
 }

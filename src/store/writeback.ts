@@ -21,6 +21,8 @@
  * @module
  */
 
+import { findDescriptor } from "../../ffi/aio.ts";
+
 const SYNC_FILE_RANGE_WRITE = 2;
 /** Bytes written between two background fdatasync calls. */
 const BACKGROUND_SYNC_BYTES = 32 << 20;
@@ -42,26 +44,6 @@ function load(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | null {
     }
   }
   return libc;
-}
-
-/**
- * The descriptor of the open file at `path` in this process, -1 when not found. The path must
- * be open exactly once (a new temporary file is).
- */
-export function findDescriptor(path: string): number {
-  try {
-    const real = Deno.realPathSync(path);
-    for (const entry of Deno.readDirSync("/proc/self/fd")) {
-      try {
-        if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`) === real) return Number(entry.name);
-      } catch {
-        // Closed since the listing.
-      }
-    }
-  } catch {
-    // No /proc, or no read permission: no hints.
-  }
-  return -1;
 }
 
 /** Starts writeback of byte ranges of one open file; see the module comment. */
