@@ -130,6 +130,17 @@ Deno.test("direct reader: crafted edge cases read as libpcap reads them", () => 
         const sizes = [60, 262144, 1514, 70000, 61, 262144, 200000, 62, 9000];
         craft(`${dir}/a.pcap`, plain(40, (i) => sizes[i % sizes.length]));
       }],
+      ["many small records over many read-ahead chunks (about 9 MB)", () => {
+        craft(`${dir}/a.pcap`, plain(60_000, (i) => 60 + (i * 7919) % 240));
+      }],
+      ["many chunks, then a record cut off by the end of the file", () => {
+        craft(`${dir}/a.pcap`, plain(9000, (i) => 60 + (i * 104729) % 1454), { cut: 700 });
+      }],
+      ["a file ending exactly at a chunk boundary", () => {
+        // 4 x (16 + 262128) = 1 MiB after the header: the reader's first chunk exactly.
+        craft(`${dir}/a.pcap`, plain(4, () => 262128));
+        assert.equal(Deno.statSync(`${dir}/a.pcap`).size, 24 + (1 << 20));
+      }],
       ["a record past the file's snaplen mid-file (libpcap clips it)", () => {
         const rs = plain(20, () => 100);
         rs[7] = { ...rs[7], data: frame(300, 7) };
