@@ -1,10 +1,10 @@
 /**
- * One asynchronous read or write at a time through POSIX AIO (glibc's: a small pool of threads
- * that run pread/pwrite). A capture worker never returns to its event loop, so a Promise-based
- * call would never complete; with AIO it starts a block's write (or the next chunk's read), goes
- * on meanwhile and collects the result with plain synchronous calls, while the kernel's copy
- * between the page cache and the buffer runs on another core. No isolate is started (a helper
- * Worker would cost ~13 MB).
+ * One asynchronous write at a time through POSIX AIO (glibc's: a small pool of threads that run
+ * pwrite). A capture worker never returns to its event loop, so a Promise-based write would never
+ * complete; with AIO it starts a block's write, fills the next block meanwhile and collects the
+ * result with plain synchronous calls, while the kernel's copy into the page cache runs on
+ * another core. No isolate is started (a helper Worker would cost ~13 MB). (Reading the input
+ * ahead the same way was tried: on two cores it made replays slower, see bench/RESULTS.md.)
  *
  * Layout of glibc's `struct aiocb` on x86_64 (/usr/include/aio.h): aio_fildes i32 @0, aio_buf
  * pointer @16, aio_nbytes u64 @24, aio_sigevent @32 (sigev_notify i32 @44), aio_offset i64 @128;
@@ -26,7 +26,6 @@ const EAGAIN = 11;
 
 const SYMBOLS = {
   aio_write: { parameters: ["buffer"], result: "i32" },
-  aio_read: { parameters: ["buffer"], result: "i32" },
   aio_error: { parameters: ["buffer"], result: "i32" },
   aio_return: { parameters: ["buffer"], result: "isize" },
   aio_suspend: { parameters: ["buffer", "i32", "pointer"], result: "i32" },
@@ -57,8 +56,8 @@ function osError(lib: Libc, errno: number): Error {
   return new Error(`${text} (os error ${errno})`);
 }
 
-/** One read or write in flight at a time, on any descriptor; see the module comment. */
-export class AsyncIo {
+/** One write in flight at a time, on any descriptor; see the module comment. */
+export class AsyncWrite {
   readonly #lib: Libc;
   readonly #cb = new Uint8Array(AIOCB_BYTES);
   readonly #cbView = new DataView(this.#cb.buffer);
@@ -72,9 +71,9 @@ export class AsyncIo {
   }
 
   /** A writer, or null where AIO cannot be used (no FFI permission, not x86_64 glibc Linux). */
-  static create(): AsyncIo | null {
+  static create(): AsyncWrite | null {
     const lib = load();
-    return lib === null ? null : new AsyncIo(lib);
+    return lib === null ? null : new AsyncWrite(lib);
   }
 
   /** True from a start until finish(). */
@@ -87,25 +86,7 @@ export class AsyncIo {
    * stay untouched until finish(). Throws when the write cannot be queued (nothing was written).
    */
   startWrite(fd: number, buf: Uint8Array, length: number, offset: number): void {
-    this.#start(this.#lib.aio_write, fd, buf, length, offset);
-  }
-
-  /**
-   * Starts reading up to `length` bytes at file offset `offset` of descriptor `fd` into `buf`,
-   * which must not be used until finish(). Throws when the read cannot be queued.
-   */
-  startRead(fd: number, buf: Uint8Array, length: number, offset: number): void {
-    this.#start(this.#lib.aio_read, fd, buf, length, offset);
-  }
-
-  #start(
-    op: (cb: Uint8Array) => number,
-    fd: number,
-    buf: Uint8Array,
-    length: number,
-    offset: number,
-  ): void {
-    if (this.#busy) throw new Error("An asynchronous read or write is already in flight");
+    if (this.#busy) throw new Error("An asynchronous write is already in flight");
     if (length > buf.length) {
       throw new Error(`Invalid write of ${length} bytes: expected at most ${buf.length}`);
     }
@@ -117,14 +98,14 @@ export class AsyncIo {
     v.setBigUint64(AT_NBYTES, BigInt(length), true);
     v.setInt32(AT_SIGEV_NOTIFY, SIGEV_NONE, true);
     v.setBigInt64(AT_OFFSET, BigInt(offset), true);
-    if (op(this.#cb) !== 0) throw this.#lastError();
+    if (this.#lib.aio_write(this.#cb) !== 0) throw this.#lastError();
     this.#busy = true;
   }
 
-  /** Waits for the read or write in flight; returns the bytes moved (a short count: the end of
-   * the file, or a full disk), or throws its error. */
+  /** Waits for the write in flight; returns the bytes written (a short count means a full disk
+   * or a similar end), or throws the write's error. */
   finish(): number {
-    if (!this.#busy) throw new Error("No asynchronous read or write in flight");
+    if (!this.#busy) throw new Error("No asynchronous write in flight");
     const lib = this.#lib;
     let status = lib.aio_error(this.#cb);
     while (status === EINPROGRESS) {

@@ -27,7 +27,7 @@ import {
 } from "./block_format.ts";
 import type { Writeback } from "./writeback.ts";
 import type { BlockCompressor } from "./compressor.ts";
-import { AsyncIo } from "../../ffi/aio.ts";
+import { AsyncWrite } from "../../ffi/aio.ts";
 
 /** Default block buffer size: 1 MiB. */
 export const DEFAULT_BLOCK_SIZE = 1 << 20;
@@ -89,7 +89,7 @@ export class BlockWriter {
   #slots: Uint8Array[] = [];
   #slotViews: DataView[] = [];
   /** Asynchronous writes of uncompressed blocks; null when blocks are written in-line. */
-  readonly #aio: AsyncIo | null = null;
+  readonly #aio: AsyncWrite | null = null;
   /** The file's descriptor, for #aio. */
   readonly #fd: number = -1;
   /** The buffer of the block #aio is writing. */
@@ -115,7 +115,7 @@ export class BlockWriter {
       this.view = this.#slotViews[0];
     } else {
       if (this.compress === "none" && options.asyncWrite === true && this.#writeback !== null) {
-        this.#aio = AsyncIo.create();
+        this.#aio = AsyncWrite.create();
         this.#fd = this.#writeback.fd;
       }
       if (this.#aio !== null) {
@@ -233,7 +233,7 @@ export class BlockWriter {
    * the other buffer; false when it cannot be queued (the block is then written in-line).
    */
   #startAsync(): boolean {
-    const aio = this.#aio as AsyncIo;
+    const aio = this.#aio as AsyncWrite;
     try {
       aio.startWrite(this.#fd, this.buffer, this.used, this.bytesOnDisk);
     } catch {
@@ -251,7 +251,7 @@ export class BlockWriter {
 
   /** Collects the asynchronous write of the block in flight (`length` bytes); throws its error. */
   #finishAsync(length: number): void {
-    const written = (this.#aio as AsyncIo).finish();
+    const written = (this.#aio as AsyncWrite).finish();
     // The file's own position, for in-line writes: AIO writes at explicit offsets.
     this.#file.seekSync(this.bytesOnDisk + written, Deno.SeekMode.Start);
     // A short write (the disk filled up mid-block): the rest in-line, which reports the error.
