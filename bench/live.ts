@@ -3,7 +3,9 @@
  * network namespace onto a veth pair (MTU 9000, IPv6 off, no addresses, so nothing else crosses
  * it), and captured on the outside end by tcpdump and by cutcap with 1 and 2 workers. A trial has
  * no loss when the capturer saw every packet tcpreplay sent and libpcap reports no drop; the
- * result per capturer is the highest rate (as tcpreplay achieved it) without loss.
+ * result per capturer is the highest rate (as tcpreplay achieved it) without loss. cutcap is also
+ * tried at the highest rate tcpdump sustained. With two or more CPUs, tcpreplay runs on CPU 0 and
+ * the capturer on CPU 1 (taskset), so the sender gets the same CPU next to every capturer.
  *
  * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..]
  * (a rate of 0 is tcpreplay --topspeed).
@@ -151,6 +153,14 @@ async function createVeth(): Promise<Veth> {
   return { ns, inside, outside, remove };
 }
 
+/** CPU pinning: tcpreplay on CPU 0, capturers on CPU 1; off on a single CPU. */
+const PIN = navigator.hardwareConcurrency >= 2;
+
+/** `cmd args` run on `cpu` when pinning is on (taskset execs the command: same process). */
+function onCpu(cpu: number, cmd: string, args: string[]): [string, string[]] {
+  return PIN ? ["taskset", ["-c", String(cpu), cmd, ...args]] : [cmd, args];
+}
+
 /** Sends `file` from inside the namespace; returns tcpreplay's counts and achieved rate. */
 async function replay(
   veth: Veth,
@@ -158,16 +168,9 @@ async function replay(
   pps: number,
 ): Promise<{ sent: number; pps: number; mbps: number }> {
   const rate = pps > 0 ? `--pps=${pps}` : "--topspeed";
-  const out = await sh("ip", [
-    "netns",
-    "exec",
-    veth.ns,
-    "tcpreplay",
-    rate,
-    "-i",
-    veth.inside,
-    file,
-  ]);
+  const out = await sh(
+    ...onCpu(0, "ip", ["netns", "exec", veth.ns, "tcpreplay", rate, "-i", veth.inside, file]),
+  );
   const sent = /Successful packets:\s+(\d+)/.exec(out);
   const rated = /Rated: [\d.]+ Bps, ([\d.]+) Mbps, ([\d.]+) pps/.exec(out);
   if (sent === null || rated === null) throw new Error(`Unexpected tcpreplay output: ${out}`);
@@ -257,13 +260,14 @@ async function cutcapTrial(
   opts: { root: string; bufferMiB: number; outDir: string },
 ): Promise<LiveTrial> {
   await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
-  const child = new Deno.Command("deno", {
-    args: [
-      ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
-      ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
-      ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
-      ...["--metrics-file", `${opts.outDir}.prom`],
-    ],
+  const [cmd, args] = onCpu(1, "deno", [
+    ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
+    ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
+    ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
+    ...["--metrics-file", `${opts.outDir}.prom`],
+  ]);
+  const child = new Deno.Command(cmd, {
+    args,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -312,8 +316,11 @@ async function tcpdumpTrial(
   pps: number,
   opts: { bufferMiB: number; outFile: string },
 ): Promise<LiveTrial> {
-  const child = new Deno.Command("tcpdump", {
-    args: ["-i", veth.outside, "-B", String(opts.bufferMiB * 1024), "-w", opts.outFile],
+  const [cmd, args] = onCpu(1, "tcpdump", [
+    ...["-i", veth.outside, "-B", String(opts.bufferMiB * 1024), "-w", opts.outFile],
+  ]);
+  const child = new Deno.Command(cmd, {
+    args,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -375,7 +382,14 @@ export async function runLiveBench(
     for (const c of capturers) {
       const trials: LiveTrial[] = [];
       let failures = 0;
-      for (const pps of rates) {
+      // cutcap also at the highest rate tcpdump sustained (before topspeed).
+      const tcpdumpBest = results[0]?.best?.achievedPps;
+      const mine = tcpdumpBest === undefined ? rates : [
+        ...rates.filter((r) => r > 0 && r < tcpdumpBest),
+        Math.round(tcpdumpBest),
+        ...rates.filter((r) => r === 0 || r > tcpdumpBest),
+      ];
+      for (const pps of mine) {
         const t = await c.trial(pps);
         trials.push(t);
         progress(
@@ -400,7 +414,9 @@ export async function runLiveBench(
 export function liveMarkdown(r: LiveBenchResult): string {
   const lines = [
     `${r.packets} packets (${(r.bytes / 1e6).toFixed(0)} MB) per trial over a veth pair; ` +
-    `"rate" is what tcpreplay achieved.`,
+    `"rate" is what tcpreplay achieved` +
+    (PIN ? "; tcpreplay on CPU 0, the capturer on CPU 1 (taskset)." : ".") +
+    " cutcap is also tried at the highest rate tcpdump sustained.",
     "",
     "| capturer | highest rate without loss | per trial: rate → seen/sent, drops |",
     "|---|---|---|",
