@@ -163,12 +163,7 @@ export class BlockWriter {
     const c = this.#compressor;
     if (c !== null && this.#slot >= 0 && c.ready()) {
       c.submit(this.#slot, this.used, this.compress, this.level);
-      this.inFlightBytes = this.used;
-      this.streamOffset += this.used;
-      this.used = 0;
-      this.#slot ^= 1;
-      this.buffer = this.#slots[this.#slot];
-      this.view = this.#slotViews[this.#slot];
+      this.#handedOver();
       return true;
     }
     if (this.#aio !== null && this.#slot >= 0 && this.#startAsync()) return true;
@@ -240,13 +235,18 @@ export class BlockWriter {
       return false;
     }
     this.#aioBuffer = this.buffer;
+    this.#handedOver();
+    return true;
+  }
+
+  /** The pending block is in flight now: count it and fill the other slot. */
+  #handedOver(): void {
     this.inFlightBytes = this.used;
     this.streamOffset += this.used;
     this.used = 0;
     this.#slot ^= 1;
     this.buffer = this.#slots[this.#slot];
     this.view = this.#slotViews[this.#slot];
-    return true;
   }
 
   /** Collects the asynchronous write of the block in flight (`length` bytes); throws its error. */
