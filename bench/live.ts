@@ -177,6 +177,21 @@ async function replay(
   return { sent: Number(sent[1]), pps: Number(rated[2]), mbps: Number(rated[1]) };
 }
 
+/** Starts a capturer on CPU 1 (see onCpu), collecting its stderr lines as they come. */
+function startCapturer(
+  cmd: string,
+  args: string[],
+): { child: Deno.ChildProcess; lines: string[]; done: Promise<void> } {
+  const [program, programArgs] = onCpu(1, cmd, args);
+  const child = new Deno.Command(program, {
+    args: programArgs,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  return { child, ...collectLines(child.stderr) };
+}
+
 /** Collects a child's stderr lines as they come. */
 function collectLines(
   stream: ReadableStream<Uint8Array>,
@@ -260,19 +275,12 @@ async function cutcapTrial(
   opts: { root: string; bufferMiB: number; outDir: string },
 ): Promise<LiveTrial> {
   await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
-  const [cmd, args] = onCpu(1, "deno", [
+  const { child, lines, done } = startCapturer("deno", [
     ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
     ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
     ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
     ...["--metrics-file", `${opts.outDir}.prom`],
   ]);
-  const child = new Deno.Command(cmd, {
-    args,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const { lines, done } = collectLines(child.stderr);
   try {
     await waitFor(lines, /Capturing on/, 20_000, "cutcap start");
     const sent = await replay(veth, file, pps);
@@ -316,16 +324,9 @@ async function tcpdumpTrial(
   pps: number,
   opts: { bufferMiB: number; outFile: string },
 ): Promise<LiveTrial> {
-  const [cmd, args] = onCpu(1, "tcpdump", [
+  const { child, lines, done } = startCapturer("tcpdump", [
     ...["-i", veth.outside, "-B", String(opts.bufferMiB * 1024), "-w", opts.outFile],
   ]);
-  const child = new Deno.Command(cmd, {
-    args,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const { lines, done } = collectLines(child.stderr);
   try {
     await waitFor(lines, /listening on/, 10_000, "tcpdump start");
     const sent = await replay(veth, file, pps);

@@ -27,6 +27,8 @@ import {
   UNKNOWN_WORKER,
 } from "./index_format.ts";
 import { LOG_CHUNK, type LogChunk, PacketLog } from "./packet_log.ts";
+import { writeFully } from "../store/block_format.ts";
+import { dirOf, syncDir } from "../store/pcap_file_writer.ts";
 
 /** What the index header says about its pcap file; given to `IndexBuilder.write`. */
 export interface IndexMeta {
@@ -666,15 +668,11 @@ export function writeFileDurably(
   path: string,
   data: Uint8Array | ((sink: (chunk: Uint8Array) => void) => void),
 ): void {
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
-  const tmp = `${dir}/.${path.slice(slash + 1)}.${Deno.pid}.tmp`;
+  const dir = dirOf(path);
+  const tmp = `${dir}/.${path.slice(path.lastIndexOf("/") + 1)}.${Deno.pid}.tmp`;
   const f = Deno.openSync(tmp, { write: true, create: true, truncate: true });
   try {
-    const writeAll = (chunk: Uint8Array): void => {
-      let done = 0;
-      while (done < chunk.length) done += f.writeSync(chunk.subarray(done));
-    };
+    const writeAll = (chunk: Uint8Array): void => writeFully(f, chunk);
     if (typeof data === "function") data(writeAll);
     else writeAll(data);
     f.syncSync();
@@ -688,12 +686,7 @@ export function writeFileDurably(
   f.close();
   Deno.renameSync(tmp, path);
   try {
-    const d = Deno.openSync(dir, { read: true });
-    try {
-      d.syncSync();
-    } finally {
-      d.close();
-    }
+    syncDir(dir);
   } catch {
     // Some filesystems refuse fsync on a directory; the rename is still atomic.
   }

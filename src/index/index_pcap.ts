@@ -17,6 +17,7 @@ import { type Compression, indexPathFor } from "./index_format.ts";
 import { IndexBuilder } from "./index_builder.ts";
 import { FlowKeyList } from "./flow_key_list.ts";
 import { scanPcapFile, type ScanRecord } from "./pcap_scan.ts";
+import { dirOf } from "../store/pcap_file_writer.ts";
 
 /** Options of `indexPcapFile`. */
 export interface IndexPcapOptions {
@@ -110,9 +111,4 @@ function indexWith(
     wholeStream: scan.wholeStream,
     stopReason: scan.stopReason,
   };
-}
-
-function dirOf(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash < 0 ? "." : path.slice(0, slash) || "/";
 }

@@ -12,6 +12,8 @@
  * @module
  */
 
+import { readAt, writeFully } from "../store/block_format.ts";
+
 /** Entries per chunk: 384 KiB per chunk buffer (the current one, and one to read back into). */
 export const LOG_CHUNK = 1 << 14;
 const CHUNK_BYTES = LOG_CHUNK * 24;
@@ -91,8 +93,12 @@ export class PacketLog {
       const views = chunkViews(buf);
       const file = this.#file as Deno.FsFile;
       for (let c = 0; c < this.#fileChunks; c++) {
-        file.seekSync(c * CHUNK_BYTES, Deno.SeekMode.Start);
-        readFully(file, bytes);
+        const got = readAt(file, c * CHUNK_BYTES, bytes, CHUNK_BYTES);
+        if (got < CHUNK_BYTES) {
+          throw new Error(
+            `Index spill file ended early: expected ${CHUNK_BYTES} bytes, read ${got}`,
+          );
+        }
         visit(views, LOG_CHUNK);
       }
     }
@@ -128,8 +134,7 @@ export class PacketLog {
     try {
       const file = this.#file ??= openUnlinked(this.#spillDir);
       file.seekSync(this.#fileChunks * CHUNK_BYTES, Deno.SeekMode.Start);
-      let done = 0;
-      while (done < CHUNK_BYTES) done += file.writeSync(this.#currentBytes.subarray(done));
+      writeFully(file, this.#currentBytes);
       this.#fileChunks++;
       return true;
     } catch {
@@ -181,15 +186,4 @@ function openUnlinked(dir: string): Deno.FsFile {
     throw e;
   }
   return file;
-}
-
-function readFully(file: Deno.FsFile, into: Uint8Array): void {
-  let done = 0;
-  while (done < into.length) {
-    const n = file.readSync(into.subarray(done));
-    if (n === null || n === 0) {
-      throw new Error(`Index spill file ended early: expected ${into.length} bytes, read ${done}`);
-    }
-    done += n;
-  }
 }
