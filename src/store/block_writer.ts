@@ -104,9 +104,16 @@ export class BlockWriter {
     if (!(size >= 4096)) throw new Error(`Invalid block size ${size}: expected at least 4096`);
     const c = options.compressor ?? null;
     this.#compressor = this.compress !== "none" && c !== null && c.slotSize === size ? c : null;
-    if (this.#compressor !== null) {
+    if (this.compress === "none" && options.asyncWrite === true && this.#writeback !== null) {
+      this.#aio = AsyncWrite.create();
+      this.#fd = this.#writeback.fd;
+    }
+    // Two slots, filled and handed over in turn: the compressor's shared ones, or our own for
+    // asynchronous writes.
+    const slots = this.#compressor;
+    if (slots !== null || this.#aio !== null) {
       for (let i = 0; i < 2; i++) {
-        const slot = this.#compressor.slot(i);
+        const slot = slots !== null ? slots.slot(i) : new Uint8Array(size);
         this.#slots.push(slot);
         this.#slotViews.push(new DataView(slot.buffer, slot.byteOffset, slot.byteLength));
       }
@@ -114,24 +121,8 @@ export class BlockWriter {
       this.buffer = this.#slots[0];
       this.view = this.#slotViews[0];
     } else {
-      if (this.compress === "none" && options.asyncWrite === true && this.#writeback !== null) {
-        this.#aio = AsyncWrite.create();
-        this.#fd = this.#writeback.fd;
-      }
-      if (this.#aio !== null) {
-        // Two buffers, filled and written in turn, like the compressor's slots.
-        for (let i = 0; i < 2; i++) {
-          const b = new Uint8Array(size);
-          this.#slots.push(b);
-          this.#slotViews.push(new DataView(b.buffer));
-        }
-        this.#slot = 0;
-        this.buffer = this.#slots[0];
-        this.view = this.#slotViews[0];
-      } else {
-        this.buffer = new Uint8Array(size);
-        this.view = new DataView(this.buffer.buffer);
-      }
+      this.buffer = new Uint8Array(size);
+      this.view = new DataView(this.buffer.buffer);
     }
   }
 
@@ -177,12 +168,8 @@ export class BlockWriter {
       this.#fail(err);
       return false;
     } finally {
-      if (this.#slots.length > 0 && this.#slot < 0) {
-        // Back from a private (grown) buffer to the slots.
-        this.#slot = 0;
-        this.buffer = this.#slots[0];
-        this.view = this.#slotViews[0];
-      }
+      // Back from a private (grown) buffer to the slots.
+      if (this.#slots.length > 0 && this.#slot < 0) this.#useSlot(0);
     }
   }
 
@@ -244,9 +231,14 @@ export class BlockWriter {
     this.inFlightBytes = this.used;
     this.streamOffset += this.used;
     this.used = 0;
-    this.#slot ^= 1;
-    this.buffer = this.#slots[this.#slot];
-    this.view = this.#slotViews[this.#slot];
+    this.#useSlot(this.#slot ^ 1);
+  }
+
+  /** Fills slot `i` from now on. */
+  #useSlot(i: number): void {
+    this.#slot = i;
+    this.buffer = this.#slots[i];
+    this.view = this.#slotViews[i];
   }
 
   /** Collects the asynchronous write of the block in flight (`length` bytes); throws its error. */
