@@ -119,8 +119,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const outDir = opts.outDir ?? Deno.makeTempDirSync({ prefix: "cutcap-pipeline-" });
   const flows = new FlowTable({ maxFlows: 1_000_000, flowTimeout: 300 });
   const cutoff = new Cutoff({ bytes: opts.byteCutoff ?? 65536 });
-  const index = new IndexBuilder(flows, { spillDir: outDir });
-  flows.onRemove = (id) => index.forget(id);
+  const index = IndexBuilder.forFlowTable(flows, { spillDir: outDir });
   const info = new PacketInfo();
   const pcap = opts.memory === undefined
     ? PcapHandle.openOffline(file, { direct: opts.direct })

@@ -69,10 +69,8 @@ function runWorker(setup: WorkerSetup): void {
   if (setup.compressor !== undefined) BlockCompressor.adopt(setup.compressor);
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
-  // The builder reads keys of live flows from the table when it writes an index, so it must
-  // hear of every removal before the table reuses the id.
-  const index = new IndexBuilder(flows, { spillDir: config.outDir });
-  flows.onRemove = (id) => index.forget(id);
+  // Keys of live flows are read from the table when an index is written.
+  const index = IndexBuilder.forFlowTable(flows, { spillDir: config.outDir });
   const state: WorkerState = {
     setup,
     flows,

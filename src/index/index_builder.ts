@@ -27,6 +27,7 @@ import {
   UNKNOWN_WORKER,
 } from "./index_format.ts";
 import { LOG_CHUNK, type LogChunk, PacketLog } from "./packet_log.ts";
+import type { FlowTable } from "../flow/flow_table.ts";
 import { writeFully } from "../store/block_format.ts";
 import { dirOf, syncDir } from "../store/pcap_file_writer.ts";
 
@@ -135,6 +136,16 @@ export class IndexBuilder {
     this.#allocFlows(RESERVED_FLOWS, 0);
   }
 
+  /**
+   * A builder for a capture worker: keys come from `table`, which tells it of every removal
+   * through its onRemove hook (taken over here, so no caller can forget to wire it).
+   */
+  static forFlowTable(table: FlowTable, opts: IndexBuilderOptions = {}): IndexBuilder {
+    const builder = new IndexBuilder(table, opts);
+    table.onRemove = (id) => builder.forget(id);
+    return builder;
+  }
+
   /** Number of distinct flows recorded since the last reset. */
   get flowCount(): number {
     return this.#flows;
@@ -194,7 +205,7 @@ export class IndexBuilder {
 
   /**
    * The flow table is removing flow `flowId`: keeps its key if the flow is in this file, and
-   * frees the id for the next flow that gets it. Wire it to FlowTable.onRemove.
+   * frees the id for the next flow that gets it. forFlowTable() wires it to FlowTable.onRemove.
    */
   forget(flowId: number): void {
     if (flowId >= this.#idToFile.length) return;

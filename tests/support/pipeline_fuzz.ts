@@ -306,8 +306,7 @@ export function runPipelineFuzz(options: PipelineFuzzOptions): PipelineFuzzSumma
   const info = new PacketInfo();
   const flows = new FlowTable({ maxFlows: options.maxFlows ?? 65536, flowTimeout: 300 });
   const cutoff = new Cutoff({ bytes: 0, packets: 0 });
-  const index = new IndexBuilder(flows);
-  flows.onRemove = (id) => index.forget(id);
+  const index = IndexBuilder.forFlowTable(flows);
   const files: FuzzFile[] = [];
   const mutations = new Float64Array(MUTATIONS.length);
   let refused = 0;
