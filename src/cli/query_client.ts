@@ -108,6 +108,10 @@ export async function runFlowsCommand(argv: string[]): Promise<number> {
   if (args.limit) params.set("limit", args.limit);
   const response = await request(args, `/flows?${params}`);
   const records = await response.json() as FlowRecord[];
+  const limit = Number(response.headers.get("x-cutcap-flow-limit") ?? Infinity);
+  if (records.length >= limit) {
+    console.error(`Showing the first ${limit} flows; more may match: give --limit N for more`);
+  }
   if (args.json) { for (const record of records) console.log(JSON.stringify(record)); }
   else console.log(formatFlowTable(records));
   return 0;
