@@ -4,6 +4,7 @@
  *   cutcap [capture] [options]      capture (the default command)
  *   cutcap serve --out DIR           serve an existing archive without capturing
  *   cutcap query QUERY               packets matching QUERY as pcap (stdout or -w FILE)
+ *   cutcap read QUERY [tcpdump opts] the answer piped into tcpdump (stenoread)
  *   cutcap flows QUERY               flows matching QUERY as a table
  *   cutcap index FILE...             index existing pcap files so they can be queried in place
  *   cutcap interfaces                list capture interfaces
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, Command> = {
   },
   serve: async (args) => (await import("./src/cli/serve.ts")).runServeCommand(args),
   query: async (args) => (await import("./src/cli/query_client.ts")).runQueryCommand(args),
+  read: async (args) => (await import("./src/cli/query_client.ts")).runReadCommand(args),
   flows: async (args) => (await import("./src/cli/query_client.ts")).runFlowsCommand(args),
   index: async (args) => (await import("./src/cli/index_files.ts")).runIndexCommand(args),
   interfaces: async () => {

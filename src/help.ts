@@ -4,8 +4,10 @@ export const HELP = `cutcap — full packet capture with flow cutoff, pcap archi
 Commands:
   cutcap [capture] [options]     capture live (--interface) or replay files (--read)
   cutcap serve --out DIR         serve an existing archive: /query, /flows, /metrics, /healthz
-  cutcap query [--server URL] [--token T] [-w FILE] QUERY
+  cutcap query [--server URL] [--token T] [-w FILE] [--limit N] [--max-bytes N] [--pcapng] QUERY
                                  matching packets as pcap (cutcap query 'host 198.18.0.1' | tcpdump -nr -)
+  cutcap read [--limit-packets N] [--limit-bytes N] QUERY [tcpdump options...]
+                                 the answer piped into tcpdump -r - (stenoread: cutcap read 'port 53' -nn -c 10)
   cutcap flows [--server URL] QUERY
                                  matching flows as a table
   cutcap index FILE...           index existing pcap files so they can be queried in place

@@ -18,7 +18,8 @@
  */
 
 import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from "./address.ts";
-import type { AddressPredicate, Family, PortPredicate, Predicate, Query } from "./ast.ts";
+import type { Query } from "./ast.ts";
+import { orPlan, planMatchesKey } from "./address_set.ts";
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -64,143 +65,14 @@ function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolea
   return true;
 }
 
-/**
- * The query as the matchers run it: `or` nodes with several port (or same-family address)
- * predicates have them merged into one set, so a list of hundreds of terms costs one lookup (a
- * bitmap for ports, a binary search over merged ranges for addresses) instead of one test per term.
- */
-type Node =
-  | { readonly type: "and"; readonly children: readonly Node[] }
-  | { readonly type: "or"; readonly children: readonly Node[] }
-  | { readonly type: "not"; readonly child: Node }
-  | Predicate
-  | PortSet
-  | AddressSet;
-
-/** Several port predicates: ports[p] is 1 when port p is among them. */
-interface PortSet {
-  readonly type: "portset";
-  readonly ports: Uint8Array;
-}
-
-/** Several address predicates of one family: disjoint ranges sorted by start. */
-interface AddressSet {
-  readonly type: "addressset";
-  readonly family: Family;
-  readonly from: readonly Words[];
-  readonly to: readonly Words[];
-}
-
-/** Terms of one kind in an `or` from which a set is worth building. */
-const SET_MIN_TERMS = 4;
-
-const compiledQueries = new WeakMap<Query, Node>();
-
-/** The compiled form of `q`, built once per query object. */
-function compiled(q: Query): Node {
-  let node = compiledQueries.get(q);
-  if (node === undefined) {
-    node = compile(q);
-    compiledQueries.set(q, node);
-  }
-  return node;
-}
-
-function compile(q: Query): Node {
-  switch (q.type) {
-    case "and":
-      return { type: "and", children: q.children.map(compile) };
-    case "not":
-      return { type: "not", child: compile(q.child) };
-    case "or":
-      return compileOr(q.children.map(compile));
-    default:
-      return q;
-  }
-}
-
-function compileOr(children: Node[]): Node {
-  const ports = children.filter((c): c is PortPredicate => c.type === "port");
-  const rest: Node[] = children.filter((c) => c.type !== "port");
-  if (ports.length >= SET_MIN_TERMS) rest.push(portSet(ports));
-  else rest.push(...ports);
-  const out: Node[] = [];
-  for (const family of [4, 6] as Family[]) {
-    const addresses = rest.filter((c): c is AddressPredicate =>
-      c.type === "address" && c.family === family
-    );
-    if (addresses.length >= SET_MIN_TERMS) out.push(addressSet(family, addresses));
-    else out.push(...addresses);
-  }
-  out.push(...rest.filter((c) => c.type !== "address"));
-  return out.length === 1 ? out[0] : { type: "or", children: out };
-}
-
-function portSet(predicates: PortPredicate[]): PortSet {
-  const ports = new Uint8Array(65536);
-  for (const p of predicates) ports.fill(1, p.from, p.to + 1);
-  return { type: "portset", ports };
-}
-
-function addressSet(family: Family, predicates: AddressPredicate[]): AddressSet {
-  const sorted = [...predicates].sort((a, b) => compareWords(a.from, b.from));
-  const from: Words[] = [];
-  const to: Words[] = [];
-  for (const p of sorted) {
-    const last = to.length - 1;
-    if (last >= 0 && compareWords(p.from, to[last]) <= 0) {
-      if (compareWords(p.to, to[last]) > 0) to[last] = p.to; // overlapping: extend
-    } else {
-      from.push(p.from);
-      to.push(p.to);
-    }
-  }
-  return { type: "addressset", family, from, to };
-}
-
-function compareWords(a: Words, b: Words): number {
-  for (let i = 0; i < 4; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
-  return 0;
-}
-
-/** True when the address at key[base..base+3] lies in one of the set's ranges (binary search). */
-function inSet(key: Uint32Array, base: number, set: AddressSet): boolean {
-  let lo = 0;
-  let hi = set.from.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    if (inRange(key, base, set.from[mid], set.to[mid])) return true;
-    if (keyBefore(key, base, set.from[mid])) hi = mid - 1;
-    else lo = mid + 1;
-  }
-  return false;
-}
-
-function keyBefore(key: Uint32Array, base: number, words: Words): boolean {
-  for (let i = 0; i < 4; i++) {
-    const k = key[base + i];
-    if (k !== words[i]) return k < words[i];
-  }
-  return false;
-}
-
 /** Value of a predicate that depends only on the key; time predicates are not passed here. */
-function keyMatches(q: Node, key: Uint32Array, off: number): boolean {
+function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
   const meta = key[off + WORD_META];
   const kind = meta >>> 28;
   switch (q.type) {
     case "address":
       return kind === q.family &&
         (inRange(key, off, q.from, q.to) || inRange(key, off + 4, q.from, q.to));
-    case "addressset":
-      return kind === q.family && (inSet(key, off, q) || inSet(key, off + 4, q));
-    case "portset": {
-      if (kind !== KIND_IPV4 && kind !== KIND_IPV6) return false;
-      const proto = (meta >>> 16) & 0xff;
-      if (proto !== 6 && proto !== 17 && proto !== 132) return false;
-      const ports = key[off + WORD_PORTS];
-      return q.ports[ports >>> 16] === 1 || q.ports[ports & 0xffff] === 1;
-    }
     case "port": {
       if (kind !== KIND_IPV4 && kind !== KIND_IPV6) return false;
       const proto = (meta >>> 16) & 0xff;
@@ -230,27 +102,27 @@ export function packetMatches(
   keyOffset: number,
   tsSec: number,
 ): boolean {
-  return nodeMatches(compiled(q), key, keyOffset, tsSec);
-}
-
-function nodeMatches(q: Node, key: Uint32Array, keyOffset: number, tsSec: number): boolean {
   switch (q.type) {
     case "and": {
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        if (!nodeMatches(c[i], key, keyOffset, tsSec)) return false;
+        if (!packetMatches(c[i], key, keyOffset, tsSec)) return false;
       }
       return true;
     }
     case "or": {
-      const c = q.children;
+      const plan = orPlan(q);
+      if (plan !== null && planMatchesKey(plan, key, keyOffset)) {
+        return true;
+      }
+      const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        if (nodeMatches(c[i], key, keyOffset, tsSec)) return true;
+        if (packetMatches(c[i], key, keyOffset, tsSec)) return true;
       }
       return false;
     }
     case "not":
-      return !nodeMatches(q.child, key, keyOffset, tsSec);
+      return !packetMatches(q.child, key, keyOffset, tsSec);
     case "time":
       return q.op === "after" ? tsSec >= q.at : tsSec < q.at;
     default:
@@ -270,39 +142,33 @@ export function flowTruth(
   firstTs: number,
   lastTs: number,
 ): Truth {
-  return nodeTruth(compiled(q), key, keyOffset, firstTs, lastTs);
-}
-
-function nodeTruth(
-  q: Node,
-  key: Uint32Array,
-  keyOffset: number,
-  firstTs: number,
-  lastTs: number,
-): Truth {
   switch (q.type) {
     case "and": {
       let result: Truth = Truth.True;
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        const t = nodeTruth(c[i], key, keyOffset, firstTs, lastTs);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
         if (t === Truth.False) return Truth.False;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
       return result;
     }
     case "or": {
+      const plan = orPlan(q);
+      if (plan !== null && planMatchesKey(plan, key, keyOffset)) {
+        return Truth.True;
+      }
       let result: Truth = Truth.False;
-      const c = q.children;
+      const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        const t = nodeTruth(c[i], key, keyOffset, firstTs, lastTs);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
         if (t === Truth.True) return Truth.True;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
       return result;
     }
     case "not": {
-      const t = nodeTruth(q.child, key, keyOffset, firstTs, lastTs);
+      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs);
       return t === Truth.Unknown ? t : t === Truth.True ? Truth.False : Truth.True;
     }
     case "time":

@@ -88,6 +88,10 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       headers: {
         "content-type": "application/vnd.tcpdump.pcap",
         "content-disposition": `attachment; filename="${name}"`,
+        // The limits in force (the client's, stenoread's headers, the server's cap): an answer of
+        // exactly this many packets, or within one record of this many bytes, may have been cut.
+        "x-cutcap-limit-packets": String(limits.limit),
+        "x-cutcap-limit-bytes": String(limits.maxBytes),
       },
     });
   };
@@ -139,16 +143,36 @@ function parseRequest(text: string | undefined): { query: Query } | { error: str
   }
 }
 
-/** `limit` (packets) and `max_bytes` from the URL, capped by the server's policy. */
+/**
+ * Packets and bytes of one answer: the URL's `limit` and `max_bytes`, stenoread's
+ * `Steno-Limit-Packets` and `Steno-Limit-Bytes` headers (0 there means no limit, as in
+ * stenographer), the smallest of them, capped by the server's policy.
+ */
 function readLimits(
   c: Context,
   policy: QueryPolicy,
 ): { limit: number; maxBytes: number } | { error: string } {
   const limit = readPositive(c.req.query("limit"), "limit", policy.maxPackets);
   const maxBytes = readPositive(c.req.query("max_bytes"), "max_bytes", policy.maxBytes);
-  if (typeof limit === "string") return { error: limit };
-  if (typeof maxBytes === "string") return { error: maxBytes };
-  return { limit, maxBytes };
+  const stenoPackets = readStenoLimit(c.req.header("steno-limit-packets"), "Steno-Limit-Packets");
+  const stenoBytes = readStenoLimit(c.req.header("steno-limit-bytes"), "Steno-Limit-Bytes");
+  for (const v of [limit, maxBytes, stenoPackets, stenoBytes]) {
+    if (typeof v === "string") return { error: v };
+  }
+  return {
+    limit: Math.min(limit as number, stenoPackets as number),
+    maxBytes: Math.min(maxBytes as number, stenoBytes as number),
+  };
+}
+
+/** A stenographer limit header: a whole number, 0 or absent = no limit (Infinity). */
+function readStenoLimit(text: string | undefined, name: string): number | string {
+  if (text === undefined || text.trim() === "") return Infinity;
+  const value = text.trim();
+  if (!/^\d+$/.test(value)) {
+    return `Invalid ${name} header "${value}": expected a whole number (0 = no limit)`;
+  }
+  return Number(value) === 0 ? Infinity : Number(value);
 }
 
 function readPositive(text: string | undefined, name: string, cap: number): number | string {
