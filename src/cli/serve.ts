@@ -24,6 +24,8 @@ const SERVE_OPTIONS = {
   "header-timeout": { type: "string", default: "10s" },
   "idle-timeout": { type: "string", default: "2m" },
   "max-connections": { type: "string", default: "256" },
+  "max-per-source": { type: "string", default: "32" },
+  "request-timeout": { type: "string", default: "1m" },
 } as const;
 
 /** Runs the server until SIGINT/SIGTERM. */
@@ -80,6 +82,8 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
     idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
     maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
+    maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
+    requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
   });
   logInfo(
     `Serving ${values.out} (${catalog.entries().length} files) on ` +
