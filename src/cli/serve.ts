@@ -10,6 +10,7 @@ import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
 import { parseDuration } from "../units.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import type { SensorView } from "../sensor/view.ts";
+import { serverSettings } from "../web/settings.ts";
 
 const SERVE_OPTIONS = {
   out: { type: "string", short: "o", default: "./out" },
@@ -57,19 +58,17 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     retention: () => ({ deletedFiles: 0, deletedBytes: 0 }),
     libpcapVersion: "",
   };
-  const routes = queryRoutes({
-    catalog: () => catalog,
-    policy: {
-      ...DEFAULT_QUERY_POLICY,
-      maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
-      maxConcurrent: parseInteger(
-        values["max-concurrent-queries"],
-        "--max-concurrent-queries",
-        1,
-        1024,
-      ),
-    },
-  });
+  const policy = {
+    ...DEFAULT_QUERY_POLICY,
+    maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
+    maxConcurrent: parseInteger(
+      values["max-concurrent-queries"],
+      "--max-concurrent-queries",
+      1,
+      1024,
+    ),
+  };
+  const routes = queryRoutes({ catalog: () => catalog, policy });
   const server = startServer(view, {
     ...listen,
     routes,
@@ -77,6 +76,16 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     cert,
     key,
     openMetrics: values["open-metrics"],
+    settings: [
+      ["Archive", values.out],
+      ...serverSettings({
+        listen,
+        tlsCert: values["tls-cert"],
+        tokenFile: values["token-file"],
+        maxQueryPackets: policy.maxPackets,
+        maxConcurrentQueries: policy.maxConcurrent,
+      }),
+    ],
     headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
     idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
     maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
