@@ -3,19 +3,43 @@
  * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
  */
 import { parseStrict } from "../config.ts";
+import { type OptionTable, UsageError } from "./options.ts";
+import { parseSize } from "../units.ts";
 import { readTokenFile } from "../server/auth.ts";
 import { type FlowRecord, formatFlowTable } from "../query/flows.ts";
 
+/** Options `cutcap query` and `cutcap flows` share. */
 const CLIENT_OPTIONS = {
-  server: { type: "string", default: "http://127.0.0.1:9102" },
-  token: { type: "string" },
-  "token-file": { type: "string" },
-  ca: { type: "string" },
-  write: { type: "string", short: "w" },
-  limit: { type: "string" },
-  "max-bytes": { type: "string" },
-  json: { type: "boolean", default: false },
-} as const;
+  server: {
+    type: "string",
+    default: "http://127.0.0.1:9102",
+    arg: "URL",
+    help: "the sensor or cutcap serve to ask (http:// when no scheme is given)",
+  },
+  token: { type: "string", arg: "T", help: "bearer token", shownDefault: "$CUTCAP_TOKEN" },
+  "token-file": { type: "string", arg: "FILE", help: "read the bearer token from FILE" },
+  ca: { type: "string", arg: "FILE", help: "CA certificate to verify an HTTPS server" },
+} as const satisfies OptionTable;
+
+/** Option table of `cutcap query` (parser and help). */
+export const QUERY_OPTIONS = {
+  ...CLIENT_OPTIONS,
+  write: { type: "string", short: "w", arg: "FILE", help: "write the pcap to FILE, not stdout" },
+  limit: { type: "string", arg: "N", help: "at most N packets" },
+  "max-bytes": { type: "string", arg: "SIZE", help: "at most this many pcap bytes" },
+} as const satisfies OptionTable;
+
+/** Option table of `cutcap flows` (parser and help). */
+export const FLOWS_OPTIONS = {
+  ...CLIENT_OPTIONS,
+  limit: { type: "string", arg: "N", help: "at most N flows" },
+  "max-bytes": {
+    type: "string",
+    arg: "SIZE",
+    help: "only flows until their stored bytes add up to this",
+  },
+  json: { type: "boolean", default: false, help: "JSON lines instead of a table" },
+} as const satisfies OptionTable;
 
 /** Parsed client options. */
 interface ClientArgs {
@@ -29,11 +53,15 @@ interface ClientArgs {
   query: string;
 }
 
-function parseClientArgs(args: string[]): ClientArgs {
-  const { values, positionals } = parseStrict(args, CLIENT_OPTIONS);
+function parseClientArgs(args: string[], command: "query" | "flows"): ClientArgs {
+  const { values, positionals } = command === "query"
+    ? parseStrict(args, QUERY_OPTIONS)
+    : parseStrict(args, FLOWS_OPTIONS);
   const query = positionals.join(" ").trim();
   if (query === "") {
-    throw new Error("Missing query: e.g. cutcap query 'host 198.18.0.1 and after 1h ago'");
+    throw new UsageError(
+      `Missing query: e.g. cutcap ${command} 'host 198.18.0.1 and after 1h ago'`,
+    );
   }
   // The same reading as the server's --token-file: the first line, trimmed.
   const token = values.token ??
@@ -41,15 +69,28 @@ function parseClientArgs(args: string[]): ClientArgs {
       ? readTokenFile(values["token-file"])
       : Deno.env.get("CUTCAP_TOKEN"));
   return {
-    server: values.server.replace(/\/+$/, ""),
+    server: serverUrl(values.server),
     token,
     ca: values.ca,
-    write: values.write,
+    write: "write" in values ? values.write : undefined,
     limit: values.limit,
-    maxBytes: values["max-bytes"],
-    json: values.json,
+    maxBytes: values["max-bytes"] === undefined
+      ? undefined
+      : String(parseSize(values["max-bytes"], "--max-bytes")),
+    json: "json" in values ? values.json : false,
     query,
   };
+}
+
+/** `--server` as a base URL: `127.0.0.1:9102` means http://127.0.0.1:9102, no trailing slash. */
+function serverUrl(text: string): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  try {
+    new URL(withScheme);
+  } catch {
+    throw new UsageError(`Invalid --server "${text}": expected a URL like http://127.0.0.1:9102`);
+  }
+  return withScheme.replace(/\/+$/, "");
 }
 
 async function request(args: ClientArgs, path: string, init: RequestInit = {}): Promise<Response> {
@@ -85,7 +126,7 @@ function causes(error: unknown): string {
 
 /** `cutcap query`: writes the matching packets as pcap to stdout or -w FILE. */
 export async function runQueryCommand(argv: string[]): Promise<number> {
-  const args = parseClientArgs(argv);
+  const args = parseClientArgs(argv, "query");
   const params = new URLSearchParams();
   if (args.limit) params.set("limit", args.limit);
   if (args.maxBytes) params.set("max_bytes", args.maxBytes);
@@ -103,9 +144,10 @@ export async function runQueryCommand(argv: string[]): Promise<number> {
 
 /** `cutcap flows`: prints the matching flows as a table (or JSON lines with --json). */
 export async function runFlowsCommand(argv: string[]): Promise<number> {
-  const args = parseClientArgs(argv);
+  const args = parseClientArgs(argv, "flows");
   const params = new URLSearchParams({ q: args.query });
   if (args.limit) params.set("limit", args.limit);
+  if (args.maxBytes) params.set("max_bytes", args.maxBytes);
   const response = await request(args, `/flows?${params}`);
   const records = await response.json() as FlowRecord[];
   if (args.json) { for (const record of records) console.log(JSON.stringify(record)); }
