@@ -4,6 +4,7 @@
  *   cutcap [capture] [options]      capture (the default command)
  *   cutcap serve --out DIR           serve an existing archive without capturing
  *   cutcap query QUERY               packets matching QUERY as pcap (stdout or -w FILE)
+ *   cutcap read QUERY [tcpdump opts] the answer piped into tcpdump (stenoread)
  *   cutcap flows QUERY               flows matching QUERY as a table
  *   cutcap index FILE...             index existing pcap files so they can be queried in place
  *   cutcap interfaces                list capture interfaces
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   },
   serve: async (args) => (await import("./src/cli/serve.ts")).runServeCommand(args),
   query: async (args) => (await import("./src/cli/query_client.ts")).runQueryCommand(args),
+  read: async (args) => (await import("./src/cli/query_client.ts")).runReadCommand(args),
   flows: async (args) => (await import("./src/cli/query_client.ts")).runFlowsCommand(args),
   index: async (args) => (await import("./src/cli/index_files.ts")).runIndexCommand(args),
   interfaces: async (args) => {
@@ -83,9 +85,9 @@ function refuseArguments(command: string, args: string[]): void {
   }
 }
 
-/** `--help` or `-h` among the options (before a `--`). */
-function asksForHelp(args: string[]): boolean {
-  const end = args.indexOf("--");
+/** `--help` or `-h` among the options (before a `--`; for `read`, before the query: tcpdump's follow). */
+function asksForHelp(command: string, args: string[]): boolean {
+  const end = command === "read" ? args.findIndex((a) => !a.startsWith("-")) : args.indexOf("--");
   return (end === -1 ? args : args.slice(0, end)).some((a) => a === "--help" || a === "-h");
 }
 
@@ -96,7 +98,7 @@ async function main(args: string[]): Promise<number> {
     if (first === "--version") return await COMMANDS.version([]);
     const name = first === undefined || first.startsWith("-") ? "capture" : knownCommand(first);
     const rest = name === first ? args.slice(1) : args;
-    if (asksForHelp(rest)) return await COMMANDS.help([name]);
+    if (asksForHelp(name, rest)) return await COMMANDS.help([name]);
     return await COMMANDS[name](rest);
   } catch (error) {
     console.error(`cutcap: ${error instanceof Error ? error.message : String(error)}`);

@@ -30,6 +30,11 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     summary: "matching packets as pcap (cutcap query 'host 198.18.0.1' | tcpdump -nr -)",
     options: async () => (await import("./cli/query_client.ts")).QUERY_OPTIONS,
   },
+  read: {
+    usage: "cutcap read [options] QUERY [tcpdump options...]",
+    summary: "the answer piped into tcpdump -r - (stenoread: cutcap read 'port 53' -nn -c 10)",
+    options: async () => (await import("./cli/query_client.ts")).READ_OPTIONS,
+  },
   flows: {
     usage: "cutcap flows [--server URL] [options] QUERY",
     summary: "matching flows as a table",

@@ -182,7 +182,10 @@ Deno.test("match: protocol predicates and their families", () => {
     ["proto 6", tcp6, true],
     ["protocol=17", TCP4, false],
     ["ip proto 6", TCP4, true],
-    ["ip proto 6", tcp6, false],
+    ["ip proto 6", tcp6, true], // stenographer: IPv4 and IPv6
+    ["ip proto 58", icmp6, true],
+    ["ip proto 58", { ...icmp6, kind: 4 }, true],
+    ["ip proto 1", icmp6, false],
     ["ip6 proto 6", tcp6, true],
     ["ip6 proto 6", TCP4, false],
     ["tcp", TCP4, true],
@@ -635,4 +638,47 @@ Deno.test("oracle: VLAN and QinQ packets, matcher equals tcpdump with vlanTags",
     packets.push(craftPacket(rand, stacks[Math.floor(rand() * stacks.length)]));
   }
   await oracleRun("vlan", packets, true, 8);
+});
+
+Deno.test("match: a long `or` of addresses (sorted ranges) agrees with its children one by one", () => {
+  // Hosts, overlapping and nested networks and ranges of both families, plus non-address terms.
+  const terms: string[] = [];
+  for (let i = 0; i < 300; i += 3) terms.push(`host 198.18.${i >> 4}.${i & 15}`);
+  for (let i = 0; i < 40; i += 2) terms.push(`host 2001:db8::${i.toString(16)}`);
+  terms.push(
+    "net 198.19.0.0/16",
+    "net 198.19.4.0/24",
+    "ip=198.18.3.0-198.18.9.255",
+    "net 2001:db8:1::/48",
+    "ip=2001:db8::20-2001:db8::2f",
+    "host ::ffff:10.0.0.1",
+    "port 7",
+    "icmp6",
+  );
+  const big = q(terms.join(" or "));
+  assert.equal(big.type, "or");
+  const children = big.type === "or" ? big.children : [];
+  const specs: KeySpec[] = [];
+  for (let i = 0; i < 320; i++) {
+    specs.push({ ...TCP4, a: `198.18.${i >> 4}.${i & 15}`, b: "203.0.113.1" });
+    specs.push({ ...TCP4, a: "203.0.113.1", b: `198.19.${i & 7}.${i & 255}` });
+    specs.push({ ...UDP6, a: `2001:db8::${i.toString(16)}`, b: "2001:db8:2::1" });
+  }
+  specs.push(
+    { ...TCP4, a: "10.0.0.1", b: "10.0.0.2" },
+    { ...TCP4, a: "10.0.0.3", b: "10.0.0.2", portA: 7 },
+    { ...UDP6, a: "2001:db8:1:ffff::1", b: "2001:db8:5::1" },
+    { kind: 6, a: "2001:db8:9::1", b: "2001:db8:9::2", proto: 58 },
+    { kind: 1, a: "198.18.0.0" },
+    { ...UDP6, kind: 4, a: "198.18.0.0" },
+  );
+  let hits = 0;
+  for (const spec of specs) {
+    const key = makeKey(spec);
+    const one = children.some((c) => packetMatches(c, key, 0, NOW));
+    assert.equal(packetMatches(big, key, 0, NOW), one, JSON.stringify(spec));
+    assert.equal(flowTruth(big, key, 0, NOW, NOW) === Truth.True, one, JSON.stringify(spec));
+    if (one) hits++;
+  }
+  assert.ok(hits > 100 && hits < specs.length - 100, `${hits} of ${specs.length} match`);
 });
