@@ -17,6 +17,8 @@ import { CatalogKeeper, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
+import { createTempFile, dirOf } from "../store/pcap_file_writer.ts";
+import { writeFully } from "../store/block_format.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
@@ -270,8 +272,14 @@ function serverOptions(
  * node_exporter textfile collector never reads half a file. */
 async function writeMetricsFile(path: string, metrics: SensorMetrics): Promise<void> {
   try {
-    const temp = `${path}.${Deno.pid}.tmp`;
-    await Deno.writeTextFile(temp, await metrics.metricsText());
+    const text = await metrics.metricsText();
+    const name = path.slice(path.lastIndexOf("/") + 1);
+    const { path: temp, file } = createTempFile(dirOf(path), `.${name}.`, ".tmp");
+    try {
+      writeFully(file, new TextEncoder().encode(text));
+    } finally {
+      file.close();
+    }
     await Deno.rename(temp, path);
   } catch (error) {
     logWarn(

@@ -4,6 +4,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
+import { UsageError } from "../cli/options.ts";
 import {
   crossSite,
   CSRF_FIELD,
@@ -111,11 +112,11 @@ export interface ListenSecurity {
  */
 export function checkListenSecurity(host: string, security: ListenSecurity): void {
   if ((security.tlsCert === undefined) !== (security.tlsKey === undefined)) {
-    throw new Error("Options --tls-cert and --tls-key go together: give both or neither");
+    throw new UsageError("Options --tls-cert and --tls-key go together: give both or neither");
   }
   if (isLoopbackHost(host) || security.insecure) return;
   if (security.tlsCert === undefined || security.tokenFile === undefined) {
-    throw new Error(
+    throw new UsageError(
       `Listening on ${host} exposes captured traffic: give --tls-cert, --tls-key and ` +
         "--token-file, or --insecure to accept the risk",
     );

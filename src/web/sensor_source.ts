@@ -3,6 +3,7 @@
  * indexes (no packet is read), the status report with the running configuration and recent rates.
  */
 import type { Catalog } from "../index/catalog.ts";
+import type { FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import { type FlowRecord, matchingFlows } from "../query/flows.ts";
@@ -61,8 +62,8 @@ export interface SensorSourceDeps {
 /** The page's source for one sensor's archive. */
 export function sensorSource(deps: SensorSourceDeps): PageSource {
   return {
-    flows: (q, request) => Promise.resolve(flowPage(deps.catalog(), q, request)),
-    histogram: (q, range) => Promise.resolve(histogram(deps.catalog(), q, range)),
+    flows: (q, request) => flowPage(deps.catalog(), q, request),
+    histogram: (q, range) => histogram(deps.catalog(), q, range),
     status: () => Promise.resolve(statusView(deps)),
     queryPath: (text) => `/query?q=${encodeURIComponent(text)}`,
   };
@@ -80,10 +81,14 @@ function statusView(deps: SensorSourceDeps): StatusView {
 }
 
 /** Sorts and pages the matching flows; counts every match. */
-export function flowPage(catalog: Catalog, q: PageQuery, request: FlowPageRequest): FlowPage {
+export async function flowPage(
+  catalog: Catalog,
+  q: PageQuery,
+  request: FlowPageRequest,
+): Promise<FlowPage> {
   const kept: FlowRow[] = [];
   const page: FlowPage = { rows: [], flows: 0, packets: 0, bytes: 0, sortedOver: 0 };
-  for (const record of matchingFlows(catalog, q.query, Infinity)) {
+  for await (const record of matchingFlows(catalog, q.query, Infinity)) {
     page.flows++;
     page.packets += record.packets;
     page.bytes += record.bytes;
@@ -120,18 +125,21 @@ export function flowQuery(r: FlowRecord): string {
   return terms.join(" and ");
 }
 
-/** Packets (and their bytes, spread evenly over each flow's packets) per time bucket. */
-export function histogram(
+/**
+ * Packets (and their bytes, spread evenly over each flow's packets) per time bucket. Files whose
+ * index is gone (retention) are left out, as `/flows` leaves them out.
+ */
+export async function histogram(
   catalog: Catalog,
   q: PageQuery,
   range: { from: number | null; to: number | null },
-): Histogram {
+): Promise<Histogram> {
   const bounds = timeBounds(q.query);
   const files = catalog.files({ from: bounds.from, to: bounds.to });
   let from = range.from ?? Infinity;
   let to = range.to ?? -Infinity;
   if (range.from === null || range.to === null) {
-    eachMatchingFlow(catalog, files, q, (index, flow) => {
+    await eachMatchingFlow(catalog, files, q, (index, flow) => {
       if (range.from === null) from = Math.min(from, index.firstTs[flow]);
       if (range.to === null) to = Math.max(to, index.lastTs[flow]);
     });
@@ -149,7 +157,7 @@ export function histogram(
     packets: new Array(count).fill(0),
     bytes: new Array(count).fill(0),
   };
-  eachMatchingFlow(catalog, files, q, (index, flow, truth) => {
+  await eachMatchingFlow(catalog, files, q, (index, flow, truth) => {
     const keyAt = flow * KEY_WORDS;
     const first = index.pktStart[flow];
     const share = index.bytes[flow] / index.pktCount[flow];
@@ -166,16 +174,20 @@ export function histogram(
   return out;
 }
 
-type FileIndex = ReturnType<typeof sharedIndexCache.get>;
-
-function eachMatchingFlow(
+/** Calls `visit` for each flow `q` may match, file by file, giving the event loop a turn between files. */
+async function eachMatchingFlow(
   catalog: Catalog,
   files: ReturnType<Catalog["files"]>,
   q: PageQuery,
   visit: (index: FileIndex, flow: number, truth: Truth) => void,
-): void {
+): Promise<void> {
   for (const entry of files) {
-    const index = sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
+    let index: FileIndex;
+    try {
+      index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+    } catch {
+      continue;
+    }
     for (let flow = 0; flow < index.header.flowCount; flow++) {
       const truth = flowTruth(
         q.query,
