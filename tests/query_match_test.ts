@@ -640,6 +640,56 @@ Deno.test("oracle: VLAN and QinQ packets, matcher equals tcpdump with vlanTags",
   await oracleRun("vlan", packets, true, 8);
 });
 
+Deno.test("match: long or-lists (port and address sets) equal their terms one by one", () => {
+  const rand = prng(18);
+  const pick = (n: number) => Math.floor(rand() * n);
+  for (let round = 0; round < 40; round++) {
+    const terms: string[] = [];
+    for (let i = 0; i < 4 + pick(40); i++) {
+      switch (pick(5)) {
+        case 0:
+          terms.push(`port ${PORTS[pick(PORTS.length)]}`);
+          break;
+        case 1:
+          terms.push(`portrange ${pick(2000)}-${1000 + pick(64536)}`);
+          break;
+        case 2:
+          terms.push(`host ${V4[pick(V4.length)]}`);
+          break;
+        case 3:
+          terms.push(`host ${V6[pick(V6.length)]}`);
+          break;
+        default: {
+          const from = pick(256);
+          terms.push(`ip=198.18.${from}.0-198.18.${from + pick(256 - from)}.${pick(256)}`);
+        }
+      }
+    }
+    const whole = q(terms.join(" or "));
+    const single = terms.map(q);
+    for (let k = 0; k < 200; k++) {
+      const v6 = pick(2) === 1;
+      const list = v6 ? V6 : V4;
+      const spec: KeySpec = {
+        kind: v6 ? 6 : 4,
+        a: list[pick(list.length)],
+        b: list[pick(list.length)],
+        portA: pick(3) === 0 ? PORTS[pick(PORTS.length)] : pick(65536),
+        portB: pick(65536),
+        proto: [6, 17, 132, 1][pick(4)],
+      };
+      const key = makeKey(spec);
+      const expected = single.some((t) => packetMatches(t, key, 0, NOW));
+      assert.equal(
+        packetMatches(whole, key, 0, NOW),
+        expected,
+        `${terms.join(" or ")} ${JSON.stringify(spec)}`,
+      );
+      assert.equal(flowTruth(whole, key, 0, NOW, NOW), expected ? Truth.True : Truth.False);
+    }
+  }
+});
+
 Deno.test("match: a long `or` of addresses (sorted ranges) agrees with its children one by one", () => {
   // Hosts, overlapping and nested networks and ranges of both families, plus non-address terms.
   const terms: string[] = [];

@@ -1,10 +1,11 @@
 /**
  * Many address predicates under one `or` (a generated `host a or host b or …` of thousands of hosts)
- * as sorted, merged ranges searched in O(log n) per flow, instead of one comparison per host.
+ * as sorted, merged ranges searched in O(log n) per flow, instead of one comparison per host; many
+ * port predicates (`port=1|port=2|…`) as one 64 Ki-entry bitmap, one lookup per port.
  *
  * Built once per `or` node (at first use, kept in a WeakMap) and read without allocating.
  */
-import type { AddressPredicate, OrQuery, Query } from "./ast.ts";
+import type { AddressPredicate, OrQuery, PortPredicate, Query } from "./ast.ts";
 import { compareWords, type Words } from "./address.ts";
 
 /** Fewest address children of an `or` worth a sorted set (below it a linear scan is as fast). */
@@ -65,11 +66,13 @@ function compareAt(a: Uint32Array, ai: number, b: Uint32Array, bi: number): numb
   return 0;
 }
 
-/** An `or` node split into its address children (as sets per family) and the rest. */
+/** An `or` node split into its address children (as sets per family), port children and the rest. */
 export interface OrPlan {
   v4: RangeSet;
   v6: RangeSet;
-  /** Children that are not address predicates, evaluated one by one. */
+  /** ports[p] is 1 when a port child covers p; null when the port children are few (in `rest`). */
+  ports: Uint8Array | null;
+  /** Children in no set, evaluated one by one. */
   rest: readonly Query[];
 }
 
@@ -87,15 +90,42 @@ export function orPlan(q: OrQuery): OrPlan | null {
 }
 
 function buildPlan(q: OrQuery): OrPlan | null {
-  const v4: AddressPredicate[] = [];
-  const v6: AddressPredicate[] = [];
-  const rest: Query[] = [];
-  for (const c of q.children) {
-    if (c.type === "address") (c.family === 4 ? v4 : v6).push(c);
-    else rest.push(c);
-  }
-  if (v4.length + v6.length < MIN_SET_SIZE) return null;
-  return { v4: new RangeSet(v4), v6: new RangeSet(v6), rest };
+  const addresses = q.children.filter((c): c is AddressPredicate => c.type === "address");
+  const ports = q.children.filter((c): c is PortPredicate => c.type === "port");
+  const addressSets = addresses.length >= MIN_SET_SIZE;
+  const portSet = ports.length >= MIN_SET_SIZE;
+  if (!addressSets && !portSet) return null;
+  const rest = q.children.filter((c) =>
+    !(addressSets && c.type === "address") && !(portSet && c.type === "port")
+  );
+  const inSets = addressSets ? addresses : [];
+  return {
+    v4: new RangeSet(inSets.filter((a) => a.family === 4)),
+    v6: new RangeSet(inSets.filter((a) => a.family === 6)),
+    ports: portSet ? portBitmap(ports) : null,
+    rest,
+  };
+}
+
+function portBitmap(ports: PortPredicate[]): Uint8Array {
+  const bits = new Uint8Array(65536);
+  for (const p of ports) bits.fill(1, p.from, p.to + 1);
+  return bits;
+}
+
+/**
+ * True when the flow key at key[off..] matches one of the plan's sets: an address of either end,
+ * or (TCP, UDP or SCTP over IPv4/IPv6, as a port predicate) either port.
+ */
+export function planMatchesKey(plan: OrPlan, key: Uint32Array, off: number): boolean {
+  const meta = key[off + 9]; // key words: 8 = the two ports, 9 = kind, protocol, VLAN
+  const kind = meta >>> 28;
+  if (planHasAddress(plan, key, off, kind)) return true;
+  if (plan.ports === null || (kind !== 4 && kind !== 6)) return false;
+  const proto = (meta >>> 16) & 0xff;
+  if (proto !== 6 && proto !== 17 && proto !== 132) return false;
+  const ports = key[off + 8];
+  return plan.ports[ports >>> 16] === 1 || plan.ports[ports & 0xffff] === 1;
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import type { Catalog } from "../index/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
+import { errorText, nextTurn } from "./execute.ts";
 import type { FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { describeKey, type KeyDescription } from "../packet/describe.ts";
@@ -99,18 +100,6 @@ function flowMatch(index: FileIndex, q: Query, flow: number, file: string): Flow
     ? index.bytes[flow]
     : Math.round(index.bytes[flow] * record.packets / index.pktCount[flow]);
   return record;
-}
-
-/** Resolves after the event loop has run timers and I/O (a macrotask, not a microtask). */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
-function errorText(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).replace(
-    / \(os error \d+\).*$/s,
-    "",
-  );
 }
 
 /** How `flowRecordStream` writes records. */

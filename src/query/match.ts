@@ -19,7 +19,7 @@
 
 import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from "./address.ts";
 import type { Query } from "./ast.ts";
-import { orPlan, planHasAddress } from "./address_set.ts";
+import { orPlan, planMatchesKey } from "./address_set.ts";
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -112,9 +112,7 @@ export function packetMatches(
     }
     case "or": {
       const plan = orPlan(q);
-      if (
-        plan !== null && planHasAddress(plan, key, keyOffset, key[keyOffset + WORD_META] >>> 28)
-      ) {
+      if (plan !== null && planMatchesKey(plan, key, keyOffset)) {
         return true;
       }
       const c = plan === null ? q.children : plan.rest;
@@ -157,9 +155,7 @@ export function flowTruth(
     }
     case "or": {
       const plan = orPlan(q);
-      if (
-        plan !== null && planHasAddress(plan, key, keyOffset, key[keyOffset + WORD_META] >>> 28)
-      ) {
+      if (plan !== null && planMatchesKey(plan, key, keyOffset)) {
         return Truth.True;
       }
       let result: Truth = Truth.False;

@@ -73,6 +73,9 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
         onFinish: (result) => {
           running--;
           recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
+          for (const skip of result.unreadable) {
+            logWarn(`/query skipped ${skip.file}: ${skip.reason}`);
+          }
         },
       });
     } catch (error) {
