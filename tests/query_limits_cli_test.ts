@@ -229,7 +229,7 @@ Deno.test("stenoread's limits, cutcap read, early readers and cut answers", asyn
       const expected = await run("tcpdump", ["-r", files[0], "-nn", "-c", "1", bpfFor(QUERY)]);
       assert.equal(bytes.stdout.split("\n")[0], expected.split("\n")[0]);
       const missing = await cutcap(["read", "--server", server.url]);
-      assert.equal(missing.code, 1);
+      assert.equal(missing.code, 2, "a usage mistake");
       assert.match(missing.stderr, /Missing query: e\.g\. cutcap read/);
       const bad = await cutcap(["read", "--frobnicate", "1", QUERY]);
       assert.match(bad.stderr, /Unknown option "--frobnicate" before the query/);

@@ -9,6 +9,8 @@ import { createApp } from "./app.ts";
 import type { SensorMetrics } from "./metrics.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
+import { RateHistory } from "../web/rate_history.ts";
+import type { Setting } from "../web/source.ts";
 
 /** Where and how to listen. */
 export interface ListenOptions extends GuardOptions {
@@ -27,6 +29,8 @@ export interface ListenOptions extends GuardOptions {
   metrics?: SensorMetrics;
   /** Owner to give the private socket directory (the --user the process will switch to). */
   socketOwner?: { uid: number; gid: number };
+  /** The running configuration the page's status view lists. */
+  settings?: readonly Setting[];
 }
 
 /** A running server. */
@@ -41,11 +45,15 @@ export interface CutcapServer {
 
 /** Starts the server; throws when the address cannot be bound. */
 export function startServer(sensor: SensorView, options: ListenOptions): CutcapServer {
+  const history = new RateHistory(sensor);
   const app = createApp(sensor, {
     routes: options.routes,
     token: options.token,
     openMetrics: options.openMetrics,
     metrics: options.metrics,
+    settings: options.settings,
+    history,
+    secure: options.cert !== undefined && options.key !== undefined,
   });
   const dir = Deno.makeTempDirSync({ prefix: "cutcap-http-" }); // 0700
   const path = `${dir}/http.sock`;
@@ -70,10 +78,12 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     http.shutdown().finally(removeDir);
     throw error;
   }
+  history.start();
   return {
     addr: guard.addr,
     connections: guard.stats,
     async shutdown(): Promise<void> {
+      history.stop();
       guard.close();
       await http.shutdown();
       await removeDir();
