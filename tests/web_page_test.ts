@@ -47,7 +47,10 @@ Deno.test("a search renders the matching flows, their totals and a histogram of 
   const bytes = [...text.matchAll(/<rect [^>]*data-bytes="(\d+)"/g)].map((m) => Number(m[1]));
   const storedBytes = expected.reduce((s, f) => s + f.bytes, 0);
   assert.ok(Math.abs(bytes.reduce((s, n) => s + n, 0) - storedBytes) <= bars.length, "bytes too");
-  assert.match(text, /<a id="hist-unit" href="\/\?q=tcp\+and\+port\+443&amp;hist=bytes">show bytes/);
+  assert.match(
+    text,
+    /<a id="hist-unit" href="\/\?q=tcp\+and\+port\+443&amp;hist=bytes">show bytes/,
+  );
 
   // Page 1 and 2, sorted by first time, hold the first 100 flows of /flows sorted the same way.
   const byTime = [...expected].sort((x, y) => x.first - y.first);
