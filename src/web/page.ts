@@ -145,7 +145,7 @@ function histogramSection(state: SearchState, hist: Histogram): Html {
       to: isoSeconds(from + hist.bucketSeconds),
       page: 1,
     });
-    return h`<a href="${url}" aria-label="${
+    return h`<a href="${url}" tabindex="-1" aria-label="${
       isoSeconds(from)
     }: ${packets} packets"><rect x="${i}" y="${
       100 - height
@@ -157,7 +157,7 @@ function histogramSection(state: SearchState, hist: Histogram): Html {
   });
   const total = hist.packets.reduce((a, b) => a + b, 0);
   return h`<section id="histogram" aria-label="Matching packets over time">
-<svg id="hist" viewBox="0 0 ${
+<svg id="hist" tabindex="0" aria-label="Histogram: arrow keys pick buckets, Shift widens, Enter narrows the time range to them" viewBox="0 0 ${
     Math.max(count, 1)
   } 100" preserveAspectRatio="none" data-from="${hist.from}" data-step="${hist.bucketSeconds}" data-count="${count}" data-total="${total}">${bars}<rect id="brush" x="0" y="0" width="0" height="100"></rect></svg>
 <div class="axis"><span>${count ? isoSeconds(hist.from) : ""}</span><span>${
@@ -219,7 +219,7 @@ const OPTIONAL_COLUMNS: [keyof FlowRow, Column][] = [
 
 /** The table's columns: optional ones only when some row has their field. */
 function columns(rows: readonly FlowRow[]): Column[] {
-  const has = (field: keyof FlowRow) => rows.some((r) => r[field] !== undefined);
+  const has = (field: keyof FlowRow) => rows.some((r) => r[field] !== undefined && r[field] !== "");
   const cols: Column[] = [{
     label: "Time (UTC)",
     sort: "first",
@@ -300,7 +300,7 @@ function address(state: SearchState, r: FlowRow, value: string): Html | string {
 }
 
 function communityId(state: SearchState, r: FlowRow): Html | string {
-  if (r.communityId === undefined) return "";
+  if (!r.communityId) return ""; // non-IP flows have none
   return h`<a class="add cid" href="${
     searchUrl(state, { q: addTerm(state.q, `community-id ${r.communityId}`), page: 1 })
   }" title="add this Community ID to the query">${r.communityId}</a>`;
