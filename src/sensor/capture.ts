@@ -13,7 +13,7 @@ import {
 } from "../../ffi/libpcap.ts";
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
-import { CatalogKeeper, openArchive } from "./archive.ts";
+import { CatalogKeeper, lockArchive, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
@@ -52,7 +52,14 @@ export async function runCapture(
     );
   }
 
-  const keeper = new CatalogKeeper(openArchive(config.outDir));
+  const archiveLock = lockArchive(config.outDir);
+  let keeper: CatalogKeeper;
+  try {
+    keeper = new CatalogKeeper(openArchive(config.outDir));
+  } catch (error) {
+    archiveLock.close();
+    throw error;
+  }
   const workers: WorkerHandle[] = [];
   const view: SensorView = {
     startedAt: Date.now() / 1000,
@@ -184,6 +191,7 @@ export async function runCapture(
   keeper.close();
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
+  archiveLock.close();
   logInfo("Capture finished");
   return exitCode;
 }
