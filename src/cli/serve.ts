@@ -11,6 +11,7 @@ import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
 import { parseDuration } from "../units.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import type { SensorView } from "../sensor/view.ts";
+import { serverSettings } from "../web/settings.ts";
 
 /** Option table of `cutcap serve` (parser and help). */
 export const SERVE_OPTIONS = {
@@ -33,7 +34,7 @@ export const SERVE_OPTIONS = {
     type: "string",
     default: "10s",
     arg: "DUR",
-    help: "close a connection that has not sent its headers by then",
+    help: "close a connection that has not finished its TLS handshake and headers by then",
   },
   "idle-timeout": {
     type: "string",
@@ -42,6 +43,18 @@ export const SERVE_OPTIONS = {
     help: "close a connection idle this long",
   },
   "max-connections": { type: "string", default: "256", arg: "N", help: "connections at once" },
+  "max-per-source": {
+    type: "string",
+    default: "32",
+    arg: "N",
+    help: "connections at once from one client address",
+  },
+  "request-timeout": {
+    type: "string",
+    default: "1m",
+    arg: "DUR",
+    help: "close a connection whose request has not been answered by then (trickled bodies)",
+  },
 } as const satisfies OptionTable;
 
 /** Runs the server until SIGINT/SIGTERM. */
@@ -76,19 +89,17 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     retention: () => ({ deletedFiles: 0, deletedBytes: 0 }),
     libpcapVersion: "",
   };
-  const routes = queryRoutes({
-    catalog: () => catalog,
-    policy: {
-      ...DEFAULT_QUERY_POLICY,
-      maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
-      maxConcurrent: parseInteger(
-        values["max-concurrent-queries"],
-        "--max-concurrent-queries",
-        1,
-        1024,
-      ),
-    },
-  });
+  const policy = {
+    ...DEFAULT_QUERY_POLICY,
+    maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
+    maxConcurrent: parseInteger(
+      values["max-concurrent-queries"],
+      "--max-concurrent-queries",
+      1,
+      1024,
+    ),
+  };
+  const routes = queryRoutes({ catalog: () => catalog, policy });
   const server = startServer(view, {
     ...listen,
     routes,
@@ -96,9 +107,21 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     cert,
     key,
     openMetrics: values["open-metrics"],
+    settings: [
+      ["Archive", values.out],
+      ...serverSettings({
+        listen,
+        tlsCert: values["tls-cert"],
+        tokenFile: values["token-file"],
+        maxQueryPackets: policy.maxPackets,
+        maxConcurrentQueries: policy.maxConcurrent,
+      }),
+    ],
     headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
     idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
     maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
+    maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
+    requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
   });
   logInfo(
     `Serving ${values.out} (${catalog.entries().length} files) on ` +

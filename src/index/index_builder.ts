@@ -356,6 +356,7 @@ export class IndexBuilder {
     if (wide) flags |= IndexFlag.WideOffsets;
     if (meta.wholeStream) flags |= IndexFlag.WholeStream;
     if (wideTimes) flags |= IndexFlag.WideTimes;
+    flags |= IndexFlag.TimeOrderKnown | (this.#monotonic ? 0 : IndexFlag.TimesGoBack);
 
     const header = new Uint8Array(headerLen);
     const dv = new DataView(header.buffer);

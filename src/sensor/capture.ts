@@ -275,11 +275,12 @@ function checkReadable(files: string[], filter: string): void {
  * compatibility layer under it) take ~0.1 s and ~20 MB to load, so a sensor that neither listens
  * nor writes --metrics-file (an offline replay) does without them. */
 async function loadHttp(): Promise<HttpModules> {
-  const [server, routes, app, metrics] = await Promise.all([
+  const [server, routes, app, metrics, settings] = await Promise.all([
     import("../server/mod.ts"),
     import("../server/query_routes.ts"),
     import("../server/app.ts"),
     import("../server/metrics.ts"),
+    import("../web/settings.ts"),
   ]);
   return {
     startServer: server.startServer,
@@ -287,6 +288,7 @@ async function loadHttp(): Promise<HttpModules> {
     defaultQueryPolicy: routes.DEFAULT_QUERY_POLICY,
     readTokenFile: app.readTokenFile,
     SensorMetrics: metrics.SensorMetrics,
+    captureSettings: settings.captureSettings,
   };
 }
 
@@ -296,6 +298,7 @@ interface HttpModules {
   defaultQueryPolicy: typeof import("../server/query_routes.ts").DEFAULT_QUERY_POLICY;
   readTokenFile: typeof import("../server/app.ts").readTokenFile;
   SensorMetrics: typeof import("../server/metrics.ts").SensorMetrics;
+  captureSettings: typeof import("../web/settings.ts").captureSettings;
 }
 
 /** Listen address, TLS and the query routes with the configured limits. */
@@ -319,7 +322,9 @@ function serverOptions(
     key: config.tlsKey === undefined ? undefined : Deno.readTextFileSync(config.tlsKey),
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
+    socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
     openMetrics: config.openMetrics,
+    settings: http.captureSettings(config),
   };
 }
 

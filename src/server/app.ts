@@ -1,14 +1,16 @@
 /**
  * The hono application: a thin layer whose routes parse requests and call the sensor, status and
- * metrics modules. Operations routes live here (`/metrics`, `/healthz`, `/readyz`, `/status`, `/`);
- * query routes come from another module through `extra.routes`.
+ * metrics modules. Operations routes live here (`/metrics`, `/healthz`, `/readyz`, `/status`); the
+ * analyst's page (`/`, src/web) and the query routes (`extra.routes`) are mounted beside them.
  */
 import { Hono } from "hono";
 import type { SensorView } from "../sensor/view.ts";
 import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
-import { renderStatusPage } from "./status_page.ts";
-import { requireToken } from "./auth.ts";
+import { installPage } from "../web/mod.ts";
+import { sensorSource } from "../web/sensor_source.ts";
+import type { PageSource, Setting } from "../web/source.ts";
+import type { RateHistory } from "../web/rate_history.ts";
 
 export { readTokenFile } from "./auth.ts";
 
@@ -27,6 +29,14 @@ export interface AppExtras {
   openMetrics?: boolean;
   /** The metrics registry to expose; one is made for the sensor when left out. */
   metrics?: SensorMetrics;
+  /** The running configuration the status view lists. */
+  settings?: readonly Setting[];
+  /** Recent worker rates for the status view's sparklines (sampled by the server). */
+  history?: RateHistory;
+  /** The page's data; the sensor's own archive when left out (the fleet passes its own). */
+  source?: PageSource;
+  /** Clients reach the server over TLS: session cookies are Secure. */
+  secure?: boolean;
 }
 
 /** Builds the routes for a sensor. */
@@ -36,9 +46,18 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const status = new StatusTracker(sensor, { disk: () => metrics.disk() });
   const noStore = { "Cache-Control": "no-store" };
 
-  if (extra.token !== undefined) {
-    app.use("*", requireToken(extra.token, { openMetrics: extra.openMetrics }));
-  }
+  const source = extra.source ?? sensorSource({
+    catalog: () => sensor.catalog(),
+    report: () => status.report(),
+    settings: extra.settings ?? [],
+    history: extra.history,
+  });
+  installPage(app, {
+    source,
+    token: extra.token,
+    openMetrics: extra.openMetrics,
+    secure: extra.secure,
+  });
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
   app.get("/readyz", (c) => {
@@ -52,7 +71,6 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
     return c.body(text, 200, { "Content-Type": metrics.contentType, ...noStore });
   });
   app.get("/status", (c) => c.json(status.report(), 200, noStore));
-  app.get("/", (c) => c.html(renderStatusPage(status.report()), 200, noStore));
 
   if (extra.routes !== undefined) app.route("/", extra.routes);
   return app;
