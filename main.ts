@@ -3,6 +3,7 @@
  *
  *   cutcap [capture] [options]      capture (the default command)
  *   cutcap serve --out DIR           serve an existing archive without capturing
+ *   cutcap fleet --clickhouse URL    one API over many sensors (flow records in ClickHouse)
  *   cutcap query QUERY               packets matching QUERY as pcap (stdout or -w FILE)
  *   cutcap flows QUERY               flows matching QUERY as a table
  *   cutcap index FILE...             index existing pcap files so they can be queried in place
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, Command> = {
     return runCapture(parseCaptureArgs(args), { spareWorker: spare });
   },
   serve: async (args) => (await import("./src/cli/serve.ts")).runServeCommand(args),
+  fleet: async (args) => (await import("./src/fleet/mod.ts")).runFleetCommand(args),
   query: async (args) => (await import("./src/cli/query_client.ts")).runQueryCommand(args),
   flows: async (args) => (await import("./src/cli/query_client.ts")).runFlowsCommand(args),
   index: async (args) => (await import("./src/cli/index_files.ts")).runIndexCommand(args),

@@ -91,6 +91,9 @@ export async function runQueryCommand(argv: string[]): Promise<number> {
   if (args.maxBytes) params.set("max_bytes", args.maxBytes);
   const suffix = params.size > 0 ? `?${params}` : "";
   const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
+  // A fleet coordinator names the sensors it could not ask.
+  const partial = response.headers.get("x-cutcap-partial");
+  if (partial) console.error(`Partial answer: ${partial}`);
   const body = response.body ?? new ReadableStream<Uint8Array>();
   if (args.write) {
     const file = await Deno.open(args.write, { write: true, create: true, truncate: true });

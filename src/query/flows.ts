@@ -5,6 +5,7 @@
 import type { Catalog } from "../index/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
 import { indexPathFor } from "../index/index_format.ts";
+import type { FileIndex } from "../index/index_reader.ts";
 import { describeKey, type KeyDescription } from "../packet/describe.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
@@ -29,26 +30,42 @@ export function* matchingFlows(catalog: Catalog, q: Query, limit: number): Gener
   let count = 0;
   for (const entry of catalog.files({ from: bounds.from, to: bounds.to })) {
     const index = sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
-    for (let flow = 0; flow < index.header.flowCount; flow++) {
-      const keyAt = flow * KEY_WORDS;
-      const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
-      if (truth === Truth.False) continue;
-      const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), entry.path);
-      const start = index.pktStart[flow];
-      for (let p = start; p < start + index.pktCount[flow]; p++) {
-        const ts = indexTime(index.times, p);
-        if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts)) continue;
-        record.first = Math.min(record.first, ts);
-        record.last = Math.max(record.last, ts);
-        record.packets++;
-      }
-      if (record.packets === 0) continue;
-      record.bytes = truth === Truth.True ? index.bytes[flow] : Math.round(
-        index.bytes[flow] * record.packets / index.pktCount[flow],
-      );
+    for (const record of fileFlows(index, entry.path, q)) {
       yield record;
       if (++count >= limit) return;
     }
+  }
+}
+
+/**
+ * The flow records of one file's index: those with a packet matching `q`, or every flow whole
+ * when `q` is undefined (what the ClickHouse exporter sends).
+ */
+export function* fileFlows(
+  index: FileIndex,
+  path: string,
+  q: Query | undefined,
+): Generator<FlowRecord> {
+  for (let flow = 0; flow < index.header.flowCount; flow++) {
+    const keyAt = flow * KEY_WORDS;
+    const truth = q === undefined
+      ? Truth.True
+      : flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+    if (truth === Truth.False) continue;
+    const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), path);
+    const start = index.pktStart[flow];
+    for (let p = start; p < start + index.pktCount[flow]; p++) {
+      const ts = indexTime(index.times, p);
+      if (truth !== Truth.True && !packetMatches(q!, index.keys, keyAt, ts)) continue;
+      record.first = Math.min(record.first, ts);
+      record.last = Math.max(record.last, ts);
+      record.packets++;
+    }
+    if (record.packets === 0) continue;
+    record.bytes = truth === Truth.True
+      ? index.bytes[flow]
+      : Math.round(index.bytes[flow] * record.packets / index.pktCount[flow]);
+    yield record;
   }
 }
 
