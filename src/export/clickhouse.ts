@@ -3,6 +3,7 @@
  * and the database in the URL, user and password as X-ClickHouse-User/-Key headers, rows as
  * JSONEachRow both ways. Shared by the exporter and the fleet coordinator.
  */
+import { UsageError } from "../cli/options.ts";
 
 /** How to reach a ClickHouse server. */
 export interface ClickHouseOptions {
@@ -57,12 +58,12 @@ export function checkClickHouseUrl(text: string, option: string): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new Error(
+    throw new UsageError(
       `Invalid ${option} "${text}": expected an HTTP URL such as http://ch1:8123/?database=cutcap`,
     );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new Error(`Invalid ${option} "${text}": expected http:// or https://`);
+    throw new UsageError(`Invalid ${option} "${text}": expected http:// or https://`);
   }
   return url;
 }

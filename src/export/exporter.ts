@@ -101,7 +101,7 @@ export class Exporter {
   fileFinalized(path: string, origin: { iface: string; worker: number }): void {
     try {
       const index = readFileIndex(indexPathFor(`${this.#opts.outDir}/${path}`));
-      const rows = [...fileFlows(index, path, undefined)].map((record) =>
+      const rows = [...fileFlows(index, path)].map((record) =>
         flowRow(record, { sensor: this.#opts.sensor, ...origin })
       );
       this.#append({ op: "insert", sensor: this.#opts.sensor, file: path, rows });

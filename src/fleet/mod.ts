@@ -4,41 +4,68 @@
  * TLS and token options as `cutcap serve`; sensors are reached with `--sensor-token-file` and
  * `--sensor-ca`.
  */
-import { parseInteger, parseListen, parseStrict } from "../config.ts";
+import { parseInteger, parseListen, parseStrict, SERVER_ACCESS_OPTIONS } from "../config.ts";
+import { type OptionTable, UsageError } from "../cli/options.ts";
+import { parseDuration } from "../units.ts";
 import { checkListenSecurity, readTokenFile, requireToken } from "../server/auth.ts";
 import { checkClickHouseUrl, ClickHouse, readCredentials } from "../export/clickhouse.ts";
 import { logInfo } from "../log.ts";
 import { Hono } from "hono";
 import { fleetRoutes } from "./routes.ts";
 
-const FLEET_OPTIONS = {
-  clickhouse: { type: "string" },
-  "clickhouse-credentials": { type: "string" },
-  "clickhouse-ca": { type: "string" },
-  listen: { type: "string", default: "127.0.0.1:9103" },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "token-file": { type: "string" },
-  insecure: { type: "boolean", default: false },
-  "sensor-token-file": { type: "string" },
-  "sensor-ca": { type: "string" },
-  "sensor-timeout": { type: "string", default: "30" },
-  "max-query-packets": { type: "string", default: "10000000" },
-  "max-concurrent-queries": { type: "string", default: "4" },
-} as const;
+/** Option table of `cutcap fleet` (parser and help). */
+export const FLEET_OPTIONS = {
+  clickhouse: {
+    type: "string",
+    arg: "URL",
+    help: "ClickHouse holding the sensors' flow records (http://ch1:8123/?database=cutcap)",
+  },
+  "clickhouse-credentials": {
+    type: "string",
+    arg: "FILE",
+    help: "ClickHouse user and password as USER:PASSWORD",
+  },
+  "clickhouse-ca": { type: "string", arg: "FILE", help: "CA certificate of an https ClickHouse" },
+  listen: { type: "string", default: "127.0.0.1:9103", arg: "HOST:PORT", help: "HTTP server" },
+  ...SERVER_ACCESS_OPTIONS,
+  "sensor-token-file": {
+    type: "string",
+    arg: "FILE",
+    help: "bearer token sent to the sensors",
+  },
+  "sensor-ca": { type: "string", arg: "FILE", help: "CA certificate of the sensors' HTTPS" },
+  "sensor-timeout": {
+    type: "string",
+    default: "30s",
+    arg: "DUR",
+    help: "a sensor that has not started its answer by then is named missing",
+  },
+  "max-query-packets": {
+    type: "string",
+    default: "10000000",
+    arg: "N",
+    help: "cap on packets (and flows) per answer",
+  },
+  "max-concurrent-queries": {
+    type: "string",
+    default: "4",
+    arg: "N",
+    help: "queries at once; more get 503",
+  },
+} as const satisfies OptionTable;
 
 /** Runs the coordinator until SIGINT/SIGTERM. */
 export async function runFleetCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseStrict(argv, FLEET_OPTIONS);
-  if (positionals.length > 0) throw new Error(`Unexpected argument "${positionals[0]}"`);
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
   if (values.clickhouse === undefined) {
-    throw new Error(
+    throw new UsageError(
       "cutcap fleet needs --clickhouse URL, e.g. --clickhouse 'http://ch1:8123/?database=cutcap'",
     );
   }
   checkClickHouseUrl(values.clickhouse, "--clickhouse");
   const listen = parseListen(values.listen);
-  if (!listen) throw new Error("cutcap fleet needs --listen HOST:PORT");
+  if (!listen) throw new UsageError("cutcap fleet needs --listen HOST:PORT");
   checkListenSecurity(listen.host, {
     tlsCert: values["tls-cert"],
     tlsKey: values["tls-key"],
@@ -69,11 +96,14 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
       1,
       1024,
     ),
-    sensorTimeoutSeconds: parseInteger(values["sensor-timeout"], "--sensor-timeout", 1, 3600),
+    sensorTimeoutSeconds: positiveDuration(values["sensor-timeout"], "--sensor-timeout"),
   });
   const app = new Hono();
   if (values["token-file"] !== undefined) {
-    app.use("*", requireToken(readTokenFile(values["token-file"])));
+    app.use(
+      "*",
+      requireToken(readTokenFile(values["token-file"]), { openMetrics: values["open-metrics"] }),
+    );
   }
   app.route("/", routes);
   const cert = readOptional(values["tls-cert"]);
@@ -96,6 +126,14 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
   await server.shutdown();
   clickhouse.close();
   return 0;
+}
+
+function positiveDuration(text: string, option: string): number {
+  const seconds = parseDuration(text, option);
+  if (!(seconds > 0)) {
+    throw new UsageError(`Invalid ${option} "${text}": expected a duration above 0`);
+  }
+  return seconds;
 }
 
 function readOptional(path: string | undefined): string | undefined {

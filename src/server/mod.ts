@@ -1,13 +1,16 @@
 /**
- * HTTP server: hono routes served by Deno.serve on a loopback port, behind a connection guard
- * (conn_guard.ts) that listens on the configured address, terminates TLS and enforces the header and
- * idle timeouts Deno.serve lacks.
+ * HTTP server: hono routes served by Deno.serve on a Unix socket in a private (0700) directory,
+ * behind a connection guard (conn_guard.ts) that listens on the configured address, terminates TLS
+ * and enforces the timeouts and connection caps Deno.serve lacks. No other local user can reach the
+ * routes except through the guard.
  */
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { SensorMetrics } from "./metrics.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
+import { RateHistory } from "../web/rate_history.ts";
+import type { Setting } from "../web/source.ts";
 
 /** Where and how to listen. */
 export interface ListenOptions extends GuardOptions {
@@ -24,6 +27,10 @@ export interface ListenOptions extends GuardOptions {
   openMetrics?: boolean;
   /** The registry /metrics serves (default: a new one for `sensor`). */
   metrics?: SensorMetrics;
+  /** Owner to give the private socket directory (the --user the process will switch to). */
+  socketOwner?: { uid: number; gid: number };
+  /** The running configuration the page's status view lists. */
+  settings?: readonly Setting[];
 }
 
 /** A running server. */
@@ -38,34 +45,48 @@ export interface CutcapServer {
 
 /** Starts the server; throws when the address cannot be bound. */
 export function startServer(sensor: SensorView, options: ListenOptions): CutcapServer {
+  const history = new RateHistory(sensor);
   const app = createApp(sensor, {
     routes: options.routes,
     token: options.token,
     openMetrics: options.openMetrics,
     metrics: options.metrics,
+    settings: options.settings,
+    history,
+    secure: options.cert !== undefined && options.key !== undefined,
   });
-  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
+  const dir = Deno.makeTempDirSync({ prefix: "cutcap-http-" }); // 0700
+  const path = `${dir}/http.sock`;
+  const removeDir = () => Deno.remove(dir, { recursive: true }).catch(() => {});
+  const http = Deno.serve({ path, onListen: () => {} }, app.fetch);
   let guard;
   try {
+    if (options.socketOwner) {
+      Deno.chownSync(dir, options.socketOwner.uid, options.socketOwner.gid);
+      Deno.chownSync(path, options.socketOwner.uid, options.socketOwner.gid);
+    }
     guard = startGuard(
       {
         host: options.host,
         port: options.port,
         tls: options.cert && options.key ? { cert: options.cert, key: options.key } : undefined,
       },
-      http.addr.port,
+      path,
       options,
     );
   } catch (error) {
-    http.shutdown();
+    http.shutdown().finally(removeDir);
     throw error;
   }
+  history.start();
   return {
     addr: guard.addr,
     connections: guard.stats,
     async shutdown(): Promise<void> {
+      history.stop();
       guard.close();
       await http.shutdown();
+      await removeDir();
     },
   };
 }
