@@ -2,7 +2,7 @@
  * The main thread's view of the archive: crash recovery at start (temporary files repaired, indexed and
  * renamed into view), the catalog of finalized files, and its upkeep as workers finalize files.
  */
-import { Catalog } from "../index/catalog.ts";
+import { Catalog, type CatalogEntry } from "../index/catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
 import { logInfo, logWarn } from "../log.ts";
@@ -66,15 +66,17 @@ export class CatalogKeeper {
     this.#timer = setInterval(() => this.flush(), saveEveryMs);
   }
 
-  /** Records a finalized pcap file (its index is already beside it). */
-  add(path: string): void {
+  /** Records a finalized pcap file (its index is already beside it); its entry, unless unreadable. */
+  add(path: string): CatalogEntry | undefined {
     try {
-      this.catalog.addFile(path);
+      const entry = this.catalog.addFile(path);
       this.#dirty = true;
+      return entry;
     } catch (error) {
       logWarn(
         `Cannot add ${path} to the catalog: ${error instanceof Error ? error.message : error}`,
       );
+      return undefined;
     }
   }
 
