@@ -14,7 +14,7 @@ import {
 } from "../../ffi/libpcap.ts";
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
-import { CatalogKeeper, openArchive } from "./archive.ts";
+import { CatalogKeeper, lockArchive, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
@@ -62,7 +62,14 @@ export async function runCapture(
     prepareDirForUser(config.outDir, { name: config.user, ...entry }, created);
   }
 
-  const keeper = new CatalogKeeper(openArchive(config.outDir));
+  const archiveLock = lockArchive(config.outDir);
+  let keeper: CatalogKeeper;
+  try {
+    keeper = new CatalogKeeper(openArchive(config.outDir));
+  } catch (error) {
+    archiveLock.close();
+    throw error;
+  }
   const workers: WorkerHandle[] = [];
   const view: SensorView = {
     startedAt: Date.now() / 1000,
@@ -213,6 +220,7 @@ export async function runCapture(
   if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
+  archiveLock.close();
   if (capturing) logInfo("Capture finished");
   return exitCode;
 }
