@@ -206,6 +206,60 @@ Deno.test({
       assert.deepEqual([...files].sort(), [...kept].sort());
     });
 
+    await t.step(
+      "link types differ: the answer is pcapng (tshark), or pcap naming the odd one",
+      async () => {
+        // s5 captured raw IP (LINKTYPE_RAW): one DNS query, older than the rest.
+        const s5: Sensor = { name: "s5", out: `${work}/s5`, port: freePort() };
+        const raw = new URL("./corpus/tcpdump/LINKTYPE_RAW_ipv4.pcap", import.meta.url).pathname;
+        await replay(raw, s5.out, single.url, s5);
+        s5.serve = await startServe(s5.out, [], s5.port);
+        try {
+          const own = "udp port 53";
+          const query = `${own} and not sensor s4`;
+          const expected: string[] = [];
+          for (const s of [...sensors, s5]) {
+            const link = s === s5 ? "raw" : "eth";
+            for (const p of await ownAnswer(s, own, `${work}/own-${s.name}.pcap`)) {
+              expected.push(`${tsToUs(p.ts)} ${p.hex.length / 2} ${link}`);
+            }
+          }
+          expected.sort();
+          const response = await fetch(`${fleets[0].url}/query`, { method: "POST", body: query });
+          assert.equal(response.headers.get("content-type"), "application/x-pcapng");
+          await Deno.writeFile(
+            `${work}/mixed.pcapng`,
+            new Uint8Array(await response.arrayBuffer()),
+          );
+          const fields = await run("tshark", [
+            ...["-r", `${work}/mixed.pcapng`, "-T", "fields", "-E", "separator=/s"],
+            ...["-e", "frame.time_epoch", "-e", "frame.cap_len", "-e", "frame.protocols"],
+          ]);
+          const got = fields.trim().split("\n").map((line) => {
+            const [epoch, caplen, protocols] = line.split(" ");
+            return `${tsToUs(epoch.slice(0, epoch.indexOf(".") + 7))} ${caplen} ${
+              protocols.split(":")[0]
+            }`;
+          });
+          assert.equal(got.length, expected.length);
+          assert.deepEqual([...got].sort(), expected);
+          assert.deepEqual(
+            got.map((l) => Number(l.split(" ")[0])),
+            [...got.map((l) => Number(l.split(" ")[0]))].sort((a, b) => a - b),
+            "time order",
+          );
+          const pcap = await fetchPcap(
+            `${fleets[0].url}/query?format=pcap`,
+            query,
+            `${work}/one.pcap`,
+          );
+          assert.match(pcap.partial ?? "", /sensor s5 answers with another link type/);
+        } finally {
+          await s5.serve.stop();
+        }
+      },
+    );
+
     await t.step("a sensor down: the others' packets exactly, the missing one named", async () => {
       const c = CASES[0];
       const s2 = sensors[1];
@@ -246,8 +300,8 @@ Deno.test({
       // and then drops the connection, as a sensor killed mid-answer does; deterministic, unlike
       // killing a process whose answer may already sit whole in socket buffers.
       const everything = "ip or not ip";
-      // Every packet of s1-s3 (s4 has no server).
-      const fleetEverything = "not sensor s4";
+      // Every packet of s1-s3 (s4 and s5 have no server now).
+      const fleetEverything = "not sensor s4 and not sensor s5";
       const answers = await Promise.all(
         sensors.map((s) => ownAnswer(s, everything, `${work}/all-${s.name}.pcap`)),
       );
