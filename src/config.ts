@@ -52,6 +52,8 @@ export interface CaptureConfig {
   openMetrics: boolean;
   maxQueryPackets: number;
   maxConcurrentQueries: number;
+  /** Community ID seed (0-65535) of the flow records and of Community ID queries. */
+  communityIdSeed: number;
 }
 
 /** Option table shared by the parser and `cutcap help`. */
@@ -93,6 +95,7 @@ export const CAPTURE_OPTIONS = {
   "open-metrics": { type: "boolean", default: false },
   "max-query-packets": { type: "string", default: "10000000" },
   "max-concurrent-queries": { type: "string", default: "4" },
+  "community-id-seed": { type: "string", default: "0" },
 } as const;
 
 /** Parses `cutcap capture` arguments; throws an Error with one clear line on any mistake. */
@@ -167,6 +170,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
       1,
       1024,
     ),
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
   };
   validateServerSecurity(config);
   return config;

@@ -2,7 +2,7 @@
  * `cutcap query` and `cutcap flows`: HTTP clients of a running sensor (or `cutcap serve`). `query` is
  * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
  */
-import { parseStrict } from "../config.ts";
+import { parseInteger, parseStrict } from "../config.ts";
 import { readTokenFile } from "../server/auth.ts";
 import { type FlowRecord, formatFlowTable } from "../query/flows.ts";
 
@@ -15,6 +15,7 @@ const CLIENT_OPTIONS = {
   limit: { type: "string" },
   "max-bytes": { type: "string" },
   json: { type: "boolean", default: false },
+  "community-id-seed": { type: "string" },
 } as const;
 
 /** Parsed client options. */
@@ -26,6 +27,8 @@ interface ClientArgs {
   limit: string | undefined;
   maxBytes: string | undefined;
   json: boolean;
+  /** Community ID seed sent as `seed=` (the server's own when absent). */
+  seed: number | undefined;
   query: string;
 }
 
@@ -48,6 +51,9 @@ function parseClientArgs(args: string[]): ClientArgs {
     limit: values.limit,
     maxBytes: values["max-bytes"],
     json: values.json,
+    seed: values["community-id-seed"] === undefined
+      ? undefined
+      : parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
     query,
   };
 }
@@ -89,6 +95,7 @@ export async function runQueryCommand(argv: string[]): Promise<number> {
   const params = new URLSearchParams();
   if (args.limit) params.set("limit", args.limit);
   if (args.maxBytes) params.set("max_bytes", args.maxBytes);
+  if (args.seed !== undefined) params.set("seed", String(args.seed));
   const suffix = params.size > 0 ? `?${params}` : "";
   const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
   const body = response.body ?? new ReadableStream<Uint8Array>();
@@ -106,6 +113,7 @@ export async function runFlowsCommand(argv: string[]): Promise<number> {
   const args = parseClientArgs(argv);
   const params = new URLSearchParams({ q: args.query });
   if (args.limit) params.set("limit", args.limit);
+  if (args.seed !== undefined) params.set("seed", String(args.seed));
   const response = await request(args, `/flows?${params}`);
   const records = await response.json() as FlowRecord[];
   if (args.json) { for (const record of records) console.log(JSON.stringify(record)); }

@@ -24,6 +24,7 @@ const SERVE_OPTIONS = {
   "header-timeout": { type: "string", default: "10s" },
   "idle-timeout": { type: "string", default: "2m" },
   "max-connections": { type: "string", default: "256" },
+  "community-id-seed": { type: "string", default: "0" },
 } as const;
 
 /** Runs the server until SIGINT/SIGTERM. */
@@ -69,6 +70,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
         1024,
       ),
     },
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
   });
   const server = startServer(view, {
     ...listen,

@@ -44,6 +44,12 @@ import {
 import { QueryError } from "./ast.ts";
 import type { AddressPredicate, Predicate, Query, TimePredicate } from "./ast.ts";
 import { type Token, tokenize } from "./lexer.ts";
+import {
+  parseRecordClassic,
+  parseRecordPrimitive,
+  RECORD_KEYS,
+  RECORD_PRIMITIVES,
+} from "./parse_records.ts";
 
 export { QueryError };
 
@@ -58,6 +64,8 @@ const MAX_DURATION_SECONDS = 1e10;
 export interface ParseOptions {
   /** Reference time for `last=` and `ago`, in seconds since the epoch; default Date.now()/1000. */
   now?: number;
+  /** Seed of `community-id`/`cid=` terms (`--community-id-seed`); default 0. */
+  communityIdSeed?: number;
 }
 
 const PROTOCOL_NAMES: Record<string, number> = {
@@ -75,8 +83,9 @@ const PROTOCOL_NAMES: Record<string, number> = {
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 const PRIMITIVES =
-  "host, net, port, portrange, proto, ip, ip6, tcp, udp, sctp, icmp, icmp6, vlan, before, after";
-const CLASSIC_KEYS = "ip, port, protocol, proto, last, vlan";
+  "host, net, port, portrange, proto, ip, ip6, tcp, udp, sctp, icmp, icmp6, vlan, before, after, " +
+  RECORD_PRIMITIVES;
+const CLASSIC_KEYS = "ip, port, protocol, proto, last, vlan, " + RECORD_KEYS;
 
 /**
  * Parses query text in either dialect (or both mixed). Relative times (`last=4h`, `after 2h ago`)
@@ -91,7 +100,7 @@ export function parseQuery(text: string, opts: ParseOptions = {}): Query {
   }
   const now = opts.now ?? Date.now() / 1000;
   if (!Number.isFinite(now)) throw new RangeError(`Invalid now ${now}: expected a finite number`);
-  return new Parser(tokenize(text), now).parseTop();
+  return new Parser(tokenize(text), now, opts.communityIdSeed ?? 0).parseTop();
 }
 
 function lower(t: Token): string {
@@ -123,13 +132,17 @@ class Parser {
   private i = 0;
   private depth = 0;
 
-  constructor(private readonly tokens: Token[], private readonly now: number) {}
+  constructor(
+    private readonly tokens: Token[],
+    private readonly now: number,
+    private readonly cidSeed: number,
+  ) {}
 
-  private peek(ahead = 0): Token {
+  peek(ahead = 0): Token {
     return this.tokens[Math.min(this.i + ahead, this.tokens.length - 1)];
   }
 
-  private next(): Token {
+  next(): Token {
     const t = this.peek();
     if (t.kind !== "end") this.i++;
     return t;
@@ -274,7 +287,7 @@ class Parser {
   }
 
   /** Next token as the argument of `keyword`; throws when it is missing. */
-  private argument(keyword: Token, what: string): Token {
+  argument(keyword: Token, what: string): Token {
     const t = this.peek();
     if (t.kind !== "word" || isBinaryOperator(t) || lower(t) === "not") {
       throw new QueryError(
@@ -309,11 +322,14 @@ class Parser {
       }
       case "vlan":
         return { type: "vlan", vlan: parseNumber(value, "VLAN id", 4095) };
-      default:
+      default: {
+        const record = parseRecordClassic(key, value, this, this.cidSeed);
+        if (record !== null) return record;
         throw new QueryError(
           `Unknown key "${key.text}" at position ${key.pos}: expected one of ${CLASSIC_KEYS}`,
           key.pos,
         );
+      }
     }
   }
 
@@ -368,11 +384,14 @@ class Parser {
           `Unsupported word "${t.text}" at position ${t.pos}: flow keys do not record direction, expected a direction-free primitive such as host or port`,
           t.pos,
         );
-      default:
+      default: {
+        const record = parseRecordPrimitive(t, this, this.cidSeed);
+        if (record !== null) return record;
         throw new QueryError(
           `Unknown word "${t.text}" at position ${t.pos}: expected a primitive (${PRIMITIVES}) or key=value (${CLASSIC_KEYS})`,
           t.pos,
         );
+      }
     }
   }
 

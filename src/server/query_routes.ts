@@ -11,6 +11,7 @@ import type { Query } from "../query/ast.ts";
 import { queryPcapStream } from "../query/execute.ts";
 import { recordQuery } from "./metrics.ts";
 import { matchingFlows } from "../query/flows.ts";
+import { parseCommunityIdSeed } from "../flow/community_id.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -36,6 +37,8 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 export interface QueryRouteDeps {
   catalog(): Catalog;
   policy: QueryPolicy;
+  /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
+  communityIdSeed?: number;
 }
 
 /** Builds the query routes. */
@@ -44,7 +47,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   let running = 0;
 
   const answer = async (c: Context, text: string | undefined) => {
-    const parsed = parseRequest(text);
+    const parsed = parseRequest(c, text, deps);
     if ("error" in parsed) return c.text(parsed.error + "\n", 400);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return c.text(limits.error + "\n", 400);
@@ -87,11 +90,15 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
   app.get("/flows", (c) => {
-    const parsed = parseRequest(c.req.query("q"));
+    const parsed = parseRequest(c, c.req.query("q"), deps);
     if ("error" in parsed) return c.text(parsed.error + "\n", 400);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return c.text(limits.error + "\n", 400);
-    const records = [...matchingFlows(deps.catalog(), parsed.query, limits.limit)];
+    const records = [
+      ...matchingFlows(deps.catalog(), parsed.query, limits.limit, {
+        communityIdSeed: parsed.seed,
+      }),
+    ];
     const wantsNdjson = c.req.query("format") === "ndjson" ||
       (c.req.header("accept") ?? "").includes("application/x-ndjson");
     if (!wantsNdjson) return c.json(records);
@@ -106,10 +113,24 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   return app;
 }
 
-function parseRequest(text: string | undefined): { query: Query } | { error: string } {
+/** The query text parsed with the Community ID seed of the request (`seed=`) or the server. */
+function parseRequest(
+  c: Context,
+  text: string | undefined,
+  deps: QueryRouteDeps,
+): { query: Query; seed: number } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
+  const seedText = c.req.query("seed");
+  let seed = deps.communityIdSeed ?? 0;
+  if (seedText !== undefined) {
+    try {
+      seed = parseCommunityIdSeed(seedText);
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
+  }
   try {
-    return { query: parseQuery(text) };
+    return { query: parseQuery(text, { communityIdSeed: seed }), seed };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;
