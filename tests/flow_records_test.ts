@@ -220,7 +220,7 @@ Deno.test("flow records: end reasons fin, rst, idle, evicted, open from the flow
   const ends = new Map<string, string>();
   for (let f = 0; f < index.header.flowCount; f++) {
     const r = flowRecord(index, f, "t.pcap", 0);
-    ends.set(`${r.proto}/${r.srcPort === 443 ? r.dstPort : r.srcPort}`, r.end);
+    ends.set(`${r.proto}/${r.srcPort === 443 ? r.dstPort : r.srcPort}`, r.endReason);
     if (r.srcPort === 443) assert.equal(r.src, "198.19.0.1", "src is the first packet's sender");
   }
   assert.equal(ends.get("6/1000"), "fin");
@@ -252,7 +252,7 @@ Deno.test("an index of format 1 still reads: totals = stored counts, no cut, end
     assert.equal(index.totalPackets[f], index.pktCount[f]);
     assert.equal(index.totalBytes[f], index.bytes[f]);
     const r = flowRecord(index, f, "gen400.pcap", 0);
-    assert.equal(r.end, "unknown");
+    assert.equal(r.endReason, "unknown");
     assert.equal(r.cut, false);
     packets += index.pktCount[f];
   }

@@ -109,7 +109,7 @@ Deno.test("cutcap flows QUERY prints a table of the matching flows; --json print
     assert.match(
       line,
       new RegExp(
-        `\\s${r.packets}\\s+${r.bytes}\\s+[0-9.]+s\\s+${r.totalPackets}\\s+${r.totalBytes}\\s+${r.end}\\s+\\S+$`,
+        `\\s${r.packets}\\s+${r.bytes}\\s+[0-9.]+s\\s+${r.totalPackets}\\s+${r.totalBytes}\\s+${r.endReason}\\s+\\S+$`,
       ),
       line,
     );
@@ -130,7 +130,7 @@ Deno.test("cutcap query reports a bad query and an unreachable server, exit 1", 
   assert.equal(down.code, 1);
   assert.match(down.stderr, new RegExp(`Cannot reach ${nowhere}`));
   const empty = await cutcap(["query", "--server", s.url]);
-  assert.equal(empty.code, 1);
+  assert.equal(empty.code, 2);
   assert.match(empty.stderr, /Missing query/);
 });
 

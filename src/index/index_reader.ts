@@ -48,6 +48,11 @@ export interface FileIndexHeader {
   pcapName: string;
   /** Seed of the records' Community ID prefixes (version 2; 0 in version 1). */
   cidSeed: number;
+  /**
+   * Whether packet times never go back in file order: "ordered", "unordered" (some packet is
+   * earlier than one before it), or "unknown" (an index written before this was recorded).
+   */
+  timeOrder: "ordered" | "unordered" | "unknown";
 }
 
 /** A whole index: header plus the sections as typed arrays (flow i's packets are pktStart[i]..). */
@@ -159,6 +164,11 @@ function parseHeader(
     iface: dec.decode(buf.subarray(HEADER_FIXED, HEADER_FIXED + ifaceLen)),
     pcapName: dec.decode(buf.subarray(HEADER_FIXED + ifaceLen, HEADER_FIXED + ifaceLen + nameLen)),
     cidSeed: version >= 2 ? dv.getUint16(88, true) : 0,
+    timeOrder: (flags & IndexFlag.TimeOrderKnown) === 0
+      ? "unknown"
+      : (flags & IndexFlag.TimesGoBack) === 0
+      ? "ordered"
+      : "unordered",
   };
 }
 

@@ -1,15 +1,15 @@
 /**
  * `GET /flows` and `cutcap flows`: the flow records of matching files, for analysts who want the
- * connection list before the packets. One record per flow per file: stored packets and bytes,
- * and what the cutoff hid (totals seen by the end of the file, cut point, how the flow ended).
+ * connection list before the packets. One record per flow per file; counts are of stored packets.
  */
 import type { Catalog } from "../index/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
+import { errorText, nextTurn } from "./execute.ts";
+import type { FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { describeKey, etherTypeName, type KeyDescription } from "../packet/describe.ts";
 import { communityId } from "../flow/community_id.ts";
 import { FLOW_END_NAMES } from "../flow/flow_table.ts";
-import type { FileIndex } from "../index/index_reader.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
 import { type FlowRecordRef, flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
@@ -37,51 +37,167 @@ export interface FlowRecord extends KeyDescription {
   cut: boolean;
   cutPacket: number;
   /** How the flow ended by then: open, fin, rst, idle, evicted, shutdown, or unknown. */
-  end: string;
+  endReason: string;
   /** Archive-relative path of the file holding them. */
   file: string;
 }
 
-/** Options of matchingFlows. */
-export interface FlowsOptions {
-  /** Seed of the Community IDs shown (default 0). */
-  communityIdSeed?: number;
+/** Flows examined between two looks at the clock. */
+const FLOWS_PER_CHECK = 2048;
+/** Longest stretch of synchronous scanning before the event loop gets a turn, ms. */
+const SLICE_MS = 10;
+
+/** What a flow scan met besides records. */
+export interface FlowScanReport {
+  /** Records produced. */
+  records: number;
+  /** The limit cut the answer short. */
+  limited: boolean;
+  /** Files skipped (index vanished or unreadable), with the reason. */
+  skipped: { file: string; reason: string }[];
 }
 
-/** Yields the flows that have at least one packet matching `q`, file by file in time order. */
-export function* matchingFlows(
+/**
+ * Yields the flows that have at least one packet matching `q`, file by file in time order, at most
+ * `limit`. Indexes are read asynchronously and the scan gives the event loop a turn between files
+ * and at least every `SLICE_MS` of work, so a scan over millions of flows never stalls the server. A
+ * file whose index is gone (retention) or unreadable is skipped and listed in `report`.
+ */
+export async function* matchingFlows(
   catalog: Catalog,
   q: Query,
   limit: number,
-  opts: FlowsOptions = {},
-): Generator<FlowRecord> {
+  report: FlowScanReport = { records: 0, limited: false, skipped: [] },
+  communityIdSeed = 0,
+): AsyncGenerator<FlowRecord> {
   const bounds = timeBounds(q);
-  let count = 0;
+  let sliceStart = performance.now();
   for (const entry of catalog.files({ from: bounds.from, to: bounds.to })) {
-    const index = sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
-    const rec: FlowRecordRef = { index, flow: 0 };
-    for (let flow = 0; flow < index.header.flowCount; flow++) {
-      const keyAt = flow * KEY_WORDS;
-      rec.flow = flow;
-      const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], rec);
-      if (truth === Truth.False) continue;
-      const record = flowRecord(index, flow, entry.path, opts.communityIdSeed ?? 0);
-      const start = index.pktStart[flow];
-      for (let p = start; p < start + index.pktCount[flow]; p++) {
-        const ts = indexTime(index.times, p);
-        if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts, rec)) continue;
-        record.first = Math.min(record.first, ts);
-        record.last = Math.max(record.last, ts);
-        record.packets++;
-      }
-      if (record.packets === 0) continue;
-      record.bytes = truth === Truth.True ? index.bytes[flow] : Math.round(
-        index.bytes[flow] * record.packets / index.pktCount[flow],
-      );
-      yield record;
-      if (++count >= limit) return;
+    let index: FileIndex;
+    try {
+      index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+    } catch (error) {
+      report.skipped.push({ file: entry.path, reason: errorText(error) });
+      continue;
     }
+    sliceStart = performance.now();
+    for (let flow = 0; flow < index.header.flowCount; flow++) {
+      if (flow % FLOWS_PER_CHECK === 0 && performance.now() - sliceStart > SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
+      const record = flowMatch(index, q, flow, entry.path, communityIdSeed);
+      if (record === null) continue;
+      if (report.records >= limit) {
+        report.limited = true;
+        return;
+      }
+      report.records++;
+      yield record;
+    }
+    await nextTurn();
   }
+}
+
+/** The record of `flow` restricted to its packets matching `q`; null when none does. */
+function flowMatch(
+  index: FileIndex,
+  q: Query,
+  flow: number,
+  file: string,
+  seed: number,
+): FlowRecord | null {
+  const keyAt = flow * KEY_WORDS;
+  const rec: FlowRecordRef = { index, flow };
+  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], rec);
+  if (truth === Truth.False) return null;
+  const start = index.pktStart[flow];
+  let packets = 0;
+  let first = Infinity;
+  let last = -Infinity;
+  for (let p = start; p < start + index.pktCount[flow]; p++) {
+    const ts = indexTime(index.times, p);
+    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts, rec)) continue;
+    first = Math.min(first, ts);
+    last = Math.max(last, ts);
+    packets++;
+  }
+  if (packets === 0) return null;
+  // The record (its Community ID is a SHA-1) only for flows that match.
+  const record = flowRecord(index, flow, file, seed);
+  record.first = first;
+  record.last = last;
+  record.packets = packets;
+  record.bytes = truth === Truth.True
+    ? index.bytes[flow]
+    : Math.round(index.bytes[flow] * record.packets / index.pktCount[flow]);
+  return record;
+}
+
+/** How `flowRecordStream` writes records. */
+export type FlowFormat = "json" | "ndjson";
+
+/** Bytes of encoded records per stream chunk. */
+const FLOW_CHUNK = 64 * 1024;
+
+/**
+ * The records of `matchingFlows` as a byte stream: a JSON array, or one JSON object per line. Pulled
+ * (back-pressure: nothing is scanned while the client does not read) in chunks of about 64 KiB;
+ * `onFinish` runs once, when the stream ends, fails or is cancelled.
+ */
+export function flowRecordStream(
+  catalog: Catalog,
+  q: Query,
+  options: {
+    limit: number;
+    format: FlowFormat;
+    /** Seed of the Community IDs shown (default 0). */
+    communityIdSeed?: number;
+    onFinish?: (
+      report: FlowScanReport,
+      outcome: "complete" | "limited" | "cancelled" | "error",
+    ) => void;
+  },
+): ReadableStream<Uint8Array> {
+  const report: FlowScanReport = { records: 0, limited: false, skipped: [] };
+  const records = matchingFlows(catalog, q, options.limit, report, options.communityIdSeed);
+  const encoder = new TextEncoder();
+  const json = options.format === "json";
+  let opened = false;
+  let finished = false;
+  const finish = (outcome: "complete" | "limited" | "cancelled" | "error") => {
+    if (finished) return;
+    finished = true;
+    options.onFinish?.(report, outcome);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        let text = json && !opened ? "[" : "";
+        opened = true;
+        while (text.length < FLOW_CHUNK) {
+          const next = await records.next();
+          if (next.done) {
+            text += json ? "]\n" : "";
+            controller.enqueue(encoder.encode(text));
+            controller.close();
+            finish(report.limited ? "limited" : "complete");
+            return;
+          }
+          const line = JSON.stringify(next.value);
+          text += json ? (report.records > 1 ? "," + line : line) : line + "\n";
+        }
+        controller.enqueue(encoder.encode(text));
+      } catch (error) {
+        finish("error");
+        controller.error(error);
+      }
+    },
+    async cancel() {
+      finish("cancelled");
+      await records.return(undefined);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** Flow `flow` of `index` as a record, its stored counts still to be added by the caller. */
@@ -104,7 +220,7 @@ export function flowRecord(index: FileIndex, flow: number, file: string, seed: n
     totalBytes: index.totalBytes[flow],
     cut: index.cutPacket[flow] !== 0,
     cutPacket: index.cutPacket[flow],
-    end: FLOW_END_NAMES[(index.flowState[flow] >>> 1) & 7] ?? "unknown",
+    endReason: FLOW_END_NAMES[(index.flowState[flow] >>> 1) & 7] ?? "unknown",
     file,
   };
 }
@@ -125,7 +241,7 @@ export function formatFlowTable(records: readonly FlowRecord[]): string {
       String(r.totalPackets),
       String(r.totalBytes),
       r.cut ? String(r.cutPacket) : "",
-      r.end,
+      r.endReason,
       r.communityId,
     ];
   });
