@@ -208,6 +208,8 @@ export function flowRecord(index: FileIndex, flow: number, file: string, seed: n
   if (reversed) {
     [d.src, d.dst, d.srcPort, d.dstPort] = [d.dst, d.src, d.dstPort, d.srcPort];
   }
+  // An L2 key repeats its type in the ports word; the record says it as etherType instead.
+  if (d.kind === "l2") d.srcPort = d.dstPort = 0;
   return {
     ...d,
     communityId: communityId(key, 0, reversed, seed),
