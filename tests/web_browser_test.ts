@@ -143,6 +143,29 @@ rootTest(
       assert.deepEqual(await visibleRows(again), rows);
       await again.close();
 
+      // Brushing narrows the time range: by mouse (drag across the middle third) and by keyboard
+      // (arrows pick buckets, Shift widens, Enter); the narrowed page counts what /flows counts.
+      const box = await page.$eval("#hist", (svg) => {
+        const r = svg.getBoundingClientRect();
+        return { x: r.x, y: r.y, width: r.width, height: r.height };
+      });
+      await page.mouse.move(box.x + box.width / 3, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 5 });
+      await Promise.all([page.waitForNavigation(), page.mouse.up()]);
+      await checkNarrowed(page, base);
+      await page.goto(shared, { waitUntil: "networkidle0" });
+      await page.focus("#to");
+      await page.keyboard.press("Tab"); // the histogram is the next stop after the time fields
+      assert.equal(await page.evaluate("document.activeElement.id"), "hist");
+      for (const key of ["ArrowRight", "ArrowRight"] as const) await page.keyboard.press(key);
+      await page.keyboard.down("Shift");
+      for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowRight");
+      await page.keyboard.up("Shift");
+      await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
+      await checkNarrowed(page, base);
+      await page.goto(shared, { waitUntil: "networkidle0" });
+
       // Download: the saved file's bytes are /query's answer for the same query.
       const downloads = `${dir}/downloads`;
       await Deno.mkdir(downloads);
@@ -216,6 +239,21 @@ rootTest(
   },
   { veth: "wb" },
 );
+
+/** The page now searches QUERY between its URL's from and to, and counts what /flows counts. */
+async function checkNarrowed(page: Page, base: string): Promise<void> {
+  const url = new URL(page.url());
+  const [from, to] = [url.searchParams.get("from"), url.searchParams.get("to")];
+  assert.ok(from && to && from < to, `narrowed: ${url}`);
+  assert.equal(url.searchParams.get("q"), QUERY);
+  const within = await flows(base, `(${QUERY}) and after ${from} and before ${to}`);
+  assert.ok(within.length > 0, `flows between ${from} and ${to}`);
+  const shown = await page.$eval(
+    "#count [data-flows]",
+    (e) => Number(e.getAttribute("data-flows")),
+  );
+  assert.equal(shown, within.length);
+}
 
 /** The one file Chromium finished saving in `dir`. */
 async function waitForDownload(dir: string): Promise<Uint8Array> {

@@ -23,6 +23,12 @@ export const IPPROTO_SCTP = 132;
 /** UDP-Lite. */
 export const IPPROTO_UDPLITE = 136;
 
+/** True for the IP protocols whose headers start with two ports. */
+export function carriesPorts(proto: number): boolean {
+  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_SCTP ||
+    proto === IPPROTO_DCCP || proto === IPPROTO_UDPLITE;
+}
+
 /**
  * Reads source/destination ports (TCP, UDP, SCTP, DCCP, UDP-Lite) and the TCP flags of the header
  * at `off`; for ICMP/ICMPv6 the type and code as Community ID maps them to ports (type and
@@ -55,6 +61,7 @@ export function decodeTransport(
       if (off + 4 <= end) {
         out.srcPort = (data[off] << 8) | data[off + 1];
         out.dstPort = (data[off + 2] << 8) | data[off + 3];
+        out.hasPorts = true;
       }
   }
 }
