@@ -272,6 +272,13 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   }
   const interfaces = (values.interface ?? []).flatMap((v) => v.split(",")).map((v) => v.trim())
     .filter((v) => v !== "");
+  const twice = interfaces.find((name, i) => interfaces.indexOf(name) !== i);
+  if (twice !== undefined) {
+    throw new UsageError(
+      `Interface ${twice} is given twice in --interface: each interface is captured once ` +
+        "(--workers N spreads one over N workers)",
+    );
+  }
   if (interfaces.length > 0 && readFiles.length > 0) {
     throw new UsageError(
       "Options --interface and --read exclude each other: capture live or replay files",
@@ -297,7 +304,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     workers: parseInteger(values.workers ?? String(snfRingCount() ?? 1), "--workers", 1, 64),
     snaplen: parseInteger(values.snaplen, "--snaplen", 64, 262144),
     promisc: !values["no-promisc"],
-    bufferSize: parseSize(values["buffer-size"], "--buffer-size"),
+    bufferSize: parseBufferSize(values["buffer-size"]),
     pcapTimeoutMs: Math.round(parseDuration(values["pcap-timeout"], "--pcap-timeout") * 1000),
     immediate: values.immediate,
     filter: values.filter,
@@ -401,6 +408,15 @@ export function parseInteger(text: string, option: string, min: number, max: num
     throw new UsageError(`Invalid ${option} "${text}": expected a whole number ${min}-${max}`);
   }
   return value;
+}
+
+/** libpcap takes the ring size as a C int. */
+function parseBufferSize(text: string): number {
+  const bytes = parseSize(text, "--buffer-size");
+  if (bytes > 2 ** 31 - 1) {
+    throw new UsageError(`Invalid --buffer-size "${text}": expected at most 2GiB - 1 (2147483647)`);
+  }
+  return bytes;
 }
 
 function parsePositiveDuration(text: string, option: string): number {

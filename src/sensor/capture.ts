@@ -5,6 +5,7 @@
  */
 import type { CaptureConfig } from "../config.ts";
 import {
+  checkFilter,
   defaultInterface,
   findAllDevs,
   libpcapVersion,
@@ -20,11 +21,12 @@ import { Retention } from "../store/retention.ts";
 import { createTempFile, dirOf } from "../store/pcap_file_writer.ts";
 import { writeFully } from "../store/block_format.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
-import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
+import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
+import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
 import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir } from "./output_dir.ts";
+import { ensureWritableDir, exists, prepareDirForUser } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 
 /** A repeat of the first signal this soon is its echo (see onSignal), not an operator's second signal. */
@@ -43,13 +45,20 @@ export async function runCapture(
 ): Promise<number> {
   setLogFormat(config.logFormat);
   await ensureLibpcap(config.libpcap, loadLibpcap);
-  if (config.readFiles.length === 0) resolveInterfaces(config);
-  else checkReadable(config.readFiles, config.filter);
+  if (config.readFiles.length === 0) {
+    resolveInterfaces(config);
+    checkLiveFilter(config);
+  } else checkReadable(config.readFiles, config.filter);
+  const created = !exists(config.outDir);
   ensureWritableDir(config.outDir);
-  if (config.user !== undefined && lookupUser(config.user) === undefined) {
-    throw new Error(
-      `Unknown --user "${config.user}": expected an account in the password database`,
-    );
+  if (config.user !== undefined) {
+    const entry = lookupUser(config.user);
+    if (entry === undefined) {
+      throw new UsageError(
+        `Unknown --user "${config.user}": expected an account in the password database`,
+      );
+    }
+    prepareDirForUser(config.outDir, { name: config.user, ...entry }, created);
   }
 
   const keeper = new CatalogKeeper(openArchive(config.outDir));
@@ -78,8 +87,9 @@ export async function runCapture(
     ? http.startServer(view, { ...serverOptions(http, config, keeper), metrics })
     : undefined;
   const source = config.readFiles.length > 0
-    ? `${config.readFiles.length} file(s)`
+    ? plural(config.readFiles.length, "file")
     : config.interfaces.join(",");
+  let capturing = false;
 
   let exitCode = 0;
   let stopping = false;
@@ -107,11 +117,15 @@ export async function runCapture(
         logInfo(`Dropped privileges to ${config.user}`);
       }
       startCapturing(workers);
-      logInfo(`Capturing on ${source} with ${workers.length} workers`);
+      capturing = true;
+      logInfo(
+        `Capturing on ${source} with ${plural(workers.length, "worker")}`,
+        startFields(config, server?.addr),
+      );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
     },
     onFinalized: (file) => {
-      logInfo(`moved ${file.path}`, { packets: file.packets });
+      logInfo("moved", { path: file.path, packets: file.packets }, { inline: ["path"] });
       keeper.add(file.path);
       enforceRetention();
     },
@@ -140,12 +154,12 @@ export async function runCapture(
   );
   const logStats = (): void => {
     for (const w of workers) {
-      logInfo("", statsFields(w.label, w.index, w.counters, previous.get(w)!));
+      logInfo("stats", statsFields(w.label, w.index, w.counters, previous.get(w)!), { bare: true });
       previous.set(w, snapshot(w.counters));
     }
   };
   const statsTimer = config.statsInterval > 0
-    ? setInterval(logStats, config.statsInterval * 1000)
+    ? setInterval(() => capturing && logStats(), config.statsInterval * 1000)
     : undefined;
 
   const watchdog = watchdogInterval();
@@ -175,8 +189,9 @@ export async function runCapture(
 
   await finished.promise;
   clearInterval(statsTimer);
-  // A last line for the time since the previous one, so the lines add up to the whole run.
-  if (statsTimer !== undefined) logStats();
+  // A last line for the time since the previous one, so the lines add up to the whole run (none
+  // when the capture never started: the error said it all).
+  if (statsTimer !== undefined && capturing) logStats();
   clearInterval(retentionTimer);
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);
@@ -184,7 +199,7 @@ export async function runCapture(
   keeper.close();
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
-  logInfo("Capture finished");
+  if (capturing) logInfo("Capture finished");
   return exitCode;
 }
 
@@ -197,6 +212,50 @@ function resolveInterfaces(config: CaptureConfig): void {
       throw new Error(`Interface ${iface} not found (cutcap interfaces lists them)`);
     }
   }
+}
+
+/** What a capture start says besides its source: where files go, the cutoff, the server. */
+function startFields(config: CaptureConfig, listen: Deno.NetAddr | undefined): LogFields {
+  const fields: LogFields = {
+    out: config.outDir,
+    byte_cutoff: config.byteCutoff,
+    packet_cutoff: config.packetCutoff,
+  };
+  if (listen !== undefined) {
+    const host = listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname;
+    fields.listen = `${config.tlsCert ? "https" : "http"}://${host}:${listen.port}`;
+  }
+  return fields;
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+/**
+ * Compiles the filter for each interface's link type (from /sys/class/net) before anything binds
+ * or starts, so a bad filter is the error reported; interfaces of other types are checked by their
+ * worker when it opens them.
+ */
+function checkLiveFilter(config: CaptureConfig): void {
+  if (config.filter === "") return;
+  for (const iface of config.interfaces) {
+    const dlt = linkTypeOf(iface);
+    if (dlt !== undefined) checkFilter(config.filter, dlt, config.snaplen);
+  }
+}
+
+/** The DLT libpcap gives a Linux interface, for the common ARPHRD types; undefined otherwise. */
+function linkTypeOf(iface: string): number | undefined {
+  if (iface === "any") return 113; // DLT_LINUX_SLL
+  let arphrd: number;
+  try {
+    arphrd = Number(Deno.readTextFileSync(`/sys/class/net/${iface}/type`).trim());
+  } catch {
+    return undefined;
+  }
+  // ARPHRD_ETHER and ARPHRD_LOOPBACK capture as DLT_EN10MB; ARPHRD_NONE (tun) as DLT_RAW.
+  return arphrd === 1 || arphrd === 772 ? 1 : arphrd === 65534 ? 12 : undefined;
 }
 
 /** Opens every replay file (and compiles the filter for it) before any output exists, so a refused
