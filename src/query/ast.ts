@@ -21,6 +21,7 @@ export type Predicate =
   | FamilyPredicate
   | VlanPredicate
   | TimePredicate
+  | SensorPredicate
   | RecordPredicate;
 
 /**
@@ -150,6 +151,15 @@ export interface TimePredicate {
   readonly at: number;
 }
 
+/**
+ * The flow was recorded by the sensor of this name (`sensor NAME`, `sensor=NAME`): answered by
+ * `cutcap fleet` only; a sensor's own parser refuses it.
+ */
+export interface SensorPredicate {
+  readonly type: "sensor";
+  readonly name: string;
+}
+
 /** Error raised for malformed query text; `position` is the 0-based character offset. */
 export class QueryError extends Error {
   /** 0-based offset in the query text where the problem is. */
@@ -223,5 +233,7 @@ export function formatQuery(q: Query): string {
     }
     case "ethertype":
       return `ether proto 0x${q.etherType.toString(16).padStart(4, "0")}`;
+    case "sensor":
+      return `sensor ${q.name}`;
   }
 }

@@ -99,17 +99,33 @@ export async function* matchingFlows(
   }
 }
 
-/** The record of `flow` restricted to its packets matching `q`; null when none does. */
+/**
+ * Every flow record of one file's index, whole (what the ClickHouse exporter sends), with the
+ * Community IDs of the seed the index was written with.
+ */
+export function* fileFlows(index: FileIndex, file: string): Generator<FlowRecord> {
+  for (let flow = 0; flow < index.header.flowCount; flow++) {
+    const record = flowMatch(index, undefined, flow, file, index.header.cidSeed);
+    if (record !== null) yield record;
+  }
+}
+
+/**
+ * The record of `flow` restricted to its packets matching `q` (all of them when `q` is
+ * undefined); null when none does.
+ */
 function flowMatch(
   index: FileIndex,
-  q: Query,
+  q: Query | undefined,
   flow: number,
   file: string,
   seed: number,
 ): FlowRecord | null {
   const keyAt = flow * KEY_WORDS;
   const rec: FlowRecordRef = { index, flow };
-  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], rec);
+  const truth = q === undefined
+    ? Truth.True
+    : flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], rec);
   if (truth === Truth.False) return null;
   const start = index.pktStart[flow];
   let packets = 0;
@@ -117,7 +133,7 @@ function flowMatch(
   let last = -Infinity;
   for (let p = start; p < start + index.pktCount[flow]; p++) {
     const ts = indexTime(index.times, p);
-    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts, rec)) continue;
+    if (truth !== Truth.True && !packetMatches(q!, index.keys, keyAt, ts, rec)) continue;
     first = Math.min(first, ts);
     last = Math.max(last, ts);
     packets++;

@@ -68,6 +68,8 @@ export interface ParseOptions {
   now?: number;
   /** Seed of `community-id`/`cid=` terms (`--community-id-seed`); default 0. */
   communityIdSeed?: number;
+  /** Accept `sensor NAME` / `sensor=NAME` (the fleet coordinator's extra primitive). */
+  sensors?: boolean;
 }
 
 const PROTOCOL_NAMES: Record<string, number> = {
@@ -102,7 +104,8 @@ export function parseQuery(text: string, opts: ParseOptions = {}): Query {
   }
   const now = opts.now ?? Date.now() / 1000;
   if (!Number.isFinite(now)) throw new RangeError(`Invalid now ${now}: expected a finite number`);
-  return new Parser(tokenize(text), now, opts.communityIdSeed ?? 0).parseTop();
+  return new Parser(tokenize(text), now, opts.sensors ?? false, opts.communityIdSeed ?? 0)
+    .parseTop();
 }
 
 function lower(t: Token): string {
@@ -137,8 +140,26 @@ class Parser {
   constructor(
     private readonly tokens: Token[],
     private readonly now: number,
+    private readonly sensors: boolean,
     private readonly cidSeed: number,
   ) {}
+
+  /** `sensor NAME` / `sensor=NAME`: only where a fleet answers (a sensor knows no other). */
+  private sensorTerm(keyword: Token, value: Token): Predicate {
+    if (!this.sensors) {
+      throw new QueryError(
+        `Unsupported word "${keyword.text}" at position ${keyword.pos}: sensor terms are answered by cutcap fleet, not by one sensor`,
+        keyword.pos,
+      );
+    }
+    if (!/^[A-Za-z0-9._:-]{1,255}$/.test(value.text)) {
+      throw new QueryError(
+        `Invalid sensor name "${value.text}" at position ${value.pos}: expected letters, digits, ".", "_", ":" or "-"`,
+        value.pos,
+      );
+    }
+    return { type: "sensor", name: value.text };
+  }
 
   peek(ahead = 0): Token {
     return this.tokens[Math.min(this.i + ahead, this.tokens.length - 1)];
@@ -333,6 +354,8 @@ class Parser {
       }
       case "vlan":
         return { type: "vlan", vlan: parseNumber(value, "VLAN id", 4095) };
+      case "sensor":
+        return this.sensorTerm(key, value);
       default: {
         const record = parseRecordClassic(key, value, this, this.cidSeed);
         if (record !== null) return record;
@@ -391,6 +414,8 @@ class Parser {
       case "before":
       case "after":
         return this.parseTime(t, word);
+      case "sensor":
+        return this.sensorTerm(t, this.argument(t, "a sensor name"));
       case "src":
       case "dst":
         throw new QueryError(
