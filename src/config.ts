@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { snfRingCount } from "./capture/snf.ts";
+import type { CaptureMethod } from "./capture/source.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 
 /** Output compression: independent gzip members / zstd frames, so readers can seek. */
@@ -23,6 +24,8 @@ export interface CaptureConfig {
   bufferSize: number;
   pcapTimeoutMs: number;
   immediate: boolean;
+  /** How live captures read packets (--capture-method, default libpcap). */
+  captureMethod: CaptureMethod;
   filter: string;
   byteCutoff: number;
   packetCutoff: number;
@@ -65,6 +68,7 @@ export const CAPTURE_OPTIONS = {
   "buffer-size": { type: "string", default: "64MiB" },
   "pcap-timeout": { type: "string", default: "100ms" },
   immediate: { type: "boolean", default: false },
+  "capture-method": { type: "string" },
   filter: { type: "string", short: "f", default: "" },
   "byte-cutoff": { type: "string", default: "64KiB" },
   "packet-cutoff": { type: "string", default: "0" },
@@ -121,6 +125,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   if (logFormat !== "text" && logFormat !== "json") {
     throw new Error(`Invalid --log-format "${logFormat}": expected text or json`);
   }
+  const libpcap = values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP");
   const config: CaptureConfig = {
     interfaces,
     readFiles,
@@ -132,6 +137,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     bufferSize: parseSize(values["buffer-size"], "--buffer-size"),
     pcapTimeoutMs: Math.round(parseDuration(values["pcap-timeout"], "--pcap-timeout") * 1000),
     immediate: values.immediate,
+    captureMethod: parseCaptureMethod(values["capture-method"], libpcap),
     filter: values.filter,
     byteCutoff: parseSize(values["byte-cutoff"], "--byte-cutoff"),
     packetCutoff: parseInteger(values["packet-cutoff"], "--packet-cutoff", 0, 2 ** 52),
@@ -145,7 +151,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     statsInterval: parseDuration(values["stats-interval"], "--stats-interval"),
     listen: parseListen(values.listen),
     metricsFile: values["metrics-file"],
-    libpcap: values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP"),
+    libpcap,
     logFormat,
     user: values.user,
     minFree: values["min-free"] === undefined
@@ -170,6 +176,21 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   };
   validateServerSecurity(config);
   return config;
+}
+
+/** --capture-method, or its default: libpcap. */
+function parseCaptureMethod(text: string | undefined, _libpcap: string | undefined): CaptureMethod {
+  const linux = Deno.build.os === "linux";
+  if (text === undefined) return "libpcap";
+  if (text !== "afpacket" && text !== "libpcap") {
+    throw new Error(`Invalid --capture-method "${text}": expected afpacket or libpcap`);
+  }
+  if (text === "afpacket" && !linux) {
+    throw new Error(
+      `Invalid --capture-method afpacket on ${Deno.build.os}: AF_PACKET is Linux only; use libpcap`,
+    );
+  }
+  return text;
 }
 
 /** parseArgs with strict checking, its messages turned into one cutcap line. */

@@ -19,9 +19,10 @@ Capture options (defaults in brackets):
   -w, --workers N                workers per interface (AF_PACKET fanout) [1]
   -s, --snaplen N                bytes kept per packet [262144]
       --no-promisc               do not put the interface in promiscuous mode
+      --capture-method M         afpacket (kernel ring read in JS) or libpcap [libpcap]
       --buffer-size SIZE         kernel ring per worker [64MiB]
-      --pcap-timeout DUR         libpcap read timeout [100ms]
-      --immediate                libpcap immediate mode
+      --pcap-timeout DUR         read timeout: how long a ring block waits to fill [100ms]
+      --immediate                hand packets over at once (libpcap immediate mode, 1 ms blocks)
   -f, --filter BPF               capture filter
       --byte-cutoff SIZE         stop storing a flow after this many bytes, 0 = never [64KiB]
       --packet-cutoff N          stop storing a flow after this many packets, 0 = never [0]

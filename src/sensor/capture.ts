@@ -105,7 +105,8 @@ export async function runCapture(
         logInfo(`Dropped privileges to ${config.user}`);
       }
       startCapturing(workers);
-      logInfo(`Capturing on ${source} with ${workers.length} workers`);
+      const method = config.readFiles.length > 0 ? "" : ` (${config.captureMethod})`;
+      logInfo(`Capturing on ${source} with ${workers.length} workers${method}`);
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
     },
     onFinalized: (file) => {
