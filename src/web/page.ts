@@ -150,7 +150,7 @@ function histogramSection(state: SearchState, hist: Histogram): Html {
     }" width="0.9" height="${height}" data-packets="${packets}" data-bytes="${
       hist.bytes[i]
     }" data-from="${from}"><title>${isoSeconds(from)} +${
-      duration(hist.bucketSeconds)
+      span(hist.bucketSeconds)
     }: ${packets} packets, ${bytes(hist.bytes[i])}</title></rect></a>`;
   });
   const total = hist.packets.reduce((a, b) => a + b, 0);
@@ -159,7 +159,7 @@ function histogramSection(state: SearchState, hist: Histogram): Html {
     Math.max(count, 1)
   } 100" preserveAspectRatio="none" data-from="${hist.from}" data-step="${hist.bucketSeconds}" data-count="${count}" data-total="${total}">${bars}<rect id="brush" x="0" y="0" width="0" height="100"></rect></svg>
 <div class="axis"><span>${count ? isoSeconds(hist.from) : ""}</span><span>${
-    count ? `packets per ${duration(hist.bucketSeconds)} · drag to zoom` : "no packets"
+    count ? `packets per ${span(hist.bucketSeconds)} · drag to zoom` : "no packets"
   }</span><span>${count ? isoSeconds(hist.from + count * hist.bucketSeconds) : ""}</span></div>
 </section>`;
 }
@@ -323,15 +323,37 @@ function protocolName(r: FlowRow): string {
   return PROTOCOLS[r.proto] ?? String(r.proto);
 }
 
-/** The status view: running configuration, rate sparklines, then the status tables. */
+/** The status view: today's tables, rate sparklines, the running configuration. */
 export function renderStatus(view: StatusView): Html {
   const report = view.report;
   const lag = view.queryableLagSeconds;
+  const history = view.history[0];
+  const span = history === undefined
+    ? 0
+    : history.packetsPerSecond.length * history.intervalSeconds;
   return h`<section id="status">
 <h1>Status <small>cutcap ${report.version} · ${report.ready ? "ready" : "not ready"}</small></h1>
 <table class="kv"><tr><th>Newest queryable packet</th><td id="lag">${
     lag === null ? "none yet" : `${duration(lag)} ago`
   }</td></tr></table>
+${raw(renderStatusSections(report))}
+<div class="columns"><div>
+<h2>Rates over the last ${duration(span)}</h2>
+${
+    view.history.length === 0
+      ? h`<p>No capture workers.</p>`
+      : h`<div class="scroll"><table id="sparklines">
+<tr><th>Worker</th><th>Packets/s</th><th>Bits/s</th><th>Drops/s</th></tr>${
+        view.history.map((w) =>
+          h`<tr><td>${w.worker}</td><td>${spark(w.packetsPerSecond)}</td><td>${
+            spark(w.bitsPerSecond)
+          }</td><td>${spark(w.dropsPerSecond)}</td></tr>`
+        )
+      }</table></div><p><small>A sample every ${
+        duration(history!.intervalSeconds)
+      }; the number is the latest.</small></p>`
+  }
+</div><div>
 <h2>Running configuration</h2>
 ${
     view.settings.length === 0
@@ -340,24 +362,7 @@ ${
         view.settings.map(([k, v]) => h`<tr><th>${k}</th><td>${v}</td></tr>`)
       }</table>`
   }
-<h2>Rates, last ${
-    duration(
-      (view.history[0]?.packetsPerSecond.length ?? 0) * (view.history[0]?.intervalSeconds ?? 0),
-    )
-  }</h2>
-${
-    view.history.length === 0
-      ? h`<p>No samples yet.</p>`
-      : h`<div class="scroll"><table id="sparklines">
-<tr><th>Worker</th><th>Packets/s</th><th>Bits/s</th><th>Drops/s</th></tr>${
-        view.history.map((w) =>
-          h`<tr><td>${w.worker}</td><td>${spark(w.packetsPerSecond)}</td><td>${
-            spark(w.bitsPerSecond)
-          }</td><td>${spark(w.dropsPerSecond)}</td></tr>`
-        )
-      }</table></div>`
-  }
-${raw(renderStatusSections(report))}
+</div></div>
 </section>`;
 }
 
@@ -405,6 +410,11 @@ export function searchTitle(state: SearchState): string {
 /** A POSIX shell word holding `text` exactly. */
 export function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A bucket width: milliseconds below a second. */
+function span(seconds: number): string {
+  return seconds < 1 ? `${Math.round(seconds * 1000)}ms` : duration(seconds);
 }
 
 function isoSeconds(seconds: number): string {
