@@ -103,10 +103,16 @@ async function startSensors(veth: Veth, dir: string, args: string[]): Promise<Se
   return sensors;
 }
 
-/** tcpdump writing what it captures on `iface`, ready once it says it listens. */
+/**
+ * tcpdump writing what it captures on `iface`, ready once it says it listens; packet by packet (its
+ * default ring blocks wait a second to be handed over, and it stops without reading a partial one).
+ */
 async function startTcpdump(iface: string, path: string, filter: string) {
   const child = new Deno.Command("tcpdump", {
-    args: ["-i", iface, "-w", path, "-s", String(SNAPLEN), "-n", ...(filter ? [filter] : [])],
+    args: [
+      ...["-i", iface, "-w", path, "-s", String(SNAPLEN), "-n", "-U", "--immediate-mode"],
+      ...(filter ? [filter] : []),
+    ],
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -118,7 +124,11 @@ async function startTcpdump(iface: string, path: string, filter: string) {
     said += value;
   }
   return {
-    async stop(): Promise<void> {
+    /** Stops it once its file holds `packets` packets (or after 10 s: the test then says so). */
+    async stop(packets: number): Promise<void> {
+      for (let i = 0; i < 20 && (await tcpdumpPackets(path)).length < packets; i++) {
+        await sleep(500);
+      }
       child.kill("SIGINT");
       await child.status;
       reader.releaseLock();
@@ -173,7 +183,7 @@ async function captureAll(veth: Veth, dir: string, input: string, filter: string
     const sent = await veth.replay(input, { pps: 5000 });
     const expected = filter ? (await tcpdumpPackets(input, { filter })).length : sent;
     for (const sensor of sensors) await finish(sensor, (log) => seen(log) >= expected);
-    await tcpdump.stop();
+    await tcpdump.stop(expected);
     const results = await Promise.all(METHODS.map((m) => stored(`${dir}/${m}`)));
     return { sent, byMethod: results, tcpdump: await stored(`${dir}/tcpdump`) };
   } finally {
