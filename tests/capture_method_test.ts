@@ -98,7 +98,7 @@ async function startSensors(veth: Veth, dir: string, args: string[]): Promise<Se
     ])
   );
   for (const [i, sensor] of sensors.entries()) {
-    await sensor.waitFor(new RegExp(`Capturing on \\S+ with 1 workers \\(${METHODS[i]}\\)`));
+    await sensor.waitFor(new RegExp(`Capturing on \\S+ with 1 worker \\(${METHODS[i]}\\)`));
   }
   return sensors;
 }

@@ -71,7 +71,7 @@ async function captureLive(
     ...["--capture-method", method],
   ]);
   try {
-    await sensor.waitFor(new RegExp(`Capturing on \\S+ with \\d+ workers \\(${method}\\)`));
+    await sensor.waitFor(new RegExp(`Capturing on \\S+ with \\d+ workers? \\(${method}\\)`));
     const sent = await veth.replay(inputPath, { pps: PPS });
     // Two stats lines after the last packet: the counters of every worker are published by then.
     const linesBefore = statsLines(sensor.log()).length;

@@ -14,6 +14,7 @@ import type { FlowRecord } from "../src/query/flows.ts";
 import { rootTest, sh } from "./support/netns.ts";
 import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startServe } from "./support/query_server.ts";
+import { pcapRecordCount } from "./support/web.ts";
 import {
   dumpDom,
   launchBrowser,
@@ -143,6 +144,29 @@ rootTest(
       assert.deepEqual(await visibleRows(again), rows);
       await again.close();
 
+      // Brushing narrows the time range: by mouse (drag across the middle third) and by keyboard
+      // (arrows pick buckets, Shift widens, Enter); the narrowed page counts what /flows counts.
+      const box = await page.$eval("#hist", (svg) => {
+        const r = svg.getBoundingClientRect();
+        return { x: r.x, y: r.y, width: r.width, height: r.height };
+      });
+      await page.mouse.move(box.x + box.width / 3, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 5 });
+      await Promise.all([page.waitForNavigation(), page.mouse.up()]);
+      await checkNarrowed(page, base);
+      await page.goto(shared, { waitUntil: "networkidle0" });
+      await page.focus("#to");
+      await page.keyboard.press("Tab"); // the histogram is the next stop after the time fields
+      assert.equal(await page.evaluate("document.activeElement.id"), "hist");
+      for (const key of ["ArrowRight", "ArrowRight"] as const) await page.keyboard.press(key);
+      await page.keyboard.down("Shift");
+      for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowRight");
+      await page.keyboard.up("Shift");
+      await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
+      await checkNarrowed(page, base);
+      await page.goto(shared, { waitUntil: "networkidle0" });
+
       // Download: the saved file's bytes are /query's answer for the same query.
       const downloads = `${dir}/downloads`;
       await Deno.mkdir(downloads);
@@ -158,6 +182,17 @@ rootTest(
       );
       assert.ok(answer.length > 24 + PACKETS * 16);
       assert.deepEqual(saved, answer, "downloaded bytes = /query");
+
+      // The command line beside it, run as shown (cutcap from this checkout): tcpdump prints every
+      // packet of the same answer.
+      const command = await page.$eval("#copy", (b) => b.getAttribute("data-copy") ?? "");
+      assert.equal(command, `cutcap read --server ${base} 'tcp or udp'`);
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const printed = await sh("sh", [
+        "-c",
+        `${command.replace(/^cutcap /, `${Deno.execPath()} run -A ${main} `)} -nn -q 2>/dev/null`,
+      ]);
+      assert.equal(printed.trim().split("\n").length, pcapRecordCount(answer));
 
       // A malformed query: the server's message at its position, nothing sent to /query.
       await page.goto(`${base}/`, { waitUntil: "networkidle0" });
@@ -216,6 +251,21 @@ rootTest(
   },
   { veth: "wb" },
 );
+
+/** The page now searches QUERY between its URL's from and to, and counts what /flows counts. */
+async function checkNarrowed(page: Page, base: string): Promise<void> {
+  const url = new URL(page.url());
+  const [from, to] = [url.searchParams.get("from"), url.searchParams.get("to")];
+  assert.ok(from && to && from < to, `narrowed: ${url}`);
+  assert.equal(url.searchParams.get("q"), QUERY);
+  const within = await flows(base, `(${QUERY}) and after ${from} and before ${to}`);
+  assert.ok(within.length > 0, `flows between ${from} and ${to}`);
+  const shown = await page.$eval(
+    "#count [data-flows]",
+    (e) => Number(e.getAttribute("data-flows")),
+  );
+  assert.equal(shown, within.length);
+}
 
 /** The one file Chromium finished saving in `dir`. */
 async function waitForDownload(dir: string): Promise<Uint8Array> {

@@ -1,6 +1,7 @@
 /**
- * Runs a query over an archive and streams the answer as one pcap: catalog (which files) → index (which
- * packets) → record reader → k-way merge by time → pcap bytes. The stream is pulled: each pull does a
+ * Runs a query over an archive and streams the answer as one pcap (or pcapng, when the answer spans
+ * several link types or the client asks): catalog (which files) → index (which packets) → record
+ * reader → k-way merge by time → pcap/pcapng bytes. The stream is pulled: each pull does a
  * bounded amount of synchronous work, so a long query never starves the server, and a client that goes
  * away cancels the stream, which closes every file at once.
  */
@@ -18,6 +19,16 @@ import {
   writeGlobalHeader,
   writeRecordHeader,
 } from "../store/pcap_format.ts";
+import {
+  finishPacketBlock,
+  packetBlockSize,
+  writeInterfaceBlock,
+  writePacketBlockHeader,
+  writeSectionHeader,
+} from "../store/pcapng_format.ts";
+
+/** Answer file format: pcap (one link type) or pcapng (one interface block per link type/snaplen). */
+export type AnswerFormat = "pcap" | "pcapng";
 
 /** Limits of one query. */
 export interface QueryLimits {
@@ -36,7 +47,9 @@ export interface QueryResult {
   packets: number;
   bytes: number;
   files: number;
-  /** Files skipped because their link type differs from the answer's. */
+  /** Answer format. */
+  format: AnswerFormat;
+  /** Files skipped because their link type differs from a pcap answer's. */
   skippedFiles: number;
   /** Files left out because their index or pcap could not be read (vanished, damaged), with why. */
   unreadable: { file: string; reason: string }[];
@@ -45,14 +58,37 @@ export interface QueryResult {
 
 /** Bytes produced per pull: large enough to be efficient, small enough to keep the server responsive. */
 const CHUNK = 256 * 1024;
-/** Size of a chunk's buffer: the pcap header and the largest record always fit in one. */
-const CHUNK_ROOM = 24 + 16 + 262144;
+/**
+ * Size of a chunk's buffer: the file header, a run of pcapng interface blocks and the largest
+ * record always fit in one.
+ */
+const CHUNK_ROOM = 65536 + 32 + 262144;
 
-/** Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file. */
+/** Options of queryPcapStream. */
+export interface QueryStreamOptions extends QueryLimits {
+  /** pcap (default) or pcapng. */
+  format?: AnswerFormat;
+  onFinish?: (result: QueryResult) => void;
+}
+
+/**
+ * Link types of the files a query may read (those in its time range), ascending: more than one
+ * means a pcap answer would leave files out, so the answer should be pcapng.
+ */
+export function candidateLinkTypes(catalog: Catalog, q: Query): number[] {
+  const bounds = timeBounds(q);
+  const types = new Set(catalog.files({ from: bounds.from, to: bounds.to }).map((e) => e.linkType));
+  return [...types].sort((a, b) => a - b);
+}
+
+/**
+ * Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file (or a
+ * pcapng file with `format: "pcapng"`).
+ */
 export function queryPcapStream(
   catalog: Catalog,
   q: Query,
-  options: QueryLimits & { onFinish?: (result: QueryResult) => void },
+  options: QueryStreamOptions,
 ): ReadableStream<Uint8Array> {
   const plan = new QueryPlan(catalog, q, options);
   return new ReadableStream<Uint8Array>({
@@ -96,6 +132,7 @@ class QueryPlan {
     packets: 0,
     bytes: 0,
     files: 0,
+    format: "pcap",
     skippedFiles: 0,
     unreadable: [],
   };
@@ -110,12 +147,14 @@ class QueryPlan {
   #nanosecond = false;
   #headerSent = false;
   #reported = false;
+  /** pcapng: interface number per "linkType/snaplen/resolution", and blocks not yet written. */
+  readonly #interfaces = new Map<string, number>();
+  readonly #newInterfaces: { linkType: number; snaplen: number; nanosecond: boolean }[] = [];
+  /** pcapng: each interface's timestamp resolution, by interface number. */
+  readonly #interfaceNanos: boolean[] = [];
 
-  constructor(
-    catalog: Catalog,
-    q: Query,
-    options: QueryLimits & { onFinish?: (r: QueryResult) => void },
-  ) {
+  constructor(catalog: Catalog, q: Query, options: QueryStreamOptions) {
+    this.result.format = options.format ?? "pcap";
     this.#catalog = catalog;
     this.#query = q;
     this.#limits = options;
@@ -131,9 +170,11 @@ class QueryPlan {
     const view = new DataView(out.buffer);
     let used = 0;
     if (!this.#headerSent) {
-      used = this.#writeHeader(out);
+      used = this.#writeHeader(out, view);
       this.#headerSent = true;
     }
+    used = this.#writeNewInterfaces(view, used);
+    const pcapng = this.result.format === "pcapng";
     while (used < budget) {
       if (this.#due()) break; // opened by the next `openDueFiles`, asynchronously
       const cursor = this.#heap.peek();
@@ -142,7 +183,7 @@ class QueryPlan {
         break;
       }
       const record = cursor.head;
-      const size = 16 + record.caplen;
+      const size = pcapng ? packetBlockSize(record.caplen) : 16 + record.caplen;
       if (
         this.result.packets >= this.#limits.limit ||
         this.result.bytes + used + size > this.#limits.maxBytes
@@ -152,7 +193,9 @@ class QueryPlan {
         break;
       }
       if (used + size > out.length) break; // the record opens the next chunk
-      used += this.#writeRecord(out, view, used, cursor);
+      used += pcapng
+        ? this.#writePacketBlock(out, view, used, cursor)
+        : this.#writeRecord(out, view, used, cursor);
       this.result.packets++;
       this.#advance(cursor);
     }
@@ -217,7 +260,10 @@ class QueryPlan {
     if (this.#reported) return; // cancelled while the index was read
     const selection = selectPackets(index, this.#query);
     if (selection.offsets.length === 0) return;
-    if (this.#linkType === -1) {
+    let iface = 0;
+    if (this.result.format === "pcapng") {
+      iface = this.#interfaceFor(index.header);
+    } else if (this.#linkType === -1) {
       this.#linkType = index.header.linkType;
       this.#nanosecond = index.header.nanosecond;
     } else if (index.header.linkType !== this.#linkType) {
@@ -233,6 +279,7 @@ class QueryPlan {
     }
     this.result.files++;
     const cursor = fileCursor(this.result.files, entry.path, reader, selection.offsets);
+    cursor.iface = iface;
     let first = false;
     try {
       first = cursor.advance();
@@ -243,7 +290,51 @@ class QueryPlan {
     else cursor.close();
   }
 
-  #writeHeader(out: Uint8Array): number {
+  /** The pcapng interface of a file's link type, snaplen and resolution (queued when new). */
+  #interfaceFor(header: { linkType: number; snaplen: number; nanosecond: boolean }): number {
+    const name = `${header.linkType}/${header.snaplen}/${header.nanosecond}`;
+    let iface = this.#interfaces.get(name);
+    if (iface === undefined) {
+      iface = this.#interfaces.size;
+      this.#interfaces.set(name, iface);
+      this.#interfaceNanos.push(header.nanosecond);
+      this.#newInterfaces.push({
+        linkType: header.linkType,
+        snaplen: header.snaplen,
+        nanosecond: header.nanosecond,
+      });
+    }
+    return iface;
+  }
+
+  /** Writes the interface blocks of files opened since the last chunk (before their packets). */
+  #writeNewInterfaces(view: DataView, at: number): number {
+    let used = at;
+    for (const iface of this.#newInterfaces.splice(0)) {
+      used += writeInterfaceBlock(view, used, iface);
+    }
+    return used;
+  }
+
+  /** Copies the cursor's record as an enhanced packet block of its file's interface. */
+  #writePacketBlock(out: Uint8Array, view: DataView, at: number, cursor: Cursor): number {
+    const record = cursor.head;
+    const iface = cursor.iface ?? 0;
+    const nanosecond = this.#interfaceNanos[iface];
+    writePacketBlockHeader(view, at, {
+      iface,
+      sec: cursor.sec,
+      frac: nanosecond ? cursor.nsec : Math.floor(cursor.nsec / 1000),
+      unitsPerSecond: nanosecond ? 1e9 : 1e6,
+      caplen: record.caplen,
+      wireLen: record.wireLen,
+    });
+    out.set(record.bytes.subarray(record.at + 16, record.at + 16 + record.caplen), at + 28);
+    return finishPacketBlock(out, view, at);
+  }
+
+  #writeHeader(out: Uint8Array, view: DataView): number {
+    if (this.result.format === "pcapng") return writeSectionHeader(view, 0);
     writeGlobalHeader(new DataView(out.buffer), 0, {
       linkType: this.#linkType === -1 ? 1 : this.#linkType,
       snaplen: MAX_CAPLEN,

@@ -82,6 +82,7 @@ function statusView(deps: SensorSourceDeps): StatusView {
   const report = deps.report();
   const newest = report.archive.newestPacketTs;
   return {
+    version: report.version,
     report,
     settings: deps.settings,
     history: deps.history?.histories() ?? [],

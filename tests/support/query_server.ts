@@ -35,22 +35,32 @@ export interface ServeProcess {
   stderr(): string;
   /** SIGTERM, then waits for the exit; returns the exit code. */
   stop(): Promise<number>;
+  /** SIGKILL (a crash), then waits for the exit. */
+  kill(): Promise<void>;
 }
 
-/** Starts `cutcap serve --out DIR --listen 127.0.0.1:<free port> EXTRA` and waits until /healthz answers. */
-export async function startServe(outDir: string, extra: string[] = []): Promise<ServeProcess> {
-  const port = freePort();
+/** Starts `cutcap serve --out DIR --listen 127.0.0.1:<port> EXTRA` and waits until /healthz answers. */
+export function startServe(
+  outDir: string,
+  extra: string[] = [],
+  port: number = freePort(),
+): Promise<ServeProcess> {
+  return startCutcapServer(["serve", "--out", outDir, ...extra], port);
+}
+
+/**
+ * Starts `cutcap ARGS --listen 127.0.0.1:<port>` (a server command: serve, fleet) and waits until
+ * /healthz answers.
+ */
+export async function startCutcapServer(args: string[], port: number): Promise<ServeProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
       new URL("../../main.ts", import.meta.url).pathname,
-      "serve",
-      "--out",
-      outDir,
+      ...args,
       "--listen",
       `127.0.0.1:${port}`,
-      ...extra,
     ],
     stdin: "null",
     stdout: "null",
@@ -69,7 +79,7 @@ export async function startServe(outDir: string, extra: string[] = []): Promise<
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (exited) throw new Error(`cutcap serve exited early: ${log}`);
+    if (exited) throw new Error(`cutcap ${args[0]} exited early: ${log}`);
     try {
       const response = await fetch(`${url}/healthz`);
       await response.body?.cancel();
@@ -79,7 +89,7 @@ export async function startServe(outDir: string, extra: string[] = []): Promise<
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`cutcap serve did not answer /healthz within 20 s: ${log}`);
+      throw new Error(`cutcap ${args[0]} did not answer /healthz within 20 s: ${log}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -92,6 +102,11 @@ export async function startServe(outDir: string, extra: string[] = []): Promise<
       const s = await status;
       await draining;
       return s.code;
+    },
+    async kill() {
+      if (!exited) child.kill("SIGKILL");
+      await status;
+      await draining;
     },
   };
 }
@@ -130,6 +145,17 @@ export async function replayIntoArchive(
     if (result.code !== 0) throw new Error(`replay ${i} failed: ${result.stderr}`);
   }
   return truths;
+}
+
+/** Replays capture files with `cutcap --read` into `outDir` (no cutoff, no server) plus `extra`. */
+export async function replayFiles(
+  inputs: string[],
+  outDir: string,
+  extra: string[] = [],
+): Promise<void> {
+  const args = ["--read", ...inputs, "--out", outDir, "--listen", "off", "--byte-cutoff", "0"];
+  const result = await cutcap([...args, ...extra]);
+  if (result.code !== 0) throw new Error(`replay of ${inputs.join(" ")} failed: ${result.stderr}`);
 }
 
 /**
@@ -252,14 +278,26 @@ export async function postQuery(
   return { status: response.status, text: "" };
 }
 
-/** Reads an answer file (pcap or pcapng) with tcpdump and checks its time order. */
+/**
+ * Reads an answer file with tcpdump (pcap) or tshark (pcapng: libpcap reads only one link type
+ * per file) and checks that its times never go back.
+ */
 export async function assertAnswerInTimeOrder(path: string, label: string): Promise<void> {
-  const text = await run("tcpdump", ["-r", path, "-tt", "-nn", "--time-stamp-precision=nano"]);
-  const packets = parseTcpdumpHex(text).filter((p) => /^\d/.test(p.ts));
-  for (let i = 1; i < packets.length; i++) {
-    const [a, b] = [packets[i - 1].ts, packets[i].ts].map(nanos);
-    if (b < a) {
-      assert.fail(`${label}: packet ${i} at ${packets[i].ts} comes after ${packets[i - 1].ts}`);
+  const head = new Uint8Array(4);
+  const file = await Deno.open(path);
+  const n = await file.read(head);
+  file.close();
+  if (n !== 4) return; // an empty answer
+  const pcapng = new DataView(head.buffer).getUint32(0, true) === 0x0a0d0d0a;
+  const times = pcapng
+    ? (await run("tshark", ["-r", path, "-T", "fields", "-e", "frame.time_epoch"]))
+      .split("\n").filter((l) => l !== "")
+    : parseTcpdumpHex(
+      await run("tcpdump", ["-r", path, "-tt", "-nn", "--time-stamp-precision=nano"]),
+    ).map((p) => p.ts).filter((ts) => /^\d/.test(ts));
+  for (let i = 1; i < times.length; i++) {
+    if (nanos(times[i]) < nanos(times[i - 1])) {
+      assert.fail(`${label}: packet ${i} at ${times[i]} comes after ${times[i - 1]}`);
     }
   }
 }
