@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { snfRingCount } from "./capture/snf.ts";
+import { checkClickHouseUrl } from "./export/clickhouse.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
 
@@ -80,6 +81,16 @@ export interface CaptureConfig {
   openMetrics: boolean;
   maxQueryPackets: number;
   maxConcurrentQueries: number;
+  /** `--export-clickhouse`: flow records go to this ClickHouse HTTP URL. */
+  exportClickhouse: string | undefined;
+  /** `--export-clickhouse-credentials`: a file holding USER:PASSWORD. */
+  exportCredentials: string | undefined;
+  /** `--export-ca`: PEM CA for an https ClickHouse URL. */
+  exportCa: string | undefined;
+  /** `--sensor-name`: this sensor's name in exported rows (default: the host name). */
+  sensorName: string;
+  /** `--advertise-url`: where the fleet coordinator reaches this sensor's API. */
+  advertiseUrl: string | undefined;
 }
 
 /** Option table of `cutcap capture`: the parser's and `cutcap capture --help`'s (src/cli/options.ts). */
@@ -249,6 +260,29 @@ export const CAPTURE_OPTIONS = {
     arg: "N",
     help: "queries at once; more get 503",
   },
+  "export-clickhouse": {
+    type: "string",
+    arg: "URL",
+    help: "send flow records to ClickHouse (http://ch1:8123/?database=cutcap)",
+  },
+  "export-clickhouse-credentials": {
+    type: "string",
+    arg: "FILE",
+    help: "ClickHouse user and password as USER:PASSWORD",
+  },
+  "export-ca": { type: "string", arg: "FILE", help: "CA certificate of an https ClickHouse" },
+  "sensor-name": {
+    type: "string",
+    arg: "NAME",
+    help: "this sensor's name in exported records",
+    shownDefault: "the host name",
+  },
+  "advertise-url": {
+    type: "string",
+    arg: "URL",
+    help: "where the fleet coordinator reaches this sensor's API",
+    shownDefault: "the --listen address",
+  },
 } as const satisfies OptionTable;
 
 /** Parses `cutcap capture` arguments; throws an Error with one clear line on any mistake. */
@@ -334,9 +368,52 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
       1,
       1024,
     ),
+    ...exportOptions(values),
   };
   validateServerSecurity(config);
   return config;
+}
+
+/** The export options, checked: a URL that is one, a name a query can spell, options that need
+ * --export-clickhouse only with it. */
+function exportOptions(values: {
+  "export-clickhouse"?: string;
+  "export-clickhouse-credentials"?: string;
+  "export-ca"?: string;
+  "sensor-name"?: string;
+  "advertise-url"?: string;
+}): Pick<
+  CaptureConfig,
+  "exportClickhouse" | "exportCredentials" | "exportCa" | "sensorName" | "advertiseUrl"
+> {
+  const url = values["export-clickhouse"];
+  if (url !== undefined) checkClickHouseUrl(url, "--export-clickhouse");
+  else {
+    for (const option of ["export-clickhouse-credentials", "export-ca"] as const) {
+      if (values[option] !== undefined) {
+        throw new UsageError(`Option --${option} needs --export-clickhouse URL`);
+      }
+    }
+  }
+  const sensorName = values["sensor-name"] ?? Deno.hostname();
+  if (!/^[A-Za-z0-9._:-]{1,255}$/.test(sensorName)) {
+    throw new UsageError(
+      `Invalid --sensor-name "${sensorName}": expected 1-255 letters, digits, ".", "_", ":" or "-"`,
+    );
+  }
+  const advertise = values["advertise-url"];
+  if (advertise !== undefined && !/^https?:\/\/[^/]+/.test(advertise)) {
+    throw new UsageError(
+      `Invalid --advertise-url "${advertise}": expected http(s)://HOST:PORT where the fleet reaches this sensor`,
+    );
+  }
+  return {
+    exportClickhouse: url,
+    exportCredentials: values["export-clickhouse-credentials"],
+    exportCa: values["export-ca"],
+    sensorName,
+    advertiseUrl: advertise?.replace(/\/+$/, ""),
+  };
 }
 
 /**

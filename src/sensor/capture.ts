@@ -14,7 +14,7 @@ import {
 } from "../../ffi/libpcap.ts";
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
-import { CatalogKeeper, openArchive } from "./archive.ts";
+import { CatalogKeeper, lockArchive, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
@@ -28,6 +28,7 @@ import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./
 import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
 import { ensureWritableDir, exists, prepareDirForUser } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
+import type { Exporter } from "../export/exporter.ts";
 
 /** A repeat of the first signal this soon is its echo (see onSignal), not an operator's second signal. */
 const DUPLICATE_SIGNAL_MS = 300;
@@ -61,7 +62,14 @@ export async function runCapture(
     prepareDirForUser(config.outDir, { name: config.user, ...entry }, created);
   }
 
-  const keeper = new CatalogKeeper(openArchive(config.outDir));
+  const archiveLock = lockArchive(config.outDir);
+  let keeper: CatalogKeeper;
+  try {
+    keeper = new CatalogKeeper(openArchive(config.outDir));
+  } catch (error) {
+    archiveLock.close();
+    throw error;
+  }
   const workers: WorkerHandle[] = [];
   const view: SensorView = {
     startedAt: Date.now() / 1000,
@@ -72,11 +80,15 @@ export async function runCapture(
     retention: () => retention.totals(),
     libpcapVersion: libpcapVersion(),
   };
+  const exporter = config.exportClickhouse === undefined
+    ? undefined
+    : (await import("../export/mod.ts")).exporterFor(config, () => server?.addr.port);
   const retention = new Retention({
     outDir: config.outDir,
     minFree: config.minFree,
     maxBytes: config.maxBytes,
     maxAge: config.maxAge,
+    onDelete: (path) => exporter?.fileDeleted(path),
   });
   const enforceRetention = () => retention.enabled && retention.run(keeper.catalog);
   enforceRetention();
@@ -86,6 +98,13 @@ export async function runCapture(
   const server = config.listen && http !== undefined && metrics !== undefined
     ? http.startServer(view, { ...serverOptions(http, config, keeper), metrics })
     : undefined;
+  if (exporter !== undefined && metrics !== undefined) {
+    (await import("../export/metrics.ts")).registerExportMetrics(
+      metrics.registry,
+      () => exporter.stats(),
+    );
+  }
+  exporter?.start();
   const source = config.readFiles.length > 0
     ? plural(config.readFiles.length, "file")
     : config.interfaces.join(",");
@@ -126,7 +145,8 @@ export async function runCapture(
     },
     onFinalized: (file) => {
       logInfo("moved", { path: file.path, packets: file.packets }, { inline: ["path"] });
-      keeper.add(file.path);
+      const entry = keeper.add(file.path);
+      if (entry !== undefined) exporter?.fileFinalized(entry.path, entry);
       enforceRetention();
     },
     onFatal: (message) => {
@@ -197,10 +217,28 @@ export async function runCapture(
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
   keeper.close();
+  if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
+  archiveLock.close();
   if (capturing) logInfo("Capture finished");
   return exitCode;
+}
+
+/** Seconds a replay (which exits when done) waits for its last batches to reach ClickHouse. */
+const REPLAY_EXPORT_WAIT_MS = 60_000;
+/** … and a live sensor at shutdown (the spool keeps the rest for the next start). */
+const SHUTDOWN_EXPORT_WAIT_MS = 5_000;
+
+/** Gives the exporter a bounded time to send what is spooled, then stops it. */
+async function finishExport(exporter: Exporter, replay: boolean): Promise<void> {
+  const sent = await exporter.drain(replay ? REPLAY_EXPORT_WAIT_MS : SHUTDOWN_EXPORT_WAIT_MS);
+  if (!sent) {
+    logWarn(
+      `export: ${exporter.stats().backlogBatches} batch(es) stay spooled; the next start with --export-clickhouse sends them`,
+    );
+  }
+  await exporter.close();
 }
 
 /** Fills in the default interface and checks that every named one exists. */
