@@ -58,16 +58,9 @@ Deno.test({
   },
 });
 
-/** The one finalized pcap of a live run in `out`. */
+/** The one finalized pcap of a run in `out`. */
 function archivePcap(out: string): string {
-  const found: string[] = [];
-  const walk = (d: string) => {
-    for (const e of Deno.readDirSync(d)) {
-      if (e.isDirectory) walk(`${d}/${e.name}`);
-      else if (/^[^.].*\.pcap$/.test(e.name)) found.push(`${d}/${e.name}`);
-    }
-  };
-  walk(out);
+  const found = archivePcaps(out);
   assert.equal(found.length, 1, found.join(" "));
   return found[0];
 }
@@ -104,3 +97,115 @@ function exists(path: string): boolean {
     return false;
   }
 }
+
+Deno.test({
+  name: "serve sees files another process adds and forgets files it deletes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-archive-rescan-" });
+    const out = `${dir}/out`;
+    const inputs = [`${dir}/a.pcap`, `${dir}/b.pcap`];
+    await writeTrafficPcap(inputs[0], { seed: 1, packets: 800, startTs: 1_800_000_000 });
+    await writeTrafficPcap(inputs[1], { seed: 2, packets: 600, startTs: 1_800_100_000 });
+    const replay = (input: string) =>
+      cutcap(["--read", input, "--out", out, "--listen", "off", "--byte-cutoff", "0"]);
+    assert.equal((await replay(inputs[0])).code, 0);
+    const server = await startServe(["--out", out]);
+    const packets = async (): Promise<number> => {
+      const r = await fetch(`${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`);
+      assert.equal(r.status, 200);
+      const text = await run(
+        "tcpdump",
+        ["-r", "-", "-nn", "-q"],
+        new Uint8Array(await r.arrayBuffer()),
+      );
+      return text.trim() === "" ? 0 : text.trim().split("\n").length;
+    };
+    const waitFor = async (want: number): Promise<number> => {
+      let got = -1;
+      for (let i = 0; i < 40 && got !== want; i++) {
+        got = await packets();
+        if (got !== want) await new Promise((r) => setTimeout(r, 250));
+      }
+      return got;
+    };
+    try {
+      assert.equal(await packets(), 800);
+      assert.equal((await replay(inputs[1])).code, 0);
+      assert.equal(await waitFor(1400), 1400, "the new file is seen within 10 s");
+      const second = archivePcaps(out).find((p) => p.includes("/2027/01/16/"))!; // b.pcap
+      Deno.removeSync(second);
+      Deno.removeSync(`${second}.idx`);
+      assert.equal(await packets(), 800, "a vanished file is skipped at once");
+      const flows = await fetch(`${server.url}/flows?q=ip`);
+      assert.equal(flows.status, 200);
+      assert.ok((await flows.json() as unknown[]).length > 0);
+      await server.waitFor(/Catalog: 0 file\(s\) added, 1 removed/, 10_000);
+      assert.equal(await packets(), 800);
+    } finally {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Every finalized pcap in `out`. */
+function archivePcaps(out: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      if (e.isDirectory) walk(`${d}/${e.name}`);
+      else if (/^[^.].*\.pcap$/.test(e.name)) found.push(`${d}/${e.name}`);
+    }
+  };
+  walk(out);
+  return found;
+}
+
+Deno.test({
+  name: "archive files are 0640 and folders 0750; --group gives one group read access",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  ignore: !rootOrFail("chown to another group"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-archive-modes-" });
+    try {
+      await Deno.chmod(dir, 0o755);
+      const input = `${dir}/traffic.pcap`;
+      await writeTrafficPcap(input, { seed: 6, packets: 300 });
+      const daemonGid = Number((await run("getent", ["group", "daemon"])).split(":")[2]);
+      for (const group of [undefined, "daemon"]) {
+        const out = `${dir}/out-${group ?? "default"}`;
+        const args = ["--read", input, "--out", out, "--listen", "off"];
+        const r = await cutcap(group ? [...args, "--group", group] : args);
+        assert.equal(r.code, 0, r.stderr);
+        const pcap = archivePcap(out);
+        for (const file of [pcap, `${pcap}.idx`, `${out}/catalog.json`]) {
+          const info = Deno.statSync(file);
+          assert.equal((info.mode ?? 0) & 0o7777, 0o640, `${file} mode`);
+          if (group) assert.equal(info.gid, daemonGid, `${file} group`);
+        }
+        for (let d = pcap.slice(0, pcap.lastIndexOf("/")); d.length >= out.length;) {
+          const info = Deno.statSync(d);
+          assert.equal((info.mode ?? 0) & 0o7777, group ? 0o2750 : 0o750, `${d} mode`);
+          if (group) assert.equal(info.gid, daemonGid, `${d} group`);
+          d = d.slice(0, d.lastIndexOf("/"));
+        }
+        // Another local account (nobody, not in the group) cannot read captured traffic.
+        const read = await new Deno.Command("setpriv", {
+          args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", pcap],
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        assert.equal(read.success, false);
+        assert.match(new TextDecoder().decode(read.stderr), /Permission denied/);
+      }
+      const bad = await cutcap(["--read", input, "--out", `${dir}/x`, "--group", "no-such-grp"]);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /Unknown --group "no-such-grp"/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
