@@ -26,7 +26,7 @@ import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -50,7 +50,7 @@ export async function runCapture(
     resolveInterfaces(config);
     checkLiveFilter(config);
   } else checkReadable(config.readFiles, config.filter);
-  const created = !exists(config.outDir);
+  const created = missingDirs(config.outDir);
   ensureWritableDir(config.outDir);
   if (config.user !== undefined) {
     const entry = lookupUser(config.user);
