@@ -55,6 +55,12 @@ export const SERVE_OPTIONS = {
     arg: "DUR",
     help: "close a connection whose request has not been answered by then (trickled bodies)",
   },
+  "community-id-seed": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "Community ID seed (0-65535) of flow records and community-id queries",
+  },
 } as const satisfies OptionTable;
 
 /** How often `serve` compares its catalog with the files on disk. */
@@ -107,7 +113,11 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       1024,
     ),
   };
-  const routes = queryRoutes({ catalog: () => catalog, policy });
+  const routes = queryRoutes({
+    catalog: () => catalog,
+    policy,
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
+  });
   const server = startServer(view, {
     ...listen,
     routes,
@@ -131,10 +141,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
     requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
   });
-  logInfo(
-    `Serving ${values.out} (${catalog.entries().length} files) on ` +
-      `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
-  );
+  // Listening for signals before saying "Serving": a signal right after that line is handled.
   const stopped = Promise.withResolvers<void>();
   const onSignal = (signal: Deno.Signal) => () => {
     logInfo(`${signal} received: stopping the server`);
@@ -142,6 +149,10 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
   Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
+  logInfo(
+    `Serving ${values.out} (${catalog.entries().length} files) on ` +
+      `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
+  );
   await stopped.promise;
   clearInterval(rescan);
   await server.shutdown();

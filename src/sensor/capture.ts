@@ -25,8 +25,8 @@ import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log
 import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
-import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser } from "./output_dir.ts";
+import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
+import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -50,7 +50,7 @@ export async function runCapture(
     resolveInterfaces(config);
     checkLiveFilter(config);
   } else checkReadable(config.readFiles, config.filter);
-  const created = !exists(config.outDir);
+  const created = missingDirs(config.outDir);
   ensureWritableDir(config.outDir);
   if (config.user !== undefined) {
     const entry = lookupUser(config.user);
@@ -60,6 +60,15 @@ export async function runCapture(
       );
     }
     prepareDirForUser(config.outDir, { name: config.user, ...entry }, created);
+  }
+  if (config.group !== undefined) {
+    const gid = lookupGroup(config.group);
+    if (gid === undefined) {
+      throw new UsageError(
+        `Unknown --group "${config.group}": expected a group in the group database`,
+      );
+    }
+    shareWithGroup(config.outDir, gid);
   }
 
   const archiveLock = lockArchive(config.outDir);
@@ -137,8 +146,9 @@ export async function runCapture(
       }
       startCapturing(workers);
       capturing = true;
+      const method = config.readFiles.length > 0 ? "" : ` (${config.captureMethod})`;
       logInfo(
-        `Capturing on ${source} with ${plural(workers.length, "worker")}`,
+        `Capturing on ${source} with ${plural(workers.length, "worker")}${method}`,
         startFields(config, server?.addr),
       );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
@@ -352,6 +362,7 @@ function serverOptions(
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
+    communityIdSeed: config.communityIdSeed,
   });
   return {
     host: config.listen!.host,

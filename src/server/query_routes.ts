@@ -13,6 +13,7 @@ import { linkTypeName } from "../packet/link_type.ts";
 import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
 import { logWarn } from "../log.ts";
+import { parseCommunityIdSeed } from "../flow/community_id.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -41,6 +42,8 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 export interface QueryRouteDeps {
   catalog(): Catalog;
   policy: QueryPolicy;
+  /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
+  communityIdSeed?: number;
 }
 
 /** Builds the query routes. */
@@ -59,13 +62,13 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   };
 
   const answer = async (c: Context, text: string | undefined) => {
-    const parsed = parseRequest(text);
-    if ("error" in parsed) return c.text(parsed.error + "\n", 400);
+    const parsed = parseRequest(c, text, deps);
+    if ("error" in parsed) return refuse(c, parsed.error);
     const limits = readLimits(c, deps.policy);
-    if ("error" in limits) return c.text(limits.error + "\n", 400);
+    if ("error" in limits) return refuse(c, limits.error);
     const asked = readFormat(c);
     if (asked === "invalid") {
-      return c.text(`Invalid format "${c.req.query("format")}": expected pcap or pcapng\n`, 400);
+      return refuse(c, `Invalid format "${c.req.query("format")}": expected pcap or pcapng`);
     }
     const busy = refuseWhenBusy(c);
     if (busy) return busy;
@@ -118,15 +121,17 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
 
   app.post("/query", async (c) => {
     const body = await readBody(c.req.raw, deps.policy.maxBodyBytes);
-    if (body === null) return c.text(`Query body over ${deps.policy.maxBodyBytes} bytes\n`, 413);
+    if (body === null) return refuse(c, `Query body over ${deps.policy.maxBodyBytes} bytes`, 413);
     return answer(c, body);
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
   app.get("/flows", (c) => {
-    const parsed = parseRequest(c.req.query("q"));
-    if ("error" in parsed) return c.text(parsed.error + "\n", 400);
+    const parsed = parseRequest(c, c.req.query("q"), deps);
+    if ("error" in parsed) return refuse(c, parsed.error);
     const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
-    if (typeof limit === "string") return c.text(limit + "\n", 400);
+    if (typeof limit === "string") return refuse(c, limit);
+    const maxBytes = readPositive(c.req.query("max_bytes"), "max_bytes", Infinity);
+    if (typeof maxBytes === "string") return refuse(c, maxBytes);
     const busy = refuseWhenBusy(c);
     if (busy) return busy;
     const ndjson = c.req.query("format") === "ndjson" ||
@@ -136,7 +141,9 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const started = performance.now();
     const stream = flowRecordStream(deps.catalog(), parsed.query, {
       limit: flowLimit,
+      maxBytes,
       format: ndjson ? "ndjson" : "json",
+      communityIdSeed: parsed.seed,
       onFinish: (report, outcome) => {
         running--;
         recordQuery(outcome, (performance.now() - started) / 1000, 0);
@@ -153,6 +160,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   return app;
 }
 
+/** A request that cannot be answered as asked: counted as an "invalid" query, then the message. */
+function refuse(c: Context, message: string, status: 400 | 413 = 400): Response {
+  recordQuery("invalid", 0, 0);
+  return c.text(message + "\n", status);
+}
+
 /** The answer format the client asks for (`format=`, `Accept:`), undefined when it does not. */
 function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   const format = c.req.query("format");
@@ -164,10 +177,24 @@ function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   return undefined;
 }
 
-function parseRequest(text: string | undefined): { query: Query } | { error: string } {
+/** The query text parsed with the Community ID seed of the request (`seed=`) or the server. */
+function parseRequest(
+  c: Context,
+  text: string | undefined,
+  deps: QueryRouteDeps,
+): { query: Query; seed: number } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
+  const seedText = c.req.query("seed");
+  let seed = deps.communityIdSeed ?? 0;
+  if (seedText !== undefined) {
+    try {
+      seed = parseCommunityIdSeed(seedText);
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
+  }
   try {
-    return { query: parseQuery(text) };
+    return { query: parseQuery(text, { communityIdSeed: seed }), seed };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;
