@@ -362,6 +362,7 @@ function serverOptions(
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
+    communityIdSeed: config.communityIdSeed,
   });
   return {
     host: config.listen!.host,
