@@ -30,6 +30,8 @@ export interface CaptureConfig {
   maxFlows: number;
   rotateInterval: number;
   rotateSize: number;
+  /** Seconds after which a stored packet is written to its file at the latest; 0 = when a block fills. */
+  flushInterval: number;
   compress: Compression;
   compressLevel: number;
   nanosecond: boolean;
@@ -71,6 +73,7 @@ export const CAPTURE_OPTIONS = {
   "flow-timeout": { type: "string", default: "5m" },
   "max-flows": { type: "string", default: "1000000" },
   "rotate-interval": { type: "string", default: "1m" },
+  "flush-interval": { type: "string", default: "1s" },
   "rotate-size": { type: "string", default: "1GiB" },
   compress: { type: "string", default: "none" },
   "compress-level": { type: "string", default: "0" },
@@ -138,6 +141,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     flowTimeout: parsePositiveDuration(values["flow-timeout"], "--flow-timeout"),
     maxFlows: parseInteger(values["max-flows"], "--max-flows", 16, 100_000_000),
     rotateInterval: parseDuration(values["rotate-interval"], "--rotate-interval"),
+    flushInterval: parseDuration(values["flush-interval"], "--flush-interval"),
     rotateSize: parseSize(values["rotate-size"], "--rotate-size"),
     compress,
     compressLevel: parseInteger(values["compress-level"], "--compress-level", 0, 22),

@@ -28,6 +28,7 @@ Capture options (defaults in brackets):
       --flow-timeout DUR         idle time after which a flow ends [5m]
       --max-flows N              flow table size per worker [1000000]
       --rotate-interval DUR      start a new file this often, 0 = never [1m]
+      --flush-interval DUR       write stored packets within this time, 0 = full blocks only [1s]
       --rotate-size SIZE         start a new file at this size on disk, 0 = never [1GiB]
       --compress none|gzip|zstd  output compression, in seekable blocks [none]
       --compress-level N         gzip 1-9 / zstd 1-22, 0 = level 1 (fastest) [0]

@@ -58,7 +58,12 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     libpcapVersion: "",
   };
   const routes = queryRoutes({
-    catalog: () => catalog,
+    // A sensor may be writing here: files it finalized since count, and its open files.
+    catalog: () => {
+      catalog.refresh({ log: (line) => logInfo(line) });
+      return catalog;
+    },
+    openFilesOf: values.out,
     policy: {
       ...DEFAULT_QUERY_POLICY,
       maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
@@ -89,7 +94,9 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", () => stopped.resolve());
   Deno.addSignalListener("SIGTERM", () => stopped.resolve());
   await stopped.promise;
+  logInfo("Signal received: shutting down the server");
   await server.shutdown();
+  logInfo("Server stopped");
   return 0;
 }
 

@@ -111,6 +111,25 @@ export class Catalog {
     return cat;
   }
 
+  /**
+   * Brings the entries up to date with the tree (files another process finalized or deleted
+   * since): one directory listing per day, an index header per new file. Does not save.
+   */
+  refresh(opts: CatalogOpenOptions = {}): void {
+    const onDisk = listArchive(this.outDir);
+    for (const e of [...this.#sorted]) if (!onDisk.has(e.path)) this.remove(e.path);
+    for (const s of [...this.#skipped]) if (!onDisk.has(s)) this.#skipped.delete(s);
+    for (const rel of onDisk) {
+      if (this.#byPath.has(rel) || this.#skipped.has(rel)) continue;
+      try {
+        this.add(entryFor(this.outDir, rel, opts));
+      } catch (e) {
+        this.#skipped.add(rel);
+        opts.log?.(`catalog: skipping ${rel}: ${(e as Error).message}`);
+      }
+    }
+  }
+
   /** Number of files. */
   get size(): number {
     return this.#sorted.length;

@@ -11,6 +11,7 @@ import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
 import { READ_WINDOW, RecordReader } from "./record_reader.ts";
 import { selectPackets } from "./select.ts";
+import { closeInputs, type ExtraInput, takeFile, wantedInputs } from "./open_files.ts";
 import { timeBounds } from "./match.ts";
 import {
   GLOBAL_HEADER_SIZE,
@@ -46,11 +47,21 @@ const CHUNK = 256 * 1024;
 /** Size of a chunk's buffer: the pcap header and the largest record always fit in one. */
 const CHUNK_ROOM = 24 + 16 + 262144;
 
+/** Options of `queryPcapStream`. */
+export interface QueryStreamOptions extends QueryLimits {
+  onFinish?: (result: QueryResult) => void;
+  /**
+   * Files besides the catalog's (open files' flushed prefixes, see open_files.ts), gathered before
+   * the catalog's list was read; the query closes their descriptors.
+   */
+  extra?: ExtraInput[];
+}
+
 /** Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file. */
 export function queryPcapStream(
   catalog: Catalog,
   q: Query,
-  options: QueryLimits & { onFinish?: (result: QueryResult) => void },
+  options: QueryStreamOptions,
 ): ReadableStream<Uint8Array> {
   const plan = new QueryPlan(catalog, q, options);
   return new ReadableStream<Uint8Array>({
@@ -88,24 +99,26 @@ class QueryPlan {
   readonly #query: Query;
   readonly #limits: QueryLimits;
   readonly #onFinish?: (result: QueryResult) => void;
-  readonly #pending: CatalogEntry[];
+  readonly #pending: (CatalogEntry | ExtraInput)[];
   readonly #heap = new CursorHeap();
   #linkType = -1;
   #nanosecond = false;
   #headerSent = false;
   #reported = false;
 
-  constructor(
-    catalog: Catalog,
-    q: Query,
-    options: QueryLimits & { onFinish?: (r: QueryResult) => void },
-  ) {
+  constructor(catalog: Catalog, q: Query, options: QueryStreamOptions) {
     this.#catalog = catalog;
     this.#query = q;
     this.#limits = options;
     this.#onFinish = options.onFinish;
     const bounds = timeBounds(q);
     this.#pending = catalog.files({ from: bounds.from, to: bounds.to });
+    const extra = options.extra ?? [];
+    const wanted = wantedInputs(extra, catalog, bounds);
+    closeInputs(extra.filter((x) => !wanted.includes(x)));
+    if (wanted.length > 0) {
+      this.#pending = [...this.#pending, ...wanted].sort((a, b) => a.firstTs - b.firstTs);
+    }
   }
 
   /** Produces up to about `budget` bytes of pcap. */
@@ -152,6 +165,7 @@ class QueryPlan {
     this.finished = true;
     this.result.outcome = outcome;
     this.#heap.closeAll();
+    closeInputs(this.#pending.filter((x) => "index" in x) as ExtraInput[]);
     this.#onFinish?.(this.result);
   }
 
@@ -166,26 +180,37 @@ class QueryPlan {
     }
   }
 
-  #open(entry: CatalogEntry): void {
-    const path = `${this.#catalog.outDir}/${entry.path}`;
-    const index = sharedIndexCache.get(indexPathFor(path));
+  #open(entry: CatalogEntry | ExtraInput): void {
+    const extra = "index" in entry ? entry : null;
+    const file = extra === null ? null : takeFile(extra);
+    const path = extra?.absPath ?? `${this.#catalog.outDir}/${entry.path}`;
+    const index = extra?.index ?? sharedIndexCache.get(indexPathFor(path));
     const selection = selectPackets(index, this.#query);
-    if (selection.offsets.length === 0) return;
-    if (this.#linkType === -1) {
-      this.#linkType = index.header.linkType;
-      this.#nanosecond = index.header.nanosecond;
-    } else if (index.header.linkType !== this.#linkType) {
-      this.result.skippedFiles++;
+    if (selection.offsets.length === 0 || !this.#sameLinkType(index.header)) {
+      file?.close();
       return;
     }
     this.result.files++;
     const reader = new RecordReader(path, {
       compress: index.header.compress,
       blocks: index.blocks,
+      file: file ?? undefined,
     });
     const cursor = fileCursor(this.result.files, reader, selection.offsets);
     if (cursor.advance()) this.#heap.push(cursor);
     else cursor.close();
+  }
+
+  /** True when a file of this link type goes into the answer (the first file's decides). */
+  #sameLinkType(header: { linkType: number; nanosecond: boolean }): boolean {
+    if (this.#linkType === -1) {
+      this.#linkType = header.linkType;
+      this.#nanosecond = header.nanosecond;
+    } else if (header.linkType !== this.#linkType) {
+      this.result.skippedFiles++;
+      return false;
+    }
+    return true;
   }
 
   #writeHeader(out: Uint8Array): number {

@@ -10,6 +10,7 @@ import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
 import { flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
 import { indexTime } from "./select.ts";
+import { type ExtraInput, wantedInputs } from "./open_files.ts";
 
 /** One flow as `/flows` reports it. */
 export interface FlowRecord extends KeyDescription {
@@ -23,12 +24,26 @@ export interface FlowRecord extends KeyDescription {
   file: string;
 }
 
-/** Yields the flows that have at least one packet matching `q`, file by file in time order. */
-export function* matchingFlows(catalog: Catalog, q: Query, limit: number): Generator<FlowRecord> {
+/**
+ * Yields the flows that have at least one packet matching `q`, file by file in time order;
+ * `extra` files (open files, see open_files.ts) count unless the catalog lists them by now.
+ */
+export function* matchingFlows(
+  catalog: Catalog,
+  q: Query,
+  limit: number,
+  extra: readonly ExtraInput[] = [],
+): Generator<FlowRecord> {
   const bounds = timeBounds(q);
   let count = 0;
-  for (const entry of catalog.files({ from: bounds.from, to: bounds.to })) {
-    const index = sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
+  const inputs = [
+    ...catalog.files({ from: bounds.from, to: bounds.to }),
+    ...wantedInputs(extra, catalog, bounds),
+  ].sort((a, b) => a.firstTs - b.firstTs);
+  for (const entry of inputs) {
+    const index = "index" in entry
+      ? entry.index
+      : sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
     for (let flow = 0; flow < index.header.flowCount; flow++) {
       const keyAt = flow * KEY_WORDS;
       const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);

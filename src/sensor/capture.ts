@@ -20,7 +20,13 @@ import { Retention } from "../store/retention.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
-import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import {
+  requestRotate,
+  requestStop,
+  startCapturing,
+  startWorkers,
+  type WorkerHandle,
+} from "./supervisor.ts";
 import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
 import { ensureWritableDir } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
@@ -168,8 +174,15 @@ export async function runCapture(
   };
   const onSigint = () => onSignal("SIGINT");
   const onSigterm = () => onSignal("SIGTERM");
+  // SIGHUP (logrotate's postrotate, a closed SSH session): finalize every open file, go on.
+  const onSighup = () => {
+    if (stopping) return;
+    logInfo(`SIGHUP: finalizing the open files of ${workers.length} workers; capture goes on`);
+    requestRotate(workers);
+  };
   Deno.addSignalListener("SIGINT", onSigint);
   Deno.addSignalListener("SIGTERM", onSigterm);
+  Deno.addSignalListener("SIGHUP", onSighup);
 
   await finished.promise;
   clearInterval(statsTimer);
@@ -179,6 +192,7 @@ export async function runCapture(
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
+  Deno.removeSignalListener("SIGHUP", onSighup);
   keeper.close();
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
@@ -245,6 +259,7 @@ function serverOptions(
 ): ListenOptions {
   const routes = http.queryRoutes({
     catalog: () => keeper.catalog,
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
     policy: {
       ...http.defaultQueryPolicy,
       maxPackets: config.maxQueryPackets,

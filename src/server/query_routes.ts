@@ -11,6 +11,7 @@ import type { Query } from "../query/ast.ts";
 import { queryPcapStream } from "../query/execute.ts";
 import { recordQuery } from "./metrics.ts";
 import { matchingFlows } from "../query/flows.ts";
+import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -34,14 +35,21 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 
 /** What the routes need from their host. */
 export interface QueryRouteDeps {
+  /** The catalog of finalized files; called after the open files were gathered. */
   catalog(): Catalog;
   policy: QueryPolicy;
+  /** Also read the open files of this archive up to their last flush (src/query/open_files.ts). */
+  openFilesOf?: string;
 }
 
 /** Builds the query routes. */
 export function queryRoutes(deps: QueryRouteDeps): Hono {
   const app = new Hono();
   let running = 0;
+  const openFiles = deps.openFilesOf === undefined ? null : new OpenFiles(deps.openFilesOf);
+  // Before the catalog is read: see open_files.ts.
+  const openInputs = (): Promise<ExtraInput[]> =>
+    openFiles === null ? Promise.resolve([]) : openFiles.inputs();
 
   const answer = async (c: Context, text: string | undefined) => {
     const parsed = parseRequest(text);
@@ -58,9 +66,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     running++;
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
+    let extra: ExtraInput[] = [];
     try {
+      extra = await openInputs();
       stream = queryPcapStream(deps.catalog(), parsed.query, {
         ...limits,
+        extra,
         onFinish: (result) => {
           running--;
           recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
@@ -68,6 +79,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       });
     } catch (error) {
       running--;
+      closeInputs(extra);
       throw error;
     }
     const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.pcap`;
@@ -86,12 +98,15 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     return answer(c, body);
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
-  app.get("/flows", (c) => {
+  app.get("/flows", async (c) => {
     const parsed = parseRequest(c.req.query("q"));
     if ("error" in parsed) return c.text(parsed.error + "\n", 400);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return c.text(limits.error + "\n", 400);
-    const records = [...matchingFlows(deps.catalog(), parsed.query, limits.limit)];
+    const extra = await openInputs();
+    // Flow records come from the indexes alone: the descriptors are not needed.
+    closeInputs(extra);
+    const records = [...matchingFlows(deps.catalog(), parsed.query, limits.limit, extra)];
     const wantsNdjson = c.req.query("format") === "ndjson" ||
       (c.req.header("accept") ?? "").includes("application/x-ndjson");
     if (!wantsNdjson) return c.json(records);

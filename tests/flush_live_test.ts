@@ -1,0 +1,77 @@
+/**
+ * --flush-interval, live in a namespace, with tcpdump as the oracle: packets are on disk and
+ * queryable within about a second of their capture, on a quiet link too; through the sensor's own
+ * server and through `cutcap serve` on the same --out; /status and cutcap_packets_unflushed show the
+ * open files. Needs root.
+ */
+import assert from "node:assert/strict";
+import { generateTrafficBytes } from "../bench/gen/mod.ts";
+import { rootTest } from "./support/netns.ts";
+import { type OraclePacket, parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.ts";
+import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
+import { startServe } from "./support/query_server.ts";
+
+const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
+
+/** The frames of a pcap file as tcpdump prints them, without their times. */
+async function frames(path: string): Promise<string[]> {
+  return (await tcpdumpPackets(path)).map((p) => p.hex);
+}
+
+/** POSTs `query` to `url` and returns tcpdump's reading of the answer. */
+async function queryPackets(url: string, query: string): Promise<OraclePacket[]> {
+  const response = await fetch(`${url}/query`, { method: "POST", body: query });
+  const body = new Uint8Array(await response.arrayBuffer());
+  assert.equal(response.status, 200, new TextDecoder().decode(body));
+  return parseTcpdumpHex(await run("tcpdump", ["-r", "-", "-tt", "-nn", "-xx", "-K"], body));
+}
+
+for (const compress of ["none", "gzip", "zstd"] as const) {
+  rootTest(
+    `flush (${compress}): packets sent are answered by /query within 2 s, also through cutcap serve`,
+    async ({ dir, veth }) => {
+      const sent = generateTrafficBytes({ seed: 31, packets: 40, vlanShare: 0, nonIpShare: 0 });
+      await Deno.writeFile(`${dir}/sent.pcap`, sent.pcap);
+      const expected = await frames(`${dir}/sent.pcap`);
+      const out = `${dir}/out`;
+      const port = freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const sensor = startCutcap([
+        ...["--interface", veth!.outside, "--out", out, "--compress", compress],
+        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+        ...["--listen", `127.0.0.1:${port}`, "--flush-interval", "1s"],
+      ]);
+      let serve: Awaited<ReturnType<typeof startServe>> | undefined;
+      try {
+        await sensor.waitFor(/Capturing on/);
+        serve = await startServe(out);
+        assert.equal(await veth!.replay(`${dir}/sent.pcap`, { pps: 200 }), expected.length);
+        const sentAt = Date.now();
+        await sleep(1500);
+        for (const [who, base] of [["sensor", url], ["serve", serve.url]]) {
+          const answer = await queryPackets(base, "net 198.18.0.0/15 or net 2001:db8::/32");
+          assert.ok(Date.now() - sentAt < 2500, `${who} answered late`);
+          assert.deepEqual(
+            answer.map((p) => p.hex),
+            expected,
+            `${who}: every packet sent, in order, 1.5 s after the last one`,
+          );
+        }
+        // The file is still open: nothing was finalized, the answer came from its flushed prefix.
+        assert.doesNotMatch(sensor.log(), / moved /);
+        const status = await (await fetch(`${url}/status`)).json();
+        const open = status.workers[0].currentFile;
+        assert.equal(open.packets, expected.length, JSON.stringify(status.workers[0]));
+        assert.ok(open.bytes > 0);
+        assert.equal(status.workers[0].packetsUnflushed, 0);
+        const metrics = await (await fetch(`${url}/metrics`)).text();
+        assert.match(metrics, /^cutcap_packets_unflushed\{[^}]*worker="0"[^}]*\} 0$/m);
+      } finally {
+        await serve?.stop();
+        sensor.kill("SIGTERM");
+        await sensor.exited;
+      }
+    },
+    { veth: "f" },
+  );
+}
