@@ -7,11 +7,19 @@
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { rootTest } from "./support/netns.ts";
-import { type OraclePacket, parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.ts";
+import {
+  archiveFiles,
+  type OraclePacket,
+  parseTcpdumpHex,
+  run,
+  tcpdumpPackets,
+} from "./support/oracle.ts";
+import { matchByBytes, startTcpdump } from "./support/live_oracle.ts";
 import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startServe } from "./support/query_server.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
+const FILTER_QUERY = "net 198.18.0.0/15 or net 2001:db8::/32";
 
 /** The frames of a pcap file as tcpdump prints them, without their times. */
 async function frames(path: string): Promise<string[]> {
@@ -49,7 +57,7 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
         const sentAt = Date.now();
         await sleep(1500);
         for (const [who, base] of [["sensor", url], ["serve", serve.url]]) {
-          const answer = await queryPackets(base, "net 198.18.0.0/15 or net 2001:db8::/32");
+          const answer = await queryPackets(base, FILTER_QUERY);
           assert.ok(Date.now() - sentAt < 2500, `${who} answered late`);
           assert.deepEqual(
             answer.map((p) => p.hex),
@@ -57,6 +65,9 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
             `${who}: every packet sent, in order, 1.5 s after the last one`,
           );
         }
+        const flows = await (await fetch(`${url}/flows?q=${encodeURIComponent(FILTER_QUERY)}`))
+          .json() as { packets: number }[];
+        assert.equal(flows.reduce((n, f) => n + f.packets, 0), expected.length, "/flows counts");
         // The file is still open: nothing was finalized, the answer came from its flushed prefix.
         assert.doesNotMatch(sensor.log(), / moved /);
         const status = await (await fetch(`${url}/status`)).json();
@@ -74,4 +85,59 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
     },
     { veth: "f" },
   );
+}
+
+rootTest(
+  "SIGHUP finalizes a file per worker and capture goes on without losing a packet",
+  async ({ dir, veth }) => {
+    const first = generateTrafficBytes({ seed: 51, packets: 300, vlanShare: 0, nonIpShare: 0 });
+    const second = generateTrafficBytes({ seed: 52, packets: 200, vlanShare: 0, nonIpShare: 0 });
+    await Deno.writeFile(`${dir}/first.pcap`, first.pcap);
+    await Deno.writeFile(`${dir}/second.pcap`, second.pcap);
+    const out = `${dir}/out`;
+    const port = freePort();
+    const oracle = await startTcpdump(veth!.outside, `${dir}/oracle.pcap`, FILTER);
+    const sensor = startCutcap([
+      ...["--interface", veth!.outside, "--out", out, "--workers", "2", "--compress", "gzip"],
+      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+      ...["--listen", `127.0.0.1:${port}`],
+    ]);
+    try {
+      await sensor.waitFor(/Capturing on/);
+      await veth!.replay(`${dir}/first.pcap`, { pps: 300 });
+      await sleep(1500);
+      sensor.kill("SIGHUP");
+      await sensor.waitFor(/SIGHUP: finalizing the open files of 2 workers/);
+      const deadline = Date.now() + 10_000;
+      while (
+        !(/_w00\.pcap\.gz/.test(movedLines(sensor.log())) &&
+          /_w01\.pcap\.gz/.test(movedLines(sensor.log())))
+      ) {
+        assert.ok(Date.now() < deadline, `a finalized file per worker:\n${sensor.log()}`);
+        await sleep(100);
+      }
+      await veth!.replay(`${dir}/second.pcap`, { pps: 300 });
+      await sleep(1500);
+      // Alive, and the packets after the SIGHUP are queryable from the new open files.
+      const answer = await queryPackets(`http://127.0.0.1:${port}`, FILTER_QUERY);
+      assert.equal(answer.length, 500, "both batches answered after the SIGHUP");
+    } finally {
+      sensor.kill("SIGTERM");
+      await oracle.stop();
+    }
+    const exit = await sensor.exited;
+    assert.equal(exit.code, 0, exit.stderr);
+    const stored: OraclePacket[] = [];
+    for (const file of archiveFiles(out)) stored.push(...await tcpdumpPackets(file));
+    const seen = await tcpdumpPackets(`${dir}/oracle.pcap`);
+    assert.equal(seen.length, 500);
+    assert.deepEqual(matchByBytes(seen, stored), [], "every packet on the wire is stored");
+    assert.equal(stored.length, seen.length);
+    assert.ok(archiveFiles(out).length >= 4, "two files per worker: before and after the SIGHUP");
+  },
+  { veth: "h" },
+);
+
+function movedLines(log: string): string {
+  return log.split("\n").filter((l) => / moved /.test(l)).join("\n");
 }
