@@ -5,6 +5,32 @@
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { snfRingCount } from "./capture/snf.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
+import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
+
+/** The HTTP server's access options, the same for `capture` and `serve`. */
+export const SERVER_ACCESS_OPTIONS = {
+  "tls-cert": {
+    type: "string",
+    arg: "FILE",
+    help: "serve HTTPS with this certificate (with --tls-key)",
+  },
+  "tls-key": { type: "string", arg: "FILE", help: "the certificate's private key" },
+  "token-file": {
+    type: "string",
+    arg: "FILE",
+    help: "require Authorization: Bearer <token> on every route",
+  },
+  insecure: {
+    type: "boolean",
+    default: false,
+    help: "allow a non-loopback --listen without TLS and token",
+  },
+  "open-metrics": {
+    type: "boolean",
+    default: false,
+    help: "leave /metrics, /healthz and /readyz open when a token is required",
+  },
+} as const satisfies OptionTable;
 
 /** Output compression: independent gzip members / zstd frames, so readers can seek. */
 export type Compression = "none" | "gzip" | "zstd";
@@ -16,6 +42,8 @@ export type LogFormat = "text" | "json";
 export interface CaptureConfig {
   interfaces: string[];
   readFiles: string[];
+  /** What --read output files are named after: --name, else the first file's base name. */
+  readName: string;
   outDir: string;
   workers: number;
   snaplen: number;
@@ -29,9 +57,9 @@ export interface CaptureConfig {
   flowTimeout: number;
   maxFlows: number;
   rotateInterval: number;
-  rotateSize: number;
   /** Seconds after which a stored packet is written to its file at the latest; 0 = when a block fills. */
   flushInterval: number;
+  rotateSize: number;
   compress: Compression;
   compressLevel: number;
   nanosecond: boolean;
@@ -56,47 +84,180 @@ export interface CaptureConfig {
   maxConcurrentQueries: number;
 }
 
-/** Option table shared by the parser and `cutcap help`. */
+/** Option table of `cutcap capture`: the parser's and `cutcap capture --help`'s (src/cli/options.ts). */
 export const CAPTURE_OPTIONS = {
-  interface: { type: "string", short: "i", multiple: true },
-  read: { type: "string", short: "r", multiple: true },
-  out: { type: "string", short: "o", default: "./out" },
-  workers: { type: "string", short: "w" },
-  snaplen: { type: "string", short: "s", default: "262144" },
-  "no-promisc": { type: "boolean", default: false },
-  "buffer-size": { type: "string", default: "64MiB" },
-  "pcap-timeout": { type: "string", default: "100ms" },
-  immediate: { type: "boolean", default: false },
-  filter: { type: "string", short: "f", default: "" },
-  "byte-cutoff": { type: "string", default: "64KiB" },
-  "packet-cutoff": { type: "string", default: "0" },
-  "flow-timeout": { type: "string", default: "5m" },
-  "max-flows": { type: "string", default: "1000000" },
-  "rotate-interval": { type: "string", default: "1m" },
-  "flush-interval": { type: "string", default: "1s" },
-  "rotate-size": { type: "string", default: "1GiB" },
-  compress: { type: "string", default: "none" },
-  "compress-level": { type: "string", default: "0" },
-  nanosecond: { type: "boolean", default: false },
-  "stats-interval": { type: "string", default: "30s" },
-  listen: { type: "string", default: "127.0.0.1:9102" },
-  "metrics-file": { type: "string" },
-  libpcap: { type: "string" },
-  "log-format": { type: "string", default: "text" },
-  user: { type: "string" },
-  "min-free": { type: "string" },
-  "max-bytes": { type: "string", default: "0" },
-  "max-age": { type: "string", default: "0" },
-  "large-flow-threshold": { type: "string", default: "1GiB" },
-  "large-flow-command": { type: "string" },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "token-file": { type: "string" },
-  insecure: { type: "boolean", default: false },
-  "open-metrics": { type: "boolean", default: false },
-  "max-query-packets": { type: "string", default: "10000000" },
-  "max-concurrent-queries": { type: "string", default: "4" },
-} as const;
+  interface: {
+    type: "string",
+    short: "i",
+    multiple: true,
+    arg: "IF[,IF...]",
+    help: "interfaces to capture on (repeat or comma-separate)",
+    shownDefault: "the default interface",
+  },
+  read: {
+    type: "string",
+    short: "r",
+    multiple: true,
+    arg: "FILE...",
+    help: "replay pcap/pcapng files through the pipeline, exit when done",
+  },
+  name: {
+    type: "string",
+    arg: "NAME",
+    help: "source name in --read output file names",
+    shownDefault: "the first file's base name",
+  },
+  out: { type: "string", short: "o", default: "./out", arg: "DIR", help: "archive directory" },
+  workers: {
+    type: "string",
+    short: "w",
+    arg: "N",
+    help: "workers per interface (AF_PACKET fanout)",
+    shownDefault: "1, $SNF_NUM_RINGS when set",
+  },
+  snaplen: {
+    type: "string",
+    short: "s",
+    default: "262144",
+    arg: "N",
+    help: "bytes kept per packet",
+  },
+  "no-promisc": { type: "boolean", default: false, help: "leave promiscuous mode off" },
+  "buffer-size": { type: "string", default: "64MiB", arg: "SIZE", help: "kernel ring per worker" },
+  "pcap-timeout": {
+    type: "string",
+    default: "100ms",
+    arg: "DUR",
+    help: "libpcap read timeout (how often a quiet worker looks at its clock)",
+  },
+  immediate: { type: "boolean", default: false, help: "libpcap immediate mode" },
+  filter: { type: "string", short: "f", default: "", arg: "BPF", help: "capture filter" },
+  "byte-cutoff": {
+    type: "string",
+    default: "64KiB",
+    arg: "SIZE",
+    help: "stop storing a flow after this many bytes, 0 = never",
+  },
+  "packet-cutoff": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "stop storing a flow after this many packets, 0 = never",
+  },
+  "flow-timeout": {
+    type: "string",
+    default: "5m",
+    arg: "DUR",
+    help: "idle time (packet time) after which a flow ends",
+  },
+  "max-flows": {
+    type: "string",
+    default: "1000000",
+    arg: "N",
+    help: "flow table size per worker",
+  },
+  "rotate-interval": {
+    type: "string",
+    default: "1m",
+    arg: "DUR",
+    help: "start a new file this often, 0 = never",
+  },
+  "flush-interval": {
+    type: "string",
+    default: "1s",
+    arg: "DUR",
+    help: "write stored packets to their file within this time, 0 = only full blocks",
+  },
+  "rotate-size": {
+    type: "string",
+    default: "1GiB",
+    arg: "SIZE",
+    help: "start a new file at this size on disk, 0 = never",
+  },
+  compress: {
+    type: "string",
+    default: "none",
+    arg: "none|gzip|zstd",
+    help: "compression in independently decompressible blocks",
+  },
+  "compress-level": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "gzip 1-9 / zstd 1-22, 0 = level 1 (fastest)",
+  },
+  nanosecond: { type: "boolean", default: false, help: "nanosecond timestamps" },
+  "stats-interval": {
+    type: "string",
+    default: "30s",
+    arg: "DUR",
+    help: "a stats line per worker, 0 = off",
+  },
+  listen: {
+    type: "string",
+    default: "127.0.0.1:9102",
+    arg: "HOST:PORT",
+    help: "HTTP server, off to disable",
+  },
+  "metrics-file": {
+    type: "string",
+    arg: "PATH",
+    help: "write the final metrics there at exit (textfile collector)",
+  },
+  libpcap: {
+    type: "string",
+    arg: "PATH",
+    help: "libpcap build to load (Myricom SNF, PF_RING)",
+    shownDefault: "$CUTCAP_LIBPCAP, else the system's",
+  },
+  "log-format": { type: "string", default: "text", arg: "text|json", help: "log style" },
+  user: {
+    type: "string",
+    arg: "NAME",
+    help: "drop root privileges once the capture handles are open",
+  },
+  "min-free": {
+    type: "string",
+    arg: "SIZE|PCT",
+    help: "keep this much of the output filesystem free",
+  },
+  "max-bytes": {
+    type: "string",
+    default: "0",
+    arg: "SIZE",
+    help: "keep the archive below this size, 0 = no limit",
+  },
+  "max-age": {
+    type: "string",
+    default: "0",
+    arg: "DUR",
+    help: "delete files older than this, 0 = no limit",
+  },
+  "large-flow-threshold": {
+    type: "string",
+    default: "1GiB",
+    arg: "SIZE",
+    help: "log a flow when it crosses this size, then each doubling",
+  },
+  "large-flow-command": {
+    type: "string",
+    arg: "CMD",
+    help: "run CMD with the flow's key when it crosses the threshold",
+  },
+  ...SERVER_ACCESS_OPTIONS,
+  "max-query-packets": {
+    type: "string",
+    default: "10000000",
+    arg: "N",
+    help: "server-wide cap on packets per query",
+  },
+  "max-concurrent-queries": {
+    type: "string",
+    default: "4",
+    arg: "N",
+    help: "queries at once; more get 503",
+  },
+} as const satisfies OptionTable;
 
 /** Parses `cutcap capture` arguments; throws an Error with one clear line on any mistake. */
 export function parseCaptureArgs(args: string[]): CaptureConfig {
@@ -105,28 +266,32 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   // `--read a.pcap b.pcap`: parseArgs takes only the first as the value; the rest arrive as positionals.
   if (readFiles.length > 0) readFiles.push(...positionals);
   else if (positionals.length > 0) {
-    throw new Error(
+    throw new UsageError(
       `Unexpected argument "${positionals[0]}": expected an option such as --interface`,
     );
   }
   const interfaces = (values.interface ?? []).flatMap((v) => v.split(",")).map((v) => v.trim())
     .filter((v) => v !== "");
   if (interfaces.length > 0 && readFiles.length > 0) {
-    throw new Error(
+    throw new UsageError(
       "Options --interface and --read exclude each other: capture live or replay files",
     );
   }
+  if (values.name !== undefined && readFiles.length === 0) {
+    throw new UsageError("Option --name names a --read source: live files are named by interface");
+  }
   const compress = values.compress;
   if (compress !== "none" && compress !== "gzip" && compress !== "zstd") {
-    throw new Error(`Invalid --compress "${compress}": expected none, gzip or zstd`);
+    throw new UsageError(`Invalid --compress "${compress}": expected none, gzip or zstd`);
   }
   const logFormat = values["log-format"];
   if (logFormat !== "text" && logFormat !== "json") {
-    throw new Error(`Invalid --log-format "${logFormat}": expected text or json`);
+    throw new UsageError(`Invalid --log-format "${logFormat}": expected text or json`);
   }
   const config: CaptureConfig = {
     interfaces,
     readFiles,
+    readName: values.name ?? sourceName(readFiles[0] ?? ""),
     outDir: values.out,
     // Like gotm: with Myricom SNF the NIC splits flows into SNF_NUM_RINGS rings, one worker each.
     workers: parseInteger(values.workers ?? String(snfRingCount() ?? 1), "--workers", 1, 64),
@@ -176,17 +341,27 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   return config;
 }
 
-/** parseArgs with strict checking, its messages turned into one cutcap line. */
-export function parseStrict<const T extends ParseArgsOptionsConfig>(
+/**
+ * parseArgs with strict checking after cutcap's own check of the option words (unknown options with
+ * a suggestion, gotm's spellings); any mistake is a UsageError of one line.
+ */
+export function parseStrict<const T extends ParseArgsOptionsConfig & OptionTable>(
   args: string[],
   options: T,
 ): ReturnType<typeof parseArgs<{ options: T; allowPositionals: true; strict: true }>> {
+  checkOptionWords(args, options);
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`Bad arguments: ${message.split("\n")[0]}`);
+    throw new UsageError(`Bad arguments: ${message.split("\n")[0]}`);
   }
+}
+
+/** A replayed file's name without folders and capture-file extensions (`/x/day1.pcap.gz` → `day1`). */
+export function sourceName(path: string): string {
+  const base = path.split("/").at(-1) ?? "";
+  return base.replace(/(\.(pcap|pcapng|cap|dmp|gz|zst|zstd))+$/i, "") || "read";
 }
 
 /** Parses HOST:PORT (IPv6 as [::1]:9102); `off` or an empty string disables the server. */
@@ -194,10 +369,10 @@ export function parseListen(text: string): { host: string; port: number } | null
   if (text === "" || text === "off") return null;
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
   if (!match) {
-    throw new Error(`Invalid --listen "${text}": expected HOST:PORT, like 127.0.0.1:9102`);
+    throw new UsageError(`Invalid --listen "${text}": expected HOST:PORT, like 127.0.0.1:9102`);
   }
   const port = Number(match[3]);
-  if (port > 65535) throw new Error(`Invalid --listen port ${port}: expected 0-65535`);
+  if (port > 65535) throw new UsageError(`Invalid --listen port ${port}: expected 0-65535`);
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
 }
 
@@ -208,11 +383,11 @@ export function isLoopback(host: string): boolean {
 
 function validateServerSecurity(config: CaptureConfig): void {
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
-    throw new Error("Options --tls-cert and --tls-key go together: give both or neither");
+    throw new UsageError("Options --tls-cert and --tls-key go together: give both or neither");
   }
   if (!config.listen || isLoopback(config.listen.host) || config.insecure) return;
   if (config.tlsCert === undefined || config.tokenFile === undefined) {
-    throw new Error(
+    throw new UsageError(
       `Listening on ${config.listen.host} exposes captured traffic: give --tls-cert, --tls-key and ` +
         "--token-file, or --insecure to accept the risk",
     );
@@ -223,13 +398,15 @@ function validateServerSecurity(config: CaptureConfig): void {
 export function parseInteger(text: string, option: string, min: number, max: number): number {
   const value = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new Error(`Invalid ${option} "${text}": expected a whole number ${min}-${max}`);
+    throw new UsageError(`Invalid ${option} "${text}": expected a whole number ${min}-${max}`);
   }
   return value;
 }
 
 function parsePositiveDuration(text: string, option: string): number {
   const seconds = parseDuration(text, option);
-  if (seconds <= 0) throw new Error(`Invalid ${option} "${text}": expected a duration above 0`);
+  if (seconds <= 0) {
+    throw new UsageError(`Invalid ${option} "${text}": expected a duration above 0`);
+  }
   return seconds;
 }

@@ -1,53 +1,86 @@
-/** `cutcap help`: the commands and the capture options; README.md explains each in full. */
-export const HELP = `cutcap — full packet capture with flow cutoff, pcap archive, index and query
+/**
+ * `cutcap help [COMMAND]` and `cutcap COMMAND --help`: each command's usage line and summary here,
+ * its options from the option table its parser uses (loaded on demand), so help never drifts from
+ * what the parser accepts.
+ */
+import { formatOptions, type OptionTable } from "./cli/options.ts";
 
-Commands:
-  cutcap [capture] [options]     capture live (--interface) or replay files (--read)
-  cutcap serve --out DIR         serve an existing archive: /query, /flows, /metrics, /healthz
-  cutcap query [--server URL] [--token T] [-w FILE] QUERY
-                                 matching packets as pcap (cutcap query 'host 198.18.0.1' | tcpdump -nr -)
-  cutcap flows [--server URL] QUERY
-                                 matching flows as a table
-  cutcap index FILE...           index existing pcap files so they can be queried in place
-  cutcap interfaces              list capture interfaces
-  cutcap version                 versions of cutcap, Deno and libpcap
+/** What help says about one command. */
+interface CommandHelp {
+  usage: string;
+  summary: string;
+  /** The command's option table; none for commands without options. */
+  options?: () => Promise<OptionTable>;
+}
 
-Capture options (defaults in brackets):
-  -i, --interface IF[,IF...]     interfaces to capture on [the default interface]
-  -r, --read FILE...             replay pcap/pcapng files through the pipeline, exit when done
-  -o, --out DIR                  archive directory [./out]
-  -w, --workers N                workers per interface (AF_PACKET fanout) [1]
-  -s, --snaplen N                bytes kept per packet [262144]
-      --no-promisc               do not put the interface in promiscuous mode
-      --buffer-size SIZE         kernel ring per worker [64MiB]
-      --pcap-timeout DUR         libpcap read timeout [100ms]
-      --immediate                libpcap immediate mode
-  -f, --filter BPF               capture filter
-      --byte-cutoff SIZE         stop storing a flow after this many bytes, 0 = never [64KiB]
-      --packet-cutoff N          stop storing a flow after this many packets, 0 = never [0]
-      --flow-timeout DUR         idle time after which a flow ends [5m]
-      --max-flows N              flow table size per worker [1000000]
-      --rotate-interval DUR      start a new file this often, 0 = never [1m]
-      --flush-interval DUR       write stored packets within this time, 0 = full blocks only [1s]
-      --rotate-size SIZE         start a new file at this size on disk, 0 = never [1GiB]
-      --compress none|gzip|zstd  output compression, in seekable blocks [none]
-      --compress-level N         gzip 1-9 / zstd 1-22, 0 = level 1 (fastest) [0]
-      --nanosecond               nanosecond timestamps in the output
-      --stats-interval DUR       stats line per worker, 0 = off [30s]
-      --listen HOST:PORT         HTTP server, "off" to disable [127.0.0.1:9102]
-      --metrics-file PATH        write the final metrics there at exit (textfile collector)
-      --libpcap PATH             libpcap build to load (SNF, PF_RING) [$CUTCAP_LIBPCAP or the system's]
-      --log-format text|json     [text]
-      --user NAME                drop root privileges after opening the capture handles
-      --min-free SIZE|PCT        keep this much of the output filesystem free
-      --max-bytes SIZE           keep the archive below this size, 0 = no limit [0]
-      --max-age DUR              delete files older than this, 0 = no limit [0]
-      --large-flow-threshold SIZE  log a flow when it crosses this size (doubling) [1GiB]
-      --large-flow-command CMD   run CMD with the flow's key when it crosses the threshold
-      --tls-cert FILE --tls-key FILE  serve HTTPS
-      --token-file FILE          require this bearer token on the query endpoints
-      --insecure                 allow a non-loopback --listen without TLS and token
-      --open-metrics             leave /metrics and /healthz open without a token
-      --max-query-packets N      server-wide cap on packets per query [10000000]
-      --max-concurrent-queries N queries at once; more get 503 [4]
-`;
+/** Every command, in the order help lists them. */
+export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
+  capture: {
+    usage: "cutcap [capture] [options]",
+    summary: "capture live (--interface) or replay files (--read) into the archive",
+    options: async () => (await import("./config.ts")).CAPTURE_OPTIONS,
+  },
+  serve: {
+    usage: "cutcap serve [--out DIR] [--listen HOST:PORT] [options]",
+    summary: "serve an existing archive (/query, /flows, /metrics) without capturing",
+    options: async () => (await import("./cli/serve.ts")).SERVE_OPTIONS,
+  },
+  query: {
+    usage: "cutcap query [--server URL] [-w FILE] [options] QUERY",
+    summary: "matching packets as pcap (cutcap query 'host 198.18.0.1' | tcpdump -nr -)",
+    options: async () => (await import("./cli/query_client.ts")).QUERY_OPTIONS,
+  },
+  read: {
+    usage: "cutcap read [options] QUERY [tcpdump options...]",
+    summary: "the answer piped into tcpdump -r - (stenoread: cutcap read 'port 53' -nn -c 10)",
+    options: async () => (await import("./cli/query_client.ts")).READ_OPTIONS,
+  },
+  flows: {
+    usage: "cutcap flows [--server URL] [options] QUERY",
+    summary: "matching flows as a table",
+    options: async () => (await import("./cli/query_client.ts")).FLOWS_OPTIONS,
+  },
+  index: {
+    usage: "cutcap index [--out DIR] FILE...",
+    summary: "add existing pcap files (tcpdump's, gotm's) to an archive so they can be queried",
+    options: async () => (await import("./cli/index_files.ts")).INDEX_OPTIONS,
+  },
+  interfaces: { usage: "cutcap interfaces", summary: "list capture interfaces" },
+  version: { usage: "cutcap version", summary: "versions of cutcap, Deno and libpcap" },
+  help: { usage: "cutcap help [COMMAND]", summary: "this help, or a command's options" },
+};
+
+/** The overview: every command, then the options of the default command (capture). */
+export async function overviewHelp(): Promise<string> {
+  const width = Math.max(...Object.values(COMMAND_HELP).map((c) => c.usage.length)) + 2;
+  const commands = Object.values(COMMAND_HELP).map((c) => `  ${c.usage.padEnd(width)}${c.summary}`);
+  return [
+    "cutcap — full packet capture with flow cutoff, pcap archive, index and query",
+    "",
+    "Commands:",
+    ...commands,
+    "",
+    "cutcap help COMMAND (or cutcap COMMAND --help) shows a command's options.",
+    "",
+    await commandHelp("capture"),
+  ].join("\n");
+}
+
+/** One command's help: usage, summary and its options with their defaults. */
+export async function commandHelp(command: string): Promise<string> {
+  const help = COMMAND_HELP[command];
+  const lines = [`Usage: ${help.usage}`, "", capitalize(help.summary)];
+  const table = help.options === undefined ? {} : await help.options();
+  lines.push("", "Options (defaults in brackets):", formatOptions(table));
+  if (Object.values(table).some((o) => /DUR|SIZE/.test(o.arg ?? ""))) {
+    lines.push(
+      "",
+      "Durations: 30s, 5m, 1h, 2d (a bare number is seconds). Sizes: 1500, 100MB, 64KiB, 1GiB.",
+    );
+  }
+  return lines.join("\n");
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

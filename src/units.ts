@@ -2,6 +2,7 @@
  * Durations and sizes as operators write them: `30s`, `5m`, `1h`, `2d` (gotm's style) and `1500`, `100MB`,
  * `1GiB`, `10%` (percent only where a caller allows it).
  */
+import { UsageError } from "./cli/options.ts";
 
 const DURATION_UNITS: Record<string, number> = {
   ms: 0.001,
@@ -40,7 +41,9 @@ export function parseDuration(text: string, what = "duration"): number {
     end = part.lastIndex;
   }
   if (trimmed === "" || end !== trimmed.length) {
-    throw new Error(`Invalid ${what} "${text}": expected a number with a unit, like 30s, 5m, 1h`);
+    throw new UsageError(
+      `Invalid ${what} "${text}": expected a number with a unit, like 30s, 5m, 1h`,
+    );
   }
   return total;
 }
@@ -50,7 +53,9 @@ export function parseSize(text: string, what = "size"): number {
   const match = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
   const factor = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
   if (!match || factor === undefined) {
-    throw new Error(`Invalid ${what} "${text}": expected bytes or a size like 64KiB, 100MB, 1GiB`);
+    throw new UsageError(
+      `Invalid ${what} "${text}": expected bytes or a size like 64KiB, 100MB, 1GiB`,
+    );
   }
   return Math.round(Number(match[1]) * factor);
 }
@@ -63,7 +68,9 @@ export function parseSizeOrPercent(text: string, what = "size"): SizeOrPercent {
   const match = /^(\d+(?:\.\d+)?)\s*%$/.exec(text.trim());
   if (!match) return { bytes: parseSize(text, what) };
   const percent = Number(match[1]);
-  if (percent > 100) throw new Error(`Invalid ${what} "${text}": expected a percentage 0-100%`);
+  if (percent > 100) {
+    throw new UsageError(`Invalid ${what} "${text}": expected a percentage 0-100%`);
+  }
   return { percent };
 }
 

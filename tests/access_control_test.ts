@@ -70,14 +70,14 @@ Deno.test("access: non-loopback listening needs TLS and a token unless --insecur
     ];
     for (const args of refused) {
       const r = await cutcap(args);
-      assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
       assert.match(
         r.stderr,
         /exposes captured traffic: give --tls-cert, --tls-key and --token-file/,
       );
     }
     const half = await cutcap(["serve", "--out", out, "--tls-cert", "c"]);
-    assert.equal(half.code, 1);
+    assert.equal(half.code, 2);
     assert.match(half.stderr, /--tls-cert and --tls-key go together/);
     // --insecure passes the check: what fails then is binding an address this host does not have.
     const insecure = await cutcap([

@@ -20,7 +20,7 @@ async function failure(args: string[]): Promise<string> {
 }
 
 const CASES: [string[], RegExp][] = [
-  [["--bogus"], /Unknown option '--bogus'/],
+  [["--bogus"], /Unknown option --bogus/],
   [["--workers", "0"], /Invalid --workers "0": expected a whole number 1-64/],
   [["--workers", "two"], /Invalid --workers "two"/],
   [["--byte-cutoff", "12XB"], /Invalid --byte-cutoff "12XB"/],

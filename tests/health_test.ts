@@ -214,19 +214,27 @@ Deno.test("StatusTracker computes rates between two reports", () => {
   cleanup(sensor);
 });
 
-Deno.test("GET / is a self-contained HTML page that escapes what it shows", async () => {
+Deno.test("the status view is a self-contained HTML page that escapes what it shows", async () => {
   const sensor = fakeSensor();
   sensor.workerList[2].label = "<img src=x>";
   sensor.workerList[1].ready = false;
-  const r = await get(createApp(sensor), "/");
+  const r = await get(createApp(sensor), "/?view=status");
   assert.equal(r.status, 200);
   assert.match(r.headers.get("content-type") ?? "", /^text\/html/);
+  assert.match(
+    r.headers.get("content-security-policy") ?? "",
+    /default-src 'none'; script-src 'self'/,
+  );
   assert.match(r.text, /^<!doctype html>/);
   assert.ok(r.text.includes("eth0") && r.text.includes("&lt;img src=x&gt;"));
   assert.ok(!r.text.includes("<img"), "no raw markup from labels");
   assert.ok(r.text.includes("Worker eth0/1 is not capturing yet"));
   assert.doesNotMatch(r.text, /(src|href)="(https?:)?\/\//, "no external assets");
-  assert.doesNotMatch(r.text, /<script/);
+  assert.doesNotMatch(
+    r.text,
+    /<script>|<script [^>]*>[^<]|<style|style=/,
+    "no inline script or style",
+  );
   cleanup(sensor);
 });
 

@@ -22,15 +22,17 @@ const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks 
   string
 >;
 
-/** The permission flags of a task's deno command. */
+/** The permission flags of a task's cutcap command (compile: of `deno compile`, after its check). */
 function permissionFlags(task: string): string[] {
-  return task.split(/\s+/).filter((w) => w.startsWith("--allow-") || w === "-A");
+  const command = task.split("&&").at(-1)!;
+  return command.split(/\s+/).filter((w) => w.startsWith("--allow-") || w === "-A");
 }
 
 Deno.test("privileges: start and compile grant named permissions only, the same set", () => {
   const start = permissionFlags(tasks.start);
   const compile = permissionFlags(tasks.compile);
   assert.deepEqual(start, compile, "the binary gets what `deno task start` gets");
+  assert.deepEqual(start, permissionFlags(tasks.cutcap), "`deno task cutcap` gets the same");
   assert.ok(!start.includes("-A") && !start.includes("--allow-all"));
   const byName = new Map(start.map((f) => {
     const [name, list] = f.split("=");

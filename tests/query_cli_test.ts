@@ -120,7 +120,7 @@ Deno.test("cutcap query reports a bad query and an unreachable server, exit 1", 
   assert.equal(down.code, 1);
   assert.match(down.stderr, new RegExp(`Cannot reach ${nowhere}`));
   const empty = await cutcap(["query", "--server", s.url]);
-  assert.equal(empty.code, 1);
+  assert.equal(empty.code, 2);
   assert.match(empty.stderr, /Missing query/);
 });
 

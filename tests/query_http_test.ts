@@ -61,7 +61,7 @@ const MALFORMED: [string, RegExp][] = [
   ["host 300.1.1.1", /Invalid address "300\.1\.1\.1"/],
   ["host 1.2.3", /Invalid address "1\.2\.3"/],
   ["host 2001:db8::1::2", /Invalid address "2001:db8::1::2"/],
-  ["net 10.0.0.1/8", /Invalid network 10\.0\.0\.1\/8.*host bits are set/],
+  ["net 1.2.3.4/44", /Invalid prefix length "44"/],
   ["net 10.0.0.0/33", /Invalid prefix length "33"/],
   ["net 2001:db8::/129", /Invalid prefix length "129"/],
   ["net 10.0.0.0 mask 255.0.255.0", /Invalid netmask 255\.0\.255\.0/],
@@ -92,7 +92,8 @@ const MALFORMED: [string, RegExp][] = [
   ["not", /Unexpected end of query|Dangling operator "not"/],
   ["=80", /Unexpected "="/],
   ["(".repeat(70) + "tcp" + ")".repeat(70), /Nesting too deep/],
-  ["host 1.1.1.1 ".repeat(400), /Query too long/],
+  ["protocol -1", /Invalid protocol "-1"/],
+  ["last 4", /Unknown word "last"/],
 ];
 
 Deno.test("malformed queries get 400 naming the problem; the server stays up", async () => {

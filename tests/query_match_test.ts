@@ -182,7 +182,10 @@ Deno.test("match: protocol predicates and their families", () => {
     ["proto 6", tcp6, true],
     ["protocol=17", TCP4, false],
     ["ip proto 6", TCP4, true],
-    ["ip proto 6", tcp6, false],
+    ["ip proto 6", tcp6, true], // stenographer: IPv4 and IPv6
+    ["ip proto 58", icmp6, true],
+    ["ip proto 58", { ...icmp6, kind: 4 }, true],
+    ["ip proto 1", icmp6, false],
     ["ip6 proto 6", tcp6, true],
     ["ip6 proto 6", TCP4, false],
     ["tcp", TCP4, true],
@@ -635,4 +638,97 @@ Deno.test("oracle: VLAN and QinQ packets, matcher equals tcpdump with vlanTags",
     packets.push(craftPacket(rand, stacks[Math.floor(rand() * stacks.length)]));
   }
   await oracleRun("vlan", packets, true, 8);
+});
+
+Deno.test("match: long or-lists (port and address sets) equal their terms one by one", () => {
+  const rand = prng(18);
+  const pick = (n: number) => Math.floor(rand() * n);
+  for (let round = 0; round < 40; round++) {
+    const terms: string[] = [];
+    for (let i = 0; i < 4 + pick(40); i++) {
+      switch (pick(5)) {
+        case 0:
+          terms.push(`port ${PORTS[pick(PORTS.length)]}`);
+          break;
+        case 1:
+          terms.push(`portrange ${pick(2000)}-${1000 + pick(64536)}`);
+          break;
+        case 2:
+          terms.push(`host ${V4[pick(V4.length)]}`);
+          break;
+        case 3:
+          terms.push(`host ${V6[pick(V6.length)]}`);
+          break;
+        default: {
+          const from = pick(256);
+          terms.push(`ip=198.18.${from}.0-198.18.${from + pick(256 - from)}.${pick(256)}`);
+        }
+      }
+    }
+    const whole = q(terms.join(" or "));
+    const single = terms.map(q);
+    for (let k = 0; k < 200; k++) {
+      const v6 = pick(2) === 1;
+      const list = v6 ? V6 : V4;
+      const spec: KeySpec = {
+        kind: v6 ? 6 : 4,
+        a: list[pick(list.length)],
+        b: list[pick(list.length)],
+        portA: pick(3) === 0 ? PORTS[pick(PORTS.length)] : pick(65536),
+        portB: pick(65536),
+        proto: [6, 17, 132, 1][pick(4)],
+      };
+      const key = makeKey(spec);
+      const expected = single.some((t) => packetMatches(t, key, 0, NOW));
+      assert.equal(
+        packetMatches(whole, key, 0, NOW),
+        expected,
+        `${terms.join(" or ")} ${JSON.stringify(spec)}`,
+      );
+      assert.equal(flowTruth(whole, key, 0, NOW, NOW), expected ? Truth.True : Truth.False);
+    }
+  }
+});
+
+Deno.test("match: a long `or` of addresses (sorted ranges) agrees with its children one by one", () => {
+  // Hosts, overlapping and nested networks and ranges of both families, plus non-address terms.
+  const terms: string[] = [];
+  for (let i = 0; i < 300; i += 3) terms.push(`host 198.18.${i >> 4}.${i & 15}`);
+  for (let i = 0; i < 40; i += 2) terms.push(`host 2001:db8::${i.toString(16)}`);
+  terms.push(
+    "net 198.19.0.0/16",
+    "net 198.19.4.0/24",
+    "ip=198.18.3.0-198.18.9.255",
+    "net 2001:db8:1::/48",
+    "ip=2001:db8::20-2001:db8::2f",
+    "host ::ffff:10.0.0.1",
+    "port 7",
+    "icmp6",
+  );
+  const big = q(terms.join(" or "));
+  assert.equal(big.type, "or");
+  const children = big.type === "or" ? big.children : [];
+  const specs: KeySpec[] = [];
+  for (let i = 0; i < 320; i++) {
+    specs.push({ ...TCP4, a: `198.18.${i >> 4}.${i & 15}`, b: "203.0.113.1" });
+    specs.push({ ...TCP4, a: "203.0.113.1", b: `198.19.${i & 7}.${i & 255}` });
+    specs.push({ ...UDP6, a: `2001:db8::${i.toString(16)}`, b: "2001:db8:2::1" });
+  }
+  specs.push(
+    { ...TCP4, a: "10.0.0.1", b: "10.0.0.2" },
+    { ...TCP4, a: "10.0.0.3", b: "10.0.0.2", portA: 7 },
+    { ...UDP6, a: "2001:db8:1:ffff::1", b: "2001:db8:5::1" },
+    { kind: 6, a: "2001:db8:9::1", b: "2001:db8:9::2", proto: 58 },
+    { kind: 1, a: "198.18.0.0" },
+    { ...UDP6, kind: 4, a: "198.18.0.0" },
+  );
+  let hits = 0;
+  for (const spec of specs) {
+    const key = makeKey(spec);
+    const one = children.some((c) => packetMatches(c, key, 0, NOW));
+    assert.equal(packetMatches(big, key, 0, NOW), one, JSON.stringify(spec));
+    assert.equal(flowTruth(big, key, 0, NOW, NOW) === Truth.True, one, JSON.stringify(spec));
+    if (one) hits++;
+  }
+  assert.ok(hits > 100 && hits < specs.length - 100, `${hits} of ${specs.length} match`);
 });

@@ -1,10 +1,17 @@
 /** `cutcap index FILE...`: indexes existing pcap files (tcpdump's, gotm's) so they can be queried in place. */
 import { parseStrict } from "../config.ts";
+import type { OptionTable } from "./options.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 
-const INDEX_OPTIONS = {
-  iface: { type: "string", default: "" },
-} as const;
+/** Option table of `cutcap index` (parser and help). */
+export const INDEX_OPTIONS = {
+  iface: {
+    type: "string",
+    default: "",
+    arg: "NAME",
+    help: "interface name recorded in the index",
+  },
+} as const satisfies OptionTable;
 
 /** Writes `<file>.idx` beside each file; one line per file; exit 1 when any failed. */
 export function runIndexCommand(argv: string[]): Promise<number> {

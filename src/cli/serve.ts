@@ -2,7 +2,8 @@
  * `cutcap serve --out DIR [--listen HOST:PORT]`: the same server and routes as a capture, over an existing
  * archive, without capturing. The catalog is rebuilt from the files when it is missing or stale.
  */
-import { parseInteger, parseListen, parseStrict } from "../config.ts";
+import { parseInteger, parseListen, parseStrict, SERVER_ACCESS_OPTIONS } from "../config.ts";
+import type { OptionTable } from "./options.ts";
 import { Catalog } from "../index/catalog.ts";
 import { logInfo } from "../log.ts";
 import { startServer } from "../server/mod.ts";
@@ -10,21 +11,39 @@ import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
 import { parseDuration } from "../units.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import type { SensorView } from "../sensor/view.ts";
+import { serverSettings } from "../web/settings.ts";
 
-const SERVE_OPTIONS = {
-  out: { type: "string", short: "o", default: "./out" },
-  listen: { type: "string", default: "127.0.0.1:9102" },
-  "max-query-packets": { type: "string", default: String(DEFAULT_QUERY_POLICY.maxPackets) },
-  "max-concurrent-queries": { type: "string", default: String(DEFAULT_QUERY_POLICY.maxConcurrent) },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "token-file": { type: "string" },
-  insecure: { type: "boolean", default: false },
-  "open-metrics": { type: "boolean", default: false },
-  "header-timeout": { type: "string", default: "10s" },
-  "idle-timeout": { type: "string", default: "2m" },
-  "max-connections": { type: "string", default: "256" },
-} as const;
+/** Option table of `cutcap serve` (parser and help). */
+export const SERVE_OPTIONS = {
+  out: { type: "string", short: "o", default: "./out", arg: "DIR", help: "archive directory" },
+  listen: { type: "string", default: "127.0.0.1:9102", arg: "HOST:PORT", help: "HTTP server" },
+  "max-query-packets": {
+    type: "string",
+    default: String(DEFAULT_QUERY_POLICY.maxPackets),
+    arg: "N",
+    help: "server-wide cap on packets per query",
+  },
+  "max-concurrent-queries": {
+    type: "string",
+    default: String(DEFAULT_QUERY_POLICY.maxConcurrent),
+    arg: "N",
+    help: "queries at once; more get 503",
+  },
+  ...SERVER_ACCESS_OPTIONS,
+  "header-timeout": {
+    type: "string",
+    default: "10s",
+    arg: "DUR",
+    help: "close a connection that has not sent its headers by then",
+  },
+  "idle-timeout": {
+    type: "string",
+    default: "2m",
+    arg: "DUR",
+    help: "close a connection idle this long",
+  },
+  "max-connections": { type: "string", default: "256", arg: "N", help: "connections at once" },
+} as const satisfies OptionTable;
 
 /** Runs the server until SIGINT/SIGTERM. */
 export async function runServeCommand(argv: string[]): Promise<number> {
@@ -57,6 +76,16 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     retention: () => ({ deletedFiles: 0, deletedBytes: 0 }),
     libpcapVersion: "",
   };
+  const policy = {
+    ...DEFAULT_QUERY_POLICY,
+    maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
+    maxConcurrent: parseInteger(
+      values["max-concurrent-queries"],
+      "--max-concurrent-queries",
+      1,
+      1024,
+    ),
+  };
   const routes = queryRoutes({
     // A sensor may be writing here: files it finalized since count, and its open files.
     catalog: () => {
@@ -64,16 +93,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       return catalog;
     },
     openFilesOf: values.out,
-    policy: {
-      ...DEFAULT_QUERY_POLICY,
-      maxPackets: parseInteger(values["max-query-packets"], "--max-query-packets", 1, 2 ** 52),
-      maxConcurrent: parseInteger(
-        values["max-concurrent-queries"],
-        "--max-concurrent-queries",
-        1,
-        1024,
-      ),
-    },
+    policy,
   });
   const server = startServer(view, {
     ...listen,
@@ -82,6 +102,16 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     cert,
     key,
     openMetrics: values["open-metrics"],
+    settings: [
+      ["Archive", values.out],
+      ...serverSettings({
+        listen,
+        tlsCert: values["tls-cert"],
+        tokenFile: values["token-file"],
+        maxQueryPackets: policy.maxPackets,
+        maxConcurrentQueries: policy.maxConcurrent,
+      }),
+    ],
     headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
     idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
     maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),

@@ -29,7 +29,7 @@ import {
 import { LOG_CHUNK, type LogChunk, PacketLog } from "./packet_log.ts";
 import type { FlowTable } from "../flow/flow_table.ts";
 import { writeFully } from "../store/block_format.ts";
-import { dirOf, syncDir } from "../store/pcap_file_writer.ts";
+import { createTempFile, dirOf, syncDir } from "../store/pcap_file_writer.ts";
 
 /** What the index header says about its pcap file; given to `IndexBuilder.write`. */
 export interface IndexMeta {
@@ -356,6 +356,7 @@ export class IndexBuilder {
     if (wide) flags |= IndexFlag.WideOffsets;
     if (meta.wholeStream) flags |= IndexFlag.WholeStream;
     if (wideTimes) flags |= IndexFlag.WideTimes;
+    flags |= IndexFlag.TimeOrderKnown | (this.#monotonic ? 0 : IndexFlag.TimesGoBack);
 
     const header = new Uint8Array(headerLen);
     const dv = new DataView(header.buffer);
@@ -674,8 +675,11 @@ export function writeFileDurably(
   data: Uint8Array | ((sink: (chunk: Uint8Array) => void) => void),
 ): void {
   const dir = dirOf(path);
-  const tmp = `${dir}/.${path.slice(path.lastIndexOf("/") + 1)}.${Deno.pid}.tmp`;
-  const f = Deno.openSync(tmp, { write: true, create: true, truncate: true });
+  const { path: tmp, file: f } = createTempFile(
+    dir,
+    `.${path.slice(path.lastIndexOf("/") + 1)}.`,
+    ".tmp",
+  );
   try {
     const writeAll = (chunk: Uint8Array): void => writeFully(f, chunk);
     if (typeof data === "function") data(writeAll);

@@ -23,6 +23,11 @@
  *                                   stream (a query decompresses the whole file to read any packet)
  *                        bit 5      packet times are f64 seconds (else u32 microseconds after firstTs:
  *                                   chosen when the file spans less than 4294 s)
+ *                        bit 6      bit 7 is known (the writer tracked time order; clear in older
+ *                                   indexes, whose order a query checks itself)
+ *                        bit 7      some packet's time is earlier than a packet before it in the
+ *                                   file (replayed or reordered input, a clock step): a query sorts
+ *                                   this file's packets by time; files without it are never sorted
  *  12   4   linkType     pcap LINKTYPE_* of the file (low 16 bits of the pcap header's network field)
  *  16   4   snaplen      snaplen from the pcap global header
  *  20   4   flowCount    F, flows in this file
@@ -104,6 +109,8 @@ export const enum IndexFlag {
   WideOffsets = 8,
   WholeStream = 16,
   WideTimes = 32,
+  TimeOrderKnown = 64,
+  TimesGoBack = 128,
 }
 
 /** Compression of a pcap file. */

@@ -45,6 +45,11 @@ export interface FileIndexHeader {
   iface: string;
   /** Base name of the pcap file the index was written for. */
   pcapName: string;
+  /**
+   * Whether packet times never go back in file order: "ordered", "unordered" (some packet is
+   * earlier than one before it), or "unknown" (an index written before this was recorded).
+   */
+  timeOrder: "ordered" | "unordered" | "unknown";
 }
 
 /** A whole index: header plus the sections as typed arrays (flow i's packets are pktStart[i]..). */
@@ -144,6 +149,11 @@ function parseHeader(
     worker: worker === UNKNOWN_WORKER ? -1 : worker,
     iface: dec.decode(buf.subarray(HEADER_FIXED, HEADER_FIXED + ifaceLen)),
     pcapName: dec.decode(buf.subarray(HEADER_FIXED + ifaceLen, HEADER_FIXED + ifaceLen + nameLen)),
+    timeOrder: (flags & IndexFlag.TimeOrderKnown) === 0
+      ? "unknown"
+      : (flags & IndexFlag.TimesGoBack) === 0
+      ? "ordered"
+      : "unordered",
   };
 }
 

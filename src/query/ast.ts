@@ -61,8 +61,9 @@ export interface PortPredicate {
 }
 
 /**
- * IP protocol number. family 0 = IPv4 or IPv6 (`protocol=N`, `proto N`, `tcp`, `udp`, `sctp`),
- * 4 = IPv4 only (`ip proto N`, `icmp`), 6 = IPv6 only (`ip6 proto N`, `icmp6`).
+ * IP protocol number. family 0 = IPv4 or IPv6 (`protocol=N`, `proto N`, `tcp`, `udp`, `sctp`, and
+ * `ip proto N` as stenographer reads it), 4 = IPv4 only (`icmp`), 6 = IPv6 only (`ip6 proto N`,
+ * `icmp6`).
  */
 export interface ProtoPredicate {
   readonly type: "proto";
@@ -137,7 +138,8 @@ export function formatQuery(q: Query): string {
     case "port":
       return q.from === q.to ? `port ${q.from}` : `portrange ${q.from}-${q.to}`;
     case "proto":
-      return (q.family === 4 ? "ip " : q.family === 6 ? "ip6 " : "") + `proto ${q.proto}`;
+      if (q.family === 4) return q.proto === 1 ? "icmp" : `(ip and proto ${q.proto})`;
+      return (q.family === 6 ? "ip6 " : "") + `proto ${q.proto}`;
     case "family":
       return q.family === 4 ? "ip" : "ip6";
     case "vlan":

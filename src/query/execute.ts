@@ -39,6 +39,8 @@ export interface QueryResult {
   files: number;
   /** Files skipped because their link type differs from the answer's. */
   skippedFiles: number;
+  /** Files left out because their index or pcap could not be read (vanished, damaged), with why. */
+  unreadable: { file: string; reason: string }[];
   error?: string;
 }
 
@@ -65,13 +67,18 @@ export function queryPcapStream(
 ): ReadableStream<Uint8Array> {
   const plan = new QueryPlan(catalog, q, options);
   return new ReadableStream<Uint8Array>({
-    pull(controller) {
+    async pull(controller) {
       try {
-        const chunk = plan.produce(CHUNK);
-        if (chunk.length > 0) controller.enqueue(chunk);
-        if (plan.finished) {
-          controller.close();
-          plan.finish(plan.result.outcome);
+        for (;;) {
+          await plan.openDueFiles();
+          const chunk = plan.produce(CHUNK);
+          if (chunk.length > 0) controller.enqueue(chunk);
+          if (plan.finished) {
+            controller.close();
+            plan.finish(plan.result.outcome);
+            return;
+          }
+          if (chunk.length > 0) return;
         }
       } catch (error) {
         plan.result.error = error instanceof Error ? error.message : String(error);
@@ -85,6 +92,14 @@ export function queryPcapStream(
   }, { highWaterMark: 1 });
 }
 
+/** Longest stretch of synchronous query work before the event loop gets a turn, ms. */
+const SLICE_MS = 10;
+
+/** Resolves after the event loop has run timers and I/O (a macrotask, not a microtask). */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** The state of one running query. */
 class QueryPlan {
   readonly result: QueryResult = {
@@ -93,6 +108,7 @@ class QueryPlan {
     bytes: 0,
     files: 0,
     skippedFiles: 0,
+    unreadable: [],
   };
   finished = false;
   readonly #catalog: Catalog;
@@ -113,6 +129,7 @@ class QueryPlan {
     this.#onFinish = options.onFinish;
     const bounds = timeBounds(q);
     this.#pending = catalog.files({ from: bounds.from, to: bounds.to });
+    // Open files are more inputs of the same plan, in the same first-packet order.
     const extra = options.extra ?? [];
     const wanted = wantedInputs(extra, catalog, bounds);
     closeInputs(extra.filter((x) => !wanted.includes(x)));
@@ -128,12 +145,11 @@ class QueryPlan {
     const view = new DataView(out.buffer);
     let used = 0;
     if (!this.#headerSent) {
-      this.#openDueFiles();
       used = this.#writeHeader(out);
       this.#headerSent = true;
     }
     while (used < budget) {
-      this.#openDueFiles();
+      if (this.#due()) break; // opened by the next `openDueFiles`, asynchronously
       const cursor = this.#heap.peek();
       if (!cursor) {
         this.finished = true;
@@ -152,7 +168,7 @@ class QueryPlan {
       if (used + size > out.length) break; // the record opens the next chunk
       used += this.#writeRecord(out, view, used, cursor);
       this.result.packets++;
-      this.#heap.fixTop(!cursor.advance());
+      this.#advance(cursor);
     }
     this.result.bytes += used;
     return out.subarray(0, used);
@@ -169,44 +185,87 @@ class QueryPlan {
     this.#onFinish?.(this.result);
   }
 
-  /** Opens pending files whose first packet is not after the merge's current head. */
-  #openDueFiles(): void {
-    while (this.#pending.length > 0) {
-      const head = this.#heap.peek();
-      const next = this.#pending[0];
-      if (head && next.firstTs > head.sec + head.nsec / 1e9 + 1e-6) return;
-      this.#pending.shift();
-      this.#open(next);
+  /**
+   * Opens pending files whose first packet is not after the merge's current head, one at a time,
+   * reading indexes asynchronously and giving the event loop a turn every `SLICE_MS`.
+   */
+  async openDueFiles(): Promise<void> {
+    let sliceStart = performance.now();
+    while (this.#due()) {
+      const entry = this.#pending.shift()!;
+      await this.#open(entry);
+      if (performance.now() - sliceStart > SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
     }
   }
 
-  #open(entry: CatalogEntry | ExtraInput): void {
+  #due(): boolean {
+    if (this.#pending.length === 0 || this.#reported) return false;
+    const head = this.#heap.peek();
+    return !head || this.#pending[0].firstTs <= head.sec + head.nsec / 1e9 + 1e-6;
+  }
+
+  /** Moves `cursor` to its next record; a file that fails to read is dropped and reported. */
+  #advance(cursor: Cursor): void {
+    let more: boolean;
+    try {
+      more = cursor.advance();
+    } catch (error) {
+      this.result.unreadable.push({ file: cursor.file, reason: errorText(error) });
+      more = false;
+    }
+    if (!more) cursor.close();
+    this.#heap.fixTop(!more);
+  }
+
+  async #open(entry: CatalogEntry | ExtraInput): Promise<void> {
     const extra = "index" in entry ? entry : null;
     const file = extra === null ? null : takeFile(extra);
     const path = extra?.absPath ?? `${this.#catalog.outDir}/${entry.path}`;
-    const index = extra?.index ?? sharedIndexCache.get(indexPathFor(path));
-    const selection = selectPackets(index, this.#query);
-    if (selection.offsets.length === 0 || !this.#sameLinkType(index.header)) {
+    let index;
+    try {
+      index = extra?.index ?? await sharedIndexCache.load(indexPathFor(path));
+    } catch (error) {
+      this.result.unreadable.push({ file: entry.path, reason: errorText(error) });
+      return;
+    }
+    const selection = this.#reported ? null : selectPackets(index, this.#query);
+    if (selection === null || selection.offsets.length === 0 || !this.#sameLinkType(index)) {
       file?.close();
       return;
     }
+    let reader: RecordReader;
+    try {
+      reader = new RecordReader(path, {
+        compress: index.header.compress,
+        blocks: index.blocks,
+        file: file ?? undefined,
+      });
+    } catch (error) {
+      file?.close();
+      this.result.unreadable.push({ file: entry.path, reason: errorText(error) });
+      return;
+    }
     this.result.files++;
-    const reader = new RecordReader(path, {
-      compress: index.header.compress,
-      blocks: index.blocks,
-      file: file ?? undefined,
-    });
-    const cursor = fileCursor(this.result.files, reader, selection.offsets);
-    if (cursor.advance()) this.#heap.push(cursor);
+    const cursor = fileCursor(this.result.files, entry.path, reader, selection.offsets);
+    let first = false;
+    try {
+      first = cursor.advance();
+    } catch (error) {
+      this.result.unreadable.push({ file: entry.path, reason: errorText(error) });
+    }
+    if (first) this.#heap.push(cursor);
     else cursor.close();
   }
 
   /** True when a file of this link type goes into the answer (the first file's decides). */
-  #sameLinkType(header: { linkType: number; nanosecond: boolean }): boolean {
+  #sameLinkType(index: { header: { linkType: number; nanosecond: boolean } }): boolean {
     if (this.#linkType === -1) {
-      this.#linkType = header.linkType;
-      this.#nanosecond = header.nanosecond;
-    } else if (header.linkType !== this.#linkType) {
+      this.#linkType = index.header.linkType;
+      this.#nanosecond = index.header.nanosecond;
+    } else if (index.header.linkType !== this.#linkType) {
       this.result.skippedFiles++;
       return false;
     }
@@ -236,13 +295,19 @@ class QueryPlan {
 const SPAN_SLACK = 16 + 1522;
 
 /** A cursor over the selected offsets of one file. */
-function fileCursor(rank: number, reader: RecordReader, offsets: Float64Array): Cursor {
+function fileCursor(
+  rank: number,
+  file: string,
+  reader: RecordReader,
+  offsets: Float64Array,
+): Cursor {
   let next = 0;
   // First offset past the reader's span: reads cover the wanted records within one window, so
   // sparse selections do not read whole windows of unwanted packets.
   let far = 0;
   const cursor: Cursor = {
     rank,
+    file,
     head: reader.record,
     sec: 0,
     nsec: 0,
@@ -262,4 +327,10 @@ function fileCursor(rank: number, reader: RecordReader, offsets: Float64Array): 
     },
   };
   return cursor;
+}
+
+/** An error's message without the OS error number tail. */
+export function errorText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/ \(os error \d+\).*$/s, "");
 }

@@ -4,13 +4,15 @@
  */
 import type { Catalog } from "../index/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
+import { errorText, nextTurn } from "./execute.ts";
+import type { FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { describeKey, type KeyDescription } from "../packet/describe.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
 import { flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
-import { indexTime } from "./select.ts";
 import { type ExtraInput, wantedInputs } from "./open_files.ts";
+import { indexTime } from "./select.ts";
 
 /** One flow as `/flows` reports it. */
 export interface FlowRecord extends KeyDescription {
@@ -24,47 +26,155 @@ export interface FlowRecord extends KeyDescription {
   file: string;
 }
 
+/** Flows examined between two looks at the clock. */
+const FLOWS_PER_CHECK = 2048;
+/** Longest stretch of synchronous scanning before the event loop gets a turn, ms. */
+const SLICE_MS = 10;
+
+/** What a flow scan met besides records. */
+export interface FlowScanReport {
+  /** Records produced. */
+  records: number;
+  /** The limit cut the answer short. */
+  limited: boolean;
+  /** Files skipped (index vanished or unreadable), with the reason. */
+  skipped: { file: string; reason: string }[];
+}
+
 /**
- * Yields the flows that have at least one packet matching `q`, file by file in time order;
- * `extra` files (open files, see open_files.ts) count unless the catalog lists them by now.
+ * Yields the flows that have at least one packet matching `q`, file by file in time order, at most
+ * `limit`. Indexes are read asynchronously and the scan gives the event loop a turn between files
+ * and at least every `SLICE_MS` of work, so a scan over millions of flows never stalls the server. A
+ * file whose index is gone (retention) or unreadable is skipped and listed in `report`.
  */
-export function* matchingFlows(
+export async function* matchingFlows(
   catalog: Catalog,
   q: Query,
   limit: number,
+  report: FlowScanReport = { records: 0, limited: false, skipped: [] },
   extra: readonly ExtraInput[] = [],
-): Generator<FlowRecord> {
+): AsyncGenerator<FlowRecord> {
   const bounds = timeBounds(q);
-  let count = 0;
+  let sliceStart = performance.now();
+  // Open files (open_files.ts) count unless the catalog lists them by now.
   const inputs = [
     ...catalog.files({ from: bounds.from, to: bounds.to }),
     ...wantedInputs(extra, catalog, bounds),
   ].sort((a, b) => a.firstTs - b.firstTs);
   for (const entry of inputs) {
-    const index = "index" in entry
-      ? entry.index
-      : sharedIndexCache.get(indexPathFor(`${catalog.outDir}/${entry.path}`));
-    for (let flow = 0; flow < index.header.flowCount; flow++) {
-      const keyAt = flow * KEY_WORDS;
-      const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
-      if (truth === Truth.False) continue;
-      const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), entry.path);
-      const start = index.pktStart[flow];
-      for (let p = start; p < start + index.pktCount[flow]; p++) {
-        const ts = indexTime(index.times, p);
-        if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts)) continue;
-        record.first = Math.min(record.first, ts);
-        record.last = Math.max(record.last, ts);
-        record.packets++;
-      }
-      if (record.packets === 0) continue;
-      record.bytes = truth === Truth.True ? index.bytes[flow] : Math.round(
-        index.bytes[flow] * record.packets / index.pktCount[flow],
-      );
-      yield record;
-      if (++count >= limit) return;
+    let index: FileIndex;
+    try {
+      index = "index" in entry
+        ? entry.index
+        : await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+    } catch (error) {
+      report.skipped.push({ file: entry.path, reason: errorText(error) });
+      continue;
     }
+    sliceStart = performance.now();
+    for (let flow = 0; flow < index.header.flowCount; flow++) {
+      if (flow % FLOWS_PER_CHECK === 0 && performance.now() - sliceStart > SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
+      const record = flowMatch(index, q, flow, entry.path);
+      if (record === null) continue;
+      if (report.records >= limit) {
+        report.limited = true;
+        return;
+      }
+      report.records++;
+      yield record;
+    }
+    await nextTurn();
   }
+}
+
+/** The record of `flow` restricted to its packets matching `q`; null when none does. */
+function flowMatch(index: FileIndex, q: Query, flow: number, file: string): FlowRecord | null {
+  const keyAt = flow * KEY_WORDS;
+  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+  if (truth === Truth.False) return null;
+  const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), file);
+  const start = index.pktStart[flow];
+  for (let p = start; p < start + index.pktCount[flow]; p++) {
+    const ts = indexTime(index.times, p);
+    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts)) continue;
+    record.first = Math.min(record.first, ts);
+    record.last = Math.max(record.last, ts);
+    record.packets++;
+  }
+  if (record.packets === 0) return null;
+  record.bytes = truth === Truth.True
+    ? index.bytes[flow]
+    : Math.round(index.bytes[flow] * record.packets / index.pktCount[flow]);
+  return record;
+}
+
+/** How `flowRecordStream` writes records. */
+export type FlowFormat = "json" | "ndjson";
+
+/** Bytes of encoded records per stream chunk. */
+const FLOW_CHUNK = 64 * 1024;
+
+/**
+ * The records of `matchingFlows` as a byte stream: a JSON array, or one JSON object per line. Pulled
+ * (back-pressure: nothing is scanned while the client does not read) in chunks of about 64 KiB;
+ * `onFinish` runs once, when the stream ends, fails or is cancelled.
+ */
+export function flowRecordStream(
+  catalog: Catalog,
+  q: Query,
+  options: {
+    limit: number;
+    format: FlowFormat;
+    /** Open files' indexes (their descriptors are not used), see open_files.ts. */
+    extra?: readonly ExtraInput[];
+    onFinish?: (
+      report: FlowScanReport,
+      outcome: "complete" | "limited" | "cancelled" | "error",
+    ) => void;
+  },
+): ReadableStream<Uint8Array> {
+  const report: FlowScanReport = { records: 0, limited: false, skipped: [] };
+  const records = matchingFlows(catalog, q, options.limit, report, options.extra);
+  const encoder = new TextEncoder();
+  const json = options.format === "json";
+  let opened = false;
+  let finished = false;
+  const finish = (outcome: "complete" | "limited" | "cancelled" | "error") => {
+    if (finished) return;
+    finished = true;
+    options.onFinish?.(report, outcome);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        let text = json && !opened ? "[" : "";
+        opened = true;
+        while (text.length < FLOW_CHUNK) {
+          const next = await records.next();
+          if (next.done) {
+            text += json ? "]\n" : "";
+            controller.enqueue(encoder.encode(text));
+            controller.close();
+            finish(report.limited ? "limited" : "complete");
+            return;
+          }
+          const line = JSON.stringify(next.value);
+          text += json ? (report.records > 1 ? "," + line : line) : line + "\n";
+        }
+        controller.enqueue(encoder.encode(text));
+      } catch (error) {
+        finish("error");
+        controller.error(error);
+      }
+    },
+    async cancel() {
+      finish("cancelled");
+      await records.return(undefined);
+    },
+  }, { highWaterMark: 0 });
 }
 
 function flowRecord(key: Uint32Array, file: string): FlowRecord {

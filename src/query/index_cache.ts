@@ -3,7 +3,7 @@
  * query's cost, and an index never changes once written — it is only replaced by rename (a rebuild) or
  * deleted (retention) — so an entry stays valid while the file's size and modification time do.
  */
-import { type FileIndex, readFileIndex } from "../index/index_reader.ts";
+import { decodeFileIndex, type FileIndex, readFileIndex } from "../index/index_reader.ts";
 
 /** Bytes of decoded indexes kept, at most (about 1.5 % of the pcap bytes they cover). */
 const DEFAULT_BUDGET = 256 * 1024 * 1024;
@@ -27,6 +27,18 @@ export class IndexCache {
   /** The decoded index at `path`, from the cache when the file is unchanged. */
   get(path: string): FileIndex {
     const stat = Deno.statSync(path);
+    return this.#cached(path, stat) ?? this.#keep(path, stat, readFileIndex(path));
+  }
+
+  /** Like `get`, but the file is read without blocking the event loop (only decoding is synchronous). */
+  async load(path: string): Promise<FileIndex> {
+    const stat = await Deno.stat(path);
+    return this.#cached(path, stat) ??
+      this.#keep(path, stat, decodeFileIndex(path, await Deno.readFile(path)));
+  }
+
+  /** The cached index when the file is unchanged (and marks it most recently used). */
+  #cached(path: string, stat: Deno.FileInfo): FileIndex | undefined {
     const mtime = stat.mtime?.getTime() ?? 0;
     const cached = this.#entries.get(path);
     if (cached && cached.size === stat.size && cached.mtime === mtime) {
@@ -35,8 +47,13 @@ export class IndexCache {
       return cached.index;
     }
     if (cached) this.#forget(path, cached);
-    const index = readFileIndex(path);
-    const entry = { index, size: stat.size, mtime };
+    return undefined;
+  }
+
+  #keep(path: string, stat: Deno.FileInfo, index: FileIndex): FileIndex {
+    const racing = this.#entries.get(path); // another load of the same file finished meanwhile
+    if (racing) this.#forget(path, racing);
+    const entry = { index, size: stat.size, mtime: stat.mtime?.getTime() ?? 0 };
     this.#entries.set(path, entry);
     this.#bytes += entry.size;
     for (const [oldest, old] of this.#entries) {

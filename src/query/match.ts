@@ -19,6 +19,7 @@
 
 import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from "./address.ts";
 import type { Query } from "./ast.ts";
+import { orPlan, planMatchesKey } from "./address_set.ts";
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -110,7 +111,11 @@ export function packetMatches(
       return true;
     }
     case "or": {
-      const c = q.children;
+      const plan = orPlan(q);
+      if (plan !== null && planMatchesKey(plan, key, keyOffset)) {
+        return true;
+      }
+      const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
         if (packetMatches(c[i], key, keyOffset, tsSec)) return true;
       }
@@ -149,8 +154,12 @@ export function flowTruth(
       return result;
     }
     case "or": {
+      const plan = orPlan(q);
+      if (plan !== null && planMatchesKey(plan, key, keyOffset)) {
+        return Truth.True;
+      }
       let result: Truth = Truth.False;
-      const c = q.children;
+      const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
         const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
         if (t === Truth.True) return Truth.True;

@@ -9,6 +9,8 @@ import type { RecordView } from "./record_reader.ts";
 export interface Cursor {
   /** Order of the file in the plan (tie-break). */
   rank: number;
+  /** The file it reads (archive-relative), for reports. */
+  file: string;
   /** The current record; valid until `advance()`. */
   head: RecordView;
   /** Current record's time as (seconds, nanoseconds). */

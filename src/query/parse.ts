@@ -28,14 +28,13 @@
  *   | last=DURATION | vlan=N                   DURATION := (N s|m|h|d)+, e.g. 4h, 1h30m
  * P is 0-255 or one of icmp igmp tcp udp gre esp ah icmp6 sctp.
  *
- * Limits against hostile input: at most 4096 characters and 64 levels of parentheses/negations.
+ * Limits against hostile input: at most 65536 characters and 64 levels of parentheses/negations.
  */
 
 import {
   compareWords,
   type Family,
   familyBits,
-  formatAddress,
   maskToPrefix,
   parseAddress,
   prefixRange,
@@ -47,8 +46,11 @@ import { type Token, tokenize } from "./lexer.ts";
 
 export { QueryError };
 
-/** Longest accepted query text, in characters. */
-export const MAX_QUERY_LENGTH = 4096;
+/**
+ * Longest accepted query text, in characters: room for a generated list of thousands of hosts (the
+ * server's 64 KiB body limit is the same size).
+ */
+export const MAX_QUERY_LENGTH = 65536;
 /** Deepest accepted nesting of parentheses and negations. */
 export const MAX_QUERY_DEPTH = 64;
 /** Longest accepted duration (`last=`, `N ago`), in seconds: about 317 years. */
@@ -153,14 +155,23 @@ class Parser {
   }
 
   private parseExpr(): Query {
+    // A run of one operator is gathered before it is joined, so `host a or host b or …` with
+    // thousands of hosts costs linear time, not a copy of the node per operator.
     let left = this.parseSeq();
+    let run: Query[] = [];
+    let runKind: "and" | "or" = "and";
     while (isBinaryOperator(this.peek())) {
       const op = this.next();
       const kind = op.kind === "&&" || lower(op) === "and" ? "and" : "or";
       this.expectTermAfter(op);
-      left = join(kind, [left, this.parseSeq()]);
+      if (run.length > 0 && kind !== runKind) {
+        left = join(runKind, [left, ...run]);
+        run = [];
+      }
+      runKind = kind;
+      run.push(this.parseSeq());
     }
-    return left;
+    return run.length === 0 ? left : join(runKind, [left, ...run]);
   }
 
   private parseSeq(): Query {
@@ -325,8 +336,7 @@ class Parser {
     switch (word) {
       case "host": {
         const arg = this.argument(t, "an IPv4 or IPv6 address");
-        const a = parseAddressOrThrow(arg.text, arg.pos);
-        return { type: "address", family: a.family, from: a.words, to: a.words };
+        return hostPredicate(parseAddressOrThrow(arg.text, arg.pos));
       }
       case "net":
         return this.parseNet(t);
@@ -345,7 +355,10 @@ class Parser {
         const n = this.peek();
         if (lower(n) === "proto" && this.peek(1).kind !== "=") {
           this.next();
-          return { type: "proto", proto: parseProtocol(this.argument(n, "a protocol")), family };
+          const proto = parseProtocol(this.argument(n, "a protocol"));
+          // stenographer's `ip proto N` is the IP protocol of IPv4 and IPv6 alike (its `tcp` is
+          // `ip proto 6`, and `ip proto 58` is how its users ask for ICMPv6); `ip6 proto` is IPv6.
+          return { type: "proto", proto, family: family === 4 ? 0 : 6 };
         }
         return { type: "family", family };
       }
@@ -396,12 +409,11 @@ class Parser {
           m.pos,
         );
       }
-      return cidrPredicate(addr.family, addr.words, prefix, `${arg.text} mask ${m.text}`, arg.pos);
+      return cidrPredicate(addr.family, addr.words, prefix);
     }
     if (!arg.text.includes("/")) {
       // A bare address is a /32 or /128 network, as in tcpdump.
-      const a = parseAddressOrThrow(arg.text, arg.pos);
-      return { type: "address", family: a.family, from: a.words, to: a.words };
+      return hostPredicate(parseAddressOrThrow(arg.text, arg.pos));
     }
     return parseCidr(arg.text, arg.pos);
   }
@@ -442,23 +454,29 @@ function parseAddressOrThrow(text: string, pos: number): { family: Family; words
   return a;
 }
 
-function cidrPredicate(
-  family: Family,
-  words: Words,
-  prefix: number,
-  text: string,
-  pos: number,
-): AddressPredicate {
+/**
+ * The network of `words`/`prefix`. Host bits are masked off, as stenographer does (its tests hold
+ * `net 1.2.3.4/8` = 1.0.0.0/8); an IPv4-mapped IPv6 network (::ffff:0:0/96 and longer) is the IPv4
+ * network, as stenographer reads `::ffff:a.b.c.d`.
+ */
+function cidrPredicate(family: Family, words: Words, prefix: number): AddressPredicate {
   const r = prefixRange({ family, words, prefix });
-  if (r.hostBitsSet) {
-    throw new QueryError(
-      `Invalid network ${text} at position ${pos}: host bits are set, expected ${
-        formatAddress(family, r.from)
-      }/${prefix}`,
-      pos,
-    );
+  if (family === 6 && prefix >= 96 && isV4Mapped(r.from)) {
+    return cidrPredicate(4, [r.from[3], 0, 0, 0], prefix - 96);
   }
   return { type: "address", family, from: r.from, to: r.to };
+}
+
+/** True for ::ffff:a.b.c.d. */
+function isV4Mapped(words: Words): boolean {
+  return words[0] === 0 && words[1] === 0 && words[2] === 0xffff;
+}
+
+/** One address as a predicate: an IPv4-mapped IPv6 address is its IPv4 host. */
+function hostPredicate(a: { family: Family; words: Words }): AddressPredicate {
+  const words: Words = a.family === 6 && isV4Mapped(a.words) ? [a.words[3], 0, 0, 0] : a.words;
+  const family = words === a.words ? a.family : 4;
+  return { type: "address", family, from: words, to: words };
 }
 
 function parseCidr(text: string, pos: number): AddressPredicate {
@@ -472,32 +490,29 @@ function parseCidr(text: string, pos: number): AddressPredicate {
       pos + slash + 1,
     );
   }
-  return cidrPredicate(a.family, a.words, Number(lenText), text, pos);
+  return cidrPredicate(a.family, a.words, Number(lenText));
 }
 
 /** `ip=` value: ADDR, ADDR-ADDR or ADDR/LEN. */
 function parseAddressTerm(text: string, pos: number): AddressPredicate {
   if (text.includes("/")) return parseCidr(text, pos);
   const dash = text.indexOf("-");
-  if (dash < 0) {
-    const a = parseAddressOrThrow(text, pos);
-    return { type: "address", family: a.family, from: a.words, to: a.words };
-  }
-  const from = parseAddressOrThrow(text.slice(0, dash), pos);
-  const to = parseAddressOrThrow(text.slice(dash + 1), pos + dash + 1);
+  if (dash < 0) return hostPredicate(parseAddressOrThrow(text, pos));
+  const from = hostPredicate(parseAddressOrThrow(text.slice(0, dash), pos));
+  const to = hostPredicate(parseAddressOrThrow(text.slice(dash + 1), pos + dash + 1));
   if (from.family !== to.family) {
     throw new QueryError(
       `Invalid range ${text} at position ${pos}: expected both ends of the same family, found IPv${from.family} and IPv${to.family}`,
       pos,
     );
   }
-  if (compareWords(from.words, to.words) > 0) {
+  if (compareWords(from.from, to.from) > 0) {
     throw new QueryError(
       `Invalid range ${text} at position ${pos}: expected start <= end, found start above end`,
       pos,
     );
   }
-  return { type: "address", family: from.family, from: from.words, to: to.words };
+  return { type: "address", family: from.family, from: from.from, to: to.from };
 }
 
 function parseNumber(t: Token, what: string, max: number): number {

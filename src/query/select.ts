@@ -7,9 +7,12 @@ import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
 import { flowTruth, packetMatches, Truth } from "./match.ts";
 
-/** Selected packets of one file, in file order. */
+/** Selected packets of one file, in time order. */
 export interface FileSelection {
-  /** Record offsets in the uncompressed stream, ascending. */
+  /**
+   * Record offsets in the uncompressed stream: ascending (file order) when the file's times never
+   * go back, else sorted by packet time (ties in file order).
+   */
   offsets: Float64Array;
 }
 
@@ -35,11 +38,41 @@ export function selectPackets(index: FileIndex, q: Query): FileSelection {
     const end = start + index.pktCount[flow];
     for (let p = start; p < end; p++) {
       if (truth === Truth.True || packetMatches(q, index.keys, keyAt, indexTime(index.times, p))) {
-        chosen.push(index.offsets[p]);
+        chosen.push(p);
       }
     }
   }
-  const offsets = Float64Array.from(chosen);
-  offsets.sort();
-  return { offsets };
+  if (!timesGoBack(index)) {
+    const offsets = new Float64Array(chosen.length);
+    for (let i = 0; i < chosen.length; i++) offsets[i] = index.offsets[chosen[i]];
+    return { offsets: offsets.sort() };
+  }
+  // Rare: a file whose times go back is read in time order, ties in file order.
+  const { times, offsets } = index;
+  chosen.sort((a, b) => times[a] - times[b] || offsets[a] - offsets[b]);
+  return { offsets: Float64Array.from(chosen, (p) => offsets[p]) };
+}
+
+const unorderedOld = new WeakMap<FileIndex, boolean>();
+
+/**
+ * True when some packet of the file is earlier than one before it. Written in the index since the
+ * flag exists; an older index is checked once (its packets in file order) and remembered.
+ */
+export function timesGoBack(index: FileIndex): boolean {
+  const order = index.header.timeOrder;
+  if (order !== "unknown") return order === "unordered";
+  let known = unorderedOld.get(index);
+  if (known === undefined) {
+    const n = index.offsets.length;
+    const byOffset = new Uint32Array(n);
+    for (let p = 0; p < n; p++) byOffset[p] = p;
+    byOffset.sort((a, b) => index.offsets[a] - index.offsets[b]);
+    known = false;
+    for (let i = 1; i < n && !known; i++) {
+      known = index.times[byOffset[i]] < index.times[byOffset[i - 1]];
+    }
+    unorderedOld.set(index, known);
+  }
+  return known;
 }

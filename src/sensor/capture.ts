@@ -17,6 +17,8 @@ import { CatalogKeeper, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
+import { createTempFile, dirOf } from "../store/pcap_file_writer.ts";
+import { writeFully } from "../store/block_format.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
@@ -228,11 +230,12 @@ function checkReadable(files: string[], filter: string): void {
  * compatibility layer under it) take ~0.1 s and ~20 MB to load, so a sensor that neither listens
  * nor writes --metrics-file (an offline replay) does without them. */
 async function loadHttp(): Promise<HttpModules> {
-  const [server, routes, app, metrics] = await Promise.all([
+  const [server, routes, app, metrics, settings] = await Promise.all([
     import("../server/mod.ts"),
     import("../server/query_routes.ts"),
     import("../server/app.ts"),
     import("../server/metrics.ts"),
+    import("../web/settings.ts"),
   ]);
   return {
     startServer: server.startServer,
@@ -240,6 +243,7 @@ async function loadHttp(): Promise<HttpModules> {
     defaultQueryPolicy: routes.DEFAULT_QUERY_POLICY,
     readTokenFile: app.readTokenFile,
     SensorMetrics: metrics.SensorMetrics,
+    captureSettings: settings.captureSettings,
   };
 }
 
@@ -249,6 +253,7 @@ interface HttpModules {
   defaultQueryPolicy: typeof import("../server/query_routes.ts").DEFAULT_QUERY_POLICY;
   readTokenFile: typeof import("../server/app.ts").readTokenFile;
   SensorMetrics: typeof import("../server/metrics.ts").SensorMetrics;
+  captureSettings: typeof import("../web/settings.ts").captureSettings;
 }
 
 /** Listen address, TLS and the query routes with the configured limits. */
@@ -274,6 +279,7 @@ function serverOptions(
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     openMetrics: config.openMetrics,
+    settings: http.captureSettings(config),
   };
 }
 
@@ -281,8 +287,14 @@ function serverOptions(
  * node_exporter textfile collector never reads half a file. */
 async function writeMetricsFile(path: string, metrics: SensorMetrics): Promise<void> {
   try {
-    const temp = `${path}.${Deno.pid}.tmp`;
-    await Deno.writeTextFile(temp, await metrics.metricsText());
+    const text = await metrics.metricsText();
+    const name = path.slice(path.lastIndexOf("/") + 1);
+    const { path: temp, file } = createTempFile(dirOf(path), `.${name}.`, ".tmp");
+    try {
+      writeFully(file, new TextEncoder().encode(text));
+    } finally {
+      file.close();
+    }
     await Deno.rename(temp, path);
   } catch (error) {
     logWarn(

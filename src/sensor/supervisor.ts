@@ -41,7 +41,8 @@ export function planWorkers(
   config: CaptureConfig,
 ): { label: string; index: number; source: WorkerSource }[] {
   if (config.readFiles.length > 0) {
-    return [{ label: "read", index: 0, source: { kind: "offline", files: config.readFiles } }];
+    const source = { kind: "offline" as const, files: config.readFiles };
+    return [{ label: config.readName, index: 0, source }];
   }
   return config.interfaces.flatMap((iface, ifaceNumber) => {
     // One fanout group per interface; ids only need to be unique on this host while we run.

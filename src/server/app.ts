@@ -1,14 +1,19 @@
 /**
  * The hono application: a thin layer whose routes parse requests and call the sensor, status and
- * metrics modules. Operations routes live here (`/metrics`, `/healthz`, `/readyz`, `/status`, `/`);
- * query routes come from another module through `extra.routes`.
+ * metrics modules. Operations routes live here (`/metrics`, `/healthz`, `/readyz`, `/status`); the
+ * analyst's page (`/`, src/web) and the query routes (`extra.routes`) are mounted beside them.
  */
 import { Hono } from "hono";
 import type { SensorView } from "../sensor/view.ts";
 import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
-import { renderStatusPage } from "./status_page.ts";
-import { requireToken } from "./auth.ts";
+import { refuseCrossSite, requireToken } from "./auth.ts";
+import { pageHeaders, webRoutes } from "../web/routes.ts";
+import { renderLogin } from "../web/page.ts";
+import { SessionStore } from "../web/session.ts";
+import { sensorSource } from "../web/sensor_source.ts";
+import type { PageSource, Setting } from "../web/source.ts";
+import type { RateHistory } from "../web/rate_history.ts";
 
 export { readTokenFile } from "./auth.ts";
 
@@ -27,6 +32,14 @@ export interface AppExtras {
   openMetrics?: boolean;
   /** The metrics registry to expose; one is made for the sensor when left out. */
   metrics?: SensorMetrics;
+  /** The running configuration the status view lists. */
+  settings?: readonly Setting[];
+  /** Recent worker rates for the status view's sparklines (sampled by the server). */
+  history?: RateHistory;
+  /** The page's data; the sensor's own archive when left out (the fleet passes its own). */
+  source?: PageSource;
+  /** Clients reach the server over TLS: session cookies are Secure. */
+  secure?: boolean;
 }
 
 /** Builds the routes for a sensor. */
@@ -36,8 +49,29 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const status = new StatusTracker(sensor, { disk: () => metrics.disk() });
   const noStore = { "Cache-Control": "no-store" };
 
+  const sessions = extra.token === undefined
+    ? undefined
+    : new SessionStore({ secure: extra.secure === true });
+
+  app.use("*", pageHeaders(extra.secure === true));
+  app.use("*", refuseCrossSite());
   if (extra.token !== undefined) {
-    app.use("*", requireToken(extra.token, { openMetrics: extra.openMetrics }));
+    app.use(
+      "*",
+      requireToken(extra.token, {
+        openMetrics: extra.openMetrics,
+        sessions,
+        publicPaths: ["/login", "/web/", "/favicon.ico"],
+        onDenied: (c) => {
+          const headers = { "WWW-Authenticate": "Bearer", "Cache-Control": "no-store" };
+          if (c.req.method === "GET" && (c.req.header("Accept") ?? "").includes("text/html")) {
+            const next = c.req.path + new URL(c.req.url).search;
+            return c.html(renderLogin(next), 401, headers);
+          }
+          return c.text("Missing or wrong bearer token\n", 401, headers);
+        },
+      }),
+    );
   }
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
@@ -52,7 +86,16 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
     return c.body(text, 200, { "Content-Type": metrics.contentType, ...noStore });
   });
   app.get("/status", (c) => c.json(status.report(), 200, noStore));
-  app.get("/", (c) => c.html(renderStatusPage(status.report()), 200, noStore));
+  const source = extra.source ?? sensorSource({
+    catalog: () => sensor.catalog(),
+    report: () => status.report(),
+    settings: extra.settings ?? [],
+    history: extra.history,
+  });
+  app.route(
+    "/",
+    webRoutes({ source, sessions, token: extra.token, secure: extra.secure }),
+  );
 
   if (extra.routes !== undefined) app.route("/", extra.routes);
   return app;

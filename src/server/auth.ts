@@ -3,7 +3,15 @@
  * rule that a server reachable from other hosts needs TLS and a token (or an explicit --insecure).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { UsageError } from "../cli/options.ts";
+import {
+  crossSite,
+  CSRF_FIELD,
+  CSRF_HEADER,
+  csrfMatches,
+  type SessionStore,
+} from "../web/session.ts";
 
 /** Paths `--open-metrics` leaves without a token; query endpoints are never among them. */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(["/metrics", "/healthz", "/readyz"]);
@@ -18,16 +26,59 @@ export function tokenMatches(header: string | undefined, token: string): boolean
   return timingSafeEqual(given, expected);
 }
 
-/** Middleware answering 401 to requests without the token (open paths pass with `openMetrics`). */
-export function requireToken(
-  token: string,
-  options: { openMetrics?: boolean } = {},
-): MiddlewareHandler {
+/** Options of `requireToken`. */
+export interface RequireTokenOptions {
+  /** Leave `OPEN_PATHS` open. */
+  openMetrics?: boolean;
+  /**
+   * Browser sessions (src/web/session.ts): a request with a live session cookie passes too; one that
+   * changes something must also carry the session's CSRF token.
+   */
+  sessions?: SessionStore;
+  /** Paths (or prefixes ending in "/") every client may reach: the login form and its assets. */
+  publicPaths?: readonly string[];
+  /** Answer for a refused request; a plain 401 by default. */
+  onDenied?: (c: Context) => Response | Promise<Response>;
+}
+
+/** Middleware answering 401 to requests without the token or a session. */
+export function requireToken(token: string, options: RequireTokenOptions = {}): MiddlewareHandler {
   const open = options.openMetrics === true;
+  const isPublic = (path: string) =>
+    (options.publicPaths ?? []).some((p) => p.endsWith("/") ? path.startsWith(p) : path === p);
   return async (c, next) => {
     if (open && OPEN_PATHS.has(c.req.path)) return await next();
-    if (!tokenMatches(c.req.header("Authorization"), token)) {
-      return c.text("Missing or wrong bearer token\n", 401, { "WWW-Authenticate": "Bearer" });
+    if (tokenMatches(c.req.header("Authorization"), token)) return await next();
+    const session = options.sessions?.find(c);
+    if (session !== undefined) {
+      if (SAFE_METHODS.has(c.req.method)) return await next();
+      if (csrfMatches(session, await csrfGiven(c))) return await next();
+      return c.text("Missing or wrong CSRF token: reload the page and try again\n", 403);
+    }
+    if (isPublic(c.req.path)) return await next();
+    if (options.onDenied !== undefined) return await options.onDenied(c);
+    return c.text("Missing or wrong bearer token\n", 401, { "WWW-Authenticate": "Bearer" });
+  };
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** The CSRF token of a request: its header, or the form field of a form post. */
+async function csrfGiven(c: Context): Promise<string | undefined> {
+  const header = c.req.header(CSRF_HEADER);
+  if (header !== undefined) return header;
+  const type = c.req.header("Content-Type") ?? "";
+  if (!/^(application\/x-www-form-urlencoded|multipart\/form-data)/.test(type)) return undefined;
+  const form = await c.req.parseBody();
+  const value = form[CSRF_FIELD];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** Middleware refusing requests that change something when a browser says they come from another site. */
+export function refuseCrossSite(): MiddlewareHandler {
+  return async (c, next) => {
+    if (!SAFE_METHODS.has(c.req.method) && crossSite(c)) {
+      return c.text("Cross-site request refused\n", 403);
     }
     return await next();
   };
@@ -61,11 +112,11 @@ export interface ListenSecurity {
  */
 export function checkListenSecurity(host: string, security: ListenSecurity): void {
   if ((security.tlsCert === undefined) !== (security.tlsKey === undefined)) {
-    throw new Error("Options --tls-cert and --tls-key go together: give both or neither");
+    throw new UsageError("Options --tls-cert and --tls-key go together: give both or neither");
   }
   if (isLoopbackHost(host) || security.insecure) return;
   if (security.tlsCert === undefined || security.tokenFile === undefined) {
-    throw new Error(
+    throw new UsageError(
       `Listening on ${host} exposes captured traffic: give --tls-cert, --tls-key and ` +
         "--token-file, or --insecure to accept the risk",
     );

@@ -8,6 +8,8 @@ import { createApp } from "./app.ts";
 import type { SensorMetrics } from "./metrics.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
+import { RateHistory } from "../web/rate_history.ts";
+import type { Setting } from "../web/source.ts";
 
 /** Where and how to listen. */
 export interface ListenOptions extends GuardOptions {
@@ -24,6 +26,8 @@ export interface ListenOptions extends GuardOptions {
   openMetrics?: boolean;
   /** The registry /metrics serves (default: a new one for `sensor`). */
   metrics?: SensorMetrics;
+  /** The running configuration the page's status view lists. */
+  settings?: readonly Setting[];
 }
 
 /** A running server. */
@@ -38,11 +42,15 @@ export interface CutcapServer {
 
 /** Starts the server; throws when the address cannot be bound. */
 export function startServer(sensor: SensorView, options: ListenOptions): CutcapServer {
+  const history = new RateHistory(sensor);
   const app = createApp(sensor, {
     routes: options.routes,
     token: options.token,
     openMetrics: options.openMetrics,
     metrics: options.metrics,
+    settings: options.settings,
+    history,
+    secure: options.cert !== undefined && options.key !== undefined,
   });
   const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   let guard;
@@ -60,10 +68,12 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     http.shutdown();
     throw error;
   }
+  history.start();
   return {
     addr: guard.addr,
     connections: guard.stats,
     async shutdown(): Promise<void> {
+      history.stop();
       guard.close();
       await http.shutdown();
     },

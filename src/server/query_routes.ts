@@ -10,7 +10,8 @@ import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
 import { queryPcapStream } from "../query/execute.ts";
 import { recordQuery } from "./metrics.ts";
-import { matchingFlows } from "../query/flows.ts";
+import { flowRecordStream } from "../query/flows.ts";
+import { logWarn } from "../log.ts";
 import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
@@ -23,6 +24,8 @@ export interface QueryPolicy {
   maxConcurrent: number;
   /** Largest accepted query text in bytes. */
   maxBodyBytes: number;
+  /** Flow records `/flows` returns when the client gives no `limit`. */
+  defaultFlows: number;
 }
 
 /** Defaults for `QueryPolicy`. */
@@ -31,6 +34,7 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
   maxBytes: 64 * 1024 ** 3,
   maxConcurrent: 4,
   maxBodyBytes: 64 * 1024,
+  defaultFlows: 10_000,
 };
 
 /** What the routes need from their host. */
@@ -51,18 +55,23 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   const openInputs = (): Promise<ExtraInput[]> =>
     openFiles === null ? Promise.resolve([]) : openFiles.inputs();
 
+  /** The 503 answer when every query slot is taken (`/query` and `/flows` share them). */
+  const refuseWhenBusy = (c: Context): Response | undefined => {
+    if (running < deps.policy.maxConcurrent) return undefined;
+    recordQuery("rejected", 0, 0);
+    return c.text(
+      `Too many queries: ${running} running, the limit is ${deps.policy.maxConcurrent}\n`,
+      503,
+    );
+  };
+
   const answer = async (c: Context, text: string | undefined) => {
     const parsed = parseRequest(text);
     if ("error" in parsed) return c.text(parsed.error + "\n", 400);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return c.text(limits.error + "\n", 400);
-    if (running >= deps.policy.maxConcurrent) {
-      recordQuery("rejected", 0, 0);
-      return c.text(
-        `Too many queries: ${running} running, the limit is ${deps.policy.maxConcurrent}\n`,
-        503,
-      );
-    }
+    const busy = refuseWhenBusy(c);
+    if (busy) return busy;
     running++;
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
@@ -75,6 +84,9 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
         onFinish: (result) => {
           running--;
           recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
+          for (const skip of result.unreadable) {
+            logWarn(`/query skipped ${skip.file}: ${skip.reason}`);
+          }
         },
       });
     } catch (error) {
@@ -88,6 +100,10 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       headers: {
         "content-type": "application/vnd.tcpdump.pcap",
         "content-disposition": `attachment; filename="${name}"`,
+        // The limits in force (the client's, stenoread's headers, the server's cap): an answer of
+        // exactly this many packets, or within one record of this many bytes, may have been cut.
+        "x-cutcap-limit-packets": String(limits.limit),
+        "x-cutcap-limit-bytes": String(limits.maxBytes),
       },
     });
   };
@@ -101,22 +117,40 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   app.get("/flows", async (c) => {
     const parsed = parseRequest(c.req.query("q"));
     if ("error" in parsed) return c.text(parsed.error + "\n", 400);
-    const limits = readLimits(c, deps.policy);
-    if ("error" in limits) return c.text(limits.error + "\n", 400);
-    const extra = await openInputs();
+    const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
+    if (typeof limit === "string") return c.text(limit + "\n", 400);
+    const busy = refuseWhenBusy(c);
+    if (busy) return busy;
+    const ndjson = c.req.query("format") === "ndjson" ||
+      (c.req.header("accept") ?? "").includes("application/x-ndjson");
+    const flowLimit = c.req.query("limit") ? limit : deps.policy.defaultFlows;
+    running++;
+    const started = performance.now();
+    let extra: ExtraInput[];
+    try {
+      extra = await openInputs();
+    } catch (error) {
+      running--;
+      throw error;
+    }
     // Flow records come from the indexes alone: the descriptors are not needed.
     closeInputs(extra);
-    const records = [...matchingFlows(deps.catalog(), parsed.query, limits.limit, extra)];
-    const wantsNdjson = c.req.query("format") === "ndjson" ||
-      (c.req.header("accept") ?? "").includes("application/x-ndjson");
-    if (!wantsNdjson) return c.json(records);
-    return c.body(
-      records.map((r) => JSON.stringify(r)).join("\n") + (records.length ? "\n" : ""),
-      200,
-      {
-        "content-type": "application/x-ndjson",
+    const stream = flowRecordStream(deps.catalog(), parsed.query, {
+      extra,
+      limit: flowLimit,
+      format: ndjson ? "ndjson" : "json",
+      onFinish: (report, outcome) => {
+        running--;
+        recordQuery(outcome, (performance.now() - started) / 1000, 0);
+        for (const skip of report.skipped) logWarn(`/flows skipped ${skip.file}: ${skip.reason}`);
       },
-    );
+    });
+    return new Response(stream, {
+      headers: {
+        "content-type": ndjson ? "application/x-ndjson" : "application/json",
+        "x-cutcap-flow-limit": String(flowLimit),
+      },
+    });
   });
   return app;
 }
@@ -131,16 +165,36 @@ function parseRequest(text: string | undefined): { query: Query } | { error: str
   }
 }
 
-/** `limit` (packets) and `max_bytes` from the URL, capped by the server's policy. */
+/**
+ * Packets and bytes of one answer: the URL's `limit` and `max_bytes`, stenoread's
+ * `Steno-Limit-Packets` and `Steno-Limit-Bytes` headers (0 there means no limit, as in
+ * stenographer), the smallest of them, capped by the server's policy.
+ */
 function readLimits(
   c: Context,
   policy: QueryPolicy,
 ): { limit: number; maxBytes: number } | { error: string } {
   const limit = readPositive(c.req.query("limit"), "limit", policy.maxPackets);
   const maxBytes = readPositive(c.req.query("max_bytes"), "max_bytes", policy.maxBytes);
-  if (typeof limit === "string") return { error: limit };
-  if (typeof maxBytes === "string") return { error: maxBytes };
-  return { limit, maxBytes };
+  const stenoPackets = readStenoLimit(c.req.header("steno-limit-packets"), "Steno-Limit-Packets");
+  const stenoBytes = readStenoLimit(c.req.header("steno-limit-bytes"), "Steno-Limit-Bytes");
+  for (const v of [limit, maxBytes, stenoPackets, stenoBytes]) {
+    if (typeof v === "string") return { error: v };
+  }
+  return {
+    limit: Math.min(limit as number, stenoPackets as number),
+    maxBytes: Math.min(maxBytes as number, stenoBytes as number),
+  };
+}
+
+/** A stenographer limit header: a whole number, 0 or absent = no limit (Infinity). */
+function readStenoLimit(text: string | undefined, name: string): number | string {
+  if (text === undefined || text.trim() === "") return Infinity;
+  const value = text.trim();
+  if (!/^\d+$/.test(value)) {
+    return `Invalid ${name} header "${value}": expected a whole number (0 = no limit)`;
+  }
+  return Number(value) === 0 ? Infinity : Number(value);
 }
 
 function readPositive(text: string | undefined, name: string, cap: number): number | string {

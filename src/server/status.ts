@@ -9,6 +9,7 @@ import type { RetentionStats, SensorView, WorkerView } from "../sensor/view.ts";
 import { Counter } from "../sensor/counters.ts";
 import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
 import type { DiskSpace } from "../store/retention.ts";
+import { probeWritable } from "../store/pcap_file_writer.ts";
 import { VERSION } from "../version.ts";
 import { oldestPacketTs } from "./metrics.ts";
 
@@ -49,12 +50,10 @@ export function readiness(sensor: SensorView): Readiness {
   return { ready: reasons.length === 0, reasons };
 }
 
-/** Creates and removes an empty hidden file (ignored by the catalog); returns the error, if any. */
+/** Creates (exclusively, under a random name) and removes an empty hidden file (ignored by the catalog); returns the error, if any. */
 function writeProbe(dir: string): string | undefined {
-  const probe = `${dir}/.cutcap-ready-${Deno.pid}`;
   try {
-    Deno.writeFileSync(probe, new Uint8Array(0));
-    Deno.removeSync(probe);
+    probeWritable(dir, ".cutcap-ready-");
     return undefined;
   } catch (error) {
     return shortMessage(error);

@@ -1,14 +1,11 @@
 /**
- * `GET /`: the `/status` report as one small HTML page for a person, with no external assets (no
- * scripts, fonts or stylesheets to fetch), refreshing itself every few seconds.
+ * The `/status` report as HTML tables for a person: the body of the page's status view
+ * (src/web/page.ts), styled by its stylesheet. Every value from interfaces and files is escaped.
  */
 import type { Rates, StatusReport, WorkerStatus } from "./status.ts";
 
-/** Seconds between automatic reloads of the page. */
-const REFRESH_SECONDS = 5;
-
-/** Renders the status page. */
-export function renderStatusPage(report: StatusReport): string {
+/** Renders the report's tables (summary, interfaces, workers). */
+export function renderStatusSections(report: StatusReport): string {
   const state = report.ready
     ? `<span class="ok">ready</span>`
     : `<span class="bad">not ready</span><ul>${
@@ -46,21 +43,9 @@ export function renderStatusPage(report: StatusReport): string {
     `<td>${count(i.activeFlows)}</td><td>${count(i.pcapDropped + i.pcapIfDropped)}</td></tr>`
   ).join("");
   const workers = report.workers.map(workerRow).join("");
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="${REFRESH_SECONDS}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>cutcap ${esc(report.version)}${report.ready ? "" : " (not ready)"}</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
-table{border-collapse:collapse}td,th{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:right}
-td:first-child,th:first-child,.l{text-align:left}.kv td{text-align:left}.t{white-space:nowrap}
-.ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}ul{margin:.2em 0}
-small{color:#777}
-</style></head><body>
-<h1>cutcap ${esc(report.version)}</h1>
-<table class="kv">${summary.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("")}</table>
+  return `<table class="kv">${
+    summary.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("")
+  }</table>
 <h2>Interfaces</h2>
 ${
     report.interfaces.length === 0
@@ -77,7 +62,6 @@ ${
 <p><small>Report of ${time(report.now)}; rates over the last ${
     duration(report.workers[0]?.rates.intervalSeconds ?? 0)
   }. <a href="/status">JSON</a> · <a href="/metrics">metrics</a></small></p>
-</body></html>
 `;
 }
 
@@ -120,7 +104,8 @@ function yesNo(value: boolean): string {
   return value ? `<span class="ok">yes</span>` : `<span class="bad">no</span>`;
 }
 
-function count(n: number): string {
+/** Formatting shared with the page. */
+export function count(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
 
@@ -128,7 +113,8 @@ function plural(n: number, noun: string): string {
   return `${count(n)} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-function si(n: number): string {
+/** Formatting shared with the page. */
+export function si(n: number): string {
   const units = ["", "k", "M", "G", "T"];
   let i = 0;
   while (Math.abs(n) >= 1000 && i < units.length - 1) {
@@ -139,7 +125,8 @@ function si(n: number): string {
   return `${n.toFixed(digits)}${units[i]}`;
 }
 
-function bytes(n: number): string {
+/** Formatting shared with the page. */
+export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) {
@@ -153,7 +140,8 @@ function time(unixSeconds: number): string {
   return new Date(unixSeconds * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
 
-function duration(seconds: number): string {
+/** Formatting shared with the page. */
+export function duration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   if (s < 120) return `${s}s`;
   if (s < 7200) return `${Math.round(s / 60)}m`;

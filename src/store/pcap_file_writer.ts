@@ -115,6 +115,27 @@ export function dirOf(path: string): string {
   return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
 }
 
+/**
+ * Creates a new file `<dir>/<prefix><random><suffix>` exclusively (O_CREAT|O_EXCL: an existing file or
+ * a planted symlink at that name makes it fail instead of being followed or truncated), so a
+ * privileged phase never writes through a link someone else placed in the archive.
+ */
+export function createTempFile(
+  dir: string,
+  prefix: string,
+  suffix: string,
+): { path: string; file: Deno.FsFile } {
+  const path = `${dir}/${prefix}${crypto.randomUUID()}${suffix}`;
+  return { path, file: Deno.openSync(path, { read: true, write: true, createNew: true }) };
+}
+
+/** Proves `dir` writable by creating and removing an exclusive, unpredictably named empty file. */
+export function probeWritable(dir: string, prefix: string): void {
+  const { path, file } = createTempFile(dir, prefix, "");
+  file.close();
+  Deno.removeSync(path);
+}
+
 /** fsyncs a directory, so a rename or create in it survives a crash. */
 export function syncDir(dir: string): void {
   const d = Deno.openSync(dir, { read: true });

@@ -235,7 +235,10 @@ export function assertSamePackets(
   assert.equal(actual.length, expected.length, `${label}: packet count`);
 }
 
-/** POSTs a query; saves the pcap answer to `path`; returns the response status and its text on error. */
+/**
+ * POSTs a query; saves the pcap answer to `path` and checks, with tcpdump, that it is in time
+ * order; returns the response status and its text on error.
+ */
 export async function postQuery(
   url: string,
   query: string,
@@ -245,7 +248,26 @@ export async function postQuery(
   const response = await fetch(`${url}/query${params}`, { method: "POST", body: query });
   if (!response.ok) return { status: response.status, text: await response.text() };
   await Deno.writeFile(path, new Uint8Array(await response.arrayBuffer()));
+  await assertAnswerInTimeOrder(path, query);
   return { status: response.status, text: "" };
+}
+
+/** Reads an answer file (pcap or pcapng) with tcpdump and checks its time order. */
+export async function assertAnswerInTimeOrder(path: string, label: string): Promise<void> {
+  const text = await run("tcpdump", ["-r", path, "-tt", "-nn", "--time-stamp-precision=nano"]);
+  const packets = parseTcpdumpHex(text).filter((p) => /^\d/.test(p.ts));
+  for (let i = 1; i < packets.length; i++) {
+    const [a, b] = [packets[i - 1].ts, packets[i].ts].map(nanos);
+    if (b < a) {
+      assert.fail(`${label}: packet ${i} at ${packets[i].ts} comes after ${packets[i - 1].ts}`);
+    }
+  }
+}
+
+/** tcpdump's `-tt` time at nanosecond precision as a BigInt of nanoseconds. */
+function nanos(ts: string): bigint {
+  const [sec, frac] = ts.split(".");
+  return BigInt(sec) * 1_000_000_000n + BigInt((frac ?? "").padEnd(9, "0").slice(0, 9));
 }
 
 /** Value of one sample of a Prometheus text exposition, 0 when absent. */

@@ -230,3 +230,47 @@ export function rootOrFail(what: string): boolean {
   }
   return false;
 }
+
+/** Resident set size of process `pid` in MB (10^6 bytes), from /proc. */
+export function rssMb(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN);
+  return kb * 1024 / 1e6;
+}
+
+/** Polls `${url}/healthz` every `everyMs` until stopped; reports the slowest answer and failures. */
+export function watchHealth(
+  url: string,
+  everyMs = 100,
+  init: RequestInit = {},
+): { stop(): Promise<{ probes: number; slowestMs: number; failures: string[] }> } {
+  let running = true;
+  let probes = 0;
+  let slowestMs = 0;
+  const failures: string[] = [];
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      try {
+        const response = await fetch(`${url}/healthz`, {
+          ...init,
+          signal: AbortSignal.timeout(5_000),
+        });
+        await response.body?.cancel();
+        if (response.status !== 200) failures.push(`status ${response.status}`);
+      } catch (error) {
+        failures.push(error instanceof Error ? error.message : String(error));
+      }
+      probes++;
+      slowestMs = Math.max(slowestMs, performance.now() - started);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { probes, slowestMs, failures };
+    },
+  };
+}

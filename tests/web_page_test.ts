@@ -1,0 +1,177 @@
+/**
+ * The analyst's page without a browser: what the server renders for a search (rows, counts,
+ * histogram, links) against `/flows` and `/query` over a generated archive, the validation endpoint,
+ * sorting and paging, escaping, and token login with session cookies and CSRF. The browser tests
+ * (web_browser_test.ts) drive the same page through Chromium.
+ */
+import assert from "node:assert/strict";
+import { createApp } from "../src/server/app.ts";
+import { DEFAULT_QUERY_POLICY, queryRoutes } from "../src/server/query_routes.ts";
+import { fakeSensor } from "./support/fake_sensor.ts";
+import { replayIntoArchive } from "./support/query_server.ts";
+import type { FlowRecord } from "../src/query/flows.ts";
+import { pcapRecordCount, tableRows } from "./support/web.ts";
+
+const work = Deno.makeTempDirSync({ prefix: "cutcap-web-" });
+const out = `${work}/out`;
+await replayIntoArchive(out, [
+  { traffic: { seed: 15, packets: 6000, rate: 200 }, compress: "none", rotateSize: "256KiB" },
+], { workDir: work });
+
+function app(extra: Parameters<typeof createApp>[1] = {}) {
+  const sensor = fakeSensor({ outDir: out, workers: [] });
+  const routes = queryRoutes({ catalog: () => sensor.catalog(), policy: DEFAULT_QUERY_POLICY });
+  return createApp(sensor, { routes, ...extra });
+}
+
+async function flows(a: ReturnType<typeof app>, q: string): Promise<FlowRecord[]> {
+  const r = await a.request(`/flows?q=${encodeURIComponent(q)}`);
+  assert.equal(r.status, 200);
+  return await r.json();
+}
+
+Deno.test("a search renders the matching flows, their totals and a histogram of the same packets", async () => {
+  const a = app();
+  const q = "tcp and port 443";
+  const expected = await flows(a, q);
+  assert.ok(expected.length > 60, `enough flows for two pages: ${expected.length}`);
+  const r = await a.request(`/?q=${encodeURIComponent(q)}`);
+  assert.equal(r.status, 200);
+  const text = await r.text();
+  const packets = expected.reduce((s, f) => s + f.packets, 0);
+  assert.match(text, new RegExp(`data-flows="${expected.length}"`));
+  assert.match(text, new RegExp(`data-packets="${packets}"`));
+  assert.match(text, new RegExp(`data-total="${packets}"`), "histogram total = matching packets");
+  const bars = [...text.matchAll(/<rect [^>]*data-packets="(\d+)"/g)].map((m) => Number(m[1]));
+  assert.equal(bars.reduce((s, n) => s + n, 0), packets);
+
+  // Page 1 and 2, sorted by first time, hold the first 100 flows of /flows sorted the same way.
+  const byTime = [...expected].sort((x, y) => x.first - y.first);
+  const shown = [...tableRows(text)];
+  const page2 = tableRows(await (await a.request(`/?q=${encodeURIComponent(q)}&page=2`)).text());
+  shown.push(...page2);
+  assert.equal(shown.length, 100);
+  assert.deepEqual(
+    shown.map((s) => `${s.src} ${s.dst} ${s.packets}`),
+    byTime.slice(0, 100).map((f) => `${f.src} ${f.dst} ${f.packets}`),
+  );
+
+  // Sorted by stored packets, largest first.
+  const sorted = tableRows(
+    await (await a.request(`/?q=${encodeURIComponent(q)}&sort=packets&dir=desc`)).text(),
+  );
+  assert.equal(sorted[0].packets, Math.max(...expected.map((f) => f.packets)));
+
+  // Download is /query of the same text; each row's pcap link holds exactly its flow's packets.
+  const download = /id="download" class="button" href="([^"]+)"/.exec(text)![1];
+  assert.equal(download.replaceAll("&amp;", "&"), `/query?q=${encodeURIComponent(q)}`);
+  for (const row of shown.slice(0, 5)) {
+    const answer = new Uint8Array(await (await a.request(row.pcap)).arrayBuffer());
+    assert.equal(pcapRecordCount(answer), row.packets, row.pcap);
+  }
+  assert.match(text, /cutcap read --server http:\/\/localhost &#39;tcp and port 443&#39;/);
+});
+
+Deno.test("clicking an address narrows the query; the time range joins the query", async () => {
+  const a = app();
+  const [first] = await flows(a, "udp");
+  const text = await (await a.request(`/?q=udp`)).text();
+  const href = new RegExp(
+    `href="(/\\?q=udp\\+and\\+host\\+${first.src.replaceAll(".", "\\.")}[^"]*)"`,
+  )
+    .exec(text);
+  assert.ok(href, "address link adds host X");
+  const from = new Date(Math.ceil(first.first) * 1000).toISOString();
+  const to = new Date((Math.ceil(first.first) + 30) * 1000).toISOString();
+  const ranged = await (await a.request(`/?q=udp&from=${from}&to=${to}`)).text();
+  const within = await flows(a, `(udp) and after ${from} and before ${to}`);
+  assert.match(ranged, new RegExp(`data-flows="${within.length}"`));
+  assert.ok(within.length > 0);
+  assert.match(ranged, /<option value="" selected>/);
+});
+
+Deno.test("malformed queries: the validation endpoint and the page name the server's message and position", async () => {
+  const a = app();
+  const v = await (await a.request("/api/validate?q=host%201.2.3.4%20and%20port%2065555")).json();
+  assert.deepEqual(v, {
+    ok: false,
+    field: "q",
+    position: 22,
+    message: "Invalid port 65555 at position 22: expected 0-65535",
+  });
+  assert.deepEqual(await (await a.request("/api/validate?q=port%2080")).json(), { ok: true });
+  const r = await a.request("/?q=port%2065555%20%3Cb%3E");
+  assert.equal(r.status, 400);
+  const text = await r.text();
+  assert.match(text, /Invalid port 65555 at position 5/);
+  assert.match(text, /<code class="where">port <mark>6<\/mark>5555 &lt;b&gt;<\/code>/);
+  assert.doesNotMatch(text, /id="flows"/);
+  const badTime = await (await a.request("/?q=udp&from=yesterday")).text();
+  assert.match(badTime, /Invalid from time &quot;yesterday&quot;/);
+});
+
+/** The status of an answer whose body is not needed (released, so streams free their query slot). */
+async function statusOf(answer: Response | Promise<Response>): Promise<number> {
+  const r = await answer;
+  await r.body?.cancel();
+  return r.status;
+}
+
+Deno.test("with a token: login form, wrong token, session cookie, CSRF-protected logout", async () => {
+  for (const secure of [false, true]) {
+    const a = app({ token: "s3cret", secure });
+    const html = { Accept: "text/html" };
+    const denied = await a.request("/?q=udp", { headers: html });
+    assert.equal(denied.status, 401);
+    assert.match(await denied.text(), /<form id="login" method="post" action="\/login">/);
+    assert.equal(await statusOf(a.request("/flows?q=udp")), 401);
+    assert.equal(
+      (await a.request("/web/app.js")).status,
+      200,
+      "the login form's assets are public",
+    );
+
+    const login = (token: string, headers: Record<string, string> = {}) =>
+      a.request("/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", ...headers },
+        body: new URLSearchParams({ token, next: "/?q=udp" }).toString(),
+      });
+    const wrong = await login("guess");
+    assert.equal(wrong.status, 401);
+    assert.match(await wrong.text(), /Wrong token/);
+    assert.equal(wrong.headers.get("set-cookie"), null);
+    assert.equal((await login("s3cret", { "Sec-Fetch-Site": "cross-site" })).status, 403);
+
+    const ok = await login("s3cret", { "Sec-Fetch-Site": "same-origin" });
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.get("location"), "/?q=udp");
+    const setCookie = ok.headers.get("set-cookie") ?? "";
+    assert.match(setCookie, /^cutcap_session=[\w-]{43}; Max-Age=43200; Path=\/; HttpOnly; /);
+    assert.match(setCookie, /SameSite=Strict/);
+    assert.equal(/; Secure/.test(setCookie), secure);
+    const cookie = { Cookie: setCookie.split(";")[0] };
+    const page = await a.request("/?q=udp", { headers: cookie });
+    assert.equal(page.status, 200);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1];
+    assert.equal(await statusOf(a.request("/flows?q=udp", { headers: cookie })), 200);
+    assert.equal(
+      await statusOf(a.request("/flows?q=udp", { headers: { Authorization: "Bearer s3cret" } })),
+      200,
+      "the API keeps accepting the bearer header",
+    );
+
+    const logout = (body: Record<string, string>) =>
+      a.request("/logout", {
+        method: "POST",
+        headers: { ...cookie, "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams(body).toString(),
+      });
+    assert.equal((await logout({})).status, 403, "logout without the CSRF token");
+    assert.equal((await logout({ csrf: "x" + csrf.slice(1) })).status, 403);
+    const out = await logout({ csrf });
+    assert.equal(out.status, 303);
+    assert.match(out.headers.get("set-cookie") ?? "", /cutcap_session=; Max-Age=0/);
+    assert.equal(await statusOf(a.request("/flows?q=udp", { headers: cookie })), 401);
+  }
+});
