@@ -1,6 +1,6 @@
 /**
  * The few libc calls cutcap needs: setsockopt (PACKET_FANOUT on the capture socket), dropping
- * root after the capture handles are open, and getuid. errno is read through __errno_location
+ * root after the capture handles are open, getuid, and shutdown of stalled TLS sockets. errno is read through __errno_location
  * right after the failing call.
  *
  * @module
@@ -17,6 +17,9 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
 } as const;
 
 type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -139,4 +142,39 @@ export function getuid(): number {
 /** The real group id of the process. */
 export function getgid(): number {
   return load().getgid();
+}
+
+const SHUT_RDWR = 2;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/**
+ * Shuts down (both directions) this process's TCP sockets whose local and remote ports are among
+ * `ports` (`"<local>:<remote>"`); returns how many. Deno keeps a TLS socket open while its
+ * handshake is pending, even after `close()` (the handshake holds it): shutting the socket down
+ * makes that handshake fail at once, which frees the descriptor. Sockets are found by asking every
+ * descriptor in /proc/self/fd for its ports (getsockname/getpeername: a few µs each).
+ */
+export function shutdownTcpSockets(ports: ReadonlySet<string>): number {
+  if (ports.size === 0) return 0;
+  const lib = load();
+  const address = new Uint8Array(128);
+  const length = new Uint32Array(1);
+  const portOf = (call: typeof lib.getsockname, fd: number): number => {
+    length[0] = address.length;
+    if (call(fd, address, new Uint8Array(length.buffer)) !== 0) return -1;
+    // sockaddr_in and sockaddr_in6 both hold the port, big-endian, at offset 2.
+    const family = address[0] | (address[1] << 8);
+    return family === AF_INET || family === AF_INET6 ? (address[2] << 8) | address[3] : -1;
+  };
+  let done = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    const local = portOf(lib.getsockname, fd);
+    if (local < 0) continue;
+    const remote = portOf(lib.getpeername, fd);
+    if (remote < 0 || !ports.has(`${local}:${remote}`)) continue;
+    if (lib.shutdown(fd, SHUT_RDWR) === 0) done++;
+  }
+  return done;
 }

@@ -7,39 +7,9 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { archiveFiles, cutcap, run } from "./support/oracle.ts";
-import { startServe } from "./support/robustness.ts";
+import { makeCertificates, startServe } from "./support/robustness.ts";
 
 const TOKEN = "s3cret-token-for-tests-0123456789";
-
-async function openssl(args: string[]): Promise<void> {
-  await run("openssl", args);
-}
-
-/** A CA and a server certificate for 127.0.0.1 / localhost signed by it (P-256 keys). */
-async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl([
-    ...["req", "-x509", ...ec, "-keyout", `${dir}/ca.key`, "-out", `${dir}/ca.pem`],
-    ...["-days", "2", "-subj", "/CN=cutcap test CA"],
-    ...["-addext", "basicConstraints=critical,CA:TRUE"],
-    ...["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-  ]);
-  await openssl([
-    ...["req", ...ec, "-keyout", `${dir}/server.key`, "-out", `${dir}/server.csr`],
-    ...["-subj", "/CN=127.0.0.1"],
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/server.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n" +
-      "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl([
-    ...["x509", "-req", "-in", `${dir}/server.csr`, "-CA", `${dir}/ca.pem`],
-    ...["-CAkey", `${dir}/ca.key`, "-CAcreateserial", "-out", `${dir}/server.pem`],
-    ...["-days", "2", "-extfile", `${dir}/server.ext`],
-  ]);
-  return { ca: `${dir}/ca.pem`, cert: `${dir}/server.pem`, key: `${dir}/server.key` };
-}
 
 /** Records tcpdump reads in a file. */
 async function packetCount(path: string): Promise<number> {

@@ -19,9 +19,11 @@ import {
   type KeyDescription,
   LINKTYPE_RAW,
   linkTypeName,
+  META_NO_PORTS,
   PacketInfo,
 } from "../src/packet/mod.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
+import * as craft from "./support/pcap_craft.ts";
 
 const CORPUS = CORPUS_DIR;
 
@@ -956,4 +958,39 @@ Deno.test("speed: decode a big buffer of realistic frames (ns/packet)", () => {
       `(checksum ${sink})`,
   );
   assert.ok(ns < 2000, `${ns} ns/packet`);
+});
+
+Deno.test("decode: packets of port protocols without ports carry the key's NO_PORTS bit", () => {
+  const info = new PacketInfo();
+  const decodeKey = (frame: Uint8Array, caplen = frame.length) => {
+    decodePacket(DLT_EN10MB, frame, 0, caplen, info);
+    return { meta: info.key[9], ports: info.key[8] };
+  };
+  const v4udp = (frag = 0) =>
+    craft.ethernet(
+      0x0800,
+      craft.ipv4("198.18.0.1", "198.18.0.2", 17, craft.udp(0, 53), { fragment: frag }),
+    );
+  // A real port 0 is a port.
+  assert.equal(decodeKey(v4udp()).meta & META_NO_PORTS, 0);
+  assert.equal(decodeKey(v4udp()).ports, 53);
+  // IPv4 and IPv6 later fragments, and a TCP header cut before its ports: no ports at all.
+  assert.equal(decodeKey(v4udp(10)).meta & META_NO_PORTS, META_NO_PORTS);
+  const v6later = craft.ethernet(
+    0x86dd,
+    craft.ipv6("2001:db8::1", "2001:db8::2", 17, craft.udp(1, 2), [[
+      44,
+      craft.fragmentHeader(3, false),
+    ]]),
+  );
+  assert.equal(decodeKey(v6later).meta & META_NO_PORTS, META_NO_PORTS);
+  const tcpFrame = craft.ethernet(
+    0x0800,
+    craft.ipv4("198.18.0.1", "198.18.0.2", 6, craft.tcp(80, 40000)),
+  );
+  assert.equal(decodeKey(tcpFrame, 14 + 20 + 3).meta & META_NO_PORTS, META_NO_PORTS);
+  assert.equal(decodeKey(tcpFrame, 14 + 20 + 4).meta & META_NO_PORTS, 0);
+  // ICMP never has ports: no bit (its flows are keyed as before).
+  const icmp = craft.ethernet(0x0800, craft.ipv4("198.18.0.1", "198.18.0.2", 1, new Uint8Array(8)));
+  assert.equal(decodeKey(icmp).meta & META_NO_PORTS, 0);
 });

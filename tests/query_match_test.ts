@@ -23,6 +23,8 @@ interface KeySpec {
   portB?: number;
   proto?: number;
   vlan?: number;
+  /** A port protocol's packet without ports (later fragment, cut-off header): meta bit 12. */
+  noPorts?: boolean;
 }
 
 function words(text: string | undefined): Words {
@@ -38,7 +40,8 @@ function makeKey(s: KeySpec): Uint32Array {
   key.set(words(s.a), 0);
   key.set(words(s.b), 4);
   key[8] = (((s.portA ?? 0) << 16) | (s.portB ?? 0)) >>> 0;
-  key[9] = ((s.kind << 28) | ((s.proto ?? 0) << 16) | (s.vlan ?? 0)) >>> 0;
+  key[9] = ((s.kind << 28) | ((s.proto ?? 0) << 16) | (s.noPorts ? 0x1000 : 0) | (s.vlan ?? 0)) >>>
+    0;
   return key;
 }
 
@@ -166,10 +169,23 @@ Deno.test("match: port and portrange need TCP, UDP or SCTP and match either end"
   assert.ok(!matches("port 0", { kind: 4, a: "1.2.3.4", proto: 1 }));
   assert.ok(!matches("port 2054", { kind: 1, portB: 0x0806 }));
   // A later fragment keys with ports 0: only `port 0` can match it.
-  const laterFragment: KeySpec = { kind: 4, a: "1.2.3.4", b: "5.6.7.8", proto: 6 };
+  // A later fragment or a cut-off transport header has no port at all, not port 0 (tcpdump,
+  // stenographer); a real port 0 is a port.
+  const laterFragment: KeySpec = { kind: 4, a: "1.2.3.4", b: "5.6.7.8", proto: 6, noPorts: true };
   assert.ok(!matches("port 80", laterFragment));
-  assert.ok(matches("port 0", laterFragment));
-  assert.ok(matches("portrange 0-10", laterFragment));
+  assert.ok(!matches("port 0", laterFragment));
+  assert.ok(!matches("portrange 0-10", laterFragment));
+  assert.ok(
+    !matches(
+      "port 0 or port 1 or port 2 or port 3 or port 4 or port 5 or port 6 or port 7 or port 8",
+      laterFragment,
+    ),
+  );
+  assert.ok(matches("tcp", laterFragment));
+  const portZero: KeySpec = { kind: 4, a: "1.2.3.4", b: "5.6.7.8", proto: 17, portA: 0, portB: 9 };
+  assert.ok(matches("port 0", portZero));
+  // An index written before the bit existed: such packets still show port 0.
+  assert.ok(matches("port 0", { ...laterFragment, noPorts: false }));
 });
 
 Deno.test("match: protocol predicates and their families", () => {
@@ -487,6 +503,7 @@ function craftPacket(rand: () => number, tags: number[]): TestPacket {
     portB: ported ? dport : 0,
     proto,
     vlan,
+    noPorts: hasPorts && !ported,
   });
   return { frame: new Uint8Array(frame), key };
 }

@@ -44,6 +44,13 @@ Deno.test("a search renders the matching flows, their totals and a histogram of 
   assert.match(text, new RegExp(`data-total="${packets}"`), "histogram total = matching packets");
   const bars = [...text.matchAll(/<rect [^>]*data-packets="(\d+)"/g)].map((m) => Number(m[1]));
   assert.equal(bars.reduce((s, n) => s + n, 0), packets);
+  const bytes = [...text.matchAll(/<rect [^>]*data-bytes="(\d+)"/g)].map((m) => Number(m[1]));
+  const storedBytes = expected.reduce((s, f) => s + f.bytes, 0);
+  assert.ok(Math.abs(bytes.reduce((s, n) => s + n, 0) - storedBytes) <= bars.length, "bytes too");
+  assert.match(
+    text,
+    /<a id="hist-unit" href="\/\?q=tcp\+and\+port\+443&amp;hist=bytes">show bytes/,
+  );
 
   // Page 1 and 2, sorted by first time, hold the first 100 flows of /flows sorted the same way.
   const byTime = [...expected].sort((x, y) => x.first - y.first);
@@ -110,10 +117,10 @@ Deno.test("malformed queries: the validation endpoint and the page name the serv
   assert.match(badTime, /Invalid from time &quot;yesterday&quot;/);
 });
 
-/** The status of an answer whose body is not needed (released, so streams free their query slot). */
+/** The status of an answer, its body read to the end (a stream holds a query slot until then). */
 async function statusOf(answer: Response | Promise<Response>): Promise<number> {
   const r = await answer;
-  await r.body?.cancel();
+  await r.arrayBuffer();
   return r.status;
 }
 
@@ -174,4 +181,73 @@ Deno.test("with a token: login form, wrong token, session cookie, CSRF-protected
     assert.match(out.headers.get("set-cookie") ?? "", /cutcap_session=; Max-Age=0/);
     assert.equal(await statusOf(a.request("/flows?q=udp", { headers: cookie })), 401);
   }
+});
+
+Deno.test("installPage serves the page for another source (the fleet's shape): sensor column, status tables, all escaped", async () => {
+  const { Hono } = await import("hono");
+  const { installPage } = await import("../src/web/mod.ts");
+  const row = {
+    kind: "ipv4",
+    src: "198.18.0.1",
+    dst: "198.19.0.1",
+    srcPort: 40000,
+    dstPort: 443,
+    proto: 6,
+    vlan: 0,
+    etherType: 0,
+    first: 1_800_000_000.25,
+    last: 1_800_000_001,
+    packets: 3,
+    bytes: 180,
+    file: "2027/01/15/x.pcap",
+    sensor: "<script>alert(1)</script>",
+    communityId: "1:abc+def=",
+    totalPackets: 10,
+    totalBytes: 900,
+    cut: true,
+    endReason: "fin",
+    pcapQuery: "host 198.18.0.1",
+  };
+  const asked: string[] = [];
+  const app = new Hono();
+  installPage(app, {
+    source: {
+      flows: (q) => {
+        asked.push(q.text);
+        return Promise.resolve({ rows: [row], flows: 1, packets: 3, bytes: 180, sortedOver: 1 });
+      },
+      histogram: () =>
+        Promise.resolve({
+          from: 1_800_000_000,
+          bucketSeconds: 1,
+          packets: [2, 1],
+          bytes: [120, 60],
+        }),
+      status: () =>
+        Promise.resolve({
+          version: "0.0.0",
+          tables: [{
+            title: "Sensors",
+            columns: ["Sensor", "Reachable"],
+            rows: [["<i>s1", "yes"]],
+          }],
+          settings: [["ClickHouse", "http://ch1:8123/"]],
+          history: [],
+          queryableLagSeconds: 5,
+        }),
+      queryPath: (text) => `/query?fleet=1&q=${encodeURIComponent(text)}`,
+    },
+  });
+  const text = await (await app.request("/?q=port%20443")).text();
+  assert.deepEqual(asked, ["port 443"]);
+  for (const header of ["Sensor", "Community ID", "Total packets", "Total bytes", "Cut", "End"]) {
+    assert.match(text, new RegExp(`>${header}(<| [▲▼])`), header);
+  }
+  assert.ok(text.includes("&lt;script&gt;alert(1)&lt;/script&gt;"));
+  assert.doesNotMatch(text, /<script>alert/);
+  assert.match(text, /href="\/\?q=port\+443\+and\+community-id\+1%3Aabc%2Bdef%3D"/);
+  assert.match(text, /id="download" class="button" href="\/query\?fleet=1&amp;q=port%20443"/);
+  const status = await (await app.request("/?view=status")).text();
+  assert.ok(status.includes("<td>&lt;i&gt;s1</td>") && status.includes("http://ch1:8123/"));
+  assert.match(status, /Newest queryable packet<\/th><td id="lag">5s ago/);
 });

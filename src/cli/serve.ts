@@ -34,7 +34,7 @@ export const SERVE_OPTIONS = {
     type: "string",
     default: "10s",
     arg: "DUR",
-    help: "close a connection that has not sent its headers by then",
+    help: "close a connection that has not finished its TLS handshake and headers by then",
   },
   "idle-timeout": {
     type: "string",
@@ -43,6 +43,18 @@ export const SERVE_OPTIONS = {
     help: "close a connection idle this long",
   },
   "max-connections": { type: "string", default: "256", arg: "N", help: "connections at once" },
+  "max-per-source": {
+    type: "string",
+    default: "32",
+    arg: "N",
+    help: "connections at once from one client address",
+  },
+  "request-timeout": {
+    type: "string",
+    default: "1m",
+    arg: "DUR",
+    help: "close a connection whose request has not been answered by then (trickled bodies)",
+  },
 } as const satisfies OptionTable;
 
 /** Runs the server until SIGINT/SIGTERM. */
@@ -115,6 +127,8 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
     idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
     maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
+    maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
+    requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
   });
   logInfo(
     `Serving ${values.out} (${catalog.entries().length} files) on ` +

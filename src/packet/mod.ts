@@ -10,7 +10,8 @@
  *   keep addresses and protocol with ports 0 (they carry no transport header).
  * - Ports are read whenever their 4 bytes are captured (a snaplen-cut segment stays in its
  *   connection's flow, as tshark also shows them); if the transport header is cut off before
- *   them, the packet keeps addresses and protocol with ports 0. If the IPv6 extension-header chain
+ *   them, the packet keeps addresses and protocol with ports 0 and the key's NO_PORTS bit (as
+ *   later fragments do), so it has no port at all, not port 0. If the IPv6 extension-header chain
  *   is cut off (or longer than 16 headers), the protocol is the type of the header where the walk
  *   stopped. IP length fields only shrink the packet; a length of 0 (BIG TCP / GSO) is ignored.
  * - Ethernet-family frames whose payload is not IPv4/IPv6 (ARP, STP, LLDP, CDP, ...) get kind L2,
@@ -28,7 +29,8 @@
  * `decodePacket` never throws and never reads outside `data[offset, offset + caplen)`: every read is
  * checked against that end, and length fields only ever shrink it.
  */
-import { FlowKind, KEY_WORDS, type PacketInfo } from "./packet_info.ts";
+import { FlowKind, KEY_WORDS, META_NO_PORTS, type PacketInfo } from "./packet_info.ts";
+import { carriesPorts } from "./transport.ts";
 import {
   DLT_EN10MB,
   DLT_IPV4,
@@ -47,7 +49,7 @@ import { decodeRaw } from "./raw.ts";
 import { decodeIpv4 } from "./ipv4.ts";
 import { decodeIpv6 } from "./ipv6.ts";
 
-export { FlowKind, KEY_WORDS, PacketInfo } from "./packet_info.ts";
+export { FlowKind, KEY_WORDS, META_NO_PORTS, PacketInfo } from "./packet_info.ts";
 export * from "./link_type.ts";
 export { describeKey, type KeyDescription } from "./describe.ts";
 
@@ -107,7 +109,8 @@ export function decodePacket(
     key[9] = (FlowKind.L2 << 28) | out.vlan;
   } else {
     key[8] = (out.srcPort << 16) | out.dstPort;
-    key[9] = (out.kind << 28) | (out.ipProto << 16) | out.vlan;
+    const noPorts = !out.hasPorts && carriesPorts(out.ipProto) ? META_NO_PORTS : 0;
+    key[9] = (out.kind << 28) | (out.ipProto << 16) | noPorts | out.vlan;
   }
 }
 
@@ -121,6 +124,7 @@ function reset(out: PacketInfo): void {
   out.vlan = 0;
   out.tcpFlags = 0;
   out.laterFragment = false;
+  out.hasPorts = false;
   out.etherType = 0;
   out.llc = 0;
 }

@@ -14,9 +14,15 @@
  *                          (EtherType, or the LLC DSAP << 8 | SSAP of an 802.3 frame) in the low 16
  *                          bits AND repeated in the high 16 bits, so that swapping the two halves
  *                          (what the flow table does when it swaps the ends) leaves it unchanged
- *   word 9     meta        kind << 28 | ipProto << 16 | vlan (outermost VLAN id, 12 bits)
+ *   word 9     meta        kind << 28 | ipProto << 16 | NO_PORTS (bit 12) | vlan (outermost VLAN id,
+ *                          12 bits). NO_PORTS: a TCP/UDP/SCTP/DCCP/UDP-Lite packet whose ports were
+ *                          not read (a later fragment, or a transport header the snaplen cut off):
+ *                          it has no port, so `port 0` does not select it
  */
 export const KEY_WORDS = 10;
+
+/** Meta-word bit of a port protocol's packet that carries no ports (see the layout above). */
+export const META_NO_PORTS = 0x1000;
 
 /** What a frame decoded to; the `kind` field of the key's meta word. */
 export const enum FlowKind {
@@ -43,6 +49,8 @@ export class PacketInfo {
   tcpFlags = 0;
   /** True for IP fragments after the first (no transport header, ports are 0). */
   laterFragment = false;
+  /** True when srcPort/dstPort were read from a transport header. */
+  hasPorts = false;
   /**
    * Last EtherType seen (after VLAN tags; 0x8847 for MPLS, 0x8864 for PPPoE; the SLL protocol
    * field on Linux cooked captures), 0 for 802.3 length frames and links without one.

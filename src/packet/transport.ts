@@ -22,6 +22,12 @@ export const IPPROTO_SCTP = 132;
 /** UDP-Lite. */
 export const IPPROTO_UDPLITE = 136;
 
+/** True for the IP protocols whose headers start with two ports. */
+export function carriesPorts(proto: number): boolean {
+  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_SCTP ||
+    proto === IPPROTO_DCCP || proto === IPPROTO_UDPLITE;
+}
+
 /**
  * Reads source/destination ports (TCP, UDP, SCTP, DCCP, UDP-Lite) and the TCP flags of the header
  * at `off`; leaves them 0 for other protocols (ICMP, ICMPv6, GRE, ESP, ...) and when cut off.
@@ -44,6 +50,7 @@ export function decodeTransport(
       if (off + 4 <= end) {
         out.srcPort = (data[off] << 8) | data[off + 1];
         out.dstPort = (data[off + 2] << 8) | data[off + 3];
+        out.hasPorts = true;
       }
   }
 }

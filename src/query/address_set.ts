@@ -5,6 +5,7 @@
  *
  * Built once per `or` node (at first use, kept in a WeakMap) and read without allocating.
  */
+import { META_NO_PORTS } from "../packet/packet_info.ts";
 import type { AddressPredicate, OrQuery, PortPredicate, Query } from "./ast.ts";
 import { compareWords, type Words } from "./address.ts";
 
@@ -124,6 +125,7 @@ export function planMatchesKey(plan: OrPlan, key: Uint32Array, off: number): boo
   if (plan.ports === null || (kind !== 4 && kind !== 6)) return false;
   const proto = (meta >>> 16) & 0xff;
   if (proto !== 6 && proto !== 17 && proto !== 132) return false;
+  if ((meta & META_NO_PORTS) !== 0) return false; // a packet without ports has no port
   const ports = key[off + 8];
   return plan.ports[ports >>> 16] === 1 || plan.ports[ports & 0xffff] === 1;
 }

@@ -5,9 +5,10 @@
  * Semantics per predicate (the same as tcpdump/libpcap on the same packet):
  *   address  either end's address is in [from, to] and the key's kind is the predicate's family
  *            (tcpdump `ip host X` / `ip6 net N`: never ARP, unlike bare BPF `host X`)
- *   port     kind IPv4/IPv6, protocol TCP, UDP or SCTP, either key port in [from, to]. Later
- *            fragments carry ports 0 in the key, so only `port 0` can match them (BPF never does
- *            for IPv4; queryToBpf adds a later-fragment clause to stay equal)
+ *   port     kind IPv4/IPv6, protocol TCP, UDP or SCTP, either key port in [from, to]. A packet
+ *            without ports (later fragment, transport header cut off: the key's NO_PORTS bit) has
+ *            no port, as in tcpdump and stenographer; indexes written before that bit existed
+ *            give such packets port 0
  *   proto    kind IPv4/IPv6 (or only the given one) and the key's IP protocol
  *   family   the key's kind
  *   vlan     outermost VLAN id; untagged packets have id 0, so `vlan 0` = untagged or priority-tagged
@@ -20,6 +21,7 @@
 import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from "./address.ts";
 import type { Query } from "./ast.ts";
 import { orPlan, planMatchesKey } from "./address_set.ts";
+import { META_NO_PORTS } from "../packet/packet_info.ts";
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -77,6 +79,7 @@ function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
       if (kind !== KIND_IPV4 && kind !== KIND_IPV6) return false;
       const proto = (meta >>> 16) & 0xff;
       if (proto !== 6 && proto !== 17 && proto !== 132) return false;
+      if ((meta & META_NO_PORTS) !== 0) return false;
       const ports = key[off + WORD_PORTS];
       const a = ports >>> 16;
       const b = ports & 0xffff;
@@ -299,11 +302,7 @@ function bpfNot(p: Bpf): Bpf {
 }
 
 function portBpf(from: number, to: number): string {
-  const ports = from === to ? `port ${from}` : `portrange ${from}-${to}`;
-  if (from !== 0) return `(${ports})`;
-  // The key gives IPv4 later fragments port 0 (they have no transport header); BPF's port
-  // primitives skip them, so add them back to stay equal to the matcher.
-  return `(${ports} or (ip[6:2] & 0x1fff != 0 and (ip proto 6 or ip proto 17 or ip proto 132)))`;
+  return from === to ? `(port ${from})` : `(portrange ${from}-${to})`;
 }
 
 function toBpf(q: Query, ctx: VlanContext): Bpf {

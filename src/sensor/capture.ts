@@ -278,6 +278,7 @@ function serverOptions(
     key: config.tlsKey === undefined ? undefined : Deno.readTextFileSync(config.tlsKey),
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
+    socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
   };

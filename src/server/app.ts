@@ -7,10 +7,7 @@ import { Hono } from "hono";
 import type { SensorView } from "../sensor/view.ts";
 import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
-import { refuseCrossSite, requireToken } from "./auth.ts";
-import { pageHeaders, webRoutes } from "../web/routes.ts";
-import { renderLogin } from "../web/page.ts";
-import { SessionStore } from "../web/session.ts";
+import { installPage } from "../web/mod.ts";
 import { sensorSource } from "../web/sensor_source.ts";
 import type { PageSource, Setting } from "../web/source.ts";
 import type { RateHistory } from "../web/rate_history.ts";
@@ -49,30 +46,18 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const status = new StatusTracker(sensor, { disk: () => metrics.disk() });
   const noStore = { "Cache-Control": "no-store" };
 
-  const sessions = extra.token === undefined
-    ? undefined
-    : new SessionStore({ secure: extra.secure === true });
-
-  app.use("*", pageHeaders(extra.secure === true));
-  app.use("*", refuseCrossSite());
-  if (extra.token !== undefined) {
-    app.use(
-      "*",
-      requireToken(extra.token, {
-        openMetrics: extra.openMetrics,
-        sessions,
-        publicPaths: ["/login", "/web/", "/favicon.ico"],
-        onDenied: (c) => {
-          const headers = { "WWW-Authenticate": "Bearer", "Cache-Control": "no-store" };
-          if (c.req.method === "GET" && (c.req.header("Accept") ?? "").includes("text/html")) {
-            const next = c.req.path + new URL(c.req.url).search;
-            return c.html(renderLogin(next), 401, headers);
-          }
-          return c.text("Missing or wrong bearer token\n", 401, headers);
-        },
-      }),
-    );
-  }
+  const source = extra.source ?? sensorSource({
+    catalog: () => sensor.catalog(),
+    report: () => status.report(),
+    settings: extra.settings ?? [],
+    history: extra.history,
+  });
+  installPage(app, {
+    source,
+    token: extra.token,
+    openMetrics: extra.openMetrics,
+    secure: extra.secure,
+  });
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
   app.get("/readyz", (c) => {
@@ -86,16 +71,6 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
     return c.body(text, 200, { "Content-Type": metrics.contentType, ...noStore });
   });
   app.get("/status", (c) => c.json(status.report(), 200, noStore));
-  const source = extra.source ?? sensorSource({
-    catalog: () => sensor.catalog(),
-    report: () => status.report(),
-    settings: extra.settings ?? [],
-    history: extra.history,
-  });
-  app.route(
-    "/",
-    webRoutes({ source, sessions, token: extra.token, secure: extra.secure }),
-  );
 
   if (extra.routes !== undefined) app.route("/", extra.routes);
   return app;

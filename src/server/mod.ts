@@ -1,7 +1,8 @@
 /**
- * HTTP server: hono routes served by Deno.serve on a loopback port, behind a connection guard
- * (conn_guard.ts) that listens on the configured address, terminates TLS and enforces the header and
- * idle timeouts Deno.serve lacks.
+ * HTTP server: hono routes served by Deno.serve on a Unix socket in a private (0700) directory,
+ * behind a connection guard (conn_guard.ts) that listens on the configured address, terminates TLS
+ * and enforces the timeouts and connection caps Deno.serve lacks. No other local user can reach the
+ * routes except through the guard.
  */
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
@@ -26,6 +27,8 @@ export interface ListenOptions extends GuardOptions {
   openMetrics?: boolean;
   /** The registry /metrics serves (default: a new one for `sensor`). */
   metrics?: SensorMetrics;
+  /** Owner to give the private socket directory (the --user the process will switch to). */
+  socketOwner?: { uid: number; gid: number };
   /** The running configuration the page's status view lists. */
   settings?: readonly Setting[];
 }
@@ -52,20 +55,27 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     history,
     secure: options.cert !== undefined && options.key !== undefined,
   });
-  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
+  const dir = Deno.makeTempDirSync({ prefix: "cutcap-http-" }); // 0700
+  const path = `${dir}/http.sock`;
+  const removeDir = () => Deno.remove(dir, { recursive: true }).catch(() => {});
+  const http = Deno.serve({ path, onListen: () => {} }, app.fetch);
   let guard;
   try {
+    if (options.socketOwner) {
+      Deno.chownSync(dir, options.socketOwner.uid, options.socketOwner.gid);
+      Deno.chownSync(path, options.socketOwner.uid, options.socketOwner.gid);
+    }
     guard = startGuard(
       {
         host: options.host,
         port: options.port,
         tls: options.cert && options.key ? { cert: options.cert, key: options.key } : undefined,
       },
-      http.addr.port,
+      path,
       options,
     );
   } catch (error) {
-    http.shutdown();
+    http.shutdown().finally(removeDir);
     throw error;
   }
   history.start();
@@ -76,6 +86,7 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
       history.stop();
       guard.close();
       await http.shutdown();
+      await removeDir();
     },
   };
 }

@@ -5,7 +5,7 @@
  * user types, brushing the histogram and copying the command line.
  */
 import { html, raw } from "hono/html";
-import type { FlowPage, FlowRow, Histogram, SortKey, StatusView } from "./source.ts";
+import type { FlowPage, FlowRow, Histogram, SortKey, StatusTable, StatusView } from "./source.ts";
 import {
   formatQueryTime,
   PAGE_ROWS,
@@ -112,6 +112,7 @@ function searchForm(state: SearchState, problem?: SearchProblem): Html {
   }></label>
 ${state.sort !== "first" ? h`<input type="hidden" name="sort" value="${state.sort}">` : ""}
 ${state.descending ? h`<input type="hidden" name="dir" value="desc">` : ""}
+${state.bytes ? h`<input type="hidden" name="hist" value="bytes">` : ""}
 </div>
 <div id="q-error" class="error" role="alert"${raw(problem ? "" : " hidden")}>${
     problem ? problemText(state, problem) : ""
@@ -133,33 +134,44 @@ function problemText(state: SearchState, problem: SearchProblem): Html {
 
 function histogramSection(state: SearchState, hist: Histogram): Html {
   const count = hist.packets.length;
-  const top = Math.max(1, ...hist.packets);
+  const values = state.bytes ? hist.bytes : hist.packets;
+  const top = Math.max(1, ...values);
   const bars = hist.packets.map((packets, i) => {
     const from = hist.from + i * hist.bucketSeconds;
-    const height = packets === 0 ? 0 : Math.max(2, (packets / top) * 100);
+    const height = values[i] === 0 ? 0 : Math.max(2, (values[i] / top) * 100);
     const url = searchUrl(state, {
       range: "",
       from: isoSeconds(from),
       to: isoSeconds(from + hist.bucketSeconds),
       page: 1,
     });
-    return h`<a href="${url}" aria-label="${
+    return h`<a href="${url}" tabindex="-1" aria-label="${
       isoSeconds(from)
     }: ${packets} packets"><rect x="${i}" y="${
       100 - height
     }" width="0.9" height="${height}" data-packets="${packets}" data-bytes="${
       hist.bytes[i]
     }" data-from="${from}"><title>${isoSeconds(from)} +${
-      duration(hist.bucketSeconds)
+      span(hist.bucketSeconds)
     }: ${packets} packets, ${bytes(hist.bytes[i])}</title></rect></a>`;
   });
   const total = hist.packets.reduce((a, b) => a + b, 0);
   return h`<section id="histogram" aria-label="Matching packets over time">
-<svg id="hist" viewBox="0 0 ${
+<svg id="hist" tabindex="0" aria-label="Histogram: arrow keys pick buckets, Shift widens, Enter narrows the time range to them" viewBox="0 0 ${
     Math.max(count, 1)
   } 100" preserveAspectRatio="none" data-from="${hist.from}" data-step="${hist.bucketSeconds}" data-count="${count}" data-total="${total}">${bars}<rect id="brush" x="0" y="0" width="0" height="100"></rect></svg>
 <div class="axis"><span>${count ? isoSeconds(hist.from) : ""}</span><span>${
-    count ? `packets per ${duration(hist.bucketSeconds)} · drag to zoom` : "no packets"
+    count
+      ? `${state.bytes ? "bytes (a flow's spread over its packets)" : "packets"} per ${
+        span(hist.bucketSeconds)
+      } · drag to zoom · `
+      : "no packets"
+  }${
+    count
+      ? h`<a id="hist-unit" href="${searchUrl(state, { bytes: !state.bytes })}">show ${
+        state.bytes ? "packets" : "bytes"
+      }</a>`
+      : ""
   }</span><span>${count ? isoSeconds(hist.from + count * hist.bucketSeconds) : ""}</span></div>
 </section>`;
 }
@@ -207,7 +219,7 @@ const OPTIONAL_COLUMNS: [keyof FlowRow, Column][] = [
 
 /** The table's columns: optional ones only when some row has their field. */
 function columns(rows: readonly FlowRow[]): Column[] {
-  const has = (field: keyof FlowRow) => rows.some((r) => r[field] !== undefined);
+  const has = (field: keyof FlowRow) => rows.some((r) => r[field] !== undefined && r[field] !== "");
   const cols: Column[] = [{
     label: "Time (UTC)",
     sort: "first",
@@ -288,7 +300,7 @@ function address(state: SearchState, r: FlowRow, value: string): Html | string {
 }
 
 function communityId(state: SearchState, r: FlowRow): Html | string {
-  if (r.communityId === undefined) return "";
+  if (!r.communityId) return ""; // non-IP flows have none
   return h`<a class="add cid" href="${
     searchUrl(state, { q: addTerm(state.q, `community-id ${r.communityId}`), page: 1 })
   }" title="add this Community ID to the query">${r.communityId}</a>`;
@@ -323,15 +335,39 @@ function protocolName(r: FlowRow): string {
   return PROTOCOLS[r.proto] ?? String(r.proto);
 }
 
-/** The status view: running configuration, rate sparklines, then the status tables. */
+/** The status view: today's tables, rate sparklines, the running configuration. */
 export function renderStatus(view: StatusView): Html {
   const report = view.report;
   const lag = view.queryableLagSeconds;
+  const ready = report === undefined ? "" : report.ready ? " · ready" : " · not ready";
+  const history = view.history[0];
+  const span = history === undefined
+    ? 0
+    : history.packetsPerSecond.length * history.intervalSeconds;
   return h`<section id="status">
-<h1>Status <small>cutcap ${report.version} · ${report.ready ? "ready" : "not ready"}</small></h1>
+<h1>Status <small>cutcap ${view.version}${ready}</small></h1>
 <table class="kv"><tr><th>Newest queryable packet</th><td id="lag">${
     lag === null ? "none yet" : `${duration(lag)} ago`
   }</td></tr></table>
+${report === undefined ? "" : raw(renderStatusSections(report))}
+${(view.tables ?? []).map(statusTable)}
+<div class="columns"><div>
+<h2>Rates over the last ${duration(span)}</h2>
+${
+    view.history.length === 0
+      ? h`<p>No capture workers.</p>`
+      : h`<div class="scroll"><table id="sparklines">
+<tr><th>Worker</th><th>Packets/s</th><th>Bits/s</th><th>Drops/s</th></tr>${
+        view.history.map((w) =>
+          h`<tr><td>${w.worker}</td><td>${spark(w.packetsPerSecond)}</td><td>${
+            spark(w.bitsPerSecond)
+          }</td><td>${spark(w.dropsPerSecond)}</td></tr>`
+        )
+      }</table></div><p><small>A sample every ${
+        duration(history!.intervalSeconds)
+      }; the number is the latest.</small></p>`
+  }
+</div><div>
 <h2>Running configuration</h2>
 ${
     view.settings.length === 0
@@ -340,25 +376,14 @@ ${
         view.settings.map(([k, v]) => h`<tr><th>${k}</th><td>${v}</td></tr>`)
       }</table>`
   }
-<h2>Rates, last ${
-    duration(
-      (view.history[0]?.packetsPerSecond.length ?? 0) * (view.history[0]?.intervalSeconds ?? 0),
-    )
-  }</h2>
-${
-    view.history.length === 0
-      ? h`<p>No samples yet.</p>`
-      : h`<div class="scroll"><table id="sparklines">
-<tr><th>Worker</th><th>Packets/s</th><th>Bits/s</th><th>Drops/s</th></tr>${
-        view.history.map((w) =>
-          h`<tr><td>${w.worker}</td><td>${spark(w.packetsPerSecond)}</td><td>${
-            spark(w.bitsPerSecond)
-          }</td><td>${spark(w.dropsPerSecond)}</td></tr>`
-        )
-      }</table></div>`
-  }
-${raw(renderStatusSections(report))}
+</div></div>
 </section>`;
+}
+
+function statusTable(table: StatusTable): Html {
+  return h`<h2>${table.title}</h2><table><tr>${table.columns.map((c) => h`<th>${c}</th>`)}</tr>${
+    table.rows.map((r) => h`<tr>${r.map((cell) => h`<td>${cell}</td>`)}</tr>`)
+  }</table>`;
 }
 
 /** A sparkline (SVG polyline) with the latest value beside it. */
@@ -405,6 +430,11 @@ export function searchTitle(state: SearchState): string {
 /** A POSIX shell word holding `text` exactly. */
 export function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A bucket width: milliseconds below a second. */
+function span(seconds: number): string {
+  return seconds < 1 ? `${Math.round(seconds * 1000)}ms` : duration(seconds);
 }
 
 function isoSeconds(seconds: number): string {

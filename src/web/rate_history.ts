@@ -7,9 +7,9 @@ import type { SensorView } from "../sensor/view.ts";
 import type { WorkerHistory } from "./source.ts";
 
 /** Seconds between samples. */
-export const SAMPLE_SECONDS = 10;
-/** Samples kept per worker (10 minutes). */
-const KEPT = 60;
+export const SAMPLE_SECONDS = 2;
+/** Samples kept per worker (5 minutes). */
+const KEPT = 150;
 
 interface Series {
   last: { packets: number; bytes: number; drops: number };

@@ -28,6 +28,8 @@ export interface SearchState {
   page: number;
   /** "search" or "status". */
   view: "search" | "status";
+  /** The histogram shows bytes rather than packets. */
+  bytes: boolean;
 }
 
 /** A query the page cannot run, with where the problem is. */
@@ -53,6 +55,7 @@ export function readSearchState(params: URLSearchParams): SearchState {
     descending: params.get("dir") === "desc",
     page: Number.isInteger(page) && page >= 1 ? page : 1,
     view: params.get("view") === "status" ? "status" : "search",
+    bytes: params.get("hist") === "bytes",
   };
 }
 
@@ -68,6 +71,7 @@ export function searchUrl(state: SearchState, changes: Partial<SearchState> = {}
   if (s.sort !== "first") params.set("sort", s.sort);
   if (s.descending) params.set("dir", "desc");
   if (s.page > 1) params.set("page", String(s.page));
+  if (s.bytes) params.set("hist", "bytes");
   const text = params.toString();
   return text === "" ? "/" : `/?${text}`;
 }

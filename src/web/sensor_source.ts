@@ -30,6 +30,15 @@ export const MAX_SORTED_ROWS = 100_000;
 const MAX_BUCKETS = 120;
 /** Bucket widths a histogram picks from (seconds). */
 const BUCKET_STEPS = [
+  0.001,
+  0.002,
+  0.005,
+  0.01,
+  0.02,
+  0.05,
+  0.1,
+  0.2,
+  0.5,
   1,
   2,
   5,
@@ -73,6 +82,7 @@ function statusView(deps: SensorSourceDeps): StatusView {
   const report = deps.report();
   const newest = report.archive.newestPacketTs;
   return {
+    version: report.version,
     report,
     settings: deps.settings,
     history: deps.history?.histories() ?? [],

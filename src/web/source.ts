@@ -98,9 +98,22 @@ export interface WorkerHistory {
   dropsPerSecond: number[];
 }
 
+/** A table of the status view for what a sensor report does not cover (the fleet's sensors). */
+export interface StatusTable {
+  title: string;
+  columns: readonly string[];
+  /** Cells as text (escaped when rendered). */
+  rows: readonly (readonly string[])[];
+}
+
 /** Everything the status view shows. */
 export interface StatusView {
-  report: StatusReport;
+  /** Version of the server answering. */
+  version: string;
+  /** A sensor's `/status` report, shown as its tables. */
+  report?: StatusReport;
+  /** More tables (the fleet's sensors, their last export, backlog, reachability). */
+  tables?: readonly StatusTable[];
   settings: readonly Setting[];
   history: WorkerHistory[];
   /**

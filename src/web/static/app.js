@@ -130,6 +130,18 @@
       brush.setAttribute("x", String(Math.min(start, now)));
       brush.setAttribute("width", String(Math.abs(now - start) + 1));
     });
+    const narrow = (lo, hi) => {
+      const params = new URLSearchParams(location.search);
+      params.delete("range");
+      params.delete("page");
+      params.set("from", iso(from + lo * step));
+      params.set("to", iso(from + (hi + 1) * step));
+      location.assign(`/?${params}`);
+    };
+    const show = (lo, hi) => {
+      brush.setAttribute("x", String(lo));
+      brush.setAttribute("width", String(hi - lo + 1));
+    };
     svg.addEventListener("pointerup", (event) => {
       if (start === null) return;
       const end = bucketAt(event);
@@ -137,12 +149,23 @@
       start = null;
       if (!moved) return; // a click: the bar's own link narrows to its bucket
       event.preventDefault();
-      const params = new URLSearchParams(location.search);
-      params.delete("range");
-      params.delete("page");
-      params.set("from", iso(from + lo * step));
-      params.set("to", iso(from + (hi + 1) * step));
-      location.assign(`/?${params}`);
+      narrow(lo, hi);
+    });
+    // Keyboard: arrows move a one-bucket selection, Shift+arrows widen it, Enter narrows to it.
+    let anchor = 0;
+    let cursor = 0;
+    svg.addEventListener("focus", () => show(Math.min(anchor, cursor), Math.max(anchor, cursor)));
+    svg.addEventListener("keydown", (event) => {
+      const move = event.key === "ArrowLeft" ? -1 : event.key === "ArrowRight" ? 1 : 0;
+      if (move !== 0) {
+        event.preventDefault();
+        cursor = Math.min(Math.max(cursor + move, 0), count - 1);
+        if (!event.shiftKey) anchor = cursor;
+        show(Math.min(anchor, cursor), Math.max(anchor, cursor));
+      } else if (event.key === "Enter") {
+        event.preventDefault();
+        narrow(Math.min(anchor, cursor), Math.max(anchor, cursor));
+      }
     });
     // A drag must not also follow the link under the pointer.
     svg.addEventListener("click", (event) => {
