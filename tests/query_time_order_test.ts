@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { readIndexHeader } from "../src/index/index_reader.ts";
-import { archiveFiles, cutcap, type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
+import { archiveFiles, type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
-import { bpfFor, postQuery, startServe, tsToUs } from "./support/query_server.ts";
+import { bpfFor, postQuery, replayFiles, startServe, tsToUs } from "./support/query_server.ts";
 import { type CraftedRecord, pcapFile } from "./support/pcap_craft.ts";
 
 const T0 = 1_800_000_000;
@@ -76,21 +76,7 @@ Deno.test("answers are in time order over files whose times go back", async (t) 
       [[inputs.inOrder], "none"],
     ];
     for (const [files, compress] of replays) {
-      const run = await cutcap([
-        "--read",
-        ...files,
-        "--out",
-        out,
-        "--listen",
-        "off",
-        "--byte-cutoff",
-        "0",
-        "--compress",
-        compress,
-        "--rotate-size",
-        "300KB",
-      ]);
-      assert.equal(run.code, 0, run.stderr);
+      await replayFiles(files, out, ["--compress", compress, "--rotate-size", "300KB"]);
     }
 
     await t.step("indexes say which files go back in time", () => {

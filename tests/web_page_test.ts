@@ -251,3 +251,33 @@ Deno.test("installPage serves the page for another source (the fleet's shape): s
   assert.ok(status.includes("<td>&lt;i&gt;s1</td>") && status.includes("http://ch1:8123/"));
   assert.match(status, /Newest queryable packet<\/th><td id="lag">5s ago/);
 });
+
+Deno.test("searches past the page's limit get 503 and a message; the next one runs", async () => {
+  const { Hono } = await import("hono");
+  const { installPage } = await import("../src/web/mod.ts");
+  const gate = Promise.withResolvers<void>();
+  const empty = { rows: [], flows: 0, packets: 0, bytes: 0, sortedOver: 0 };
+  const app = new Hono();
+  installPage(app, {
+    maxSearches: 1,
+    source: {
+      flows: async () => {
+        await gate.promise;
+        return empty;
+      },
+      histogram: () => Promise.resolve({ from: 0, bucketSeconds: 1, packets: [], bytes: [] }),
+      status: () => Promise.reject(new Error("not asked")),
+      queryPath: (text) => `/query?q=${encodeURIComponent(text)}`,
+    },
+  });
+  const slow = app.request("/?q=tcp");
+  await new Promise((r) => setTimeout(r, 10));
+  const busy = await app.request("/?q=udp");
+  assert.equal(busy.status, 503);
+  assert.match(await busy.text(), /Too many searches: 1 running, the limit is 1/);
+  gate.resolve();
+  assert.equal((await slow).status, 200);
+  const after = await app.request("/?q=udp");
+  assert.equal(after.status, 200);
+  await after.body?.cancel();
+});

@@ -198,7 +198,9 @@ export async function runReadCommand(argv: string[]): Promise<number> {
     throw new Error(`Cannot run tcpdump: ${causes(error)} (install it: apt-get install tcpdump)`);
   }
   try {
-    await fetchAnswer(args, tcpdump.stdin);
+    // tcpdump (libpcap) reads one link type per file: ask for pcap; files of other link types
+    // are then named on stderr.
+    await fetchAnswer(args, tcpdump.stdin, "pcap");
   } catch (error) {
     await tcpdump.stdin.close().catch(() => {});
     await tcpdump.status;
@@ -214,6 +216,7 @@ export async function runReadCommand(argv: string[]): Promise<number> {
 export async function fetchAnswer(
   args: ClientArgs,
   sink: WritableStream<Uint8Array>,
+  format?: "pcap",
 ): Promise<CopyResult | null> {
   const limits = {
     packets: readLimit(args.limit, "--limit"),
@@ -224,6 +227,7 @@ export async function fetchAnswer(
   if (limits.packets !== Infinity) params.set("limit", String(limits.packets + 1));
   if (limits.bytes !== Infinity) params.set("max_bytes", String(limits.bytes + ONE_RECORD_MORE));
   if (args.pcapng) params.set("format", "pcapng");
+  else if (format) params.set("format", format);
   const suffix = params.size > 0 ? `?${params}` : "";
   const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
   const body = response.body ?? new ReadableStream<Uint8Array>();
@@ -234,8 +238,8 @@ export async function fetchAnswer(
   if (result.closedEarly) return null;
   const note = truncationNote(result, limits, response.headers);
   if (note !== null) console.error(note);
-  const skipped = response.headers.get("x-cutcap-skipped-files");
-  if (skipped) console.error(`cutcap: the answer leaves out ${skipped}`);
+  const leftOut = response.headers.get("x-cutcap-left-out");
+  if (leftOut) console.error(`cutcap: the answer leaves out ${leftOut}`);
   return result;
 }
 

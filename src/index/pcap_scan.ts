@@ -6,11 +6,14 @@
  *
  * Blocks are the file's gzip members / zstd frames. A record that straddles two of them (only possible
  * in files that other tools compressed) merges those blocks into one, so that in the reported table
- * every record lies inside one block. A file compressed as one stream yields one block: a query then
- * decompresses the whole file, and so does this reader (memory ≈ the uncompressed size).
+ * every record lies inside one block. A file compressed as one stream yields one block. Every unit
+ * (member, frame, merged block) may decompress to at most `MAX_UNIT_BYTES` (64 MiB): a larger one
+ * ends the scan there with a message (the records before it are kept), so memory never follows the
+ * uncompressed size of a hostile file (a decompression bomb).
  */
 import { constants as zc, gunzipSync, inflateRawSync, zstdDecompressSync } from "node:zlib";
 import type { Compression } from "./index_format.ts";
+import { boundedInflate, MAX_UNIT_BYTES, unitTooLargeMessage } from "../store/block_format.ts";
 
 /** One record as the reader sees it; the same object is overwritten for every record. */
 export class ScanRecord {
@@ -458,15 +461,20 @@ function gzipMember(win: Window, pos: number): Unit | null | string {
     const atEof = pos + avail >= win.size;
     let res: { buffer: Uint8Array; engine: { bytesWritten: number } };
     try {
-      res = inflateRawSync(
-        h.subarray(p),
-        {
-          info: true,
-          finishFlush: zc.Z_SYNC_FLUSH,
-        } as unknown as Parameters<typeof inflateRawSync>[1],
-      ) as unknown as typeof res;
+      res = boundedInflate(`The gzip member at byte ${pos}`, () =>
+        inflateRawSync(
+          h.subarray(p),
+          {
+            info: true,
+            finishFlush: zc.Z_SYNC_FLUSH,
+            maxOutputLength: MAX_UNIT_BYTES,
+          } as unknown as Parameters<typeof inflateRawSync>[1],
+        )) as unknown as typeof res;
     } catch (e) {
-      return `corrupt gzip member at byte ${pos}: ${(e as Error).message}`;
+      const message = (e as Error).message;
+      return message.startsWith("The gzip member")
+        ? message
+        : `corrupt gzip member at byte ${pos}: ${message}`;
     }
     const used = res.engine.bytesWritten;
     // With Z_SYNC_FLUSH a cut-off stream returns what it could; the stream ended only if input
@@ -475,6 +483,7 @@ function gzipMember(win: Window, pos: number): Unit | null | string {
       return { skip: 0, compLen: p + used + 8, data: res.buffer };
     }
     if (atEof) return `truncated gzip member at byte ${pos}`;
+    if (avail >= MAX_UNIT_BYTES) return unitTooLargeMessage(`The gzip member at byte ${pos}`);
     want = avail * 2;
   }
 }
@@ -532,6 +541,7 @@ function zstdFrame(win: Window, pos: number): Unit | null | string {
     }
     if (n === -1) {
       if (atEof) return `truncated zstd frame at byte ${pos}`;
+      if (avail >= MAX_UNIT_BYTES) return unitTooLargeMessage(`The zstd frame at byte ${pos}`);
       want = avail * 2;
       continue;
     }
@@ -541,10 +551,19 @@ function zstdFrame(win: Window, pos: number): Unit | null | string {
         : `trailing data after the last zstd frame at byte ${pos + skip}`;
     }
     if (n === -3) return `corrupt zstd frame at byte ${pos + skip}`;
+    const what = `The zstd frame at byte ${pos + skip}`;
     try {
-      return { skip, compLen: n, data: zstdDecompressSync(v.subarray(skip, skip + n)) };
+      const frame = v.subarray(skip, skip + n);
+      const data = boundedInflate(
+        what,
+        () => zstdDecompressSync(frame, { maxOutputLength: MAX_UNIT_BYTES }),
+      );
+      return { skip, compLen: n, data };
     } catch (e) {
-      return `corrupt zstd frame at byte ${pos + skip}: ${(e as Error).message}`;
+      const message = (e as Error).message;
+      return message.startsWith(what)
+        ? message
+        : `corrupt zstd frame at byte ${pos + skip}: ${message}`;
     }
   }
 }
@@ -556,7 +575,10 @@ function zstdFrame(win: Window, pos: number): Unit | null | string {
  */
 export function decompressBlockRange(comp: Uint8Array, compress: Compression): Uint8Array {
   if (compress === "none") return comp;
-  if (compress === "gzip") return gunzipSync(comp);
+  const maxOutputLength = MAX_UNIT_BYTES;
+  if (compress === "gzip") {
+    return boundedInflate("A gzip block", () => gunzipSync(comp, { maxOutputLength }));
+  }
   const parts: Uint8Array[] = [];
   let total = 0;
   for (let at = 0; at < comp.length;) {
@@ -572,9 +594,11 @@ export function decompressBlockRange(comp: Uint8Array, compress: Compression): U
         }`,
       );
     }
-    const d = zstdDecompressSync(comp.subarray(at, at + n));
+    const frame = comp.subarray(at, at + n);
+    const d = boundedInflate("A zstd block", () => zstdDecompressSync(frame, { maxOutputLength }));
     parts.push(d);
     total += d.length;
+    if (total > MAX_UNIT_BYTES) throw new Error(unitTooLargeMessage("A zstd block"));
     at += n;
   }
   if (parts.length === 1) return parts[0];

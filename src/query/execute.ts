@@ -1,6 +1,7 @@
 /**
- * Runs a query over an archive and streams the answer as one pcap: catalog (which files) → index (which
- * packets) → record reader → k-way merge by time → pcap bytes. The stream is pulled: each pull does a
+ * Runs a query over an archive and streams the answer as one pcap (or pcapng, when the answer spans
+ * several link types or the client asks): catalog (which files) → index (which packets) → record
+ * reader → k-way merge by time → pcap/pcapng bytes. The stream is pulled: each pull does a
  * bounded amount of synchronous work, so a long query never starves the server, and a client that goes
  * away cancels the stream, which closes every file at once.
  */
@@ -19,6 +20,16 @@ import {
   writeGlobalHeader,
   writeRecordHeader,
 } from "../store/pcap_format.ts";
+import {
+  finishPacketBlock,
+  packetBlockSize,
+  writeInterfaceBlock,
+  writePacketBlockHeader,
+  writeSectionHeader,
+} from "../store/pcapng_format.ts";
+
+/** Answer file format: pcap (one link type) or pcapng (one interface block per link type/snaplen). */
+export type AnswerFormat = "pcap" | "pcapng";
 
 /** Limits of one query. */
 export interface QueryLimits {
@@ -37,7 +48,9 @@ export interface QueryResult {
   packets: number;
   bytes: number;
   files: number;
-  /** Files skipped because their link type differs from the answer's. */
+  /** Answer format. */
+  format: AnswerFormat;
+  /** Files skipped because their link type differs from a pcap answer's. */
   skippedFiles: number;
   /** Files left out because their index or pcap could not be read (vanished, damaged), with why. */
   unreadable: { file: string; reason: string }[];
@@ -46,11 +59,16 @@ export interface QueryResult {
 
 /** Bytes produced per pull: large enough to be efficient, small enough to keep the server responsive. */
 const CHUNK = 256 * 1024;
-/** Size of a chunk's buffer: the pcap header and the largest record always fit in one. */
-const CHUNK_ROOM = 24 + 16 + 262144;
+/**
+ * Size of a chunk's buffer: the file header, a run of pcapng interface blocks and the largest
+ * record always fit in one.
+ */
+const CHUNK_ROOM = 65536 + 32 + 262144;
 
-/** Options of `queryPcapStream`. */
+/** Options of queryPcapStream. */
 export interface QueryStreamOptions extends QueryLimits {
+  /** pcap (default) or pcapng. */
+  format?: AnswerFormat;
   onFinish?: (result: QueryResult) => void;
   /**
    * Files besides the catalog's (open files' flushed prefixes, see open_files.ts), gathered before
@@ -59,7 +77,20 @@ export interface QueryStreamOptions extends QueryLimits {
   extra?: ExtraInput[];
 }
 
-/** Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file. */
+/**
+ * Link types of the files a query may read (those in its time range), ascending: more than one
+ * means a pcap answer would leave files out, so the answer should be pcapng.
+ */
+export function candidateLinkTypes(catalog: Catalog, q: Query): number[] {
+  const bounds = timeBounds(q);
+  const types = new Set(catalog.files({ from: bounds.from, to: bounds.to }).map((e) => e.linkType));
+  return [...types].sort((a, b) => a - b);
+}
+
+/**
+ * Streams the packets of `catalog`'s files that match `q`, merged by time, as a pcap file (or a
+ * pcapng file with `format: "pcapng"`).
+ */
 export function queryPcapStream(
   catalog: Catalog,
   q: Query,
@@ -107,6 +138,7 @@ class QueryPlan {
     packets: 0,
     bytes: 0,
     files: 0,
+    format: "pcap",
     skippedFiles: 0,
     unreadable: [],
   };
@@ -121,8 +153,14 @@ class QueryPlan {
   #nanosecond = false;
   #headerSent = false;
   #reported = false;
+  /** pcapng: interface number per "linkType/snaplen/resolution", and blocks not yet written. */
+  readonly #interfaces = new Map<string, number>();
+  readonly #newInterfaces: { linkType: number; snaplen: number; nanosecond: boolean }[] = [];
+  /** pcapng: each interface's timestamp resolution, by interface number. */
+  readonly #interfaceNanos: boolean[] = [];
 
   constructor(catalog: Catalog, q: Query, options: QueryStreamOptions) {
+    this.result.format = options.format ?? "pcap";
     this.#catalog = catalog;
     this.#query = q;
     this.#limits = options;
@@ -145,9 +183,11 @@ class QueryPlan {
     const view = new DataView(out.buffer);
     let used = 0;
     if (!this.#headerSent) {
-      used = this.#writeHeader(out);
+      used = this.#writeHeader(out, view);
       this.#headerSent = true;
     }
+    used = this.#writeNewInterfaces(view, used);
+    const pcapng = this.result.format === "pcapng";
     while (used < budget) {
       if (this.#due()) break; // opened by the next `openDueFiles`, asynchronously
       const cursor = this.#heap.peek();
@@ -156,7 +196,7 @@ class QueryPlan {
         break;
       }
       const record = cursor.head;
-      const size = 16 + record.caplen;
+      const size = pcapng ? packetBlockSize(record.caplen) : 16 + record.caplen;
       if (
         this.result.packets >= this.#limits.limit ||
         this.result.bytes + used + size > this.#limits.maxBytes
@@ -166,7 +206,9 @@ class QueryPlan {
         break;
       }
       if (used + size > out.length) break; // the record opens the next chunk
-      used += this.#writeRecord(out, view, used, cursor);
+      used += pcapng
+        ? this.#writePacketBlock(out, view, used, cursor)
+        : this.#writeRecord(out, view, used, cursor);
       this.result.packets++;
       this.#advance(cursor);
     }
@@ -194,6 +236,8 @@ class QueryPlan {
     while (this.#due()) {
       const entry = this.#pending.shift()!;
       await this.#open(entry);
+      // An open file #open left unread (nothing selected): its descriptor goes.
+      if ("index" in entry) closeInputs([entry]);
       if (performance.now() - sliceStart > SLICE_MS) {
         await nextTurn();
         sliceStart = performance.now();
@@ -222,7 +266,6 @@ class QueryPlan {
 
   async #open(entry: CatalogEntry | ExtraInput): Promise<void> {
     const extra = "index" in entry ? entry : null;
-    const file = extra === null ? null : takeFile(extra);
     const path = extra?.absPath ?? `${this.#catalog.outDir}/${entry.path}`;
     let index;
     try {
@@ -231,12 +274,22 @@ class QueryPlan {
       this.result.unreadable.push({ file: entry.path, reason: errorText(error) });
       return;
     }
-    const selection = this.#reported ? null : selectPackets(index, this.#query);
-    if (selection === null || selection.offsets.length === 0 || !this.#sameLinkType(index)) {
-      file?.close();
+    if (this.#reported) return; // cancelled while the index was read
+    const selection = selectPackets(index, this.#query);
+    if (selection.offsets.length === 0) return;
+    let iface = 0;
+    if (this.result.format === "pcapng") {
+      iface = this.#interfaceFor(index.header);
+    } else if (this.#linkType === -1) {
+      this.#linkType = index.header.linkType;
+      this.#nanosecond = index.header.nanosecond;
+    } else if (index.header.linkType !== this.#linkType) {
+      this.result.skippedFiles++;
       return;
     }
     let reader: RecordReader;
+    // An open file is read through the descriptor held since the query started.
+    const file = extra === null ? null : takeFile(extra);
     try {
       reader = new RecordReader(path, {
         compress: index.header.compress,
@@ -250,6 +303,7 @@ class QueryPlan {
     }
     this.result.files++;
     const cursor = fileCursor(this.result.files, entry.path, reader, selection.offsets);
+    cursor.iface = iface;
     let first = false;
     try {
       first = cursor.advance();
@@ -260,19 +314,51 @@ class QueryPlan {
     else cursor.close();
   }
 
-  /** True when a file of this link type goes into the answer (the first file's decides). */
-  #sameLinkType(index: { header: { linkType: number; nanosecond: boolean } }): boolean {
-    if (this.#linkType === -1) {
-      this.#linkType = index.header.linkType;
-      this.#nanosecond = index.header.nanosecond;
-    } else if (index.header.linkType !== this.#linkType) {
-      this.result.skippedFiles++;
-      return false;
+  /** The pcapng interface of a file's link type, snaplen and resolution (queued when new). */
+  #interfaceFor(header: { linkType: number; snaplen: number; nanosecond: boolean }): number {
+    const name = `${header.linkType}/${header.snaplen}/${header.nanosecond}`;
+    let iface = this.#interfaces.get(name);
+    if (iface === undefined) {
+      iface = this.#interfaces.size;
+      this.#interfaces.set(name, iface);
+      this.#interfaceNanos.push(header.nanosecond);
+      this.#newInterfaces.push({
+        linkType: header.linkType,
+        snaplen: header.snaplen,
+        nanosecond: header.nanosecond,
+      });
     }
-    return true;
+    return iface;
   }
 
-  #writeHeader(out: Uint8Array): number {
+  /** Writes the interface blocks of files opened since the last chunk (before their packets). */
+  #writeNewInterfaces(view: DataView, at: number): number {
+    let used = at;
+    for (const iface of this.#newInterfaces.splice(0)) {
+      used += writeInterfaceBlock(view, used, iface);
+    }
+    return used;
+  }
+
+  /** Copies the cursor's record as an enhanced packet block of its file's interface. */
+  #writePacketBlock(out: Uint8Array, view: DataView, at: number, cursor: Cursor): number {
+    const record = cursor.head;
+    const iface = cursor.iface ?? 0;
+    const nanosecond = this.#interfaceNanos[iface];
+    writePacketBlockHeader(view, at, {
+      iface,
+      sec: cursor.sec,
+      frac: nanosecond ? cursor.nsec : Math.floor(cursor.nsec / 1000),
+      unitsPerSecond: nanosecond ? 1e9 : 1e6,
+      caplen: record.caplen,
+      wireLen: record.wireLen,
+    });
+    out.set(record.bytes.subarray(record.at + 16, record.at + 16 + record.caplen), at + 28);
+    return finishPacketBlock(out, view, at);
+  }
+
+  #writeHeader(out: Uint8Array, view: DataView): number {
+    if (this.result.format === "pcapng") return writeSectionHeader(view, 0);
     writeGlobalHeader(new DataView(out.buffer), 0, {
       linkType: this.#linkType === -1 ? 1 : this.#linkType,
       snaplen: MAX_CAPLEN,

@@ -13,6 +13,8 @@ export interface Cursor {
   file: string;
   /** The current record; valid until `advance()`. */
   head: RecordView;
+  /** pcapng answers: the interface (link type, snaplen, resolution) of the cursor's file. */
+  iface?: number;
   /** Current record's time as (seconds, nanoseconds). */
   sec: number;
   nsec: number;

@@ -6,6 +6,7 @@
 import { findBlock } from "../index/index_reader.ts";
 import type { Compression } from "../store/block_format.ts";
 import { decompressBlockRange } from "../index/pcap_scan.ts";
+import { MAX_UNIT_BYTES, unitTooLargeMessage } from "../store/block_format.ts";
 
 /** Largest read from a plain file at once: the span of the wanted records it covers, at most this. */
 export const READ_WINDOW = 256 * 1024;
@@ -111,6 +112,11 @@ export class RecordReader {
       const block = findBlock(this.#blocks, offset);
       if (block < 0) throw new Error(`${this.#path}: no block holds offset ${offset}`);
       const b = this.#blocks;
+      if (b[block * 4 + 1] > MAX_UNIT_BYTES) {
+        throw new Error(
+          `${this.#path}: ${unitTooLargeMessage(`The block at byte ${b[block * 4]}`)}`,
+        );
+      }
       const compressed = new Uint8Array(b[block * 4 + 1]);
       const n = this.#readInto(compressed, b[block * 4], compressed.length);
       const bytes = decompressBlockRange(compressed.subarray(0, n), this.#compress);

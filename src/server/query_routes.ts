@@ -8,7 +8,8 @@ import type { Context } from "hono";
 import type { Catalog } from "../index/catalog.ts";
 import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
-import { queryPcapStream } from "../query/execute.ts";
+import { type AnswerFormat, candidateLinkTypes, queryPcapStream } from "../query/execute.ts";
+import { linkTypeName } from "../packet/link_type.ts";
 import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
 import { logWarn } from "../log.ts";
@@ -70,8 +71,16 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     if ("error" in parsed) return c.text(parsed.error + "\n", 400);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return c.text(limits.error + "\n", 400);
+    const asked = readFormat(c);
+    if (asked === "invalid") {
+      return c.text(`Invalid format "${c.req.query("format")}": expected pcap or pcapng\n`, 400);
+    }
     const busy = refuseWhenBusy(c);
     if (busy) return busy;
+    // Several link types in the query's time range: a pcap answer would leave files out, so the
+    // answer is pcapng unless the client insists on pcap (then a header says what is left out).
+    const linkTypes = candidateLinkTypes(deps.catalog(), parsed.query);
+    const format: AnswerFormat = asked ?? (linkTypes.length > 1 ? "pcapng" : "pcap");
     running++;
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
@@ -81,6 +90,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       stream = queryPcapStream(deps.catalog(), parsed.query, {
         ...limits,
         extra,
+        format,
         onFinish: (result) => {
           running--;
           recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
@@ -94,11 +104,21 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       closeInputs(extra);
       throw error;
     }
-    const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.pcap`;
+    const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.${format}`;
+    const headers: Record<string, string> = {};
+    if (format === "pcap" && linkTypes.length > 1) {
+      headers["x-cutcap-left-out"] =
+        `files of link types other than the answer's (the time range holds ${
+          linkTypes.map(linkTypeName).join(", ")
+        }): ask for format=pcapng to get them all`;
+    }
     await Promise.resolve();
     return new Response(stream, {
       headers: {
-        "content-type": "application/vnd.tcpdump.pcap",
+        ...headers,
+        "content-type": format === "pcapng"
+          ? "application/x-pcapng"
+          : "application/vnd.tcpdump.pcap",
         "content-disposition": `attachment; filename="${name}"`,
         // The limits in force (the client's, stenoread's headers, the server's cap): an answer of
         // exactly this many packets, or within one record of this many bytes, may have been cut.
@@ -153,6 +173,17 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     });
   });
   return app;
+}
+
+/** The answer format the client asks for (`format=`, `Accept:`), undefined when it does not. */
+function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
+  const format = c.req.query("format");
+  if (format === "pcap" || format === "pcapng") return format;
+  if (format !== undefined && format !== "") return "invalid";
+  const accept = c.req.header("accept") ?? "";
+  if (accept.includes("application/x-pcapng")) return "pcapng";
+  if (accept.includes("application/vnd.tcpdump.pcap")) return "pcap";
+  return undefined;
 }
 
 function parseRequest(text: string | undefined): { query: Query } | { error: string } {

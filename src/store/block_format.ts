@@ -115,8 +115,36 @@ export function compressBlock(data: Uint8Array, compress: Compression, level: nu
 }
 
 /**
- * Decompresses one block. With `partial`, a truncated block yields what its complete part
- * decodes to instead of throwing (used for damaged files). Throws on corrupt data.
+ * Most bytes one unit of compressed data (a gzip member, a zstd frame, a block of an index's table)
+ * may decompress to, and most compressed bytes read for one: cutcap writes 1 MiB blocks, and the
+ * bound keeps a decompression bomb (a small file that inflates to gigabytes) from taking the
+ * sensor's memory. Larger units are refused with `unitTooLargeMessage`.
+ */
+export const MAX_UNIT_BYTES = 64 * 1024 * 1024;
+
+/** Why a unit was refused: what it is, where, and what to do. */
+export function unitTooLargeMessage(what: string): string {
+  return `${what} decompresses to more than ${MAX_UNIT_BYTES / 1048576} MiB: expected ` +
+    `blocks of at most that (cutcap writes 1 MiB blocks); decompress the file and index the ` +
+    `plain pcap instead`;
+}
+
+/**
+ * Runs a node:zlib call given `maxOutputLength: MAX_UNIT_BYTES`, turning its RangeError (output
+ * over the bound, thrown as soon as it is passed) into a clear Error about `what`.
+ */
+export function boundedInflate<T>(what: string, inflate: () => T): T {
+  try {
+    return inflate();
+  } catch (error) {
+    if (error instanceof RangeError) throw new Error(unitTooLargeMessage(what));
+    throw error;
+  }
+}
+
+/**
+ * Decompresses one block (at most `MAX_UNIT_BYTES`). With `partial`, a truncated block yields what
+ * its complete part decodes to instead of throwing (used for damaged files). Throws on corrupt data.
  */
 export function decompressBlock(
   bytes: Uint8Array,
@@ -124,11 +152,16 @@ export function decompressBlock(
   partial: boolean,
 ): Uint8Array {
   if (compress === "none") return bytes;
-  const out = compress === "zstd"
-    ? zstdDecompressSync(bytes)
-    : partial
-    ? gunzipSync(bytes, { finishFlush: zc.Z_SYNC_FLUSH })
-    : gunzipSync(bytes);
+  const maxOutputLength = MAX_UNIT_BYTES;
+  const out = boundedInflate(
+    `A ${compress} block`,
+    () =>
+      compress === "zstd"
+        ? zstdDecompressSync(bytes, { maxOutputLength })
+        : partial
+        ? gunzipSync(bytes, { finishFlush: zc.Z_SYNC_FLUSH, maxOutputLength })
+        : gunzipSync(bytes, { maxOutputLength }),
+  );
   // A plain Uint8Array view, so callers never see Node's Buffer type.
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }

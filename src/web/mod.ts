@@ -22,6 +22,8 @@ export interface PageOptions {
   openMetrics?: boolean;
   /** Clients reach the server over TLS: Secure cookies, HSTS, https in the `cutcap read` line. */
   secure?: boolean;
+  /** Searches the page runs at once; more get 503 (default 4). */
+  maxSearches?: number;
 }
 
 /**
@@ -50,5 +52,14 @@ export function installPage(app: Hono, options: PageOptions): void {
       }),
     );
   }
-  app.route("/", webRoutes({ source: options.source, sessions, token: options.token, secure }));
+  app.route(
+    "/",
+    webRoutes({
+      source: options.source,
+      sessions,
+      token: options.token,
+      secure,
+      maxSearches: options.maxSearches,
+    }),
+  );
 }

@@ -224,7 +224,9 @@ function columns(rows: readonly FlowRow[]): Column[] {
     label: "Time (UTC)",
     sort: "first",
     cell: (_s, r) =>
-      h`<time datetime="${formatQueryTime(r.first)}">${formatQueryTime(r.first)}</time>`,
+      h`<time datetime="${formatQueryTime(r.first)}" title="${r.file}">${
+        formatQueryTime(r.first)
+      }</time>`,
   }];
   for (const [field, column] of OPTIONAL_COLUMNS) if (has(field)) cols.push(column);
   cols.push(

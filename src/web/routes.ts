@@ -37,7 +37,12 @@ export interface WebOptions {
   token?: string;
   /** The server is reached over TLS (the `cutcap read --server` line says https). */
   secure?: boolean;
+  /** Searches the page runs at once (each scans the matching indexes twice); more get 503. */
+  maxSearches?: number;
 }
+
+/** Default of `WebOptions.maxSearches`. */
+export const DEFAULT_MAX_SEARCHES = 4;
 
 /** Seconds between reloads of the status view. */
 const STATUS_REFRESH = 10;
@@ -81,6 +86,8 @@ function readStatic(name: string): string {
 export function webRoutes(options: WebOptions): Hono {
   const app = new Hono();
   const noStore = { "Cache-Control": "no-store" };
+  const maxSearches = options.maxSearches ?? DEFAULT_MAX_SEARCHES;
+  let searching = 0;
 
   app.get("/web/:name", (c) => {
     const file = STATIC[c.req.param("name")];
@@ -109,9 +116,27 @@ export function webRoutes(options: WebOptions): Hono {
       const body = renderStatus(await options.source.status());
       return c.html(renderFrame({ ...frame, refresh: STATUS_REFRESH }, body), 200, noStore);
     }
-    const view = await searchView(options, state, origin(c, options.secure === true));
-    const status = view.problem === undefined ? 200 : 400;
-    return c.html(renderFrame(frame, renderSearch(view)), status, noStore);
+    if (hasSearch(state) && searching >= maxSearches) {
+      const busy: SearchView = {
+        state,
+        origin: "",
+        problem: {
+          field: "q",
+          position: 0,
+          message: `Too many searches: ${searching} running, the limit is ${maxSearches}; ` +
+            "try again in a moment",
+        },
+      };
+      return c.html(renderFrame(frame, renderSearch(busy)), 503, noStore);
+    }
+    searching++;
+    try {
+      const view = await searchView(options, state, origin(c, options.secure === true));
+      const status = view.problem === undefined ? 200 : 400;
+      return c.html(renderFrame(frame, renderSearch(view)), status, noStore);
+    } finally {
+      searching--;
+    }
   });
 
   if (options.sessions !== undefined && options.token !== undefined) {
