@@ -78,6 +78,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   const key = values["tls-key"] === undefined
     ? undefined
     : Deno.readTextFileSync(values["tls-key"]);
+  checkArchiveDir(values.out);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
   const view: SensorView = {
     startedAt: Date.now() / 1000,
@@ -135,13 +136,31 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
   );
   const stopped = Promise.withResolvers<void>();
-  Deno.addSignalListener("SIGINT", () => stopped.resolve());
-  Deno.addSignalListener("SIGTERM", () => stopped.resolve());
+  const onSignal = (signal: Deno.Signal) => () => {
+    logInfo(`${signal} received: stopping the server`);
+    stopped.resolve();
+  };
+  Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
+  Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
   await stopped.promise;
-  logInfo("Signal received: shutting down the server");
   await server.shutdown();
   logInfo("Server stopped");
   return 0;
+}
+
+/** Serving a directory that is not there would answer "0 files" forever: refuse it. */
+function checkArchiveDir(dir: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch {
+    throw new Error(
+      `Archive directory ${dir} does not exist: give --out the directory a capture writes to`,
+    );
+  }
+  if (!info.isDirectory) {
+    throw new Error(`Archive directory ${dir} is not a directory: give --out a capture's --out`);
+  }
 }
 
 function positiveDuration(text: string, option: string): number {

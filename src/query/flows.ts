@@ -90,16 +90,34 @@ export async function* matchingFlows(
   }
 }
 
-/** The record of `flow` restricted to its packets matching `q`; null when none does. */
-function flowMatch(index: FileIndex, q: Query, flow: number, file: string): FlowRecord | null {
+/** Every flow record of one file's index, whole (what the ClickHouse exporter sends). */
+export function* fileFlows(index: FileIndex, file: string): Generator<FlowRecord> {
+  for (let flow = 0; flow < index.header.flowCount; flow++) {
+    const record = flowMatch(index, undefined, flow, file);
+    if (record !== null) yield record;
+  }
+}
+
+/**
+ * The record of `flow` restricted to its packets matching `q` (all of them when `q` is
+ * undefined); null when none does.
+ */
+function flowMatch(
+  index: FileIndex,
+  q: Query | undefined,
+  flow: number,
+  file: string,
+): FlowRecord | null {
   const keyAt = flow * KEY_WORDS;
-  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+  const truth = q === undefined
+    ? Truth.True
+    : flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
   if (truth === Truth.False) return null;
   const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), file);
   const start = index.pktStart[flow];
   for (let p = start; p < start + index.pktCount[flow]; p++) {
     const ts = indexTime(index.times, p);
-    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts)) continue;
+    if (truth !== Truth.True && !packetMatches(q!, index.keys, keyAt, ts)) continue;
     record.first = Math.min(record.first, ts);
     record.last = Math.max(record.last, ts);
     record.packets++;

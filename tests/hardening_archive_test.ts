@@ -1,0 +1,106 @@
+/**
+ * The archive directory (issue 18, points 8 and 10): a running capture holds an exclusive lock on
+ * --out, so a second capture (live or --read) is refused with a clear message and never "recovers"
+ * the running sensor's open file, while `serve` shares the archive; and the half-written index and
+ * catalog files a crash leaves are removed at the next start.
+ */
+import assert from "node:assert/strict";
+import { writeTrafficPcap } from "../bench/gen/mod.ts";
+import { cutcap, run } from "./support/oracle.ts";
+import { freePort, rootOrFail, startCutcap, startServe } from "./support/robustness.ts";
+
+Deno.test({
+  name: "a second capture on the same --out is refused; serve shares it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  ignore: !rootOrFail("a live capture on lo"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-archive-lock-" });
+    const out = `${dir}/out`;
+    const input = `${dir}/traffic.pcap`;
+    await writeTrafficPcap(input, { seed: 8, packets: 2_000 });
+    const sensor = startCutcap([
+      ...["-i", "lo", "--out", out, "--listen", "off", "--stats-interval", "0"],
+      ...["--rotate-interval", "0"],
+    ]);
+    try {
+      await sensor.waitFor(/Capturing on lo/);
+      // SYN and RST on lo, three times: an open file in --out.
+      const port = freePort();
+      for (let i = 0; i < 3; i++) {
+        await Deno.connect({ hostname: "127.0.0.1", port }).then((c) => c.close(), () => {});
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const second = await cutcap(["--read", input, "--out", out, "--listen", "off"]);
+      assert.equal(second.code, 1, second.stderr);
+      assert.match(second.stderr, /Archive .* is in use by another cutcap capture/);
+      assert.doesNotMatch(second.stderr, /Recover/);
+      const live = await cutcap(["-i", "lo", "--out", out, "--listen", "off"]);
+      assert.equal(live.code, 1, live.stderr);
+      assert.match(live.stderr, /in use by another cutcap capture/);
+
+      const server = await startServe(["--out", out]);
+      const health = await fetch(`${server.url}/healthz`);
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+      assert.equal(await server.stop(), 0);
+
+      assert.equal(await sensor.stop(), 0, sensor.lines.join("\n"));
+      const tcpdump = await run("tcpdump", ["-r", archivePcap(out), "-nn", `tcp port ${port}`]);
+      assert.equal(tcpdump.trim().split("\n").length, 6, tcpdump);
+      // The lock is gone with the sensor: a new capture may start.
+      const after = await cutcap(["--read", input, "--out", out, "--listen", "off"]);
+      assert.equal(after.code, 0, after.stderr);
+    } finally {
+      await sensor.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** The one finalized pcap of a live run in `out`. */
+function archivePcap(out: string): string {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      if (e.isDirectory) walk(`${d}/${e.name}`);
+      else if (/^[^.].*\.pcap$/.test(e.name)) found.push(`${d}/${e.name}`);
+    }
+  };
+  walk(out);
+  assert.equal(found.length, 1, found.join(" "));
+  return found[0];
+}
+
+Deno.test("half-written index and catalog files from a crash are removed at start", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cc-archive-temps-" });
+  try {
+    const out = `${dir}/out`;
+    const input = `${dir}/traffic.pcap`;
+    await writeTrafficPcap(input, { seed: 9, packets: 500 });
+    const first = await cutcap(["--read", input, "--out", out, "--listen", "off"]);
+    assert.equal(first.code, 0, first.stderr);
+    const day = `${out}/${archivePcap(out).slice(out.length + 1).split("/").slice(0, 3).join("/")}`;
+    const leaks = [
+      `${day}/.x.pcap.idx.${crypto.randomUUID()}.tmp`,
+      `${day}/.x.pcap.idx.4242.tmp`,
+      `${out}/.catalog.json.${crypto.randomUUID()}.tmp`,
+    ];
+    for (const leak of leaks) Deno.writeFileSync(leak, new Uint8Array(70_000));
+    const second = await cutcap(["--read", input, "--out", out, "--listen", "off"]);
+    assert.equal(second.code, 0, second.stderr);
+    for (const leak of leaks) assert.ok(!exists(leak), `${leak} removed`);
+    assert.equal(second.stderr.split("\n").filter((l) => /Recovery removed/.test(l)).length, 3);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
