@@ -14,7 +14,6 @@ import {
   run,
   tcpdumpPackets,
 } from "./support/oracle.ts";
-import { matchByBytes, startTcpdump } from "./support/live_oracle.ts";
 import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startServe } from "./support/query_server.ts";
 
@@ -96,7 +95,6 @@ rootTest(
     await Deno.writeFile(`${dir}/second.pcap`, second.pcap);
     const out = `${dir}/out`;
     const port = freePort();
-    const oracle = await startTcpdump(veth!.outside, `${dir}/oracle.pcap`, FILTER);
     const sensor = startCutcap([
       ...["--interface", veth!.outside, "--out", out, "--workers", "2", "--compress", "gzip"],
       ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
@@ -127,17 +125,22 @@ rootTest(
       assert.equal(answered, 500, "both batches answered after the SIGHUP");
     } finally {
       sensor.kill("SIGTERM");
-      await oracle.stop();
     }
     const exit = await sensor.exited;
     assert.equal(exit.code, 0, exit.stderr);
     assert.ok(exit.signal === null, "alive until SIGTERM");
     const stored: OraclePacket[] = [];
     for (const file of archiveFiles(out)) stored.push(...await tcpdumpPackets(file));
-    const seen = await tcpdumpPackets(`${dir}/oracle.pcap`);
-    assert.equal(seen.length, 500, "tcpdump saw every packet sent");
-    assert.deepEqual(matchByBytes(seen, stored), [], "every packet on the wire is stored");
-    assert.equal(stored.length, seen.length, "nothing stored twice");
+    // The frames sent, as tcpdump reads them from the files tcpreplay sent.
+    const sentFrames = [
+      ...await frames(`${dir}/first.pcap`),
+      ...await frames(`${dir}/second.pcap`),
+    ];
+    assert.deepEqual(
+      stored.map((p) => p.hex).sort(),
+      sentFrames.sort(),
+      "every frame sent is stored once",
+    );
     assert.ok(archiveFiles(out).length >= 4, "two files per worker: before and after the SIGHUP");
   },
   { veth: "h" },
