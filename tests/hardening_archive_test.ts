@@ -58,16 +58,9 @@ Deno.test({
   },
 });
 
-/** The one finalized pcap of a live run in `out`. */
+/** The one finalized pcap of a run in `out`. */
 function archivePcap(out: string): string {
-  const found: string[] = [];
-  const walk = (d: string) => {
-    for (const e of Deno.readDirSync(d)) {
-      if (e.isDirectory) walk(`${d}/${e.name}`);
-      else if (/^[^.].*\.pcap$/.test(e.name)) found.push(`${d}/${e.name}`);
-    }
-  };
-  walk(out);
+  const found = archivePcaps(out);
   assert.equal(found.length, 1, found.join(" "));
   return found[0];
 }
@@ -103,4 +96,69 @@ function exists(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+Deno.test({
+  name: "serve sees files another process adds and forgets files it deletes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-archive-rescan-" });
+    const out = `${dir}/out`;
+    const inputs = [`${dir}/a.pcap`, `${dir}/b.pcap`];
+    await writeTrafficPcap(inputs[0], { seed: 1, packets: 800, startTs: 1_800_000_000 });
+    await writeTrafficPcap(inputs[1], { seed: 2, packets: 600, startTs: 1_800_100_000 });
+    const replay = (input: string) =>
+      cutcap(["--read", input, "--out", out, "--listen", "off", "--byte-cutoff", "0"]);
+    assert.equal((await replay(inputs[0])).code, 0);
+    const server = await startServe(["--out", out]);
+    const packets = async (): Promise<number> => {
+      const r = await fetch(`${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`);
+      assert.equal(r.status, 200);
+      const text = await run(
+        "tcpdump",
+        ["-r", "-", "-nn", "-q"],
+        new Uint8Array(await r.arrayBuffer()),
+      );
+      return text.trim() === "" ? 0 : text.trim().split("\n").length;
+    };
+    const waitFor = async (want: number): Promise<number> => {
+      let got = -1;
+      for (let i = 0; i < 40 && got !== want; i++) {
+        got = await packets();
+        if (got !== want) await new Promise((r) => setTimeout(r, 250));
+      }
+      return got;
+    };
+    try {
+      assert.equal(await packets(), 800);
+      assert.equal((await replay(inputs[1])).code, 0);
+      assert.equal(await waitFor(1400), 1400, "the new file is seen within 10 s");
+      const second = archivePcaps(out).find((p) => p.includes("/2027/01/16/"))!; // b.pcap
+      Deno.removeSync(second);
+      Deno.removeSync(`${second}.idx`);
+      assert.equal(await packets(), 800, "a vanished file is skipped at once");
+      const flows = await fetch(`${server.url}/flows?q=ip`);
+      assert.equal(flows.status, 200);
+      assert.ok((await flows.json() as unknown[]).length > 0);
+      await server.waitFor(/Catalog: 0 file\(s\) added, 1 removed/, 10_000);
+      assert.equal(await packets(), 800);
+    } finally {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Every finalized pcap in `out`. */
+function archivePcaps(out: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      if (e.isDirectory) walk(`${d}/${e.name}`);
+      else if (/^[^.].*\.pcap$/.test(e.name)) found.push(`${d}/${e.name}`);
+    }
+  };
+  walk(out);
+  return found;
 }

@@ -57,6 +57,9 @@ export const SERVE_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+/** How often `serve` compares its catalog with the files on disk. */
+const RESCAN_MS = 5000;
+
 /** Runs the server until SIGINT/SIGTERM. */
 export async function runServeCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseStrict(argv, SERVE_OPTIONS);
@@ -80,6 +83,11 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     : Deno.readTextFileSync(values["tls-key"]);
   checkArchiveDir(values.out);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
+  // A capture (or `cutcap index`) may add files and its retention delete them: look again.
+  const rescan = setInterval(() => {
+    const { added, removed } = catalog.refresh({ log: (line) => logInfo(line) });
+    if (added + removed > 0) logInfo(`Catalog: ${added} file(s) added, ${removed} removed`);
+  }, RESCAN_MS);
   const view: SensorView = {
     startedAt: Date.now() / 1000,
     outDir: values.out,
@@ -100,7 +108,8 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     ),
   };
   const routes = queryRoutes({
-    // A sensor may be writing here: files it finalized since count, and its open files.
+    // A sensor may be writing here: the files it finalized since the last rescan count (a query
+    // looks again), and its open files.
     catalog: () => {
       catalog.refresh({ log: (line) => logInfo(line) });
       return catalog;
@@ -143,6 +152,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
   Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
   await stopped.promise;
+  clearInterval(rescan);
   await server.shutdown();
   logInfo("Server stopped");
   return 0;

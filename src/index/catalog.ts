@@ -98,36 +98,40 @@ export class Catalog {
       }
       cat.source = "reconciled";
     }
-    for (const rel of onDisk) {
-      if (cat.#byPath.has(rel) || cat.#skipped.has(rel)) continue;
-      try {
-        cat.add(entryFor(cat.outDir, rel, opts));
-      } catch (e) {
-        cat.#skipped.add(rel);
-        opts.log?.(`catalog: skipping ${rel}: ${(e as Error).message}`);
-      }
-    }
+    cat.#addMissing(onDisk, opts);
     cat.save();
     return cat;
   }
 
   /**
-   * Brings the entries up to date with the tree (files another process finalized or deleted
-   * since): one directory listing per day, an index header per new file. Does not save.
+   * Brings the catalog in line with the files on disk: files another process finalized are added
+   * (indexed when they have no index), files deleted meanwhile (another process's retention) are
+   * dropped. Does not save. For `cutcap serve`, which shares the archive with a capture.
    */
-  refresh(opts: CatalogOpenOptions = {}): void {
+  refresh(opts: CatalogOpenOptions = {}): { added: number; removed: number } {
     const onDisk = listArchive(this.outDir);
-    for (const e of [...this.#sorted]) if (!onDisk.has(e.path)) this.remove(e.path);
-    for (const s of [...this.#skipped]) if (!onDisk.has(s)) this.#skipped.delete(s);
+    let removed = 0;
+    for (const path of [...this.#byPath.keys()]) {
+      if (!onDisk.has(path) && this.remove(path)) removed++;
+    }
+    for (const path of [...this.#skipped]) if (!onDisk.has(path)) this.#skipped.delete(path);
+    return { added: this.#addMissing(onDisk, opts), removed };
+  }
+
+  /** Adds the files of `onDisk` the catalog neither holds nor skipped; returns how many. */
+  #addMissing(onDisk: Set<string>, opts: CatalogOpenOptions): number {
+    let added = 0;
     for (const rel of onDisk) {
       if (this.#byPath.has(rel) || this.#skipped.has(rel)) continue;
       try {
         this.add(entryFor(this.outDir, rel, opts));
+        added++;
       } catch (e) {
         this.#skipped.add(rel);
         opts.log?.(`catalog: skipping ${rel}: ${(e as Error).message}`);
       }
     }
+    return added;
   }
 
   /** Number of files. */
