@@ -71,6 +71,8 @@ export interface CaptureConfig {
   libpcap: string | undefined;
   logFormat: LogFormat;
   user: string | undefined;
+  /** Group given read access to the archive (--group). */
+  group: string | undefined;
   minFree: SizeOrPercent | undefined;
   maxBytes: number;
   maxAge: number;
@@ -227,6 +229,11 @@ export const CAPTURE_OPTIONS = {
     arg: "NAME",
     help: "drop root privileges once the capture handles are open",
   },
+  group: {
+    type: "string",
+    arg: "NAME",
+    help: "group that may read the archive (files 0640, folders 0750)",
+  },
   "min-free": {
     type: "string",
     arg: "SIZE|PCT",
@@ -358,6 +365,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     libpcap: values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP"),
     logFormat,
     user: values.user,
+    group: values.group,
     minFree: values["min-free"] === undefined
       ? undefined
       : parseSizeOrPercent(values["min-free"], "--min-free"),

@@ -162,3 +162,50 @@ function archivePcaps(out: string): string[] {
   walk(out);
   return found;
 }
+
+Deno.test({
+  name: "archive files are 0640 and folders 0750; --group gives one group read access",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  ignore: !rootOrFail("chown to another group"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-archive-modes-" });
+    try {
+      await Deno.chmod(dir, 0o755);
+      const input = `${dir}/traffic.pcap`;
+      await writeTrafficPcap(input, { seed: 6, packets: 300 });
+      const daemonGid = Number((await run("getent", ["group", "daemon"])).split(":")[2]);
+      for (const group of [undefined, "daemon"]) {
+        const out = `${dir}/out-${group ?? "default"}`;
+        const args = ["--read", input, "--out", out, "--listen", "off"];
+        const r = await cutcap(group ? [...args, "--group", group] : args);
+        assert.equal(r.code, 0, r.stderr);
+        const pcap = archivePcap(out);
+        for (const file of [pcap, `${pcap}.idx`, `${out}/catalog.json`]) {
+          const info = Deno.statSync(file);
+          assert.equal((info.mode ?? 0) & 0o7777, 0o640, `${file} mode`);
+          if (group) assert.equal(info.gid, daemonGid, `${file} group`);
+        }
+        for (let d = pcap.slice(0, pcap.lastIndexOf("/")); d.length >= out.length;) {
+          const info = Deno.statSync(d);
+          assert.equal((info.mode ?? 0) & 0o7777, group ? 0o2750 : 0o750, `${d} mode`);
+          if (group) assert.equal(info.gid, daemonGid, `${d} group`);
+          d = d.slice(0, d.lastIndexOf("/"));
+        }
+        // Another local account (nobody, not in the group) cannot read captured traffic.
+        const read = await new Deno.Command("setpriv", {
+          args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", pcap],
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        assert.equal(read.success, false);
+        assert.match(new TextDecoder().decode(read.stderr), /Permission denied/);
+      }
+      const bad = await cutcap(["--read", input, "--out", `${dir}/x`, "--group", "no-such-grp"]);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /Unknown --group "no-such-grp"/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

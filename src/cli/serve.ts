@@ -141,10 +141,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
     requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
   });
-  logInfo(
-    `Serving ${values.out} (${catalog.entries().length} files) on ` +
-      `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
-  );
+  // Listening for signals before saying "Serving": a signal right after that line is handled.
   const stopped = Promise.withResolvers<void>();
   const onSignal = (signal: Deno.Signal) => () => {
     logInfo(`${signal} received: stopping the server`);
@@ -152,6 +149,10 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
   Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
+  logInfo(
+    `Serving ${values.out} (${catalog.entries().length} files) on ` +
+      `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
+  );
   await stopped.promise;
   clearInterval(rescan);
   await server.shutdown();

@@ -7,6 +7,7 @@
 import { type FileIndexHeader, readFileIndex, readIndexHeader } from "./index_reader.ts";
 import { type Compression, indexPathFor } from "./index_format.ts";
 import { indexPcapFile } from "./index_pcap.ts";
+import { DIR_MODE } from "../store/pcap_file_writer.ts";
 import { writeFileDurably } from "./index_builder.ts";
 import { parseOutputFileName } from "../store/rotation.ts";
 
@@ -237,7 +238,7 @@ export class Catalog {
       entries: this.#sorted,
       skipped: [...this.#skipped].sort(),
     };
-    Deno.mkdirSync(this.outDir, { recursive: true });
+    Deno.mkdirSync(this.outDir, { recursive: true, mode: DIR_MODE });
     writeFileDurably(
       `${this.outDir}/${CATALOG_NAME}`,
       new TextEncoder().encode(JSON.stringify(doc) + "\n"),

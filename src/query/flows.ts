@@ -41,53 +41,84 @@ export interface FlowScanReport {
   skipped: { file: string; reason: string }[];
 }
 
+/** A file being merged: its index and the next flow to look at. */
+interface FlowCursor {
+  index: FileIndex;
+  flow: number;
+  path: string;
+}
+
 /**
- * Yields the flows that have at least one packet matching `q`, file by file in time order, at most
- * `limit`. Indexes are read asynchronously and the scan gives the event loop a turn between files
- * and at least every `SLICE_MS` of work, so a scan over millions of flows never stalls the server. A
- * file whose index is gone (retention) or unreadable is skipped and listed in `report`.
+ * Yields the flows that have at least one packet matching `q`, in time order of their first packet
+ * across files, workers and interfaces, at most `limit` and, with `maxBytes`, only while their
+ * bytes add up to no more than that. Files open in first-packet order only when the merge reaches
+ * their first packet (about one per worker at a time); within a file flows are numbered in order of
+ * their first packet. Indexes are read asynchronously and the scan gives the event loop a turn
+ * between files and at least every `SLICE_MS` of work, so a scan over millions of flows never
+ * stalls the server. A file whose index is gone (retention) or unreadable is skipped and listed in
+ * `report`.
  */
 export async function* matchingFlows(
   catalog: Catalog,
   q: Query,
   limit: number,
   report: FlowScanReport = { records: 0, limited: false, skipped: [] },
+  maxBytes = Infinity,
   extra: readonly ExtraInput[] = [],
 ): AsyncGenerator<FlowRecord> {
   const bounds = timeBounds(q);
-  let sliceStart = performance.now();
   // Open files (open_files.ts) count unless the catalog lists them by now.
-  const inputs = [
+  const files = [
     ...catalog.files({ from: bounds.from, to: bounds.to }),
     ...wantedInputs(extra, catalog, bounds),
   ].sort((a, b) => a.firstTs - b.firstTs);
-  for (const entry of inputs) {
-    let index: FileIndex;
-    try {
-      index = "index" in entry
-        ? entry.index
-        : await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
-    } catch (error) {
-      report.skipped.push({ file: entry.path, reason: errorText(error) });
+  const active: FlowCursor[] = [];
+  let opened = 0;
+  let bytes = 0;
+  let sliceStart = performance.now();
+  for (let examined = 0;; examined++) {
+    const best = earliest(active);
+    const bestTs = best === undefined ? Infinity : best.index.firstTs[best.flow];
+    if (opened < files.length && files[opened].firstTs <= bestTs) {
+      const entry = files[opened++];
+      try {
+        const index = "index" in entry
+          ? entry.index
+          : await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+        if (index.header.flowCount > 0) active.push({ index, flow: 0, path: entry.path });
+      } catch (error) {
+        report.skipped.push({ file: entry.path, reason: errorText(error) });
+      }
+      sliceStart = performance.now();
       continue;
     }
-    sliceStart = performance.now();
-    for (let flow = 0; flow < index.header.flowCount; flow++) {
-      if (flow % FLOWS_PER_CHECK === 0 && performance.now() - sliceStart > SLICE_MS) {
-        await nextTurn();
-        sliceStart = performance.now();
-      }
-      const record = flowMatch(index, q, flow, entry.path);
-      if (record === null) continue;
-      if (report.records >= limit) {
-        report.limited = true;
-        return;
-      }
-      report.records++;
-      yield record;
+    if (best === undefined) return;
+    if (examined % FLOWS_PER_CHECK === 0 && performance.now() - sliceStart > SLICE_MS) {
+      await nextTurn();
+      sliceStart = performance.now();
     }
-    await nextTurn();
+    const record = flowMatch(best.index, q, best.flow, best.path);
+    if (++best.flow === best.index.header.flowCount) active.splice(active.indexOf(best), 1);
+    if (record === null) continue;
+    if (report.records >= limit || bytes + record.bytes > maxBytes) {
+      report.limited = true;
+      return;
+    }
+    report.records++;
+    bytes += record.bytes;
+    yield record;
   }
+}
+
+/** The cursor whose next flow started first (the earlier file on a tie); a few files at most. */
+function earliest(active: FlowCursor[]): FlowCursor | undefined {
+  let best: FlowCursor | undefined;
+  for (const cursor of active) {
+    if (best === undefined || cursor.index.firstTs[cursor.flow] < best.index.firstTs[best.flow]) {
+      best = cursor;
+    }
+  }
+  return best;
 }
 
 /** Every flow record of one file's index, whole (what the ClickHouse exporter sends). */
@@ -145,6 +176,8 @@ export function flowRecordStream(
   q: Query,
   options: {
     limit: number;
+    /** Stop before the flow whose bytes would take the answer's total over this. */
+    maxBytes?: number;
     format: FlowFormat;
     /** Open files' indexes (their descriptors are not used), see open_files.ts. */
     extra?: readonly ExtraInput[];
@@ -155,7 +188,14 @@ export function flowRecordStream(
   },
 ): ReadableStream<Uint8Array> {
   const report: FlowScanReport = { records: 0, limited: false, skipped: [] };
-  const records = matchingFlows(catalog, q, options.limit, report, options.extra);
+  const records = matchingFlows(
+    catalog,
+    q,
+    options.limit,
+    report,
+    options.maxBytes,
+    options.extra,
+  );
   const encoder = new TextEncoder();
   const json = options.format === "json";
   let opened = false;

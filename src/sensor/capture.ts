@@ -31,8 +31,8 @@ import {
   startWorkers,
   type WorkerHandle,
 } from "./supervisor.ts";
-import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser } from "./output_dir.ts";
+import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
+import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -66,6 +66,15 @@ export async function runCapture(
       );
     }
     prepareDirForUser(config.outDir, { name: config.user, ...entry }, created);
+  }
+  if (config.group !== undefined) {
+    const gid = lookupGroup(config.group);
+    if (gid === undefined) {
+      throw new UsageError(
+        `Unknown --group "${config.group}": expected a group in the group database`,
+      );
+    }
+    shareWithGroup(config.outDir, gid);
   }
 
   const archiveLock = lockArchive(config.outDir);

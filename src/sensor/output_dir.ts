@@ -1,11 +1,11 @@
 /** Checks, before any worker starts, that the output directory exists (or can be made) and is writable. */
-import { probeWritable } from "../store/pcap_file_writer.ts";
+import { DIR_MODE, FILE_MODE, probeWritable } from "../store/pcap_file_writer.ts";
 import type { PasswdEntry } from "../../ffi/libc.ts";
 
 /** Creates `dir` if needed and proves it writable; throws one clear line otherwise. */
 export function ensureWritableDir(dir: string): void {
   try {
-    Deno.mkdirSync(dir, { recursive: true });
+    Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
     probeWritable(dir, ".cutcap-write-test-");
   } catch (error) {
     const reason = error instanceof Error ? error.message.split(":")[0] : String(error);
@@ -39,6 +39,25 @@ export function prepareDirForUser(
         `Output directory ${dir} cannot be reached by ${user.name}: ${parent} is not searchable ` +
           `(chmod o+x ${parent}, or give --out a directory elsewhere)`,
       );
+    }
+  }
+}
+
+/**
+ * For `--group`: gives the archive to group `gid` for reading. Every existing folder gets the group,
+ * mode 2750 (set-group-ID, so files and folders made later inherit the group) and every file the
+ * group and no access for others (0640 at most). Links are not followed. Runs before any worker.
+ */
+export function shareWithGroup(dir: string, gid: number): void {
+  Deno.chownSync(dir, null, gid);
+  Deno.chmodSync(dir, DIR_MODE | 0o2000);
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) shareWithGroup(path, gid);
+    else if (entry.isFile) {
+      Deno.chownSync(path, null, gid);
+      const mode = Deno.statSync(path).mode ?? FILE_MODE;
+      Deno.chmodSync(path, (mode & 0o700) | 0o040);
     }
   }
 }
