@@ -1,11 +1,11 @@
 /**
- * A capture worker: owns one libpcap handle, one flow table and one output stream. The packet loop is
+ * A capture worker: owns one capture source (libpcap handle or AF_PACKET ring), one flow table and one output stream. The packet loop is
  * synchronous — decode, count the flow, apply the cutoff, write, index — and polls the shared control block
  * between batches, so stop and rotate requests never wait behind a message queue.
  */
 /// <reference lib="deno.worker" />
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
-import { joinFanout } from "./capture/fanout.ts";
+import { type CaptureSource, openSource } from "./capture/source.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
 import { indexPcapFile } from "./index/index_pcap.ts";
@@ -114,10 +114,14 @@ function runWorker(setup: WorkerSetup): void {
   publish(state, undefined);
 }
 
-function openLive(setup: WorkerSetup): PcapHandle {
-  const { config } = setup;
-  if (setup.source.kind !== "live") throw new Error("Live source expected");
-  const handle = PcapHandle.openLive(setup.source.iface, {
+function openLive(setup: WorkerSetup): CaptureSource {
+  const { config, source } = setup;
+  if (source.kind !== "live") throw new Error("Live source expected");
+  const handle = openSource({
+    device: source.iface,
+    method: config.captureMethod,
+    filter: config.filter,
+    fanoutGroup: source.fanout ? source.fanoutGroup : undefined,
     snaplen: config.snaplen,
     promisc: config.promisc,
     bufferSize: config.bufferSize,
@@ -125,13 +129,11 @@ function openLive(setup: WorkerSetup): PcapHandle {
     immediate: config.immediate,
     nanosecond: config.nanosecond,
   });
-  if (handle.warning) log("warn", `${setup.source.iface}: ${handle.warning}`);
-  if (config.filter) handle.setFilter(config.filter);
-  if (setup.source.fanout) joinFanout(handle.selectableFd(), setup.source.fanoutGroup);
+  if (handle.warning) log("warn", `${source.iface}: ${handle.warning}`);
   return handle;
 }
 
-function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
+function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
   const { config, label, index } = state.setup;
   return new RotatingOutput({
     outDir: config.outDir,
@@ -197,9 +199,9 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
 }
 
 /** Live loop: batches of packets, then control, clock-driven rotation and counters. */
-function captureLive(state: WorkerState, opened: PcapHandle): void {
+function captureLive(state: WorkerState, opened: CaptureSource): void {
   const control = state.setup.control;
-  let handle: PcapHandle | null = opened;
+  let handle: CaptureSource | null = opened;
   state.counters[Counter.Capturing] = 1;
   while (Atomics.load(control, Control.Stop) === 0) {
     if (handle === null) {
@@ -245,13 +247,13 @@ const REOPEN_MAX_MS = 30_000;
  * Reopens the live handle after waiting 0.5 s, 1 s, 2 s, ... up to 30 s between attempts; the
  * output keeps its file and the flow table its flows. Null when a stop request came first.
  */
-function reopenLive(state: WorkerState): PcapHandle | null {
+function reopenLive(state: WorkerState): CaptureSource | null {
   const label = state.setup.label;
   let delay = REOPEN_FIRST_MS;
   for (let attempt = 1;; attempt++) {
     if (!pause(state, delay)) return null;
     state.counters[Counter.ReopenAttempts]++;
-    let handle: PcapHandle;
+    let handle: CaptureSource;
     try {
       handle = openLive(state.setup);
     } catch (error) {
@@ -333,7 +335,7 @@ function scheduleFlush(state: WorkerState, now: number): void {
 }
 
 /** True when the handle's packet time has reached the flush time (packet time is wall-clock time live). */
-function flushDueAt(state: WorkerState, handle: PcapHandle): boolean {
+function flushDueAt(state: WorkerState, handle: CaptureSource): boolean {
   if (state.flushDueFrac === 0 && handle.tsSec === state.flushDueSec) {
     // First packet in the due second: the fraction in the handle's unit, once.
     const frac = state.flushDue - state.flushDueSec;
@@ -343,7 +345,7 @@ function flushDueAt(state: WorkerState, handle: PcapHandle): boolean {
 }
 
 /** Adds a handle's final libpcap statistics to the totals, before it is closed. */
-function keepStats(state: WorkerState, handle: PcapHandle): void {
+function keepStats(state: WorkerState, handle: CaptureSource): void {
   const stats = handle.stats();
   state.statsBase.recv += stats.recv;
   state.statsBase.drop += stats.drop;
@@ -391,7 +393,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
 }
 
 /** The per-packet path: no allocation, one FFI call (made by the caller). */
-function handlePacket(state: WorkerState, handle: PcapHandle): void {
+function handlePacket(state: WorkerState, handle: CaptureSource): void {
   const { info, flows, counters } = state;
   decodePacket(state.linkType, handle.data, handle.offset, handle.caplen, info);
   const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
@@ -440,7 +442,7 @@ function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
 }
 
 /** Copies the slow-moving counters into shared memory for the main thread. */
-function publish(state: WorkerState, handle: PcapHandle | undefined): void {
+function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   const { counters, flows } = state;
   counters[Counter.FlowsActive] = flows.active;
   counters[Counter.FlowsStarted] = flows.started;

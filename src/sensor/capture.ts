@@ -152,8 +152,9 @@ export async function runCapture(
       }
       startCapturing(workers);
       capturing = true;
+      const method = config.readFiles.length > 0 ? "" : ` (${config.captureMethod})`;
       logInfo(
-        `Capturing on ${source} with ${plural(workers.length, "worker")}`,
+        `Capturing on ${source} with ${plural(workers.length, "worker")}${method}`,
         startFields(config, server?.addr),
       );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
