@@ -88,6 +88,8 @@ export interface CaptureConfig {
   openMetrics: boolean;
   maxQueryPackets: number;
   maxConcurrentQueries: number;
+  /** Community ID seed (0-65535) of the flow records and of Community ID queries. */
+  communityIdSeed: number;
   /** `--export-clickhouse`: flow records go to this ClickHouse HTTP URL. */
   exportClickhouse: string | undefined;
   /** `--export-clickhouse-credentials`: a file holding USER:PASSWORD. */
@@ -288,6 +290,12 @@ export const CAPTURE_OPTIONS = {
     arg: "N",
     help: "queries at once; more get 503",
   },
+  "community-id-seed": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "Community ID seed (0-65535) of flow records and community-id queries",
+  },
   "export-clickhouse": {
     type: "string",
     arg: "URL",
@@ -400,6 +408,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
       1,
       1024,
     ),
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
     ...exportOptions(values),
   };
   validateServerSecurity(config);

@@ -50,6 +50,10 @@ interface WorkerState {
   linkType: number;
   /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
   statsBase: { recv: number; drop: number; ifdrop: number };
+  /** Flow id and wire length of the packet being written (-1: none): a rotation it triggers
+   * leaves it out of the finished file's flow totals. */
+  inFlightFlow: number;
+  inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
@@ -76,7 +80,10 @@ function runWorker(setup: WorkerSetup): void {
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   // Keys of live flows are read from the table when an index is written.
-  const index = IndexBuilder.forFlowTable(flows, { spillDir: config.outDir });
+  const index = IndexBuilder.forFlowTable(flows, {
+    spillDir: config.outDir,
+    communityIdSeed: config.communityIdSeed,
+  });
   const state: WorkerState = {
     setup,
     flows,
@@ -87,6 +94,8 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    inFlightFlow: -1,
+    inFlightLen: 0,
     errorsSeen: 0,
     errorsLoggedAt: 0,
     writeFailing: false,
@@ -168,6 +177,9 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
           worker: index,
           pcapSize: file.bytesOnDisk,
           dataSize: file.bytesUncompressed,
+          inFlight: state.inFlightFlow < 0
+            ? undefined
+            : { flowId: state.inFlightFlow, wireLen: state.inFlightLen },
         });
       }
       state.index.reset();
@@ -405,10 +417,15 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
   if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
     checkLargeFlow(state, id, handle.wireLen);
   }
-  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) return;
+  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) {
+    flows.markCut(id, flows.packetsBefore + 1);
+    return;
+  }
   // Offline packets stored are moved to one place first (see PcapHandle.settle), so the writer
   // reuses its views instead of making one per packet.
   handle.settle();
+  state.inFlightFlow = id;
+  state.inFlightLen = handle.wireLen;
   const offset = state.output.write(
     handle.data,
     handle.offset,
@@ -417,6 +434,7 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
     handle.tsSec,
     handle.tsFrac,
   );
+  state.inFlightFlow = -1;
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
   counters[Counter.PacketsWritten]++;

@@ -92,8 +92,10 @@ export class PacketIndexer {
     const key = info.key;
     key.fill(0);
     decodePacket(linkType, buf, at, caplen, info);
-    canonicalizeKey(key);
-    this.builder.record(this.flows.idOf(key), ts, offset, wireLen);
+    const reversed = canonicalizeKey(key);
+    const id = this.flows.idOf(key, reversed);
+    this.flows.count(id, wireLen);
+    this.builder.record(id, ts, offset, wireLen);
   }
 
   /** Releases the builder's spill file. */

@@ -32,7 +32,7 @@ import {
   type WorkerHandle,
 } from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -56,7 +56,7 @@ export async function runCapture(
     resolveInterfaces(config);
     checkLiveFilter(config);
   } else checkReadable(config.readFiles, config.filter);
-  const created = !exists(config.outDir);
+  const created = missingDirs(config.outDir);
   ensureWritableDir(config.outDir);
   if (config.user !== undefined) {
     const entry = lookupUser(config.user);
@@ -377,6 +377,7 @@ function serverOptions(
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
+    communityIdSeed: config.communityIdSeed,
   });
   return {
     host: config.listen!.host,
