@@ -414,6 +414,7 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
   counters[Counter.BytesSeen] += handle.wireLen;
   counters[Counter.LastPacketTs] = ts;
   if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
+  if (handle.caplen > handle.wireLen) counters[Counter.CaplenOverLen]++;
   if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
     checkLargeFlow(state, id, handle.wireLen);
   }
