@@ -151,7 +151,11 @@ Deno.test("cutcap serve says why it stops", async () => {
     const exit = await serve.exited;
     assert.equal(exit.code, 0);
     const lines = exit.stderr.trimEnd().split("\n").map((l) => l.slice(20));
-    assert.deepEqual(lines.slice(1), ["SIGTERM received: stopping the server", "Server stopped"]);
+    assert.deepEqual(
+      lines.slice(-2),
+      ["SIGTERM received: stopping the server", "Server stopped"],
+      exit.stderr,
+    );
   } finally {
     await Deno.remove(out, { recursive: true });
   }
