@@ -333,6 +333,29 @@ export class PcapFileWriter {
     return this.#flushBlock();
   }
 
+  /** Records taken but not in the file yet: the pending block and a block being compressed. */
+  get unflushedPackets(): number {
+    return this.#pendingPackets + this.#inFlightPackets;
+  }
+
+  /**
+   * Writes every record taken so far to the file: the block in flight, then the pending one as a
+   * complete block of its own however small (a gzip member / zstd frame), waiting for it. Returns
+   * false when a write failed (the file then takes no more records).
+   */
+  flushAll(): boolean {
+    if (this.#flushBlock()) this.#drain();
+    return !this.#bw.failed;
+  }
+
+  /**
+   * The file as it is on disk now, without a block in flight (right after `flushAll`): records,
+   * time range, sizes and block table of its complete blocks.
+   */
+  durable(): FinalizedFile {
+    return this.#info();
+  }
+
   /**
    * Flushes, fsyncs, calls `beforeRename(info)`, renames to the final name and fsyncs the
    * directory. A file that ended up with no records is deleted instead and null returned: it
