@@ -387,6 +387,7 @@ function serverOptions(
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
+    insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
   };
