@@ -61,6 +61,8 @@ export interface CaptureConfig {
   flowTimeout: number;
   maxFlows: number;
   rotateInterval: number;
+  /** Seconds after which a stored packet is written to its file at the latest; 0 = when a block fills. */
+  flushInterval: number;
   rotateSize: number;
   compress: Compression;
   compressLevel: number;
@@ -187,6 +189,12 @@ export const CAPTURE_OPTIONS = {
     default: "1m",
     arg: "DUR",
     help: "start a new file this often, 0 = never",
+  },
+  "flush-interval": {
+    type: "string",
+    default: "1s",
+    arg: "DUR",
+    help: "write stored packets to their file within this time, 0 = only full blocks",
   },
   "rotate-size": {
     type: "string",
@@ -369,6 +377,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     flowTimeout: parsePositiveDuration(values["flow-timeout"], "--flow-timeout"),
     maxFlows: parseInteger(values["max-flows"], "--max-flows", 16, 100_000_000),
     rotateInterval: parseDuration(values["rotate-interval"], "--rotate-interval"),
+    flushInterval: parseDuration(values["flush-interval"], "--flush-interval"),
     rotateSize: parseSize(values["rotate-size"], "--rotate-size"),
     compress,
     compressLevel: parseInteger(values["compress-level"], "--compress-level", 0, 22),

@@ -16,6 +16,7 @@ import { logWarn } from "../log.ts";
 import { parseCommunityIdSeed } from "../flow/community_id.ts";
 import { parsePivot, type Pivot } from "../query/pivot.ts";
 import { parseDuration } from "../units.ts";
+import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -42,16 +43,23 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 
 /** What the routes need from their host. */
 export interface QueryRouteDeps {
+  /** The catalog of finalized files; called after the open files were gathered. */
   catalog(): Catalog;
   policy: QueryPolicy;
   /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
   communityIdSeed?: number;
+  /** Also read the open files of this archive up to their last flush (src/query/open_files.ts). */
+  openFilesOf?: string;
 }
 
 /** Builds the query routes. */
 export function queryRoutes(deps: QueryRouteDeps): Hono {
   const app = new Hono();
   let running = 0;
+  const openFiles = deps.openFilesOf === undefined ? null : new OpenFiles(deps.openFilesOf);
+  // Before the catalog is read: see open_files.ts.
+  const openInputs = (): Promise<ExtraInput[]> =>
+    openFiles === null ? Promise.resolve([]) : openFiles.inputs();
 
   /** The 503 answer when every query slot is taken (`/query` and `/flows` share them). */
   const refuseWhenBusy = (c: Context): Response | undefined => {
@@ -70,7 +78,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   };
 
   /** The pcap answer of a parsed query; `extra` headers go with it. */
-  const answerQuery = async (c: Context, query: Query, extra: Record<string, string>) => {
+  const answerQuery = async (c: Context, query: Query, extraHeaders: Record<string, string>) => {
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return refuse(c, limits.error);
     const asked = readFormat(c);
@@ -86,9 +94,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     running++;
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
+    let extra: ExtraInput[] = [];
     try {
+      extra = await openInputs();
       stream = queryPcapStream(deps.catalog(), query, {
         ...limits,
+        extra,
         format,
         onFinish: (result) => {
           running--;
@@ -100,10 +111,11 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       });
     } catch (error) {
       running--;
+      closeInputs(extra);
       throw error;
     }
     const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.${format}`;
-    const headers: Record<string, string> = { ...extra };
+    const headers: Record<string, string> = { ...extraHeaders };
     if (format === "pcap" && linkTypes.length > 1) {
       headers["x-cutcap-left-out"] =
         `files of link types other than the answer's (the time range holds ${
@@ -139,7 +151,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     if ("error" in pivot) return refuse(c, pivot.error);
     return answerQuery(c, pivot.query, pivotHeaders(pivot));
   });
-  app.get("/flows", (c) => {
+  app.get("/flows", async (c) => {
     const parsed = parseRequest(c, c.req.query("q"), deps);
     if ("error" in parsed) return refuse(c, parsed.error);
     const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
@@ -153,7 +165,17 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const flowLimit = c.req.query("limit") ? limit : deps.policy.defaultFlows;
     running++;
     const started = performance.now();
+    let extra: ExtraInput[];
+    try {
+      extra = await openInputs();
+    } catch (error) {
+      running--;
+      throw error;
+    }
+    // Flow records come from the indexes alone: the descriptors are not needed.
+    closeInputs(extra);
     const stream = flowRecordStream(deps.catalog(), parsed.query, {
+      extra,
       limit: flowLimit,
       maxBytes,
       format: ndjson ? "ndjson" : "json",
