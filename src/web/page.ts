@@ -218,7 +218,16 @@ interface Column {
 }
 
 const OPTIONAL_COLUMNS: [keyof FlowRow, Column][] = [
-  ["sensor", { label: "Sensor", sort: "sensor", cell: (_s, r) => r.sensor ?? "" }],
+  ["sensor", {
+    label: "Sensor",
+    sort: "sensor",
+    cell: (s, r) =>
+      r.sensor === undefined
+        ? ""
+        : h`<a class="add" href="${
+          searchUrl(s, { q: addTerm(s.q, `sensor ${r.sensor}`), page: 1 })
+        }" title="add sensor ${r.sensor} to the query">${r.sensor}</a>`,
+  }],
 ];
 
 /** The table's columns: optional ones only when some row has their field. */
