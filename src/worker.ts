@@ -1,11 +1,11 @@
 /**
- * A capture worker: owns one libpcap handle, one flow table and one output stream. The packet loop is
+ * A capture worker: owns one capture source (libpcap handle or AF_PACKET ring), one flow table and one output stream. The packet loop is
  * synchronous — decode, count the flow, apply the cutoff, write, index — and polls the shared control block
  * between batches, so stop and rotate requests never wait behind a message queue.
  */
 /// <reference lib="deno.worker" />
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
-import { joinFanout } from "./capture/fanout.ts";
+import { type CaptureSource, openSource } from "./capture/source.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
 import { indexPcapFile } from "./index/index_pcap.ts";
@@ -50,6 +50,10 @@ interface WorkerState {
   linkType: number;
   /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
   statsBase: { recv: number; drop: number; ifdrop: number };
+  /** Flow id and wire length of the packet being written (-1: none): a rotation it triggers
+   * leaves it out of the finished file's flow totals. */
+  inFlightFlow: number;
+  inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
@@ -70,7 +74,10 @@ function runWorker(setup: WorkerSetup): void {
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   // Keys of live flows are read from the table when an index is written.
-  const index = IndexBuilder.forFlowTable(flows, { spillDir: config.outDir });
+  const index = IndexBuilder.forFlowTable(flows, {
+    spillDir: config.outDir,
+    communityIdSeed: config.communityIdSeed,
+  });
   const state: WorkerState = {
     setup,
     flows,
@@ -81,6 +88,8 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    inFlightFlow: -1,
+    inFlightLen: 0,
     errorsSeen: 0,
     errorsLoggedAt: 0,
     writeFailing: false,
@@ -104,10 +113,14 @@ function runWorker(setup: WorkerSetup): void {
   publish(state, undefined);
 }
 
-function openLive(setup: WorkerSetup): PcapHandle {
-  const { config } = setup;
-  if (setup.source.kind !== "live") throw new Error("Live source expected");
-  const handle = PcapHandle.openLive(setup.source.iface, {
+function openLive(setup: WorkerSetup): CaptureSource {
+  const { config, source } = setup;
+  if (source.kind !== "live") throw new Error("Live source expected");
+  const handle = openSource({
+    device: source.iface,
+    method: config.captureMethod,
+    filter: config.filter,
+    fanoutGroup: source.fanout ? source.fanoutGroup : undefined,
     snaplen: config.snaplen,
     promisc: config.promisc,
     bufferSize: config.bufferSize,
@@ -115,13 +128,11 @@ function openLive(setup: WorkerSetup): PcapHandle {
     immediate: config.immediate,
     nanosecond: config.nanosecond,
   });
-  if (handle.warning) log("warn", `${setup.source.iface}: ${handle.warning}`);
-  if (config.filter) handle.setFilter(config.filter);
-  if (setup.source.fanout) joinFanout(handle.selectableFd(), setup.source.fanoutGroup);
+  if (handle.warning) log("warn", `${source.iface}: ${handle.warning}`);
   return handle;
 }
 
-function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
+function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
   const { config, label, index } = state.setup;
   return new RotatingOutput({
     outDir: config.outDir,
@@ -154,6 +165,9 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
           worker: index,
           pcapSize: file.bytesOnDisk,
           dataSize: file.bytesUncompressed,
+          inFlight: state.inFlightFlow < 0
+            ? undefined
+            : { flowId: state.inFlightFlow, wireLen: state.inFlightLen },
         });
       }
       state.index.reset();
@@ -185,9 +199,9 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
 }
 
 /** Live loop: batches of packets, then control, clock-driven rotation and counters. */
-function captureLive(state: WorkerState, opened: PcapHandle): void {
+function captureLive(state: WorkerState, opened: CaptureSource): void {
   const control = state.setup.control;
-  let handle: PcapHandle | null = opened;
+  let handle: CaptureSource | null = opened;
   state.counters[Counter.Capturing] = 1;
   while (Atomics.load(control, Control.Stop) === 0) {
     if (handle === null) {
@@ -231,13 +245,13 @@ const REOPEN_MAX_MS = 30_000;
  * Reopens the live handle after waiting 0.5 s, 1 s, 2 s, ... up to 30 s between attempts; the
  * output keeps its file and the flow table its flows. Null when a stop request came first.
  */
-function reopenLive(state: WorkerState): PcapHandle | null {
+function reopenLive(state: WorkerState): CaptureSource | null {
   const label = state.setup.label;
   let delay = REOPEN_FIRST_MS;
   for (let attempt = 1;; attempt++) {
     if (!pause(state, delay)) return null;
     state.counters[Counter.ReopenAttempts]++;
-    let handle: PcapHandle;
+    let handle: CaptureSource;
     try {
       handle = openLive(state.setup);
     } catch (error) {
@@ -298,7 +312,7 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
 }
 
 /** Adds a handle's final libpcap statistics to the totals, before it is closed. */
-function keepStats(state: WorkerState, handle: PcapHandle): void {
+function keepStats(state: WorkerState, handle: CaptureSource): void {
   const stats = handle.stats();
   state.statsBase.recv += stats.recv;
   state.statsBase.drop += stats.drop;
@@ -345,7 +359,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
 }
 
 /** The per-packet path: no allocation, one FFI call (made by the caller). */
-function handlePacket(state: WorkerState, handle: PcapHandle): void {
+function handlePacket(state: WorkerState, handle: CaptureSource): void {
   const { info, flows, counters } = state;
   decodePacket(state.linkType, handle.data, handle.offset, handle.caplen, info);
   const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
@@ -354,13 +368,19 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
   counters[Counter.BytesSeen] += handle.wireLen;
   counters[Counter.LastPacketTs] = ts;
   if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
+  if (handle.caplen > handle.wireLen) counters[Counter.CaplenOverLen]++;
   if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
     checkLargeFlow(state, id, handle.wireLen);
   }
-  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) return;
+  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) {
+    flows.markCut(id, flows.packetsBefore + 1);
+    return;
+  }
   // Offline packets stored are moved to one place first (see PcapHandle.settle), so the writer
   // reuses its views instead of making one per packet.
   handle.settle();
+  state.inFlightFlow = id;
+  state.inFlightLen = handle.wireLen;
   const offset = state.output.write(
     handle.data,
     handle.offset,
@@ -369,6 +389,7 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
     handle.tsSec,
     handle.tsFrac,
   );
+  state.inFlightFlow = -1;
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
   counters[Counter.PacketsWritten]++;
@@ -394,7 +415,7 @@ function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
 }
 
 /** Copies the slow-moving counters into shared memory for the main thread. */
-function publish(state: WorkerState, handle: PcapHandle | undefined): void {
+function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   const { counters, flows } = state;
   counters[Counter.FlowsActive] = flows.active;
   counters[Counter.FlowsStarted] = flows.started;

@@ -55,6 +55,12 @@ export const SERVE_OPTIONS = {
     arg: "DUR",
     help: "close a connection whose request has not been answered by then (trickled bodies)",
   },
+  "community-id-seed": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "Community ID seed (0-65535) of flow records and community-id queries",
+  },
 } as const satisfies OptionTable;
 
 /** How often `serve` compares its catalog with the files on disk. */
@@ -107,7 +113,11 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       1024,
     ),
   };
-  const routes = queryRoutes({ catalog: () => catalog, policy });
+  const routes = queryRoutes({
+    catalog: () => catalog,
+    policy,
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
+  });
   const server = startServer(view, {
     ...listen,
     routes,

@@ -42,7 +42,8 @@ export const PARTIAL_HEADER = "X-Cutcap-Partial";
 export const SENSORS_HEADER = "X-Cutcap-Sensors";
 
 const FLOW_FIELDS =
-  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes";
+  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
+  ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
 /** Builds the coordinator's routes. */
 export function fleetRoutes(deps: FleetDeps): Hono {

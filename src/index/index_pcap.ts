@@ -77,9 +77,11 @@ function indexWith(
   const onRecord = (r: ScanRecord): void => {
     key.fill(0);
     decodePacket(r.linkType, r.buf, r.at, r.caplen, info);
-    canonicalizeKey(key);
+    const reversed = canonicalizeKey(key);
     const ts = r.sec + r.frac * (r.nanosecond ? 1e-9 : 1e-6);
-    builder.record(flows.idOf(key), ts, r.offset, r.wireLen);
+    const id = flows.idOf(key, reversed);
+    flows.count(id, r.wireLen);
+    builder.record(id, ts, r.offset, r.wireLen);
   };
   const scan = scanPcapFile(pcapPath, onRecord);
   const slash = pcapPath.lastIndexOf("/");

@@ -22,6 +22,9 @@ import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from
 import type { Query } from "./ast.ts";
 import { orPlan, planMatchesKey } from "./address_set.ts";
 import { META_NO_PORTS } from "../packet/packet_info.ts";
+import { type FlowRecordRef, recordMatches } from "./record_terms.ts";
+
+export type { FlowRecordRef };
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -67,8 +70,16 @@ function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolea
   return true;
 }
 
-/** Value of a predicate that depends only on the key; time predicates are not passed here. */
-function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
+/**
+ * Value of a predicate that depends only on the key or the flow's record (`rec`; without it record
+ * predicates are false); time predicates are not passed here.
+ */
+function keyMatches(
+  q: Query,
+  key: Uint32Array,
+  off: number,
+  rec: FlowRecordRef | undefined,
+): boolean {
   const meta = key[off + WORD_META];
   const kind = meta >>> 28;
   switch (q.type) {
@@ -93,23 +104,33 @@ function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
       return kind === q.family;
     case "vlan":
       return (meta & 0xfff) === q.vlan;
+    case "cid":
+    case "cut":
+    case "total":
+    case "mac":
+    case "ethertype":
+      return rec !== undefined && recordMatches(q, rec);
     default:
       return false;
   }
 }
 
-/** Exact match of one packet: its flow key at key[keyOffset..] and its time in seconds. */
+/**
+ * Exact match of one packet: its flow key at key[keyOffset..], its time in seconds and, for
+ * record predicates (Community ID, cut, totals, L2), where its flow's record is.
+ */
 export function packetMatches(
   q: Query,
   key: Uint32Array,
   keyOffset: number,
   tsSec: number,
+  rec?: FlowRecordRef,
 ): boolean {
   switch (q.type) {
     case "and": {
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        if (!packetMatches(c[i], key, keyOffset, tsSec)) return false;
+        if (!packetMatches(c[i], key, keyOffset, tsSec, rec)) return false;
       }
       return true;
     }
@@ -120,23 +141,24 @@ export function packetMatches(
       }
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        if (packetMatches(c[i], key, keyOffset, tsSec)) return true;
+        if (packetMatches(c[i], key, keyOffset, tsSec, rec)) return true;
       }
       return false;
     }
     case "not":
-      return !packetMatches(q.child, key, keyOffset, tsSec);
+      return !packetMatches(q.child, key, keyOffset, tsSec, rec);
     case "time":
       return q.op === "after" ? tsSec >= q.at : tsSec < q.at;
     default:
-      return keyMatches(q, key, keyOffset);
+      return keyMatches(q, key, keyOffset, rec);
   }
 }
 
 /**
  * Three-valued match of a flow whose packets lie in [firstTs, lastTs]: True when every packet of
  * the flow matches (no per-packet check needed), False when none can, Unknown otherwise.
- * Key predicates are exact; a time predicate is Unknown when the interval straddles its bound.
+ * Key and record predicates are exact; a time predicate is Unknown when the interval straddles
+ * its bound.
  */
 export function flowTruth(
   q: Query,
@@ -144,13 +166,14 @@ export function flowTruth(
   keyOffset: number,
   firstTs: number,
   lastTs: number,
+  rec?: FlowRecordRef,
 ): Truth {
   switch (q.type) {
     case "and": {
       let result: Truth = Truth.True;
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, rec);
         if (t === Truth.False) return Truth.False;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
@@ -164,14 +187,14 @@ export function flowTruth(
       let result: Truth = Truth.False;
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, rec);
         if (t === Truth.True) return Truth.True;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
       return result;
     }
     case "not": {
-      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs);
+      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs, rec);
       return t === Truth.Unknown ? t : t === Truth.True ? Truth.False : Truth.True;
     }
     case "time":
@@ -182,7 +205,7 @@ export function flowTruth(
       if (lastTs < q.at) return Truth.True;
       return firstTs >= q.at ? Truth.False : Truth.Unknown;
     default:
-      return keyMatches(q, key, keyOffset) ? Truth.True : Truth.False;
+      return keyMatches(q, key, keyOffset, rec) ? Truth.True : Truth.False;
   }
 }
 
@@ -344,6 +367,9 @@ function toBpf(q: Query, ctx: VlanContext): Bpf {
       if (ctx === null) throw new Untranslatable();
       if (ctx === "untagged") return q.vlan === 0;
       return ctx === q.vlan;
+    default:
+      // Record predicates (Community ID, cut, totals, L2 terms) have no BPF equivalent here.
+      throw new Untranslatable();
   }
 }
 

@@ -26,7 +26,7 @@ import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -50,7 +50,7 @@ export async function runCapture(
     resolveInterfaces(config);
     checkLiveFilter(config);
   } else checkReadable(config.readFiles, config.filter);
-  const created = !exists(config.outDir);
+  const created = missingDirs(config.outDir);
   ensureWritableDir(config.outDir);
   if (config.user !== undefined) {
     const entry = lookupUser(config.user);
@@ -146,8 +146,9 @@ export async function runCapture(
       }
       startCapturing(workers);
       capturing = true;
+      const method = config.readFiles.length > 0 ? "" : ` (${config.captureMethod})`;
       logInfo(
-        `Capturing on ${source} with ${plural(workers.length, "worker")}`,
+        `Capturing on ${source} with ${plural(workers.length, "worker")}${method}`,
         startFields(config, server?.addr),
       );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
@@ -361,6 +362,7 @@ function serverOptions(
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
+    communityIdSeed: config.communityIdSeed,
   });
   return {
     host: config.listen!.host,

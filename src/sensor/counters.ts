@@ -34,6 +34,8 @@ export const enum Counter {
   UndecodedFrames,
   /** Packets handed to the writer but lost with a block that failed to reach the disk. */
   PacketsLost,
+  /** Records whose captured length exceeds their wire length (hostile or broken input), kept as read. */
+  CaplenOverLen,
   /** First slot of the flow-size histogram: FlowSizeHistogram.values (buckets, +Inf, sum, count). */
   FlowSizeBuckets,
 }

@@ -223,6 +223,11 @@ const WORKER_COUNTERS: readonly WorkerSeries[] = [
     slot: Slot.ReopenAttempts,
   },
   {
+    name: "cutcap_caplen_over_len_total",
+    help: "Records whose captured length exceeded their wire length, stored as read",
+    slot: Slot.CaplenOverLen,
+  },
+  {
     name: "cutcap_undecoded_frames_total",
     help: "Frames whose headers could not be decoded (stored without a flow key)",
     slot: Slot.UndecodedFrames,

@@ -13,6 +13,7 @@ import { linkTypeName } from "../packet/link_type.ts";
 import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
 import { logWarn } from "../log.ts";
+import { parseCommunityIdSeed } from "../flow/community_id.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -41,6 +42,8 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 export interface QueryRouteDeps {
   catalog(): Catalog;
   policy: QueryPolicy;
+  /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
+  communityIdSeed?: number;
 }
 
 /** Builds the query routes. */
@@ -59,7 +62,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   };
 
   const answer = async (c: Context, text: string | undefined) => {
-    const parsed = parseRequest(text);
+    const parsed = parseRequest(c, text, deps);
     if ("error" in parsed) return refuse(c, parsed.error);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return refuse(c, limits.error);
@@ -123,7 +126,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
   app.get("/flows", (c) => {
-    const parsed = parseRequest(c.req.query("q"));
+    const parsed = parseRequest(c, c.req.query("q"), deps);
     if ("error" in parsed) return refuse(c, parsed.error);
     const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
     if (typeof limit === "string") return refuse(c, limit);
@@ -140,6 +143,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       limit: flowLimit,
       maxBytes,
       format: ndjson ? "ndjson" : "json",
+      communityIdSeed: parsed.seed,
       onFinish: (report, outcome) => {
         running--;
         recordQuery(outcome, (performance.now() - started) / 1000, 0);
@@ -173,10 +177,24 @@ function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   return undefined;
 }
 
-function parseRequest(text: string | undefined): { query: Query } | { error: string } {
+/** The query text parsed with the Community ID seed of the request (`seed=`) or the server. */
+function parseRequest(
+  c: Context,
+  text: string | undefined,
+  deps: QueryRouteDeps,
+): { query: Query; seed: number } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
+  const seedText = c.req.query("seed");
+  let seed = deps.communityIdSeed ?? 0;
+  if (seedText !== undefined) {
+    try {
+      seed = parseCommunityIdSeed(seedText);
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
+  }
   try {
-    return { query: parseQuery(text) };
+    return { query: parseQuery(text, { communityIdSeed: seed }), seed };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;

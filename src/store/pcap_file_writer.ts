@@ -278,7 +278,8 @@ export class PcapFileWriter {
 
   /**
    * Appends one record (HOT PATH: allocates nothing). Copies `caplen` bytes of `data` from
-   * `offset`, cut to the snaplen. Returns the offset of the record header in the decompressed
+   * `offset`, cut to the snaplen; `wireLen` is written as given, even below `caplen` (an archive
+   * keeps what it read, as tcpdump -w does). Returns the offset of the record header in the decompressed
    * stream, or -1 when the file failed (the record was not taken; write it to a new file).
    */
   writePacket(
@@ -292,7 +293,6 @@ export class PcapFileWriter {
     const bw = this.#bw;
     if (bw.failed || this.#closed) return -1;
     if (caplen > this.snaplen) caplen = this.snaplen;
-    if (wireLen < caplen) wireLen = caplen;
     const need = RECORD_HEADER_SIZE + caplen;
     if (need > bw.buffer.length - bw.used) {
       if (!this.#flushBlock()) return -1;
