@@ -18,6 +18,7 @@ import type {
   StatusView,
 } from "../web/source.ts";
 import { liveRows } from "./plan.ts";
+import { FLOW_FIELDS } from "./routes.ts";
 import { querySql } from "./sql.ts";
 import { VERSION } from "../version.ts";
 
@@ -32,12 +33,12 @@ const SORT_COLUMNS: Partial<Record<SortKey, string>> = {
   dstPort: "dst_port",
   proto: "proto",
   vlan: "vlan",
+  communityId: "community_id",
   packets: "packets",
   bytes: "bytes",
+  totalPackets: "total_packets",
+  totalBytes: "total_bytes",
 };
-
-const FLOW_FIELDS =
-  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes";
 
 /** Most buckets of a histogram. */
 const MAX_BUCKETS = 120;

@@ -41,7 +41,8 @@ export const PARTIAL_HEADER = "X-Cutcap-Partial";
 /** Header naming the sensors an answer was asked of. */
 export const SENSORS_HEADER = "X-Cutcap-Sensors";
 
-const FLOW_FIELDS =
+/** The columns of a flow row that make its `/flows` record (rowRecord). */
+export const FLOW_FIELDS =
   "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
   ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
