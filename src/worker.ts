@@ -62,6 +62,12 @@ interface WorkerState {
   errorsLoggedAt: number;
   writeFailing: boolean;
   bytesAtFailure: number;
+  /** Wall-clock time (s) of the next time-bounded flush (--flush-interval); Infinity when off. */
+  flushDue: number;
+  /** The same as a packet timestamp (whole seconds, fraction in the handle's unit), so the live
+   * loop leaves a batch on time when packets trickle in. */
+  flushDueSec: number;
+  flushDueFrac: number;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -96,7 +102,11 @@ function runWorker(setup: WorkerSetup): void {
     bytesAtFailure: 0,
     largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
     output: undefined as unknown as RotatingOutput,
+    flushDue: Infinity,
+    flushDueSec: Infinity,
+    flushDueFrac: 0,
   };
+  scheduleFlush(state, Date.now() / 1000);
   if (setup.source.kind === "live") {
     const handle = openLive(setup);
     state.linkType = handle.linkType();
@@ -147,6 +157,8 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
     rotateInterval: config.rotateInterval,
     // gzip/zstd blocks are compressed on a helper thread while the next block fills.
     parallelCompression: true,
+    // Queries read the open file up to its last time-bounded flush.
+    publishOpenState: config.flushInterval > 0,
     beforeRename: (file) => {
       const started = performance.now();
       if (state.index.packetCount > file.packets) {
@@ -213,6 +225,8 @@ function captureLive(state: WorkerState, opened: CaptureSource): void {
       status = handle.next();
       if (status !== 1) break;
       handlePacket(state, handle);
+      // A trickle of packets keeps next() from timing out: leave the batch when a flush is due.
+      if (handle.tsSec >= state.flushDueSec && flushDueAt(state, handle)) break;
     }
     if (status === -1 || status === -2) {
       // The interface went away (pcap_next_ex: "The interface disappeared") or the handle broke:
@@ -297,7 +311,10 @@ function pause(state: WorkerState, ms: number): boolean {
   }
 }
 
-/** Rotation requests, and on a quiet link the wall-clock driven rotation and flow expiry. */
+/**
+ * Rotation requests, time-bounded flushes, and on a quiet link the wall-clock driven rotation and
+ * flow expiry.
+ */
 function housekeeping(state: WorkerState, quiet: boolean): void {
   const rotateAsked = Atomics.load(state.setup.control, Control.RotateRequest);
   if (rotateAsked !== state.rotateSeen) {
@@ -309,6 +326,34 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
     state.output.rotateIfDue(now);
     state.flows.expireIdle(now);
   }
+  flushIfDue(state);
+}
+
+/** Writes the buffered records to the open file once --flush-interval has passed since the last time. */
+function flushIfDue(state: WorkerState): void {
+  const now = Date.now() / 1000;
+  if (now < state.flushDue) return;
+  state.output?.flush();
+  scheduleFlush(state, now);
+}
+
+/** Sets the next flush time, `--flush-interval` after `now` (never when it is 0). */
+function scheduleFlush(state: WorkerState, now: number): void {
+  const interval = state.setup.config.flushInterval;
+  if (!(interval > 0)) return;
+  state.flushDue = now + interval;
+  state.flushDueSec = Math.floor(state.flushDue);
+  state.flushDueFrac = 0;
+}
+
+/** True when the handle's packet time has reached the flush time (packet time is wall-clock time live). */
+function flushDueAt(state: WorkerState, handle: CaptureSource): boolean {
+  if (state.flushDueFrac === 0 && handle.tsSec === state.flushDueSec) {
+    // First packet in the due second: the fraction in the handle's unit, once.
+    const frac = state.flushDue - state.flushDueSec;
+    state.flushDueFrac = Math.max(1, Math.floor(frac * (handle.nanosecond ? 1e9 : 1e6)));
+  }
+  return handle.tsSec > state.flushDueSec || handle.tsFrac >= state.flushDueFrac;
 }
 
 /** Adds a handle's final libpcap statistics to the totals, before it is closed. */
@@ -346,6 +391,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
           if (status !== 1) break;
           handlePacket(state, handle);
         }
+        flushIfDue(state);
         publish(state, undefined);
       }
       if (status === -1) {
@@ -428,6 +474,8 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.WriteErrors] = state.output.writeErrors;
     counters[Counter.PacketsLost] = state.output.lostPackets;
     counters[Counter.Rotations] = state.output.filesFinalized;
+    counters[Counter.PacketsUnflushed] = state.output.unflushedPackets;
+    counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
     reportWriteErrors(state);
   }
   if (handle) {

@@ -90,10 +90,11 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   checkArchiveDir(values.out);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
   // A capture (or `cutcap index`) may add files and its retention delete them: look again.
-  const rescan = setInterval(() => {
+  const refresh = () => {
     const { added, removed } = catalog.refresh({ log: (line) => logInfo(line) });
     if (added + removed > 0) logInfo(`Catalog: ${added} file(s) added, ${removed} removed`);
-  }, RESCAN_MS);
+  };
+  const rescan = setInterval(refresh, RESCAN_MS);
   const view: SensorView = {
     startedAt: Date.now() / 1000,
     outDir: values.out,
@@ -114,7 +115,13 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     ),
   };
   const routes = queryRoutes({
-    catalog: () => catalog,
+    // A sensor may be writing here: the files it finalized since the last rescan count (a query
+    // looks again), and its open files.
+    catalog: () => {
+      refresh();
+      return catalog;
+    },
+    openFilesOf: values.out,
     policy,
     communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
   });
@@ -125,6 +132,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     cert,
     key,
     openMetrics: values["open-metrics"],
+    insecure: values.insecure,
     settings: [
       ["Archive", values.out],
       ...serverSettings({

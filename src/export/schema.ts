@@ -113,35 +113,14 @@ const COLUMNS: Record<keyof typeof TABLES, string> = {
   sensors: SENSOR_COLUMNS,
 };
 
-/** Sharding keys of the Distributed variant: a file's rows stay on one shard. */
-const SHARDING: Record<keyof typeof TABLES, string> = {
-  flows: "cityHash64(sensor, file)",
-  deleted: "cityHash64(sensor, file)",
-  sensors: "cityHash64(sensor)",
-};
-
-/** Statements creating the single-server tables (what the exporter runs on first use). */
+/**
+ * Statements creating the single-server tables (what the exporter runs on first use). The sharded
+ * variant (`_local` tables and Distributed ones under these names) is in README.md, "Two shards".
+ */
 export function mergeTreeSchema(): string[] {
   return (Object.keys(TABLES) as (keyof typeof TABLES)[]).map((t) =>
     `CREATE TABLE IF NOT EXISTS ${TABLES[t]} (${COLUMNS[t]}\n) ${ENGINES[t]}`
   );
-}
-
-/**
- * Statements for a sharded cluster, run on every server of `cluster` (a `remote_servers` entry):
- * `<table>_local` MergeTree tables holding each shard's part, and Distributed tables under the
- * usual names that sensors insert into and the fleet reads. `database` is the database both live in.
- */
-export function distributedSchema(cluster: string, database: string): string[] {
-  const out: string[] = [];
-  for (const t of Object.keys(TABLES) as (keyof typeof TABLES)[]) {
-    out.push(`CREATE TABLE IF NOT EXISTS ${TABLES[t]}_local (${COLUMNS[t]}\n) ${ENGINES[t]}`);
-    out.push(
-      `CREATE TABLE IF NOT EXISTS ${TABLES[t]} (${COLUMNS[t]}\n) ` +
-        `ENGINE = Distributed(${cluster}, ${database}, ${TABLES[t]}_local, ${SHARDING[t]})`,
-    );
-  }
-  return out;
 }
 
 /** Where a file's flows were captured. */

@@ -13,6 +13,7 @@ import { FLOW_END_NAMES } from "../flow/flow_table.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
 import { type FlowRecordRef, flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
+import { type ExtraInput, wantedInputs } from "./open_files.ts";
 import { indexTime } from "./select.ts";
 
 /**
@@ -81,9 +82,14 @@ export async function* matchingFlows(
   report: FlowScanReport = { records: 0, limited: false, skipped: [] },
   maxBytes = Infinity,
   communityIdSeed = 0,
+  extra: readonly ExtraInput[] = [],
 ): AsyncGenerator<FlowRecord> {
   const bounds = timeBounds(q);
-  const files = [...catalog.files({ from: bounds.from, to: bounds.to })];
+  // Open files (open_files.ts) count unless the catalog lists them by now.
+  const files = [
+    ...catalog.files({ from: bounds.from, to: bounds.to }),
+    ...wantedInputs(extra, catalog, bounds),
+  ].sort((a, b) => a.firstTs - b.firstTs);
   const active: FlowCursor[] = [];
   let opened = 0;
   let bytes = 0;
@@ -94,7 +100,9 @@ export async function* matchingFlows(
     if (opened < files.length && files[opened].firstTs <= bestTs) {
       const entry = files[opened++];
       try {
-        const index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+        const index = "index" in entry
+          ? entry.index
+          : await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
         if (index.header.flowCount > 0) active.push({ index, flow: 0, path: entry.path });
       } catch (error) {
         report.skipped.push({ file: entry.path, reason: errorText(error) });
@@ -203,6 +211,8 @@ export function flowRecordStream(
     format: FlowFormat;
     /** Seed of the Community IDs shown (default 0). */
     communityIdSeed?: number;
+    /** Open files' indexes (their descriptors are not used), see open_files.ts. */
+    extra?: readonly ExtraInput[];
     onFinish?: (
       report: FlowScanReport,
       outcome: "complete" | "limited" | "cancelled" | "error",
@@ -217,6 +227,7 @@ export function flowRecordStream(
     report,
     options.maxBytes,
     options.communityIdSeed,
+    options.extra,
   );
   const encoder = new TextEncoder();
   const json = options.format === "json";

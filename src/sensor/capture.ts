@@ -24,7 +24,13 @@ import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
-import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import {
+  requestRotate,
+  requestStop,
+  startCapturing,
+  startWorkers,
+  type WorkerHandle,
+} from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
 import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
@@ -214,8 +220,15 @@ export async function runCapture(
   };
   const onSigint = () => onSignal("SIGINT");
   const onSigterm = () => onSignal("SIGTERM");
+  // SIGHUP (logrotate's postrotate, a closed SSH session): finalize every open file, go on.
+  const onSighup = () => {
+    if (stopping) return;
+    logInfo(`SIGHUP: finalizing the open files of ${workers.length} workers; capture goes on`);
+    requestRotate(workers);
+  };
   Deno.addSignalListener("SIGINT", onSigint);
   Deno.addSignalListener("SIGTERM", onSigterm);
+  Deno.addSignalListener("SIGHUP", onSighup);
 
   await finished.promise;
   clearInterval(statsTimer);
@@ -226,6 +239,7 @@ export async function runCapture(
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
+  Deno.removeSignalListener("SIGHUP", onSighup);
   keeper.close();
   if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
@@ -357,6 +371,7 @@ function serverOptions(
 ): ListenOptions {
   const routes = http.queryRoutes({
     catalog: () => keeper.catalog,
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
     policy: {
       ...http.defaultQueryPolicy,
       maxPackets: config.maxQueryPackets,
@@ -372,6 +387,7 @@ function serverOptions(
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
+    insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
   };

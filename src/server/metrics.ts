@@ -251,6 +251,16 @@ const WORKER_GAUGES: readonly WorkerSeries[] = [
     help: "Capture time of the worker's latest packet (Unix seconds)",
     slot: Slot.LastPacketTs,
   },
+  {
+    name: "cutcap_packets_unflushed",
+    help: "Packets stored but not yet written to the open file (at most --flush-interval old)",
+    slot: Slot.PacketsUnflushed,
+  },
+  {
+    name: "cutcap_open_file_bytes",
+    help: "Bytes on disk of the file the worker is writing",
+    slot: Slot.OpenFileBytes,
+  },
 ];
 
 const REMOVAL_REASONS: readonly { reason: string; slot: Slot }[] = [
