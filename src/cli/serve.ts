@@ -132,6 +132,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     cert,
     key,
     openMetrics: values["open-metrics"],
+    insecure: values.insecure,
     settings: [
       ["Archive", values.out],
       ...serverSettings({

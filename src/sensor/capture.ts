@@ -4,6 +4,7 @@
  * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
  */
 import type { CaptureConfig } from "../config.ts";
+import { Counter } from "./counters.ts";
 import {
   checkFilter,
   defaultInterface,
@@ -248,7 +249,29 @@ export async function runCapture(
   await server?.shutdown();
   archiveLock.close();
   if (capturing) logInfo("Capture finished");
+  const lost = lostPackets(workers);
+  if (lost.packets > 0 && config.readFiles.length > 0) {
+    // A replay is a batch job: a partial archive must not look like a complete one.
+    logError(
+      `Lost ${lost.packets} of ${lost.seen} packets to ${lost.errors} write error(s): the archive ` +
+        `misses them; free space on ${config.outDir} and replay again`,
+    );
+    if (exitCode === 0) exitCode = 1;
+  }
   return exitCode;
+}
+
+/** Packets seen and lost (write errors dropped their block) over every worker. */
+function lostPackets(
+  workers: readonly WorkerHandle[],
+): { packets: number; seen: number; errors: number } {
+  let packets = 0, seen = 0, errors = 0;
+  for (const w of workers) {
+    packets += w.counters[Counter.PacketsLost];
+    seen += w.counters[Counter.PacketsSeen];
+    errors += w.counters[Counter.WriteErrors];
+  }
+  return { packets, seen, errors };
 }
 
 /** Seconds a replay (which exits when done) waits for its last batches to reach ClickHouse. */
@@ -376,6 +399,7 @@ function serverOptions(
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
+    insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
   };

@@ -7,6 +7,7 @@
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { SensorMetrics } from "./metrics.ts";
+import { checkBoundAddress } from "./auth.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
 import { RateHistory } from "../web/rate_history.ts";
@@ -27,6 +28,8 @@ export interface ListenOptions extends GuardOptions {
   openMetrics?: boolean;
   /** The registry /metrics serves (default: a new one for `sensor`). */
   metrics?: SensorMetrics;
+  /** --insecure: a non-loopback address without TLS and token is accepted. */
+  insecure?: boolean;
   /** Owner to give the private socket directory (the --user the process will switch to). */
   socketOwner?: { uid: number; gid: number };
   /** The running configuration the page's status view lists. */
@@ -74,6 +77,16 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
       path,
       options,
     );
+    try {
+      checkBoundAddress(guard.addr.hostname, {
+        tls: options.cert !== undefined && options.key !== undefined,
+        token: options.token !== undefined,
+        insecure: options.insecure,
+      });
+    } catch (error) {
+      guard.close();
+      throw error;
+    }
   } catch (error) {
     http.shutdown().finally(removeDir);
     throw new Error(
