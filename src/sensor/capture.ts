@@ -402,6 +402,8 @@ function serverOptions(
     insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
+    communityIdSeed: config.communityIdSeed,
   };
 }
 
