@@ -2,12 +2,14 @@
  * The small hardening points of issue 18 (Low): timestamps from 2038 on stay unsigned through
  * `--read` (point 12), on cutcap's direct reader and on libpcap's path alike; an index holding an
  * impossible time is refused as damaged (and rebuilt) instead of breaking the status page (16);
- * the loopback rule checks addresses, and the address actually bound (14).
+ * the loopback rule checks addresses, and the address actually bound (14); a replay that lost
+ * packets to a full disk exits 1 and says how many (11).
  */
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { cutcap, run } from "./support/oracle.ts";
-import { startServe } from "./support/robustness.ts";
+import { writeTrafficPcap } from "../bench/gen/mod.ts";
+import { archiveFiles, cutcap, run } from "./support/oracle.ts";
+import { rootOrFail, startServe } from "./support/robustness.ts";
 import { fakeSensor } from "./support/fake_sensor.ts";
 import { isLoopback } from "../src/config.ts";
 import { checkBoundAddress } from "../src/server/auth.ts";
@@ -149,5 +151,38 @@ Deno.test({
     );
     const server = startServer(fakeSensor(), { host: "0.0.0.0", port: 0, insecure: true });
     await server.shutdown();
+  },
+});
+
+Deno.test({
+  name: "--read on a full disk exits 1 and says how many packets were lost",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  ignore: !rootOrFail("a tmpfs mount"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-read-full-" });
+    const out = `${dir}/out`;
+    await Deno.mkdir(out);
+    try {
+      const input = `${dir}/traffic.pcap`;
+      await writeTrafficPcap(input, { seed: 11, packets: 20_000 });
+      await run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", out]);
+      const r = await cutcap([
+        ...["--read", input, "--out", out, "--listen", "off", "--byte-cutoff", "0"],
+        ...["--rotate-size", "512KiB"],
+      ]);
+      assert.equal(r.code, 1, r.stderr);
+      const m = /Lost (\d+) of 20000 packets to \d+ write error/.exec(r.stderr);
+      assert.ok(m, r.stderr);
+      let stored = 0;
+      for (const file of archiveFiles(out)) {
+        const text = await run("tcpdump", ["-r", file, "-nn", "-q"]);
+        stored += text.trim() === "" ? 0 : text.trim().split("\n").length;
+      }
+      assert.equal(Number(m[1]), 20_000 - stored, `${stored} stored`);
+    } finally {
+      await run("umount", [out]).catch(() => "");
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
