@@ -371,6 +371,7 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
   );
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
+  if (info.innerVlanCount + info.mplsCount > 0) state.index.noteTags(id, info);
   counters[Counter.PacketsWritten]++;
   counters[Counter.BytesWritten] += handle.wireLen;
 }

@@ -79,7 +79,9 @@ function indexWith(
     decodePacket(r.linkType, r.buf, r.at, r.caplen, info);
     canonicalizeKey(key);
     const ts = r.sec + r.frac * (r.nanosecond ? 1e-9 : 1e-6);
-    builder.record(flows.idOf(key), ts, r.offset, r.wireLen);
+    const id = flows.idOf(key);
+    builder.record(id, ts, r.offset, r.wireLen);
+    if (info.innerVlanCount + info.mplsCount > 0) builder.noteTags(id, info);
   };
   const scan = scanPcapFile(pcapPath, onRecord);
   const slash = pcapPath.lastIndexOf("/");

@@ -10,7 +10,7 @@ import { indexPathFor } from "../index/index_format.ts";
 import { describeKey, type KeyDescription } from "../packet/describe.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
-import { flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
+import { flowTagView, flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
 import { indexTime } from "./select.ts";
 
 /** One flow as `/flows` reports it. */
@@ -84,13 +84,14 @@ export async function* matchingFlows(
 /** The record of `flow` restricted to its packets matching `q`; null when none does. */
 function flowMatch(index: FileIndex, q: Query, flow: number, file: string): FlowRecord | null {
   const keyAt = flow * KEY_WORDS;
-  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+  const tags = flowTagView(index, flow, { tags: index.tags, start: 0, count: 0 });
+  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], tags);
   if (truth === Truth.False) return null;
   const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), file);
   const start = index.pktStart[flow];
   for (let p = start; p < start + index.pktCount[flow]; p++) {
     const ts = indexTime(index.times, p);
-    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts)) continue;
+    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts, tags)) continue;
     record.first = Math.min(record.first, ts);
     record.last = Math.max(record.last, ts);
     record.packets++;
