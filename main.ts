@@ -3,6 +3,7 @@
  *
  *   cutcap [capture] [options]      capture (the default command)
  *   cutcap serve --out DIR           serve an existing archive without capturing
+ *   cutcap fleet --clickhouse URL    one API over many sensors (flow records in ClickHouse)
  *   cutcap query QUERY               packets matching QUERY as pcap (stdout or -w FILE)
  *   cutcap read QUERY [tcpdump opts] the answer piped into tcpdump (stenoread)
  *   cutcap flows QUERY               flows matching QUERY as a table
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
     return runCapture(parseCaptureArgs(args), { spareWorker: spare });
   },
   serve: async (args) => (await import("./src/cli/serve.ts")).runServeCommand(args),
+  fleet: async (args) => (await import("./src/fleet/mod.ts")).runFleetCommand(args),
   query: async (args) => (await import("./src/cli/query_client.ts")).runQueryCommand(args),
   read: async (args) => (await import("./src/cli/query_client.ts")).runReadCommand(args),
   flows: async (args) => (await import("./src/cli/query_client.ts")).runFlowsCommand(args),

@@ -9,6 +9,7 @@
 const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getpwnam: { parameters: ["buffer"], result: "pointer" },
+  getgrnam: { parameters: ["buffer"], result: "pointer" },
   setgroups: { parameters: ["usize", "buffer"], result: "i32" },
   setgid: { parameters: ["u32"], result: "i32" },
   setuid: { parameters: ["u32"], result: "i32" },
@@ -112,6 +113,14 @@ export function lookupUser(user: string): PasswdEntry | undefined {
   // struct passwd on LP64: pw_name @0, pw_passwd @8, pw_uid (u32) @16, pw_gid (u32) @20.
   const view = new Deno.UnsafePointerView(ptr);
   return { uid: view.getUint32(16), gid: view.getUint32(20) };
+}
+
+/** Looks a group up with getgrnam(3): its id, or undefined when there is no such group. */
+export function lookupGroup(group: string): number | undefined {
+  const ptr = load().getgrnam(new TextEncoder().encode(group + "\0"));
+  if (ptr === null) return undefined;
+  // struct group on LP64: gr_name @0, gr_passwd @8, gr_gid (u32) @16.
+  return new Deno.UnsafePointerView(ptr).getUint32(16);
 }
 
 /**

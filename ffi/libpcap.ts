@@ -39,6 +39,7 @@ const SYMBOLS = {
     parameters: ["pointer", "u32", "buffer"],
     result: "pointer",
   },
+  pcap_open_dead: { parameters: ["i32", "i32"], result: "pointer" },
   pcap_compile: { parameters: ["pointer", "buffer", "buffer", "i32", "u32"], result: "i32" },
   pcap_setfilter: { parameters: ["pointer", "buffer"], result: "i32" },
   pcap_freecode: { parameters: ["buffer"], result: "void" },
@@ -390,7 +391,10 @@ export class PcapHandle {
     // Whatever the buffered path could not open ("-" for stdin, missing files, bad headers)
     // goes through pcap_open_offline, so its messages stay libpcap's own.
     const ptr = lib.pcap_open_offline_with_tstamp_precision(cString(path), precision, errbuf);
-    if (ptr === null) throw new Error(`${path}: ${readCString(errbuf)}`);
+    if (ptr === null) {
+      // libpcap's text often starts with the path itself: say it once.
+      throw new Error(`${path}: ${readCString(errbuf).replace(`${path}: `, "")}`);
+    }
     return new PcapHandle(lib, ptr, { source: path, nanosecond, warning: "" });
   }
 
@@ -876,6 +880,25 @@ export function defaultInterface(): string {
   const fallback = devices.find((d) => d.name !== "any");
   if (fallback !== undefined) return fallback.name;
   throw new Error("No capture interface found: expected at least one device from pcap_findalldevs");
+}
+
+/**
+ * Compiles `expr` for link type `dlt` (a DLT_ value) without any capture handle, so a bad filter is
+ * reported before anything starts; throws libpcap's message as setFilter does.
+ */
+export function checkFilter(expr: string, dlt: number, snaplen: number): void {
+  const lib = loadLibpcap();
+  const dead = lib.pcap_open_dead(dlt, snaplen);
+  if (dead === null) return;
+  try {
+    const program = new Uint8Array(16);
+    if (lib.pcap_compile(dead, program, cString(expr), 1, NETMASK_UNKNOWN) !== 0) {
+      throw new Error(`Bad BPF filter "${expr}": ${pointerString(lib.pcap_geterr(dead))}`);
+    }
+    lib.pcap_freecode(program);
+  } finally {
+    lib.pcap_close(dead);
+  }
 }
 
 /** libpcap's version string, e.g. "libpcap version 1.10.3 (with TPACKET_V3)". */

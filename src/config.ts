@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { snfRingCount } from "./capture/snf.ts";
+import { checkClickHouseUrl } from "./export/clickhouse.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
 
@@ -68,6 +69,8 @@ export interface CaptureConfig {
   libpcap: string | undefined;
   logFormat: LogFormat;
   user: string | undefined;
+  /** Group given read access to the archive (--group). */
+  group: string | undefined;
   minFree: SizeOrPercent | undefined;
   maxBytes: number;
   maxAge: number;
@@ -80,6 +83,16 @@ export interface CaptureConfig {
   openMetrics: boolean;
   maxQueryPackets: number;
   maxConcurrentQueries: number;
+  /** `--export-clickhouse`: flow records go to this ClickHouse HTTP URL. */
+  exportClickhouse: string | undefined;
+  /** `--export-clickhouse-credentials`: a file holding USER:PASSWORD. */
+  exportCredentials: string | undefined;
+  /** `--export-ca`: PEM CA for an https ClickHouse URL. */
+  exportCa: string | undefined;
+  /** `--sensor-name`: this sensor's name in exported rows (default: the host name). */
+  sensorName: string;
+  /** `--advertise-url`: where the fleet coordinator reaches this sensor's API. */
+  advertiseUrl: string | undefined;
 }
 
 /** Option table of `cutcap capture`: the parser's and `cutcap capture --help`'s (src/cli/options.ts). */
@@ -208,6 +221,11 @@ export const CAPTURE_OPTIONS = {
     arg: "NAME",
     help: "drop root privileges once the capture handles are open",
   },
+  group: {
+    type: "string",
+    arg: "NAME",
+    help: "group that may read the archive (files 0640, folders 0750)",
+  },
   "min-free": {
     type: "string",
     arg: "SIZE|PCT",
@@ -249,6 +267,29 @@ export const CAPTURE_OPTIONS = {
     arg: "N",
     help: "queries at once; more get 503",
   },
+  "export-clickhouse": {
+    type: "string",
+    arg: "URL",
+    help: "send flow records to ClickHouse (http://ch1:8123/?database=cutcap)",
+  },
+  "export-clickhouse-credentials": {
+    type: "string",
+    arg: "FILE",
+    help: "ClickHouse user and password as USER:PASSWORD",
+  },
+  "export-ca": { type: "string", arg: "FILE", help: "CA certificate of an https ClickHouse" },
+  "sensor-name": {
+    type: "string",
+    arg: "NAME",
+    help: "this sensor's name in exported records",
+    shownDefault: "the host name",
+  },
+  "advertise-url": {
+    type: "string",
+    arg: "URL",
+    help: "where the fleet coordinator reaches this sensor's API",
+    shownDefault: "the --listen address",
+  },
 } as const satisfies OptionTable;
 
 /** Parses `cutcap capture` arguments; throws an Error with one clear line on any mistake. */
@@ -264,6 +305,13 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   }
   const interfaces = (values.interface ?? []).flatMap((v) => v.split(",")).map((v) => v.trim())
     .filter((v) => v !== "");
+  const twice = interfaces.find((name, i) => interfaces.indexOf(name) !== i);
+  if (twice !== undefined) {
+    throw new UsageError(
+      `Interface ${twice} is given twice in --interface: each interface is captured once ` +
+        "(--workers N spreads one over N workers)",
+    );
+  }
   if (interfaces.length > 0 && readFiles.length > 0) {
     throw new UsageError(
       "Options --interface and --read exclude each other: capture live or replay files",
@@ -289,7 +337,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     workers: parseInteger(values.workers ?? String(snfRingCount() ?? 1), "--workers", 1, 64),
     snaplen: parseInteger(values.snaplen, "--snaplen", 64, 262144),
     promisc: !values["no-promisc"],
-    bufferSize: parseSize(values["buffer-size"], "--buffer-size"),
+    bufferSize: parseBufferSize(values["buffer-size"]),
     pcapTimeoutMs: Math.round(parseDuration(values["pcap-timeout"], "--pcap-timeout") * 1000),
     immediate: values.immediate,
     filter: values.filter,
@@ -308,6 +356,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     libpcap: values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP"),
     logFormat,
     user: values.user,
+    group: values.group,
     minFree: values["min-free"] === undefined
       ? undefined
       : parseSizeOrPercent(values["min-free"], "--min-free"),
@@ -327,9 +376,52 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
       1,
       1024,
     ),
+    ...exportOptions(values),
   };
   validateServerSecurity(config);
   return config;
+}
+
+/** The export options, checked: a URL that is one, a name a query can spell, options that need
+ * --export-clickhouse only with it. */
+function exportOptions(values: {
+  "export-clickhouse"?: string;
+  "export-clickhouse-credentials"?: string;
+  "export-ca"?: string;
+  "sensor-name"?: string;
+  "advertise-url"?: string;
+}): Pick<
+  CaptureConfig,
+  "exportClickhouse" | "exportCredentials" | "exportCa" | "sensorName" | "advertiseUrl"
+> {
+  const url = values["export-clickhouse"];
+  if (url !== undefined) checkClickHouseUrl(url, "--export-clickhouse");
+  else {
+    for (const option of ["export-clickhouse-credentials", "export-ca"] as const) {
+      if (values[option] !== undefined) {
+        throw new UsageError(`Option --${option} needs --export-clickhouse URL`);
+      }
+    }
+  }
+  const sensorName = values["sensor-name"] ?? Deno.hostname();
+  if (!/^[A-Za-z0-9._:-]{1,255}$/.test(sensorName)) {
+    throw new UsageError(
+      `Invalid --sensor-name "${sensorName}": expected 1-255 letters, digits, ".", "_", ":" or "-"`,
+    );
+  }
+  const advertise = values["advertise-url"];
+  if (advertise !== undefined && !/^https?:\/\/[^/]+/.test(advertise)) {
+    throw new UsageError(
+      `Invalid --advertise-url "${advertise}": expected http(s)://HOST:PORT where the fleet reaches this sensor`,
+    );
+  }
+  return {
+    exportClickhouse: url,
+    exportCredentials: values["export-clickhouse-credentials"],
+    exportCa: values["export-ca"],
+    sensorName,
+    advertiseUrl: advertise?.replace(/\/+$/, ""),
+  };
 }
 
 /**
@@ -392,6 +484,15 @@ export function parseInteger(text: string, option: string, min: number, max: num
     throw new UsageError(`Invalid ${option} "${text}": expected a whole number ${min}-${max}`);
   }
   return value;
+}
+
+/** libpcap takes the ring size as a C int. */
+function parseBufferSize(text: string): number {
+  const bytes = parseSize(text, "--buffer-size");
+  if (bytes > 2 ** 31 - 1) {
+    throw new UsageError(`Invalid --buffer-size "${text}": expected at most 2GiB - 1 (2147483647)`);
+  }
+  return bytes;
 }
 
 function parsePositiveDuration(text: string, option: string): number {

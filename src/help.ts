@@ -25,6 +25,11 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     summary: "serve an existing archive (/query, /flows, /metrics) without capturing",
     options: async () => (await import("./cli/serve.ts")).SERVE_OPTIONS,
   },
+  fleet: {
+    usage: "cutcap fleet --clickhouse URL [--listen HOST:PORT] [options]",
+    summary: "one API over many sensors: /flows from ClickHouse, /query from the sensors",
+    options: async () => (await import("./fleet/mod.ts")).FLEET_OPTIONS,
+  },
   query: {
     usage: "cutcap query [--server URL] [-w FILE] [options] QUERY",
     summary: "matching packets as pcap (cutcap query 'host 198.18.0.1' | tcpdump -nr -)",

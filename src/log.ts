@@ -7,6 +7,14 @@ import type { LogFormat } from "./config.ts";
 /** Structured values attached to a log line. */
 export type LogFields = Record<string, string | number | boolean>;
 
+/** How a line reads in text, where it differs from JSON. */
+export interface TextStyle {
+  /** Fields written right after the message without their key (`moved /path packets=3`). */
+  inline?: string[];
+  /** The message is left out of text (gotm's stats lines start with their fields). */
+  bare?: boolean;
+}
+
 let format: LogFormat = "text";
 const encoder = new TextEncoder();
 
@@ -16,8 +24,8 @@ export function setLogFormat(next: LogFormat): void {
 }
 
 /** Writes one informational line. */
-export function logInfo(message: string, fields?: LogFields): void {
-  writeLine("info", message, fields);
+export function logInfo(message: string, fields?: LogFields, style?: TextStyle): void {
+  writeLine("info", message, fields, style);
 }
 
 /** Writes one warning line (something went wrong, cutcap carries on). */
@@ -31,7 +39,12 @@ export function logError(message: string, fields?: LogFields): void {
 }
 
 /** Formats a line; exported for workers, which hand finished lines to the main thread. */
-export function formatLine(level: string, message: string, fields?: LogFields): string {
+export function formatLine(
+  level: string,
+  message: string,
+  fields?: LogFields,
+  style: TextStyle = {},
+): string {
   const now = new Date();
   if (format === "json") {
     return JSON.stringify({ time: now.toISOString(), level, msg: message, ...fields });
@@ -39,12 +52,15 @@ export function formatLine(level: string, message: string, fields?: LogFields): 
   const pad = (n: number) => String(n).padStart(2, "0");
   const stamp = `${now.getFullYear()}/${pad(now.getMonth() + 1)}/${pad(now.getDate())} ` +
     `${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())}`;
-  const extra = fields
-    ? Object.entries(fields).map(([key, value]) => ` ${key}=${value}`).join("")
-    : "";
-  return `${stamp}${message === "" ? "" : " " + message}${extra}`;
+  const inline = style.inline ?? [];
+  const words = style.bare || message === "" ? [] : [message];
+  for (const key of inline) if (fields?.[key] !== undefined) words.push(String(fields[key]));
+  for (const [key, value] of Object.entries(fields ?? {})) {
+    if (!inline.includes(key)) words.push(`${key}=${value}`);
+  }
+  return [stamp, ...words].join(" ");
 }
 
-function writeLine(level: string, message: string, fields?: LogFields): void {
-  Deno.stderr.writeSync(encoder.encode(formatLine(level, message, fields) + "\n"));
+function writeLine(level: string, message: string, fields?: LogFields, style?: TextStyle): void {
+  Deno.stderr.writeSync(encoder.encode(formatLine(level, message, fields, style) + "\n"));
 }

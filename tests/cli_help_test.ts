@@ -10,12 +10,14 @@ import { SERVE_OPTIONS } from "../src/cli/serve.ts";
 import { FLOWS_OPTIONS, QUERY_OPTIONS, READ_OPTIONS } from "../src/cli/query_client.ts";
 import { INDEX_OPTIONS } from "../src/cli/index_files.ts";
 import { COMMAND_HELP } from "../src/help.ts";
+import { FLEET_OPTIONS } from "../src/fleet/mod.ts";
 import type { OptionTable } from "../src/cli/options.ts";
 
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const TABLES: Record<string, OptionTable> = {
   capture: CAPTURE_OPTIONS,
   serve: SERVE_OPTIONS,
+  fleet: FLEET_OPTIONS,
   query: QUERY_OPTIONS,
   read: READ_OPTIONS,
   flows: FLOWS_OPTIONS,
@@ -129,7 +131,7 @@ const USAGE_ERRORS: [string[], string][] = [
   [["quer", "tcp"], 'Unknown command "quer": did you mean query? (cutcap help lists the commands)'],
   [
     ["help", "frob"],
-    'Unknown command "frob": expected one of capture, serve, query, read, flows, index, interfaces, version, help',
+    'Unknown command "frob": expected one of capture, serve, fleet, query, read, flows, index, interfaces, version, help',
   ],
   [["interfaces", "eth0"], 'Unexpected argument "eth0": cutcap interfaces takes none'],
   [["--workers", "0"], 'Invalid --workers "0": expected a whole number 1-64'],

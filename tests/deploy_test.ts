@@ -56,6 +56,9 @@ Deno.test({
         "ReadWritePaths=/var/lib/cutcap",
         "WatchdogSec=30",
         "Restart=on-failure",
+        "UMask=0027",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_PACKET AF_NETLINK",
+        "SystemCallFilter=@system-service",
       ]
     ) {
       assert.ok(unit.split("\n").includes(line), `missing ${line}`);
@@ -71,6 +74,12 @@ Deno.test({
       const result = await run("systemd-analyze", ["verify", `${dir}/cutcap.service`]);
       assert.equal(result.code, 0, result.text);
       assert.equal(result.text, "");
+      // Issue 18 point 20: the sandbox's exposure as systemd rates it (2.2 at the time of writing).
+      const security = await run("systemd-analyze", [
+        ...["security", "--offline=true", `${dir}/cutcap.service`],
+      ]);
+      const score = Number(/Overall exposure level for .*: ([\d.]+)/.exec(security.text)?.[1]);
+      assert.ok(score <= 2.5, `exposure ${score}: ${security.text.slice(-200)}`);
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

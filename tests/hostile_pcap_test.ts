@@ -270,14 +270,14 @@ Deno.test("hostile pcap: cutcap index names the damage and indexes exactly the r
     );
     for (let i = 0; i < cases.length; i++) await Deno.writeFile(paths[i], cases[i].bytes);
     // One process indexes them all: a failure on one file must not stop the others.
-    const result = await cutcap(["index", ...paths]);
+    const result = await cutcap(["index", "--json", ...paths]);
     assertClean(result.stderr, "index");
     assert.equal(result.code, 1, "some files are unreadable: exit 1");
     const lines = result.stdout.trim().split("\n");
     for (let i = 0; i < cases.length; i++) {
       const c = cases[i];
       const path = paths[i];
-      const line = lines.find((l) => l.startsWith(`${path}: `));
+      const line = lines.find((l) => l.startsWith(`{"file":${JSON.stringify(path)},`));
       if (c.refused) {
         assert.equal(line, undefined, `${c.name}: refused, yet indexed`);
         const message = result.stderr.split("\n").find((l) => l.includes(path));
@@ -287,7 +287,7 @@ Deno.test("hostile pcap: cutcap index names the damage and indexes exactly the r
         continue;
       }
       assert.ok(line, `${c.name}: not indexed; ${result.stderr}`);
-      const reported = JSON.parse(line.slice(path.length + 2)) as {
+      const reported = JSON.parse(line) as {
         packets: number;
         stopReason?: string;
       };

@@ -8,6 +8,10 @@
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { cutcap, run, tcpdumpPackets } from "./support/oracle.ts";
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
 import {
   archivePathFor,
   assertSamePackets,
@@ -46,11 +50,10 @@ Deno.test("cutcap index makes tcpdump-written captures queryable, answers equal 
     const summaries = indexed.stdout.trimEnd().split("\n");
     assert.equal(summaries.length, 3, indexed.stdout);
     for (const [i, target] of targets.entries()) {
-      assert.ok(summaries[i].startsWith(`${target}: `), summaries[i]);
-      const summary = JSON.parse(summaries[i].slice(target.length + 2));
-      assert.equal(summary.packets, 6000);
-      assert.equal(summary.linkType, 1);
-      assert.equal(summary.stopReason, "");
+      assert.match(
+        summaries[i],
+        new RegExp(`^${target}: indexed in place, 6000 packets, \\d+ flows, \\S+Z to \\S+Z$`),
+      );
       assert.ok((await Deno.stat(`${target}.idx`)).size > 0, "index written beside the file");
     }
 
@@ -86,17 +89,47 @@ Deno.test("cutcap index fails per file with a message and exit 1, indexing the r
     const text = `${work}/notes.pcap`;
     await Deno.writeTextFile(text, "this is not a capture\n".repeat(10));
     const missing = `${work}/missing.pcap`;
-    const result = await cutcap(["index", ng, good, text, missing]);
+    const out = `${work}/archive`;
+    const result = await cutcap(["index", "--out", out, ng, good, text, missing, work]);
     assert.equal(result.code, 1);
-    assert.match(result.stdout, new RegExp(`^${good}: \\{.*"packets":200`, "m"));
+    const filed = new RegExp(
+      `^${good} → (${out}/\\d{4}/\\d{2}/\\d{2}/\\S+Z_good_w00\\.pcap): 200 packets, `,
+      "m",
+    );
+    assert.match(result.stdout, filed);
+    const inArchive = filed.exec(result.stdout)![1];
     const errors = result.stderr.trimEnd().split("\n");
-    assert.equal(errors.length, 3, result.stderr);
+    assert.equal(errors.length, 4, result.stderr);
     assert.match(errors[0], /pcapng/i);
     assert.match(errors[1], /notes\.pcap/);
-    assert.match(errors[2], /missing\.pcap/);
-    assert.ok((await Deno.stat(`${good}.idx`)).isFile);
+    assert.equal(errors[2], `cutcap: ${missing}: no such file`);
+    assert.equal(
+      errors[3],
+      `cutcap: ${work} is a directory: give the pcap files in it (${work}/*.pcap)`,
+    );
+    // Linked into the archive (the same file, no copy), indexed there, the original left alone.
+    assert.equal((await Deno.stat(inArchive)).ino, (await Deno.stat(good)).ino);
+    assert.ok((await Deno.stat(`${inArchive}.idx`)).isFile);
+    assert.equal(await exists(`${good}.idx`), false);
+    // `cutcap serve --out` sees what `cutcap index --out` filed, and answers from it.
+    const server = await startServe(out);
+    try {
+      const answer = `${work}/answer.pcap`;
+      const response = await postQuery(server.url, "ip or ip6", answer);
+      assert.equal(response.status, 200, response.text);
+      assert.equal(
+        (await tcpdumpPackets(answer)).length,
+        (await tcpdumpPackets(good, { filter: bpfFor("ip or ip6") })).length,
+      );
+    } finally {
+      await server.stop();
+    }
+    // Filing it again is idempotent: the same name, indexed again.
+    const again = await cutcap(["index", "--out", out, good]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, filed);
     const none = await cutcap(["index"]);
-    assert.equal(none.code, 1);
+    assert.equal(none.code, 2);
     assert.match(none.stderr, /Missing files: cutcap index FILE/);
   } finally {
     await Deno.remove(work, { recursive: true });

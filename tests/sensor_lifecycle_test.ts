@@ -155,7 +155,12 @@ rootTest(
       assert.ok(stats.length > 0, "stats lines as JSON");
       assert.equal(stats.at(-1)!.recvd, sent, "numbers stay numbers");
       assert.equal(stats.at(-1)!.W, "00");
-      assert.ok(records.some((r) => /^moved /.test(r.msg as string) && r.packets === sent));
+      assert.ok(stats.every((r) => r.msg === "stats"), "stats lines say what they are");
+      const moved = records.filter((r) => r.msg === "moved");
+      assert.ok(moved.some((r) => r.packets === sent), "the moved line's facts are fields");
+      assert.ok(
+        moved.every((r) => typeof r.path === "string" && (r.path as string).endsWith(".pcap")),
+      );
     } finally {
       sensor.kill("SIGKILL");
       await sensor.exited;
@@ -224,7 +229,7 @@ Deno.test("--user naming no account stops before capturing, with one clear line"
       ...["--read", `${dir}/in.pcap`, "--out", `${dir}/out`, "--listen", "off"],
       ...["--user", "cc-no-such-user"],
     ]);
-    assert.equal(result.code, 1);
+    assert.equal(result.code, 2, "a usage mistake");
     assert.equal(
       result.stderr,
       'cutcap: Unknown --user "cc-no-such-user": expected an account in the password database\n',
@@ -246,9 +251,11 @@ rootTest(
       ...["--read", `${dir}/in.pcap`, "--out", out, "--listen", "off", "--user", "nobody"],
     ]);
     assert.equal(result.code, 1, result.stderr);
-    assert.match(
+    // Found before anything starts, with the command that fixes it.
+    assert.equal(
       result.stderr,
-      /Running as nobody: Output directory \S+ is not writable: Permission denied/,
+      `cutcap: Output directory ${out} is not writable by nobody: run chown -R nobody: ${out}, ` +
+        "or give --out a directory nobody can write\n",
     );
     assert.doesNotMatch(result.stderr, /Capturing on/);
     assert.deepEqual(archiveFiles(out), []);

@@ -14,6 +14,7 @@ import type { FlowRecord } from "../src/query/flows.ts";
 import { rootTest, sh } from "./support/netns.ts";
 import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startServe } from "./support/query_server.ts";
+import { pcapRecordCount } from "./support/web.ts";
 import {
   dumpDom,
   launchBrowser,
@@ -181,6 +182,17 @@ rootTest(
       );
       assert.ok(answer.length > 24 + PACKETS * 16);
       assert.deepEqual(saved, answer, "downloaded bytes = /query");
+
+      // The command line beside it, run as shown (cutcap from this checkout): tcpdump prints every
+      // packet of the same answer.
+      const command = await page.$eval("#copy", (b) => b.getAttribute("data-copy") ?? "");
+      assert.equal(command, `cutcap read --server ${base} 'tcp or udp'`);
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const printed = await sh("sh", [
+        "-c",
+        `${command.replace(/^cutcap /, `${Deno.execPath()} run -A ${main} `)} -nn -q 2>/dev/null`,
+      ]);
+      assert.equal(printed.trim().split("\n").length, pcapRecordCount(answer));
 
       // A malformed query: the server's message at its position, nothing sent to /query.
       await page.goto(`${base}/`, { waitUntil: "networkidle0" });

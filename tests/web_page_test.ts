@@ -160,7 +160,9 @@ Deno.test("with a token: login form, wrong token, session cookie, CSRF-protected
     const cookie = { Cookie: setCookie.split(";")[0] };
     const page = await a.request("/?q=udp", { headers: cookie });
     assert.equal(page.status, 200);
-    const csrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1];
+    const pageText = await page.text();
+    assert.match(pageText, /\(with the token in <code>CUTCAP_TOKEN<\/code>\)/);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(pageText)![1];
     assert.equal(await statusOf(a.request("/flows?q=udp", { headers: cookie })), 200);
     assert.equal(
       await statusOf(a.request("/flows?q=udp", { headers: { Authorization: "Bearer s3cret" } })),

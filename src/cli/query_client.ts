@@ -230,6 +230,9 @@ export async function fetchAnswer(
   else if (format) params.set("format", format);
   const suffix = params.size > 0 ? `?${params}` : "";
   const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
+  // A fleet coordinator names the sensors it could not ask.
+  const partial = response.headers.get("x-cutcap-partial");
+  if (partial) console.error(`Partial answer: ${partial}`);
   const body = response.body ?? new ReadableStream<Uint8Array>();
   const result = await copyAnswer(body, sink, {
     ...limits,

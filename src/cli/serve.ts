@@ -57,6 +57,9 @@ export const SERVE_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+/** How often `serve` compares its catalog with the files on disk. */
+const RESCAN_MS = 5000;
+
 /** Runs the server until SIGINT/SIGTERM. */
 export async function runServeCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseStrict(argv, SERVE_OPTIONS);
@@ -78,7 +81,13 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   const key = values["tls-key"] === undefined
     ? undefined
     : Deno.readTextFileSync(values["tls-key"]);
+  checkArchiveDir(values.out);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
+  // A capture (or `cutcap index`) may add files and its retention delete them: look again.
+  const rescan = setInterval(() => {
+    const { added, removed } = catalog.refresh({ log: (line) => logInfo(line) });
+    if (added + removed > 0) logInfo(`Catalog: ${added} file(s) added, ${removed} removed`);
+  }, RESCAN_MS);
   const view: SensorView = {
     startedAt: Date.now() / 1000,
     outDir: values.out,
@@ -122,16 +131,38 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
     requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
   });
+  // Listening for signals before saying "Serving": a signal right after that line is handled.
+  const stopped = Promise.withResolvers<void>();
+  const onSignal = (signal: Deno.Signal) => () => {
+    logInfo(`${signal} received: stopping the server`);
+    stopped.resolve();
+  };
+  Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
+  Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
   logInfo(
     `Serving ${values.out} (${catalog.entries().length} files) on ` +
       `${cert ? "https" : "http"}://${hostPort(listen.host, server.addr.port)}`,
   );
-  const stopped = Promise.withResolvers<void>();
-  Deno.addSignalListener("SIGINT", () => stopped.resolve());
-  Deno.addSignalListener("SIGTERM", () => stopped.resolve());
   await stopped.promise;
+  clearInterval(rescan);
   await server.shutdown();
+  logInfo("Server stopped");
   return 0;
+}
+
+/** Serving a directory that is not there would answer "0 files" forever: refuse it. */
+function checkArchiveDir(dir: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch {
+    throw new Error(
+      `Archive directory ${dir} does not exist: give --out the directory a capture writes to`,
+    );
+  }
+  if (!info.isDirectory) {
+    throw new Error(`Archive directory ${dir} is not a directory: give --out a capture's --out`);
+  }
 }
 
 function positiveDuration(text: string, option: string): number {

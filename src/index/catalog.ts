@@ -7,6 +7,7 @@
 import { type FileIndexHeader, readFileIndex, readIndexHeader } from "./index_reader.ts";
 import { type Compression, indexPathFor } from "./index_format.ts";
 import { indexPcapFile } from "./index_pcap.ts";
+import { DIR_MODE } from "../store/pcap_file_writer.ts";
 import { writeFileDurably } from "./index_builder.ts";
 import { parseOutputFileName } from "../store/rotation.ts";
 
@@ -98,17 +99,40 @@ export class Catalog {
       }
       cat.source = "reconciled";
     }
+    cat.#addMissing(onDisk, opts);
+    cat.save();
+    return cat;
+  }
+
+  /**
+   * Brings the catalog in line with the files on disk: files another process finalized are added
+   * (indexed when they have no index), files deleted meanwhile (another process's retention) are
+   * dropped. Does not save. For `cutcap serve`, which shares the archive with a capture.
+   */
+  refresh(opts: CatalogOpenOptions = {}): { added: number; removed: number } {
+    const onDisk = listArchive(this.outDir);
+    let removed = 0;
+    for (const path of [...this.#byPath.keys()]) {
+      if (!onDisk.has(path) && this.remove(path)) removed++;
+    }
+    for (const path of [...this.#skipped]) if (!onDisk.has(path)) this.#skipped.delete(path);
+    return { added: this.#addMissing(onDisk, opts), removed };
+  }
+
+  /** Adds the files of `onDisk` the catalog neither holds nor skipped; returns how many. */
+  #addMissing(onDisk: Set<string>, opts: CatalogOpenOptions): number {
+    let added = 0;
     for (const rel of onDisk) {
-      if (cat.#byPath.has(rel) || cat.#skipped.has(rel)) continue;
+      if (this.#byPath.has(rel) || this.#skipped.has(rel)) continue;
       try {
-        cat.add(entryFor(cat.outDir, rel, opts));
+        this.add(entryFor(this.outDir, rel, opts));
+        added++;
       } catch (e) {
-        cat.#skipped.add(rel);
+        this.#skipped.add(rel);
         opts.log?.(`catalog: skipping ${rel}: ${(e as Error).message}`);
       }
     }
-    cat.save();
-    return cat;
+    return added;
   }
 
   /** Number of files. */
@@ -214,7 +238,7 @@ export class Catalog {
       entries: this.#sorted,
       skipped: [...this.#skipped].sort(),
     };
-    Deno.mkdirSync(this.outDir, { recursive: true });
+    Deno.mkdirSync(this.outDir, { recursive: true, mode: DIR_MODE });
     writeFileDurably(
       `${this.outDir}/${CATALOG_NAME}`,
       new TextEncoder().encode(JSON.stringify(doc) + "\n"),

@@ -21,7 +21,8 @@ export type Predicate =
   | FamilyPredicate
   | VlanPredicate
   | MplsPredicate
-  | TimePredicate;
+  | TimePredicate
+  | SensorPredicate;
 
 /** True when every child is (explicit `and`/`&&` and whitespace adjacency). */
 export interface AndQuery {
@@ -104,6 +105,15 @@ export interface TimePredicate {
   readonly at: number;
 }
 
+/**
+ * The flow was recorded by the sensor of this name (`sensor NAME`, `sensor=NAME`): answered by
+ * `cutcap fleet` only; a sensor's own parser refuses it.
+ */
+export interface SensorPredicate {
+  readonly type: "sensor";
+  readonly name: string;
+}
+
 /** Error raised for malformed query text; `position` is the 0-based character offset. */
 export class QueryError extends Error {
   /** 0-based offset in the query text where the problem is. */
@@ -158,5 +168,7 @@ export function formatQuery(q: Query): string {
       return `mpls ${q.label}`;
     case "time":
       return `${q.op} ${formatTime(q.at)}`;
+    case "sensor":
+      return `sensor ${q.name}`;
   }
 }

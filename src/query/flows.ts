@@ -40,58 +40,108 @@ export interface FlowScanReport {
   skipped: { file: string; reason: string }[];
 }
 
+/** A file being merged: its index and the next flow to look at. */
+interface FlowCursor {
+  index: FileIndex;
+  flow: number;
+  path: string;
+}
+
 /**
- * Yields the flows that have at least one packet matching `q`, file by file in time order, at most
- * `limit`. Indexes are read asynchronously and the scan gives the event loop a turn between files
- * and at least every `SLICE_MS` of work, so a scan over millions of flows never stalls the server. A
- * file whose index is gone (retention) or unreadable is skipped and listed in `report`.
+ * Yields the flows that have at least one packet matching `q`, in time order of their first packet
+ * across files, workers and interfaces, at most `limit` and, with `maxBytes`, only while their
+ * bytes add up to no more than that. Files open in first-packet order only when the merge reaches
+ * their first packet (about one per worker at a time); within a file flows are numbered in order of
+ * their first packet. Indexes are read asynchronously and the scan gives the event loop a turn
+ * between files and at least every `SLICE_MS` of work, so a scan over millions of flows never
+ * stalls the server. A file whose index is gone (retention) or unreadable is skipped and listed in
+ * `report`.
  */
 export async function* matchingFlows(
   catalog: Catalog,
   q: Query,
   limit: number,
   report: FlowScanReport = { records: 0, limited: false, skipped: [] },
+  maxBytes = Infinity,
 ): AsyncGenerator<FlowRecord> {
   const bounds = timeBounds(q);
+  const files = [...catalog.files({ from: bounds.from, to: bounds.to })];
+  const active: FlowCursor[] = [];
+  let opened = 0;
+  let bytes = 0;
   let sliceStart = performance.now();
-  for (const entry of catalog.files({ from: bounds.from, to: bounds.to })) {
-    let index: FileIndex;
-    try {
-      index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
-    } catch (error) {
-      report.skipped.push({ file: entry.path, reason: errorText(error) });
+  for (let examined = 0;; examined++) {
+    const best = earliest(active);
+    const bestTs = best === undefined ? Infinity : best.index.firstTs[best.flow];
+    if (opened < files.length && files[opened].firstTs <= bestTs) {
+      const entry = files[opened++];
+      try {
+        const index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+        if (index.header.flowCount > 0) active.push({ index, flow: 0, path: entry.path });
+      } catch (error) {
+        report.skipped.push({ file: entry.path, reason: errorText(error) });
+      }
+      sliceStart = performance.now();
       continue;
     }
-    sliceStart = performance.now();
-    for (let flow = 0; flow < index.header.flowCount; flow++) {
-      if (flow % FLOWS_PER_CHECK === 0 && performance.now() - sliceStart > SLICE_MS) {
-        await nextTurn();
-        sliceStart = performance.now();
-      }
-      const record = flowMatch(index, q, flow, entry.path);
-      if (record === null) continue;
-      if (report.records >= limit) {
-        report.limited = true;
-        return;
-      }
-      report.records++;
-      yield record;
+    if (best === undefined) return;
+    if (examined % FLOWS_PER_CHECK === 0 && performance.now() - sliceStart > SLICE_MS) {
+      await nextTurn();
+      sliceStart = performance.now();
     }
-    await nextTurn();
+    const record = flowMatch(best.index, q, best.flow, best.path);
+    if (++best.flow === best.index.header.flowCount) active.splice(active.indexOf(best), 1);
+    if (record === null) continue;
+    if (report.records >= limit || bytes + record.bytes > maxBytes) {
+      report.limited = true;
+      return;
+    }
+    report.records++;
+    bytes += record.bytes;
+    yield record;
   }
 }
 
-/** The record of `flow` restricted to its packets matching `q`; null when none does. */
-function flowMatch(index: FileIndex, q: Query, flow: number, file: string): FlowRecord | null {
+/** The cursor whose next flow started first (the earlier file on a tie); a few files at most. */
+function earliest(active: FlowCursor[]): FlowCursor | undefined {
+  let best: FlowCursor | undefined;
+  for (const cursor of active) {
+    if (best === undefined || cursor.index.firstTs[cursor.flow] < best.index.firstTs[best.flow]) {
+      best = cursor;
+    }
+  }
+  return best;
+}
+
+/** Every flow record of one file's index, whole (what the ClickHouse exporter sends). */
+export function* fileFlows(index: FileIndex, file: string): Generator<FlowRecord> {
+  for (let flow = 0; flow < index.header.flowCount; flow++) {
+    const record = flowMatch(index, undefined, flow, file);
+    if (record !== null) yield record;
+  }
+}
+
+/**
+ * The record of `flow` restricted to its packets matching `q` (all of them when `q` is
+ * undefined); null when none does.
+ */
+function flowMatch(
+  index: FileIndex,
+  q: Query | undefined,
+  flow: number,
+  file: string,
+): FlowRecord | null {
   const keyAt = flow * KEY_WORDS;
   const tags = flowTagView(index, flow, { tags: index.tags, start: 0, count: 0 });
-  const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], tags);
+  const truth = q === undefined
+    ? Truth.True
+    : flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], tags);
   if (truth === Truth.False) return null;
   const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), file);
   const start = index.pktStart[flow];
   for (let p = start; p < start + index.pktCount[flow]; p++) {
     const ts = indexTime(index.times, p);
-    if (truth !== Truth.True && !packetMatches(q, index.keys, keyAt, ts, tags)) continue;
+    if (truth !== Truth.True && !packetMatches(q!, index.keys, keyAt, ts, tags)) continue;
     record.first = Math.min(record.first, ts);
     record.last = Math.max(record.last, ts);
     record.packets++;
@@ -119,6 +169,8 @@ export function flowRecordStream(
   q: Query,
   options: {
     limit: number;
+    /** Stop before the flow whose bytes would take the answer's total over this. */
+    maxBytes?: number;
     format: FlowFormat;
     onFinish?: (
       report: FlowScanReport,
@@ -127,7 +179,7 @@ export function flowRecordStream(
   },
 ): ReadableStream<Uint8Array> {
   const report: FlowScanReport = { records: 0, limited: false, skipped: [] };
-  const records = matchingFlows(catalog, q, options.limit, report);
+  const records = matchingFlows(catalog, q, options.limit, report, options.maxBytes);
   const encoder = new TextEncoder();
   const json = options.format === "json";
   let opened = false;

@@ -357,6 +357,7 @@ function toBpf(q: Query, ctx: VlanContext): Bpf {
     case "not":
       return bpfNot(toBpf(q.child, ctx));
     case "time":
+    case "sensor":
       throw new Untranslatable();
     case "address": {
       const fam = q.family === 4 ? "ip" : "ip6";

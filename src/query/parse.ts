@@ -60,6 +60,8 @@ const MAX_DURATION_SECONDS = 1e10;
 export interface ParseOptions {
   /** Reference time for `last=` and `ago`, in seconds since the epoch; default Date.now()/1000. */
   now?: number;
+  /** Accept `sensor NAME` / `sensor=NAME` (the fleet coordinator's extra primitive). */
+  sensors?: boolean;
 }
 
 const PROTOCOL_NAMES: Record<string, number> = {
@@ -93,7 +95,7 @@ export function parseQuery(text: string, opts: ParseOptions = {}): Query {
   }
   const now = opts.now ?? Date.now() / 1000;
   if (!Number.isFinite(now)) throw new RangeError(`Invalid now ${now}: expected a finite number`);
-  return new Parser(tokenize(text), now).parseTop();
+  return new Parser(tokenize(text), now, opts.sensors ?? false).parseTop();
 }
 
 function lower(t: Token): string {
@@ -125,7 +127,28 @@ class Parser {
   private i = 0;
   private depth = 0;
 
-  constructor(private readonly tokens: Token[], private readonly now: number) {}
+  constructor(
+    private readonly tokens: Token[],
+    private readonly now: number,
+    private readonly sensors: boolean,
+  ) {}
+
+  /** `sensor NAME` / `sensor=NAME`: only where a fleet answers (a sensor knows no other). */
+  private sensorTerm(keyword: Token, value: Token): Predicate {
+    if (!this.sensors) {
+      throw new QueryError(
+        `Unsupported word "${keyword.text}" at position ${keyword.pos}: sensor terms are answered by cutcap fleet, not by one sensor`,
+        keyword.pos,
+      );
+    }
+    if (!/^[A-Za-z0-9._:-]{1,255}$/.test(value.text)) {
+      throw new QueryError(
+        `Invalid sensor name "${value.text}" at position ${value.pos}: expected letters, digits, ".", "_", ":" or "-"`,
+        value.pos,
+      );
+    }
+    return { type: "sensor", name: value.text };
+  }
 
   private peek(ahead = 0): Token {
     return this.tokens[Math.min(this.i + ahead, this.tokens.length - 1)];
@@ -320,6 +343,8 @@ class Parser {
       }
       case "vlan":
         return { type: "vlan", vlan: parseNumber(value, "VLAN id", 4095) };
+      case "sensor":
+        return this.sensorTerm(key, value);
       default:
         throw new QueryError(
           `Unknown key "${key.text}" at position ${key.pos}: expected one of ${CLASSIC_KEYS}`,
@@ -379,6 +404,8 @@ class Parser {
       case "before":
       case "after":
         return this.parseTime(t, word);
+      case "sensor":
+        return this.sensorTerm(t, this.argument(t, "a sensor name"));
       case "src":
       case "dst":
         throw new QueryError(

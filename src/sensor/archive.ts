@@ -2,11 +2,36 @@
  * The main thread's view of the archive: crash recovery at start (temporary files repaired, indexed and
  * renamed into view), the catalog of finalized files, and its upkeep as workers finalize files.
  */
-import { Catalog } from "../index/catalog.ts";
+import { Catalog, type CatalogEntry } from "../index/catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
 import { logInfo, logWarn } from "../log.ts";
 import { parseOutputFileName, recoverTempFiles } from "../store/mod.ts";
+import { pathExists } from "../store/pcap_file_writer.ts";
+
+/** Name of the lock file in the archive directory. */
+export const LOCK_NAME = ".cutcap.lock";
+
+/**
+ * Takes the archive's exclusive lock (flock on `<outDir>/.cutcap.lock`) for a capture, which
+ * recovers, writes and deletes files there; throws one clear line when another capture holds it.
+ * `serve` and `index` only read and add indexes, and do not take it. The lock lasts as long as the
+ * returned file is open (the process's life; the kernel releases it at exit, even a crash).
+ */
+export function lockArchive(outDir: string): Deno.FsFile {
+  const path = `${outDir}/${LOCK_NAME}`;
+  if (pathExists(path) && Deno.lstatSync(path).isSymlink) {
+    throw new Error(`Archive lock ${path} is a symbolic link: expected a plain file; remove it`);
+  }
+  const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o640 });
+  if (!file.tryLockSync(true)) {
+    file.close();
+    throw new Error(
+      `Archive ${outDir} is in use by another cutcap capture: stop it first, or give another --out`,
+    );
+  }
+  return file;
+}
 
 /** Repairs what a crash left behind, then opens (or rebuilds) the catalog. */
 export function openArchive(outDir: string): Catalog {
@@ -41,15 +66,17 @@ export class CatalogKeeper {
     this.#timer = setInterval(() => this.flush(), saveEveryMs);
   }
 
-  /** Records a finalized pcap file (its index is already beside it). */
-  add(path: string): void {
+  /** Records a finalized pcap file (its index is already beside it); its entry, unless unreadable. */
+  add(path: string): CatalogEntry | undefined {
     try {
-      this.catalog.addFile(path);
+      const entry = this.catalog.addFile(path);
       this.#dirty = true;
+      return entry;
     } catch (error) {
       logWarn(
         `Cannot add ${path} to the catalog: ${error instanceof Error ? error.message : error}`,
       );
+      return undefined;
     }
   }
 

@@ -5,6 +5,7 @@
  */
 import type { CaptureConfig } from "../config.ts";
 import {
+  checkFilter,
   defaultInterface,
   findAllDevs,
   libpcapVersion,
@@ -13,19 +14,21 @@ import {
 } from "../../ffi/libpcap.ts";
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
-import { CatalogKeeper, openArchive } from "./archive.ts";
+import { CatalogKeeper, lockArchive, openArchive } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
 import { createTempFile, dirOf } from "../store/pcap_file_writer.ts";
 import { writeFully } from "../store/block_format.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
-import { logError, logInfo, logWarn, setLogFormat } from "../log.ts";
+import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
+import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
 import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
-import { dropPrivileges, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir } from "./output_dir.ts";
+import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
+import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
+import type { Exporter } from "../export/exporter.ts";
 
 /** A repeat of the first signal this soon is its echo (see onSignal), not an operator's second signal. */
 const DUPLICATE_SIGNAL_MS = 300;
@@ -43,16 +46,39 @@ export async function runCapture(
 ): Promise<number> {
   setLogFormat(config.logFormat);
   await ensureLibpcap(config.libpcap, loadLibpcap);
-  if (config.readFiles.length === 0) resolveInterfaces(config);
-  else checkReadable(config.readFiles, config.filter);
+  if (config.readFiles.length === 0) {
+    resolveInterfaces(config);
+    checkLiveFilter(config);
+  } else checkReadable(config.readFiles, config.filter);
+  const created = !exists(config.outDir);
   ensureWritableDir(config.outDir);
-  if (config.user !== undefined && lookupUser(config.user) === undefined) {
-    throw new Error(
-      `Unknown --user "${config.user}": expected an account in the password database`,
-    );
+  if (config.user !== undefined) {
+    const entry = lookupUser(config.user);
+    if (entry === undefined) {
+      throw new UsageError(
+        `Unknown --user "${config.user}": expected an account in the password database`,
+      );
+    }
+    prepareDirForUser(config.outDir, { name: config.user, ...entry }, created);
+  }
+  if (config.group !== undefined) {
+    const gid = lookupGroup(config.group);
+    if (gid === undefined) {
+      throw new UsageError(
+        `Unknown --group "${config.group}": expected a group in the group database`,
+      );
+    }
+    shareWithGroup(config.outDir, gid);
   }
 
-  const keeper = new CatalogKeeper(openArchive(config.outDir));
+  const archiveLock = lockArchive(config.outDir);
+  let keeper: CatalogKeeper;
+  try {
+    keeper = new CatalogKeeper(openArchive(config.outDir));
+  } catch (error) {
+    archiveLock.close();
+    throw error;
+  }
   const workers: WorkerHandle[] = [];
   const view: SensorView = {
     startedAt: Date.now() / 1000,
@@ -63,11 +89,15 @@ export async function runCapture(
     retention: () => retention.totals(),
     libpcapVersion: libpcapVersion(),
   };
+  const exporter = config.exportClickhouse === undefined
+    ? undefined
+    : (await import("../export/mod.ts")).exporterFor(config, () => server?.addr.port);
   const retention = new Retention({
     outDir: config.outDir,
     minFree: config.minFree,
     maxBytes: config.maxBytes,
     maxAge: config.maxAge,
+    onDelete: (path) => exporter?.fileDeleted(path),
   });
   const enforceRetention = () => retention.enabled && retention.run(keeper.catalog);
   enforceRetention();
@@ -77,9 +107,17 @@ export async function runCapture(
   const server = config.listen && http !== undefined && metrics !== undefined
     ? http.startServer(view, { ...serverOptions(http, config, keeper), metrics })
     : undefined;
+  if (exporter !== undefined && metrics !== undefined) {
+    (await import("../export/metrics.ts")).registerExportMetrics(
+      metrics.registry,
+      () => exporter.stats(),
+    );
+  }
+  exporter?.start();
   const source = config.readFiles.length > 0
-    ? `${config.readFiles.length} file(s)`
+    ? plural(config.readFiles.length, "file")
     : config.interfaces.join(",");
+  let capturing = false;
 
   let exitCode = 0;
   let stopping = false;
@@ -107,12 +145,17 @@ export async function runCapture(
         logInfo(`Dropped privileges to ${config.user}`);
       }
       startCapturing(workers);
-      logInfo(`Capturing on ${source} with ${workers.length} workers`);
+      capturing = true;
+      logInfo(
+        `Capturing on ${source} with ${plural(workers.length, "worker")}`,
+        startFields(config, server?.addr),
+      );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
     },
     onFinalized: (file) => {
-      logInfo(`moved ${file.path}`, { packets: file.packets });
-      keeper.add(file.path);
+      logInfo("moved", { path: file.path, packets: file.packets }, { inline: ["path"] });
+      const entry = keeper.add(file.path);
+      if (entry !== undefined) exporter?.fileFinalized(entry.path, entry);
       enforceRetention();
     },
     onFatal: (message) => {
@@ -140,12 +183,12 @@ export async function runCapture(
   );
   const logStats = (): void => {
     for (const w of workers) {
-      logInfo("", statsFields(w.label, w.index, w.counters, previous.get(w)!));
+      logInfo("stats", statsFields(w.label, w.index, w.counters, previous.get(w)!), { bare: true });
       previous.set(w, snapshot(w.counters));
     }
   };
   const statsTimer = config.statsInterval > 0
-    ? setInterval(logStats, config.statsInterval * 1000)
+    ? setInterval(() => capturing && logStats(), config.statsInterval * 1000)
     : undefined;
 
   const watchdog = watchdogInterval();
@@ -175,17 +218,36 @@ export async function runCapture(
 
   await finished.promise;
   clearInterval(statsTimer);
-  // A last line for the time since the previous one, so the lines add up to the whole run.
-  if (statsTimer !== undefined) logStats();
+  // A last line for the time since the previous one, so the lines add up to the whole run (none
+  // when the capture never started: the error said it all).
+  if (statsTimer !== undefined && capturing) logStats();
   clearInterval(retentionTimer);
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
   keeper.close();
+  if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
-  logInfo("Capture finished");
+  archiveLock.close();
+  if (capturing) logInfo("Capture finished");
   return exitCode;
+}
+
+/** Seconds a replay (which exits when done) waits for its last batches to reach ClickHouse. */
+const REPLAY_EXPORT_WAIT_MS = 60_000;
+/** … and a live sensor at shutdown (the spool keeps the rest for the next start). */
+const SHUTDOWN_EXPORT_WAIT_MS = 5_000;
+
+/** Gives the exporter a bounded time to send what is spooled, then stops it. */
+async function finishExport(exporter: Exporter, replay: boolean): Promise<void> {
+  const sent = await exporter.drain(replay ? REPLAY_EXPORT_WAIT_MS : SHUTDOWN_EXPORT_WAIT_MS);
+  if (!sent) {
+    logWarn(
+      `export: ${exporter.stats().backlogBatches} batch(es) stay spooled; the next start with --export-clickhouse sends them`,
+    );
+  }
+  await exporter.close();
 }
 
 /** Fills in the default interface and checks that every named one exists. */
@@ -197,6 +259,50 @@ function resolveInterfaces(config: CaptureConfig): void {
       throw new Error(`Interface ${iface} not found (cutcap interfaces lists them)`);
     }
   }
+}
+
+/** What a capture start says besides its source: where files go, the cutoff, the server. */
+function startFields(config: CaptureConfig, listen: Deno.NetAddr | undefined): LogFields {
+  const fields: LogFields = {
+    out: config.outDir,
+    byte_cutoff: config.byteCutoff,
+    packet_cutoff: config.packetCutoff,
+  };
+  if (listen !== undefined) {
+    const host = listen.hostname.includes(":") ? `[${listen.hostname}]` : listen.hostname;
+    fields.listen = `${config.tlsCert ? "https" : "http"}://${host}:${listen.port}`;
+  }
+  return fields;
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+/**
+ * Compiles the filter for each interface's link type (from /sys/class/net) before anything binds
+ * or starts, so a bad filter is the error reported; interfaces of other types are checked by their
+ * worker when it opens them.
+ */
+function checkLiveFilter(config: CaptureConfig): void {
+  if (config.filter === "") return;
+  for (const iface of config.interfaces) {
+    const dlt = linkTypeOf(iface);
+    if (dlt !== undefined) checkFilter(config.filter, dlt, config.snaplen);
+  }
+}
+
+/** The DLT libpcap gives a Linux interface, for the common ARPHRD types; undefined otherwise. */
+function linkTypeOf(iface: string): number | undefined {
+  if (iface === "any") return 113; // DLT_LINUX_SLL
+  let arphrd: number;
+  try {
+    arphrd = Number(Deno.readTextFileSync(`/sys/class/net/${iface}/type`).trim());
+  } catch {
+    return undefined;
+  }
+  // ARPHRD_ETHER and ARPHRD_LOOPBACK capture as DLT_EN10MB; ARPHRD_NONE (tun) as DLT_RAW.
+  return arphrd === 1 || arphrd === 772 ? 1 : arphrd === 65534 ? 12 : undefined;
 }
 
 /** Opens every replay file (and compiles the filter for it) before any output exists, so a refused

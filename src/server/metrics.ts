@@ -8,7 +8,9 @@
  * exposed through `ScrapedHistogram`, because prom-client's Histogram can only be fed one
  * observation at a time.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { cpuUsage } from "node:process";
+import { maxFds, openFdCount, processMemory } from "../../ffi/proc_self.ts";
 import { Counter as Slot } from "../sensor/counters.ts";
 import type { SensorView, WorkerView } from "../sensor/view.ts";
 import {
@@ -39,9 +41,10 @@ export const QUERY_DURATION_BUCKETS: readonly number[] = Object.freeze([
 
 /**
  * Query outcomes that are always exported (at 0 until they happen), so rates exist from the start:
- * src/query/execute.ts's QueryOutcome, and "rejected" for queries refused before they ran.
+ * src/query/execute.ts's QueryOutcome, "rejected" for queries refused before they ran (too many at
+ * once) and "invalid" for requests that were not a valid query (400, 413).
  */
-const KNOWN_OUTCOMES = ["complete", "limited", "cancelled", "error", "rejected"];
+const KNOWN_OUTCOMES = ["complete", "limited", "cancelled", "error", "rejected", "invalid"];
 
 /**
  * Query statistics live at module level: query routes call `recordQuery` without knowing which
@@ -253,19 +256,12 @@ const REMOVAL_REASONS: readonly { reason: string; slot: Slot }[] = [
 
 const WORKER_LABELS = ["interface", "worker"];
 
-/** prom-client default metrics that promtool flags (non-counters ending in _total). */
-const LINT_FAILING_DEFAULTS = [
-  "nodejs_active_handles_total",
-  "nodejs_active_requests_total",
-  "nodejs_active_resources_total",
-];
-
 /** Seconds a statvfs result is reused: scrapes and /status in a burst share one. */
 const DISK_CACHE_SECONDS = 5;
 
 /** Options of `SensorMetrics`. */
 export interface SensorMetricsOptions {
-  /** Add prom-client's process_* and nodejs_* metrics; default true. */
+  /** Add the standard process_* metrics (CPU, memory, file descriptors); default true. */
   defaultMetrics?: boolean;
 }
 
@@ -279,11 +275,7 @@ export class SensorMetrics {
   constructor(sensor: SensorView, options: SensorMetricsOptions = {}) {
     this.#sensor = sensor;
     const registry = this.registry;
-    if (options.defaultMetrics ?? true) {
-      collectDefaultMetrics({ register: registry });
-      // Gauges named *_total fail promtool's lint; the per-type gauges beside them carry the same.
-      for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
-    }
+    if (options.defaultMetrics ?? true) processMetrics(registry);
     this.#workerMetrics();
     this.#archiveMetrics();
     this.#queryMetrics();
@@ -484,6 +476,74 @@ export class SensorMetrics {
       read: () => [{ labels: {}, counts: queryDurationCounts, sum: queryDurationSum }],
     });
   }
+}
+
+/**
+ * The standard process_* metrics, read at scrape time through ffi/proc_self.ts: prom-client's own
+ * collectors read /proc/self with node:fs, which Deno refuses under the shipped tasks' permissions
+ * (they exported 0). Its nodejs_* series (event loop lag, V8 heap spaces, handles) are left out:
+ * Deno's node layer fakes several of them.
+ */
+function processMetrics(registry: Registry): void {
+  const registers = [registry];
+  const gauge = (name: string, help: string, read: () => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const value = read();
+        if (value === undefined) this.remove();
+        else this.set(value);
+      },
+    });
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  counter(
+    "process_cpu_user_seconds_total",
+    "User CPU time spent in seconds",
+    () => cpuUsage().user / 1e6,
+  );
+  counter(
+    "process_cpu_system_seconds_total",
+    "System CPU time spent in seconds",
+    () => cpuUsage().system / 1e6,
+  );
+  counter("process_cpu_seconds_total", "User and system CPU time spent in seconds", () => {
+    const used = cpuUsage();
+    return (used.user + used.system) / 1e6;
+  });
+  const started = Math.round(performance.timeOrigin / 1000);
+  gauge(
+    "process_start_time_seconds",
+    "Start time of the process since the Unix epoch in seconds",
+    () => started,
+  );
+  gauge(
+    "process_resident_memory_bytes",
+    "Resident memory size in bytes",
+    () => processMemory()?.resident ?? Deno.memoryUsage().rss,
+  );
+  gauge(
+    "process_virtual_memory_bytes",
+    "Virtual memory size in bytes",
+    () => processMemory()?.virtual,
+  );
+  gauge(
+    "process_heap_bytes",
+    "Process heap (data segment) size in bytes",
+    () => processMemory()?.data,
+  );
+  gauge("process_open_fds", "Number of open file descriptors", openFdCount);
+  gauge("process_max_fds", "Maximum number of open file descriptors", maxFds);
 }
 
 /** Capture time of the oldest packet in the archive, or undefined when it holds none. */

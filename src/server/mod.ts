@@ -76,7 +76,9 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     );
   } catch (error) {
     http.shutdown().finally(removeDir);
-    throw error;
+    throw new Error(
+      `Cannot listen on ${hostPort(options.host, options.port)} (--listen): ${bindProblem(error)}`,
+    );
   }
   history.start();
   return {
@@ -89,4 +91,19 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
       await removeDir();
     },
   };
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The bind error in words, with the remedy for the usual one. */
+function bindProblem(error: unknown): string {
+  if (error instanceof Deno.errors.AddrInUse) {
+    return "the address is in use by another program; stop it or give another --listen";
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return "this host has no such address; give one of its addresses to --listen";
+  }
+  return (error instanceof Error ? error.message : String(error)).replace(/ \(os error \d+\)$/, "");
 }

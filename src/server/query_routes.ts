@@ -60,12 +60,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
 
   const answer = async (c: Context, text: string | undefined) => {
     const parsed = parseRequest(text);
-    if ("error" in parsed) return c.text(parsed.error + "\n", 400);
+    if ("error" in parsed) return refuse(c, parsed.error);
     const limits = readLimits(c, deps.policy);
-    if ("error" in limits) return c.text(limits.error + "\n", 400);
+    if ("error" in limits) return refuse(c, limits.error);
     const asked = readFormat(c);
     if (asked === "invalid") {
-      return c.text(`Invalid format "${c.req.query("format")}": expected pcap or pcapng\n`, 400);
+      return refuse(c, `Invalid format "${c.req.query("format")}": expected pcap or pcapng`);
     }
     const busy = refuseWhenBusy(c);
     if (busy) return busy;
@@ -118,15 +118,17 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
 
   app.post("/query", async (c) => {
     const body = await readBody(c.req.raw, deps.policy.maxBodyBytes);
-    if (body === null) return c.text(`Query body over ${deps.policy.maxBodyBytes} bytes\n`, 413);
+    if (body === null) return refuse(c, `Query body over ${deps.policy.maxBodyBytes} bytes`, 413);
     return answer(c, body);
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
   app.get("/flows", (c) => {
     const parsed = parseRequest(c.req.query("q"));
-    if ("error" in parsed) return c.text(parsed.error + "\n", 400);
+    if ("error" in parsed) return refuse(c, parsed.error);
     const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
-    if (typeof limit === "string") return c.text(limit + "\n", 400);
+    if (typeof limit === "string") return refuse(c, limit);
+    const maxBytes = readPositive(c.req.query("max_bytes"), "max_bytes", Infinity);
+    if (typeof maxBytes === "string") return refuse(c, maxBytes);
     const busy = refuseWhenBusy(c);
     if (busy) return busy;
     const ndjson = c.req.query("format") === "ndjson" ||
@@ -136,6 +138,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const started = performance.now();
     const stream = flowRecordStream(deps.catalog(), parsed.query, {
       limit: flowLimit,
+      maxBytes,
       format: ndjson ? "ndjson" : "json",
       onFinish: (report, outcome) => {
         running--;
@@ -151,6 +154,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     });
   });
   return app;
+}
+
+/** A request that cannot be answered as asked: counted as an "invalid" query, then the message. */
+function refuse(c: Context, message: string, status: 400 | 413 = 400): Response {
+  recordQuery("invalid", 0, 0);
+  return c.text(message + "\n", status);
 }
 
 /** The answer format the client asks for (`format=`, `Accept:`), undefined when it does not. */

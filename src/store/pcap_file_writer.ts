@@ -116,6 +116,15 @@ export function dirOf(path: string): string {
 }
 
 /**
+ * Mode of every file cutcap writes in the archive: the owner writes, the group (`--group`, inherited
+ * through the folders' set-group-ID bit) reads, others nothing — captured traffic is not for every
+ * local account.
+ */
+export const FILE_MODE = 0o640;
+/** Mode of the archive's folders (see FILE_MODE). */
+export const DIR_MODE = 0o750;
+
+/**
  * Creates a new file `<dir>/<prefix><random><suffix>` exclusively (O_CREAT|O_EXCL: an existing file or
  * a planted symlink at that name makes it fail instead of being followed or truncated), so a
  * privileged phase never writes through a link someone else placed in the archive.
@@ -126,7 +135,10 @@ export function createTempFile(
   suffix: string,
 ): { path: string; file: Deno.FsFile } {
   const path = `${dir}/${prefix}${crypto.randomUUID()}${suffix}`;
-  return { path, file: Deno.openSync(path, { read: true, write: true, createNew: true }) };
+  return {
+    path,
+    file: Deno.openSync(path, { read: true, write: true, createNew: true, mode: FILE_MODE }),
+  };
 }
 
 /** Proves `dir` writable by creating and removing an exclusive, unpredictably named empty file. */
@@ -195,7 +207,7 @@ export class PcapFileWriter {
     this.nanosecond = options.nanosecond ?? false;
     this.compress = options.compress ?? "none";
     this.seq = options.seq ?? 0;
-    this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true });
+    this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true, mode: FILE_MODE });
     try {
       this.#bw = new BlockWriter(this.#file, {
         ...options,

@@ -56,10 +56,28 @@ export interface RecoveryReport {
 
 const TEMP_RE = /^\.(.+\.pcap(?:\.gz|\.zst)?)\.tmp$/;
 
-/** Repairs and finalizes every `.<name>.pcap[.gz|.zst].tmp` under `outDir` (recursively). */
+/**
+ * Temporary files of `writeFileDurably` (indexes, the catalog): `.<name>.<random or pid>.tmp`. A
+ * crash between creating one and renaming it leaves it behind; nothing ever reads it.
+ */
+const WRITE_TEMP_RE =
+  /^\..+\.(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.tmp$/;
+
+/**
+ * Repairs and finalizes every `.<name>.pcap[.gz|.zst].tmp` under `outDir` (recursively), and removes
+ * the half-written index and catalog files a crash left (`WRITE_TEMP_RE`). Call it only while
+ * holding the archive lock: a running capture's files look the same.
+ */
 export function recoverTempFiles(outDir: string, hooks: RecoveryHooks = {}): RecoveryReport[] {
   const reports: RecoveryReport[] = [];
-  for (const path of findTempFiles(outDir)) reports.push(recoverTempFile(path, hooks));
+  for (const path of findTempFiles(outDir, WRITE_TEMP_RE)) {
+    try {
+      const bytes = Deno.statSync(path).size;
+      Deno.removeSync(path);
+      hooks.log?.(`Recovery removed ${path}: an unfinished index or catalog (${bytes} bytes)`);
+    } catch { /* gone meanwhile */ }
+  }
+  for (const path of findTempFiles(outDir, TEMP_RE)) reports.push(recoverTempFile(path, hooks));
   return reports;
 }
 
@@ -280,7 +298,7 @@ function uniqueFinal(path: string): string {
   return pathExists(path) ? uniquePath(path) : path;
 }
 
-function findTempFiles(dir: string): string[] {
+function findTempFiles(dir: string, name: RegExp): string[] {
   const found: string[] = [];
   let entries: Deno.DirEntry[];
   try {
@@ -291,8 +309,8 @@ function findTempFiles(dir: string): string[] {
   }
   for (const e of entries) {
     const path = `${dir}/${e.name}`;
-    if (e.isDirectory) found.push(...findTempFiles(path));
-    else if (e.isFile && TEMP_RE.test(e.name)) found.push(path);
+    if (e.isDirectory) found.push(...findTempFiles(path, name));
+    else if (e.isFile && name.test(e.name)) found.push(path);
   }
   return found.sort();
 }

@@ -33,6 +33,8 @@ export interface RetentionOptions {
    * saves the catalog itself (and mark it changed when `run` deleted files).
    */
   saveCatalog?: boolean;
+  /** Called with the archive-relative path of each file deleted (the exporter tells ClickHouse). */
+  onDelete?: (path: string) => void;
   /** Clock in Unix seconds; tests replace it. */
   now?: () => number;
   /** Filesystem space of a path; tests replace it. */
@@ -55,6 +57,7 @@ export class Retention {
   readonly #maxBytes: number;
   readonly #maxAge: number;
   readonly #saveCatalog: boolean;
+  readonly #onDelete: ((path: string) => void) | undefined;
   readonly #now: () => number;
   readonly #diskSpace: (path: string) => DiskSpace;
   /** Files that could not be deleted: skipped afterwards, so each failure is logged once. */
@@ -72,6 +75,7 @@ export class Retention {
     this.#maxBytes = options.maxBytes ?? 0;
     this.#maxAge = options.maxAge ?? 0;
     this.#saveCatalog = options.saveCatalog ?? true;
+    this.#onDelete = options.onDelete;
     this.#now = options.now ?? (() => Date.now() / 1000);
     this.#diskSpace = options.diskSpace ?? diskSpace;
   }
@@ -154,6 +158,7 @@ export class Retention {
     this.#totalFiles++;
     this.#totalBytes += entry.bytesOnDisk;
     logInfo(`retention: deleted ${entry.path}`, { reason, bytes: entry.bytesOnDisk });
+    this.#onDelete?.(entry.path);
     removeEmptyDirs(catalog.outDir, entry.path);
     return true;
   }

@@ -10,6 +10,7 @@
 import { type Compression, compressionSuffix, resolveLevel } from "./block_format.ts";
 import {
   type BeforeRenameHook,
+  DIR_MODE,
   type FinalizedFile,
   PcapFileWriter,
   uniquePath,
@@ -287,7 +288,7 @@ export class RotatingOutput {
     try {
       const slash = rel.lastIndexOf("/");
       const dir = `${o.outDir}/${rel.slice(0, slash)}`;
-      Deno.mkdirSync(dir, { recursive: true });
+      Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
       const path = uniquePath(`${o.outDir}/${rel}`);
       const w = new PcapFileWriter({
         path,

@@ -73,6 +73,8 @@ export interface SearchView {
   downloadPath?: string;
   /** Base URL for the `cutcap read --server` line. */
   origin: string;
+  /** The server needs a token: the command line takes it from CUTCAP_TOKEN. */
+  tokenRequired?: boolean;
 }
 
 /** The search view: form, histogram, flows table. */
@@ -192,7 +194,9 @@ function results(view: SearchView): Html {
     page.sortedOver < page.flows ? ` (sorted among the first ${count(page.sortedOver)})` : ""
   }</p>
 <p class="actions"><a id="download" class="button" href="${view.downloadPath}" download>Download pcap</a>
-<code id="cli">${command}</code> <button type="button" id="copy" data-copy="${command}">Copy</button></p></div>
+<code id="cli">${command}</code> <button type="button" id="copy" data-copy="${command}">Copy</button>${
+    view.tokenRequired ? h` <small>(with the token in <code>CUTCAP_TOKEN</code>)</small>` : ""
+  }</p></div>
 <div class="scroll"><table id="flows">
 <thead><tr>${columns(page.rows).map((c) => header(state, c))}</tr></thead>
 <tbody>${page.rows.map((r) => row(state, r, columns(page.rows)))}</tbody>

@@ -170,6 +170,7 @@ async function searchView(
   return {
     state,
     origin: base,
+    tokenRequired: options.token !== undefined,
     queryText: q.text,
     page,
     histogram,

@@ -35,22 +35,32 @@ export interface ServeProcess {
   stderr(): string;
   /** SIGTERM, then waits for the exit; returns the exit code. */
   stop(): Promise<number>;
+  /** SIGKILL (a crash), then waits for the exit. */
+  kill(): Promise<void>;
 }
 
-/** Starts `cutcap serve --out DIR --listen 127.0.0.1:<free port> EXTRA` and waits until /healthz answers. */
-export async function startServe(outDir: string, extra: string[] = []): Promise<ServeProcess> {
-  const port = freePort();
+/** Starts `cutcap serve --out DIR --listen 127.0.0.1:<port> EXTRA` and waits until /healthz answers. */
+export function startServe(
+  outDir: string,
+  extra: string[] = [],
+  port: number = freePort(),
+): Promise<ServeProcess> {
+  return startCutcapServer(["serve", "--out", outDir, ...extra], port);
+}
+
+/**
+ * Starts `cutcap ARGS --listen 127.0.0.1:<port>` (a server command: serve, fleet) and waits until
+ * /healthz answers.
+ */
+export async function startCutcapServer(args: string[], port: number): Promise<ServeProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
       new URL("../../main.ts", import.meta.url).pathname,
-      "serve",
-      "--out",
-      outDir,
+      ...args,
       "--listen",
       `127.0.0.1:${port}`,
-      ...extra,
     ],
     stdin: "null",
     stdout: "null",
@@ -69,7 +79,7 @@ export async function startServe(outDir: string, extra: string[] = []): Promise<
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (exited) throw new Error(`cutcap serve exited early: ${log}`);
+    if (exited) throw new Error(`cutcap ${args[0]} exited early: ${log}`);
     try {
       const response = await fetch(`${url}/healthz`);
       await response.body?.cancel();
@@ -79,7 +89,7 @@ export async function startServe(outDir: string, extra: string[] = []): Promise<
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`cutcap serve did not answer /healthz within 20 s: ${log}`);
+      throw new Error(`cutcap ${args[0]} did not answer /healthz within 20 s: ${log}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -92,6 +102,11 @@ export async function startServe(outDir: string, extra: string[] = []): Promise<
       const s = await status;
       await draining;
       return s.code;
+    },
+    async kill() {
+      if (!exited) child.kill("SIGKILL");
+      await status;
+      await draining;
     },
   };
 }

@@ -1,0 +1,257 @@
+/**
+ * The sensor's exporter: each finalized file's flow records (the `/flows` records of the whole
+ * file) go to ClickHouse as one batch; retention deletions follow as batches of their own. Batches
+ * are spooled on disk first (src/export/spool.ts), then sent one at a time, in order, by a loop on
+ * the main thread that backs off (1 s doubling to 60 s) while ClickHouse is down. Capture never
+ * waits for it: making a batch reads the file's index once, sending is asynchronous.
+ *
+ * Idempotent per file: before inserting a file's rows the sender counts the rows ClickHouse
+ * already holds for (sensor, file) — a retry after a lost answer finds them all and skips; an
+ * insert is one block (all or nothing on a MergeTree, and on one shard of a Distributed table,
+ * which shards by file).
+ */
+import { readFileIndex } from "../index/index_reader.ts";
+import { indexPathFor } from "../index/index_format.ts";
+import { fileFlows } from "../query/flows.ts";
+import { logInfo, logWarn } from "../log.ts";
+import { type ClickHouse, ClickHouseError, sqlString } from "./clickhouse.ts";
+import { flowRow, mergeTreeSchema, TABLES } from "./schema.ts";
+import { type Batch, Spool } from "./spool.ts";
+
+/** What the exporter needs to know. */
+export interface ExporterOptions {
+  clickhouse: ClickHouse;
+  /** `--sensor-name`. */
+  sensor: string;
+  /** `--advertise-url`: where the fleet reaches this sensor's API ("" when unknown); read at
+   * every heartbeat, as the server's port may be known only later. */
+  advertiseUrl: () => string;
+  /** Archive directory (the spool lives inside it). */
+  outDir: string;
+  /** Shortest and longest wait between attempts while ClickHouse is down, ms. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** How often a heartbeat row says the sensor is alive and how far behind it is, ms. */
+  heartbeatMs?: number;
+}
+
+/** Export counters for /metrics. */
+export interface ExportStats {
+  /** Batches in the spool. */
+  backlogBatches: number;
+  /** Flow rows ClickHouse took (since start). */
+  rowsSent: number;
+  /** Batches ClickHouse took (since start). */
+  batchesSent: number;
+  /** Batches found already present and skipped. */
+  batchesSkipped: number;
+  /** Failed attempts. */
+  errors: number;
+  /** Unix seconds of the last batch ClickHouse took; 0 before any. */
+  lastExportAt: number;
+}
+
+/** Spools and sends a sensor's flow records; see the module comment. */
+export class Exporter {
+  readonly #ch: ClickHouse;
+  readonly #opts: ExporterOptions;
+  readonly #spool: Spool;
+  readonly #stats: ExportStats;
+  #schemaReady = false;
+  #running: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #closed = false;
+  #backoffMs: number;
+  #lastError = "";
+  /** The last attempt was answered with an error (not a network failure). */
+  #refused = false;
+  #lastFile = "";
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  constructor(opts: ExporterOptions) {
+    this.#ch = opts.clickhouse;
+    this.#opts = opts;
+    this.#spool = new Spool(opts.outDir);
+    this.#backoffMs = opts.minBackoffMs ?? 1000;
+    this.#stats = {
+      backlogBatches: this.#spool.length,
+      rowsSent: 0,
+      batchesSent: 0,
+      batchesSkipped: 0,
+      errors: 0,
+      lastExportAt: 0,
+    };
+  }
+
+  /** Starts the sender (sends what an earlier run left in the spool) and the heartbeat. */
+  start(): void {
+    this.#running ??= this.#loop();
+    this.#heartbeat = setInterval(
+      () => this.#beat().catch(() => {}),
+      this.#opts.heartbeatMs ?? 30_000,
+    );
+  }
+
+  /** Counters for /metrics and /status. */
+  stats(): ExportStats {
+    return { ...this.#stats, backlogBatches: this.#spool.length };
+  }
+
+  /** Spools the flow records of a file a worker just finalized (path relative to the archive). */
+  fileFinalized(path: string, origin: { iface: string; worker: number }): void {
+    try {
+      const index = readFileIndex(indexPathFor(`${this.#opts.outDir}/${path}`));
+      const rows = [...fileFlows(index, path)].map((record) =>
+        flowRow(record, { sensor: this.#opts.sensor, ...origin })
+      );
+      this.#append({ op: "insert", sensor: this.#opts.sensor, file: path, rows });
+    } catch (error) {
+      logWarn(`export: cannot read the index of ${path}: ${message(error)}`);
+    }
+  }
+
+  /** Spools the news that retention deleted a file. */
+  fileDeleted(path: string): void {
+    this.#append({
+      op: "delete",
+      sensor: this.#opts.sensor,
+      file: path,
+      deletedAt: Math.floor(Date.now() / 1000),
+    });
+  }
+
+  /**
+   * Waits until the spool is empty or `timeoutMs` passed; true when it is empty. Gives up early
+   * when ClickHouse refuses batches (a wrong password or schema does not mend by waiting).
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#spool.length > 0 && Date.now() < deadline && !this.#refused) {
+      this.#wake?.();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return this.#spool.length === 0;
+  }
+
+  /** Stops the sender after the batch in flight; the spool keeps the rest for the next run. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    this.#wake?.();
+    await this.#running;
+  }
+
+  #append(batch: Batch): void {
+    try {
+      this.#spool.append(batch);
+    } catch (error) {
+      logWarn(`export: cannot spool ${batch.file}: ${message(error)}`);
+      return;
+    }
+    this.#wake?.();
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#closed) {
+      const next = this.#spool.peek();
+      if (next === undefined) {
+        await this.#sleep(60_000);
+        continue;
+      }
+      try {
+        await this.#send(next.batch);
+        this.#spool.remove(next.seq);
+        this.#stats.lastExportAt = Date.now() / 1000;
+        this.#lastFile = next.batch.file;
+        this.#backoffMs = this.#opts.minBackoffMs ?? 1000;
+        if (this.#lastError !== "") logInfo("export: ClickHouse takes batches again");
+        this.#lastError = "";
+        this.#refused = false;
+        if (this.#spool.length === 0) await this.#beat().catch(() => {});
+      } catch (error) {
+        this.#stats.errors++;
+        const text = message(error);
+        if (text !== this.#lastError) {
+          logWarn(`export: ${text}; ${this.#spool.length} batch(es) wait in the spool`);
+        }
+        this.#lastError = text;
+        this.#refused = error instanceof ClickHouseError && error.answered;
+        if (!this.#refused) this.#schemaReady = false;
+        await this.#sleep(this.#backoffMs);
+        this.#backoffMs = Math.min(this.#backoffMs * 2, this.#opts.maxBackoffMs ?? 60_000);
+      }
+    }
+  }
+
+  async #send(batch: Batch): Promise<void> {
+    if (!this.#schemaReady) {
+      for (const statement of mergeTreeSchema()) await this.#ch.exec(statement);
+      this.#schemaReady = true;
+    }
+    if (batch.op === "delete") {
+      await this.#ch.insert(TABLES.deleted, [{
+        sensor: batch.sensor,
+        file: batch.file,
+        deleted_at: batch.deletedAt,
+      }], SYNC_INSERT);
+      this.#stats.batchesSent++;
+      return;
+    }
+    const held = await this.#ch.select<{ n: string }>(
+      `SELECT count() AS n FROM ${TABLES.flows} WHERE sensor = ${
+        sqlString(batch.sensor)
+      } AND file = ${sqlString(batch.file)}`,
+    );
+    const n = Number(held[0]?.n ?? 0);
+    if (n === batch.rows.length) {
+      this.#stats.batchesSkipped++;
+      return;
+    }
+    if (n !== 0) {
+      throw new ClickHouseError(
+        `ClickHouse holds ${n} of the ${batch.rows.length} rows of ${batch.file}: expected all or none (was the file exported by another sensor of the same name?)`,
+        true,
+      );
+    }
+    await this.#ch.insert(TABLES.flows, batch.rows, {
+      ...SYNC_INSERT,
+      max_insert_block_size: String(batch.rows.length + 1),
+    });
+    this.#stats.rowsSent += batch.rows.length;
+    this.#stats.batchesSent++;
+  }
+
+  /** A row saying where the sensor is reached and how far behind its export is. */
+  async #beat(): Promise<void> {
+    if (!this.#schemaReady) return;
+    await this.#ch.insert(TABLES.sensors, [{
+      sensor: this.#opts.sensor,
+      url: this.#opts.advertiseUrl(),
+      at: Math.floor(Date.now() / 1000),
+      backlog_files: this.#spool.length,
+      last_file: this.#lastFile,
+    }], SYNC_INSERT);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = () => {
+        this.#wake = undefined;
+        done();
+      };
+    });
+  }
+}
+
+/** A Distributed table forwards the insert before answering, so a count right after sees it. */
+const SYNC_INSERT = { insert_distributed_sync: "1" };
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

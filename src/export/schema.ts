@@ -1,0 +1,198 @@
+/**
+ * The ClickHouse schema flow records are exported into, and the one place that turns a `/flows`
+ * record into a row. The version is part of every table name (`cutcap_flows_v1`): a change of
+ * columns is a new version, new tables, and readers that name the version they understand, so an
+ * old coordinator never misreads a new sensor's rows.
+ *
+ * Only types and syntax that ClickHouse 18.16 (Debian 12's package) and current releases both
+ * accept: String, FixedString, UInt/Int, Date, DateTime; `MergeTree() PARTITION BY … ORDER BY …`.
+ * Addresses are kept twice: as text (what `/flows` shows) and as 32 hex digits of the four flow-key
+ * words (`a_addr`, `b_addr`), whose string order is the numeric order, so a CIDR or range term is
+ * a BETWEEN on a sorted column.
+ */
+import type { FlowRecord } from "../query/flows.ts";
+import { parseAddress } from "../query/address.ts";
+
+/** Version of the tables below; bumped with every change of columns. */
+export const SCHEMA_VERSION = 1;
+
+/** Table names of this version. */
+export const TABLES = {
+  /** One row per flow per finalized file. */
+  flows: `cutcap_flows_v${SCHEMA_VERSION}`,
+  /** Files retention deleted (their rows are ignored by the fleet, then purged). */
+  deleted: `cutcap_deleted_v${SCHEMA_VERSION}`,
+  /** A row per export batch and per heartbeat: where a sensor is reached and its backlog. */
+  sensors: `cutcap_sensors_v${SCHEMA_VERSION}`,
+} as const;
+
+/** One exported flow record: the `/flows` record plus where it was captured. */
+export interface FlowRow {
+  sensor: string;
+  iface: string;
+  worker: number;
+  file: string;
+  kind: string;
+  src: string;
+  dst: string;
+  src_port: number;
+  dst_port: number;
+  proto: number;
+  vlan: number;
+  ether_type: number;
+  /** Flow-key words of end A and B as 32 lowercase hex digits. */
+  a_addr: string;
+  b_addr: string;
+  /** First and last stored packet, microseconds since the epoch. */
+  first_us: number;
+  last_us: number;
+  packets: number;
+  bytes: number;
+  /** UTC day of `first_us` (partition). */
+  day: string;
+}
+
+const FLOW_COLUMNS = `
+  sensor String,
+  iface String,
+  worker Int16,
+  file String,
+  kind String,
+  src String,
+  dst String,
+  src_port UInt16,
+  dst_port UInt16,
+  proto UInt8,
+  vlan UInt16,
+  ether_type UInt16,
+  a_addr FixedString(32),
+  b_addr FixedString(32),
+  first_us Int64,
+  last_us Int64,
+  packets UInt64,
+  bytes UInt64,
+  day Date`;
+
+const DELETED_COLUMNS = `
+  sensor String,
+  file String,
+  deleted_at DateTime`;
+
+const SENSOR_COLUMNS = `
+  sensor String,
+  url String,
+  at DateTime,
+  backlog_files UInt64,
+  last_file String`;
+
+/** Engine clauses of the MergeTree tables, by table. */
+const ENGINES: Record<keyof typeof TABLES, string> = {
+  flows: "ENGINE = MergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, a_addr, b_addr, first_us)",
+  deleted: "ENGINE = MergeTree() PARTITION BY tuple() ORDER BY (sensor, file)",
+  sensors: "ENGINE = MergeTree() PARTITION BY toYYYYMM(at) ORDER BY (sensor, at)",
+};
+
+const COLUMNS: Record<keyof typeof TABLES, string> = {
+  flows: FLOW_COLUMNS,
+  deleted: DELETED_COLUMNS,
+  sensors: SENSOR_COLUMNS,
+};
+
+/** Sharding keys of the Distributed variant: a file's rows stay on one shard. */
+const SHARDING: Record<keyof typeof TABLES, string> = {
+  flows: "cityHash64(sensor, file)",
+  deleted: "cityHash64(sensor, file)",
+  sensors: "cityHash64(sensor)",
+};
+
+/** Statements creating the single-server tables (what the exporter runs on first use). */
+export function mergeTreeSchema(): string[] {
+  return (Object.keys(TABLES) as (keyof typeof TABLES)[]).map((t) =>
+    `CREATE TABLE IF NOT EXISTS ${TABLES[t]} (${COLUMNS[t]}\n) ${ENGINES[t]}`
+  );
+}
+
+/**
+ * Statements for a sharded cluster, run on every server of `cluster` (a `remote_servers` entry):
+ * `<table>_local` MergeTree tables holding each shard's part, and Distributed tables under the
+ * usual names that sensors insert into and the fleet reads. `database` is the database both live in.
+ */
+export function distributedSchema(cluster: string, database: string): string[] {
+  const out: string[] = [];
+  for (const t of Object.keys(TABLES) as (keyof typeof TABLES)[]) {
+    out.push(`CREATE TABLE IF NOT EXISTS ${TABLES[t]}_local (${COLUMNS[t]}\n) ${ENGINES[t]}`);
+    out.push(
+      `CREATE TABLE IF NOT EXISTS ${TABLES[t]} (${COLUMNS[t]}\n) ` +
+        `ENGINE = Distributed(${cluster}, ${database}, ${TABLES[t]}_local, ${SHARDING[t]})`,
+    );
+  }
+  return out;
+}
+
+/** Where a file's flows were captured. */
+export interface RowOrigin {
+  sensor: string;
+  iface: string;
+  worker: number;
+}
+
+/** The row of one `/flows` record (the record's `file` is the archive-relative path). */
+export function flowRow(record: FlowRecord, origin: RowOrigin): FlowRow {
+  const firstUs = Math.round(record.first * 1e6);
+  return {
+    sensor: origin.sensor,
+    iface: origin.iface,
+    worker: origin.worker,
+    file: record.file,
+    kind: record.kind,
+    src: record.src,
+    dst: record.dst,
+    src_port: record.srcPort,
+    dst_port: record.dstPort,
+    proto: record.proto,
+    vlan: record.vlan,
+    ether_type: record.etherType,
+    a_addr: addressHex(record.kind, record.src),
+    b_addr: addressHex(record.kind, record.dst),
+    first_us: firstUs,
+    last_us: Math.round(record.last * 1e6),
+    packets: record.packets,
+    bytes: record.bytes,
+    day: new Date(Math.floor(firstUs / 1000)).toISOString().slice(0, 10),
+  };
+}
+
+/** The `/flows` record a row was made from, with its sensor. */
+export function rowRecord(row: FlowRow): FlowRecord & { sensor: string } {
+  return {
+    kind: row.kind,
+    src: row.src,
+    dst: row.dst,
+    srcPort: Number(row.src_port),
+    dstPort: Number(row.dst_port),
+    proto: Number(row.proto),
+    vlan: Number(row.vlan),
+    etherType: Number(row.ether_type),
+    first: Number(row.first_us) / 1e6,
+    last: Number(row.last_us) / 1e6,
+    packets: Number(row.packets),
+    bytes: Number(row.bytes),
+    file: row.file,
+    sensor: row.sensor,
+  };
+}
+
+const NO_ADDRESS = "0".repeat(32);
+
+/** An IP address's flow-key words as hex; zeros for MAC addresses and opaque flows. */
+function addressHex(kind: string, text: string): string {
+  const parsed = kind === "ipv4" || kind === "ipv6" ? parseAddress(text) : null;
+  return parsed === null ? NO_ADDRESS : keyHex(parsed.words, 0);
+}
+
+/** Four key words from `at` as 32 lowercase hex digits (string order = numeric order). */
+export function keyHex(words: ArrayLike<number>, at: number): string {
+  let hex = "";
+  for (let i = at; i < at + 4; i++) hex += (words[i] >>> 0).toString(16).padStart(8, "0");
+  return hex;
+}
