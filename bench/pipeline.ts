@@ -10,6 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
+import type { CaptureSource } from "../src/capture/source.ts";
 import { Cutoff, FlowTable } from "../src/flow/mod.ts";
 import { IndexBuilder } from "../src/index/mod.ts";
 import { decodePacket } from "../src/packet/mod.ts";
@@ -17,16 +18,10 @@ import { PacketInfo } from "../src/packet/packet_info.ts";
 import { type Compression, RotatingOutput } from "../src/store/mod.ts";
 
 /** What the pipeline reads packets from: a libpcap handle, or the harness's in-memory reader. */
-export interface PacketSource {
-  data: Uint8Array;
-  offset: number;
-  caplen: number;
-  wireLen: number;
-  tsSec: number;
-  tsFrac: number;
-  readonly nanosecond: boolean;
-  next(): number;
-}
+export type PacketSource = Pick<
+  CaptureSource,
+  "data" | "offset" | "caplen" | "wireLen" | "tsSec" | "tsFrac" | "nanosecond" | "next"
+>;
 
 /**
  * Reads a little-endian pcap held in memory, without libpcap: isolates the pipeline's cost from

@@ -1,7 +1,8 @@
 /**
- * The few libc calls cutcap needs: setsockopt (PACKET_FANOUT on the capture socket), dropping
- * root after the capture handles are open, getuid, and shutdown of stalled TLS sockets. errno is read through __errno_location
- * right after the failing call.
+ * The few libc calls cutcap needs: the socket calls of an AF_PACKET capture (socket, setsockopt,
+ * getsockopt, bind, mmap of its ring, poll, ioctl for interface flags), dropping root after the
+ * capture handles are open, getuid, and shutdown of stalled TLS sockets. errno is read through
+ * __errno_location right after the failing call.
  *
  * @module
  */
@@ -18,8 +19,16 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
 } as const;
 
@@ -59,19 +68,33 @@ function fail(lib: LibcSymbols, what: string): never {
   throw new LibcError(`${what} failed: ${strerror(code)} (errno ${code})`, code);
 }
 
-/** struct pollfd { int fd; short events; short revents; }, reused by every waitReadable call. */
+/** struct pollfd { int fd; short events; short revents; }, reused by every poll call. */
 const pollFd = new Int32Array(2);
-const POLLIN = 1;
+const pollRevents = new Uint16Array(pollFd.buffer, 6, 1);
+/** poll(2) event bits. */
+export const POLLIN = 1;
+export const POLLERR = 8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+export const POLLRDHUP = 0x2000;
 
 /**
  * Waits up to `timeoutMs` for `fd` to become readable (poll(2)); false on timeout or EINTR.
  * Blocks the calling thread: meant for capture workers.
  */
 export function waitReadable(fd: number, timeoutMs: number): boolean {
+  return pollEvents(fd, timeoutMs) !== 0;
+}
+
+/**
+ * poll(2) for POLLIN on `fd` for up to `timeoutMs`: the revents bits (POLLIN, POLLERR, POLLHUP...),
+ * 0 on timeout or EINTR. Blocks the calling thread: meant for capture workers.
+ */
+export function pollEvents(fd: number, timeoutMs: number): number {
   const lib = load();
   pollFd[0] = fd;
   pollFd[1] = POLLIN; // events in the low half, revents (high half) cleared
-  return lib.poll(pollFd, 1n, timeoutMs) > 0;
+  return lib.poll(pollFd, 1n, timeoutMs) > 0 ? pollRevents[0] : 0;
 }
 
 /** A socket option for {@link setsockopt}. */
@@ -97,6 +120,80 @@ export function setsockopt(fd: number, option: SocketOption): void {
   if (lib.setsockopt(fd, option.level, option.name, bytes, bytes.byteLength) !== 0) {
     fail(lib, `setsockopt(fd ${fd}, level ${option.level}, option ${option.name})`);
   }
+}
+
+/**
+ * getsockopt(2): reads the option into `option.value` (as many bytes as it has); returns the
+ * option's length. Throws a {@link LibcError} on failure.
+ */
+export function getsockopt(
+  fd: number,
+  option: { level: number; name: number; value: Uint8Array<ArrayBuffer> },
+): number {
+  const lib = load();
+  const len = new Uint32Array([option.value.byteLength]);
+  if (lib.getsockopt(fd, option.level, option.name, option.value, len) !== 0) {
+    fail(lib, `getsockopt(fd ${fd}, level ${option.level}, option ${option.name})`);
+  }
+  return len[0];
+}
+
+/** socket(2); throws a {@link LibcError} on failure. */
+export function socket(domain: number, type: number, protocol: number): number {
+  const lib = load();
+  const fd = lib.socket(domain, type, protocol);
+  if (fd < 0) fail(lib, `socket(${domain}, ${type}, ${protocol})`);
+  return fd;
+}
+
+/** bind(2) to the socket address `address`; throws a {@link LibcError} on failure. */
+export function bind(fd: number, address: Uint8Array<ArrayBuffer>): void {
+  const lib = load();
+  if (lib.bind(fd, address, address.byteLength) !== 0) fail(lib, `bind(fd ${fd})`);
+}
+
+/** getsockname(2) into `out`; returns the address length. Throws a {@link LibcError} on failure. */
+export function getsockname(fd: number, out: Uint8Array<ArrayBuffer>): number {
+  const lib = load();
+  const len = new Uint32Array([out.byteLength]);
+  if (lib.getsockname(fd, out, len) !== 0) fail(lib, `getsockname(fd ${fd})`);
+  return len[0];
+}
+
+/** ioctl(2) with a pointer argument; throws a {@link LibcError} on failure. */
+export function ioctl(fd: number, request: number, arg: Uint8Array<ArrayBuffer>): void {
+  const lib = load();
+  if (lib.ioctl(fd, BigInt(request), arg) !== 0) fail(lib, `ioctl(fd ${fd}, ${request})`);
+}
+
+/** close(2) on a descriptor opened through this module; errors are ignored. */
+export function closeFd(fd: number): void {
+  load().close(fd);
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/** mmap(2) of `length` bytes of `fd` (read-write, shared); throws a {@link LibcError} on failure. */
+export function mapShared(fd: number, length: number): Deno.PointerObject {
+  const lib = load();
+  const ptr = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+  if (ptr === null || Deno.UnsafePointer.value(ptr) === MAP_FAILED) {
+    fail(lib, `mmap(${length} bytes of fd ${fd})`);
+  }
+  return ptr;
+}
+
+/** munmap(2) of a mapping made by {@link mapShared}; errors are ignored. */
+export function unmap(ptr: Deno.PointerObject, length: number): void {
+  load().munmap(ptr, BigInt(length));
+}
+
+/** The index of network interface `name` (if_nametoindex(3)), 0 when there is none. */
+export function interfaceIndex(name: string): number {
+  return load().if_nametoindex(new TextEncoder().encode(name + "\0"));
 }
 
 /** A user from the password database. */

@@ -511,14 +511,35 @@ export class PcapHandle {
     const ptr = this.#live();
     // Filtering is libpcap's job: it reads the rest of the file.
     if (!this.#handOver()) throw new Error(this.#directError);
-    const program = new Uint8Array(16); // struct bpf_program { u_int bf_len; bpf_insn *bf_insns; }
-    if (lib.pcap_compile(ptr, program, cString(expr), 1, NETMASK_UNKNOWN) !== 0) {
-      throw new Error(`Bad BPF filter "${expr}": ${this.lastError()}`);
-    }
+    const program = this.#compile(expr);
     const status = lib.pcap_setfilter(ptr, program);
     const text = status === 0 ? "" : this.lastError();
     lib.pcap_freecode(program);
     if (status !== 0) throw new Error(`Cannot install BPF filter "${expr}": ${text}`);
+  }
+
+  /**
+   * The classic BPF program libpcap compiles from `expr` for this handle (optimized, netmask
+   * unknown): the bytes of its `struct sock_filter` array, 8 per instruction, as SO_ATTACH_FILTER
+   * takes them. libpcap's complaint is quoted verbatim.
+   */
+  compileFilter(expr: string): Uint8Array<ArrayBuffer> {
+    const program = this.#compile(expr);
+    const view = new DataView(program.buffer);
+    const bytes = new Uint8Array(view.getUint32(0, true) * 8);
+    const insns = Deno.UnsafePointer.create(view.getBigUint64(8, true));
+    if (insns !== null) new Deno.UnsafePointerView(insns).copyInto(bytes);
+    this.#lib.pcap_freecode(program);
+    return bytes;
+  }
+
+  /** pcap_compile into a new struct bpf_program { u_int bf_len; bpf_insn *bf_insns; }. */
+  #compile(expr: string): Uint8Array<ArrayBuffer> {
+    const program = new Uint8Array(16);
+    if (this.#lib.pcap_compile(this.#live(), program, cString(expr), 1, NETMASK_UNKNOWN) !== 0) {
+      throw new Error(`Bad BPF filter "${expr}": ${this.lastError()}`);
+    }
+    return program;
   }
 
   /** The link-layer header type (LINKTYPE_/DLT_ value, 1 = Ethernet). */

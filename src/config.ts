@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { snfRingCount } from "./capture/snf.ts";
+import type { CaptureMethod } from "./capture/source.ts";
 import { checkClickHouseUrl } from "./export/clickhouse.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
@@ -52,12 +53,16 @@ export interface CaptureConfig {
   bufferSize: number;
   pcapTimeoutMs: number;
   immediate: boolean;
+  /** How live captures read packets (--capture-method, default libpcap). */
+  captureMethod: CaptureMethod;
   filter: string;
   byteCutoff: number;
   packetCutoff: number;
   flowTimeout: number;
   maxFlows: number;
   rotateInterval: number;
+  /** Seconds after which a stored packet is written to its file at the latest; 0 = when a block fills. */
+  flushInterval: number;
   rotateSize: number;
   compress: Compression;
   compressLevel: number;
@@ -83,6 +88,8 @@ export interface CaptureConfig {
   openMetrics: boolean;
   maxQueryPackets: number;
   maxConcurrentQueries: number;
+  /** Community ID seed (0-65535) of the flow records and of Community ID queries. */
+  communityIdSeed: number;
   /** `--export-clickhouse`: flow records go to this ClickHouse HTTP URL. */
   exportClickhouse: string | undefined;
   /** `--export-clickhouse-credentials`: a file holding USER:PASSWORD. */
@@ -134,14 +141,24 @@ export const CAPTURE_OPTIONS = {
     help: "bytes kept per packet",
   },
   "no-promisc": { type: "boolean", default: false, help: "leave promiscuous mode off" },
+  "capture-method": {
+    type: "string",
+    arg: "M",
+    help: "afpacket (kernel ring read in JS) or libpcap",
+    shownDefault: "libpcap",
+  },
   "buffer-size": { type: "string", default: "64MiB", arg: "SIZE", help: "kernel ring per worker" },
   "pcap-timeout": {
     type: "string",
     default: "100ms",
     arg: "DUR",
-    help: "libpcap read timeout (how often a quiet worker looks at its clock)",
+    help: "read timeout: a partly filled ring block is handed over after it",
   },
-  immediate: { type: "boolean", default: false, help: "libpcap immediate mode" },
+  immediate: {
+    type: "boolean",
+    default: false,
+    help: "hand packets over at once (libpcap immediate mode; afpacket: 1 ms blocks)",
+  },
   filter: { type: "string", short: "f", default: "", arg: "BPF", help: "capture filter" },
   "byte-cutoff": {
     type: "string",
@@ -172,6 +189,12 @@ export const CAPTURE_OPTIONS = {
     default: "1m",
     arg: "DUR",
     help: "start a new file this often, 0 = never",
+  },
+  "flush-interval": {
+    type: "string",
+    default: "1s",
+    arg: "DUR",
+    help: "write stored packets to their file within this time, 0 = only full blocks",
   },
   "rotate-size": {
     type: "string",
@@ -267,6 +290,12 @@ export const CAPTURE_OPTIONS = {
     arg: "N",
     help: "queries at once; more get 503",
   },
+  "community-id-seed": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "Community ID seed (0-65535) of flow records and community-id queries",
+  },
   "export-clickhouse": {
     type: "string",
     arg: "URL",
@@ -328,6 +357,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   if (logFormat !== "text" && logFormat !== "json") {
     throw new UsageError(`Invalid --log-format "${logFormat}": expected text or json`);
   }
+  const libpcap = values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP");
   const config: CaptureConfig = {
     interfaces,
     readFiles,
@@ -340,12 +370,14 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     bufferSize: parseBufferSize(values["buffer-size"]),
     pcapTimeoutMs: Math.round(parseDuration(values["pcap-timeout"], "--pcap-timeout") * 1000),
     immediate: values.immediate,
+    captureMethod: parseCaptureMethod(values["capture-method"], libpcap),
     filter: values.filter,
     byteCutoff: parseSize(values["byte-cutoff"], "--byte-cutoff"),
     packetCutoff: parseInteger(values["packet-cutoff"], "--packet-cutoff", 0, 2 ** 52),
     flowTimeout: parsePositiveDuration(values["flow-timeout"], "--flow-timeout"),
     maxFlows: parseInteger(values["max-flows"], "--max-flows", 16, 100_000_000),
     rotateInterval: parseDuration(values["rotate-interval"], "--rotate-interval"),
+    flushInterval: parseDuration(values["flush-interval"], "--flush-interval"),
     rotateSize: parseSize(values["rotate-size"], "--rotate-size"),
     compress,
     compressLevel: parseInteger(values["compress-level"], "--compress-level", 0, 22),
@@ -353,7 +385,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     statsInterval: parseDuration(values["stats-interval"], "--stats-interval"),
     listen: parseListen(values.listen),
     metricsFile: values["metrics-file"],
-    libpcap: values.libpcap ?? Deno.env.get("CUTCAP_LIBPCAP"),
+    libpcap,
     logFormat,
     user: values.user,
     group: values.group,
@@ -376,10 +408,26 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
       1,
       1024,
     ),
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
     ...exportOptions(values),
   };
   validateServerSecurity(config);
   return config;
+}
+
+/** --capture-method, or its default: libpcap. */
+function parseCaptureMethod(text: string | undefined, _libpcap: string | undefined): CaptureMethod {
+  const linux = Deno.build.os === "linux";
+  if (text === undefined) return "libpcap";
+  if (text !== "afpacket" && text !== "libpcap") {
+    throw new UsageError(`Invalid --capture-method "${text}": expected afpacket or libpcap`);
+  }
+  if (text === "afpacket" && !linux) {
+    throw new UsageError(
+      `Invalid --capture-method afpacket on ${Deno.build.os}: AF_PACKET is Linux only; use libpcap`,
+    );
+  }
+  return text;
 }
 
 /** The export options, checked: a URL that is one, a name a query can spell, options that need

@@ -1,11 +1,11 @@
 /**
- * A capture worker: owns one libpcap handle, one flow table and one output stream. The packet loop is
+ * A capture worker: owns one capture source (libpcap handle or AF_PACKET ring), one flow table and one output stream. The packet loop is
  * synchronous — decode, count the flow, apply the cutoff, write, index — and polls the shared control block
  * between batches, so stop and rotate requests never wait behind a message queue.
  */
 /// <reference lib="deno.worker" />
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
-import { joinFanout } from "./capture/fanout.ts";
+import { type CaptureSource, openSource } from "./capture/source.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
 import { indexPcapFile } from "./index/index_pcap.ts";
@@ -50,6 +50,10 @@ interface WorkerState {
   linkType: number;
   /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
   statsBase: { recv: number; drop: number; ifdrop: number };
+  /** Flow id and wire length of the packet being written (-1: none): a rotation it triggers
+   * leaves it out of the finished file's flow totals. */
+  inFlightFlow: number;
+  inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
@@ -58,6 +62,12 @@ interface WorkerState {
   errorsLoggedAt: number;
   writeFailing: boolean;
   bytesAtFailure: number;
+  /** Wall-clock time (s) of the next time-bounded flush (--flush-interval); Infinity when off. */
+  flushDue: number;
+  /** The same as a packet timestamp (whole seconds, fraction in the handle's unit), so the live
+   * loop leaves a batch on time when packets trickle in. */
+  flushDueSec: number;
+  flushDueFrac: number;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -70,7 +80,10 @@ function runWorker(setup: WorkerSetup): void {
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   // Keys of live flows are read from the table when an index is written.
-  const index = IndexBuilder.forFlowTable(flows, { spillDir: config.outDir });
+  const index = IndexBuilder.forFlowTable(flows, {
+    spillDir: config.outDir,
+    communityIdSeed: config.communityIdSeed,
+  });
   const state: WorkerState = {
     setup,
     flows,
@@ -81,13 +94,19 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    inFlightFlow: -1,
+    inFlightLen: 0,
     errorsSeen: 0,
     errorsLoggedAt: 0,
     writeFailing: false,
     bytesAtFailure: 0,
     largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
     output: undefined as unknown as RotatingOutput,
+    flushDue: Infinity,
+    flushDueSec: Infinity,
+    flushDueFrac: 0,
   };
+  scheduleFlush(state, Date.now() / 1000);
   if (setup.source.kind === "live") {
     const handle = openLive(setup);
     state.linkType = handle.linkType();
@@ -104,10 +123,14 @@ function runWorker(setup: WorkerSetup): void {
   publish(state, undefined);
 }
 
-function openLive(setup: WorkerSetup): PcapHandle {
-  const { config } = setup;
-  if (setup.source.kind !== "live") throw new Error("Live source expected");
-  const handle = PcapHandle.openLive(setup.source.iface, {
+function openLive(setup: WorkerSetup): CaptureSource {
+  const { config, source } = setup;
+  if (source.kind !== "live") throw new Error("Live source expected");
+  const handle = openSource({
+    device: source.iface,
+    method: config.captureMethod,
+    filter: config.filter,
+    fanoutGroup: source.fanout ? source.fanoutGroup : undefined,
     snaplen: config.snaplen,
     promisc: config.promisc,
     bufferSize: config.bufferSize,
@@ -115,13 +138,11 @@ function openLive(setup: WorkerSetup): PcapHandle {
     immediate: config.immediate,
     nanosecond: config.nanosecond,
   });
-  if (handle.warning) log("warn", `${setup.source.iface}: ${handle.warning}`);
-  if (config.filter) handle.setFilter(config.filter);
-  if (setup.source.fanout) joinFanout(handle.selectableFd(), setup.source.fanoutGroup);
+  if (handle.warning) log("warn", `${source.iface}: ${handle.warning}`);
   return handle;
 }
 
-function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
+function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
   const { config, label, index } = state.setup;
   return new RotatingOutput({
     outDir: config.outDir,
@@ -136,6 +157,8 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
     rotateInterval: config.rotateInterval,
     // gzip/zstd blocks are compressed on a helper thread while the next block fills.
     parallelCompression: true,
+    // Queries read the open file up to its last time-bounded flush.
+    publishOpenState: config.flushInterval > 0,
     beforeRename: (file) => {
       const started = performance.now();
       if (state.index.packetCount > file.packets) {
@@ -154,6 +177,9 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
           worker: index,
           pcapSize: file.bytesOnDisk,
           dataSize: file.bytesUncompressed,
+          inFlight: state.inFlightFlow < 0
+            ? undefined
+            : { flowId: state.inFlightFlow, wireLen: state.inFlightLen },
         });
       }
       state.index.reset();
@@ -185,9 +211,9 @@ function openOutput(state: WorkerState, handle: PcapHandle): RotatingOutput {
 }
 
 /** Live loop: batches of packets, then control, clock-driven rotation and counters. */
-function captureLive(state: WorkerState, opened: PcapHandle): void {
+function captureLive(state: WorkerState, opened: CaptureSource): void {
   const control = state.setup.control;
-  let handle: PcapHandle | null = opened;
+  let handle: CaptureSource | null = opened;
   state.counters[Counter.Capturing] = 1;
   while (Atomics.load(control, Control.Stop) === 0) {
     if (handle === null) {
@@ -199,6 +225,8 @@ function captureLive(state: WorkerState, opened: PcapHandle): void {
       status = handle.next();
       if (status !== 1) break;
       handlePacket(state, handle);
+      // A trickle of packets keeps next() from timing out: leave the batch when a flush is due.
+      if (handle.tsSec >= state.flushDueSec && flushDueAt(state, handle)) break;
     }
     if (status === -1 || status === -2) {
       // The interface went away (pcap_next_ex: "The interface disappeared") or the handle broke:
@@ -231,13 +259,13 @@ const REOPEN_MAX_MS = 30_000;
  * Reopens the live handle after waiting 0.5 s, 1 s, 2 s, ... up to 30 s between attempts; the
  * output keeps its file and the flow table its flows. Null when a stop request came first.
  */
-function reopenLive(state: WorkerState): PcapHandle | null {
+function reopenLive(state: WorkerState): CaptureSource | null {
   const label = state.setup.label;
   let delay = REOPEN_FIRST_MS;
   for (let attempt = 1;; attempt++) {
     if (!pause(state, delay)) return null;
     state.counters[Counter.ReopenAttempts]++;
-    let handle: PcapHandle;
+    let handle: CaptureSource;
     try {
       handle = openLive(state.setup);
     } catch (error) {
@@ -283,7 +311,10 @@ function pause(state: WorkerState, ms: number): boolean {
   }
 }
 
-/** Rotation requests, and on a quiet link the wall-clock driven rotation and flow expiry. */
+/**
+ * Rotation requests, time-bounded flushes, and on a quiet link the wall-clock driven rotation and
+ * flow expiry.
+ */
 function housekeeping(state: WorkerState, quiet: boolean): void {
   const rotateAsked = Atomics.load(state.setup.control, Control.RotateRequest);
   if (rotateAsked !== state.rotateSeen) {
@@ -295,10 +326,38 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
     state.output.rotateIfDue(now);
     state.flows.expireIdle(now);
   }
+  flushIfDue(state);
+}
+
+/** Writes the buffered records to the open file once --flush-interval has passed since the last time. */
+function flushIfDue(state: WorkerState): void {
+  const now = Date.now() / 1000;
+  if (now < state.flushDue) return;
+  state.output?.flush();
+  scheduleFlush(state, now);
+}
+
+/** Sets the next flush time, `--flush-interval` after `now` (never when it is 0). */
+function scheduleFlush(state: WorkerState, now: number): void {
+  const interval = state.setup.config.flushInterval;
+  if (!(interval > 0)) return;
+  state.flushDue = now + interval;
+  state.flushDueSec = Math.floor(state.flushDue);
+  state.flushDueFrac = 0;
+}
+
+/** True when the handle's packet time has reached the flush time (packet time is wall-clock time live). */
+function flushDueAt(state: WorkerState, handle: CaptureSource): boolean {
+  if (state.flushDueFrac === 0 && handle.tsSec === state.flushDueSec) {
+    // First packet in the due second: the fraction in the handle's unit, once.
+    const frac = state.flushDue - state.flushDueSec;
+    state.flushDueFrac = Math.max(1, Math.floor(frac * (handle.nanosecond ? 1e9 : 1e6)));
+  }
+  return handle.tsSec > state.flushDueSec || handle.tsFrac >= state.flushDueFrac;
 }
 
 /** Adds a handle's final libpcap statistics to the totals, before it is closed. */
-function keepStats(state: WorkerState, handle: PcapHandle): void {
+function keepStats(state: WorkerState, handle: CaptureSource): void {
   const stats = handle.stats();
   state.statsBase.recv += stats.recv;
   state.statsBase.drop += stats.drop;
@@ -332,6 +391,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
           if (status !== 1) break;
           handlePacket(state, handle);
         }
+        flushIfDue(state);
         publish(state, undefined);
       }
       if (status === -1) {
@@ -345,7 +405,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
 }
 
 /** The per-packet path: no allocation, one FFI call (made by the caller). */
-function handlePacket(state: WorkerState, handle: PcapHandle): void {
+function handlePacket(state: WorkerState, handle: CaptureSource): void {
   const { info, flows, counters } = state;
   decodePacket(state.linkType, handle.data, handle.offset, handle.caplen, info);
   const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
@@ -354,13 +414,19 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
   counters[Counter.BytesSeen] += handle.wireLen;
   counters[Counter.LastPacketTs] = ts;
   if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
+  if (handle.caplen > handle.wireLen) counters[Counter.CaplenOverLen]++;
   if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
     checkLargeFlow(state, id, handle.wireLen);
   }
-  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) return;
+  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) {
+    flows.markCut(id, flows.packetsBefore + 1);
+    return;
+  }
   // Offline packets stored are moved to one place first (see PcapHandle.settle), so the writer
   // reuses its views instead of making one per packet.
   handle.settle();
+  state.inFlightFlow = id;
+  state.inFlightLen = handle.wireLen;
   const offset = state.output.write(
     handle.data,
     handle.offset,
@@ -369,6 +435,7 @@ function handlePacket(state: WorkerState, handle: PcapHandle): void {
     handle.tsSec,
     handle.tsFrac,
   );
+  state.inFlightFlow = -1;
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
   if (info.innerVlanCount + info.mplsCount > 0) state.index.noteTags(id, info);
@@ -395,7 +462,7 @@ function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
 }
 
 /** Copies the slow-moving counters into shared memory for the main thread. */
-function publish(state: WorkerState, handle: PcapHandle | undefined): void {
+function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   const { counters, flows } = state;
   counters[Counter.FlowsActive] = flows.active;
   counters[Counter.FlowsStarted] = flows.started;
@@ -408,6 +475,8 @@ function publish(state: WorkerState, handle: PcapHandle | undefined): void {
     counters[Counter.WriteErrors] = state.output.writeErrors;
     counters[Counter.PacketsLost] = state.output.lostPackets;
     counters[Counter.Rotations] = state.output.filesFinalized;
+    counters[Counter.PacketsUnflushed] = state.output.unflushedPackets;
+    counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
     reportWriteErrors(state);
   }
   if (handle) {

@@ -1,4 +1,5 @@
-// Live capture through libpcap, PACKET_FANOUT, and activation errors. Needs root.
+// Live capture through both methods (libpcap, the AF_PACKET ring), PACKET_FANOUT, and activation
+// errors. Needs root.
 //
 // Setup (tests/support/netns.ts; a process can only capture on interfaces of its own network
 // namespace): a namespace holds one veth end; the peer stays in the test's (root) namespace without
@@ -8,81 +9,18 @@
 // which is what the fanout flow-hash test needs.
 import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
-import { joinFanout, openSource } from "../src/capture/mod.ts";
+import { type CaptureMethod, joinFanout, openSource } from "../src/capture/mod.ts";
+import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
 import { rootTest, sh, type Veth } from "./support/netns.ts";
 
 const ROOT = Deno.uid() === 0;
 const CI = Deno.env.get("CI") === "true";
 const FILTER = "net 198.18.0.0/15";
+const METHODS: CaptureMethod[] = ["libpcap", "afpacket"];
 
 /** Runs `body` with a namespace and veth pair in place (tests/support/netns.ts); removed afterwards. */
 function liveTest(name: string, body: (dir: string, veth: Veth) => Promise<void>): void {
   rootTest(name, ({ dir, veth }) => body(dir, veth!), { veth: "cl" });
-}
-
-function checksum(b: Uint8Array, from: number, to: number): number {
-  let sum = 0;
-  for (let i = from; i < to; i += 2) sum += (b[i] << 8) | (b[i + 1] ?? 0);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-/** Ethernet + IPv4 frame; `payload` is everything after the IP header. */
-function ipv4Frame(
-  src: number,
-  dst: number,
-  payload: Uint8Array,
-  opts: { proto?: number; id?: number; fragOffset?: number; moreFragments?: boolean } = {},
-): Uint8Array {
-  const f = new Uint8Array(34 + payload.length);
-  const dv = new DataView(f.buffer);
-  f.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0]);
-  dv.setUint8(14, 0x45);
-  dv.setUint16(16, 20 + payload.length);
-  dv.setUint16(18, opts.id ?? 1);
-  dv.setUint16(20, ((opts.moreFragments ?? false) ? 0x2000 : 0) | ((opts.fragOffset ?? 0) >> 3));
-  dv.setUint8(22, 64);
-  dv.setUint8(23, opts.proto ?? 17);
-  dv.setUint32(26, src);
-  dv.setUint32(30, dst);
-  dv.setUint16(24, checksum(f, 14, 34));
-  f.set(payload, 34);
-  return f;
-}
-
-function udp(sport: number, dport: number, size: number): Uint8Array {
-  const u = new Uint8Array(8 + size);
-  const dv = new DataView(u.buffer);
-  dv.setUint16(0, sport);
-  dv.setUint16(2, dport);
-  dv.setUint16(4, 8 + size);
-  for (let i = 0; i < size; i++) u[8 + i] = (i * 13 + sport) & 0xff;
-  return u;
-}
-
-function writePcap(path: string, frames: Uint8Array[]): void {
-  const out = new Uint8Array(24 + frames.reduce((n, f) => n + 16 + f.length, 0));
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, 0xa1b2c3d4, true);
-  dv.setUint16(4, 2, true);
-  dv.setUint16(6, 4, true);
-  dv.setUint32(16, 65535, true);
-  dv.setUint32(20, 1, true);
-  let at = 24;
-  frames.forEach((f, i) => {
-    dv.setUint32(at, 1700000000, true);
-    dv.setUint32(at + 4, i, true);
-    dv.setUint32(at + 8, f.length, true);
-    dv.setUint32(at + 12, f.length, true);
-    out.set(f, at + 16);
-    at += 16 + f.length;
-  });
-  Deno.writeFileSync(path, out);
-}
-
-/** 198.18.0.0 + n */
-function ip(n: number): number {
-  return (0xc6120000 + n) >>> 0;
 }
 
 /** Flow key independent of direction: the two endpoints in sorted order. */
@@ -93,155 +31,146 @@ function flowKey(f: Uint8Array, offset: number): string {
   return a < b ? `${a}-${b}` : `${b}-${a}`;
 }
 
-const IDLE_ROUNDS = 5;
-
-/** Calls next() on every handle until each has timed out IDLE_ROUNDS times in a row. */
-function drain(handles: PcapHandle[], onPacket: (which: number, h: PcapHandle) => void): void {
-  const idle = handles.map(() => 0);
-  while (idle.some((n) => n < IDLE_ROUNDS)) {
-    handles.forEach((h, which) => {
-      if (idle[which] >= IDLE_ROUNDS) return;
-      const rc = h.next();
-      if (rc === 1) {
-        idle[which] = 0;
-        onPacket(which, h);
-      } else if (rc === 0) {
-        idle[which]++;
-      } else {
-        throw new Error(`next() on ${h.source} returned ${rc}: ${h.lastError()}`);
-      }
-    });
+// TPACKET_V3 (the default, blocks of packets) and immediate mode (libpcap: TPACKET_V2, one ring
+// frame per packet, sized from the snaplen, so the snaplen here keeps 200 frames in 4 MiB; the
+// afpacket ring: blocks retired after 1 ms).
+for (const method of METHODS) {
+  for (const immediate of [false, true]) {
+    const mode = immediate ? "immediate mode" : "block mode";
+    liveTest(
+      `live, ${method} (${mode}): replayed packets arrive with their bytes, stats count them`,
+      async (dir, veth) => {
+        const frames: Uint8Array[] = [];
+        for (let i = 0; i < 200; i++) {
+          frames.push(ipv4Frame(ip(1), ip(2), udp(1000 + (i % 7), 53, 20 + i * 30)));
+        }
+        writePcap(`${dir}/one.pcap`, frames);
+        const h = openSource({
+          device: veth.outside,
+          method,
+          filter: FILTER,
+          immediate,
+          snaplen: immediate ? 9100 : 262144,
+          timeoutMs: 100,
+          bufferSize: 4 << 20,
+          nanosecond: true,
+        });
+        try {
+          assert.equal(h.warning, "");
+          assert.equal(h.linkType(), 1);
+          assert.ok(h.selectableFd() >= 0);
+          await veth.replay(`${dir}/one.pcap`);
+          const got: Uint8Array[] = [];
+          let maxFrac = 0;
+          const now = Date.now() / 1000;
+          drain([h], (_, p) => {
+            got.push(p.data.slice(p.offset, p.offset + p.caplen));
+            assert.equal(p.wireLen, p.caplen);
+            assert.ok(Math.abs(p.tsSec - now) < 60, `timestamp ${p.tsSec} near ${now}`);
+            maxFrac = Math.max(maxFrac, p.tsFrac);
+          });
+          assert.deepEqual(h.stats(), { recv: frames.length, drop: 0, ifdrop: 0 });
+          assert.equal(got.length, frames.length);
+          got.forEach((g, i) => assert.deepEqual(g, frames[i], `frame ${i}`));
+          assert.ok(maxFrac < 1e9 && maxFrac >= 1e6, `nanosecond fraction ${maxFrac}`);
+        } finally {
+          h.close();
+        }
+      },
+    );
   }
 }
 
-// TPACKET_V3 (the default, blocks of packets) and immediate mode (TPACKET_V2, one ring frame per
-// packet; libpcap sizes frames from the snaplen, so the snaplen here keeps 200 frames in 4 MiB).
-for (const immediate of [false, true]) {
-  const mode = immediate ? "immediate mode" : "block mode";
+for (const method of METHODS) {
   liveTest(
-    `live (${mode}): replayed packets arrive with their bytes, stats count them`,
+    `live, ${method}: two handles in one fanout group split flows, each flow in one handle`,
     async (dir, veth) => {
       const frames: Uint8Array[] = [];
-      for (let i = 0; i < 200; i++) {
-        frames.push(ipv4Frame(ip(1), ip(2), udp(1000 + (i % 7), 53, 20 + i * 30)));
+      const flows = 32;
+      for (let round = 0; round < 6; round++) {
+        for (let f = 0; f < flows; f++) {
+          const a = ip(10 + f);
+          const b = ip(256 + 20 + (f % 3));
+          const ap = 20000 + f * 11;
+          const bp = 80 + (f % 5);
+          // Both directions of every flow.
+          frames.push(ipv4Frame(a, b, udp(ap, bp, 40 + round), { id: round * 100 + f }));
+          frames.push(ipv4Frame(b, a, udp(bp, ap, 60 + round), { id: round * 100 + f + 50 }));
+        }
       }
-      writePcap(`${dir}/one.pcap`, frames);
-      const h = openSource({
+      writePcap(`${dir}/flows.pcap`, frames);
+      const group = 1 + Math.floor(Math.random() * 0xfffe);
+      const opts = {
         device: veth.outside,
+        method,
         filter: FILTER,
-        immediate,
-        snaplen: immediate ? 9100 : 262144,
         timeoutMs: 100,
         bufferSize: 4 << 20,
-        nanosecond: true,
+        fanoutGroup: group,
+      };
+      const h0 = openSource(opts);
+      const h1 = openSource(opts);
+      try {
+        assert.throws(
+          () => joinFanout(h0.selectableFd(), group),
+          /^Error: Cannot join fanout group \d+ on fd \d+: .*already belongs to a fanout group$/,
+        );
+        await veth.replay(`${dir}/flows.pcap`);
+        const owner = new Map<string, Set<number>>();
+        const counts = [0, 0];
+        drain([h0, h1], (which, p) => {
+          counts[which]++;
+          const key = flowKey(p.data, p.offset);
+          const set = owner.get(key) ?? new Set<number>();
+          set.add(which);
+          owner.set(key, set);
+        });
+        assert.equal(counts[0] + counts[1], frames.length, `per handle ${counts}`);
+        assert.ok(counts[0] > 0 && counts[1] > 0, `both handles get packets: ${counts}`);
+        assert.equal(owner.size, flows);
+        for (const [key, set] of owner) {
+          assert.equal(set.size, 1, `flow ${key} split across handles`);
+        }
+        assert.equal(h0.stats().recv + h1.stats().recv, frames.length);
+      } finally {
+        h0.close();
+        h1.close();
+      }
+    },
+  );
+
+  liveTest(
+    `live, ${method}: fanout hands over IPv4 fragments as they were on the wire (no DEFRAG)`,
+    async (dir, veth) => {
+      // With PACKET_FANOUT_FLAG_DEFRAG the kernel would reassemble the datagram (net/packet/af_packet.c,
+      // packet_rcv_fanout); cutcap joins without it, so the archive holds the two fragments.
+      const payload = udp(4000, 5000, 2992); // 3000-byte UDP datagram
+      const first = ipv4Frame(ip(1), ip(2), payload.subarray(0, 1480), {
+        id: 777,
+        moreFragments: true,
+      });
+      const second = ipv4Frame(ip(1), ip(2), payload.subarray(1480), { id: 777, fragOffset: 1480 });
+      writePcap(`${dir}/frag.pcap`, [first, second]);
+      const h = openSource({
+        device: veth.outside,
+        method,
+        filter: FILTER,
+        immediate: true,
+        timeoutMs: 100,
+        bufferSize: 4 << 20,
+        fanoutGroup: 1 + Math.floor(Math.random() * 0xfffe),
       });
       try {
-        assert.equal(h.warning, "");
-        assert.equal(h.linkType(), 1);
-        assert.ok(h.selectableFd() >= 0);
-        await veth.replay(`${dir}/one.pcap`);
-        const got: Uint8Array[] = [];
-        let maxFrac = 0;
-        const now = Date.now() / 1000;
-        drain([h], (_, p) => {
-          got.push(p.data.slice(p.offset, p.offset + p.caplen));
-          assert.equal(p.wireLen, p.caplen);
-          assert.ok(Math.abs(p.tsSec - now) < 60, `timestamp ${p.tsSec} near ${now}`);
-          maxFrac = Math.max(maxFrac, p.tsFrac);
-        });
-        assert.deepEqual(h.stats(), { recv: frames.length, drop: 0, ifdrop: 0 });
-        assert.equal(got.length, frames.length);
-        got.forEach((g, i) => assert.deepEqual(g, frames[i], `frame ${i}`));
-        assert.ok(maxFrac < 1e9 && maxFrac >= 1e6, `nanosecond fraction ${maxFrac}`);
+        await veth.replay(`${dir}/frag.pcap`);
+        const lens: number[] = [];
+        drain([h], (_, p) => lens.push(p.caplen));
+        assert.deepEqual(lens, [14 + 20 + 1480, 14 + 20 + payload.length - 1480]);
       } finally {
         h.close();
       }
     },
   );
 }
-
-liveTest(
-  "live: two handles in one fanout group split flows, each flow in one handle",
-  async (dir, veth) => {
-    const frames: Uint8Array[] = [];
-    const flows = 32;
-    for (let round = 0; round < 6; round++) {
-      for (let f = 0; f < flows; f++) {
-        const a = ip(10 + f);
-        const b = ip(256 + 20 + (f % 3));
-        const ap = 20000 + f * 11;
-        const bp = 80 + (f % 5);
-        // Both directions of every flow.
-        frames.push(ipv4Frame(a, b, udp(ap, bp, 40 + round), { id: round * 100 + f }));
-        frames.push(ipv4Frame(b, a, udp(bp, ap, 60 + round), { id: round * 100 + f + 50 }));
-      }
-    }
-    writePcap(`${dir}/flows.pcap`, frames);
-    const group = 1 + Math.floor(Math.random() * 0xfffe);
-    const opts = { timeoutMs: 100, bufferSize: 4 << 20 };
-    const h0 = PcapHandle.openLive(veth.outside, opts);
-    const h1 = PcapHandle.openLive(veth.outside, opts);
-    try {
-      for (const h of [h0, h1]) {
-        h.setFilter(FILTER);
-        joinFanout(h.selectableFd(), group);
-      }
-      assert.throws(
-        () => joinFanout(h0.selectableFd(), group),
-        /^Error: Cannot join fanout group \d+ on fd \d+: .*already belongs to a fanout group$/,
-      );
-      await veth.replay(`${dir}/flows.pcap`);
-      const owner = new Map<string, Set<number>>();
-      const counts = [0, 0];
-      drain([h0, h1], (which, p) => {
-        counts[which]++;
-        const key = flowKey(p.data, p.offset);
-        const set = owner.get(key) ?? new Set<number>();
-        set.add(which);
-        owner.set(key, set);
-      });
-      assert.equal(counts[0] + counts[1], frames.length, `per handle ${counts}`);
-      assert.ok(counts[0] > 0 && counts[1] > 0, `both handles get packets: ${counts}`);
-      assert.equal(owner.size, flows);
-      for (const [key, set] of owner) assert.equal(set.size, 1, `flow ${key} split across handles`);
-      assert.equal(h0.stats().recv + h1.stats().recv, frames.length);
-    } finally {
-      h0.close();
-      h1.close();
-    }
-  },
-);
-
-liveTest(
-  "live: fanout hands over IPv4 fragments as they were on the wire (no DEFRAG)",
-  async (dir, veth) => {
-    // With PACKET_FANOUT_FLAG_DEFRAG the kernel would reassemble the datagram (net/packet/af_packet.c,
-    // packet_rcv_fanout); cutcap joins without it, so the archive holds the two fragments.
-    const payload = udp(4000, 5000, 2992); // 3000-byte UDP datagram
-    const first = ipv4Frame(ip(1), ip(2), payload.subarray(0, 1480), {
-      id: 777,
-      moreFragments: true,
-    });
-    const second = ipv4Frame(ip(1), ip(2), payload.subarray(1480), { id: 777, fragOffset: 1480 });
-    writePcap(`${dir}/frag.pcap`, [first, second]);
-    const h = openSource({
-      device: veth.outside,
-      filter: FILTER,
-      immediate: true,
-      timeoutMs: 100,
-      bufferSize: 4 << 20,
-      fanoutGroup: 1 + Math.floor(Math.random() * 0xfffe),
-    });
-    try {
-      await veth.replay(`${dir}/frag.pcap`);
-      const lens: number[] = [];
-      drain([h], (_, p) => lens.push(p.caplen));
-      assert.deepEqual(lens, [14 + 20 + 1480, 14 + 20 + payload.length - 1480]);
-    } finally {
-      h.close();
-    }
-  },
-);
 
 Deno.test({
   name: "live: a missing interface gives one clear line",
@@ -256,7 +185,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "live: without privileges the message names root and the capabilities",
+  name: "live, both methods: without privileges the message names root and the capabilities",
   ignore: !ROOT && !CI,
   sanitizeResources: false,
   async fn() {
@@ -265,15 +194,20 @@ Deno.test({
     const denoDir = await Deno.makeTempDir({ prefix: "cc-nobody-" });
     try {
       await Deno.chown(denoDir, 65534, 65534);
-      const url = new URL("../ffi/libpcap.ts", import.meta.url).href;
-      const code = `import { PcapHandle } from "${url}";
-        try { PcapHandle.openLive("lo"); console.log("opened"); }
-        catch (e) { console.log((e as Error).message); }`;
+      const libpcap = new URL("../ffi/libpcap.ts", import.meta.url).href;
+      const afpacket = new URL("../src/capture/afpacket.ts", import.meta.url).href;
+      const code = `import { PcapHandle } from "${libpcap}";
+        import { PacketRing } from "${afpacket}";
+        for (const open of [() => PcapHandle.openLive("lo"), () => PacketRing.open("lo")]) {
+          try { open(); console.log("opened"); }
+          catch (e) { console.log((e as Error).message); }
+        }`;
       const out = await sh("setpriv", [
         ...["--reuid=65534", "--regid=65534", "--clear-groups", "env", `DENO_DIR=${denoDir}`],
         ...[`HOME=${denoDir}`, Deno.execPath(), "eval", "--ext=ts", code],
       ]);
-      assert.equal(out.trim(), "Capturing on lo needs root or CAP_NET_RAW and CAP_NET_ADMIN");
+      const message = "Capturing on lo needs root or CAP_NET_RAW and CAP_NET_ADMIN";
+      assert.equal(out.trim(), `${message}\n${message}`, "libpcap, then afpacket");
     } finally {
       await Deno.remove(denoDir, { recursive: true });
     }

@@ -27,7 +27,8 @@ import {
 } from "./support/clickhouse.ts";
 
 const FIELDS =
-  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes";
+  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
+  ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
 /** Every flow record of an archive as its own /flows gives them (the index), with the sensor. */
 async function sensorRecords(outDir: string, sensor: string): Promise<string[]> {

@@ -47,10 +47,10 @@ interface Rig {
 function faultTest(
   name: string,
   tag: string,
-  options: { tmpfs?: string; lossExpected: boolean },
+  options: { tmpfs?: string; lossExpected: boolean; args?: string[] },
   body: (rig: Rig) => Promise<{ sent: number; lost?: number }>,
 ) {
-  const { tmpfs, lossExpected } = options;
+  const { tmpfs, lossExpected, args = [] } = options;
   Deno.test({
     name,
     ignore: !ROOT && !CI,
@@ -74,6 +74,7 @@ function faultTest(
         sensor = startCutcap([
           ...["--interface", veth.outside, "--out", out, "--listen", `127.0.0.1:${port}`],
           ...["--rotate-interval", "1s", "--byte-cutoff", "0", "--stats-interval", "0"],
+          ...args,
         ]);
         await sensor.waitFor(/Capturing on/);
         const url = `http://127.0.0.1:${port}/metrics`;
@@ -222,42 +223,45 @@ faultTest(
   },
 );
 
-faultTest(
-  "faults: the capture interface deleted and made again is reopened with back-off",
-  "fc",
-  { lossExpected: false },
-  async (rig) => {
-    let sent = await rig.send(7, 5000);
-    await rig.seen(sent);
-    // Down and up: libpcap keeps the socket, capture goes on without a reopen.
-    await sh("ip", ["link", "set", rig.veth.outside, "down"]);
-    await new Promise((r) => setTimeout(r, 300));
-    await sh("ip", ["link", "set", rig.veth.outside, "up"]);
-    await new Promise((r) => setTimeout(r, 300));
-    sent += await rig.send(8, 5000);
-    await rig.seen(sent);
-    // Deleted: "The interface disappeared"; the worker closes the handle and retries with back-off.
-    await sh("ip", ["link", "del", rig.veth.outside]);
-    const failed = await rig.sensor.waitFor(/Capture on .* failed: .*; reopening it/);
-    await rig.sensor.waitFor(/Reopening .* failed \(attempt 1\)/);
-    await waitUntil(
-      "reopen attempts in /metrics",
-      async () => await rig.metric("cutcap_reopen_attempts_total") >= 2,
-    );
-    await rig.veth.recreate();
-    const reopened = await rig.sensor.waitFor(/Reopened capture on .* after \d+ attempt/, 20_000);
-    const attempts = await rig.metric("cutcap_reopen_attempts_total");
-    sent += await rig.send(9, 5000);
-    await rig.seen(sent);
-    const dropped = await rig.metric("cutcap_pcap_dropped_total");
-    assert.equal(dropped, 0);
-    console.log(
-      `faults (interface): down/up kept capturing; delete → "${
-        failed.replace(/^\S+ \S+ /, "")
-      }"; ` +
-        `${attempts} reopen attempts; "${reopened.replace(/^\S+ \S+ /, "")}"; ${sent} packets ` +
-        `seen in all, ${dropped} dropped`,
-    );
-    return { sent };
-  },
-);
+// Both capture methods: libpcap says "The interface disappeared" itself, the afpacket ring the same.
+for (const method of ["afpacket", "libpcap"]) {
+  faultTest(
+    `faults, ${method}: the capture interface deleted and made again is reopened with back-off`,
+    `fc${method[0]}`,
+    { lossExpected: false, args: ["--capture-method", method] },
+    async (rig) => {
+      let sent = await rig.send(7, 5000);
+      await rig.seen(sent);
+      // Down and up: the socket stays, capture goes on without a reopen.
+      await sh("ip", ["link", "set", rig.veth.outside, "down"]);
+      await new Promise((r) => setTimeout(r, 300));
+      await sh("ip", ["link", "set", rig.veth.outside, "up"]);
+      await new Promise((r) => setTimeout(r, 300));
+      sent += await rig.send(8, 5000);
+      await rig.seen(sent);
+      // Deleted: "The interface disappeared"; the worker closes the handle and retries with back-off.
+      await sh("ip", ["link", "del", rig.veth.outside]);
+      const failed = await rig.sensor.waitFor(/Capture on .* failed: .*; reopening it/);
+      await rig.sensor.waitFor(/Reopening .* failed \(attempt 1\)/);
+      await waitUntil(
+        "reopen attempts in /metrics",
+        async () => await rig.metric("cutcap_reopen_attempts_total") >= 2,
+      );
+      await rig.veth.recreate();
+      const reopened = await rig.sensor.waitFor(/Reopened capture on .* after \d+ attempt/, 20_000);
+      const attempts = await rig.metric("cutcap_reopen_attempts_total");
+      sent += await rig.send(9, 5000);
+      await rig.seen(sent);
+      const dropped = await rig.metric("cutcap_pcap_dropped_total");
+      assert.equal(dropped, 0);
+      console.log(
+        `faults (interface): down/up kept capturing; delete → "${
+          failed.replace(/^\S+ \S+ /, "")
+        }"; ` +
+          `${attempts} reopen attempts; "${reopened.replace(/^\S+ \S+ /, "")}"; ${sent} packets ` +
+          `seen in all, ${dropped} dropped`,
+      );
+      return { sent };
+    },
+  );
+}

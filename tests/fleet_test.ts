@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
-import { distributedSchema, TABLES } from "../src/export/schema.ts";
+import { TABLES } from "../src/export/schema.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import type { Query } from "../src/query/ast.ts";
 import { Catalog } from "../src/index/catalog.ts";
@@ -93,10 +93,9 @@ Deno.test({
     port: freePort(),
   }));
   try {
+    // The two-shard set-up exactly as README.md shows it.
     for (const server of cluster) {
-      for (const statement of distributedSchema(TEST_CLUSTER, "cutcap")) {
-        await server.sql(statement);
-      }
+      for (const statement of readmeClusterSql()) await server.sql(statement);
     }
     // Overlapping time, shared servers (198.19.0.x, 2001:db8:100::x), different clients.
     const inputs = await Promise.all(sensors.map(async (s, i) => {
@@ -207,6 +206,60 @@ Deno.test({
       assert.deepEqual([...files].sort(), [...kept].sort());
     });
 
+    await t.step(
+      "link types differ: the answer is pcapng (tshark), or pcap naming the odd one",
+      async () => {
+        // s5 captured raw IP (LINKTYPE_RAW): one DNS query, older than the rest.
+        const s5: Sensor = { name: "s5", out: `${work}/s5`, port: freePort() };
+        const raw = new URL("./corpus/tcpdump/LINKTYPE_RAW_ipv4.pcap", import.meta.url).pathname;
+        await replay(raw, s5.out, single.url, s5);
+        s5.serve = await startServe(s5.out, [], s5.port);
+        try {
+          const own = "udp port 53";
+          const query = `${own} and not sensor s4`;
+          const expected: string[] = [];
+          for (const s of [...sensors, s5]) {
+            const link = s === s5 ? "raw" : "eth";
+            for (const p of await ownAnswer(s, own, `${work}/own-${s.name}.pcap`)) {
+              expected.push(`${tsToUs(p.ts)} ${p.hex.length / 2} ${link}`);
+            }
+          }
+          expected.sort();
+          const response = await fetch(`${fleets[0].url}/query`, { method: "POST", body: query });
+          assert.equal(response.headers.get("content-type"), "application/x-pcapng");
+          await Deno.writeFile(
+            `${work}/mixed.pcapng`,
+            new Uint8Array(await response.arrayBuffer()),
+          );
+          const fields = await run("tshark", [
+            ...["-r", `${work}/mixed.pcapng`, "-T", "fields", "-E", "separator=/s"],
+            ...["-e", "frame.time_epoch", "-e", "frame.cap_len", "-e", "frame.protocols"],
+          ]);
+          const got = fields.trim().split("\n").map((line) => {
+            const [epoch, caplen, protocols] = line.split(" ");
+            return `${tsToUs(epoch.slice(0, epoch.indexOf(".") + 7))} ${caplen} ${
+              protocols.split(":")[0]
+            }`;
+          });
+          assert.equal(got.length, expected.length);
+          assert.deepEqual([...got].sort(), expected);
+          assert.deepEqual(
+            got.map((l) => Number(l.split(" ")[0])),
+            [...got.map((l) => Number(l.split(" ")[0]))].sort((a, b) => a - b),
+            "time order",
+          );
+          const pcap = await fetchPcap(
+            `${fleets[0].url}/query?format=pcap`,
+            query,
+            `${work}/one.pcap`,
+          );
+          assert.match(pcap.partial ?? "", /sensor s5 answers with another link type/);
+        } finally {
+          await s5.serve.stop();
+        }
+      },
+    );
+
     await t.step("a sensor down: the others' packets exactly, the missing one named", async () => {
       const c = CASES[0];
       const s2 = sensors[1];
@@ -247,8 +300,8 @@ Deno.test({
       // and then drops the connection, as a sensor killed mid-answer does; deterministic, unlike
       // killing a process whose answer may already sit whole in socket buffers.
       const everything = "ip or not ip";
-      // Every packet of s1-s3 (s4 has no server).
-      const fleetEverything = "not sensor s4";
+      // Every packet of s1-s3 (s4 and s5 have no server now).
+      const fleetEverything = "not sensor s4 and not sensor s5";
       const answers = await Promise.all(
         sensors.map((s) => ownAnswer(s, everything, `${work}/all-${s.name}.pcap`)),
       );
@@ -337,6 +390,14 @@ async function replay(
     ]),
   );
   assert.equal(result.code, 0, result.stderr);
+}
+
+/** README's "Two shards" statements, for the test cluster (README's database: cutcap). */
+function readmeClusterSql(): string[] {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const block = readme.split("### Two shards")[1].split("```sql\n")[1].split("```")[0];
+  return block.replaceAll("Distributed(cutcap,", `Distributed(${TEST_CLUSTER},`).split(";")
+    .map((statement) => statement.trim()).filter((statement) => statement !== "");
 }
 
 function startFleet(clickhouse: string): Promise<ServeProcess> {

@@ -1,12 +1,19 @@
-// ffi/libc.ts: user lookup, uid, privilege dropping (in a child process), setsockopt errors.
+// ffi/libc.ts: user lookup, uid, privilege dropping (in a child process), socket calls and their
+// errors.
 import assert from "node:assert/strict";
 import {
+  closeFd,
   dropPrivileges,
   getgid,
+  getsockopt,
   getuid,
+  interfaceIndex,
   LibcError,
   lookupUser,
+  mapShared,
+  pollEvents,
   setsockopt,
+  socket,
   strerror,
   waitReadable,
 } from "../ffi/libc.ts";
@@ -76,4 +83,38 @@ Deno.test("setsockopt on a file that is not a socket fails with errno text", () 
     file.close();
   }
   assert.equal(strerror(22), "Invalid argument");
+});
+
+Deno.test("socket calls: options read back, poll reports readiness, errors carry errno", () => {
+  assert.ok(interfaceIndex("lo") > 0, "lo has an index");
+  assert.equal(interfaceIndex("cc-no-such-if"), 0);
+  const fd = socket(1, 2, 0); // AF_UNIX, SOCK_DGRAM
+  try {
+    const type = new Int32Array(1);
+    const SOL_SOCKET = 1;
+    const SO_TYPE = 3;
+    const SO_RCVBUF = 8;
+    const len = getsockopt(fd, {
+      level: SOL_SOCKET,
+      name: SO_TYPE,
+      value: new Uint8Array(type.buffer),
+    });
+    assert.deepEqual([len, type[0]], [4, 2]);
+    setsockopt(fd, { level: SOL_SOCKET, name: SO_RCVBUF, value: 65536 });
+    const rcvbuf = new Int32Array(1);
+    getsockopt(fd, { level: SOL_SOCKET, name: SO_RCVBUF, value: new Uint8Array(rcvbuf.buffer) });
+    assert.equal(rcvbuf[0], 2 * 65536, "the kernel doubles SO_RCVBUF");
+    assert.equal(pollEvents(fd, 0), 0, "nothing to read, no error");
+  } finally {
+    closeFd(fd);
+  }
+  assert.throws(
+    () => mapShared(-1, 4096),
+    (err: unknown) =>
+      err instanceof LibcError && err.errno === 9 && /Bad file descriptor/.test(err.message),
+  );
+  assert.throws(
+    () => socket(12345, 3, 0),
+    (err: unknown) => err instanceof LibcError && err.errno === 97, // EAFNOSUPPORT
+  );
 });

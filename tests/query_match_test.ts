@@ -3,15 +3,16 @@ import { parseAddress, type Words } from "../src/query/address.ts";
 import { formatQuery, type Query } from "../src/query/ast.ts";
 import {
   flowMayMatch,
+  type FlowRecordRef,
   flowTruth,
   needsPacketTimes,
   packetMatches,
   queryToBpf,
-  type TagView,
   timeBounds,
   Truth,
 } from "../src/query/match.ts";
 import { parseQuery } from "../src/query/parse.ts";
+import type { FileIndex } from "../src/index/index_reader.ts";
 
 const NOW = 1_800_000_000;
 const KEY_WORDS = 10;
@@ -390,12 +391,18 @@ interface TestPacket {
   frame: Uint8Array;
   key: Uint32Array;
   /** Inner VLAN ids as the index's extra tags. */
-  tags: TagView;
+  tags: FlowRecordRef;
 }
 
 /** Extra tags of inner VLAN ids, as the index stores them (kind 1 << 24 | id). */
-function innerTags(vids: number[]): TagView {
-  return { tags: Uint32Array.from(vids, (v) => (1 << 24) | v), start: 0, count: vids.length };
+function innerTags(vids: number[]): FlowRecordRef {
+  // Only the extra-tags columns of a one-flow index are read for vlan predicates.
+  const columns = {
+    tagStart: Uint32Array.of(0),
+    tagCount: Uint32Array.of(vids.length),
+    tags: Uint32Array.from(vids, (v) => (1 << 24) | v),
+  };
+  return { index: columns as unknown as FileIndex, flow: 0 };
 }
 
 const V4 = [

@@ -207,6 +207,8 @@ Deno.test("installPage serves the page for another source (the fleet's shape): s
     totalPackets: 10,
     totalBytes: 900,
     cut: true,
+    cutPacket: 4,
+    etherTypeName: "",
     endReason: "fin",
     pcapQuery: "host 198.18.0.1",
   };

@@ -1,6 +1,7 @@
 /**
- * Capture sources for the workers: the libpcap handle with its allocation-free `next()`, kernel
- * fanout, the SNF ring count, interface listing and privilege dropping.
+ * Capture sources for the workers: the libpcap handle with its allocation-free `next()`, the
+ * AF_PACKET TPACKET_V3 ring read in JavaScript, kernel fanout, the SNF ring count, interface
+ * listing and privilege dropping.
  *
  * @module
  */
@@ -26,4 +27,10 @@ export {
   SOL_PACKET,
 } from "./fanout.ts";
 export { snfRingCount } from "./snf.ts";
-export { openSource, type SourceOptions } from "./source.ts";
+export {
+  type CaptureMethod,
+  type CaptureSource,
+  openSource,
+  type SourceOptions,
+} from "./source.ts";
+export { PacketRing, type RingLayout, ringLayout, type RingOptions } from "./afpacket.ts";

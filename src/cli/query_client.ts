@@ -2,7 +2,7 @@
  * `cutcap query` and `cutcap flows`: HTTP clients of a running sensor (or `cutcap serve`). `query` is
  * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
  */
-import { parseStrict } from "../config.ts";
+import { parseInteger, parseStrict } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
 import { parseSize } from "../units.ts";
 import { readTokenFile } from "../server/auth.ts";
@@ -20,6 +20,11 @@ const CLIENT_OPTIONS = {
   token: { type: "string", arg: "T", help: "bearer token", shownDefault: "$CUTCAP_TOKEN" },
   "token-file": { type: "string", arg: "FILE", help: "read the bearer token from FILE" },
   ca: { type: "string", arg: "FILE", help: "CA certificate to verify an HTTPS server" },
+  "community-id-seed": {
+    type: "string",
+    arg: "N",
+    help: "Community ID seed of community-id terms and shown IDs (default: the server's)",
+  },
 } as const satisfies OptionTable;
 
 /** Option table of `cutcap query` (parser and help). */
@@ -66,6 +71,8 @@ interface ClientArgs {
   maxBytes: string | undefined;
   json: boolean;
   pcapng: boolean;
+  /** Community ID seed sent as `seed=` (the server's own when absent). */
+  seed: number | undefined;
   query: string;
 }
 
@@ -95,6 +102,9 @@ function parseClientArgs(args: string[], command: "query" | "flows" | "read"): C
       : String(parseSize(values["max-bytes"], "--max-bytes")),
     json: "json" in values ? values.json : false,
     pcapng: "pcapng" in values ? values.pcapng : false,
+    seed: values["community-id-seed"] === undefined
+      ? undefined
+      : parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
     query,
   };
 }
@@ -228,6 +238,7 @@ export async function fetchAnswer(
   if (limits.bytes !== Infinity) params.set("max_bytes", String(limits.bytes + ONE_RECORD_MORE));
   if (args.pcapng) params.set("format", "pcapng");
   else if (format) params.set("format", format);
+  if (args.seed !== undefined) params.set("seed", String(args.seed));
   const suffix = params.size > 0 ? `?${params}` : "";
   const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
   // A fleet coordinator names the sensors it could not ask.
@@ -281,6 +292,7 @@ export async function runFlowsCommand(argv: string[]): Promise<number> {
   const params = new URLSearchParams({ q: args.query });
   if (args.limit) params.set("limit", args.limit);
   if (args.maxBytes) params.set("max_bytes", args.maxBytes);
+  if (args.seed !== undefined) params.set("seed", String(args.seed));
   const response = await request(args, `/flows?${params}`);
   const records = await response.json() as FlowRecord[];
   const limit = Number(response.headers.get("x-cutcap-flow-limit") ?? Infinity);

@@ -18,7 +18,7 @@ import type { ClickHouse } from "../export/clickhouse.ts";
 import { type FlowRow, rowRecord, TABLES } from "../export/schema.ts";
 import { liveRows, planQuery, sensorInfo, type SensorPlan } from "./plan.ts";
 import { querySql } from "./sql.ts";
-import { mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
+import { mergedFormat, mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
 import { logWarn } from "../log.ts";
 
 /** What the routes need. */
@@ -42,7 +42,8 @@ export const PARTIAL_HEADER = "X-Cutcap-Partial";
 export const SENSORS_HEADER = "X-Cutcap-Sensors";
 
 const FLOW_FIELDS =
-  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes";
+  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
+  ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
 /** Builds the coordinator's routes. */
 export function fleetRoutes(deps: FleetDeps): Hono {
@@ -62,8 +63,9 @@ export function fleetRoutes(deps: FleetDeps): Hono {
     let rows: FlowRow[];
     try {
       rows = await deps.clickhouse.select<FlowRow>(
-        `SELECT ${FLOW_FIELDS} FROM ${TABLES.flows} WHERE ${querySql(parsed.query).may} AND ` +
-          `${liveRows()} ORDER BY first_us, sensor, file LIMIT ${limit}`,
+        // PREWHERE: the query's columns are read first, the rest only for the rows it keeps.
+        `SELECT ${FLOW_FIELDS} FROM ${TABLES.flows} PREWHERE ${querySql(parsed.query).may} ` +
+          `WHERE ${liveRows()} ORDER BY first_us, sensor, file LIMIT ${limit}`,
       );
     } catch (error) {
       return clickHouseFailure(c, error);
@@ -83,6 +85,10 @@ export function fleetRoutes(deps: FleetDeps): Hono {
     const limit = readLimit(c.req.query("limit"), deps.maxPackets);
     if (typeof limit === "string") return c.text(limit + "\n", 400);
     const strict = c.req.query("partial") === "false";
+    const format = c.req.query("format");
+    if (format !== undefined && format !== "pcap" && format !== "pcapng") {
+      return c.text(`Invalid format "${format}": expected pcap or pcapng\n`, 400);
+    }
     if (running >= deps.maxConcurrent) {
       return c.text(
         `Too many queries: ${running} running, the limit is ${deps.maxConcurrent}\n`,
@@ -96,7 +102,7 @@ export function fleetRoutes(deps: FleetDeps): Hono {
       finished = true;
     };
     try {
-      return await fleetQuery(c, deps, parsed.query, { limit, strict, done });
+      return await fleetQuery(c, deps, parsed.query, { limit, strict, format, done });
     } catch (error) {
       done();
       if (error instanceof ClickHouseError) return clickHouseFailure(c, error);
@@ -118,31 +124,37 @@ async function fleetQuery(
   c: Context,
   deps: FleetDeps,
   q: Query,
-  opts: { limit: number; strict: boolean; done: () => void },
+  opts: { limit: number; strict: boolean; format?: "pcap" | "pcapng"; done: () => void },
 ): Promise<Response> {
   const plans = await planQuery(deps.clickhouse, q);
   const missing: Missing[] = [];
-  const opened = await Promise.all(plans.map((p) => openSensor(deps, p, opts.limit)));
+  const params = `limit=${opts.limit}${opts.format ? `&format=${opts.format}` : ""}`;
+  const opened = await Promise.all(plans.map((p) => openSensor(deps, p, params)));
   const readers: PcapStreamReader[] = [];
   for (const [i, result] of opened.entries()) {
     if (result instanceof PcapStreamReader) readers.push(result);
     else missing.push({ sensor: plans[i].sensor, reason: result });
   }
-  // One link type per pcap: sensors answering with another are named (not mixed in silently).
-  const linkType = readers[0]?.header?.linkType;
-  for (const r of readers.filter((r) => r.header!.linkType !== linkType)) {
-    r.cancel();
-    missing.push({
-      sensor: r.name,
-      reason: `link type ${r.header!.linkType} differs from the answer's ${linkType}`,
-    });
+  // A pcap answer holds one link type: when the client insists on pcap, sensors answering with
+  // another are named, not mixed in; otherwise differing link types make the answer pcapng.
+  let sources = readers;
+  const format = opts.format ?? mergedFormat(readers);
+  if (format === "pcap" && readers.length > 0) {
+    const linkType = readers[0].interfaces[0].linkType;
+    sources = readers.filter((r) => r.format === "pcap" && r.interfaces[0].linkType === linkType);
+    for (const r of readers.filter((r) => !sources.includes(r))) {
+      r.cancel();
+      missing.push({
+        sensor: r.name,
+        reason: `answers with another link type than the pcap's ${linkType} (ask format=pcapng)`,
+      });
+    }
   }
-  const sources = readers.filter((r) => r.header!.linkType === linkType);
   const headers: Record<string, string> = {
-    "content-type": "application/vnd.tcpdump.pcap",
+    "content-type": format === "pcapng" ? "application/x-pcapng" : "application/vnd.tcpdump.pcap",
     "content-disposition": `attachment; filename="cutcap-fleet-${
       new Date().toISOString().replace(/[:.]/g, "-")
-    }.pcap"`,
+    }.${format}"`,
     [SENSORS_HEADER]: plans.map((p) => p.sensor).join(", "),
   };
   if (opts.strict && missing.length > 0) {
@@ -151,7 +163,7 @@ async function fleetQuery(
     return c.text(`Partial answer refused (partial=false): ${describeMissing(missing)}\n`, 502);
   }
   const midway: Missing[] = [];
-  const stream = mergePcapStreams(sources, {
+  const stream = mergePcapStreams(sources, format, {
     limit: opts.limit,
     errorAtEndOnFailure: true,
     onSourceError: (sensor, error) => {
@@ -195,7 +207,7 @@ async function bufferedAnswer(
 async function openSensor(
   deps: FleetDeps,
   plan: SensorPlan,
-  limit: number,
+  params: string,
 ): Promise<PcapStreamReader | string> {
   if (plan.url === "") return "it advertised no URL (--advertise-url)";
   const headers: Record<string, string> = { "content-type": "text/plain" };
@@ -204,7 +216,7 @@ async function openSensor(
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), deps.sensorTimeoutSeconds * 1000);
   try {
-    return await startAnswer(deps, plan, limit, headers, abort.signal);
+    return await startAnswer(deps, plan, params, headers, abort.signal);
   } finally {
     clearTimeout(timer);
   }
@@ -213,14 +225,13 @@ async function openSensor(
 async function startAnswer(
   deps: FleetDeps,
   plan: SensorPlan,
-  limit: number,
+  params: string,
   headers: Record<string, string>,
   signal: AbortSignal,
 ): Promise<PcapStreamReader | string> {
   let response: Response;
   try {
-    // The merge reads pcap; a sensor answers pcapng over mixed link types unless told otherwise.
-    response = await fetch(`${plan.url}/query?limit=${limit}&format=pcap`, {
+    response = await fetch(`${plan.url}/query?${params}`, {
       method: "POST",
       body: plan.query,
       headers,

@@ -52,10 +52,46 @@ export const enum RemoveReason {
   Shutdown = 3,
 }
 
+/** The {@linkcode FlowEnd} of a flow removed for `reason` whose table state said `end`. */
+export function endOfRemoval(reason: RemoveReason, end: FlowEnd): FlowEnd {
+  if (end === FlowEnd.Fin || end === FlowEnd.Rst) return end;
+  if (reason === RemoveReason.Idle) return FlowEnd.Idle;
+  if (reason === RemoveReason.Evicted) return FlowEnd.Evicted;
+  return reason === RemoveReason.Shutdown ? FlowEnd.Shutdown : end;
+}
+
 /** Label for each {@linkcode RemoveReason}, indexed by its value (for metrics and logs). */
 export const REMOVE_REASON_NAMES: readonly string[] = Object.freeze([
   "idle",
   "closed",
+  "evicted",
+  "shutdown",
+]);
+
+/**
+ * How a flow ended, as flow records report it (the index's flow state, bits 1-3). Closed flows
+ * say FIN (a FIN from both ends) or RST; the others say why the table let them go.
+ */
+export const enum FlowEnd {
+  /** Not known: an index of format 1, or a pcap indexed without a flow table. */
+  Unknown = 0,
+  /** Still in the table when the file was finalized. */
+  Open = 1,
+  Fin = 2,
+  Rst = 3,
+  Idle = 4,
+  Evicted = 5,
+  /** Removed when the capture stopped. */
+  Shutdown = 6,
+}
+
+/** Label for each {@linkcode FlowEnd}, indexed by its value. */
+export const FLOW_END_NAMES: readonly string[] = Object.freeze([
+  "unknown",
+  "open",
+  "fin",
+  "rst",
+  "idle",
   "evicted",
   "shutdown",
 ]);
@@ -178,6 +214,9 @@ export class FlowTable {
   /** Removal hook, see {@linkcode FlowTableOptions.onRemove}. May be replaced at any time. */
   onRemove: FlowRemoveHook | undefined;
 
+  /** Per flow id: number (1-based) of the flow's first packet the cutoff refused, 0 = none yet.
+   * Allocated for maxFlows but written only for cut flows, so pages are backed only for them. */
+  readonly #cutAt: Float64Array;
   /** Records as u32 words, RECORD_WORDS per flow. */
   readonly #u32: Uint32Array;
   /** The same records as f64 slots, RECORD_F64 per flow. */
@@ -247,6 +286,7 @@ export class FlowTable {
     try {
       records = new ArrayBuffer(maxFlows * RECORD_WORDS * 4);
       this.#index = new Int32Array(indexSlotsFor(maxFlows));
+      this.#cutAt = new Float64Array(maxFlows);
     } catch (e) {
       throw new RangeError(
         `Cannot reserve memory for maxFlows ${maxFlows}: expected about ${
@@ -542,6 +582,27 @@ export class FlowTable {
     return (this.#u32[id * RECORD_WORDS + W_STATE] & CLOSED) !== 0;
   }
 
+  /**
+   * Notes that the cutoff refused packet number `packet` (1-based) of the flow, unless an earlier
+   * one was: the cutoff is monotonic (counts only grow), so every later packet is refused too.
+   * Allocation-free; the worker calls it for refused packets.
+   */
+  markCut(id: number, packet: number): void {
+    if (this.#cutAt[id] === 0) this.#cutAt[id] = packet;
+  }
+
+  /** Number (1-based) of the flow's first packet the cutoff refused; 0 when none was. */
+  cutPacketOf(id: number): number {
+    return this.#cutAt[id];
+  }
+
+  /** How the flow ended so far: FIN or RST when the TCP connection closed, else Open. */
+  endOf(id: number): FlowEnd {
+    const st = this.#u32[id * RECORD_WORDS + W_STATE];
+    if ((st & CLOSED) === 0) return FlowEnd.Open;
+    return (st & (FIN_A | FIN_B)) === (FIN_A | FIN_B) ? FlowEnd.Fin : FlowEnd.Rst;
+  }
+
   /** Whether the flow's first packet went B→A (the canonical B end initiated it). */
   firstReversedOf(id: number): boolean {
     return (this.#u32[id * RECORD_WORDS + W_STATE] & FIRST_REVERSED) !== 0;
@@ -601,6 +662,7 @@ export class FlowTable {
       this.#unindex(id);
       const base = id * RECORD_WORDS;
       if ((this.#u32[base + W_STATE] & WRAPPED) !== 0) this.#packetsHigh.delete(id);
+      if (this.#cutAt[id] !== 0) this.#cutAt[id] = 0;
       this.#u32[base + W_STATE] = 0;
       this.#u32[base + W_PACKETS] = this.#freeHead + 1;
       this.#freeHead = id;

@@ -9,8 +9,10 @@
  *                          IPv6: the 16 bytes as 4 big-endian words
  *                          L2:   MAC bytes 0-3 in word 0, bytes 4-5 in the high half of word 1
  *   words 4-7  address B   same encoding
- *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP, DCCP, UDP-Lite); 0 for ICMP,
- *                          fragments after the first, and other protocols; for L2 flows the type
+ *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP, DCCP, UDP-Lite; ICMP/ICMPv6: type
+ *                          and counter-type or code as Community ID maps them, see
+ *                          src/flow/community_id.ts); 0 for fragments after the first and other
+ *                          protocols; for L2 flows the type
  *                          (EtherType, or the LLC DSAP << 8 | SSAP of an 802.3 frame) in the low 16
  *                          bits AND repeated in the high 16 bits, so that swapping the two halves
  *                          (what the flow table does when it swaps the ends) leaves it unchanged

@@ -12,8 +12,8 @@
  *   proto    kind IPv4/IPv6 (or only the given one) and the key's IP protocol
  *   family   the key's kind
  *   vlan     any VLAN tag of the frame (stenographer): the outermost id is in the key, inner ones
- *            in the flow's extra tags; untagged packets have id 0, so `vlan 0` = untagged or a
- *            tag with id 0
+ *            in the flow's extra tags (its record); untagged packets have id 0, so `vlan 0` =
+ *            untagged or a tag with id 0
  *   mpls     any label of the frame's MPLS stack (the flow's extra tags)
  *   time     after: ts >= at; before: ts < at
  *
@@ -25,6 +25,9 @@ import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from
 import type { Query } from "./ast.ts";
 import { orPlan, planMatchesKey } from "./address_set.ts";
 import { META_NO_PORTS } from "../packet/packet_info.ts";
+import { type FlowRecordRef, recordMatches } from "./record_terms.ts";
+
+export type { FlowRecordRef };
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -54,37 +57,17 @@ export interface BpfOptions {
   vlanTags?: boolean;
 }
 
-/**
- * A flow's extra tags (inner VLAN ids, MPLS labels: ExtraTagKind << 24 | value, see
- * src/index/index_format.ts): entries start .. start + count - 1 of `tags`. One object is reused
- * for every flow of a file; absent or empty means the flow has none.
- */
-export interface TagView {
-  tags: Uint32Array;
-  start: number;
-  count: number;
-}
+const TAG_VLAN = 1 << 24; // ExtraTagKind.Vlan << 24 (src/index/index_format.ts)
+const TAG_MPLS = 2 << 24; // ExtraTagKind.Mpls << 24
 
-/** Fills `view` with flow `flow`'s extra tags from an index's tag columns (none when absent). */
-export function flowTagView(
-  index: { tagStart: Uint32Array; tagCount: Uint32Array; tags: Uint32Array },
-  flow: number,
-  view: TagView,
-): TagView {
-  view.tags = index.tags;
-  view.start = flow < index.tagStart.length ? index.tagStart[flow] : 0;
-  view.count = flow < index.tagCount.length ? index.tagCount[flow] : 0;
-  return view;
-}
-
-const TAG_VLAN = 1 << 24;
-const TAG_MPLS = 2 << 24;
-
-function hasTag(tags: TagView | undefined, entry: number): boolean {
-  if (tags === undefined) return false;
-  const t = tags.tags;
-  for (let i = tags.start, end = tags.start + tags.count; i < end; i++) {
-    if (t[i] === entry) return true;
+/** True when the flow of `rec` carries the extra tag `entry` (an inner VLAN id, an MPLS label). */
+function hasExtraTag(rec: FlowRecordRef | undefined, entry: number): boolean {
+  if (rec === undefined) return false;
+  const { index, flow } = rec;
+  if (flow >= index.tagCount.length) return false;
+  const tags = index.tags;
+  for (let i = index.tagStart[flow], end = i + index.tagCount[flow]; i < end; i++) {
+    if (tags[i] === entry) return true;
   }
   return false;
 }
@@ -105,8 +88,16 @@ function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolea
   return true;
 }
 
-/** Value of a predicate that depends only on the key; time predicates are not passed here. */
-function keyMatches(q: Query, key: Uint32Array, off: number, tags?: TagView): boolean {
+/**
+ * Value of a predicate that depends only on the key or the flow's record (`rec`; without it record
+ * predicates are false); time predicates are not passed here.
+ */
+function keyMatches(
+  q: Query,
+  key: Uint32Array,
+  off: number,
+  rec: FlowRecordRef | undefined,
+): boolean {
   const meta = key[off + WORD_META];
   const kind = meta >>> 28;
   switch (q.type) {
@@ -130,27 +121,36 @@ function keyMatches(q: Query, key: Uint32Array, off: number, tags?: TagView): bo
     case "family":
       return kind === q.family;
     case "vlan":
-      return (meta & 0xfff) === q.vlan || hasTag(tags, TAG_VLAN | q.vlan);
+      return (meta & 0xfff) === q.vlan || hasExtraTag(rec, TAG_VLAN | q.vlan);
     case "mpls":
-      return hasTag(tags, TAG_MPLS | q.label);
+      return hasExtraTag(rec, TAG_MPLS | q.label);
+    case "cid":
+    case "cut":
+    case "total":
+    case "mac":
+    case "ethertype":
+      return rec !== undefined && recordMatches(q, rec);
     default:
       return false;
   }
 }
 
-/** Exact match of one packet: its flow key at key[keyOffset..] and its time in seconds. */
+/**
+ * Exact match of one packet: its flow key at key[keyOffset..], its time in seconds and, for
+ * record predicates (Community ID, cut, totals, L2), where its flow's record is.
+ */
 export function packetMatches(
   q: Query,
   key: Uint32Array,
   keyOffset: number,
   tsSec: number,
-  tags?: TagView,
+  rec?: FlowRecordRef,
 ): boolean {
   switch (q.type) {
     case "and": {
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        if (!packetMatches(c[i], key, keyOffset, tsSec, tags)) return false;
+        if (!packetMatches(c[i], key, keyOffset, tsSec, rec)) return false;
       }
       return true;
     }
@@ -161,23 +161,24 @@ export function packetMatches(
       }
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        if (packetMatches(c[i], key, keyOffset, tsSec, tags)) return true;
+        if (packetMatches(c[i], key, keyOffset, tsSec, rec)) return true;
       }
       return false;
     }
     case "not":
-      return !packetMatches(q.child, key, keyOffset, tsSec, tags);
+      return !packetMatches(q.child, key, keyOffset, tsSec, rec);
     case "time":
       return q.op === "after" ? tsSec >= q.at : tsSec < q.at;
     default:
-      return keyMatches(q, key, keyOffset, tags);
+      return keyMatches(q, key, keyOffset, rec);
   }
 }
 
 /**
  * Three-valued match of a flow whose packets lie in [firstTs, lastTs]: True when every packet of
  * the flow matches (no per-packet check needed), False when none can, Unknown otherwise.
- * Key predicates are exact; a time predicate is Unknown when the interval straddles its bound.
+ * Key and record predicates are exact; a time predicate is Unknown when the interval straddles
+ * its bound.
  */
 export function flowTruth(
   q: Query,
@@ -185,14 +186,14 @@ export function flowTruth(
   keyOffset: number,
   firstTs: number,
   lastTs: number,
-  tags?: TagView,
+  rec?: FlowRecordRef,
 ): Truth {
   switch (q.type) {
     case "and": {
       let result: Truth = Truth.True;
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, tags);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, rec);
         if (t === Truth.False) return Truth.False;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
@@ -206,14 +207,14 @@ export function flowTruth(
       let result: Truth = Truth.False;
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, tags);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, rec);
         if (t === Truth.True) return Truth.True;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
       return result;
     }
     case "not": {
-      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs, tags);
+      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs, rec);
       return t === Truth.Unknown ? t : t === Truth.True ? Truth.False : Truth.True;
     }
     case "time":
@@ -224,7 +225,7 @@ export function flowTruth(
       if (lastTs < q.at) return Truth.True;
       return firstTs >= q.at ? Truth.False : Truth.Unknown;
     default:
-      return keyMatches(q, key, keyOffset, tags) ? Truth.True : Truth.False;
+      return keyMatches(q, key, keyOffset, rec) ? Truth.True : Truth.False;
   }
 }
 
@@ -238,9 +239,8 @@ export function flowMayMatch(
   keyOffset: number,
   firstTs: number,
   lastTs: number,
-  tags?: TagView,
 ): boolean {
-  return flowTruth(q, key, keyOffset, firstTs, lastTs, tags) !== Truth.False;
+  return flowTruth(q, key, keyOffset, firstTs, lastTs) !== Truth.False;
 }
 
 /** True when the query has a time predicate, so packets must be checked one by one. */
@@ -392,6 +392,9 @@ function toBpf(q: Query, ctx: VlanContext): Bpf {
     }
     case "mpls":
       throw new Untranslatable(); // libpcap's `mpls N` sees one label of the stack, not any
+    default:
+      // Record predicates (Community ID, cut, totals, L2 terms) have no BPF equivalent here.
+      throw new Untranslatable();
   }
 }
 

@@ -2,6 +2,7 @@
  * The main thread's view of the archive: crash recovery at start (temporary files repaired, indexed and
  * renamed into view), the catalog of finalized files, and its upkeep as workers finalize files.
  */
+import { clearOpenStates } from "../store/open_file.ts";
 import { Catalog, type CatalogEntry } from "../index/catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
@@ -36,6 +37,8 @@ export function lockArchive(outDir: string): Deno.FsFile {
 /** Repairs what a crash left behind, then opens (or rebuilds) the catalog. */
 export function openArchive(outDir: string): Catalog {
   removeStaleSpillFiles(outDir);
+  // No file is open yet: states a crash left would point queries at files recovery now repairs.
+  clearOpenStates(outDir);
   const reports = recoverTempFiles(outDir, {
     // A recovered file has no index yet: build it by reading the repaired file, under the final name.
     beforeRename: (file) => {

@@ -24,9 +24,15 @@ import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
-import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import {
+  requestRotate,
+  requestStop,
+  startCapturing,
+  startWorkers,
+  type WorkerHandle,
+} from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -50,7 +56,7 @@ export async function runCapture(
     resolveInterfaces(config);
     checkLiveFilter(config);
   } else checkReadable(config.readFiles, config.filter);
-  const created = !exists(config.outDir);
+  const created = missingDirs(config.outDir);
   ensureWritableDir(config.outDir);
   if (config.user !== undefined) {
     const entry = lookupUser(config.user);
@@ -146,8 +152,9 @@ export async function runCapture(
       }
       startCapturing(workers);
       capturing = true;
+      const method = config.readFiles.length > 0 ? "" : ` (${config.captureMethod})`;
       logInfo(
-        `Capturing on ${source} with ${plural(workers.length, "worker")}`,
+        `Capturing on ${source} with ${plural(workers.length, "worker")}${method}`,
         startFields(config, server?.addr),
       );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
@@ -213,8 +220,15 @@ export async function runCapture(
   };
   const onSigint = () => onSignal("SIGINT");
   const onSigterm = () => onSignal("SIGTERM");
+  // SIGHUP (logrotate's postrotate, a closed SSH session): finalize every open file, go on.
+  const onSighup = () => {
+    if (stopping) return;
+    logInfo(`SIGHUP: finalizing the open files of ${workers.length} workers; capture goes on`);
+    requestRotate(workers);
+  };
   Deno.addSignalListener("SIGINT", onSigint);
   Deno.addSignalListener("SIGTERM", onSigterm);
+  Deno.addSignalListener("SIGHUP", onSighup);
 
   await finished.promise;
   clearInterval(statsTimer);
@@ -225,6 +239,7 @@ export async function runCapture(
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
+  Deno.removeSignalListener("SIGHUP", onSighup);
   keeper.close();
   if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
@@ -356,11 +371,13 @@ function serverOptions(
 ): ListenOptions {
   const routes = http.queryRoutes({
     catalog: () => keeper.catalog,
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
     policy: {
       ...http.defaultQueryPolicy,
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
+    communityIdSeed: config.communityIdSeed,
   });
   return {
     host: config.listen!.host,

@@ -50,12 +50,14 @@ export function planWorkers(
     return Array.from({ length: config.workers }, (_, index) => ({
       label: iface,
       index,
-      // With SNF the NIC's rings already split flows between the handles: no AF_PACKET fanout.
+      // With SNF's libpcap the NIC's rings already split flows between the handles: no
+      // AF_PACKET fanout (the afpacket method does not use SNF's rings).
       source: {
         kind: "live" as const,
         iface,
         fanoutGroup,
-        fanout: config.workers > 1 && snfRingCount() === undefined,
+        fanout: config.workers > 1 &&
+          (config.captureMethod === "afpacket" || snfRingCount() === undefined),
       },
     }));
   });

@@ -223,6 +223,11 @@ const WORKER_COUNTERS: readonly WorkerSeries[] = [
     slot: Slot.ReopenAttempts,
   },
   {
+    name: "cutcap_caplen_over_len_total",
+    help: "Records whose captured length exceeded their wire length, stored as read",
+    slot: Slot.CaplenOverLen,
+  },
+  {
     name: "cutcap_undecoded_frames_total",
     help: "Frames whose headers could not be decoded (stored without a flow key)",
     slot: Slot.UndecodedFrames,
@@ -245,6 +250,16 @@ const WORKER_GAUGES: readonly WorkerSeries[] = [
     name: "cutcap_last_packet_timestamp_seconds",
     help: "Capture time of the worker's latest packet (Unix seconds)",
     slot: Slot.LastPacketTs,
+  },
+  {
+    name: "cutcap_packets_unflushed",
+    help: "Packets stored but not yet written to the open file (at most --flush-interval old)",
+    slot: Slot.PacketsUnflushed,
+  },
+  {
+    name: "cutcap_open_file_bytes",
+    help: "Bytes on disk of the file the worker is writing",
+    slot: Slot.OpenFileBytes,
   },
 ];
 

@@ -13,6 +13,8 @@ import { linkTypeName } from "../packet/link_type.ts";
 import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
 import { logWarn } from "../log.ts";
+import { parseCommunityIdSeed } from "../flow/community_id.ts";
+import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -39,14 +41,23 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 
 /** What the routes need from their host. */
 export interface QueryRouteDeps {
+  /** The catalog of finalized files; called after the open files were gathered. */
   catalog(): Catalog;
   policy: QueryPolicy;
+  /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
+  communityIdSeed?: number;
+  /** Also read the open files of this archive up to their last flush (src/query/open_files.ts). */
+  openFilesOf?: string;
 }
 
 /** Builds the query routes. */
 export function queryRoutes(deps: QueryRouteDeps): Hono {
   const app = new Hono();
   let running = 0;
+  const openFiles = deps.openFilesOf === undefined ? null : new OpenFiles(deps.openFilesOf);
+  // Before the catalog is read: see open_files.ts.
+  const openInputs = (): Promise<ExtraInput[]> =>
+    openFiles === null ? Promise.resolve([]) : openFiles.inputs();
 
   /** The 503 answer when every query slot is taken (`/query` and `/flows` share them). */
   const refuseWhenBusy = (c: Context): Response | undefined => {
@@ -59,7 +70,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
   };
 
   const answer = async (c: Context, text: string | undefined) => {
-    const parsed = parseRequest(text);
+    const parsed = parseRequest(c, text, deps);
     if ("error" in parsed) return refuse(c, parsed.error);
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return refuse(c, limits.error);
@@ -76,9 +87,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     running++;
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
+    let extra: ExtraInput[] = [];
     try {
+      extra = await openInputs();
       stream = queryPcapStream(deps.catalog(), parsed.query, {
         ...limits,
+        extra,
         format,
         onFinish: (result) => {
           running--;
@@ -90,6 +104,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       });
     } catch (error) {
       running--;
+      closeInputs(extra);
       throw error;
     }
     const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.${format}`;
@@ -122,8 +137,8 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     return answer(c, body);
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
-  app.get("/flows", (c) => {
-    const parsed = parseRequest(c.req.query("q"));
+  app.get("/flows", async (c) => {
+    const parsed = parseRequest(c, c.req.query("q"), deps);
     if ("error" in parsed) return refuse(c, parsed.error);
     const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
     if (typeof limit === "string") return refuse(c, limit);
@@ -136,10 +151,21 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const flowLimit = c.req.query("limit") ? limit : deps.policy.defaultFlows;
     running++;
     const started = performance.now();
+    let extra: ExtraInput[];
+    try {
+      extra = await openInputs();
+    } catch (error) {
+      running--;
+      throw error;
+    }
+    // Flow records come from the indexes alone: the descriptors are not needed.
+    closeInputs(extra);
     const stream = flowRecordStream(deps.catalog(), parsed.query, {
+      extra,
       limit: flowLimit,
       maxBytes,
       format: ndjson ? "ndjson" : "json",
+      communityIdSeed: parsed.seed,
       onFinish: (report, outcome) => {
         running--;
         recordQuery(outcome, (performance.now() - started) / 1000, 0);
@@ -173,10 +199,24 @@ function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   return undefined;
 }
 
-function parseRequest(text: string | undefined): { query: Query } | { error: string } {
+/** The query text parsed with the Community ID seed of the request (`seed=`) or the server. */
+function parseRequest(
+  c: Context,
+  text: string | undefined,
+  deps: QueryRouteDeps,
+): { query: Query; seed: number } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
+  const seedText = c.req.query("seed");
+  let seed = deps.communityIdSeed ?? 0;
+  if (seedText !== undefined) {
+    try {
+      seed = parseCommunityIdSeed(seedText);
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
+  }
   try {
-    return { query: parseQuery(text) };
+    return { query: parseQuery(text, { communityIdSeed: seed }), seed };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;

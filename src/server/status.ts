@@ -4,6 +4,7 @@
  * archive. Everything is read from the SensorView and a few directory listings; nothing is asked of
  * the workers.
  */
+import { readOpenStates } from "../store/open_file.ts";
 import type { RetentionStats, SensorView, WorkerView } from "../sensor/view.ts";
 import { Counter } from "../sensor/counters.ts";
 import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
@@ -83,7 +84,12 @@ export interface Rates {
 export interface CurrentFile {
   /** Path of the temporary file, relative to the archive. */
   path: string;
+  /** Bytes on disk. */
   bytes: number;
+  /** Packets written to it (queryable) at its last flush; null without --flush-interval. */
+  packets: number | null;
+  /** Wall-clock time of its last flush, Unix seconds; null without --flush-interval. */
+  flushedAt: number | null;
 }
 
 /** One worker in `/status`. */
@@ -108,6 +114,8 @@ export interface WorkerStatus {
   lastPacketTs: number | null;
   rates: Rates;
   currentFile: CurrentFile | null;
+  /** Packets stored but not yet written to the current file. */
+  packetsUnflushed: number;
 }
 
 /** One interface (its workers summed) in `/status`. */
@@ -272,6 +280,7 @@ export class StatusTracker {
       lastPacketTs: last > 0 ? last : null,
       rates,
       currentFile: current.get(fileKey(w.label, w.index)) ?? null,
+      packetsUnflushed: c[Counter.PacketsUnflushed],
     };
   }
 }
@@ -345,6 +354,7 @@ function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
     days.add(dayFolder(last - 86400));
   }
   const out = new Map<string, CurrentFile>();
+  const flushed = new Map(readOpenStates(sensor.outDir).map((s) => [s.tmp, s]));
   for (const day of days) {
     let entries: Deno.DirEntry[];
     try {
@@ -365,7 +375,15 @@ function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
       }
       const key = fileKey(fields.iface, fields.worker);
       const seen = out.get(key);
-      if (seen === undefined || path > seen.path) out.set(key, { path, bytes });
+      const state = flushed.get(path);
+      if (seen === undefined || path > seen.path) {
+        out.set(key, {
+          path,
+          bytes,
+          packets: state?.packets ?? null,
+          flushedAt: state?.flushedAt ?? null,
+        });
+      }
     }
   }
   return out;

@@ -278,7 +278,8 @@ export class PcapFileWriter {
 
   /**
    * Appends one record (HOT PATH: allocates nothing). Copies `caplen` bytes of `data` from
-   * `offset`, cut to the snaplen. Returns the offset of the record header in the decompressed
+   * `offset`, cut to the snaplen; `wireLen` is written as given, even below `caplen` (an archive
+   * keeps what it read, as tcpdump -w does). Returns the offset of the record header in the decompressed
    * stream, or -1 when the file failed (the record was not taken; write it to a new file).
    */
   writePacket(
@@ -292,7 +293,6 @@ export class PcapFileWriter {
     const bw = this.#bw;
     if (bw.failed || this.#closed) return -1;
     if (caplen > this.snaplen) caplen = this.snaplen;
-    if (wireLen < caplen) wireLen = caplen;
     const need = RECORD_HEADER_SIZE + caplen;
     if (need > bw.buffer.length - bw.used) {
       if (!this.#flushBlock()) return -1;
@@ -315,6 +315,29 @@ export class PcapFileWriter {
   /** Writes the pending block now. Returns false when the write failed. */
   flush(): boolean {
     return this.#flushBlock();
+  }
+
+  /** Records taken but not in the file yet: the pending block and a block being compressed. */
+  get unflushedPackets(): number {
+    return this.#pendingPackets + this.#inFlightPackets;
+  }
+
+  /**
+   * Writes every record taken so far to the file: the block in flight, then the pending one as a
+   * complete block of its own however small (a gzip member / zstd frame), waiting for it. Returns
+   * false when a write failed (the file then takes no more records).
+   */
+  flushAll(): boolean {
+    if (this.#flushBlock()) this.#drain();
+    return !this.#bw.failed;
+  }
+
+  /**
+   * The file as it is on disk now, without a block in flight (right after `flushAll`): records,
+   * time range, sizes and block table of its complete blocks.
+   */
+  durable(): FinalizedFile {
+    return this.#info();
   }
 
   /**

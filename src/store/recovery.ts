@@ -182,11 +182,9 @@ function scanRecords(reader: PcapReader): Scan {
   };
   try {
     while (reader.next()) {
-      // cutcap never writes these, so they mark the garbage (often zeros) a crash can leave.
-      if (
-        (reader.caplen === 0 && reader.len === 0) || reader.len < reader.caplen ||
-        reader.caplen > reader.snaplen
-      ) {
+      // cutcap never writes these, so they mark the garbage (often zeros) a crash can leave. (A
+      // length below the captured length it does write: it keeps records as it read them.)
+      if ((reader.caplen === 0 && reader.len === 0) || reader.caplen > reader.snaplen) {
         scan.damage =
           `record ${reader.recordNumber} at offset ${reader.offset} is not a plausible record`;
         break;

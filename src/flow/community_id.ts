@@ -1,0 +1,166 @@
+/**
+ * Community ID v1 (corelight/community-id-spec): the flow identifier Zeek, Suricata, Arkime and
+ * most SIEMs log, so an analyst can pivot from an alert to the packets with one string.
+ *
+ * `"1:" + base64(sha1(seed . addrA . addrB . proto . 0 . portA . portB))`, seed a big-endian u16,
+ * addresses 4 or 16 bytes, the endpoints ordered so the smaller (address, port) comes first; ports
+ * only for TCP, UDP, SCTP, ICMP and ICMPv6. ICMP's type and code stand in for the ports (Zeek's
+ * mapping: a request type and its reply type pair up, so both directions give one ID; other types
+ * are one-directional, type then code, and are not reordered).
+ *
+ * Computed from a flow key (src/packet/packet_info.ts) when an index is written or a flow record is
+ * produced, never per packet. The decoder puts the mapped ICMP ports into the key (see
+ * `icmpPorts`), and the flow table's canonical order is the spec's endpoint order, so a two-way
+ * flow's canonical key is the hash input as it is; a one-directional ICMP flow needs the direction
+ * of its first packet.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+
+const IPPROTO_ICMP = 1;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+const IPPROTO_ICMPV6 = 58;
+const IPPROTO_SCTP = 132;
+const KIND_IPV4 = 4;
+const KIND_IPV6 = 6;
+
+/** Request/reply pairs of ICMPv4 (echo, router, timestamp, information, address mask). */
+const ICMP4_PAIRS: readonly [number, number][] = [[8, 0], [10, 9], [13, 14], [15, 16], [17, 18]];
+/** Pairs of ICMPv6 (echo, MLD, router and neighbor discovery, who-are-you, home agent). */
+const ICMP6_PAIRS: readonly [number, number][] = [
+  [128, 129],
+  [130, 131],
+  [133, 134],
+  [135, 136],
+  [139, 140],
+  [144, 145],
+];
+
+/** Counter-type + 1 of each ICMP type (0 = one-directional), per IP version. */
+function counterTypes(pairs: readonly [number, number][]): Uint16Array {
+  const t = new Uint16Array(256);
+  for (const [a, b] of pairs) {
+    t[a] = b + 1;
+    t[b] = a + 1;
+  }
+  return t;
+}
+const ICMP4_COUNTER = counterTypes(ICMP4_PAIRS);
+const ICMP6_COUNTER = counterTypes(ICMP6_PAIRS);
+
+/**
+ * The (source port, destination port) that stand for an ICMP/ICMPv6 message in a flow key, as
+ * `sport << 16 | dport`: type and counter-type for request/reply types, type and code otherwise.
+ * Allocation-free (the decoder calls it per ICMP packet).
+ */
+export function icmpPorts(proto: number, type: number, code: number): number {
+  const counter = proto === IPPROTO_ICMPV6 ? ICMP6_COUNTER[type] : ICMP4_COUNTER[type];
+  return ((type << 16) | (counter !== 0 ? counter - 1 : code)) >>> 0;
+}
+
+/** Whether an ICMP message with this key port pair is one-directional (no counter-type). */
+function icmpOneWay(proto: number, sport: number, dport: number): boolean {
+  const counter = proto === IPPROTO_ICMPV6
+    ? ICMP6_COUNTER[sport & 0xff]
+    : ICMP4_COUNTER[sport & 0xff];
+  return sport > 0xff || counter === 0 || counter - 1 !== dport;
+}
+
+/** Whether Community ID v1 hashes ports for this IP protocol. */
+function hasPorts(proto: number): boolean {
+  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_SCTP ||
+    proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
+}
+
+/** Largest seed: the spec packs it into 16 bits. */
+export const MAX_COMMUNITY_ID_SEED = 0xffff;
+
+// Hash input scratch: 2 seed + 2 × 16 address + 1 proto + 1 pad + 4 ports.
+const input = new Uint8Array(40);
+const inputView = new DataView(input.buffer);
+
+/**
+ * The 20-byte SHA-1 digest of a flow's Community ID, or null for a flow that has none (not IP).
+ * `key[at .. at + 10)` is a canonical flow key; `firstReversed` says its first packet went B→A
+ * (only one-directional ICMP flows need it).
+ */
+export function communityIdDigest(
+  key: Uint32Array,
+  at: number,
+  firstReversed: boolean,
+  seed: number,
+): Uint8Array | null {
+  const meta = key[at + 9];
+  const kind = meta >>> 28;
+  if (kind !== KIND_IPV4 && kind !== KIND_IPV6) return null;
+  const proto = (meta >>> 16) & 0xff;
+  const words = kind === KIND_IPV4 ? 1 : 4;
+  let a = at;
+  let b = at + 4;
+  let portA = key[at + 8] >>> 16;
+  let portB = key[at + 8] & 0xffff;
+  const icmp = proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
+  if (icmp && firstReversed && icmpOneWay(proto, portB, portA)) {
+    // One-directional messages are hashed in the direction they were sent.
+    [a, b, portA, portB] = [b, a, portB, portA];
+  }
+  let n = 0;
+  inputView.setUint16(n, seed);
+  n += 2;
+  for (let i = 0; i < words; i++, n += 4) inputView.setUint32(n, key[a + i]);
+  for (let i = 0; i < words; i++, n += 4) inputView.setUint32(n, key[b + i]);
+  input[n++] = proto;
+  input[n++] = 0;
+  if (hasPorts(proto)) {
+    inputView.setUint16(n, portA);
+    inputView.setUint16(n + 2, portB);
+    n += 4;
+  }
+  return new Uint8Array(createHash("sha1").update(input.subarray(0, n)).digest());
+}
+
+/** The Community ID string (`1:` + base64 digest), or "" for a flow that has none. */
+export function communityId(
+  key: Uint32Array,
+  at: number,
+  firstReversed: boolean,
+  seed: number,
+): string {
+  const digest = communityIdDigest(key, at, firstReversed, seed);
+  return digest === null ? "" : formatCommunityId(digest);
+}
+
+/** `1:` + base64 of a digest. */
+export function formatCommunityId(digest: Uint8Array): string {
+  return "1:" + btoa(String.fromCharCode(...digest));
+}
+
+/** The first 4 digest bytes as a little-endian u32: the index's per-flow lookup column. */
+export function digestPrefix(digest: Uint8Array): number {
+  return (digest[0] | (digest[1] << 8) | (digest[2] << 16) | (digest[3] << 24)) >>> 0;
+}
+
+/** Parses `1:<base64 of 20 bytes>` into the digest; null when it is not a v1 Community ID. */
+export function parseCommunityId(text: string): Uint8Array | null {
+  const m = /^1:([A-Za-z0-9+/]{27}=)$/.exec(text);
+  if (m === null) return null;
+  try {
+    const bin = atob(m[1]);
+    return bin.length === 20 ? Uint8Array.from(bin, (c) => c.charCodeAt(0)) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Parses a seed (0-65535); throws a RangeError naming the problem. */
+export function parseCommunityIdSeed(text: string): number {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n > MAX_COMMUNITY_ID_SEED) {
+    throw new RangeError(
+      `Invalid Community ID seed "${text}": expected an integer 0-${MAX_COMMUNITY_ID_SEED}`,
+    );
+  }
+  return n;
+}

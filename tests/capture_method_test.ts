@@ -1,0 +1,291 @@
+/**
+ * The two capture methods side by side (issue 17): one cutcap with `--capture-method afpacket`, one
+ * with `--capture-method libpcap` and a tcpdump capture the same replayed traffic at once on a veth
+ * end. Every packet must come out the same from all three — bytes (VLAN tags put back), lengths,
+ * microsecond timestamps — and be the packet sent; with `--filter` the three select the same
+ * packets, the ones tcpdump's filter picks from the sent file. With both sensors stopped (SIGSTOP)
+ * while traffic arrives, each counts as dropped exactly the packets it did not store. The oracles
+ * are tcpreplay's count, tcpdump and tshark reading the files; nothing of cutcap reads them. Those
+ * need root; how `--capture-method` is chosen does not.
+ */
+import assert from "node:assert/strict";
+import { generateTrafficBytes } from "../bench/gen/mod.ts";
+import type { CaptureMethod } from "../src/capture/mod.ts";
+import { parseCaptureArgs } from "../src/config.ts";
+import { planWorkers } from "../src/sensor/supervisor.ts";
+import { rootTest, type Veth } from "./support/netns.ts";
+import {
+  archiveFiles,
+  type OraclePacket,
+  tcpdumpPackets,
+  tsharkLengths,
+} from "./support/oracle.ts";
+import { type SensorProcess, sleep, startCutcap } from "./support/sensor_process.ts";
+
+const METHODS: CaptureMethod[] = ["afpacket", "libpcap"];
+const SNAPLEN = 160;
+
+/** Runs `body` with environment variables set as given (undefined: unset), then restores them. */
+function withEnv(env: Record<string, string | undefined>, body: () => void): void {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, Deno.env.get(k)]));
+  const apply = (values: Record<string, string | undefined>) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  };
+  try {
+    apply(env);
+    body();
+  } finally {
+    apply(saved);
+  }
+}
+
+Deno.test("--capture-method: libpcap by default, afpacket when asked for", () => {
+  const method = (args: string[]) => parseCaptureArgs(["-i", "eth0", ...args]).captureMethod;
+  withEnv({ SNF_NUM_RINGS: undefined, CUTCAP_LIBPCAP: undefined }, () => {
+    assert.equal(method([]), "libpcap");
+    assert.equal(method(["--capture-method", "afpacket"]), "afpacket");
+    assert.equal(method(["--libpcap", "/opt/snf/lib/libpcap.so"]), "libpcap");
+    assert.equal(
+      method(["--libpcap", "/opt/x/libpcap.so", "--capture-method", "afpacket"]),
+      "afpacket",
+    );
+    assert.throws(
+      () => method(["--capture-method", "pfring"]),
+      (err: Error) =>
+        err.message === 'Invalid --capture-method "pfring": expected afpacket or libpcap',
+    );
+  });
+  withEnv({ SNF_NUM_RINGS: undefined, CUTCAP_LIBPCAP: "/opt/x/libpcap.so" }, () => {
+    assert.equal(method([]), "libpcap");
+  });
+  withEnv({ SNF_NUM_RINGS: "2", CUTCAP_LIBPCAP: undefined }, () => {
+    assert.equal(method([]), "libpcap");
+    // SNF's rings split flows for libpcap handles; the afpacket workers need the kernel's fanout.
+    const fanout = (args: string[]) =>
+      planWorkers(parseCaptureArgs(["-i", "eth0", ...args])).map((w) =>
+        w.source.kind === "live" && w.source.fanout
+      );
+    assert.deepEqual(fanout([]), [false, false]);
+    assert.deepEqual(fanout(["--capture-method", "afpacket"]), [true, true]);
+  });
+});
+
+/** Writes generated traffic (VLAN and QinQ tags, IPv6, ARP) to `path`; the packets as tcpdump reads them. */
+async function writeTraffic(path: string, packets: number, seed: number): Promise<OraclePacket[]> {
+  const { pcap } = generateTrafficBytes({
+    seed,
+    packets,
+    flows: 300,
+    vlanShare: 0.4,
+    qinqShare: 0.3,
+    nonIpShare: 0.05,
+    ipv6Share: 0.3,
+  });
+  await Deno.writeFile(path, pcap);
+  return await tcpdumpPackets(path);
+}
+
+/** One cutcap per method, capturing on `veth.outside` into `<dir>/<method>`. */
+async function startSensors(veth: Veth, dir: string, args: string[]): Promise<SensorProcess[]> {
+  const sensors = METHODS.map((method) =>
+    startCutcap([
+      ...["--interface", veth.outside, "--out", `${dir}/${method}`, "--capture-method", method],
+      ...["--byte-cutoff", "0", "--listen", "off", "--stats-interval", "1s"],
+      ...["--snaplen", String(SNAPLEN), ...args],
+    ])
+  );
+  for (const [i, sensor] of sensors.entries()) {
+    await sensor.waitFor(new RegExp(`Capturing on \\S+ with 1 worker \\(${METHODS[i]}\\)`));
+  }
+  return sensors;
+}
+
+/**
+ * tcpdump writing what it captures on `iface`, ready once it says it listens; packet by packet (its
+ * default ring blocks wait a second to be handed over, and it stops without reading a partial one).
+ */
+async function startTcpdump(iface: string, path: string, filter: string) {
+  const child = new Deno.Command("tcpdump", {
+    args: [
+      ...["-i", iface, "-w", path, "-s", String(SNAPLEN), "-n", "-U", "--immediate-mode"],
+      ...(filter ? [filter] : []),
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let said = "";
+  while (!said.includes("listening on")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`tcpdump ended before listening: ${said}`);
+    said += value;
+  }
+  return {
+    /** Stops it once its file holds `packets` packets (or after 10 s: the test then says so). */
+    async stop(packets: number): Promise<void> {
+      for (let i = 0; i < 20 && (await tcpdumpPackets(path)).length < packets; i++) {
+        await sleep(500);
+      }
+      child.kill("SIGINT");
+      await child.status;
+      reader.releaseLock();
+      await child.stderr.cancel().catch(() => {});
+    },
+  };
+}
+
+/** Numbers of the `name=` fields of a sensor's stats lines. */
+function statsField(log: string, name: string): number[] {
+  return [...log.matchAll(new RegExp(` if=\\S+ W=\\d\\d .*\\b${name}=(\\d+)`, "g"))]
+    .map((m) => Number(m[1]));
+}
+
+/** Packets seen by a sensor so far: the sum of its stats lines' `pkts`. */
+function seen(log: string): number {
+  return statsField(log, "pkts").reduce((a, b) => a + b, 0);
+}
+
+/** Waits until a sensor's log satisfies `done` (its stats lines come every second), then stops it; its log. */
+async function finish(sensor: SensorProcess, done: (log: string) => boolean): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  while (!done(sensor.log())) {
+    if (Date.now() > deadline) {
+      throw new Error(`Sensor's counters never got there:\n${sensor.log()}`);
+    }
+    await sleep(200);
+  }
+  sensor.kill("SIGTERM");
+  const exit = await sensor.exited;
+  assert.equal(exit.code, 0, exit.stderr);
+  return exit.stderr;
+}
+
+/** Every packet a sensor stored, in file order, as tcpdump reads them; and tshark's wire lengths. */
+async function stored(out: string): Promise<{ packets: OraclePacket[]; lengths: number[] }> {
+  const packets: OraclePacket[] = [];
+  const lengths: number[] = [];
+  for (const file of archiveFiles(out)) {
+    packets.push(...await tcpdumpPackets(file));
+    lengths.push(...await tsharkLengths(file));
+  }
+  return { packets, lengths };
+}
+
+/** Runs both sensors and tcpdump over `input` replayed once; what each stored. */
+async function captureAll(veth: Veth, dir: string, input: string, filter: string) {
+  const sensors = await startSensors(veth, dir, filter ? ["--filter", filter] : []);
+  try {
+    await Deno.mkdir(`${dir}/tcpdump`);
+    const tcpdump = await startTcpdump(veth.outside, `${dir}/tcpdump/capture.pcap`, filter);
+    const sent = await veth.replay(input, { pps: 5000 });
+    const expected = filter ? (await tcpdumpPackets(input, { filter })).length : sent;
+    for (const sensor of sensors) await finish(sensor, (log) => seen(log) >= expected);
+    await tcpdump.stop(expected);
+    const results = await Promise.all(METHODS.map((m) => stored(`${dir}/${m}`)));
+    return { sent, byMethod: results, tcpdump: await stored(`${dir}/tcpdump`) };
+  } finally {
+    for (const sensor of sensors) sensor.kill("SIGKILL");
+    await Promise.all(sensors.map((s) => s.exited));
+  }
+}
+
+rootTest(
+  "capture methods: afpacket, libpcap and tcpdump store the same packets, as sent",
+  async ({ dir, veth }) => {
+    const input = await writeTraffic(`${dir}/input.pcap`, 5000, 71);
+    const inputLengths = await tsharkLengths(`${dir}/input.pcap`);
+    const run = await captureAll(veth!, dir, `${dir}/input.pcap`, "");
+    assert.equal(run.sent, input.length, "tcpreplay sent every packet");
+    const tagged = input.filter((p) => /^.{24}(8100|88a8)/.test(p.hex)).length;
+    assert.ok(tagged > 500, `${tagged} VLAN-tagged packets in the traffic`);
+    assert.equal(run.tcpdump.packets.length, input.length, "tcpdump captured every packet");
+    assert.deepEqual(
+      run.tcpdump.packets.map((p) => p.hex),
+      input.map((p) => p.hex.slice(0, 2 * SNAPLEN)),
+      "tcpdump: the bytes sent, cut at the snaplen",
+    );
+    assert.deepEqual(run.tcpdump.lengths, inputLengths, "tcpdump: the wire lengths sent");
+    for (const [i, method] of METHODS.entries()) {
+      const got = run.byMethod[i];
+      assert.equal(got.packets.length, input.length, `${method}: every packet stored`);
+      assert.deepEqual(got.packets, run.tcpdump.packets, `${method}: tcpdump's bytes and times`);
+      assert.deepEqual(got.lengths, run.tcpdump.lengths, `${method}: tcpdump's wire lengths`);
+    }
+  },
+  { veth: "ms" },
+);
+
+rootTest(
+  "capture methods: with --filter, afpacket, libpcap and tcpdump select the same packets",
+  async ({ dir, veth }) => {
+    // Filters on VLAN tags run on tag-less frames in the kernel (it strips the outer tag):
+    // libpcap compiles them for a live capture with the kernel's VLAN extensions.
+    const filter = "(vlan and udp) or (tcp and not vlan)";
+    const input = await writeTraffic(`${dir}/input.pcap`, 4000, 72);
+    const selected = await tcpdumpPackets(`${dir}/input.pcap`, { filter });
+    assert.ok(
+      selected.length > 200 && selected.length < input.length - 200,
+      `the filter selects ${selected.length} of ${input.length}`,
+    );
+    const run = await captureAll(veth!, dir, `${dir}/input.pcap`, filter);
+    assert.equal(run.sent, input.length, "tcpreplay sent every packet");
+    assert.deepEqual(
+      run.tcpdump.packets.map((p) => p.hex),
+      selected.map((p) => p.hex.slice(0, 2 * SNAPLEN)),
+      "tcpdump live selects what its filter selects from the sent file",
+    );
+    for (const [i, method] of METHODS.entries()) {
+      assert.deepEqual(
+        run.byMethod[i].packets,
+        run.tcpdump.packets,
+        `${method}: tcpdump's packets`,
+      );
+    }
+  },
+  { veth: "mf" },
+);
+
+rootTest(
+  "capture methods: packets arriving while the sensor is stopped are dropped, and counted exactly",
+  async ({ dir, veth }) => {
+    const input = await writeTraffic(`${dir}/input.pcap`, 3000, 73);
+    // The smallest rings (afpacket: two 4 KiB blocks at this snaplen; libpcap: one 256 KiB block).
+    const sensors = await startSensors(veth!, dir, ["--buffer-size", "1"]);
+    try {
+      for (const sensor of sensors) sensor.kill("SIGSTOP");
+      const sent = await veth!.replay(`${dir}/input.pcap`, { pps: 10000 });
+      assert.equal(sent, input.length);
+      for (const sensor of sensors) sensor.kill("SIGCONT");
+      for (const [i, method] of METHODS.entries()) {
+        const sensor = sensors[i];
+        // Seen = stored here (no cutoff): once every packet is accounted for in the stats lines
+        // (recvd = sent = seen + dropped), the files must hold exactly the packets not dropped.
+        const last = (log: string, name: string) => statsField(log, name).at(-1) ?? 0;
+        const log = await finish(
+          sensor,
+          (log) => last(log, "recvd") === sent && seen(log) + last(log, "dropped") === sent,
+        );
+        const dropped = last(log, "dropped");
+        const { packets } = await stored(`${dir}/${method}`);
+        assert.ok(dropped > 0 && packets.length > 0, `${method}: ${dropped} dropped`);
+        assert.equal(dropped, sent - packets.length, `${method}: dropped = sent - stored`);
+        // What was kept is the start of the traffic: the ring filled, then the kernel dropped.
+        assert.deepEqual(
+          packets.map((p) => p.hex),
+          input.slice(0, packets.length).map((p) => p.hex.slice(0, 2 * SNAPLEN)),
+          `${method}: the packets before the ring was full`,
+        );
+      }
+    } finally {
+      for (const sensor of sensors) {
+        sensor.kill("SIGCONT");
+        sensor.kill("SIGKILL");
+      }
+      await Promise.all(sensors.map((s) => s.exited));
+    }
+  },
+  { veth: "mx" },
+);
