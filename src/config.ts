@@ -507,9 +507,16 @@ export function parseListen(text: string): { host: string; port: number } | null
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
 }
 
-/** True for addresses only this machine can reach. */
+/**
+ * True for addresses only this machine can reach: `localhost`, an IPv4 literal in 127.0.0.0/8
+ * (four decimal parts: a host name such as `127.example.com` is not one), `::1`, or `::ffff:127.…`.
+ * The bound address is checked again after binding (`checkBoundAddress`), so a name that resolves
+ * elsewhere is caught there.
+ */
 export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
+  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return bare === "localhost" || bare === "::1" ||
+    /^(::ffff:)?127(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(bare);
 }
 
 function validateServerSecurity(config: CaptureConfig): void {

@@ -6,7 +6,6 @@
  * 5-tuple query.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { archiveFiles, cutcap } from "./support/oracle.ts";
 import { replayIntoArchive, startServe } from "./support/query_server.ts";
@@ -15,6 +14,7 @@ import { type FlowRecord, flowRecord } from "../src/query/flows.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { communityId, parseCommunityId } from "../src/flow/community_id.ts";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
+import { referenceId } from "./support/community_id_ref.ts";
 
 const SPEC = new URL("../../shared/community-id/", import.meta.url).pathname;
 
@@ -104,77 +104,6 @@ for (const [seed, baseline] of [[0, "baseline_deflt.json"], [1, "baseline_seed1.
       await Deno.remove(work, { recursive: true });
     }
   });
-}
-
-// ---- an independent implementation, from the spec's pseudo code (network byte order, SHA-1) ----
-
-const ICMP4_COUNTER: Record<number, number> = {
-  8: 0,
-  0: 8,
-  13: 14,
-  14: 13,
-  15: 16,
-  16: 15,
-  10: 9,
-  9: 10,
-  17: 18,
-  18: 17,
-};
-const ICMP6_COUNTER: Record<number, number> = {
-  128: 129,
-  129: 128,
-  130: 131,
-  131: 130,
-  133: 134,
-  134: 133,
-  135: 136,
-  136: 135,
-  139: 140,
-  140: 139,
-  144: 145,
-  145: 144,
-};
-
-function addrBytes(a: string): number[] {
-  if (!a.includes(":")) return a.split(".").map(Number);
-  const [head, tail] = a.split("::");
-  const h = head ? head.split(":") : [];
-  const t = tail !== undefined && tail !== "" ? tail.split(":") : [];
-  const groups = [...h, ...Array(8 - h.length - t.length).fill("0"), ...t].map((g) =>
-    parseInt(g, 16)
-  );
-  return groups.flatMap((g) => [g >> 8, g & 0xff]);
-}
-
-function lessThan(a: number[], b: number[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
-  return false;
-}
-
-/** community_id_v1 / community_id_icmp of the spec, from one packet's tuple. */
-function referenceId(
-  seed: number,
-  saddr: string,
-  daddr: string,
-  proto: number,
-  sport: number,
-  dport: number,
-): string {
-  let s = addrBytes(saddr);
-  let d = addrBytes(daddr);
-  let oneWay = false;
-  if (proto === 1 || proto === 58) {
-    const counter = (proto === 1 ? ICMP4_COUNTER : ICMP6_COUNTER)[sport];
-    if (counter === undefined) oneWay = true;
-    else dport = counter;
-  }
-  const ported = [1, 6, 17, 58, 132].includes(proto);
-  const swap = !oneWay &&
-    (lessThan(d, s) || (s.every((x, i) => x === d[i]) && ported && dport < sport));
-  if (swap) [s, d, sport, dport] = [d, s, dport, sport];
-  const bytes = [seed >> 8, seed & 0xff, ...s, ...d, proto, 0];
-  if (ported) bytes.push(sport >> 8, sport & 0xff, dport >> 8, dport & 0xff);
-  return "1:" + createHash("sha1").update(Uint8Array.from(bytes)).digest("base64");
 }
 
 Deno.test("Community ID of a generated capture equals the spec's pseudo code, both directions one ID", async () => {

@@ -191,6 +191,27 @@ Deno.test({
       assert.equal(flows.code, 0, flows.stderr);
       const lines = flows.stdout.trim().split("\n").map((l) => JSON.parse(l) as FlowJson);
       assert.ok(lines.length > 0 && lines.every((r) => r.sensor === "s3" && r.proto === 1));
+      const table = await cutcap(["flows", "--server", fleets[0].url, "sensor s3 icmp"]);
+      assert.match(table.stdout, /^sensor +first +proto/);
+      assert.equal(
+        table.stdout.trim().split("\n").filter((l) => l.startsWith("s3 ")).length,
+        lines.length,
+      );
+      const read = await cutcap([
+        "read",
+        "--server",
+        fleets[1].url,
+        "sensor s3 icmp",
+        "-nn",
+        "-tt",
+      ]);
+      assert.equal(read.code, 0, read.stderr);
+      const icmp = await ownAnswer(sensors[2], "icmp", `${work}/own-icmp.pcap`);
+      assert.deepEqual(
+        read.stdout.trim().split("\n").map((l) => l.split(" ")[0]),
+        icmp.map((p) => p.ts),
+        "cutcap read through the fleet",
+      );
     });
 
     await t.step("retention on a sensor: fleet answers stop naming its deleted files", async () => {

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { generateTrafficBytes, writeTrafficPcap } from "../bench/gen/mod.ts";
 import { archiveFiles, cutcap, tcpdumpPackets } from "./support/oracle.ts";
+import { readFileIndex } from "../src/index/index_reader.ts";
 
 Deno.test("--read output files are named after the input file, or --name", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cc-readname-" });
@@ -92,6 +93,44 @@ Deno.test("records whose caplen exceeds len are stored as read, and counted", as
         "m",
       ),
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--rotate-size with compression: every file but the last lands within a block of the size", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cc-rotsize-" });
+  try {
+    const input = `${dir}/in.pcap`;
+    const truth = await writeTrafficPcap(input, { seed: 13, packets: 30_000 });
+    const summary: string[] = [];
+    for (const compress of ["gzip", "zstd", "none"]) {
+      const out = `${dir}/out-${compress}`;
+      const target = 2_000_000;
+      const result = await cutcap([
+        ...["--read", input, "--out", out, "--listen", "off", "--stats-interval", "0"],
+        ...["--byte-cutoff", "0", "--rotate-size", "2MB", "--compress", compress],
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      const files = archiveFiles(out);
+      const sizes = files.map((f) => Deno.statSync(f).size);
+      let packets = 0;
+      for (const [i, file] of files.entries()) {
+        const index = readFileIndex(`${file}.idx`);
+        packets += index.header.packetCount;
+        if (i === files.length - 1) continue;
+        // One block on disk: its compressed length (plain files: the largest record).
+        let block = 65_536 + 16;
+        for (let b = 1; b < index.blocks.length; b += 4) block = Math.max(block, index.blocks[b]);
+        assert.ok(
+          Math.abs(sizes[i] - target) <= block,
+          `${compress} file ${i}: ${sizes[i]} bytes, target ${target} ± ${block}`,
+        );
+      }
+      assert.equal(packets, truth.packets, `${compress}: every packet in some file`);
+      summary.push(`${compress}: ${files.length} files, ${sizes.slice(0, -1).join("/")} bytes`);
+    }
+    console.log(`--rotate-size 2MB: ${summary.join("; ")}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

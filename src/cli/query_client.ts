@@ -4,7 +4,7 @@
  */
 import { parseInteger, parseStrict } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
-import { parseSize } from "../units.ts";
+import { parseDuration, parseSize } from "../units.ts";
 import { readTokenFile } from "../server/auth.ts";
 import { type FlowRecord, formatFlowTable } from "../query/flows.ts";
 import { copyAnswer, type CopyResult, ONE_RECORD_MORE } from "./answer_copy.ts";
@@ -34,6 +34,22 @@ export const QUERY_OPTIONS = {
   limit: { type: "string", arg: "N", help: "at most N packets" },
   "max-bytes": { type: "string", arg: "SIZE", help: "at most this many pcap bytes" },
   pcapng: { type: "boolean", default: false, help: "answer as pcapng instead of pcap" },
+  "from-eve": {
+    type: "string",
+    arg: "FILE",
+    help: "instead of a query: the flows of Suricata EVE JSON lines (alerts, flow events)",
+  },
+  "from-zeek": {
+    type: "string",
+    arg: "FILE",
+    help: "instead of a query: the flows of a Zeek conn.log (TSV with #fields, or JSON lines)",
+  },
+  margin: {
+    type: "string",
+    default: "1m",
+    arg: "DUR",
+    help: "with --from-eve/--from-zeek: time kept before and after each event or flow",
+  },
 } as const satisfies OptionTable;
 
 /** Option table of `cutcap read` (help; runReadCommand maps stenoread's names to query's). */
@@ -73,6 +89,8 @@ interface ClientArgs {
   pcapng: boolean;
   /** Community ID seed sent as `seed=` (the server's own when absent). */
   seed: number | undefined;
+  /** `--from-eve`/`--from-zeek`: the lines to pivot from instead of a query. */
+  pivot: { format: "eve" | "zeek"; file: string; margin: number } | undefined;
   query: string;
 }
 
@@ -81,7 +99,15 @@ function parseClientArgs(args: string[], command: "query" | "flows" | "read"): C
     ? parseStrict(args, QUERY_OPTIONS)
     : parseStrict(args, FLOWS_OPTIONS);
   const query = positionals.join(" ").trim();
-  if (query === "") {
+  const pivot = "from-eve" in values || "from-zeek" in values
+    ? pivotArgs(values as Parameters<typeof pivotArgs>[0])
+    : undefined;
+  if (pivot !== undefined && query !== "") {
+    throw new UsageError(
+      `Unexpected query "${query}" with --from-${pivot.format}: give a query or a file to pivot from, not both`,
+    );
+  }
+  if (query === "" && pivot === undefined) {
     throw new UsageError(
       `Missing query: e.g. cutcap ${command} 'host 198.18.0.1 and after 1h ago'`,
     );
@@ -105,8 +131,56 @@ function parseClientArgs(args: string[], command: "query" | "flows" | "read"): C
     seed: values["community-id-seed"] === undefined
       ? undefined
       : parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
+    pivot,
     query,
   };
+}
+
+/** `--from-eve FILE` / `--from-zeek FILE` with `--margin`, when given. */
+function pivotArgs(values: {
+  "from-eve"?: string;
+  "from-zeek"?: string;
+  margin?: string;
+}): ClientArgs["pivot"] {
+  const eve = values["from-eve"];
+  const zeek = values["from-zeek"];
+  if (eve !== undefined && zeek !== undefined) {
+    throw new UsageError("Options --from-eve and --from-zeek exclude each other: give one file");
+  }
+  if (eve === undefined && zeek === undefined) return undefined;
+  const margin = parseDuration(values.margin ?? "1m", "--margin");
+  return eve !== undefined
+    ? { format: "eve", file: eve, margin }
+    : { format: "zeek", file: zeek!, margin };
+}
+
+/** The request a query or a pivot makes: its path with parameters, and its body. */
+async function queryRequest(
+  args: ClientArgs,
+  params: URLSearchParams,
+): Promise<{ path: string; body: string }> {
+  if (args.pivot === undefined) {
+    return { path: `/query${params.size > 0 ? `?${params}` : ""}`, body: args.query };
+  }
+  params.set("input", args.pivot.format);
+  params.set("margin", String(args.pivot.margin));
+  let body: string;
+  try {
+    body = await Deno.readTextFile(args.pivot.file);
+  } catch (error) {
+    throw new Error(`Cannot read ${args.pivot.file}: ${causes(error)}`);
+  }
+  return { path: `/query/pivot?${params}`, body };
+}
+
+/** Says on stderr which lines of the pivot file the server could not use, one per line. */
+function reportPivotProblems(args: ClientArgs, headers: Headers): void {
+  if (args.pivot === undefined) return;
+  const problems = headers.get("x-cutcap-pivot-problems");
+  if (!problems) return;
+  for (const problem of problems.split(/; (?=line \d+: )/)) {
+    console.error(`cutcap: ${args.pivot.file} ${problem}`);
+  }
 }
 
 /** `--server` as a base URL: `127.0.0.1:9102` means http://127.0.0.1:9102, no trailing slash. */
@@ -239,8 +313,9 @@ export async function fetchAnswer(
   if (args.pcapng) params.set("format", "pcapng");
   else if (format) params.set("format", format);
   if (args.seed !== undefined) params.set("seed", String(args.seed));
-  const suffix = params.size > 0 ? `?${params}` : "";
-  const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
+  const { path, body: text } = await queryRequest(args, params);
+  const response = await request(args, path, { method: "POST", body: text });
+  reportPivotProblems(args, response.headers);
   // A fleet coordinator names the sensors it could not ask.
   const partial = response.headers.get("x-cutcap-partial");
   if (partial) console.error(`Partial answer: ${partial}`);

@@ -34,7 +34,7 @@ import {
   type FlowTable,
   type RemoveReason,
 } from "../flow/flow_table.ts";
-import { communityIdDigest, digestPrefix } from "../flow/community_id.ts";
+import { communityIdPrefix } from "../flow/community_id.ts";
 import { writeFully } from "../store/block_format.ts";
 import { createTempFile, dirOf, syncDir } from "../store/pcap_file_writer.ts";
 
@@ -636,8 +636,7 @@ export class IndexBuilder {
     const key = new Uint32Array(KEY_WORDS);
     for (let r = 0; r < this.#flows; r++) {
       this.#keyOf(order === null ? r : order[r], key);
-      const digest = communityIdDigest(key, 0, reversed[r] === 1, this.#cidSeed);
-      out.u32(digest === null ? 0 : digestPrefix(digest));
+      out.u32(communityIdPrefix(key, 0, reversed[r] === 1, this.#cidSeed));
     }
   }
 

@@ -149,6 +149,11 @@ function parseHeader(
   if (HEADER_FIXED + ifaceLen + nameLen > headerLen) {
     throw damaged(path, "header strings overflow the header");
   }
+  const firstTs = dv.getFloat64(32, true);
+  const lastTs = dv.getFloat64(40, true);
+  if (dv.getUint32(24, true) > 0 && !possibleTimeRange(firstTs, lastTs)) {
+    throw damaged(path, `impossible time range ${firstTs} to ${lastTs}: expected pcap seconds`);
+  }
   const dec = new TextDecoder();
   const worker = dv.getUint32(80, true);
   return {
@@ -161,8 +166,8 @@ function parseHeader(
     flowCount: dv.getUint32(20, true),
     packetCount: dv.getUint32(24, true),
     blockCount: dv.getUint32(28, true),
-    firstTs: dv.getFloat64(32, true),
-    lastTs: dv.getFloat64(40, true),
+    firstTs,
+    lastTs,
     pcapSize: dv.getFloat64(48, true),
     dataSize: dv.getFloat64(56, true),
     wireBytes: dv.getFloat64(64, true),
@@ -177,6 +182,11 @@ function parseHeader(
       ? "ordered"
       : "unordered",
   };
+}
+
+/** Times a pcap can hold: unsigned 32-bit seconds (1970 to 2106), first not after last. */
+function possibleTimeRange(first: number, last: number): boolean {
+  return first >= 0 && last < 2 ** 32 + 1 && first <= last;
 }
 
 function headerLenOf(buf: Uint8Array): number {

@@ -330,6 +330,11 @@ export function formatFlowTable(records: readonly FlowRecord[]): string {
     "end",
     "community_id",
   ];
+  // Records from a fleet coordinator name their sensor: it leads each row.
+  if (records.some((r) => "sensor" in r)) {
+    header.unshift("sensor");
+    rows.forEach((row, i) => row.unshift(String((records[i] as { sensor?: string }).sensor ?? "")));
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [header, ...rows].map((r) =>
     r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()

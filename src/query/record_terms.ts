@@ -6,7 +6,7 @@
  * @module
  */
 import type { FileIndex } from "../index/index_reader.ts";
-import { communityIdDigest, digestPrefix } from "../flow/community_id.ts";
+import { communityIdDigest, communityIdPrefix, digestPrefix } from "../flow/community_id.ts";
 import type { RecordPredicate } from "./ast.ts";
 
 const KEY_WORDS = 10;
@@ -58,13 +58,11 @@ export function recordMatches(q: RecordPredicate, ref: FlowRecordRef): boolean {
 function cidMatches(digest: Uint8Array, seed: number, ref: FlowRecordRef): boolean {
   const { index, flow } = ref;
   const prefixes = index.cidPrefix;
-  if (
-    prefixes !== null && index.header.cidSeed === seed &&
-    prefixes[flow] !== digestPrefix(digest)
-  ) {
-    return false;
-  }
   const reversed = (index.flowState[flow] & 1) === 1;
+  const prefix = prefixes !== null && index.header.cidSeed === seed
+    ? prefixes[flow]
+    : communityIdPrefix(index.keys, flow * KEY_WORDS, reversed, seed);
+  if (prefix !== digestPrefix(digest)) return false;
   const d = communityIdDigest(index.keys, flow * KEY_WORDS, reversed, seed);
   if (d === null) return false;
   for (let i = 0; i < 20; i++) if (d[i] !== digest[i]) return false;

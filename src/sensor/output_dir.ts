@@ -1,11 +1,19 @@
 /** Checks, before any worker starts, that the output directory exists (or can be made) and is writable. */
-import { DIR_MODE, FILE_MODE, probeWritable } from "../store/pcap_file_writer.ts";
+import {
+  DIR_MODE,
+  dirOf,
+  FILE_MODE,
+  pathExists,
+  probeWritable,
+} from "../store/pcap_file_writer.ts";
 import type { PasswdEntry } from "../../ffi/libc.ts";
 
 /** Creates `dir` if needed and proves it writable; throws one clear line otherwise. */
 export function ensureWritableDir(dir: string): void {
   try {
-    Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+    // Folders above --out keep the usual mode (others may need to pass through them).
+    Deno.mkdirSync(dirOf(dir), { recursive: true });
+    if (!pathExists(dir)) Deno.mkdirSync(dir, { mode: DIR_MODE });
     probeWritable(dir, ".cutcap-write-test-");
   } catch (error) {
     const reason = error instanceof Error ? error.message.split(":")[0] : String(error);

@@ -14,6 +14,8 @@ import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
 import { logWarn } from "../log.ts";
 import { parseCommunityIdSeed } from "../flow/community_id.ts";
+import { parsePivot, type Pivot } from "../query/pivot.ts";
+import { parseDuration } from "../units.ts";
 import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
@@ -69,9 +71,14 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     );
   };
 
-  const answer = async (c: Context, text: string | undefined) => {
+  const answer = (c: Context, text: string | undefined) => {
     const parsed = parseRequest(c, text, deps);
     if ("error" in parsed) return refuse(c, parsed.error);
+    return answerQuery(c, parsed.query, {});
+  };
+
+  /** The pcap answer of a parsed query; `extra` headers go with it. */
+  const answerQuery = async (c: Context, query: Query, extraHeaders: Record<string, string>) => {
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return refuse(c, limits.error);
     const asked = readFormat(c);
@@ -82,7 +89,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     if (busy) return busy;
     // Several link types in the query's time range: a pcap answer would leave files out, so the
     // answer is pcapng unless the client insists on pcap (then a header says what is left out).
-    const linkTypes = candidateLinkTypes(deps.catalog(), parsed.query);
+    const linkTypes = candidateLinkTypes(deps.catalog(), query);
     const format: AnswerFormat = asked ?? (linkTypes.length > 1 ? "pcapng" : "pcap");
     running++;
     const started = performance.now();
@@ -90,7 +97,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     let extra: ExtraInput[] = [];
     try {
       extra = await openInputs();
-      stream = queryPcapStream(deps.catalog(), parsed.query, {
+      stream = queryPcapStream(deps.catalog(), query, {
         ...limits,
         extra,
         format,
@@ -108,7 +115,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       throw error;
     }
     const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.${format}`;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...extraHeaders };
     if (format === "pcap" && linkTypes.length > 1) {
       headers["x-cutcap-left-out"] =
         `files of link types other than the answer's (the time range holds ${
@@ -137,6 +144,13 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     return answer(c, body);
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
+  app.post("/query/pivot", async (c) => {
+    const body = await readBody(c.req.raw, PIVOT_BODY_BYTES);
+    if (body === null) return refuse(c, `Pivot body over ${PIVOT_BODY_BYTES} bytes`, 413);
+    const pivot = readPivot(c, body, deps);
+    if ("error" in pivot) return refuse(c, pivot.error);
+    return answerQuery(c, pivot.query, pivotHeaders(pivot));
+  });
   app.get("/flows", async (c) => {
     const parsed = parseRequest(c, c.req.query("q"), deps);
     if ("error" in parsed) return refuse(c, parsed.error);
@@ -197,6 +211,45 @@ function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   if (accept.includes("application/x-pcapng")) return "pcapng";
   if (accept.includes("application/vnd.tcpdump.pcap")) return "pcap";
   return undefined;
+}
+
+/** Largest pivot body (EVE or conn.log lines): 16 MiB. */
+const PIVOT_BODY_BYTES = 16 << 20;
+
+/**
+ * `POST /query/pivot?input=eve|zeek&margin=DUR[&seed=N]` (and /query's `format`, limits): the
+ * body's lines as one query (see src/query/pivot.ts).
+ */
+function readPivot(c: Context, body: string, deps: QueryRouteDeps): Pivot | { error: string } {
+  const input = c.req.query("input");
+  if (input !== "eve" && input !== "zeek") {
+    return { error: `Invalid input "${input ?? ""}": expected eve or zeek` };
+  }
+  try {
+    const seedText = c.req.query("seed");
+    const seed = seedText === undefined
+      ? deps.communityIdSeed ?? 0
+      : parseCommunityIdSeed(seedText);
+    const marginText = c.req.query("margin");
+    const margin = marginText === undefined ? 60 : parseDuration(marginText, "margin");
+    return parsePivot(body, input, { margin, seed });
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+/** Headers saying how many lines a pivot used and which it could not (by number, with why). */
+function pivotHeaders(pivot: Pivot): Record<string, string> {
+  const headers: Record<string, string> = {
+    "x-cutcap-pivot-flows": String(pivot.flows),
+    "x-cutcap-pivot-skipped": pivot.problems.map((p) => p.line).join(","),
+  };
+  if (pivot.problems.length > 0) {
+    // Header values are ASCII on one line; the lines' own text is replaced where it is not.
+    const text = pivot.problems.map((p) => `line ${p.line}: ${p.message}`).join("; ");
+    headers["x-cutcap-pivot-problems"] = text.replace(/[^\x20-\x7e]/g, "?").slice(0, 8000);
+  }
+  return headers;
 }
 
 /** The query text parsed with the Community ID seed of the request (`seed=`) or the server. */

@@ -37,6 +37,11 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
    * block fills; default false. Needs FFI; without it blocks are written in-line.
    */
   asyncWrite?: boolean;
+  /**
+   * Compressed bytes per uncompressed byte of the previous file, for `estimatedSize` until this
+   * file's first block is on disk; without it nothing pending counts until then.
+   */
+  expectedRatio?: number;
 }
 
 /** Facts about a finished output file, handed to the index and catalog. */
@@ -181,6 +186,7 @@ export class PcapFileWriter {
   #pendingPackets = 0;
   /** Records of the block being compressed on the helper thread (written at the next flush). */
   #inFlightPackets = 0;
+  readonly #expectedRatio: number;
   #inFlightLastSec = 0;
   #inFlightLastFrac = 0;
   #lostPackets = 0;
@@ -206,6 +212,7 @@ export class PcapFileWriter {
       : MAX_CAPLEN;
     this.nanosecond = options.nanosecond ?? false;
     this.compress = options.compress ?? "none";
+    this.#expectedRatio = options.expectedRatio ?? 0;
     this.seq = options.seq ?? 0;
     this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true, mode: FILE_MODE });
     try {
@@ -244,16 +251,25 @@ export class PcapFileWriter {
   }
 
   /**
-   * Expected file size if it were flushed now: exact for `none`, the pending block scaled by the
-   * compression ratio seen so far (1 before the first block) otherwise.
+   * Expected file size if it were flushed now: exact for `none`; otherwise the bytes on disk plus
+   * the pending and in-flight blocks scaled by the compression ratio seen so far in this file, or
+   * before its first block is on disk by `expectedRatio` (0 without one: counting uncompressed
+   * bytes then made files of a few blocks come out a compression ratio too small).
    */
   get estimatedSize(): number {
     const bw = this.#bw;
     // A block still being compressed is not on disk yet: it counts like the pending one.
     const written = bw.streamOffset - bw.inFlightBytes;
     const unwritten = bw.inFlightBytes + bw.used;
-    if (this.compress === "none" || written === 0) return bw.bytesOnDisk + unwritten;
-    return bw.bytesOnDisk + unwritten * (bw.bytesOnDisk / written);
+    if (this.compress === "none") return bw.bytesOnDisk + unwritten;
+    const ratio = written > 0 ? bw.bytesOnDisk / written : this.#expectedRatio;
+    return bw.bytesOnDisk + unwritten * ratio;
+  }
+
+  /** Compressed bytes per uncompressed byte so far (1 for plain files, 0 before any block). */
+  get ratio(): number {
+    const written = this.#bw.streamOffset - this.#bw.inFlightBytes;
+    return written > 0 ? this.#bw.bytesOnDisk / written : 0;
   }
 
   /** Records accepted by `writePacket` and then lost with a block that could not be written. */

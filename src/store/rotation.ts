@@ -131,6 +131,8 @@ export class RotatingOutput {
   #nanosecond: boolean;
   #writer: PcapFileWriter | null = null;
   #seq = 0;
+  /** Compression ratio of the last file (0 before one): the next file's size estimate starts from it. */
+  #ratio = 0;
   #closedErrors = 0;
   #closedLost = 0;
   #lastError = "";
@@ -260,6 +262,8 @@ export class RotatingOutput {
     this.#writer = null;
     let file: FinalizedFile | null = null;
     let failure = "";
+    // The next file's size estimate starts from this one's compression ratio.
+    if (w.ratio > 0) this.#ratio = w.ratio;
     try {
       file = w.finalize(this.#o.beforeRename);
     } catch (err) {
@@ -353,6 +357,7 @@ export class RotatingOutput {
           ? BlockCompressor.shared(o.blockSize ?? DEFAULT_BLOCK_SIZE)
           : null,
         asyncWrite: o.parallelCompression === true && compress === "none",
+        expectedRatio: this.#ratio,
       });
       this.#seq++;
       this.fileSeq = this.#seq;
