@@ -25,6 +25,7 @@ import {
   shownTotals,
   type TestBrowser,
   watchDialogs,
+  watchErrors,
 } from "./support/browser.ts";
 
 /** The table's rows without the sensor column (a sensor has none). */
@@ -85,6 +86,7 @@ rootTest(
       browser = await launchBrowser();
       const page = await browser.browser.newPage();
       const dialogs = watchDialogs(page);
+      const errors = watchErrors(page);
       const requests: string[] = [];
       page.on("request", (r) => requests.push(r.url()));
       await page.setViewport({ width: 1280, height: 800 });
@@ -202,6 +204,13 @@ rootTest(
       assert.ok(spark.points >= 3, `samples every 2 s: ${spark.points}`);
       await screenshots(page, "status");
       assert.deepEqual(dialogs, [], "no script from data ever ran");
+      assert.deepEqual(errors, [], "no console error, no CSP refusal");
+      // The browser enforces the policy: an inline script put into the page does not run.
+      await page.evaluate(
+        `document.body.append(Object.assign(document.createElement("script"), { textContent: "window.ran = 1" }))`,
+      );
+      assert.equal(await page.evaluate("window.ran"), undefined, "inline script refused");
+      assert.match(errors.join("\n"), /Content Security Policy/);
 
       // chromium --dump-dom with the search in the URL shows the flows table.
       const dom = await dumpDom(`${base}/?q=${encodeURIComponent(QUERY)}`);

@@ -21,6 +21,7 @@ import {
   shownTotals,
   type TestBrowser,
   watchDialogs,
+  watchErrors,
 } from "./support/browser.ts";
 
 const SENSORS = ["east", "west"];
@@ -72,6 +73,7 @@ Deno.test({
     browser = await launchBrowser();
     const page = await browser.browser.newPage();
     const dialogs = watchDialogs(page);
+    const errors = watchErrors(page);
     await page.setViewport({ width: 1280, height: 800 });
     await page.goto(`${base}/`, { waitUntil: "networkidle0" });
     await page.type("#q", QUERY);
@@ -124,6 +126,7 @@ Deno.test({
     assert.match(status, /Reachable/);
     await screenshots(page, "fleet-status");
     assert.deepEqual(dialogs, []);
+    assert.deepEqual(errors, [], "no console error, no CSP refusal");
   } finally {
     await browser?.close();
     for (const s of servers) await s.stop();

@@ -167,3 +167,13 @@ export function watchDialogs(page: Page): string[] {
   });
   return messages;
 }
+
+/** Console errors and uncaught exceptions of the page (a CSP refusal shows up here). */
+export function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return errors;
+}
