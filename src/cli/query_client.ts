@@ -169,7 +169,7 @@ async function queryRequest(
   try {
     body = await Deno.readTextFile(args.pivot.file);
   } catch (error) {
-    throw new Error(`Cannot read ${args.pivot.file}: ${causes(error)}`);
+    throw new Error(`Cannot read ${args.pivot.file}: ${errorCauses(error)}`);
   }
   return { path: `/query/pivot?${params}`, body };
 }
