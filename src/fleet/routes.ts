@@ -19,7 +19,7 @@ import { type FlowRow, rowRecord, TABLES } from "../export/schema.ts";
 import { liveRows, planQuery, sensorInfo, type SensorPlan } from "./plan.ts";
 import { querySql } from "./sql.ts";
 import { mergedFormat, mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
-import { logWarn } from "../log.ts";
+import { errorCauses, logWarn } from "../log.ts";
 
 /** What the routes need. */
 export interface FleetDeps {
@@ -239,7 +239,7 @@ async function startAnswer(
       signal,
     });
   } catch (error) {
-    return `unreachable at ${plan.url}: ${error instanceof Error ? error.message : error}`;
+    return `unreachable at ${plan.url}: ${errorCauses(error)}`;
   }
   if (!response.ok || response.body === null) {
     const text = (await response.text().catch(() => "")).trim().slice(0, 200);
@@ -267,7 +267,9 @@ function headerValue(text: string): string {
 function parseRequest(text: string | undefined): { query: Query } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
   try {
-    return { query: parseQuery(text, { sensors: true }) };
+    const query = parseQuery(text, { sensors: true });
+    querySql(query); // refuses what the flow rows cannot answer
+    return { query };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;
