@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { timeBounds } from "../query/match.ts";
+import type { ParseOptions } from "../query/parse.ts";
 import { tokenMatches } from "../server/auth.ts";
 import {
   type Frame,
@@ -39,6 +40,8 @@ export interface WebOptions {
   secure?: boolean;
   /** Searches the page runs at once (each scans the matching indexes twice); more get 503. */
   maxSearches?: number;
+  /** How the server parses queries (the fleet accepts `sensor NAME`). */
+  parse?: ParseOptions;
 }
 
 /** Default of `WebOptions.maxSearches`. */
@@ -97,7 +100,7 @@ export function webRoutes(options: WebOptions): Hono {
 
   app.get("/favicon.ico", (c) => c.body(null, 204));
   app.get("/api/validate", (c) => {
-    const problem = validateQuery(c.req.query("q") ?? "");
+    const problem = validateQuery(c.req.query("q") ?? "", options.parse);
     return c.json(
       problem === null ? { ok: true } : { ok: false, ...problem },
       200,
@@ -151,7 +154,7 @@ async function searchView(
   base: string,
 ): Promise<SearchView> {
   if (!hasSearch(state)) return { state, origin: base };
-  const q = searchQuery(state);
+  const q = searchQuery(state, options.parse);
   if (!("query" in q)) return { state, origin: base, problem: q };
   const picked = state.range !== "" || state.from !== "" || state.to !== "";
   const bounds = timeBounds(q.query);
