@@ -444,6 +444,7 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
   state.inFlightFlow = -1;
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
+  if (info.innerVlanCount + info.mplsCount > 0) state.index.noteTags(id, info);
   counters[Counter.PacketsWritten]++;
   counters[Counter.BytesWritten] += handle.wireLen;
 }

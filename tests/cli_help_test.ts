@@ -64,6 +64,7 @@ Deno.test("deno task cutcap runs every subcommand from source with the start tas
     stderr: "piped",
   }).output();
   const both = new TextDecoder().decode(plain.stdout) + new TextDecoder().decode(plain.stderr);
+  // deno-lint-ignore no-control-regex
   assert.doesNotMatch(both, /\x1b\[|^Task /m);
   const version = await task("cutcap", ["version"]);
   assert.equal(version.code, 0, version.stderr);

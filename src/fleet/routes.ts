@@ -267,7 +267,9 @@ function headerValue(text: string): string {
 function parseRequest(text: string | undefined): { query: Query } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
   try {
-    return { query: parseQuery(text, { sensors: true }) };
+    const query = parseQuery(text, { sensors: true });
+    querySql(query); // refuses what the flow rows cannot answer
+    return { query };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;

@@ -10,7 +10,7 @@ import { indexPathFor } from "../index/index_format.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import { type FlowRecord, matchingFlows } from "../query/flows.ts";
 import { sharedIndexCache } from "../query/index_cache.ts";
-import { flowTruth, packetMatches, timeBounds, Truth } from "../query/match.ts";
+import { type FlowRecordRef, flowTruth, packetMatches, timeBounds, Truth } from "../query/match.ts";
 import { indexTime } from "../query/select.ts";
 import type { StatusReport } from "../server/status.ts";
 import type { RateHistory } from "./rate_history.ts";
@@ -205,9 +205,10 @@ export async function histogram(
     const keyAt = flow * KEY_WORDS;
     const first = index.pktStart[flow];
     const share = index.bytes[flow] / index.pktCount[flow];
+    const rec: FlowRecordRef = { index, flow }; // the flow's record terms and extra tags
     for (let p = first; p < first + index.pktCount[flow]; p++) {
       const ts = indexTime(index.times, p);
-      if (truth !== Truth.True && !packetMatches(q.query, index.keys, keyAt, ts)) continue;
+      if (truth !== Truth.True && !packetMatches(q.query, index.keys, keyAt, ts, rec)) continue;
       const bucket = Math.floor((ts - start) / step);
       if (bucket < 0 || bucket >= count) continue;
       out.packets[bucket]++;
@@ -241,6 +242,7 @@ async function eachMatchingFlow(
         flow * KEY_WORDS,
         index.firstTs[flow],
         index.lastTs[flow],
+        { index, flow },
       );
       if (truth !== Truth.False) visit(index, flow, truth);
     }
