@@ -18,6 +18,7 @@
  * `--rss-mb`).
  *
  * Needs root (namespaces). Run: deno task attack [--seconds 60] [--pps 2000] [--rss-mb 400]
+ * [--skip stall,slowloris,queries] (leave attacks out, to see which one costs what).
  *
  * @module
  */
@@ -42,6 +43,12 @@ export interface AttackReport {
   healthMedianMs: number;
   healthMaxMs: number;
   healthFailures: number;
+  /**
+   * The same curl probe against a trivial HTTP server outside the sensor (python3 http.server),
+   * taken in turn with each /healthz probe: what the machine's load alone costs a probe.
+   */
+  baselineMedianMs: number;
+  baselineMaxMs: number;
   peakRssMb: number;
   peakFds: number;
   sent: number;
@@ -66,7 +73,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the attacks; see the module comment. */
 export async function runAttack(
-  opts: { seconds: number; pps: number; rssBoundMb: number },
+  opts: { seconds: number; pps: number; rssBoundMb: number; skip: ReadonlySet<string> },
 ): Promise<AttackReport> {
   const dir = await Deno.makeTempDir({ prefix: "cc-attack-" });
   const veth = await createVeth("atk");
@@ -80,6 +87,13 @@ export async function runAttack(
     ...["--rotate-interval", "5s", "--byte-cutoff", "0"],
   ]);
   const client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(certs.ca)] });
+  const baselinePort = port + 1;
+  const baseline = new Deno.Command("python3", {
+    args: ["-m", "http.server", "--bind", "127.0.0.1", String(baselinePort)],
+    cwd: dir,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
   const url = `https://127.0.0.1:${port}`;
   const report: AttackReport = {
     seconds: opts.seconds,
@@ -87,6 +101,8 @@ export async function runAttack(
     healthMedianMs: 0,
     healthMaxMs: 0,
     healthFailures: 0,
+    baselineMedianMs: 0,
+    baselineMaxMs: 0,
     peakRssMb: 0,
     peakFds: 0,
     sent: 0,
@@ -111,6 +127,7 @@ export async function runAttack(
     const until = performance.now() + opts.seconds * 1000;
     const tasks: Promise<void>[] = [];
     const latencies: number[] = [];
+    const baselines: number[] = [];
 
     // Traffic all along.
     tasks.push((async () => {
@@ -121,21 +138,23 @@ export async function runAttack(
     })());
 
     // 300 silent TCP connections on the TLS port, reopened as the server closes them.
-    tasks.push((async () => {
-      const open = new Set<Deno.Conn>();
-      while (running) {
-        // At most 30 new ones per 100 ms: a bounded flood (300/s) as refused ones close at once.
-        for (let n = 0; n < 30 && open.size < 300 && running; n++) {
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port }).catch(() => null);
-          if (conn === null) break;
-          report.stalledHandshakesOpened++;
-          open.add(conn);
-          conn.read(new Uint8Array(64)).then(() => open.delete(conn), () => open.delete(conn));
+    if (!opts.skip.has("stall")) {
+      tasks.push((async () => {
+        const open = new Set<Deno.Conn>();
+        while (running) {
+          // At most 30 new ones per 100 ms: a bounded flood (300/s) as refused ones close at once.
+          for (let n = 0; n < 30 && open.size < 300 && running; n++) {
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port }).catch(() => null);
+            if (conn === null) break;
+            report.stalledHandshakesOpened++;
+            open.add(conn);
+            conn.read(new Uint8Array(64)).then(() => open.delete(conn), () => open.delete(conn));
+          }
+          await sleep(100);
         }
-        await sleep(100);
-      }
-      for (const conn of open) conn.close();
-    })());
+        for (const conn of open) conn.close();
+      })());
+    }
 
     // Slowloris heads and trickled bodies over TLS, a byte a second.
     const trickle = (count: number, head: string) =>
@@ -169,8 +188,10 @@ export async function runAttack(
           } catch { /* closed */ }
         }
       })();
-    tasks.push(trickle(40, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "));
-    tasks.push(trickle(20, "POST /query HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"));
+    if (!opts.skip.has("slowloris")) {
+      tasks.push(trickle(40, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+      tasks.push(trickle(20, "POST /query HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"));
+    }
 
     // From a third address (the connection floods above fill 127.0.0.1's per-source cap): 4
     // readers of the whole archive at 1 KB/s, holding every query slot, plus one more query
@@ -183,7 +204,7 @@ export async function runAttack(
       }).output();
       return new TextDecoder().decode(out.stdout);
     };
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < (opts.skip.has("queries") ? 0 : 4); i++) {
       tasks.push((async () => {
         while (running) {
           await curl([
@@ -194,33 +215,41 @@ export async function runAttack(
       })());
     }
     const ports = Array.from({ length: 586 }, (_, i) => `port=${10 + i}`).join("|");
-    tasks.push((async () => {
-      while (running) {
-        const code = await curl([
-          ...["-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"],
-          ...["--data-binary", ports, `${url}/query`],
-        ]);
-        if (code === "503") report.queries503++;
-        else if (code === "200") report.pathologicalQueries++;
-        await sleep(500);
-      }
-    })());
+    if (!opts.skip.has("queries")) {
+      tasks.push((async () => {
+        while (running) {
+          const code = await curl([
+            ...["-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"],
+            ...["--data-binary", ports, `${url}/query`],
+          ]);
+          if (code === "503") report.queries503++;
+          else if (code === "200") report.pathologicalQueries++;
+          await sleep(500);
+        }
+      })());
+    }
 
     // The prober, from another source address, and the sensor's footprint.
     tasks.push((async () => {
       while (running) {
-        const started = performance.now();
-        const out = await new Deno.Command("curl", {
-          args: [
-            ...["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"],
-            ...["--interface", PROBE_SOURCE, "--cacert", certs.ca, `${url}/healthz`],
-          ],
-          stdout: "piped",
-          stderr: "null",
-        }).output();
-        const ms = performance.now() - started;
-        if (new TextDecoder().decode(out.stdout) !== "200") report.healthFailures++;
-        latencies.push(ms);
+        // curl's own clock (connect, TLS, request, answer): this process's event loop, busy
+        // with the attackers, does not count.
+        const probe = async (target: string, extra: string[]) => {
+          const out = await new Deno.Command("curl", {
+            args: [
+              ...["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "--max-time", "5"],
+              ...["--interface", PROBE_SOURCE, ...extra, target],
+            ],
+            stdout: "piped",
+            stderr: "null",
+          }).output();
+          const [code, seconds] = new TextDecoder().decode(out.stdout).split(" ");
+          return { code, ms: Number(seconds) * 1000 };
+        };
+        const health = await probe(`${url}/healthz`, ["--cacert", certs.ca]);
+        if (health.code !== "200") report.healthFailures++;
+        latencies.push(health.ms);
+        baselines.push((await probe(`http://127.0.0.1:${baselinePort}/`, [])).ms);
         try {
           report.peakRssMb = Math.max(report.peakRssMb, rssMb(sensor.pid));
           report.peakFds = Math.max(
@@ -246,9 +275,14 @@ export async function runAttack(
     report.healthProbes = latencies.length;
     report.healthMedianMs = latencies[latencies.length >> 1] ?? 0;
     report.healthMaxMs = latencies[latencies.length - 1] ?? 0;
+    baselines.sort((a, b) => a - b);
+    report.baselineMedianMs = baselines[baselines.length >> 1] ?? 0;
+    report.baselineMaxMs = baselines[baselines.length - 1] ?? 0;
     return report;
   } finally {
     client.close();
+    baseline.kill();
+    await baseline.status;
     await sensor.stop();
     await veth.remove();
     await Deno.remove(dir, { recursive: true });
@@ -274,6 +308,7 @@ if (import.meta.main) {
       seconds: { type: "string", default: "60" },
       pps: { type: "string", default: "2000" },
       "rss-mb": { type: "string", default: "400" },
+      skip: { type: "string", default: "" },
     },
   });
   const rssBoundMb = Number(values["rss-mb"]);
@@ -281,6 +316,7 @@ if (import.meta.main) {
     seconds: Number(values.seconds),
     pps: Number(values.pps),
     rssBoundMb,
+    skip: new Set(values.skip.split(",").filter((s) => s !== "")),
   });
   console.log(JSON.stringify(report, null, 2));
   const broken = brokenBounds(report, rssBoundMb);

@@ -46,6 +46,11 @@ interface WorkerState {
   counters: Float64Array;
   /** Bytes at which a flow is reported as large (then at each doubling). */
   largeFlowThreshold: number;
+  /**
+   * Packets seen, published by `publish` after libpcap's totals are read: so the kernel's
+   * `recvd` is never behind `pkts` in a stats line or a scrape.
+   */
+  packetsSeen: number;
   /** The current source's link type, cached: asking libpcap per packet would be a second FFI call. */
   linkType: number;
   /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
@@ -101,6 +106,7 @@ function runWorker(setup: WorkerSetup): void {
     writeFailing: false,
     bytesAtFailure: 0,
     largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
+    packetsSeen: 0,
     output: undefined as unknown as RotatingOutput,
     flushDue: Infinity,
     flushDueSec: Infinity,
@@ -184,10 +190,10 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
       }
       state.index.reset();
       state.counters[Counter.IndexBuildSeconds] += (performance.now() - started) / 1000;
-      // How long the oldest packet of the file waited to become queryable (live capture: packet time
-      // is wall-clock time; a replay's packet times are not, so no lag is reported for it).
+      // How long after its last packet the file's index was written (live capture: packet time is
+      // wall-clock time; a replay's packet times are not, so no lag is reported for it).
       if (state.setup.source.kind === "live") {
-        state.counters[Counter.IndexLagSeconds] = Math.max(0, Date.now() / 1000 - file.firstTs);
+        state.counters[Counter.IndexLagSeconds] = Math.max(0, Date.now() / 1000 - file.lastTs);
       }
     },
     onFinalized: (file) => {
@@ -410,7 +416,7 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
   decodePacket(state.linkType, handle.data, handle.offset, handle.caplen, info);
   const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
   const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
-  counters[Counter.PacketsSeen]++;
+  state.packetsSeen++;
   counters[Counter.BytesSeen] += handle.wireLen;
   counters[Counter.LastPacketTs] = ts;
   if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
@@ -438,6 +444,7 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
   state.inFlightFlow = -1;
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
+  if (info.innerVlanCount + info.mplsCount > 0) state.index.noteTags(id, info);
   counters[Counter.PacketsWritten]++;
   counters[Counter.BytesWritten] += handle.wireLen;
 }
@@ -478,6 +485,8 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
     reportWriteErrors(state);
   }
+  // Counted before the kernel's totals are read, and stored after them.
+  const seen = state.packetsSeen;
   if (handle) {
     const stats = handle.stats();
     const base = state.statsBase;
@@ -485,6 +494,7 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.PcapDropped] = base.drop + stats.drop;
     counters[Counter.PcapIfDropped] = base.ifdrop + stats.ifdrop;
   }
+  counters[Counter.PacketsSeen] = seen;
 }
 
 /** Seconds between two log lines about write errors while they go on. */

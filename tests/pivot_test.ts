@@ -36,7 +36,7 @@ interface NamedFlow {
 let work = "";
 let server: ServeProcess | undefined;
 let truth: TrafficTruth;
-let flows: NamedFlow[] = [];
+const flows: NamedFlow[] = [];
 
 function address(words: Uint32Array, at: number, v6: boolean): string {
   if (!v6) return [24, 16, 8, 0].map((s) => (words[at] >>> s) & 0xff).join(".");

@@ -2,6 +2,7 @@
  * `cutcap query` and `cutcap flows`: HTTP clients of a running sensor (or `cutcap serve`). `query` is
  * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
  */
+import { errorCauses } from "../log.ts";
 import { parseInteger, parseStrict } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
 import { parseDuration, parseSize } from "../units.ts";
@@ -168,7 +169,7 @@ async function queryRequest(
   try {
     body = await Deno.readTextFile(args.pivot.file);
   } catch (error) {
-    throw new Error(`Cannot read ${args.pivot.file}: ${causes(error)}`);
+    throw new Error(`Cannot read ${args.pivot.file}: ${errorCauses(error)}`);
   }
   return { path: `/query/pivot?${params}`, body };
 }
@@ -204,7 +205,7 @@ async function request(args: ClientArgs, path: string, init: RequestInit = {}): 
   try {
     response = await fetch(`${args.server}${path}`, { ...init, headers, client });
   } catch (error) {
-    throw new Error(`Cannot reach ${args.server}: ${causes(error)}`);
+    throw new Error(`Cannot reach ${args.server}: ${errorCauses(error)}`);
   }
   if (!response.ok) {
     throw new Error(
@@ -212,17 +213,6 @@ async function request(args: ClientArgs, path: string, init: RequestInit = {}): 
     );
   }
   return response;
-}
-
-/** An error's message and its causes' ("fetch failed: ... invalid peer certificate: UnknownIssuer"). */
-function causes(error: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = error; e !== undefined && parts.length < 5;) {
-    const text = e instanceof Error ? e.message : String(e);
-    if (!parts.some((p) => p.includes(text))) parts.push(text);
-    e = e instanceof Error ? e.cause : undefined;
-  }
-  return parts.join(": ");
 }
 
 /** `cutcap query`: writes the matching packets as pcap to stdout or -w FILE. */
@@ -279,7 +269,9 @@ export async function runReadCommand(argv: string[]): Promise<number> {
       stderr: "inherit",
     }).spawn();
   } catch (error) {
-    throw new Error(`Cannot run tcpdump: ${causes(error)} (install it: apt-get install tcpdump)`);
+    throw new Error(
+      `Cannot run tcpdump: ${errorCauses(error)} (install it: apt-get install tcpdump)`,
+    );
   }
   try {
     // tcpdump (libpcap) reads one link type per file: ask for pcap; files of other link types

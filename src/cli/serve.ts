@@ -114,6 +114,12 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       1024,
     ),
   };
+  const communityIdSeed = parseInteger(
+    values["community-id-seed"],
+    "--community-id-seed",
+    0,
+    65535,
+  );
   const routes = queryRoutes({
     // A sensor may be writing here: the files it finalized since the last rescan count (a query
     // looks again), and its open files.
@@ -123,7 +129,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     },
     openFilesOf: values.out,
     policy,
-    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
+    communityIdSeed,
   });
   const server = startServer(view, {
     ...listen,
@@ -133,6 +139,8 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     key,
     openMetrics: values["open-metrics"],
     insecure: values.insecure,
+    openFilesOf: values.out,
+    communityIdSeed,
     settings: [
       ["Archive", values.out],
       ...serverSettings({

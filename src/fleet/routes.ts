@@ -1,7 +1,7 @@
 /**
  * The coordinator's API, the same routes a sensor serves: `/flows` answered from ClickHouse alone,
  * `/query` planned from ClickHouse and answered by the sensors that hold matches (in parallel,
- * merged by time), `/status` and `/` listing the sensors. Stateless: every answer is computed from
+ * merged by time), `/status` listing the sensors (the page at `/` is src/web, installed by mod.ts). Stateless: every answer is computed from
  * ClickHouse and the sensors, so several coordinators can run behind a load balancer.
  *
  * Partial answers: a sensor that cannot be asked (no URL, unreachable, an error status, not pcap)
@@ -19,7 +19,7 @@ import { type FlowRow, rowRecord, TABLES } from "../export/schema.ts";
 import { liveRows, planQuery, sensorInfo, type SensorPlan } from "./plan.ts";
 import { querySql } from "./sql.ts";
 import { mergedFormat, mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
-import { logWarn } from "../log.ts";
+import { errorCauses, logWarn } from "../log.ts";
 
 /** What the routes need. */
 export interface FleetDeps {
@@ -41,7 +41,8 @@ export const PARTIAL_HEADER = "X-Cutcap-Partial";
 /** Header naming the sensors an answer was asked of. */
 export const SENSORS_HEADER = "X-Cutcap-Sensors";
 
-const FLOW_FIELDS =
+/** The columns of a flow row that make its `/flows` record (rowRecord). */
+export const FLOW_FIELDS =
   "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
   ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
@@ -53,7 +54,6 @@ export function fleetRoutes(deps: FleetDeps): Hono {
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
   app.get("/status", async (c) => c.json(await fleetStatus(deps), 200, noStore));
-  app.get("/", async (c) => c.html(statusPage(await fleetStatus(deps)), 200, noStore));
 
   app.get("/flows", async (c) => {
     const parsed = parseRequest(c.req.query("q"));
@@ -239,7 +239,7 @@ async function startAnswer(
       signal,
     });
   } catch (error) {
-    return `unreachable at ${plan.url}: ${error instanceof Error ? error.message : error}`;
+    return `unreachable at ${plan.url}: ${errorCauses(error)}`;
   }
   if (!response.ok || response.body === null) {
     const text = (await response.text().catch(() => "")).trim().slice(0, 200);
@@ -267,7 +267,9 @@ function headerValue(text: string): string {
 function parseRequest(text: string | undefined): { query: Query } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
   try {
-    return { query: parseQuery(text, { sensors: true }) };
+    const query = parseQuery(text, { sensors: true });
+    querySql(query); // refuses what the flow rows cannot answer
+    return { query };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;
@@ -299,7 +301,10 @@ interface SensorStatus {
   reachable: boolean;
 }
 
-async function fleetStatus(deps: FleetDeps): Promise<{ role: "fleet"; sensors: SensorStatus[] }> {
+/** The sensors as `/status` (and the page's status view) show them. */
+export async function fleetStatus(
+  deps: FleetDeps,
+): Promise<{ role: "fleet"; sensors: SensorStatus[] }> {
   const sensors = await sensorInfo(deps.clickhouse).catch(() => []);
   const reachable = await Promise.all(sensors.map(async (s) => {
     if (s.url === "") return false;
@@ -326,17 +331,4 @@ async function fleetStatus(deps: FleetDeps): Promise<{ role: "fleet"; sensors: S
       reachable: reachable[i],
     })),
   };
-}
-
-function statusPage(status: { sensors: SensorStatus[] }): string {
-  const esc = (t: string) =>
-    t.replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch]!);
-  const rows = status.sensors.map((s) =>
-    `<tr><td>${esc(s.name)}</td><td>${esc(s.url)}</td><td>${
-      s.lastSeen ? new Date(s.lastSeen * 1000).toISOString() : ""
-    }</td><td>${s.backlogFiles}</td><td>${s.reachable ? "yes" : "no"}</td></tr>`
-  ).join("");
-  return `<!doctype html><html><head><meta charset="utf-8"><title>cutcap fleet</title></head>` +
-    `<body><h1>cutcap fleet</h1><table><tr><th>sensor</th><th>API</th><th>last export</th>` +
-    `<th>backlog (files)</th><th>reachable</th></tr>${rows}</table></body></html>`;
 }

@@ -8,7 +8,7 @@
  * matches: flowTruth is True) — because `not` swaps them. A flow selected by `may` but not `all`
  * straddles a time bound: its packets are filtered by the sensor that holds them.
  */
-import { formatQuery, type Query } from "../query/ast.ts";
+import { formatQuery, type Query, QueryError } from "../query/ast.ts";
 import { formatCommunityId } from "../flow/community_id.ts";
 import { keyHex } from "../export/schema.ts";
 import { sqlString } from "../export/clickhouse.ts";
@@ -43,6 +43,13 @@ export function querySql(q: Query): FlowSql {
         ? { may: `(last_us >= ${us})`, all: `(first_us >= ${us})` }
         : { may: `(first_us < ${us})`, all: `(last_us < ${us})` };
     }
+    case "mpls":
+      // Inner VLAN tags and MPLS labels are in the sensors' indexes, not in the flow rows (so
+      // `vlan N` here sees the outermost tag only).
+      throw new QueryError(
+        `Unsupported word "mpls" at position 0: the fleet's flow rows do not hold MPLS labels, ask a sensor's /query`,
+        0,
+      );
     default: {
       const exact = keySql(q);
       return { may: exact, all: exact };

@@ -12,10 +12,11 @@
  * log when the index is written, a bounded range at a time.
  */
 import { crc32 } from "node:zlib";
-import { KEY_WORDS } from "../packet/packet_info.ts";
+import { KEY_WORDS, type PacketInfo } from "../packet/packet_info.ts";
 import {
   type Compression,
   compressionCode,
+  ExtraTagKind,
   HEADER_CRC_AT,
   HEADER_FIXED,
   headerLength,
@@ -119,6 +120,8 @@ const SCRATCH_BYTES = 4 << 20;
 const TWO_POW_32 = 4294967296;
 /** Values forget() keeps of a removed flow's record: packets, bytes, cut packet, state word. */
 const GONE_VALUES = 4;
+/** Most distinct inner tags and labels kept per flow and file (a flow showing more is odd). */
+const MAX_TAGS_PER_FLOW = 32;
 /** Size of the buffer encode() fills and hands to its sink, section by section (256 KiB). */
 const ENCODE_CHUNK = 1 << 18;
 
@@ -163,6 +166,9 @@ export class IndexBuilder {
   /** Packet times never went back: per-file flows are then in order of first time already. */
   #monotonic = true;
   #empty = true;
+  /** Per-file flow number -> its distinct inner VLAN ids and MPLS labels (ExtraTagKind << 24 | id). */
+  readonly #extraTags = new Map<number, number[]>();
+  #extraTagTotal = 0;
   #scratch: ArrayBuffer | null = null;
   readonly #scratchLimit: number;
 
@@ -243,6 +249,33 @@ export class IndexBuilder {
   }
 
   /**
+   * Notes the inner VLAN tags and MPLS labels of the packet just recorded for `flowId` (call it
+   * after record(), only for packets that have any: the common untagged packet costs nothing).
+   * Allocates only when the flow shows a tag or label it had not shown in this file.
+   */
+  noteTags(flowId: number, info: PacketInfo): void {
+    const ff = this.#idToFile[flowId] - 1;
+    if (ff < 0) return;
+    for (let i = 0; i < info.innerVlanCount; i++) {
+      this.#addTag(ff, (ExtraTagKind.Vlan << 24) | info.innerVlans[i]);
+    }
+    for (let i = 0; i < info.mplsCount; i++) {
+      this.#addTag(ff, (ExtraTagKind.Mpls << 24) | info.mplsLabels[i]);
+    }
+  }
+
+  #addTag(ff: number, entry: number): void {
+    let list = this.#extraTags.get(ff);
+    if (list === undefined) {
+      list = [];
+      this.#extraTags.set(ff, list);
+    }
+    if (list.length >= MAX_TAGS_PER_FLOW || list.includes(entry)) return;
+    list.push(entry);
+    this.#extraTagTotal++;
+  }
+
+  /**
    * The flow table is removing flow `flowId`: keeps its key if the flow is in this file, and
    * frees the id for the next flow that gets it. forFlowTable() wires it to FlowTable.onRemove.
    */
@@ -294,6 +327,8 @@ export class IndexBuilder {
     }
     this.#flows = 0;
     this.#log.reset();
+    this.#extraTags.clear();
+    this.#extraTagTotal = 0;
     this.#firstTs = 0;
     this.#lastTs = 0;
     this.#wireBytes = 0;
@@ -363,12 +398,31 @@ export class IndexBuilder {
     const b = header.blocks;
     for (let i = 0; i < header.blockCount * 4; i++) out.f64(b[i]);
     this.#writeRecords(out, order, meta.inFlight);
+    if (this.#extraTagTotal > 0) this.#writeExtraTags(out, order);
     if (out.written !== lay.trailer) {
       throw new Error(`Index encoding wrote ${out.written} bytes: expected ${lay.trailer}`);
     }
     out.u32(out.crc());
     out.u32(INDEX_END_MAGIC);
     out.flush();
+  }
+
+  /** The extra-tags section (index_format.ts), flows in output order. */
+  #writeExtraTags(out: ChunkWriter, order: Uint32Array | null): void {
+    const F = this.#flows;
+    const ffAt = (r: number) => order === null ? r : order[r];
+    out.u32(this.#extraTagTotal);
+    out.u32(0);
+    let at = 0;
+    for (let r = 0; r < F; r++) {
+      out.u32(at);
+      at += this.#extraTags.get(ffAt(r))?.length ?? 0;
+    }
+    for (let r = 0; r < F; r++) out.u32(this.#extraTags.get(ffAt(r))?.length ?? 0);
+    for (let r = 0; r < F; r++) {
+      for (const entry of this.#extraTags.get(ffAt(r)) ?? []) out.u32(entry);
+    }
+    if (this.#extraTagTotal % 2 === 1) out.u32(0);
   }
 
   /** The index header for what was recorded, and the section layout it announces. */
@@ -402,6 +456,7 @@ export class IndexBuilder {
       blocks: blockCount,
       wideOffsets: wide,
       wideTimes,
+      extraTags: this.#extraTagTotal > 0 ? this.#extraTagTotal : undefined,
     });
 
     let dataSize = meta.dataSize ?? 0;
@@ -420,6 +475,7 @@ export class IndexBuilder {
     if (meta.wholeStream) flags |= IndexFlag.WholeStream;
     if (wideTimes) flags |= IndexFlag.WideTimes;
     flags |= IndexFlag.TimeOrderKnown | (this.#monotonic ? 0 : IndexFlag.TimesGoBack);
+    if (this.#extraTagTotal > 0) flags |= IndexFlag.ExtraTags;
 
     const header = new Uint8Array(headerLen);
     const dv = new DataView(header.buffer);

@@ -28,6 +28,7 @@
  *                        bit 7      some packet's time is earlier than a packet before it in the
  *                                   file (replayed or reordered input, a clock step): a query sorts
  *                                   this file's packets by time; files without it are never sorted
+ *                        bit 8      the extra-tags section is present (below)
  *  12   4   linkType     pcap LINKTYPE_* of the file (low 16 bits of the pcap header's network field)
  *  16   4   snaplen      snaplen from the pcap global header
  *  20   4   flowCount    F, flows in this file
@@ -88,6 +89,17 @@
  * ```
  * A version 1 index reads as if totPackets/totBytes were the stored counts, no flow cut, the end
  * unknown, the first packet from end A, and Community IDs computed when asked.
+ * Extra tags (only when flag bit 8 is set; issue 13), after every other section (versions 1 and 2): the VLAN ids
+ * inside a flow's outermost tag (QinQ inner tags) and its MPLS labels, which the flow key does not
+ * hold, so `vlan N` finds any tag of a frame and `mpls N` any label of the stack:
+ * ```
+ * tagTotal  u32 + u32 0  T, entries in `tags`
+ * tagStart  F × u32      index of the flow's first entry in `tags`
+ * tagCount  F × u32      its number of entries (the distinct tags and labels of the flow's packets
+ *                        in this file, in order of first appearance)
+ * tags      T × u32      kind << 24 | value: kind 1 = VLAN id (12 bits), 2 = MPLS label (20 bits);
+ *                        + 4 zero bytes when T is odd
+ * ```
  * Flows are sorted by firstTs (ties: order of first appearance in the file). The packet section is
  * grouped by flow in the same order; within a flow, packets are in file order.
  *
@@ -129,6 +141,13 @@ export const enum IndexFlag {
   WideTimes = 32,
   TimeOrderKnown = 64,
   TimesGoBack = 128,
+  ExtraTags = 256,
+}
+
+/** Kind of an extra-tags entry (value = kind << 24 | id). */
+export const enum ExtraTagKind {
+  Vlan = 1,
+  Mpls = 2,
 }
 
 /** Compression of a pcap file. */
@@ -169,6 +188,8 @@ export interface SectionLayout {
   cutPacket: number;
   state: number;
   cid: number;
+  /** The extra-tags section (= trailer when absent). */
+  extraTags: number;
   trailer: number;
   /** Total index length in bytes, trailer included. */
   total: number;
@@ -194,6 +215,8 @@ export function sectionLayout(
     wideTimes: boolean;
     /** Format version; default INDEX_VERSION. */
     version?: number;
+    /** Entries of the extra-tags section; undefined when it is absent. */
+    extraTags?: number;
   },
 ): SectionLayout {
   const f = counts.flows;
@@ -213,7 +236,9 @@ export function sectionLayout(
   const cutPacket = totBytes + (records ? f * 8 : 0);
   const state = cutPacket + (records ? f * 8 : 0);
   const cid = state + (records ? f * 4 : 0);
-  const trailer = cid + (records ? f * 4 : 0);
+  const extraTags = cid + (records ? f * 4 : 0);
+  const trailer = extraTags +
+    (counts.extraTags === undefined ? 0 : 8 + f * 8 + align8(counts.extraTags * 4));
   return {
     keys,
     firstTs,
@@ -229,6 +254,7 @@ export function sectionLayout(
     cutPacket,
     state,
     cid,
+    extraTags,
     trailer,
     total: trailer + TRAILER_LEN,
   };

@@ -96,6 +96,7 @@ export class PacketIndexer {
     const id = this.flows.idOf(key, reversed);
     this.flows.count(id, wireLen);
     this.builder.record(id, ts, offset, wireLen);
+    if (info.innerVlanCount + info.mplsCount > 0) this.builder.noteTags(id, info);
   }
 
   /** Releases the builder's spill file. */

@@ -83,6 +83,13 @@ export interface FileIndex {
   flowState: Uint32Array;
   /** First 4 Community ID digest bytes per flow with seed `header.cidSeed`; null in version 1. */
   cidPrefix: Uint32Array | null;
+  /**
+   * Per flow, its inner VLAN ids and MPLS labels: entries tagStart[i] .. + tagCount[i] of `tags`
+   * (ExtraTagKind << 24 | value). Empty arrays when the index has none (or predates them).
+   */
+  tagStart: Uint32Array;
+  tagCount: Uint32Array;
+  tags: Uint32Array;
 }
 
 function damaged(path: string, why: string): Error {
@@ -244,14 +251,21 @@ export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
   const wideTimes = (flags & IndexFlag.WideTimes) !== 0;
   const F = header.flowCount;
   const N = header.packetCount;
-  const lay = sectionLayout(headerLenOf(buf), {
+  const counts = {
     flows: F,
     packets: N,
     blocks: header.blockCount,
     wideOffsets: wide,
     wideTimes,
     version: header.version,
-  });
+  };
+  let lay = sectionLayout(headerLenOf(buf), counts);
+  let extraTags = 0;
+  if ((flags & IndexFlag.ExtraTags) !== 0) {
+    if (lay.extraTags + 8 > trailer) throw damaged(path, "extra-tags section missing");
+    extraTags = dv.getUint32(lay.extraTags, true);
+    lay = sectionLayout(headerLenOf(buf), { ...counts, extraTags });
+  }
   if (lay.total !== buf.length) {
     throw damaged(path, `counts need ${lay.total} bytes, file has ${buf.length}`);
   }
@@ -287,7 +301,21 @@ export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
     times,
     blocks: new Float64Array(ab, o + lay.blocks, header.blockCount * 4),
     ...flowRecords(header.version, ab, o, lay, pktCount),
+    tagStart: new Uint32Array(extraTags === 0 ? 0 : F),
+    tagCount: new Uint32Array(extraTags === 0 ? 0 : F),
+    tags: new Uint32Array(0),
   };
+  if (extraTags > 0) {
+    const at = lay.extraTags + 8;
+    idx.tagStart = new Uint32Array(ab, o + at, F);
+    idx.tagCount = new Uint32Array(ab, o + at + F * 4, F);
+    idx.tags = new Uint32Array(ab, o + at + F * 8, extraTags);
+    for (let i = 0; i < F; i++) {
+      if (idx.tagStart[i] + idx.tagCount[i] > extraTags) {
+        throw damaged(path, `flow ${i} extra tags exceed ${extraTags}`);
+      }
+    }
+  }
   // A consistent checksum over inconsistent content means a writer bug, not bit rot; say so early
   // rather than letting a query read past the packet section.
   for (let i = 0; i < F; i++) {

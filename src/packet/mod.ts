@@ -125,6 +125,8 @@ function reset(out: PacketInfo): void {
   out.tcpFlags = 0;
   out.laterFragment = false;
   out.hasPorts = false;
+  out.innerVlanCount = 0;
+  out.mplsCount = 0;
   out.etherType = 0;
   out.llc = 0;
 }

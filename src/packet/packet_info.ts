@@ -23,6 +23,9 @@
  */
 export const KEY_WORDS = 10;
 
+/** Most inner VLAN tags and MPLS labels a packet's PacketInfo keeps (deeper ones are not kept). */
+export const MAX_EXTRA_TAGS = 8;
+
 /** Meta-word bit of a port protocol's packet that carries no ports (see the layout above). */
 export const META_NO_PORTS = 0x1000;
 
@@ -53,6 +56,12 @@ export class PacketInfo {
   laterFragment = false;
   /** True when srcPort/dstPort were read from a transport header. */
   hasPorts = false;
+  /** VLAN ids of the tags inside the outermost one (QinQ inner first), `innerVlanCount` of them. */
+  readonly innerVlans: Uint16Array = new Uint16Array(MAX_EXTRA_TAGS);
+  innerVlanCount = 0;
+  /** MPLS labels of the stack, outermost first, `mplsCount` of them. */
+  readonly mplsLabels: Uint32Array = new Uint32Array(MAX_EXTRA_TAGS);
+  mplsCount = 0;
   /**
    * Last EtherType seen (after VLAN tags; 0x8847 for MPLS, 0x8864 for PPPoE; the SLL protocol
    * field on Linux cooked captures), 0 for 802.3 length frames and links without one.

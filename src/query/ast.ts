@@ -20,6 +20,7 @@ export type Predicate =
   | ProtoPredicate
   | FamilyPredicate
   | VlanPredicate
+  | MplsPredicate
   | TimePredicate
   | SensorPredicate
   | RecordPredicate;
@@ -40,6 +41,8 @@ export interface CommunityIdPredicate {
   readonly type: "cid";
   /** The 20-byte SHA-1 digest the ID spells. */
   readonly digest: Uint8Array;
+  /** Its first 4 bytes as the index's cid column holds them (digestPrefix). */
+  readonly prefix: number;
   /** The seed flows' IDs are computed with (`--community-id-seed`; 0 by default). */
   readonly seed: number;
 }
@@ -134,10 +137,19 @@ export interface FamilyPredicate {
   readonly family: Family;
 }
 
-/** Outermost VLAN id (`vlan N`); untagged packets have id 0 in the flow key. */
+/**
+ * Any VLAN tag of the frame has this id (`vlan N`: the outermost or an inner QinQ tag, as
+ * stenographer indexes them); untagged packets have id 0 in the flow key.
+ */
 export interface VlanPredicate {
   readonly type: "vlan";
   readonly vlan: number;
+}
+
+/** Any label of the frame's MPLS stack (`mpls N`, stenographer's primitive). */
+export interface MplsPredicate {
+  readonly type: "mpls";
+  readonly label: number;
 }
 
 /**
@@ -210,6 +222,8 @@ export function formatQuery(q: Query): string {
       return q.family === 4 ? "ip" : "ip6";
     case "vlan":
       return `vlan ${q.vlan}`;
+    case "mpls":
+      return `mpls ${q.label}`;
     case "time":
       return `${q.op} ${formatTime(q.at)}`;
     case "cid":

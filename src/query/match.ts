@@ -11,7 +11,10 @@
  *            give such packets port 0
  *   proto    kind IPv4/IPv6 (or only the given one) and the key's IP protocol
  *   family   the key's kind
- *   vlan     outermost VLAN id; untagged packets have id 0, so `vlan 0` = untagged or priority-tagged
+ *   vlan     any VLAN tag of the frame (stenographer): the outermost id is in the key, inner ones
+ *            in the flow's extra tags (its record); untagged packets have id 0, so `vlan 0` =
+ *            untagged or a tag with id 0
+ *   mpls     any label of the frame's MPLS stack (the flow's extra tags)
  *   time     after: ts >= at; before: ts < at
  *
  * Per-packet functions allocate nothing: they walk the tree with switch statements and read the
@@ -52,6 +55,21 @@ export interface BpfOptions {
    * type, and queries with `vlan` yield null.
    */
   vlanTags?: boolean;
+}
+
+const TAG_VLAN = 1 << 24; // ExtraTagKind.Vlan << 24 (src/index/index_format.ts)
+const TAG_MPLS = 2 << 24; // ExtraTagKind.Mpls << 24
+
+/** True when the flow of `rec` carries the extra tag `entry` (an inner VLAN id, an MPLS label). */
+function hasExtraTag(rec: FlowRecordRef | undefined, entry: number): boolean {
+  if (rec === undefined) return false;
+  const { index, flow } = rec;
+  if (flow >= index.tagCount.length) return false;
+  const tags = index.tags;
+  for (let i = index.tagStart[flow], end = i + index.tagCount[flow]; i < end; i++) {
+    if (tags[i] === entry) return true;
+  }
+  return false;
 }
 
 /** True when the address at key[base..base+3] is within [from, to] (unsigned lexicographic). */
@@ -103,7 +121,9 @@ function keyMatches(
     case "family":
       return kind === q.family;
     case "vlan":
-      return (meta & 0xfff) === q.vlan;
+      return (meta & 0xfff) === q.vlan || hasExtraTag(rec, TAG_VLAN | q.vlan);
+    case "mpls":
+      return hasExtraTag(rec, TAG_MPLS | q.label);
     case "cid":
     case "cut":
     case "total":
@@ -292,8 +312,8 @@ export function timeBounds(q: Query): TimeBounds {
 /** A folded BPF expression: a parenthesised filter string or a constant. */
 type Bpf = string | boolean;
 
-/** Where a VLAN predicate is evaluated: plain mode, untagged, a tagged id, or any other id. */
-type VlanContext = null | "untagged" | number | "other";
+/** Where a VLAN predicate is evaluated: plain mode (null), or a frame with 0, 1 or 2 tags. */
+type VlanContext = null | 0 | 1 | 2;
 
 class Untranslatable extends Error {}
 
@@ -363,10 +383,15 @@ function toBpf(q: Query, ctx: VlanContext): Bpf {
       return `(ip proto ${q.proto} or ip6 proto ${q.proto})`;
     case "family":
       return q.family === 4 ? "(ip)" : "(ip6)";
-    case "vlan":
+    case "vlan": {
       if (ctx === null) throw new Untranslatable();
-      if (ctx === "untagged") return q.vlan === 0;
-      return ctx === q.vlan;
+      if (ctx === 0) return q.vlan === 0;
+      // Any tag: the ids are read at fixed ether[] offsets, which `vlan` keywords do not move.
+      const ids = [14, 18].slice(0, ctx).map((at) => `(ether[${at}:2] & 0xfff = ${q.vlan})`);
+      return bpfOr(ids);
+    }
+    case "mpls":
+      throw new Untranslatable(); // libpcap's `mpls N` sees one label of the stack, not any
     default:
       // Record predicates (Community ID, cut, totals, L2 terms) have no BPF equivalent here.
       throw new Untranslatable();
@@ -386,12 +411,6 @@ function stripTopLevelTime(q: Query): Query | null {
   return kept.length === 1 ? kept[0] : { type: "and", children: kept };
 }
 
-function collectVlans(q: Query, out: Set<number>): void {
-  if (q.type === "and" || q.type === "or") q.children.forEach((c) => collectVlans(c, out));
-  else if (q.type === "not") collectVlans(q.child, out);
-  else if (q.type === "vlan") out.add(q.vlan);
-}
-
 function tpid(offset: number): string {
   return `(ether[${offset}:2] = 0x8100 or ether[${offset}:2] = 0x88a8 or ether[${offset}:2] = 0x9100)`;
 }
@@ -399,32 +418,18 @@ function tpid(offset: number): string {
 /**
  * libpcap's `vlan` keyword shifts the offsets of everything after it in the filter text, even
  * across `or`, so the tag-aware filter is laid out in a fixed order: untagged branch first (no
- * `vlan` keyword yet), then one tag, then two. The outer VLAN id is read with `ether[14:2]`, which
- * the shift does not move.
+ * `vlan` keyword yet), then one tag, then two. VLAN ids are read with `ether[14:2]` and
+ * `ether[18:2]`, which the shift does not move. Frames with three or more tags match nothing.
  */
 function vlanAwareBpf(q: Query): Bpf {
-  const ids = new Set<number>();
-  collectVlans(q, ids);
-  const vid = "ether[14:2] & 0xfff";
-  const cases: Bpf[] = [];
-  const known: string[] = [];
-  for (const id of [...ids].sort((a, b) => a - b)) {
-    const p = toBpf(q, id);
-    known.push(`${vid} = ${id}`);
-    cases.push(bpfAnd([`(${vid} = ${id})`, p]));
-  }
-  const other = toBpf(q, "other");
-  cases.push(known.length === 0 ? other : bpfAnd([`(not (${known.join(" or ")}))`, other]));
-  const tagged = bpfOr(cases);
-  if (tagged === false) return bpfAnd([`(not ${tpid(12)})`, toBpf(q, "untagged")]);
   return bpfOr([
-    bpfAnd([`(not ${tpid(12)})`, toBpf(q, "untagged")]),
+    bpfAnd([`(not ${tpid(12)})`, toBpf(q, 0)]),
     bpfAnd([
       tpid(12),
       "vlan",
       bpfOr([
-        bpfAnd([`(not ${tpid(16)})`, tagged]),
-        bpfAnd([tpid(16), "vlan", `(not ${tpid(20)})`, tagged]),
+        bpfAnd([`(not ${tpid(16)})`, toBpf(q, 1)]),
+        bpfAnd([tpid(16), "vlan", `(not ${tpid(20)})`, toBpf(q, 2)]),
       ]),
     ]),
   ]);

@@ -23,7 +23,7 @@
  * Primitives (keywords are case-insensitive):
  *   host ADDR | net ADDR[/LEN] | net ADDR mask MASK | port N | portrange N-M
  *   proto P | protocol P | ip proto P | ip6 proto P | ip | ip6 | tcp | udp | sctp | icmp | icmp6
- *   vlan N | before TIME | after TIME          TIME := RFC 3339 | YYYY-MM-DD | DURATION ago
+ *   vlan N | mpls N | before TIME | after TIME          TIME := RFC 3339 | YYYY-MM-DD | DURATION ago
  * Classic terms: ip=ADDR | ip=ADDR-ADDR | ip=ADDR/LEN | port=N | protocol=P | proto=P
  *   | last=DURATION | vlan=N                   DURATION := (N s|m|h|d)+, e.g. 4h, 1h30m
  * P is 0-255 or one of icmp igmp tcp udp gre esp ah icmp6 sctp.
@@ -87,7 +87,7 @@ const PROTOCOL_NAMES: Record<string, number> = {
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 const PRIMITIVES =
-  "host, net, port, portrange, proto, ip, ip6, tcp, udp, sctp, icmp, icmp6, vlan, before, after, " +
+  "host, net, port, portrange, proto, ip, ip6, tcp, udp, sctp, icmp, icmp6, vlan, mpls, before, after, " +
   RECORD_PRIMITIVES;
 const CLASSIC_KEYS = "ip, port, protocol, proto, last, vlan, " + RECORD_KEYS;
 
@@ -411,6 +411,10 @@ class Parser {
         return { type: "proto", proto: 58, family: 6 };
       case "vlan":
         return { type: "vlan", vlan: parseNumber(this.argument(t, "a VLAN id"), "VLAN id", 4095) };
+      case "mpls": {
+        const label = parseNumber(this.argument(t, "an MPLS label"), "MPLS label", 1048575);
+        return { type: "mpls", label };
+      }
       case "before":
       case "after":
         return this.parseTime(t, word);

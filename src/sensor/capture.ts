@@ -34,6 +34,7 @@ import {
 } from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
 import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { linkTypeOf } from "../capture/link.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -91,6 +92,7 @@ export async function runCapture(
     startedAt: Date.now() / 1000,
     outDir: config.outDir,
     capturing: true,
+    liveInterfaces: config.readFiles.length === 0 ? config.interfaces : [],
     workers: () => workers,
     catalog: () => keeper.catalog,
     retention: () => retention.totals(),
@@ -330,19 +332,6 @@ function checkLiveFilter(config: CaptureConfig): void {
   }
 }
 
-/** The DLT libpcap gives a Linux interface, for the common ARPHRD types; undefined otherwise. */
-function linkTypeOf(iface: string): number | undefined {
-  if (iface === "any") return 113; // DLT_LINUX_SLL
-  let arphrd: number;
-  try {
-    arphrd = Number(Deno.readTextFileSync(`/sys/class/net/${iface}/type`).trim());
-  } catch {
-    return undefined;
-  }
-  // ARPHRD_ETHER and ARPHRD_LOOPBACK capture as DLT_EN10MB; ARPHRD_NONE (tun) as DLT_RAW.
-  return arphrd === 1 || arphrd === 772 ? 1 : arphrd === 65534 ? 12 : undefined;
-}
-
 /** Opens every replay file (and compiles the filter for it) before any output exists, so a refused
  * file or a bad filter stops the run cleanly. */
 function checkReadable(files: string[], filter: string): void {
@@ -413,6 +402,8 @@ function serverOptions(
     insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
+    communityIdSeed: config.communityIdSeed,
   };
 }
 

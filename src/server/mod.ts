@@ -34,6 +34,10 @@ export interface ListenOptions extends GuardOptions {
   socketOwner?: { uid: number; gid: number };
   /** The running configuration the page's status view lists. */
   settings?: readonly Setting[];
+  /** The page reads this archive's open files too (as the query routes' `openFilesOf`). */
+  openFilesOf?: string;
+  /** Community ID seed of the page's records and terms (as the query routes'). */
+  communityIdSeed?: number;
 }
 
 /** A running server. */
@@ -55,6 +59,8 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     openMetrics: options.openMetrics,
     metrics: options.metrics,
     settings: options.settings,
+    openFilesOf: options.openFilesOf,
+    communityIdSeed: options.communityIdSeed,
     history,
     secure: options.cert !== undefined && options.key !== undefined,
   });

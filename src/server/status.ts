@@ -11,6 +11,7 @@ import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
 import type { DiskSpace } from "../store/retention.ts";
 import { probeWritable } from "../store/pcap_file_writer.ts";
 import { VERSION } from "../version.ts";
+import { linkIsDown, linkState } from "../capture/link.ts";
 import { oldestPacketTs } from "./metrics.ts";
 
 /** Readiness of the sensor for `/readyz`. */
@@ -35,6 +36,10 @@ export function readiness(sensor: SensorView): Readiness {
       } else if (!w.ready) {
         reasons.push(`Worker ${w.label}/${w.index} is not capturing yet`);
       }
+    }
+    for (const iface of sensor.liveInterfaces ?? []) {
+      const state = linkState(iface);
+      if (linkIsDown(state)) reasons.push(`Interface ${iface} link is ${state}: nothing arrives`);
     }
     const problem = writeProbe(sensor.outDir);
     if (problem !== undefined) {
@@ -121,6 +126,8 @@ export interface WorkerStatus {
 /** One interface (its workers summed) in `/status`. */
 export interface InterfaceStatus {
   name: string;
+  /** Link state (Linux operstate: up, down, lowerlayerdown, unknown, …) of a live interface. */
+  link?: string;
   workers: number;
   ready: boolean;
   activeFlows: number;
@@ -222,7 +229,7 @@ export class StatusTracker {
       ready: readyNow.ready,
       notReady: readyNow.reasons,
       activeFlows: workers.reduce((sum, w) => sum + w.activeFlows, 0),
-      interfaces: interfaces(workers),
+      interfaces: interfaces(workers, sensor.liveInterfaces ?? []),
       workers,
       disk: space === undefined ? null : {
         freeBytes: space.free,
@@ -303,7 +310,7 @@ function ratesBetween(before: Totals, after: Totals, seconds: number): Rates {
 }
 
 /** Sums workers by interface, in the order interfaces first appear. */
-function interfaces(workers: WorkerStatus[]): InterfaceStatus[] {
+function interfaces(workers: WorkerStatus[], live: readonly string[]): InterfaceStatus[] {
   const byName = new Map<string, WorkerStatus[]>();
   for (const w of workers) {
     const list = byName.get(w.interface);
@@ -315,6 +322,7 @@ function interfaces(workers: WorkerStatus[]): InterfaceStatus[] {
     const packets = sum((w) => w.rates.packetsPerSecond);
     return {
       name,
+      ...(live.includes(name) ? { link: linkState(name) ?? "unknown" } : {}),
       workers: list.length,
       ready: list.every((w) => w.ready && !w.done),
       activeFlows: sum((w) => w.activeFlows),
