@@ -42,11 +42,11 @@ function withEnv(env: Record<string, string | undefined>, body: () => void): voi
   }
 }
 
-Deno.test("--capture-method: libpcap by default, afpacket when asked for", () => {
+Deno.test("--capture-method: afpacket by default on Linux, libpcap with --libpcap or SNF", () => {
   const method = (args: string[]) => parseCaptureArgs(["-i", "eth0", ...args]).captureMethod;
   withEnv({ SNF_NUM_RINGS: undefined, CUTCAP_LIBPCAP: undefined }, () => {
-    assert.equal(method([]), "libpcap");
-    assert.equal(method(["--capture-method", "afpacket"]), "afpacket");
+    assert.equal(method([]), "afpacket");
+    assert.equal(method(["--capture-method", "libpcap"]), "libpcap");
     assert.equal(method(["--libpcap", "/opt/snf/lib/libpcap.so"]), "libpcap");
     assert.equal(
       method(["--libpcap", "/opt/x/libpcap.so", "--capture-method", "afpacket"]),

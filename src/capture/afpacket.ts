@@ -262,6 +262,10 @@ export class PacketRing {
     this.#u16 = new Uint16Array(buffer);
     this.#i32 = new Int32Array(buffer);
     bind(fd, sockaddrLl(ifindex));
+    // A down interface binds without error and leaves ENETDOWN pending on the socket (libpcap's
+    // check, word for word the same message).
+    const pending = this.#socketError();
+    if (pending !== 0) throw new LibcError(`bind(fd ${fd}): ${strerror(pending)}`, pending);
     if (this.#promisc) {
       // struct packet_mreq { int mr_ifindex; u16 mr_type; u16 mr_alen; u8 mr_address[8]; }
       const mreq = new Uint8Array(16);
