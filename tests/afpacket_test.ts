@@ -48,6 +48,7 @@ interface Seen {
 function collect(sources: CaptureSource[]): Seen[][] {
   const seen: Seen[][] = sources.map(() => []);
   drain(sources, (which, p) => {
+    p.settle(); // where the worker's writer reads stored packets from
     seen[which].push({
       ts: `${p.tsSec}.${p.tsFrac}`,
       caplen: p.caplen,
