@@ -18,6 +18,8 @@
 import { parseArgs } from "node:util";
 import { writeTrafficPcap } from "./gen/mod.ts";
 import { countPcapPackets } from "./tcpdump_ref.ts";
+import { INDEX_VERSION } from "../src/index/index_format.ts";
+import { parseQuery } from "../src/query/parse.ts";
 
 /** Options of {@link runQueryBench}. */
 export interface QueryBenchOptions {
@@ -48,6 +50,41 @@ export interface QueryBenchResult {
   indexShare: number;
   /** One timing per queried host: the busiest IPv4 client first, then a typical (median) one. */
   queries: HostQueryResult[];
+  /** A Community ID lookup of one of each host's flows against that host's query. */
+  cidLookups: CidLookupResult[];
+  /** The median client hidden in a 64 KiB `host a or host b or …` list, against `host X` alone. */
+  hostList?: HostListResult;
+}
+
+/** Timing of a 64 KiB list of thousands of hosts (one real) against that host alone. */
+export interface HostListResult {
+  host: string;
+  hosts: number;
+  queryBytes: number;
+  /** Packets of both answers (equal: the other hosts are not in the archive). */
+  packets: number;
+  /** Medians of the HTTP queries (request to last byte), timed in turns. */
+  listSeconds: number;
+  hostSeconds: number;
+  listRuns: number[];
+  hostRuns: number[];
+  /** Seconds to parse the list in this process (median of the rounds). */
+  parseSeconds: number;
+}
+
+/** Timing of `community-id X` (one flow) against `host H` (every flow of the flow's client). */
+export interface CidLookupResult {
+  label: string;
+  communityId: string;
+  host: string;
+  cidPackets: number;
+  /** Median wall seconds of the HTTP queries, timed in turns. */
+  cidSeconds: number;
+  hostSeconds: number;
+  cidRuns: number[];
+  hostRuns: number[];
+  /** cidSeconds / hostSeconds (target ≤ 2). */
+  ratio: number;
 }
 
 /** Timing of `host X` through cutcap and through tcpdump. */
@@ -100,6 +137,8 @@ function sizeOf(path: string): number {
 }
 
 interface ArchiveInfo {
+  /** Index format the archive was built with (Community ID lookups need format 2's column). */
+  indexVersion?: number;
   size: number;
   rotateSize: string;
   /** Busiest and median IPv4 client of the first replay. */
@@ -114,7 +153,8 @@ async function ensureArchive(
   try {
     const info = JSON.parse(Deno.readTextFileSync(`${dir}/${MARKER}`)) as ArchiveInfo;
     if (
-      info.size === opts.size && info.rotateSize === opts.rotateSize && info.hosts?.length === 2
+      info.size === opts.size && info.rotateSize === opts.rotateSize && info.hosts?.length === 2 &&
+      info.indexVersion === INDEX_VERSION
     ) {
       opts.progress(`query bench: reusing the archive in ${dir}`);
       return info.hosts;
@@ -162,7 +202,12 @@ async function ensureArchive(
     built = listPcaps(dir).reduce((sum, f) => sum + sizeOf(f), 0);
   }
   await Deno.remove(input);
-  const info: ArchiveInfo = { size: opts.size, rotateSize: opts.rotateSize, hosts: hosts! };
+  const info: ArchiveInfo = {
+    indexVersion: INDEX_VERSION,
+    size: opts.size,
+    rotateSize: opts.rotateSize,
+    hosts: hosts!,
+  };
   Deno.writeTextFileSync(`${dir}/${MARKER}`, JSON.stringify(info));
   return hosts!;
 }
@@ -270,6 +315,12 @@ export async function runQueryBench(opts: QueryBenchOptions = {}): Promise<Query
       const label = i === 0 ? "busiest client" : "median client";
       queries.push(await timeHost(url, files, { host, label, runs, progress }));
     }
+    const cidLookups: CidLookupResult[] = [];
+    for (const [i, host] of hosts.entries()) {
+      const label = i === 0 ? "busiest client" : "median client";
+      cidLookups.push(await timeCidLookup(url, { host, label, runs, progress }));
+    }
+    const hostList = await timeHostList(url, { host: hosts[1], runs, progress });
     return {
       files: files.length,
       pcapBytes,
@@ -277,6 +328,8 @@ export async function runQueryBench(opts: QueryBenchOptions = {}): Promise<Query
       indexBytes,
       indexShare: indexBytes / pcapBytes,
       queries,
+      cidLookups,
+      hostList,
     };
   } finally {
     server.kill("SIGTERM");
@@ -349,6 +402,115 @@ async function timeHost(
   };
 }
 
+/**
+ * Times `community-id X` for the host's first flow against `host H`, in turns after one untimed
+ * round: both scan every flow key of every file, the lookup comparing the index's 4-byte Community
+ * ID prefixes and hashing only the candidates.
+ */
+async function timeCidLookup(
+  url: string,
+  opts: { host: string; label: string; runs: number; progress: (line: string) => void },
+): Promise<CidLookupResult> {
+  const hostQuery = `host ${opts.host}`;
+  const res = await fetch(`${url}/flows?limit=1&q=${encodeURIComponent(`${hostQuery} and tcp`)}`);
+  const [flow] = await res.json() as { communityId: string }[];
+  if (flow === undefined || flow.communityId === "") {
+    throw new Error(`No TCP flow of ${opts.host} to look up by Community ID`);
+  }
+  const cidQuery = `community-id ${flow.communityId}`;
+  const first = await timeQuery(url, cidQuery);
+  await timeQuery(url, hostQuery);
+  const cidRuns: number[] = [];
+  const hostRuns: number[] = [];
+  for (let r = 0; r < opts.runs; r++) {
+    cidRuns.push((await timeQuery(url, cidQuery)).seconds);
+    hostRuns.push((await timeQuery(url, hostQuery)).seconds);
+    opts.progress(
+      `query bench: ${opts.label} Community ID round ${r + 1}/${opts.runs}: ` +
+        `${cidRuns[r].toFixed(3)} s, host ${hostRuns[r].toFixed(3)} s`,
+    );
+  }
+  const cidSeconds = median(cidRuns);
+  const hostSeconds = median(hostRuns);
+  return {
+    label: opts.label,
+    communityId: flow.communityId,
+    host: opts.host,
+    cidPackets: await answerPackets(first.answer),
+    cidSeconds,
+    hostSeconds,
+    cidRuns,
+    hostRuns,
+    ratio: cidSeconds / hostSeconds,
+  };
+}
+
+/**
+ * Times `host X` hidden among thousands of hosts of 10.0.0.0/8 (which the generated traffic never
+ * uses) in a query of at most 64 KiB, against `host X` alone, taking turns after an untimed round.
+ */
+async function timeHostList(
+  url: string,
+  opts: { host: string; runs: number; progress: (line: string) => void },
+): Promise<HostListResult> {
+  const hosts = [`host ${opts.host}`];
+  for (let i = 0; hosts.join(" or ").length < 65_000; i++) {
+    hosts.splice((i * 7919) % hosts.length, 0, `host 10.${(i >> 8) & 255}.${i & 255}.${i % 251}`);
+  }
+  const list = hosts.join(" or ");
+  const single = `host ${opts.host}`;
+  const first = await timeQuery(url, list);
+  const alone = await timeQuery(url, single);
+  if (first.bytes !== alone.bytes) {
+    throw new Error(
+      `The host list answered ${first.bytes} bytes, host ${opts.host} ${alone.bytes}`,
+    );
+  }
+  const listRuns: number[] = [];
+  const hostRuns: number[] = [];
+  const parseRuns: number[] = [];
+  for (let r = 0; r < opts.runs; r++) {
+    listRuns.push((await timeQuery(url, list)).seconds);
+    hostRuns.push((await timeQuery(url, single)).seconds);
+    const t0 = performance.now();
+    parseQuery(list);
+    parseRuns.push((performance.now() - t0) / 1000);
+    opts.progress(
+      `query bench: ${hosts.length}-host list round ${r + 1}/${opts.runs}: ` +
+        `${listRuns[r].toFixed(3)} s, host alone ${hostRuns[r].toFixed(3)} s`,
+    );
+  }
+  return {
+    host: opts.host,
+    hosts: hosts.length,
+    queryBytes: list.length,
+    packets: await answerPackets(first.answer),
+    listSeconds: median(listRuns),
+    hostSeconds: median(hostRuns),
+    listRuns,
+    hostRuns,
+    parseSeconds: median(parseRuns),
+  };
+}
+
+/** Packets in a pcap answer held as chunks. */
+async function answerPackets(chunks: Uint8Array[]): Promise<number> {
+  const path = await Deno.makeTempFile({ prefix: "cutcap-qbench-cid-", suffix: ".pcap" });
+  try {
+    const file = await Deno.open(path, { write: true });
+    try {
+      for (const c of chunks) {
+        for (let at = 0; at < c.length;) at += await file.write(c.subarray(at));
+      }
+    } finally {
+      file.close();
+    }
+    return await countPcapPackets(path);
+  } finally {
+    await Deno.remove(path).catch(() => {});
+  }
+}
+
 /** The result as the lines the CLI prints. */
 export function formatQueryBench(r: QueryBenchResult): string {
   const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
@@ -366,6 +528,24 @@ export function formatQueryBench(r: QueryBenchResult): string {
       `  tcpdump -r over all files (median): ${q.tcpdumpSeconds.toFixed(3)} s`,
       `  ratio cutcap/tcpdump: ${q.ratio.toFixed(4)} (1/${(1 / q.ratio).toFixed(1)}; ` +
         `target <= 1/20)`,
+    );
+  }
+  for (const c of r.cidLookups) {
+    lines.push(
+      `${c.label}: community-id ${c.communityId} (a flow of ${c.host}, ${c.cidPackets} packets) ` +
+        `${c.cidSeconds.toFixed(3)} s against host ${c.host} ` +
+        `${c.hostSeconds.toFixed(3)} s (HTTP, medians of ${c.cidRuns.length} in turns): ratio ` +
+        `${c.ratio.toFixed(2)} (target <= 2)`,
+    );
+  }
+  const l = r.hostList;
+  if (l !== undefined) {
+    lines.push(
+      `${l.hosts}-host list (${(l.queryBytes / 1024).toFixed(1)} KiB, host ${l.host} among ` +
+        `hosts absent from the archive) -> ${l.packets} packets: ${l.listSeconds.toFixed(3)} s ` +
+        `against host ${l.host} alone ${l.hostSeconds.toFixed(3)} s (HTTP, medians of ` +
+        `${l.listRuns.length} in turns); parsing it ${(l.parseSeconds * 1000).toFixed(1)} ms ` +
+        `(target: well under 1 s)`,
     );
   }
   return lines.join("\n");

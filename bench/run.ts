@@ -2,10 +2,11 @@
  * `deno task bench`: the whole benchmark. Generates the seeded capture if it is missing, then
  * measures offline throughput against tcpdump (bench/offline.ts), the capture worker in-process
  * (bench/worker_run.ts), live capture at rising rates (bench/live.ts, root only), memory with 1M
- * concurrent flows (bench/memory.ts) and, when bench/query_bench.ts exists, query speed; prints a
+ * concurrent flows (bench/memory.ts), query speed (bench/query_bench.ts when it exists) and the
+ * ClickHouse export and fleet coordinator (bench/fleet_bench.ts); prints a
  * markdown report and writes it into bench/RESULTS.md between the results markers.
  *
- *   deno task bench [--quick] [--no-write] [--skip offline,worker,live,memory,query]
+ *   deno task bench [--quick] [--no-write] [--skip offline,worker,live,memory,query,fleet]
  *
  * --quick: fewer rounds, a shorter live run, 250k flows for memory; its report is not written to
  * RESULTS.md unless --write is given.
@@ -246,6 +247,13 @@ async function main(): Promise<void> {
         }`,
       );
     }
+  }
+  if (!skip.has("fleet")) {
+    progress("export and fleet");
+    const { runFleetBench } = await import("./fleet_bench.ts");
+    sections.push(
+      "### Export and fleet (bench/fleet_bench.ts)\n\n" + await runFleetBench({ quick, progress }),
+    );
   }
   const checks = targets(offline, memoryMb);
   if (checks !== "") sections.splice(1, 0, `Targets:\n\n${checks}`);

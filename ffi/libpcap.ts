@@ -280,7 +280,6 @@ export class PcapHandle {
   #dataBase = -1;
   #hdrBase = -1;
   #hdrWords = new Uint32Array(0);
-  #hdrInts = new Int32Array(0);
   /** Capture socket polled when the ring is empty; -1 for files. */
   #waitFd = -1;
   /** The stdio buffer of an offline handle's FILE; referenced until the handle is closed. */
@@ -434,7 +433,9 @@ export class PcapHandle {
     }
     h >>>= 2;
     const hw = this.#hdrWords;
-    this.tsSec = hw[h] + this.#hdrInts[h + 1] * TWO_32;
+    // The low word only: a pcap file holds unsigned 32-bit seconds (to 2106), which libpcap
+    // sign-extends into tv_sec (negative from 2038 on); live timestamps fit it until 2106 too.
+    this.tsSec = hw[h];
     this.tsFrac = hw[h + 2];
     const caplen = hw[h + 4];
     this.caplen = caplen;
@@ -488,7 +489,6 @@ export class PcapHandle {
     const buf = Deno.UnsafePointerView.getArrayBuffer(toPointer(address), HDR_SPAN);
     this.#hdrBase = address;
     this.#hdrWords = new Uint32Array(buf);
-    this.#hdrInts = new Int32Array(buf);
   }
 
   #mapData(address: number, caplen: number): void {
@@ -729,8 +729,8 @@ class DirectReader {
       if (!this.#fill()) return false;
       p = this.#pos;
     }
-    // pcap_pkthdr as libpcap fills it from the file: tv_sec is a signed 32-bit field there.
-    h.tsSec = view.getInt32(p, true);
+    // Unsigned, as the pcap format defines it (2038 and later are not negative).
+    h.tsSec = view.getUint32(p, true);
     h.tsFrac = view.getUint32(p + 4, true);
     h.caplen = caplen;
     h.wireLen = view.getUint32(p + 12, true);

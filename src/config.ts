@@ -61,6 +61,8 @@ export interface CaptureConfig {
   flowTimeout: number;
   maxFlows: number;
   rotateInterval: number;
+  /** Seconds after which a stored packet is written to its file at the latest; 0 = when a block fills. */
+  flushInterval: number;
   rotateSize: number;
   compress: Compression;
   compressLevel: number;
@@ -86,6 +88,8 @@ export interface CaptureConfig {
   openMetrics: boolean;
   maxQueryPackets: number;
   maxConcurrentQueries: number;
+  /** Community ID seed (0-65535) of the flow records and of Community ID queries. */
+  communityIdSeed: number;
   /** `--export-clickhouse`: flow records go to this ClickHouse HTTP URL. */
   exportClickhouse: string | undefined;
   /** `--export-clickhouse-credentials`: a file holding USER:PASSWORD. */
@@ -186,6 +190,12 @@ export const CAPTURE_OPTIONS = {
     arg: "DUR",
     help: "start a new file this often, 0 = never",
   },
+  "flush-interval": {
+    type: "string",
+    default: "1s",
+    arg: "DUR",
+    help: "write stored packets to their file within this time, 0 = only full blocks",
+  },
   "rotate-size": {
     type: "string",
     default: "1GiB",
@@ -280,6 +290,12 @@ export const CAPTURE_OPTIONS = {
     arg: "N",
     help: "queries at once; more get 503",
   },
+  "community-id-seed": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "Community ID seed (0-65535) of flow records and community-id queries",
+  },
   "export-clickhouse": {
     type: "string",
     arg: "URL",
@@ -361,6 +377,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     flowTimeout: parsePositiveDuration(values["flow-timeout"], "--flow-timeout"),
     maxFlows: parseInteger(values["max-flows"], "--max-flows", 16, 100_000_000),
     rotateInterval: parseDuration(values["rotate-interval"], "--rotate-interval"),
+    flushInterval: parseDuration(values["flush-interval"], "--flush-interval"),
     rotateSize: parseSize(values["rotate-size"], "--rotate-size"),
     compress,
     compressLevel: parseInteger(values["compress-level"], "--compress-level", 0, 22),
@@ -391,6 +408,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
       1,
       1024,
     ),
+    communityIdSeed: parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
     ...exportOptions(values),
   };
   validateServerSecurity(config);
@@ -494,9 +512,16 @@ export function parseListen(text: string): { host: string; port: number } | null
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
 }
 
-/** True for addresses only this machine can reach. */
+/**
+ * True for addresses only this machine can reach: `localhost`, an IPv4 literal in 127.0.0.0/8
+ * (four decimal parts: a host name such as `127.example.com` is not one), `::1`, or `::ffff:127.…`.
+ * The bound address is checked again after binding (`checkBoundAddress`), so a name that resolves
+ * elsewhere is caught there.
+ */
 export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
+  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return bare === "localhost" || bare === "::1" ||
+    /^(::ffff:)?127(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(bare);
 }
 
 function validateServerSecurity(config: CaptureConfig): void {

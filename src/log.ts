@@ -64,3 +64,14 @@ export function formatLine(
 function writeLine(level: string, message: string, fields?: LogFields, style?: TextStyle): void {
   Deno.stderr.writeSync(encoder.encode(formatLine(level, message, fields, style) + "\n"));
 }
+
+/** An error's message and its causes' ("fetch failed: ... invalid peer certificate: UnknownIssuer"). */
+export function errorCauses(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && parts.length < 5;) {
+    const text = e instanceof Error ? e.message : String(e);
+    if (!parts.some((p) => p.includes(text))) parts.push(text);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(": ");
+}

@@ -46,10 +46,19 @@ interface WorkerState {
   counters: Float64Array;
   /** Bytes at which a flow is reported as large (then at each doubling). */
   largeFlowThreshold: number;
+  /**
+   * Packets seen, published by `publish` after libpcap's totals are read: so the kernel's
+   * `recvd` is never behind `pkts` in a stats line or a scrape.
+   */
+  packetsSeen: number;
   /** The current source's link type, cached: asking libpcap per packet would be a second FFI call. */
   linkType: number;
   /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
   statsBase: { recv: number; drop: number; ifdrop: number };
+  /** Flow id and wire length of the packet being written (-1: none): a rotation it triggers
+   * leaves it out of the finished file's flow totals. */
+  inFlightFlow: number;
+  inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
@@ -58,6 +67,12 @@ interface WorkerState {
   errorsLoggedAt: number;
   writeFailing: boolean;
   bytesAtFailure: number;
+  /** Wall-clock time (s) of the next time-bounded flush (--flush-interval); Infinity when off. */
+  flushDue: number;
+  /** The same as a packet timestamp (whole seconds, fraction in the handle's unit), so the live
+   * loop leaves a batch on time when packets trickle in. */
+  flushDueSec: number;
+  flushDueFrac: number;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -70,7 +85,10 @@ function runWorker(setup: WorkerSetup): void {
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   // Keys of live flows are read from the table when an index is written.
-  const index = IndexBuilder.forFlowTable(flows, { spillDir: config.outDir });
+  const index = IndexBuilder.forFlowTable(flows, {
+    spillDir: config.outDir,
+    communityIdSeed: config.communityIdSeed,
+  });
   const state: WorkerState = {
     setup,
     flows,
@@ -81,13 +99,20 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    inFlightFlow: -1,
+    inFlightLen: 0,
     errorsSeen: 0,
     errorsLoggedAt: 0,
     writeFailing: false,
     bytesAtFailure: 0,
     largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
+    packetsSeen: 0,
     output: undefined as unknown as RotatingOutput,
+    flushDue: Infinity,
+    flushDueSec: Infinity,
+    flushDueFrac: 0,
   };
+  scheduleFlush(state, Date.now() / 1000);
   if (setup.source.kind === "live") {
     const handle = openLive(setup);
     state.linkType = handle.linkType();
@@ -138,6 +163,8 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
     rotateInterval: config.rotateInterval,
     // gzip/zstd blocks are compressed on a helper thread while the next block fills.
     parallelCompression: true,
+    // Queries read the open file up to its last time-bounded flush.
+    publishOpenState: config.flushInterval > 0,
     beforeRename: (file) => {
       const started = performance.now();
       if (state.index.packetCount > file.packets) {
@@ -156,14 +183,17 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
           worker: index,
           pcapSize: file.bytesOnDisk,
           dataSize: file.bytesUncompressed,
+          inFlight: state.inFlightFlow < 0
+            ? undefined
+            : { flowId: state.inFlightFlow, wireLen: state.inFlightLen },
         });
       }
       state.index.reset();
       state.counters[Counter.IndexBuildSeconds] += (performance.now() - started) / 1000;
-      // How long the oldest packet of the file waited to become queryable (live capture: packet time
-      // is wall-clock time; a replay's packet times are not, so no lag is reported for it).
+      // How long after its last packet the file's index was written (live capture: packet time is
+      // wall-clock time; a replay's packet times are not, so no lag is reported for it).
       if (state.setup.source.kind === "live") {
-        state.counters[Counter.IndexLagSeconds] = Math.max(0, Date.now() / 1000 - file.firstTs);
+        state.counters[Counter.IndexLagSeconds] = Math.max(0, Date.now() / 1000 - file.lastTs);
       }
     },
     onFinalized: (file) => {
@@ -201,6 +231,8 @@ function captureLive(state: WorkerState, opened: CaptureSource): void {
       status = handle.next();
       if (status !== 1) break;
       handlePacket(state, handle);
+      // A trickle of packets keeps next() from timing out: leave the batch when a flush is due.
+      if (handle.tsSec >= state.flushDueSec && flushDueAt(state, handle)) break;
     }
     if (status === -1 || status === -2) {
       // The interface went away (pcap_next_ex: "The interface disappeared") or the handle broke:
@@ -285,7 +317,10 @@ function pause(state: WorkerState, ms: number): boolean {
   }
 }
 
-/** Rotation requests, and on a quiet link the wall-clock driven rotation and flow expiry. */
+/**
+ * Rotation requests, time-bounded flushes, and on a quiet link the wall-clock driven rotation and
+ * flow expiry.
+ */
 function housekeeping(state: WorkerState, quiet: boolean): void {
   const rotateAsked = Atomics.load(state.setup.control, Control.RotateRequest);
   if (rotateAsked !== state.rotateSeen) {
@@ -297,6 +332,34 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
     state.output.rotateIfDue(now);
     state.flows.expireIdle(now);
   }
+  flushIfDue(state);
+}
+
+/** Writes the buffered records to the open file once --flush-interval has passed since the last time. */
+function flushIfDue(state: WorkerState): void {
+  const now = Date.now() / 1000;
+  if (now < state.flushDue) return;
+  state.output?.flush();
+  scheduleFlush(state, now);
+}
+
+/** Sets the next flush time, `--flush-interval` after `now` (never when it is 0). */
+function scheduleFlush(state: WorkerState, now: number): void {
+  const interval = state.setup.config.flushInterval;
+  if (!(interval > 0)) return;
+  state.flushDue = now + interval;
+  state.flushDueSec = Math.floor(state.flushDue);
+  state.flushDueFrac = 0;
+}
+
+/** True when the handle's packet time has reached the flush time (packet time is wall-clock time live). */
+function flushDueAt(state: WorkerState, handle: CaptureSource): boolean {
+  if (state.flushDueFrac === 0 && handle.tsSec === state.flushDueSec) {
+    // First packet in the due second: the fraction in the handle's unit, once.
+    const frac = state.flushDue - state.flushDueSec;
+    state.flushDueFrac = Math.max(1, Math.floor(frac * (handle.nanosecond ? 1e9 : 1e6)));
+  }
+  return handle.tsSec > state.flushDueSec || handle.tsFrac >= state.flushDueFrac;
 }
 
 /** Adds a handle's final libpcap statistics to the totals, before it is closed. */
@@ -334,6 +397,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
           if (status !== 1) break;
           handlePacket(state, handle);
         }
+        flushIfDue(state);
         publish(state, undefined);
       }
       if (status === -1) {
@@ -352,17 +416,23 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
   decodePacket(state.linkType, handle.data, handle.offset, handle.caplen, info);
   const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
   const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
-  counters[Counter.PacketsSeen]++;
+  state.packetsSeen++;
   counters[Counter.BytesSeen] += handle.wireLen;
   counters[Counter.LastPacketTs] = ts;
   if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
+  if (handle.caplen > handle.wireLen) counters[Counter.CaplenOverLen]++;
   if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
     checkLargeFlow(state, id, handle.wireLen);
   }
-  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) return;
+  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) {
+    flows.markCut(id, flows.packetsBefore + 1);
+    return;
+  }
   // Offline packets stored are moved to one place first (see PcapHandle.settle), so the writer
   // reuses its views instead of making one per packet.
   handle.settle();
+  state.inFlightFlow = id;
+  state.inFlightLen = handle.wireLen;
   const offset = state.output.write(
     handle.data,
     handle.offset,
@@ -371,8 +441,10 @@ function handlePacket(state: WorkerState, handle: CaptureSource): void {
     handle.tsSec,
     handle.tsFrac,
   );
+  state.inFlightFlow = -1;
   if (offset < 0) return; // lost to a write error: counted by the output, not indexed
   state.index.record(id, ts, offset, handle.wireLen);
+  if (info.innerVlanCount + info.mplsCount > 0) state.index.noteTags(id, info);
   counters[Counter.PacketsWritten]++;
   counters[Counter.BytesWritten] += handle.wireLen;
 }
@@ -409,8 +481,12 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.WriteErrors] = state.output.writeErrors;
     counters[Counter.PacketsLost] = state.output.lostPackets;
     counters[Counter.Rotations] = state.output.filesFinalized;
+    counters[Counter.PacketsUnflushed] = state.output.unflushedPackets;
+    counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
     reportWriteErrors(state);
   }
+  // Counted before the kernel's totals are read, and stored after them.
+  const seen = state.packetsSeen;
   if (handle) {
     const stats = handle.stats();
     const base = state.statsBase;
@@ -418,6 +494,7 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.PcapDropped] = base.drop + stats.drop;
     counters[Counter.PcapIfDropped] = base.ifdrop + stats.ifdrop;
   }
+  counters[Counter.PacketsSeen] = seen;
 }
 
 /** Seconds between two log lines about write errors while they go on. */

@@ -56,6 +56,16 @@ Deno.test("deno task cutcap runs every subcommand from source with the start tas
     tasks.start.replace(/ main\.ts capture$/, ""),
     "cutcap and start grant the same permissions",
   );
+  // `deno task -q`, as README says for output to a file: no "Task" line, no colour anywhere.
+  const plain = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "cutcap", "version"],
+    cwd: ROOT_DIR,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const both = new TextDecoder().decode(plain.stdout) + new TextDecoder().decode(plain.stderr);
+  // deno-lint-ignore no-control-regex
+  assert.doesNotMatch(both, /\x1b\[|^Task /m);
   const version = await task("cutcap", ["version"]);
   assert.equal(version.code, 0, version.stderr);
   assert.match(version.stdout, /^cutcap \d+\.\d+\.\d+\ndeno 2\.9\.6 /);
@@ -226,7 +236,8 @@ Deno.test("installed once, cutcap runs from source without any network", async (
   // The dependencies are in Deno's cache (this suite already ran from it): no network is needed.
   const started = performance.now();
   const out = await new Deno.Command("unshare", {
-    args: ["-n", Deno.execPath(), "task", "-q", "cutcap", "version"],
+    // `help serve` loads the server's modules, hono and prom-client among them.
+    args: ["-n", Deno.execPath(), "task", "-q", "cutcap", "help", "serve"],
     cwd: ROOT_DIR,
     env: { NO_COLOR: "1" },
     stdout: "piped",
@@ -234,6 +245,6 @@ Deno.test("installed once, cutcap runs from source without any network", async (
   }).output();
   const seconds = (performance.now() - started) / 1000;
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  assert.match(new TextDecoder().decode(out.stdout), /^cutcap /);
+  assert.match(new TextDecoder().decode(out.stdout), /^Usage: cutcap serve /);
   assert.ok(seconds < 20, `took ${seconds.toFixed(1)} s offline`);
 });

@@ -19,6 +19,7 @@ import { registerExportMetrics } from "../src/export/metrics.ts";
 import { Registry } from "prom-client";
 import { cutcap } from "./support/oracle.ts";
 import { freePort } from "./support/query_server.ts";
+import { makeCertificates } from "./support/robustness.ts";
 import {
   exportReplayArgs,
   startClickHouse,
@@ -27,7 +28,8 @@ import {
 } from "./support/clickhouse.ts";
 
 const FIELDS =
-  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes";
+  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
+  ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
 /** Every flow record of an archive as its own /flows gives them (the index), with the sensor. */
 async function sensorRecords(outDir: string, sensor: string): Promise<string[]> {
@@ -60,13 +62,14 @@ function replay(
   ch: TestClickHouse,
   sensor: string,
   extra: string[] = [],
+  url = ch.url,
 ): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
       new URL("../main.ts", import.meta.url).pathname,
-      ...exportReplayArgs(input, outDir, ch.url, sensor, extra),
+      ...exportReplayArgs(input, outDir, url, sensor, extra),
     ],
     stdout: "piped",
     stderr: "piped",
@@ -87,7 +90,8 @@ Deno.test({
   sanitizeOps: false,
 }, async (t) => {
   const work = await Deno.makeTempDir({ prefix: "cutcap-export-" });
-  const ch = await startClickHouse();
+  const certs = await makeCertificates(work);
+  const ch = await startClickHouse({ tls: certs });
   try {
     const input = `${work}/in.pcap`;
     const truth = await writeTrafficPcap(input, { seed: 41, packets: 20_000, rate: 2000 });
@@ -107,6 +111,19 @@ Deno.test({
       );
       assert.equal(Number(files), Catalog.open(out).entries().length);
       assert.deepEqual([...Deno.readDirSync(`${out}/${SPOOL_DIR}`)], [], "the spool is empty");
+    });
+
+    await t.step("over HTTPS with --export-ca; without it the certificate is refused", async () => {
+      const refused = `${work}/tls-refused`;
+      const stderr = await finished(replay(input, refused, ch, "tls", [], ch.httpsUrl));
+      assert.match(stderr, /not reachable: .*(certificate|UnknownIssuer)/i);
+      assert.ok(spoolSize(refused) > 0, "the batches wait in the spool");
+      const out = `${work}/tls`;
+      await finished(replay(input, out, ch, "tls", ["--export-ca", certs.ca], ch.httpsUrl));
+      assert.deepEqual(
+        canonical(await clickHouseRecords(ch, "tls")),
+        canonical(await sensorRecords(out, "tls")),
+      );
     });
 
     await t.step("a wrong password is refused and the batches stay spooled", async () => {

@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
-import { distributedSchema, TABLES } from "../src/export/schema.ts";
+import { TABLES } from "../src/export/schema.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import type { Query } from "../src/query/ast.ts";
 import { Catalog } from "../src/index/catalog.ts";
@@ -66,6 +66,11 @@ const CASES: Case[] = [
   { fleet: "sensor=s1|sensor=s3 port=53", own: { s1: "port=53", s2: null, s3: "port=53" } },
   { fleet: "not tcp and not udp" },
   { fleet: `ip proto 6 and not (after ${iso(1)} and before ${iso(6)})` },
+  // Terms on the flow records (Community ID, cut, totals, L2) answered from their columns.
+  { fleet: "cut and tcp" },
+  { fleet: "packets >= 10 and not cut" },
+  { fleet: "arp or bytes > 100KB" },
+  { fleet: "ether proto 0x0806 and not ether host ff:ff:ff:ff:ff:ff" },
 ];
 
 /** One sensor's setup. */
@@ -93,10 +98,9 @@ Deno.test({
     port: freePort(),
   }));
   try {
+    // The two-shard set-up exactly as README.md shows it.
     for (const server of cluster) {
-      for (const statement of distributedSchema(TEST_CLUSTER, "cutcap")) {
-        await server.sql(statement);
-      }
+      for (const statement of readmeClusterSql()) await server.sql(statement);
     }
     // Overlapping time, shared servers (198.19.0.x, 2001:db8:100::x), different clients.
     const inputs = await Promise.all(sensors.map(async (s, i) => {
@@ -113,9 +117,11 @@ Deno.test({
     }));
     // Each sensor's archive, exported to the single server; the same replay again exported to the
     // cluster (its rows name the same files: names come from packet times).
-    await Promise.all(sensors.map((s, i) => replay(inputs[i], s.out, single.url, s)));
+    // s2 cuts flows after 12 packets, so its records have cut points and totals above the stored.
+    const cutoff = (i: number) => i === 1 ? ["--packet-cutoff", "12"] : [];
+    await Promise.all(sensors.map((s, i) => replay(inputs[i], s.out, single.url, s, cutoff(i))));
     await Promise.all(
-      sensors.map((s, i) => replay(inputs[i], `${s.out}-cluster`, cluster[0].url, s)),
+      sensors.map((s, i) => replay(inputs[i], `${s.out}-cluster`, cluster[0].url, s, cutoff(i))),
     );
     for (const s of sensors) s.serve = await startServe(s.out, [], s.port);
     fleets.push(await startFleet(single.url), await startFleet(cluster[0].url));
@@ -137,6 +143,9 @@ Deno.test({
         }
       }
       const sizes = CASES.map((c) => own.get(c.fleet)!.length);
+      for (const c of ["cut and tcp", "packets >= 10 and not cut", "arp or bytes > 100KB"]) {
+        assert.ok(own.get(c)!.length > 0, `${c} selects packets`);
+      }
       assert.ok(sizes.filter((n) => n > 0).length >= 20, `non-empty answers: ${sizes}`);
     });
 
@@ -192,6 +201,27 @@ Deno.test({
       assert.equal(flows.code, 0, flows.stderr);
       const lines = flows.stdout.trim().split("\n").map((l) => JSON.parse(l) as FlowJson);
       assert.ok(lines.length > 0 && lines.every((r) => r.sensor === "s3" && r.proto === 1));
+      const table = await cutcap(["flows", "--server", fleets[0].url, "sensor s3 icmp"]);
+      assert.match(table.stdout, /^sensor +first +proto/);
+      assert.equal(
+        table.stdout.trim().split("\n").filter((l) => l.startsWith("s3 ")).length,
+        lines.length,
+      );
+      const read = await cutcap([
+        "read",
+        "--server",
+        fleets[1].url,
+        "sensor s3 icmp",
+        "-nn",
+        "-tt",
+      ]);
+      assert.equal(read.code, 0, read.stderr);
+      const icmp = await ownAnswer(sensors[2], "icmp", `${work}/own-icmp.pcap`);
+      assert.deepEqual(
+        read.stdout.trim().split("\n").map((l) => l.split(" ")[0]),
+        icmp.map((p) => p.ts),
+        "cutcap read through the fleet",
+      );
     });
 
     await t.step("retention on a sensor: fleet answers stop naming its deleted files", async () => {
@@ -206,6 +236,60 @@ Deno.test({
       const files = new Set(named.map((r) => r.file));
       assert.deepEqual([...files].sort(), [...kept].sort());
     });
+
+    await t.step(
+      "link types differ: the answer is pcapng (tshark), or pcap naming the odd one",
+      async () => {
+        // s5 captured raw IP (LINKTYPE_RAW): one DNS query, older than the rest.
+        const s5: Sensor = { name: "s5", out: `${work}/s5`, port: freePort() };
+        const raw = new URL("./corpus/tcpdump/LINKTYPE_RAW_ipv4.pcap", import.meta.url).pathname;
+        await replay(raw, s5.out, single.url, s5);
+        s5.serve = await startServe(s5.out, [], s5.port);
+        try {
+          const own = "udp port 53";
+          const query = `${own} and not sensor s4`;
+          const expected: string[] = [];
+          for (const s of [...sensors, s5]) {
+            const link = s === s5 ? "raw" : "eth";
+            for (const p of await ownAnswer(s, own, `${work}/own-${s.name}.pcap`)) {
+              expected.push(`${tsToUs(p.ts)} ${p.hex.length / 2} ${link}`);
+            }
+          }
+          expected.sort();
+          const response = await fetch(`${fleets[0].url}/query`, { method: "POST", body: query });
+          assert.equal(response.headers.get("content-type"), "application/x-pcapng");
+          await Deno.writeFile(
+            `${work}/mixed.pcapng`,
+            new Uint8Array(await response.arrayBuffer()),
+          );
+          const fields = await run("tshark", [
+            ...["-r", `${work}/mixed.pcapng`, "-T", "fields", "-E", "separator=/s"],
+            ...["-e", "frame.time_epoch", "-e", "frame.cap_len", "-e", "frame.protocols"],
+          ]);
+          const got = fields.trim().split("\n").map((line) => {
+            const [epoch, caplen, protocols] = line.split(" ");
+            return `${tsToUs(epoch.slice(0, epoch.indexOf(".") + 7))} ${caplen} ${
+              protocols.split(":")[0]
+            }`;
+          });
+          assert.equal(got.length, expected.length);
+          assert.deepEqual([...got].sort(), expected);
+          assert.deepEqual(
+            got.map((l) => Number(l.split(" ")[0])),
+            [...got.map((l) => Number(l.split(" ")[0]))].sort((a, b) => a - b),
+            "time order",
+          );
+          const pcap = await fetchPcap(
+            `${fleets[0].url}/query?format=pcap`,
+            query,
+            `${work}/one.pcap`,
+          );
+          assert.match(pcap.partial ?? "", /sensor s5 answers with another link type/);
+        } finally {
+          await s5.serve.stop();
+        }
+      },
+    );
 
     await t.step("a sensor down: the others' packets exactly, the missing one named", async () => {
       const c = CASES[0];
@@ -247,8 +331,8 @@ Deno.test({
       // and then drops the connection, as a sensor killed mid-answer does; deterministic, unlike
       // killing a process whose answer may already sit whole in socket buffers.
       const everything = "ip or not ip";
-      // Every packet of s1-s3 (s4 has no server).
-      const fleetEverything = "not sensor s4";
+      // Every packet of s1-s3 (s4 and s5 have no server now).
+      const fleetEverything = "not sensor s4 and not sensor s5";
       const answers = await Promise.all(
         sensors.map((s) => ownAnswer(s, everything, `${work}/all-${s.name}.pcap`)),
       );
@@ -337,6 +421,14 @@ async function replay(
     ]),
   );
   assert.equal(result.code, 0, result.stderr);
+}
+
+/** README's "Two shards" statements, for the test cluster (README's database: cutcap). */
+function readmeClusterSql(): string[] {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const block = readme.split("### Two shards")[1].split("```sql\n")[1].split("```")[0];
+  return block.replaceAll("Distributed(cutcap,", `Distributed(${TEST_CLUSTER},`).split(";")
+    .map((statement) => statement.trim()).filter((statement) => statement !== "");
 }
 
 function startFleet(clickhouse: string): Promise<ServeProcess> {

@@ -162,7 +162,12 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   assert.equal(s.workers[0].packetsSeen, 1000);
   assert.equal(s.workers[0].rates.outputPercent, 25);
   assert.ok(s.workers[0].rates.packetsPerSecond > 0);
-  assert.deepEqual(s.workers[0].currentFile, { path: tmp, bytes: 777 });
+  assert.deepEqual(s.workers[0].currentFile, {
+    path: tmp,
+    bytes: 777,
+    packets: null,
+    flushedAt: null,
+  });
   assert.equal(s.workers[1].currentFile, null);
   assert.equal(s.archive.files, 2);
   assert.equal(s.archive.bytes, 10000);

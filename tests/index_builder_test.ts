@@ -321,7 +321,8 @@ Deno.test("builder: record() throughput and index size on a realistic traffic mi
         `mean stored frame=${((m.pcapBytes - 24) / m.packets - 16).toFixed(0)}B ` +
         `index=${(idxBytes / 1e6).toFixed(2)}MB share=${share.toFixed(2)}%`,
     );
-    assert.ok(share < 3, `index share ${share.toFixed(2)}% should stay under 3%`);
+    // Format 2's flow records (totals, cut point, end, Community ID prefix) add 32 bytes a flow.
+    assert.ok(share < 3.5, `index share ${share.toFixed(2)}% should stay under 3.5%`);
   }
 
   // Throughput after a warm-up pass: 2M records over 1k then 100k interleaved flow ids, a new flow

@@ -10,6 +10,7 @@ import {
   readFileIndex,
 } from "../src/index/mod.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
+import * as craft from "./support/pcap_craft.ts";
 
 const CORPUS = CORPUS_DIR.slice(0, -1);
 
@@ -517,4 +518,45 @@ Deno.test("canonicalizeKey orders the ends like the FlowTable", () => {
   u[4] = 0x7fffffff;
   assert.equal(canonicalizeKey(u), true);
   assert.equal(u[0], 0x7fffffff);
+});
+
+Deno.test("index: each flow's inner VLAN ids and MPLS labels, flows reordered by time", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cc-idx-tags-" });
+  try {
+    const t0 = 1_800_000_000_000_000;
+    const frame = (src: string, tags: [number, number][], labels: number[]) => {
+      const ip = craft.ipv4(src, "198.18.0.1", 17, craft.udp(1, 2));
+      return labels.length > 0
+        ? craft.ethernet(0x8847, craft.mpls(labels, ip), tags)
+        : craft.ethernet(0x0800, ip, tags);
+    };
+    // Times go back, so flows are written in another order than they appeared.
+    const records = [
+      { us: t0 + 50, frame: frame("198.18.1.1", [[0x88a8, 10], [0x8100, 20]], []) },
+      { us: t0 + 10, frame: frame("198.18.1.2", [], [16, 17]) },
+      { us: t0 + 30, frame: frame("198.18.1.3", [], []) },
+      { us: t0 + 20, frame: frame("198.18.1.1", [[0x88a8, 10], [0x8100, 21]], []) },
+      { us: t0 + 40, frame: frame("198.18.1.4", [[0x8100, 5]], [99]) },
+    ];
+    const path = `${dir}/tags.pcap`;
+    await Deno.writeFile(path, craft.pcapFile(1, 65535, records));
+    indexPcapFile(path);
+    const index = readFileIndex(`${path}.idx`);
+    const got = new Map<string, number[]>();
+    for (let f = 0; f < index.header.flowCount; f++) {
+      const a = index.keys[f * 10 + 4] === 0xc6120001 ? index.keys[f * 10] : index.keys[f * 10 + 4];
+      const tags = index.tags.subarray(index.tagStart[f], index.tagStart[f] + index.tagCount[f]);
+      got.set(`198.18.1.${a & 255}`, [...tags]);
+    }
+    const vlan = (id: number) => (1 << 24) | id;
+    const label = (n: number) => (2 << 24) | n;
+    assert.deepEqual(Object.fromEntries(got), {
+      "198.18.1.1": [vlan(20), vlan(21)], // both inner tags seen, in file order
+      "198.18.1.2": [label(16), label(17)],
+      "198.18.1.3": [],
+      "198.18.1.4": [label(99)], // the outermost tag is in the key, not here
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

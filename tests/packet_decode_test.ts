@@ -375,10 +375,13 @@ Deno.test("ipv6: extension headers, AH, fragments, chain bound", () => {
   assert.equal(d.proto, 17);
   assert.equal(d.srcPort, 0);
   assert.equal(info.laterFragment, true);
-  // ICMPv6: ports 0.
+  // ICMPv6 echo request: type and counter-type as ports (Community ID's mapping).
   d = decode(DLT_RAW, ipv6(58, [128, 0, 0, 0, 0, 1, 0, 1]));
   assert.equal(d.proto, 58);
-  assert.equal(info.key[8], 0);
+  assert.equal(info.key[8], (128 << 16) | 129);
+  // One-directional (time exceeded, code 1): type and code.
+  d = decode(DLT_RAW, ipv6(58, [3, 1, 0, 0, 0, 0, 0, 0]));
+  assert.equal(info.key[8], (3 << 16) | 1);
   // Chain cut by the capture: protocol is the header where the walk stopped, ports 0.
   d = decode(DLT_RAW, ipv6(0, [...ext(43), ...ext(6)]).slice(0, 40 + 9));
   assert.equal(d.kind, "ipv6");
@@ -396,14 +399,20 @@ Deno.test("ipv6: extension headers, AH, fragments, chain bound", () => {
   assert.equal(d.srcPort, 0);
 });
 
-Deno.test("transport: UDP, SCTP, DCCP ports; ICMP and GRE get ports 0", () => {
+Deno.test("transport: UDP, SCTP, DCCP ports; ICMP type/code as ports; GRE gets ports 0", () => {
   assert.equal(decode(DLT_RAW, ipv4(17, udp(67, 68))).srcPort, 67);
   const sctp = [...u16(2905), ...u16(2905), 0, 0, 0, 0, 0, 0, 0, 0];
   assert.equal(decode(DLT_RAW, ipv4(132, sctp)).dstPort, 2905);
   assert.equal(decode(DLT_RAW, ipv4(33, [...u16(1), ...u16(2), 0, 0, 0, 0])).dstPort, 2);
   let d = decode(DLT_RAW, ipv4(1, [8, 0, 0, 0, 1, 2, 3, 4]));
   assert.equal(d.proto, 1);
-  assert.equal(info.key[8], 0);
+  assert.equal(info.key[8], 8 << 16); // echo request: type 8, counter-type 0 (reply)
+  d = decode(DLT_RAW, ipv4(1, [0, 0, 0, 0, 1, 2, 3, 4]));
+  assert.equal(info.key[8], 8); // the reply: the same ports swapped, so one flow
+  d = decode(DLT_RAW, ipv4(1, [3, 3, 0, 0, 0, 0, 0, 0]));
+  assert.equal(info.key[8], (3 << 16) | 3); // port unreachable: type and code
+  d = decode(DLT_RAW, ipv4(1, [3]));
+  assert.equal(info.key[8], 0); // cut before the code: no ports
   d = decode(DLT_RAW, ipv4(47, [0, 0, 0x08, 0x00, ...ipv4(6, tcp(1, 2, 0))]));
   assert.equal(d.proto, 47);
   assert.equal(info.key[8], 0);

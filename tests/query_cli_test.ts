@@ -97,13 +97,23 @@ Deno.test("cutcap flows QUERY prints a table of the matching flows; --json print
   const table = await cutcap(["flows", "--server", s.url, QUERY]);
   assert.equal(table.code, 0, table.stderr);
   const lines = table.stdout.trimEnd().split("\n");
-  assert.match(lines[0], /^first\s+proto\s+src\s+dst\s+vlan\s+packets\s+bytes\s+duration$/);
+  assert.match(
+    lines[0],
+    /^first\s+proto\s+src\s+dst\s+vlan\s+packets\s+bytes\s+duration\s+seen_packets\s+seen_bytes\s+cut_at\s+end\s+community_id$/,
+  );
   assert.equal(lines.length, records.length + 1, "one row per flow under the header");
   for (const [i, line] of lines.slice(1).entries()) {
     const r = records[i];
     assert.ok(line.startsWith(new Date(r.first * 1000).toISOString()), line);
     assert.ok(line.includes("198.19.0.1"), line);
-    assert.match(line, new RegExp(`\\s${r.packets}\\s+${r.bytes}\\s+[0-9.]+s$`), line);
+    assert.match(
+      line,
+      new RegExp(
+        `\\s${r.packets}\\s+${r.bytes}\\s+[0-9.]+s\\s+${r.totalPackets}\\s+${r.totalBytes}\\s+${r.endReason}\\s+\\S+$`,
+      ),
+      line,
+    );
+    assert.ok(line.endsWith(r.communityId), line);
   }
 });
 

@@ -261,6 +261,8 @@ const STENOGRAPHER_VALID: [string, string][] = [
     "((proto 17 and port 514) or (proto 6 and port 8080))",
   ],
   ["vlan 200", "vlan 200"],
+  ["mpls 16", "mpls 16"],
+  ["mpls 1048575 and vlan 4095", "(mpls 1048575 and vlan 4095)"],
 ];
 
 const STENOGRAPHER_INVALID: [string, RegExp][] = [
@@ -271,6 +273,7 @@ const STENOGRAPHER_INVALID: [string, RegExp][] = [
   ["protocol -1", /^Invalid protocol "-1" at position 9/],
   ["protocol 256", /^Invalid protocol 256 at position 9: expected 0-255$/],
   ["last 4", /^Unknown word "last" at position 0: expected a primitive/],
+  ["mpls 1048576", /^Invalid MPLS label 1048576 at position 5: expected 0-1048575$/],
 ];
 
 Deno.test("parseQuery: stenographer's own valid and invalid queries", () => {

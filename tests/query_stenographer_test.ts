@@ -107,6 +107,11 @@ const CORPUS = [
   "kday4.pcap", // snaplen 511
 ].map((f) => CORPUS_DIR + f);
 
+/** tshark's filter for a VLAN id in any tag. */
+function tag(id: number): string {
+  return `(vlan.id == ${id} || ieee8021ad.id == ${id})`;
+}
+
 /** The cutcap query and the tshark display filter that means the same (stenographer's meaning). */
 const QUERIES: [string, string][] = [
   ["ip or not ip", "frame"],
@@ -118,6 +123,15 @@ const QUERIES: [string, string][] = [
   ["host 198.18.6.1", "ip.addr == 198.18.6.1"],
   ["ip6", "ipv6"],
   ["icmp", "icmp && !icmpv6"],
+  // Any VLAN tag of a frame (QinQ inner, third tag) and any MPLS label of the stack. tshark
+  // names an 802.1ad (0x88a8) tag's id ieee8021ad.id, an 802.1Q one's vlan.id.
+  ["vlan 200", tag(200)],
+  ["vlan 2001", tag(2001)], // corpus QinQ: inner tag of ARP frames
+  ["vlan 100 and udp", `${tag(100)} && udp`],
+  ["mpls 16", "mpls.label == 16"],
+  ["mpls 1000 and port 53", "mpls.label == 1000 && udp.port == 53"],
+  ["vlan 300 and mpls 16", `${tag(300)} && mpls.label == 16`],
+  ["not vlan 200 and (vlan 20 or mpls 17)", `!${tag(200)} && (${tag(20)} || mpls.label == 17)`],
 ];
 
 interface Row {

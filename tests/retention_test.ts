@@ -26,6 +26,8 @@ function makeArchive(dir: string, files: FakeFile[]): Catalog {
     Deno.mkdirSync(`${dir}/${f.path.slice(0, f.path.lastIndexOf("/"))}`, { recursive: true });
     Deno.writeFileSync(`${dir}/${f.path}`, new Uint8Array(f.pcapBytes));
     Deno.writeFileSync(`${dir}/${f.path}.idx`, new Uint8Array(indexBytes));
+    // Written when its last packet was seen, as by a live capture.
+    Deno.utimeSync(`${dir}/${f.path}`, f.lastTs, f.lastTs);
     const entry: CatalogEntry = {
       path: f.path,
       iface: "eth0",
@@ -82,25 +84,35 @@ Deno.test(
   withTempDir((dir) => {
     const catalog = makeArchive(dir, [
       {
-        path: "2024/05/30/a.pcap",
+        path: "2024/05/30/2024-05-30T00-00-00.000000Z_a_w00.pcap",
         firstTs: NOW - 2 * DAY,
         lastTs: NOW - 2 * DAY + 60,
         pcapBytes: 1000,
       },
       {
-        path: "2024/05/30/b.pcap",
+        path: "2024/05/30/2024-05-30T00-00-00.000000Z_b_w00.pcap",
         firstTs: NOW - 2 * DAY + 60,
         lastTs: NOW - 2 * DAY + 120,
         pcapBytes: 1000,
       },
-      { path: "2024/05/31/c.pcap", firstTs: NOW - DAY, lastTs: NOW - DAY + 60, pcapBytes: 1000 },
       {
-        path: "2024/05/31/d.pcap",
+        path: "2024/05/31/2024-05-31T00-00-00.000000Z_c_w00.pcap",
+        firstTs: NOW - DAY,
+        lastTs: NOW - DAY + 60,
+        pcapBytes: 1000,
+      },
+      {
+        path: "2024/05/31/2024-05-31T00-00-00.000000Z_d_w00.pcap",
         firstTs: NOW - DAY + 60,
         lastTs: NOW - DAY + 120,
         pcapBytes: 1000,
       },
-      { path: "2024/06/01/e.pcap", firstTs: NOW - 60, lastTs: NOW, pcapBytes: 1000 },
+      {
+        path: "2024/06/01/2024-06-01T00-00-00.000000Z_e_w00.pcap",
+        firstTs: NOW - 60,
+        lastTs: NOW,
+        pcapBytes: 1000,
+      },
     ]);
     // A file being written in the oldest folder and one in the newest: neither may go.
     Deno.writeFileSync(`${dir}/2024/05/31/.f.pcap.tmp`, new Uint8Array(5000));
@@ -111,20 +123,37 @@ Deno.test(
 
     assert.deepEqual(result, { deletedFiles: 3, deletedBytes: 3300 });
     assert.deepEqual(retention.totals(), result);
-    assert.deepEqual(paths(catalog), ["2024/05/31/d.pcap", "2024/06/01/e.pcap"]);
+    assert.deepEqual(paths(catalog), [
+      "2024/05/31/2024-05-31T00-00-00.000000Z_d_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_e_w00.pcap",
+    ]);
     assert.equal(catalog.totalBytes(), 2200);
-    for (const gone of ["2024/05/30/a.pcap", "2024/05/30/b.pcap", "2024/05/31/c.pcap"]) {
+    for (
+      const gone of [
+        "2024/05/30/2024-05-30T00-00-00.000000Z_a_w00.pcap",
+        "2024/05/30/2024-05-30T00-00-00.000000Z_b_w00.pcap",
+        "2024/05/31/2024-05-31T00-00-00.000000Z_c_w00.pcap",
+      ]
+    ) {
       assert.equal(exists(`${dir}/${gone}`), false, gone);
       assert.equal(exists(`${dir}/${gone}.idx`), false, `${gone}.idx`);
     }
-    for (const kept of ["2024/05/31/d.pcap", "2024/06/01/e.pcap"]) {
+    for (
+      const kept of [
+        "2024/05/31/2024-05-31T00-00-00.000000Z_d_w00.pcap",
+        "2024/06/01/2024-06-01T00-00-00.000000Z_e_w00.pcap",
+      ]
+    ) {
       assert.ok(exists(`${dir}/${kept}`) && exists(`${dir}/${kept}.idx`), kept);
     }
     assert.ok(exists(`${dir}/2024/05/31/.f.pcap.tmp`));
     assert.ok(exists(`${dir}/2024/06/01/.g.pcap.tmp`));
     assert.equal(exists(`${dir}/2024/05/30`), false, "emptied day folder removed");
     assert.ok(exists(`${dir}/2024/05`), "month folder still holds 31");
-    assertCatalogMatchesTree(dir, ["2024/05/31/d.pcap", "2024/06/01/e.pcap"]);
+    assertCatalogMatchesTree(dir, [
+      "2024/05/31/2024-05-31T00-00-00.000000Z_d_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_e_w00.pcap",
+    ]);
 
     // Within the limit now: a second run deletes nothing.
     assert.deepEqual(retention.run(catalog), { deletedFiles: 0, deletedBytes: 0 });
@@ -135,33 +164,54 @@ Deno.test(
   "max-age deletes files whose packets are all older, across overlapping workers",
   withTempDir((dir) => {
     const catalog = makeArchive(dir, [
-      { path: "1970/01/01/empty.pcap", firstTs: 0, lastTs: 0, pcapBytes: 24 },
-      // Worker 0's long file started earliest but still has recent packets: it stays.
-      { path: "2024/05/20/w0.pcap", firstTs: NOW - 12 * DAY, lastTs: NOW - DAY, pcapBytes: 500 },
       {
-        path: "2024/05/21/w1-old.pcap",
+        path: "1970/01/01/1970-01-01T00-00-00.000000Z_empty_w00.pcap",
+        firstTs: 0,
+        lastTs: 0,
+        pcapBytes: 24,
+      },
+      // Worker 0's long file started earliest but still has recent packets: it stays.
+      {
+        path: "2024/05/20/2024-05-20T00-00-00.000000Z_w0_w00.pcap",
+        firstTs: NOW - 12 * DAY,
+        lastTs: NOW - DAY,
+        pcapBytes: 500,
+      },
+      {
+        path: "2024/05/21/2024-05-21T00-00-00.000000Z_w1-old_w00.pcap",
         firstTs: NOW - 11 * DAY,
         lastTs: NOW - 10 * DAY,
         pcapBytes: 500,
       },
       {
-        path: "2024/05/28/w1-mid.pcap",
+        path: "2024/05/28/2024-05-28T00-00-00.000000Z_w1-mid_w00.pcap",
         firstTs: NOW - 4 * DAY,
         lastTs: NOW - 3 * DAY,
         pcapBytes: 500,
       },
-      { path: "2024/06/01/w1-new.pcap", firstTs: NOW - 3600, lastTs: NOW - 60, pcapBytes: 500 },
+      {
+        path: "2024/06/01/2024-06-01T00-00-00.000000Z_w1-new_w00.pcap",
+        firstTs: NOW - 3600,
+        lastTs: NOW - 60,
+        pcapBytes: 500,
+      },
     ]);
     const retention = new Retention({ outDir: dir, maxAge: 2 * DAY, now: () => NOW });
 
     const result = retention.run(catalog);
 
     assert.deepEqual(result, { deletedFiles: 3, deletedBytes: 124 + 600 + 600 });
-    assert.deepEqual(paths(catalog), ["2024/05/20/w0.pcap", "2024/06/01/w1-new.pcap"]);
+    assert.deepEqual(paths(catalog), [
+      "2024/05/20/2024-05-20T00-00-00.000000Z_w0_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_w1-new_w00.pcap",
+    ]);
     assert.equal(exists(`${dir}/1970`), false);
     assert.equal(exists(`${dir}/2024/05/21`), false);
     assert.equal(exists(`${dir}/2024/05/28`), false);
-    assertCatalogMatchesTree(dir, ["2024/05/20/w0.pcap", "2024/06/01/w1-new.pcap"]);
+    assertCatalogMatchesTree(dir, [
+      "2024/05/20/2024-05-20T00-00-00.000000Z_w0_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_w1-new_w00.pcap",
+    ]);
   }),
 );
 
@@ -169,7 +219,7 @@ Deno.test(
   "min-free counts deleted bytes against one statvfs, by size and by percent",
   withTempDir((dir) => {
     const files = [0, 1, 2, 3, 4].map((i) => ({
-      path: `2024/06/01/f${i}.pcap`,
+      path: `2024/06/01/2024-06-01T00-00-00.000000Z_f${i}_w00.pcap`,
       firstTs: NOW - 1000 + i * 100,
       lastTs: NOW - 950 + i * 100,
       pcapBytes: 900,
@@ -185,15 +235,15 @@ Deno.test(
     assert.deepEqual(bySize.run(catalog), { deletedFiles: 2, deletedBytes: 2000 });
     assert.equal(calls, 1);
     assert.deepEqual(paths(catalog), [
-      "2024/06/01/f2.pcap",
-      "2024/06/01/f3.pcap",
-      "2024/06/01/f4.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_f2_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_f3_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_f4_w00.pcap",
     ]);
 
     const byPercent = new Retention({ outDir: dir, minFree: { percent: 25 }, diskSpace: space });
     assert.deepEqual(byPercent.run(catalog), { deletedFiles: 2, deletedBytes: 2000 });
-    assert.deepEqual(paths(catalog), ["2024/06/01/f4.pcap"]);
-    assertCatalogMatchesTree(dir, ["2024/06/01/f4.pcap"]);
+    assert.deepEqual(paths(catalog), ["2024/06/01/2024-06-01T00-00-00.000000Z_f4_w00.pcap"]);
+    assertCatalogMatchesTree(dir, ["2024/06/01/2024-06-01T00-00-00.000000Z_f4_w00.pcap"]);
 
     const off = new Retention({ outDir: dir, minFree: { percent: 0 }, diskSpace: space });
     assert.equal(off.enabled, false);
@@ -205,17 +255,38 @@ Deno.test(
   "a file that cannot be deleted is skipped, logged once, and the next one goes",
   withTempDir((dir) => {
     const catalog = makeArchive(dir, [
-      { path: "2024/06/01/stuck.pcap", firstTs: NOW - 300, lastTs: NOW - 200, pcapBytes: 1000 },
-      { path: "2024/06/01/next.pcap", firstTs: NOW - 200, lastTs: NOW - 100, pcapBytes: 1000 },
-      { path: "2024/06/01/new.pcap", firstTs: NOW - 100, lastTs: NOW, pcapBytes: 1000 },
+      {
+        path: "2024/06/01/2024-06-01T00-00-00.000000Z_stuck_w00.pcap",
+        firstTs: NOW - 300,
+        lastTs: NOW - 200,
+        pcapBytes: 1000,
+      },
+      {
+        path: "2024/06/01/2024-06-01T00-00-00.000000Z_next_w00.pcap",
+        firstTs: NOW - 200,
+        lastTs: NOW - 100,
+        pcapBytes: 1000,
+      },
+      {
+        path: "2024/06/01/2024-06-01T00-00-00.000000Z_new_w00.pcap",
+        firstTs: NOW - 100,
+        lastTs: NOW,
+        pcapBytes: 1000,
+      },
     ]);
     // A non-empty directory under the file's name makes its removal fail even for root.
-    Deno.removeSync(`${dir}/2024/06/01/stuck.pcap`);
-    Deno.mkdirSync(`${dir}/2024/06/01/stuck.pcap`);
-    Deno.writeFileSync(`${dir}/2024/06/01/stuck.pcap/x`, new Uint8Array(1));
+    Deno.removeSync(`${dir}/2024/06/01/2024-06-01T00-00-00.000000Z_stuck_w00.pcap`);
+    Deno.mkdirSync(`${dir}/2024/06/01/2024-06-01T00-00-00.000000Z_stuck_w00.pcap`);
+    Deno.writeFileSync(
+      `${dir}/2024/06/01/2024-06-01T00-00-00.000000Z_stuck_w00.pcap/x`,
+      new Uint8Array(1),
+    );
     const retention = new Retention({ outDir: dir, maxBytes: 2300 });
     assert.deepEqual(retention.run(catalog), { deletedFiles: 1, deletedBytes: 1100 });
-    assert.deepEqual(paths(catalog), ["2024/06/01/stuck.pcap", "2024/06/01/new.pcap"]);
+    assert.deepEqual(paths(catalog), [
+      "2024/06/01/2024-06-01T00-00-00.000000Z_stuck_w00.pcap",
+      "2024/06/01/2024-06-01T00-00-00.000000Z_new_w00.pcap",
+    ]);
     assert.deepEqual(retention.run(catalog), { deletedFiles: 0, deletedBytes: 0 });
   }),
 );
@@ -250,7 +321,7 @@ Deno.test({
     try {
       const MiB = 2 ** 20;
       const files = [0, 1, 2, 3, 4, 5].map((i) => ({
-        path: `2024/06/0${i + 1}/f${i}.pcap`,
+        path: `2024/06/0${i + 1}/2024-06-0${i + 1}T00-00-00.000000Z_f${i}_w00.pcap`,
         firstTs: NOW - 6 * DAY + i * DAY,
         lastTs: NOW - 6 * DAY + i * DAY + 60,
         pcapBytes: MiB,
@@ -296,3 +367,43 @@ async function dfAvail(dir: string): Promise<number> {
   const text = await run("df", ["-B1", "--output=avail", dir]);
   return Number(text.trim().split("\n")[1]);
 }
+
+Deno.test(
+  "retention owns only cutcap's files, and --max-age counts from when a file was written",
+  withTempDir((dir) => {
+    const catalog = makeArchive(dir, [
+      {
+        path: "2024/05/01/2024-05-01T00-00-00.000000Z_eth0_w00.pcap",
+        firstTs: NOW - 31 * DAY,
+        lastTs: NOW - 31 * DAY + 60,
+        pcapBytes: 1000,
+      },
+      // Copied in by hand: queried like the others, never deleted.
+      {
+        path: "2024/05/01/evidence-case42.pcap",
+        firstTs: NOW - 31 * DAY,
+        lastTs: NOW - 31 * DAY + 60,
+        pcapBytes: 1000,
+      },
+      // A replay of month-old traffic written just now.
+      {
+        path: "2024/05/02/2024-05-02T00-00-00.000000Z_replay_w00.pcap",
+        firstTs: NOW - 30 * DAY,
+        lastTs: NOW - 30 * DAY + 60,
+        pcapBytes: 1000,
+      },
+    ]);
+    Deno.utimeSync(`${dir}/2024/05/02/2024-05-02T00-00-00.000000Z_replay_w00.pcap`, NOW, NOW);
+    const byAge = new Retention({ outDir: dir, maxAge: DAY, now: () => NOW });
+    assert.deepEqual(byAge.run(catalog), { deletedFiles: 1, deletedBytes: 1100 });
+    assert.deepEqual(paths(catalog), [
+      "2024/05/01/evidence-case42.pcap",
+      "2024/05/02/2024-05-02T00-00-00.000000Z_replay_w00.pcap",
+    ]);
+    // Down to a 1-byte budget: cutcap's replay goes, the evidence stays.
+    const bySize = new Retention({ outDir: dir, maxBytes: 1, now: () => NOW });
+    assert.deepEqual(bySize.run(catalog), { deletedFiles: 1, deletedBytes: 1100 });
+    assert.deepEqual(paths(catalog), ["2024/05/01/evidence-case42.pcap"]);
+    assert.ok(exists(`${dir}/2024/05/01/evidence-case42.pcap`));
+  }),
+);

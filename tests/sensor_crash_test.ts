@@ -18,16 +18,29 @@ import {
 } from "./support/oracle.ts";
 import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 
+function pathExists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 
-/** Every file under `dir` with its SHA-256, except the catalog (which a restart rewrites). */
+/**
+ * Every file under `dir` with its SHA-256, except the catalog (which a restart rewrites) and the
+ * open files' states in `.open/` (a restart removes those of the crashed run).
+ */
 async function hashTree(dir: string): Promise<Map<string, string>> {
   const hashes = new Map<string, string>();
   const walk = async (at: string) => {
     for (const entry of Deno.readDirSync(at)) {
       const path = `${at}/${entry.name}`;
-      if (entry.isDirectory) await walk(path);
-      else if (entry.name !== "catalog.json" && !entry.name.endsWith(".tmp")) {
+      if (entry.isDirectory) {
+        if (entry.name !== ".open") await walk(path);
+      } else if (entry.name !== "catalog.json" && !entry.name.endsWith(".tmp")) {
         const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
         hashes.set(path, Array.from(new Uint8Array(digest), (b) => b.toString(16)).join(""));
       }
@@ -150,6 +163,11 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
       assert.equal(restart.code, 0, restart.stderr);
       assert.match(restart.stderr, /Recovered 1 file\(s\) after a crash/);
       assert.deepEqual(tempFiles(out), [], "no temporary file after the restart");
+      assert.equal(
+        pathExists(`${out}/.open`),
+        false,
+        "the crashed run's open-file states are gone",
+      );
       const repaired = tmp.replace(/\/\.([^/]+)\.tmp$/, "/$1");
       const after = await hashTree(out);
       for (const [path, hash] of before) {

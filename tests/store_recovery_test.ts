@@ -201,3 +201,42 @@ Deno.test("recoverTempFiles: leaves foreign data alone, ignores other files, han
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("recovery keeps a zero-length record cutcap wrote and every record after it; cuts a zero tail", () => {
+  const dir = tempDir("zero-record");
+  try {
+    // µs pcap: a 60-byte record, an empty record cutcap kept as it read it (time 0, length 0),
+    // another 60-byte record, then 64 zero bytes a crash left (allocated, never written).
+    const record = (sec: number, len: number): number[] => {
+      const r = new Uint8Array(16 + len);
+      const dv = new DataView(r.buffer);
+      dv.setUint32(0, sec, true);
+      dv.setUint32(8, len, true);
+      dv.setUint32(12, len, true);
+      r.fill(0xab, 16);
+      return [...r];
+    };
+    const header = new Uint8Array(24);
+    const hv = new DataView(header.buffer);
+    hv.setUint32(0, 0xa1b2c3d4, true);
+    hv.setUint16(4, 2, true);
+    hv.setUint16(6, 4, true);
+    hv.setUint32(16, 262144, true);
+    hv.setUint32(20, 1, true);
+    const name = "2026-01-01T00-00-00.000000Z_eth0_w00.pcap";
+    const body = [...header, ...record(1_767_225_600, 60), ...record(0, 0)];
+    body.push(...record(1_767_225_601, 60), ...new Array(64).fill(0));
+    Deno.writeFileSync(`${dir}/.${name}.tmp`, new Uint8Array(body));
+    const reports = recoverTempFiles(dir, {});
+    assert.equal(reports.length, 1);
+    assert.ok(reports[0].path, reports[0].error ?? "");
+    const reader = new PcapReader(reports[0].path!);
+    const lengths: number[] = [];
+    while (reader.next()) lengths.push(reader.caplen);
+    reader.close();
+    assert.deepEqual(lengths, [60, 0, 60], "all three records, the zero tail cut");
+    assert.equal(Deno.statSync(reports[0].path!).size, 24 + 76 + 16 + 76);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

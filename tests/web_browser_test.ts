@@ -16,34 +16,25 @@ import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startServe } from "./support/query_server.ts";
 import { pcapRecordCount } from "./support/web.ts";
 import {
+  download,
   dumpDom,
   launchBrowser,
   requireChromium,
+  screenshots,
+  shownRows,
+  shownTotals,
   type TestBrowser,
-  testOutputDir,
+  watchDialogs,
+  watchErrors,
 } from "./support/browser.ts";
+
+/** The table's rows without the sensor column (a sensor has none). */
+async function shownRowsIp(page: Page): Promise<{ src: string; dst: string; packets: number }[]> {
+  return (await shownRows(page)).map(({ src, dst, packets }) => ({ src, dst, packets }));
+}
 
 const PACKETS = 3000;
 const QUERY = "tcp or udp";
-
-/** The flows table as the browser shows it. */
-async function visibleRows(page: Page): Promise<{ src: string; dst: string; packets: number }[]> {
-  const headers = await page.$$eval(
-    "#flows thead th",
-    (ths) => ths.map((th) => (th.textContent ?? "").replace(/ [▲▼]$/, "")),
-  );
-  return await page.$$eval("#flows tbody tr", (rows, headers) => {
-    const at = (name: string) => headers.indexOf(name);
-    return rows.map((tr) => {
-      const cells = [...tr.querySelectorAll("td")].map((td) => td.textContent ?? "");
-      return {
-        src: cells[at("Source")],
-        dst: cells[at("Destination")],
-        packets: Number(cells[at("Stored packets")].replaceAll(",", "")),
-      };
-    });
-  }, headers);
-}
 
 async function flows(base: string, q: string, init: RequestInit = {}): Promise<FlowRecord[]> {
   const r = await fetch(`${base}/flows?q=${encodeURIComponent(q)}`, init);
@@ -60,15 +51,6 @@ async function waitForArchive(base: string, packets: number): Promise<void> {
     if (Date.now() > deadline) throw new Error(`archive holds ${stored} of ${packets} packets`);
     await sleep(250);
   }
-}
-
-async function screenshots(page: Page, name: string): Promise<void> {
-  const dir = testOutputDir("web");
-  for (const [width, height, label] of [[1280, 800, "desktop"], [390, 844, "phone"]] as const) {
-    await page.setViewport({ width, height });
-    await page.screenshot({ path: `${dir}/${name}-${label}-${width}x${height}.png` });
-  }
-  await page.setViewport({ width: 1280, height: 800 });
 }
 
 rootTest(
@@ -103,11 +85,8 @@ rootTest(
       await waitForArchive(base, PACKETS);
       browser = await launchBrowser();
       const page = await browser.browser.newPage();
-      const dialogs: string[] = [];
-      page.on("dialog", (d) => {
-        dialogs.push(d.message());
-        d.dismiss();
-      });
+      const dialogs = watchDialogs(page);
+      const errors = watchErrors(page);
       const requests: string[] = [];
       page.on("request", (r) => requests.push(r.url()));
       await page.setViewport({ width: 1280, height: 800 });
@@ -117,23 +96,18 @@ rootTest(
       await page.type("#q", QUERY);
       await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
       const expected = (await flows(base, QUERY)).sort((a, b) => a.first - b.first);
-      const rows = await visibleRows(page);
+      const rows = await shownRowsIp(page);
       assert.equal(rows.length, Math.min(50, expected.length));
       assert.deepEqual(
         rows,
         expected.slice(0, 50).map((f) => ({ src: f.src, dst: f.dst, packets: f.packets })),
       );
-      const totals = await page.$eval("#count", (p) => ({
-        flows: Number(p.querySelector("[data-flows]")?.getAttribute("data-flows")),
-        packets: Number(p.querySelector("[data-packets]")?.getAttribute("data-packets")),
-      }));
       const packets = expected.reduce((s, f) => s + f.packets, 0);
-      assert.deepEqual(totals, { flows: expected.length, packets });
-      const bars = await page.$$eval(
-        "#hist rect[data-packets]",
-        (rects) => rects.reduce((s, r) => s + Number(r.getAttribute("data-packets")), 0),
+      assert.deepEqual(
+        await shownTotals(page),
+        { flows: expected.length, packets, histogram: packets },
+        "histogram total = count of matching packets",
       );
-      assert.equal(bars, packets, "histogram total = count of matching packets");
       await screenshots(page, "search");
 
       // The URL reproduces the page.
@@ -141,7 +115,7 @@ rootTest(
       assert.equal(shared, `${base}/?q=tcp+or+udp`);
       const again = await browser.browser.newPage();
       await again.goto(shared, { waitUntil: "networkidle0" });
-      assert.deepEqual(await visibleRows(again), rows);
+      assert.deepEqual(await shownRowsIp(again), rows);
       await again.close();
 
       // Brushing narrows the time range: by mouse (drag across the middle third) and by keyboard
@@ -168,15 +142,7 @@ rootTest(
       await page.goto(shared, { waitUntil: "networkidle0" });
 
       // Download: the saved file's bytes are /query's answer for the same query.
-      const downloads = `${dir}/downloads`;
-      await Deno.mkdir(downloads);
-      const cdp = await page.createCDPSession();
-      await cdp.send("Browser.setDownloadBehavior", {
-        behavior: "allow",
-        downloadPath: downloads,
-      });
-      await page.click("#download");
-      const saved = await waitForDownload(downloads);
+      const saved = await download(page, "#download", `${dir}/downloads`);
       const answer = new Uint8Array(
         await (await fetch(`${base}/query?q=${encodeURIComponent(QUERY)}`)).arrayBuffer(),
       );
@@ -238,6 +204,13 @@ rootTest(
       assert.ok(spark.points >= 3, `samples every 2 s: ${spark.points}`);
       await screenshots(page, "status");
       assert.deepEqual(dialogs, [], "no script from data ever ran");
+      assert.deepEqual(errors, [], "no console error, no CSP refusal");
+      // The browser enforces the policy: an inline script put into the page does not run.
+      await page.evaluate(
+        `document.body.append(Object.assign(document.createElement("script"), { textContent: "window.ran = 1" }))`,
+      );
+      assert.equal(await page.evaluate("window.ran"), undefined, "inline script refused");
+      assert.match(errors.join("\n"), /Content Security Policy/);
 
       // chromium --dump-dom with the search in the URL shows the flows table.
       const dom = await dumpDom(`${base}/?q=${encodeURIComponent(QUERY)}`);
@@ -256,7 +229,8 @@ rootTest(
 async function checkNarrowed(page: Page, base: string): Promise<void> {
   const url = new URL(page.url());
   const [from, to] = [url.searchParams.get("from"), url.searchParams.get("to")];
-  assert.ok(from && to && from < to, `narrowed: ${url}`);
+  // As instants: "…:10Z" sorts after "…:10.550Z" as text.
+  assert.ok(from && to && Date.parse(from) < Date.parse(to), `narrowed: ${url}`);
   assert.equal(url.searchParams.get("q"), QUERY);
   const within = await flows(base, `(${QUERY}) and after ${from} and before ${to}`);
   assert.ok(within.length > 0, `flows between ${from} and ${to}`);
@@ -265,18 +239,6 @@ async function checkNarrowed(page: Page, base: string): Promise<void> {
     (e) => Number(e.getAttribute("data-flows")),
   );
   assert.equal(shown, within.length);
-}
-
-/** The one file Chromium finished saving in `dir`. */
-async function waitForDownload(dir: string): Promise<Uint8Array> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
-    const done = names.filter((n) => !n.endsWith(".crdownload"));
-    if (done.length === 1 && names.length === 1) return await Deno.readFile(`${dir}/${done[0]}`);
-    if (Date.now() > deadline) throw new Error(`no finished download in ${dir}: ${names}`);
-    await sleep(100);
-  }
 }
 
 rootTest(
@@ -312,7 +274,7 @@ rootTest(
       const expected = await flows(server.url, "udp", {
         headers: { Authorization: "Bearer page-secret" },
       });
-      assert.equal((await visibleRows(page)).length, Math.min(50, expected.length));
+      assert.equal((await shownRowsIp(page)).length, Math.min(50, expected.length));
       const [cookie] = await page.cookies();
       assert.equal(cookie.name, "cutcap_session");
       assert.equal(cookie.httpOnly, true);

@@ -917,7 +917,10 @@ class Generator {
     } else {
       this.addrWords(key, k, v6, this.sClientKind[s], this.sClient[s]);
       this.addrWords(key, k + 4, v6, 2, this.sServer[s]);
-      key[k + 8] = ((this.sCPort[s] << 16) | this.sSPort[s]) >>> 0;
+      // ICMP echo: the decoder keys type and counter-type as ports (Community ID's mapping).
+      key[k + 8] = app === App.IcmpEcho
+        ? (v6 ? (128 << 16) | 129 : 8 << 16)
+        : ((this.sCPort[s] << 16) | this.sSPort[s]) >>> 0;
     }
     key[k + 9] = ((kind << 28) | (proto << 16) | this.sVlan[s]) >>> 0;
   }

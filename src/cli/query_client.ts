@@ -2,9 +2,10 @@
  * `cutcap query` and `cutcap flows`: HTTP clients of a running sensor (or `cutcap serve`). `query` is
  * stenoread's job — the pcap goes to stdout or -w FILE, ready for `| tcpdump -nr -`.
  */
-import { parseStrict } from "../config.ts";
+import { errorCauses } from "../log.ts";
+import { parseInteger, parseStrict } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
-import { parseSize } from "../units.ts";
+import { parseDuration, parseSize } from "../units.ts";
 import { readTokenFile } from "../server/auth.ts";
 import { type FlowRecord, formatFlowTable } from "../query/flows.ts";
 import { copyAnswer, type CopyResult, ONE_RECORD_MORE } from "./answer_copy.ts";
@@ -20,6 +21,11 @@ const CLIENT_OPTIONS = {
   token: { type: "string", arg: "T", help: "bearer token", shownDefault: "$CUTCAP_TOKEN" },
   "token-file": { type: "string", arg: "FILE", help: "read the bearer token from FILE" },
   ca: { type: "string", arg: "FILE", help: "CA certificate to verify an HTTPS server" },
+  "community-id-seed": {
+    type: "string",
+    arg: "N",
+    help: "Community ID seed of community-id terms and shown IDs (default: the server's)",
+  },
 } as const satisfies OptionTable;
 
 /** Option table of `cutcap query` (parser and help). */
@@ -29,6 +35,22 @@ export const QUERY_OPTIONS = {
   limit: { type: "string", arg: "N", help: "at most N packets" },
   "max-bytes": { type: "string", arg: "SIZE", help: "at most this many pcap bytes" },
   pcapng: { type: "boolean", default: false, help: "answer as pcapng instead of pcap" },
+  "from-eve": {
+    type: "string",
+    arg: "FILE",
+    help: "instead of a query: the flows of Suricata EVE JSON lines (alerts, flow events)",
+  },
+  "from-zeek": {
+    type: "string",
+    arg: "FILE",
+    help: "instead of a query: the flows of a Zeek conn.log (TSV with #fields, or JSON lines)",
+  },
+  margin: {
+    type: "string",
+    default: "1m",
+    arg: "DUR",
+    help: "with --from-eve/--from-zeek: time kept before and after each event or flow",
+  },
 } as const satisfies OptionTable;
 
 /** Option table of `cutcap read` (help; runReadCommand maps stenoread's names to query's). */
@@ -66,6 +88,10 @@ interface ClientArgs {
   maxBytes: string | undefined;
   json: boolean;
   pcapng: boolean;
+  /** Community ID seed sent as `seed=` (the server's own when absent). */
+  seed: number | undefined;
+  /** `--from-eve`/`--from-zeek`: the lines to pivot from instead of a query. */
+  pivot: { format: "eve" | "zeek"; file: string; margin: number } | undefined;
   query: string;
 }
 
@@ -74,7 +100,15 @@ function parseClientArgs(args: string[], command: "query" | "flows" | "read"): C
     ? parseStrict(args, QUERY_OPTIONS)
     : parseStrict(args, FLOWS_OPTIONS);
   const query = positionals.join(" ").trim();
-  if (query === "") {
+  const pivot = "from-eve" in values || "from-zeek" in values
+    ? pivotArgs(values as Parameters<typeof pivotArgs>[0])
+    : undefined;
+  if (pivot !== undefined && query !== "") {
+    throw new UsageError(
+      `Unexpected query "${query}" with --from-${pivot.format}: give a query or a file to pivot from, not both`,
+    );
+  }
+  if (query === "" && pivot === undefined) {
     throw new UsageError(
       `Missing query: e.g. cutcap ${command} 'host 198.18.0.1 and after 1h ago'`,
     );
@@ -95,8 +129,59 @@ function parseClientArgs(args: string[], command: "query" | "flows" | "read"): C
       : String(parseSize(values["max-bytes"], "--max-bytes")),
     json: "json" in values ? values.json : false,
     pcapng: "pcapng" in values ? values.pcapng : false,
+    seed: values["community-id-seed"] === undefined
+      ? undefined
+      : parseInteger(values["community-id-seed"], "--community-id-seed", 0, 65535),
+    pivot,
     query,
   };
+}
+
+/** `--from-eve FILE` / `--from-zeek FILE` with `--margin`, when given. */
+function pivotArgs(values: {
+  "from-eve"?: string;
+  "from-zeek"?: string;
+  margin?: string;
+}): ClientArgs["pivot"] {
+  const eve = values["from-eve"];
+  const zeek = values["from-zeek"];
+  if (eve !== undefined && zeek !== undefined) {
+    throw new UsageError("Options --from-eve and --from-zeek exclude each other: give one file");
+  }
+  if (eve === undefined && zeek === undefined) return undefined;
+  const margin = parseDuration(values.margin ?? "1m", "--margin");
+  return eve !== undefined
+    ? { format: "eve", file: eve, margin }
+    : { format: "zeek", file: zeek!, margin };
+}
+
+/** The request a query or a pivot makes: its path with parameters, and its body. */
+async function queryRequest(
+  args: ClientArgs,
+  params: URLSearchParams,
+): Promise<{ path: string; body: string }> {
+  if (args.pivot === undefined) {
+    return { path: `/query${params.size > 0 ? `?${params}` : ""}`, body: args.query };
+  }
+  params.set("input", args.pivot.format);
+  params.set("margin", String(args.pivot.margin));
+  let body: string;
+  try {
+    body = await Deno.readTextFile(args.pivot.file);
+  } catch (error) {
+    throw new Error(`Cannot read ${args.pivot.file}: ${errorCauses(error)}`);
+  }
+  return { path: `/query/pivot?${params}`, body };
+}
+
+/** Says on stderr which lines of the pivot file the server could not use, one per line. */
+function reportPivotProblems(args: ClientArgs, headers: Headers): void {
+  if (args.pivot === undefined) return;
+  const problems = headers.get("x-cutcap-pivot-problems");
+  if (!problems) return;
+  for (const problem of problems.split(/; (?=line \d+: )/)) {
+    console.error(`cutcap: ${args.pivot.file} ${problem}`);
+  }
 }
 
 /** `--server` as a base URL: `127.0.0.1:9102` means http://127.0.0.1:9102, no trailing slash. */
@@ -120,7 +205,7 @@ async function request(args: ClientArgs, path: string, init: RequestInit = {}): 
   try {
     response = await fetch(`${args.server}${path}`, { ...init, headers, client });
   } catch (error) {
-    throw new Error(`Cannot reach ${args.server}: ${causes(error)}`);
+    throw new Error(`Cannot reach ${args.server}: ${errorCauses(error)}`);
   }
   if (!response.ok) {
     throw new Error(
@@ -128,17 +213,6 @@ async function request(args: ClientArgs, path: string, init: RequestInit = {}): 
     );
   }
   return response;
-}
-
-/** An error's message and its causes' ("fetch failed: ... invalid peer certificate: UnknownIssuer"). */
-function causes(error: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = error; e !== undefined && parts.length < 5;) {
-    const text = e instanceof Error ? e.message : String(e);
-    if (!parts.some((p) => p.includes(text))) parts.push(text);
-    e = e instanceof Error ? e.cause : undefined;
-  }
-  return parts.join(": ");
 }
 
 /** `cutcap query`: writes the matching packets as pcap to stdout or -w FILE. */
@@ -195,7 +269,9 @@ export async function runReadCommand(argv: string[]): Promise<number> {
       stderr: "inherit",
     }).spawn();
   } catch (error) {
-    throw new Error(`Cannot run tcpdump: ${causes(error)} (install it: apt-get install tcpdump)`);
+    throw new Error(
+      `Cannot run tcpdump: ${errorCauses(error)} (install it: apt-get install tcpdump)`,
+    );
   }
   try {
     // tcpdump (libpcap) reads one link type per file: ask for pcap; files of other link types
@@ -228,8 +304,10 @@ export async function fetchAnswer(
   if (limits.bytes !== Infinity) params.set("max_bytes", String(limits.bytes + ONE_RECORD_MORE));
   if (args.pcapng) params.set("format", "pcapng");
   else if (format) params.set("format", format);
-  const suffix = params.size > 0 ? `?${params}` : "";
-  const response = await request(args, `/query${suffix}`, { method: "POST", body: args.query });
+  if (args.seed !== undefined) params.set("seed", String(args.seed));
+  const { path, body: text } = await queryRequest(args, params);
+  const response = await request(args, path, { method: "POST", body: text });
+  reportPivotProblems(args, response.headers);
   // A fleet coordinator names the sensors it could not ask.
   const partial = response.headers.get("x-cutcap-partial");
   if (partial) console.error(`Partial answer: ${partial}`);
@@ -281,6 +359,7 @@ export async function runFlowsCommand(argv: string[]): Promise<number> {
   const params = new URLSearchParams({ q: args.query });
   if (args.limit) params.set("limit", args.limit);
   if (args.maxBytes) params.set("max_bytes", args.maxBytes);
+  if (args.seed !== undefined) params.set("seed", String(args.seed));
   const response = await request(args, `/flows?${params}`);
   const records = await response.json() as FlowRecord[];
   const limit = Number(response.headers.get("x-cutcap-flow-limit") ?? Infinity);

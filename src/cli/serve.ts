@@ -55,6 +55,12 @@ export const SERVE_OPTIONS = {
     arg: "DUR",
     help: "close a connection whose request has not been answered by then (trickled bodies)",
   },
+  "community-id-seed": {
+    type: "string",
+    default: "0",
+    arg: "N",
+    help: "Community ID seed (0-65535) of flow records and community-id queries",
+  },
 } as const satisfies OptionTable;
 
 /** How often `serve` compares its catalog with the files on disk. */
@@ -84,10 +90,11 @@ export async function runServeCommand(argv: string[]): Promise<number> {
   checkArchiveDir(values.out);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
   // A capture (or `cutcap index`) may add files and its retention delete them: look again.
-  const rescan = setInterval(() => {
+  const refresh = () => {
     const { added, removed } = catalog.refresh({ log: (line) => logInfo(line) });
     if (added + removed > 0) logInfo(`Catalog: ${added} file(s) added, ${removed} removed`);
-  }, RESCAN_MS);
+  };
+  const rescan = setInterval(refresh, RESCAN_MS);
   const view: SensorView = {
     startedAt: Date.now() / 1000,
     outDir: values.out,
@@ -107,7 +114,23 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       1024,
     ),
   };
-  const routes = queryRoutes({ catalog: () => catalog, policy });
+  const communityIdSeed = parseInteger(
+    values["community-id-seed"],
+    "--community-id-seed",
+    0,
+    65535,
+  );
+  const routes = queryRoutes({
+    // A sensor may be writing here: the files it finalized since the last rescan count (a query
+    // looks again), and its open files.
+    catalog: () => {
+      refresh();
+      return catalog;
+    },
+    openFilesOf: values.out,
+    policy,
+    communityIdSeed,
+  });
   const server = startServer(view, {
     ...listen,
     routes,
@@ -115,6 +138,9 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     cert,
     key,
     openMetrics: values["open-metrics"],
+    insecure: values.insecure,
+    openFilesOf: values.out,
+    communityIdSeed,
     settings: [
       ["Archive", values.out],
       ...serverSettings({

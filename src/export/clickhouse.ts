@@ -4,6 +4,7 @@
  * JSONEachRow both ways. Shared by the exporter and the fleet coordinator.
  */
 import { UsageError } from "../cli/options.ts";
+import { errorCauses } from "../log.ts";
 
 /** How to reach a ClickHouse server. */
 export interface ClickHouseOptions {
@@ -22,11 +23,14 @@ export interface ClickHouseOptions {
 export class ClickHouseError extends Error {
   /** True when the server answered (the statement was refused); false when it was not reached. */
   readonly answered: boolean;
+  /** Retrying will not help (a refusal, or a TLS certificate that is not trusted). */
+  readonly permanent: boolean;
 
-  constructor(message: string, answered: boolean) {
+  constructor(message: string, answered: boolean, permanent = answered) {
     super(message);
     this.name = "ClickHouseError";
     this.answered = answered;
+    this.permanent = permanent;
   }
 }
 
@@ -131,11 +135,12 @@ export class ClickHouse {
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (error) {
+      const why = errorCauses(error);
+      // A certificate ClickHouse's does not match will not mend by waiting: like a refusal.
       throw new ClickHouseError(
-        `ClickHouse at ${this.#url.host} not reachable: ${
-          error instanceof Error ? error.message : error
-        }`,
+        `ClickHouse at ${this.#url.host} not reachable: ${why}`,
         false,
+        /certificate|UnknownIssuer/i.test(why),
       );
     }
     const text = await response.text().catch((error) => {

@@ -63,7 +63,7 @@ export class Exporter {
   #closed = false;
   #backoffMs: number;
   #lastError = "";
-  /** The last attempt was answered with an error (not a network failure). */
+  /** The last attempt failed in a way waiting does not mend (a refusal, an untrusted certificate). */
   #refused = false;
   #lastFile = "";
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -122,7 +122,8 @@ export class Exporter {
 
   /**
    * Waits until the spool is empty or `timeoutMs` passed; true when it is empty. Gives up early
-   * when ClickHouse refuses batches (a wrong password or schema does not mend by waiting).
+   * when ClickHouse refuses batches or its certificate is not trusted (waiting does not mend
+   * a wrong password, schema or CA).
    */
   async drain(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
@@ -175,8 +176,8 @@ export class Exporter {
           logWarn(`export: ${text}; ${this.#spool.length} batch(es) wait in the spool`);
         }
         this.#lastError = text;
-        this.#refused = error instanceof ClickHouseError && error.answered;
-        if (!this.#refused) this.#schemaReady = false;
+        this.#refused = error instanceof ClickHouseError && error.permanent;
+        if (!(error instanceof ClickHouseError && error.answered)) this.#schemaReady = false;
         await this.#sleep(this.#backoffMs);
         this.#backoffMs = Math.min(this.#backoffMs * 2, this.#opts.maxBackoffMs ?? 60_000);
       }

@@ -12,9 +12,10 @@
  */
 import type { FlowRecord } from "../query/flows.ts";
 import { parseAddress } from "../query/address.ts";
+import { etherTypeName } from "../packet/describe.ts";
 
 /** Version of the tables below; bumped with every change of columns. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Table names of this version. */
 export const TABLES = {
@@ -48,6 +49,15 @@ export interface FlowRow {
   last_us: number;
   packets: number;
   bytes: number;
+  /** Community ID v1 with the seed the index was written with; "" for non-IP flows. */
+  community_id: string;
+  /** Packets and bytes seen by the end of the file, stored or not. */
+  total_packets: number;
+  total_bytes: number;
+  /** Number of the first packet the cutoff refused, 0 when none. */
+  cut_packet: number;
+  /** fin, rst, idle, evicted, shutdown, open or unknown. */
+  end_reason: string;
   /** UTC day of `first_us` (partition). */
   day: string;
 }
@@ -71,6 +81,11 @@ const FLOW_COLUMNS = `
   last_us Int64,
   packets UInt64,
   bytes UInt64,
+  community_id String,
+  total_packets UInt64,
+  total_bytes UInt64,
+  cut_packet UInt64,
+  end_reason String,
   day Date`;
 
 const DELETED_COLUMNS = `
@@ -98,35 +113,14 @@ const COLUMNS: Record<keyof typeof TABLES, string> = {
   sensors: SENSOR_COLUMNS,
 };
 
-/** Sharding keys of the Distributed variant: a file's rows stay on one shard. */
-const SHARDING: Record<keyof typeof TABLES, string> = {
-  flows: "cityHash64(sensor, file)",
-  deleted: "cityHash64(sensor, file)",
-  sensors: "cityHash64(sensor)",
-};
-
-/** Statements creating the single-server tables (what the exporter runs on first use). */
+/**
+ * Statements creating the single-server tables (what the exporter runs on first use). The sharded
+ * variant (`_local` tables and Distributed ones under these names) is in README.md, "Two shards".
+ */
 export function mergeTreeSchema(): string[] {
   return (Object.keys(TABLES) as (keyof typeof TABLES)[]).map((t) =>
     `CREATE TABLE IF NOT EXISTS ${TABLES[t]} (${COLUMNS[t]}\n) ${ENGINES[t]}`
   );
-}
-
-/**
- * Statements for a sharded cluster, run on every server of `cluster` (a `remote_servers` entry):
- * `<table>_local` MergeTree tables holding each shard's part, and Distributed tables under the
- * usual names that sensors insert into and the fleet reads. `database` is the database both live in.
- */
-export function distributedSchema(cluster: string, database: string): string[] {
-  const out: string[] = [];
-  for (const t of Object.keys(TABLES) as (keyof typeof TABLES)[]) {
-    out.push(`CREATE TABLE IF NOT EXISTS ${TABLES[t]}_local (${COLUMNS[t]}\n) ${ENGINES[t]}`);
-    out.push(
-      `CREATE TABLE IF NOT EXISTS ${TABLES[t]} (${COLUMNS[t]}\n) ` +
-        `ENGINE = Distributed(${cluster}, ${database}, ${TABLES[t]}_local, ${SHARDING[t]})`,
-    );
-  }
-  return out;
 }
 
 /** Where a file's flows were captured. */
@@ -158,6 +152,11 @@ export function flowRow(record: FlowRecord, origin: RowOrigin): FlowRow {
     last_us: Math.round(record.last * 1e6),
     packets: record.packets,
     bytes: record.bytes,
+    community_id: record.communityId,
+    total_packets: record.totalPackets,
+    total_bytes: record.totalBytes,
+    cut_packet: record.cutPacket,
+    end_reason: record.endReason,
     day: new Date(Math.floor(firstUs / 1000)).toISOString().slice(0, 10),
   };
 }
@@ -177,6 +176,13 @@ export function rowRecord(row: FlowRow): FlowRecord & { sensor: string } {
     last: Number(row.last_us) / 1e6,
     packets: Number(row.packets),
     bytes: Number(row.bytes),
+    communityId: row.community_id,
+    etherTypeName: row.kind === "l2" ? etherTypeName(Number(row.ether_type)) : "",
+    totalPackets: Number(row.total_packets),
+    totalBytes: Number(row.total_bytes),
+    cut: Number(row.cut_packet) !== 0,
+    cutPacket: Number(row.cut_packet),
+    endReason: row.end_reason,
     file: row.file,
     sensor: row.sensor,
   };

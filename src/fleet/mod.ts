@@ -7,11 +7,14 @@
 import { parseInteger, parseListen, parseStrict, SERVER_ACCESS_OPTIONS } from "../config.ts";
 import { type OptionTable, UsageError } from "../cli/options.ts";
 import { parseDuration } from "../units.ts";
-import { checkListenSecurity, readTokenFile, requireToken } from "../server/auth.ts";
+import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
 import { checkClickHouseUrl, ClickHouse, readCredentials } from "../export/clickhouse.ts";
 import { logInfo } from "../log.ts";
 import { Hono } from "hono";
-import { fleetRoutes } from "./routes.ts";
+import { type FleetDeps, fleetRoutes, fleetStatus } from "./routes.ts";
+import { fleetPageSource } from "./page_source.ts";
+import { installPage } from "../web/mod.ts";
+import { serverSettings } from "../web/settings.ts";
 
 /** Option table of `cutcap fleet` (parser and help). */
 export const FLEET_OPTIONS = {
@@ -81,7 +84,7 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
     caCert: readOptional(values["clickhouse-ca"]),
   });
   const sensorCa = readOptional(values["sensor-ca"]);
-  const routes = fleetRoutes({
+  const deps: FleetDeps = {
     clickhouse,
     sensorToken: values["sensor-token-file"] === undefined
       ? undefined
@@ -97,17 +100,33 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
       1024,
     ),
     sensorTimeoutSeconds: positiveDuration(values["sensor-timeout"], "--sensor-timeout"),
-  });
-  const app = new Hono();
-  if (values["token-file"] !== undefined) {
-    app.use(
-      "*",
-      requireToken(readTokenFile(values["token-file"]), { openMetrics: values["open-metrics"] }),
-    );
-  }
-  app.route("/", routes);
+  };
+  const routes = fleetRoutes(deps);
   const cert = readOptional(values["tls-cert"]);
   const key = readOptional(values["tls-key"]);
+  const app = new Hono();
+  // The analyst's page (and, with a token, its login) in front of the API routes.
+  installPage(app, {
+    source: fleetPageSource({
+      clickhouse,
+      sensors: async () => (await fleetStatus(deps)).sensors,
+      settings: [
+        ["ClickHouse", new URL(values.clickhouse).host],
+        ...serverSettings({
+          listen,
+          tlsCert: values["tls-cert"],
+          tokenFile: values["token-file"],
+          maxQueryPackets: deps.maxPackets,
+          maxConcurrentQueries: deps.maxConcurrent,
+        }),
+      ],
+    }),
+    token: values["token-file"] === undefined ? undefined : readTokenFile(values["token-file"]),
+    openMetrics: values["open-metrics"],
+    secure: cert !== undefined && key !== undefined,
+    parse: { sensors: true },
+  });
+  app.route("/", routes);
   const server = Deno.serve({
     hostname: listen.host,
     port: listen.port,

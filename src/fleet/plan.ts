@@ -66,7 +66,7 @@ export async function planQuery(ch: ClickHouse, q: Query): Promise<SensorPlan[]>
   const where = querySql(q).may;
   const rows = await ch.select<Record<string, string>>(
     `SELECT sensor, intDiv(first_us, ${BUCKET_US}) AS bucket, min(first_us) AS from_us, ` +
-      `max(last_us) AS to_us FROM ${TABLES.flows} WHERE ${where} AND ${liveRows()} ` +
+      `max(last_us) AS to_us FROM ${TABLES.flows} PREWHERE ${where} WHERE ${liveRows()} ` +
       `GROUP BY sensor, bucket ORDER BY sensor, from_us`,
   );
   const bySensor = new Map<string, Window[]>();

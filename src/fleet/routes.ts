@@ -1,7 +1,7 @@
 /**
  * The coordinator's API, the same routes a sensor serves: `/flows` answered from ClickHouse alone,
  * `/query` planned from ClickHouse and answered by the sensors that hold matches (in parallel,
- * merged by time), `/status` and `/` listing the sensors. Stateless: every answer is computed from
+ * merged by time), `/status` listing the sensors (the page at `/` is src/web, installed by mod.ts). Stateless: every answer is computed from
  * ClickHouse and the sensors, so several coordinators can run behind a load balancer.
  *
  * Partial answers: a sensor that cannot be asked (no URL, unreachable, an error status, not pcap)
@@ -18,8 +18,8 @@ import type { ClickHouse } from "../export/clickhouse.ts";
 import { type FlowRow, rowRecord, TABLES } from "../export/schema.ts";
 import { liveRows, planQuery, sensorInfo, type SensorPlan } from "./plan.ts";
 import { querySql } from "./sql.ts";
-import { mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
-import { logWarn } from "../log.ts";
+import { mergedFormat, mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
+import { errorCauses, logWarn } from "../log.ts";
 
 /** What the routes need. */
 export interface FleetDeps {
@@ -41,8 +41,10 @@ export const PARTIAL_HEADER = "X-Cutcap-Partial";
 /** Header naming the sensors an answer was asked of. */
 export const SENSORS_HEADER = "X-Cutcap-Sensors";
 
-const FLOW_FIELDS =
-  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes";
+/** The columns of a flow row that make its `/flows` record (rowRecord). */
+export const FLOW_FIELDS =
+  "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +
+  ", community_id, total_packets, total_bytes, cut_packet, end_reason";
 
 /** Builds the coordinator's routes. */
 export function fleetRoutes(deps: FleetDeps): Hono {
@@ -52,7 +54,6 @@ export function fleetRoutes(deps: FleetDeps): Hono {
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));
   app.get("/status", async (c) => c.json(await fleetStatus(deps), 200, noStore));
-  app.get("/", async (c) => c.html(statusPage(await fleetStatus(deps)), 200, noStore));
 
   app.get("/flows", async (c) => {
     const parsed = parseRequest(c.req.query("q"));
@@ -62,8 +63,9 @@ export function fleetRoutes(deps: FleetDeps): Hono {
     let rows: FlowRow[];
     try {
       rows = await deps.clickhouse.select<FlowRow>(
-        `SELECT ${FLOW_FIELDS} FROM ${TABLES.flows} WHERE ${querySql(parsed.query).may} AND ` +
-          `${liveRows()} ORDER BY first_us, sensor, file LIMIT ${limit}`,
+        // PREWHERE: the query's columns are read first, the rest only for the rows it keeps.
+        `SELECT ${FLOW_FIELDS} FROM ${TABLES.flows} PREWHERE ${querySql(parsed.query).may} ` +
+          `WHERE ${liveRows()} ORDER BY first_us, sensor, file LIMIT ${limit}`,
       );
     } catch (error) {
       return clickHouseFailure(c, error);
@@ -83,6 +85,10 @@ export function fleetRoutes(deps: FleetDeps): Hono {
     const limit = readLimit(c.req.query("limit"), deps.maxPackets);
     if (typeof limit === "string") return c.text(limit + "\n", 400);
     const strict = c.req.query("partial") === "false";
+    const format = c.req.query("format");
+    if (format !== undefined && format !== "pcap" && format !== "pcapng") {
+      return c.text(`Invalid format "${format}": expected pcap or pcapng\n`, 400);
+    }
     if (running >= deps.maxConcurrent) {
       return c.text(
         `Too many queries: ${running} running, the limit is ${deps.maxConcurrent}\n`,
@@ -96,7 +102,7 @@ export function fleetRoutes(deps: FleetDeps): Hono {
       finished = true;
     };
     try {
-      return await fleetQuery(c, deps, parsed.query, { limit, strict, done });
+      return await fleetQuery(c, deps, parsed.query, { limit, strict, format, done });
     } catch (error) {
       done();
       if (error instanceof ClickHouseError) return clickHouseFailure(c, error);
@@ -118,31 +124,37 @@ async function fleetQuery(
   c: Context,
   deps: FleetDeps,
   q: Query,
-  opts: { limit: number; strict: boolean; done: () => void },
+  opts: { limit: number; strict: boolean; format?: "pcap" | "pcapng"; done: () => void },
 ): Promise<Response> {
   const plans = await planQuery(deps.clickhouse, q);
   const missing: Missing[] = [];
-  const opened = await Promise.all(plans.map((p) => openSensor(deps, p, opts.limit)));
+  const params = `limit=${opts.limit}${opts.format ? `&format=${opts.format}` : ""}`;
+  const opened = await Promise.all(plans.map((p) => openSensor(deps, p, params)));
   const readers: PcapStreamReader[] = [];
   for (const [i, result] of opened.entries()) {
     if (result instanceof PcapStreamReader) readers.push(result);
     else missing.push({ sensor: plans[i].sensor, reason: result });
   }
-  // One link type per pcap: sensors answering with another are named (not mixed in silently).
-  const linkType = readers[0]?.header?.linkType;
-  for (const r of readers.filter((r) => r.header!.linkType !== linkType)) {
-    r.cancel();
-    missing.push({
-      sensor: r.name,
-      reason: `link type ${r.header!.linkType} differs from the answer's ${linkType}`,
-    });
+  // A pcap answer holds one link type: when the client insists on pcap, sensors answering with
+  // another are named, not mixed in; otherwise differing link types make the answer pcapng.
+  let sources = readers;
+  const format = opts.format ?? mergedFormat(readers);
+  if (format === "pcap" && readers.length > 0) {
+    const linkType = readers[0].interfaces[0].linkType;
+    sources = readers.filter((r) => r.format === "pcap" && r.interfaces[0].linkType === linkType);
+    for (const r of readers.filter((r) => !sources.includes(r))) {
+      r.cancel();
+      missing.push({
+        sensor: r.name,
+        reason: `answers with another link type than the pcap's ${linkType} (ask format=pcapng)`,
+      });
+    }
   }
-  const sources = readers.filter((r) => r.header!.linkType === linkType);
   const headers: Record<string, string> = {
-    "content-type": "application/vnd.tcpdump.pcap",
+    "content-type": format === "pcapng" ? "application/x-pcapng" : "application/vnd.tcpdump.pcap",
     "content-disposition": `attachment; filename="cutcap-fleet-${
       new Date().toISOString().replace(/[:.]/g, "-")
-    }.pcap"`,
+    }.${format}"`,
     [SENSORS_HEADER]: plans.map((p) => p.sensor).join(", "),
   };
   if (opts.strict && missing.length > 0) {
@@ -151,7 +163,7 @@ async function fleetQuery(
     return c.text(`Partial answer refused (partial=false): ${describeMissing(missing)}\n`, 502);
   }
   const midway: Missing[] = [];
-  const stream = mergePcapStreams(sources, {
+  const stream = mergePcapStreams(sources, format, {
     limit: opts.limit,
     errorAtEndOnFailure: true,
     onSourceError: (sensor, error) => {
@@ -195,7 +207,7 @@ async function bufferedAnswer(
 async function openSensor(
   deps: FleetDeps,
   plan: SensorPlan,
-  limit: number,
+  params: string,
 ): Promise<PcapStreamReader | string> {
   if (plan.url === "") return "it advertised no URL (--advertise-url)";
   const headers: Record<string, string> = { "content-type": "text/plain" };
@@ -204,7 +216,7 @@ async function openSensor(
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), deps.sensorTimeoutSeconds * 1000);
   try {
-    return await startAnswer(deps, plan, limit, headers, abort.signal);
+    return await startAnswer(deps, plan, params, headers, abort.signal);
   } finally {
     clearTimeout(timer);
   }
@@ -213,13 +225,13 @@ async function openSensor(
 async function startAnswer(
   deps: FleetDeps,
   plan: SensorPlan,
-  limit: number,
+  params: string,
   headers: Record<string, string>,
   signal: AbortSignal,
 ): Promise<PcapStreamReader | string> {
   let response: Response;
   try {
-    response = await fetch(`${plan.url}/query?limit=${limit}`, {
+    response = await fetch(`${plan.url}/query?${params}`, {
       method: "POST",
       body: plan.query,
       headers,
@@ -227,7 +239,7 @@ async function startAnswer(
       signal,
     });
   } catch (error) {
-    return `unreachable at ${plan.url}: ${error instanceof Error ? error.message : error}`;
+    return `unreachable at ${plan.url}: ${errorCauses(error)}`;
   }
   if (!response.ok || response.body === null) {
     const text = (await response.text().catch(() => "")).trim().slice(0, 200);
@@ -255,7 +267,9 @@ function headerValue(text: string): string {
 function parseRequest(text: string | undefined): { query: Query } | { error: string } {
   if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
   try {
-    return { query: parseQuery(text, { sensors: true }) };
+    const query = parseQuery(text, { sensors: true });
+    querySql(query); // refuses what the flow rows cannot answer
+    return { query };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;
@@ -287,7 +301,10 @@ interface SensorStatus {
   reachable: boolean;
 }
 
-async function fleetStatus(deps: FleetDeps): Promise<{ role: "fleet"; sensors: SensorStatus[] }> {
+/** The sensors as `/status` (and the page's status view) show them. */
+export async function fleetStatus(
+  deps: FleetDeps,
+): Promise<{ role: "fleet"; sensors: SensorStatus[] }> {
   const sensors = await sensorInfo(deps.clickhouse).catch(() => []);
   const reachable = await Promise.all(sensors.map(async (s) => {
     if (s.url === "") return false;
@@ -314,17 +331,4 @@ async function fleetStatus(deps: FleetDeps): Promise<{ role: "fleet"; sensors: S
       reachable: reachable[i],
     })),
   };
-}
-
-function statusPage(status: { sensors: SensorStatus[] }): string {
-  const esc = (t: string) =>
-    t.replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch]!);
-  const rows = status.sensors.map((s) =>
-    `<tr><td>${esc(s.name)}</td><td>${esc(s.url)}</td><td>${
-      s.lastSeen ? new Date(s.lastSeen * 1000).toISOString() : ""
-    }</td><td>${s.backlogFiles}</td><td>${s.reachable ? "yes" : "no"}</td></tr>`
-  ).join("");
-  return `<!doctype html><html><head><meta charset="utf-8"><title>cutcap fleet</title></head>` +
-    `<body><h1>cutcap fleet</h1><table><tr><th>sensor</th><th>API</th><th>last export</th>` +
-    `<th>backlog (files)</th><th>reachable</th></tr>${rows}</table></body></html>`;
 }

@@ -8,7 +8,8 @@
  * matches: flowTruth is True) — because `not` swaps them. A flow selected by `may` but not `all`
  * straddles a time bound: its packets are filtered by the sensor that holds them.
  */
-import type { Query } from "../query/ast.ts";
+import { formatQuery, type Query, QueryError } from "../query/ast.ts";
+import { formatCommunityId } from "../flow/community_id.ts";
 import { keyHex } from "../export/schema.ts";
 import { sqlString } from "../export/clickhouse.ts";
 
@@ -42,6 +43,13 @@ export function querySql(q: Query): FlowSql {
         ? { may: `(last_us >= ${us})`, all: `(first_us >= ${us})` }
         : { may: `(first_us < ${us})`, all: `(last_us < ${us})` };
     }
+    case "mpls":
+      // Inner VLAN tags and MPLS labels are in the sensors' indexes, not in the flow rows (so
+      // `vlan N` here sees the outermost tag only).
+      throw new QueryError(
+        `Unsupported word "mpls" at position 0: the fleet's flow rows do not hold MPLS labels, ask a sensor's /query`,
+        0,
+      );
     default: {
       const exact = keySql(q);
       return { may: exact, all: exact };
@@ -73,6 +81,24 @@ function keySql(q: Query): string {
       return `(vlan = ${q.vlan})`;
     case "sensor":
       return `(sensor = ${sqlString(q.name)})`;
+    case "cid":
+      // Rows carry the ID with the seed their sensor indexed with.
+      return `(community_id = ${sqlString(formatCommunityId(q.digest))})`;
+    case "cut":
+      return q.cut ? "(cut_packet != 0)" : "(cut_packet = 0)";
+    case "total":
+      return `(total_${q.what} ${q.op} ${q.value})`;
+    case "mac": {
+      const mac = sqlString(formatQuery(q).split(" ")[2]);
+      const ends = q.dir === "src"
+        ? `src = ${mac}`
+        : q.dir === "dst"
+        ? `dst = ${mac}`
+        : `(src = ${mac} OR dst = ${mac})`;
+      return `(kind = 'l2' AND ${ends})`;
+    }
+    case "ethertype":
+      return `(kind = 'l2' AND ether_type = ${q.etherType})`;
     default:
       throw new Error(`Unexpected ${q.type} node in keySql`);
   }

@@ -52,10 +52,46 @@ export const enum RemoveReason {
   Shutdown = 3,
 }
 
+/** The {@linkcode FlowEnd} of a flow removed for `reason` whose table state said `end`. */
+export function endOfRemoval(reason: RemoveReason, end: FlowEnd): FlowEnd {
+  if (end === FlowEnd.Fin || end === FlowEnd.Rst) return end;
+  if (reason === RemoveReason.Idle) return FlowEnd.Idle;
+  if (reason === RemoveReason.Evicted) return FlowEnd.Evicted;
+  return reason === RemoveReason.Shutdown ? FlowEnd.Shutdown : end;
+}
+
 /** Label for each {@linkcode RemoveReason}, indexed by its value (for metrics and logs). */
 export const REMOVE_REASON_NAMES: readonly string[] = Object.freeze([
   "idle",
   "closed",
+  "evicted",
+  "shutdown",
+]);
+
+/**
+ * How a flow ended, as flow records report it (the index's flow state, bits 1-3). Closed flows
+ * say FIN (a FIN from both ends) or RST; the others say why the table let them go.
+ */
+export const enum FlowEnd {
+  /** Not known: an index of format 1, or a pcap indexed without a flow table. */
+  Unknown = 0,
+  /** Still in the table when the file was finalized. */
+  Open = 1,
+  Fin = 2,
+  Rst = 3,
+  Idle = 4,
+  Evicted = 5,
+  /** Removed when the capture stopped. */
+  Shutdown = 6,
+}
+
+/** Label for each {@linkcode FlowEnd}, indexed by its value. */
+export const FLOW_END_NAMES: readonly string[] = Object.freeze([
+  "unknown",
+  "open",
+  "fin",
+  "rst",
+  "idle",
   "evicted",
   "shutdown",
 ]);
@@ -101,9 +137,11 @@ const CLOSED = 8;
 const FIRST_REVERSED = 16;
 /** The packet count passed 2^32 at least once: its high part is in the packetsHigh map. */
 const WRAPPED = 32;
-/** The state word's bits above the flags hold the flow's serial, modulo 2^26. */
-const SERIAL_SHIFT = 6;
-const SERIAL_MASK = (1 << 26) - 1;
+/** The cutoff refused a packet of the flow: its number is in the cutAt column. */
+const CUT = 64;
+/** The state word's bits above the flags hold the flow's serial, modulo 2^25. */
+const SERIAL_SHIFT = 7;
+const SERIAL_MASK = (1 << 25) - 1;
 
 const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
@@ -127,7 +165,7 @@ const SWEEP_STEP_BEHIND = 1024;
  * Per-flow record, 64 bytes (one cache line): the fields a packet reads and writes, viewed as
  * u32 words (key, state, packet count) and as f64 slots (bytes, last timestamp). One column
  * per field would cost one cache miss per column per packet once the table outgrows the CPU
- * caches. The serial shares the state word (the flags need 6 bits of it), and a flow's first
+ * caches. The serial shares the state word (the flags need 7 bits of it), and a flow's first
  * timestamp is not kept: the index has each file's first time of every flow, and nothing else
  * needs it.
  */
@@ -178,6 +216,9 @@ export class FlowTable {
   /** Removal hook, see {@linkcode FlowTableOptions.onRemove}. May be replaced at any time. */
   onRemove: FlowRemoveHook | undefined;
 
+  /** Per flow id: number (1-based) of the flow's first packet the cutoff refused, 0 = none yet.
+   * Allocated for maxFlows but written only for cut flows, so pages are backed only for them. */
+  readonly #cutAt: Float64Array;
   /** Records as u32 words, RECORD_WORDS per flow. */
   readonly #u32: Uint32Array;
   /** The same records as f64 slots, RECORD_F64 per flow. */
@@ -247,6 +288,7 @@ export class FlowTable {
     try {
       records = new ArrayBuffer(maxFlows * RECORD_WORDS * 4);
       this.#index = new Int32Array(indexSlotsFor(maxFlows));
+      this.#cutAt = new Float64Array(maxFlows);
     } catch (e) {
       throw new RangeError(
         `Cannot reserve memory for maxFlows ${maxFlows}: expected about ${
@@ -511,7 +553,7 @@ export class FlowTable {
   }
 
   /**
-   * Number of this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo 2^26:
+   * Number of this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo 2^25:
    * it shares the state word, as nothing in the capture path needs it; the index builder learns
    * of a flow's end through onRemove).
    */
@@ -540,6 +582,32 @@ export class FlowTable {
   /** Whether the TCP flow saw a RST or a FIN from both ends. */
   closedOf(id: number): boolean {
     return (this.#u32[id * RECORD_WORDS + W_STATE] & CLOSED) !== 0;
+  }
+
+  /**
+   * Notes that the cutoff refused packet number `packet` (1-based) of the flow, unless an earlier
+   * one was: the cutoff is monotonic (counts only grow), so every later packet is refused too.
+   * Allocation-free; the worker calls it for refused packets.
+   */
+  markCut(id: number, packet: number): void {
+    // The state word is in the cache line observe() just wrote; the column is read only once.
+    const at = id * RECORD_WORDS + W_STATE;
+    const st = this.#u32[at];
+    if ((st & CUT) !== 0) return;
+    this.#u32[at] = st | CUT;
+    this.#cutAt[id] = packet;
+  }
+
+  /** Number (1-based) of the flow's first packet the cutoff refused; 0 when none was. */
+  cutPacketOf(id: number): number {
+    return (this.#u32[id * RECORD_WORDS + W_STATE] & CUT) === 0 ? 0 : this.#cutAt[id];
+  }
+
+  /** How the flow ended so far: FIN or RST when the TCP connection closed, else Open. */
+  endOf(id: number): FlowEnd {
+    const st = this.#u32[id * RECORD_WORDS + W_STATE];
+    if ((st & CLOSED) === 0) return FlowEnd.Open;
+    return (st & (FIN_A | FIN_B)) === (FIN_A | FIN_B) ? FlowEnd.Fin : FlowEnd.Rst;
   }
 
   /** Whether the flow's first packet went B→A (the canonical B end initiated it). */

@@ -12,10 +12,11 @@
  * log when the index is written, a bounded range at a time.
  */
 import { crc32 } from "node:zlib";
-import { KEY_WORDS } from "../packet/packet_info.ts";
+import { KEY_WORDS, type PacketInfo } from "../packet/packet_info.ts";
 import {
   type Compression,
   compressionCode,
+  ExtraTagKind,
   HEADER_CRC_AT,
   HEADER_FIXED,
   headerLength,
@@ -27,7 +28,13 @@ import {
   UNKNOWN_WORKER,
 } from "./index_format.ts";
 import { LOG_CHUNK, type LogChunk, PacketLog } from "./packet_log.ts";
-import type { FlowTable } from "../flow/flow_table.ts";
+import {
+  endOfRemoval,
+  type FlowEnd,
+  type FlowTable,
+  type RemoveReason,
+} from "../flow/flow_table.ts";
+import { communityIdPrefix } from "../flow/community_id.ts";
 import { writeFully } from "../store/block_format.ts";
 import { createTempFile, dirOf, syncDir } from "../store/pcap_file_writer.ts";
 
@@ -53,6 +60,11 @@ export interface IndexMeta {
   dataSize?: number;
   /** Set for a foreign compressed file whose whole stream is one block. */
   wholeStream?: boolean;
+  /**
+   * The packet whose write rotated the file (it goes to the next file, but the flow table has
+   * counted it already): its flow's totals here leave it out. Absent when no packet did.
+   */
+  inFlight?: { flowId: number; wireLen: number };
 }
 
 /**
@@ -64,12 +76,31 @@ export interface FlowKeySource {
   copyKey(id: number, out: Uint32Array, at?: number): void;
 }
 
+/**
+ * A key source that also knows each flow's record (totals, cut point, end, direction): the
+ * FlowTable and FlowKeyList. With a plain FlowKeySource the records say what was stored.
+ */
+export interface FlowRecordSource extends FlowKeySource {
+  /** Packets the flow has seen so far, stored or not. */
+  packetsOf(id: number): number;
+  /** Their wire bytes. */
+  bytesOf(id: number): number;
+  /** Number (1-based) of the flow's first packet the cutoff refused; 0 when none. */
+  cutPacketOf(id: number): number;
+  /** Whether the flow's first packet went from end B to end A. */
+  firstReversedOf(id: number): boolean;
+  /** How the flow has ended so far (FlowEnd.Open while it goes on). */
+  endOf(id: number): FlowEnd;
+}
+
 /** Options of {@linkcode IndexBuilder}. */
 export interface IndexBuilderOptions {
   /** Directory for the per-packet log's spill file (see PacketLog); none: it stays in memory. */
   spillDir?: string;
   /** Bytes of scratch for writing an index (default 4 MiB); tests make it small to force passes. */
   scratchBytes?: number;
+  /** Seed of the Community IDs whose prefixes the index keeps (default 0). */
+  communityIdSeed?: number;
 }
 
 /**
@@ -87,6 +118,10 @@ const RESERVED_IDS = 1 << 23;
  */
 const SCRATCH_BYTES = 4 << 20;
 const TWO_POW_32 = 4294967296;
+/** Values forget() keeps of a removed flow's record: packets, bytes, cut packet, state word. */
+const GONE_VALUES = 4;
+/** Most distinct inner tags and labels kept per flow and file (a flow showing more is odd). */
+const MAX_TAGS_PER_FLOW = 32;
 /** Size of the buffer encode() fills and hands to its sink, section by section (256 KiB). */
 const ENCODE_CHUNK = 1 << 18;
 
@@ -108,6 +143,8 @@ interface FlowLayout {
 /** Per-file index under construction; one per open output file, reused via `reset()`. */
 export class IndexBuilder {
   readonly #keys: FlowKeySource;
+  /** The same source when it knows flow records, else null. */
+  readonly #records: FlowRecordSource | null;
   readonly #log: PacketLog;
 
   // FlowTable id -> per-file flow number + 1 (0 = none). Set by a flow's first packet in the
@@ -115,9 +152,12 @@ export class IndexBuilder {
   #idToFile = new Int32Array(RESERVED_IDS);
 
   #flows = 0;
-  // Per-file flow number -> FlowTable id, or -1 once forgotten: its key is then in #ffKeys.
+  // Per-file flow number -> FlowTable id, or -1 once forgotten: its key is then in #ffKeys and
+  // its record in #ffGone (GONE_VALUES per flow: packets, bytes, cut packet, state word).
   #ffFlowId!: Int32Array;
   #ffKeys!: Uint32Array;
+  #ffGone!: Float64Array;
+  readonly #cidSeed: number;
 
   #firstTs = 0;
   #lastTs = 0;
@@ -126,13 +166,18 @@ export class IndexBuilder {
   /** Packet times never went back: per-file flows are then in order of first time already. */
   #monotonic = true;
   #empty = true;
+  /** Per-file flow number -> its distinct inner VLAN ids and MPLS labels (ExtraTagKind << 24 | id). */
+  readonly #extraTags = new Map<number, number[]>();
+  #extraTagTotal = 0;
   #scratch: ArrayBuffer | null = null;
   readonly #scratchLimit: number;
 
   constructor(keys: FlowKeySource, opts: IndexBuilderOptions = {}) {
     this.#keys = keys;
+    this.#records = "packetsOf" in keys ? keys as FlowRecordSource : null;
     this.#log = new PacketLog({ spillDir: opts.spillDir });
     this.#scratchLimit = Math.max(8, opts.scratchBytes ?? SCRATCH_BYTES);
+    this.#cidSeed = opts.communityIdSeed ?? 0;
     this.#allocFlows(RESERVED_FLOWS, 0);
   }
 
@@ -142,7 +187,7 @@ export class IndexBuilder {
    */
   static forFlowTable(table: FlowTable, opts: IndexBuilderOptions = {}): IndexBuilder {
     const builder = new IndexBuilder(table, opts);
-    table.onRemove = (id) => builder.forget(id);
+    table.onRemove = (id, reason) => builder.forget(id, reason);
     return builder;
   }
 
@@ -204,16 +249,64 @@ export class IndexBuilder {
   }
 
   /**
+   * Notes the inner VLAN tags and MPLS labels of the packet just recorded for `flowId` (call it
+   * after record(), only for packets that have any: the common untagged packet costs nothing).
+   * Allocates only when the flow shows a tag or label it had not shown in this file.
+   */
+  noteTags(flowId: number, info: PacketInfo): void {
+    const ff = this.#idToFile[flowId] - 1;
+    if (ff < 0) return;
+    for (let i = 0; i < info.innerVlanCount; i++) {
+      this.#addTag(ff, (ExtraTagKind.Vlan << 24) | info.innerVlans[i]);
+    }
+    for (let i = 0; i < info.mplsCount; i++) {
+      this.#addTag(ff, (ExtraTagKind.Mpls << 24) | info.mplsLabels[i]);
+    }
+  }
+
+  #addTag(ff: number, entry: number): void {
+    let list = this.#extraTags.get(ff);
+    if (list === undefined) {
+      list = [];
+      this.#extraTags.set(ff, list);
+    }
+    if (list.length >= MAX_TAGS_PER_FLOW || list.includes(entry)) return;
+    list.push(entry);
+    this.#extraTagTotal++;
+  }
+
+  /**
    * The flow table is removing flow `flowId`: keeps its key if the flow is in this file, and
    * frees the id for the next flow that gets it. forFlowTable() wires it to FlowTable.onRemove.
    */
-  forget(flowId: number): void {
+  forget(flowId: number, reason?: RemoveReason): void {
     if (flowId >= this.#idToFile.length) return;
     const ff = this.#idToFile[flowId] - 1;
     if (ff < 0) return;
     this.#keys.copyKey(flowId, this.#ffKeys, ff * KEY_WORDS);
+    const src = this.#records;
+    if (src !== null) this.#keepRecord(ff, flowId, src, reason);
     this.#ffFlowId[ff] = -1;
     this.#idToFile[flowId] = 0;
+  }
+
+  /** Keeps what the records section says of per-file flow `ff`, whose id is being removed. */
+  #keepRecord(
+    ff: number,
+    flowId: number,
+    src: FlowRecordSource,
+    reason: RemoveReason | undefined,
+  ): void {
+    const end = src.endOf(flowId);
+    const gone = this.#ffGone;
+    const at = ff * GONE_VALUES;
+    gone[at] = src.packetsOf(flowId);
+    gone[at + 1] = src.bytesOf(flowId);
+    gone[at + 2] = src.cutPacketOf(flowId);
+    gone[at + 3] = stateWord(
+      src.firstReversedOf(flowId),
+      reason === undefined ? end : endOfRemoval(reason, end),
+    );
   }
 
   /** Starts per-file flow number `this.#flows` for a FlowTable id; returns it. */
@@ -234,6 +327,8 @@ export class IndexBuilder {
     }
     this.#flows = 0;
     this.#log.reset();
+    this.#extraTags.clear();
+    this.#extraTagTotal = 0;
     this.#firstTs = 0;
     this.#lastTs = 0;
     this.#wireBytes = 0;
@@ -288,8 +383,10 @@ export class IndexBuilder {
     const lay = header.layout;
     const out = new ChunkWriter(sink);
     out.bytes(header.bytes);
+    let order: Uint32Array | null = null;
     try {
       const flows = this.#writeFlows(out);
+      order = flows.order;
       out.zeros(lay.offsets - out.written);
       this.#writePackets(out, flows, { times: false, wide });
       out.zeros(lay.times - out.written);
@@ -300,12 +397,32 @@ export class IndexBuilder {
     out.zeros(lay.blocks - out.written);
     const b = header.blocks;
     for (let i = 0; i < header.blockCount * 4; i++) out.f64(b[i]);
+    this.#writeRecords(out, order, meta.inFlight);
+    if (this.#extraTagTotal > 0) this.#writeExtraTags(out, order);
     if (out.written !== lay.trailer) {
       throw new Error(`Index encoding wrote ${out.written} bytes: expected ${lay.trailer}`);
     }
     out.u32(out.crc());
     out.u32(INDEX_END_MAGIC);
     out.flush();
+  }
+
+  /** The extra-tags section (index_format.ts), flows in output order. */
+  #writeExtraTags(out: ChunkWriter, order: Uint32Array | null): void {
+    const F = this.#flows;
+    const ffAt = (r: number) => order === null ? r : order[r];
+    out.u32(this.#extraTagTotal);
+    out.u32(0);
+    let at = 0;
+    for (let r = 0; r < F; r++) {
+      out.u32(at);
+      at += this.#extraTags.get(ffAt(r))?.length ?? 0;
+    }
+    for (let r = 0; r < F; r++) out.u32(this.#extraTags.get(ffAt(r))?.length ?? 0);
+    for (let r = 0; r < F; r++) {
+      for (const entry of this.#extraTags.get(ffAt(r)) ?? []) out.u32(entry);
+    }
+    if (this.#extraTagTotal % 2 === 1) out.u32(0);
   }
 
   /** The index header for what was recorded, and the section layout it announces. */
@@ -339,6 +456,7 @@ export class IndexBuilder {
       blocks: blockCount,
       wideOffsets: wide,
       wideTimes,
+      extraTags: this.#extraTagTotal > 0 ? this.#extraTagTotal : undefined,
     });
 
     let dataSize = meta.dataSize ?? 0;
@@ -357,6 +475,7 @@ export class IndexBuilder {
     if (meta.wholeStream) flags |= IndexFlag.WholeStream;
     if (wideTimes) flags |= IndexFlag.WideTimes;
     flags |= IndexFlag.TimeOrderKnown | (this.#monotonic ? 0 : IndexFlag.TimesGoBack);
+    if (this.#extraTagTotal > 0) flags |= IndexFlag.ExtraTags;
 
     const header = new Uint8Array(headerLen);
     const dv = new DataView(header.buffer);
@@ -378,6 +497,7 @@ export class IndexBuilder {
     dv.setUint32(80, meta.worker < 0 ? UNKNOWN_WORKER : meta.worker, true);
     dv.setUint16(84, iface.length, true);
     dv.setUint16(86, name.length, true);
+    dv.setUint16(88, this.#cidSeed, true);
     header.set(iface, HEADER_FIXED);
     header.set(name, HEADER_FIXED + iface.length);
     const hcrc = crc32(
@@ -411,10 +531,7 @@ export class IndexBuilder {
     this.#flowPass(0, F, columns ?? [], start);
     const order = this.#monotonic || columns === null ? null : orderByFirst(columns[0]);
     for (let r = 0; r < F; r++) {
-      const ff = order === null ? r : order[r];
-      const id = this.#ffFlowId[ff];
-      if (id >= 0) this.#keys.copyKey(id, key, 0);
-      else key.set(this.#ffKeys.subarray(ff * KEY_WORDS, (ff + 1) * KEY_WORDS));
+      this.#keyOf(order === null ? r : order[r], key);
       out.words(key);
     }
     for (const c of [FlowColumn.First, FlowColumn.Last, FlowColumn.Bytes]) {
@@ -449,6 +566,78 @@ export class IndexBuilder {
       out.u32(next - start[ff]);
     }
     return { start, order };
+  }
+
+  /** Copies the canonical key of per-file flow `ff` into `key`. */
+  #keyOf(ff: number, key: Uint32Array): void {
+    const id = this.#ffFlowId[ff];
+    if (id >= 0) this.#keys.copyKey(id, key, 0);
+    else key.set(this.#ffKeys.subarray(ff * KEY_WORDS, (ff + 1) * KEY_WORDS));
+  }
+
+  /**
+   * Writes the flow records section (format 2): totals, cut packet, state, Community ID prefix,
+   * column by column in output order. Live flows are read from the key source, forgotten ones
+   * from what forget() kept; the Community ID (a SHA-1 per IP flow) is computed here, once per
+   * flow and file, never per packet.
+   */
+  #writeRecords(
+    out: ChunkWriter,
+    order: Uint32Array | null,
+    inFlight: IndexMeta["inFlight"],
+  ): void {
+    const F = this.#flows;
+    const src = this.#records;
+    if (src === null) {
+      this.#writeStoredRecords(out, order);
+      return;
+    }
+    const ids = this.#ffFlowId;
+    const gone = this.#ffGone;
+    for (let col = 0; col < 3; col++) {
+      for (let r = 0; r < F; r++) {
+        const ff = order === null ? r : order[r];
+        const id = ids[ff];
+        const later = inFlight !== undefined && id === inFlight.flowId;
+        if (id < 0) out.f64(gone[ff * GONE_VALUES + col]);
+        else if (col === 0) out.f64(src.packetsOf(id) - (later ? 1 : 0));
+        else if (col === 1) out.f64(src.bytesOf(id) - (later ? inFlight.wireLen : 0));
+        else out.f64(src.cutPacketOf(id));
+      }
+    }
+    const reversed = new Uint8Array(F);
+    for (let r = 0; r < F; r++) {
+      const ff = order === null ? r : order[r];
+      const id = ids[ff];
+      const state = id < 0
+        ? gone[ff * GONE_VALUES + 3]
+        : stateWord(src.firstReversedOf(id), src.endOf(id));
+      reversed[r] = state & 1;
+      out.u32(state);
+    }
+    this.#writeCids(out, order, reversed);
+  }
+
+  /** Records of a source that knows only keys: the stored counts, no cut, end unknown. */
+  #writeStoredRecords(out: ChunkWriter, order: Uint32Array | null): void {
+    const F = this.#flows;
+    const counts = new Uint32Array(F);
+    const bytes = new Float64Array(F);
+    this.#flowPass(0, F, [null, null, bytes], counts);
+    for (let r = 0; r < F; r++) out.f64(counts[order === null ? r : order[r]]);
+    for (let r = 0; r < F; r++) out.f64(bytes[order === null ? r : order[r]]);
+    for (let r = 0; r < F; r++) out.f64(0);
+    for (let r = 0; r < F; r++) out.u32(0);
+    this.#writeCids(out, order, new Uint8Array(F));
+  }
+
+  /** The cid column: each flow's Community ID digest prefix (reversed[r]: first packet B→A). */
+  #writeCids(out: ChunkWriter, order: Uint32Array | null, reversed: Uint8Array): void {
+    const key = new Uint32Array(KEY_WORDS);
+    for (let r = 0; r < this.#flows; r++) {
+      this.#keyOf(order === null ? r : order[r], key);
+      out.u32(communityIdPrefix(key, 0, reversed[r] === 1, this.#cidSeed));
+    }
   }
 
   /**
@@ -571,13 +760,21 @@ export class IndexBuilder {
   #allocFlows(capacity: number, keep: number): void {
     const ids = new Int32Array(capacity);
     const keys = new Uint32Array(capacity * KEY_WORDS);
+    const gone = new Float64Array(capacity * GONE_VALUES);
     if (keep > 0) {
       ids.set(this.#ffFlowId.subarray(0, keep));
       keys.set(this.#ffKeys.subarray(0, keep * KEY_WORDS));
+      gone.set(this.#ffGone.subarray(0, keep * GONE_VALUES));
     }
     this.#ffFlowId = ids;
     this.#ffKeys = keys;
+    this.#ffGone = gone;
   }
+}
+
+/** The records section's state word: bit 0 first packet B→A, bits 1-3 the FlowEnd. */
+function stateWord(firstReversed: boolean, end: FlowEnd): number {
+  return (firstReversed ? 1 : 0) | (end << 1);
 }
 
 /** Per-file flow numbers sorted by first time, stable (ties keep the order of appearance). */

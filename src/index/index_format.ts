@@ -1,5 +1,5 @@
 /**
- * The per-file index format ("CCIX", version 1).
+ * The per-file index format ("CCIX", version 2; version 1 is still read).
  *
  * One index file sits beside every finalized pcap file, named `<pcap path>.idx`
  * (`2024/05/01/eth0-w0-....pcap.gz` → `2024/05/01/eth0-w0-....pcap.gz.idx`). It is written to a hidden
@@ -13,7 +13,7 @@
  * ```
  * off size  field
  *   0   4   magic        "CCIX"
- *   4   2   version      1
+ *   4   2   version      2 (1: no flow records section, see below)
  *   6   2   headerLen    bytes of the whole header (fixed part + strings + zero padding to 8)
  *   8   4   flags        bit 0      timestamps in the pcap are nanoseconds (pcap magic a1b23c4d)
  *                        bits 1-2   compression of the pcap file: 0 none, 1 gzip, 2 zstd
@@ -28,6 +28,7 @@
  *                        bit 7      some packet's time is earlier than a packet before it in the
  *                                   file (replayed or reordered input, a clock step): a query sorts
  *                                   this file's packets by time; files without it are never sorted
+ *                        bit 8      the extra-tags section is present (below)
  *  12   4   linkType     pcap LINKTYPE_* of the file (low 16 bits of the pcap header's network field)
  *  16   4   snaplen      snaplen from the pcap global header
  *  20   4   flowCount    F, flows in this file
@@ -44,7 +45,8 @@
  *  80   4   worker       capture worker number (0xffffffff when unknown, e.g. a foreign pcap)
  *  84   2   ifaceLen     bytes of the interface name (UTF-8)
  *  86   2   nameLen      bytes of the pcap file's base name (UTF-8)
- *  88   4   reserved     0
+ *  88   2   cidSeed      Community ID seed of the records section's cid column (version 2; 0 in 1)
+ *  90   2   reserved     0
  *  92   4   headerCrc    CRC-32 (zlib polynomial) of header bytes [0, 92) followed by [96, headerLen)
  *  96   …   iface bytes, then pcap base name bytes, then zeros up to headerLen
  * ```
@@ -72,6 +74,31 @@
  *                        zstd frame as cutcap writes them; in a foreign file whose records straddle
  *                        members/frames, the straddled ones are merged into one block that holds
  *                        several (decompress them all: decompressBlockRange in pcap_scan.ts)
+ * flow records (version 2 only), per flow in the flow sections' order:
+ * totPackets F × f64     packets the flow had seen (stored or not, both directions) by the end of
+ *                        this file, or by its removal from the flow table if that came first
+ * totBytes   F × f64     their wire bytes, likewise
+ * cutPacket  F × f64     number (1-based) of the flow's first packet the cutoff refused, 0 = not cut
+ *                        (by the same moment)
+ * state      F × u32     bit 0: the flow's first packet went from end B to end A (so B is its
+ *                        source); bits 1-3: how it ended (FlowEnd in src/flow/flow_table.ts: 0
+ *                        unknown, 1 open, 2 fin, 3 rst, 4 idle, 5 evicted, 6 shutdown)
+ * cid        F × u32     first 4 bytes of the flow's Community ID SHA-1 digest with seed cidSeed
+ *                        (little-endian), 0 for flows without one (not IP): a lookup compares
+ *                        these and hashes only the candidates
+ * ```
+ * A version 1 index reads as if totPackets/totBytes were the stored counts, no flow cut, the end
+ * unknown, the first packet from end A, and Community IDs computed when asked.
+ * Extra tags (only when flag bit 8 is set; issue 13), after every other section (versions 1 and 2): the VLAN ids
+ * inside a flow's outermost tag (QinQ inner tags) and its MPLS labels, which the flow key does not
+ * hold, so `vlan N` finds any tag of a frame and `mpls N` any label of the stack:
+ * ```
+ * tagTotal  u32 + u32 0  T, entries in `tags`
+ * tagStart  F × u32      index of the flow's first entry in `tags`
+ * tagCount  F × u32      its number of entries (the distinct tags and labels of the flow's packets
+ *                        in this file, in order of first appearance)
+ * tags      T × u32      kind << 24 | value: kind 1 = VLAN id (12 bits), 2 = MPLS label (20 bits);
+ *                        + 4 zero bytes when T is odd
  * ```
  * Flows are sorted by firstTs (ties: order of first appearance in the file). The packet section is
  * grouped by flow in the same order; within a flow, packets are in file order.
@@ -79,7 +106,8 @@
  * Trailer (8 bytes): u32 CRC-32 of every byte before it, then the end magic "XICC". A torn, truncated
  * or bit-flipped index fails the check and is rebuilt from its pcap file.
  *
- * Size: 8 bytes per packet (up to 16 for files over 4 GiB or 71 minutes) plus 72 bytes per flow:
+ * Size: 8 bytes per packet (up to 16 for files over 4 GiB or 71 minutes) plus 104 bytes per flow
+ * (72 in version 1):
  * about 2.2-2.6% of the pcap bytes on a web-like mix with and without a 64 KiB flow cutoff (see the
  * measurement in tests/index_builder_test.ts). The share grows with tiny flows (scans, DNS).
  */
@@ -89,7 +117,9 @@ export const INDEX_MAGIC = 0x58494343; // "CCIX" read as a little-endian u32
 /** Last four bytes of every index file. */
 export const INDEX_END_MAGIC = 0x43434958; // "XICC" read as a little-endian u32
 /** Format version written by this code. */
-export const INDEX_VERSION = 1;
+export const INDEX_VERSION = 2;
+/** Oldest format version still read. */
+export const INDEX_VERSION_MIN = 1;
 /** Bytes of the fixed part of the header. */
 export const HEADER_FIXED = 96;
 /** Bytes of the trailer (crc + end magic). */
@@ -111,6 +141,13 @@ export const enum IndexFlag {
   WideTimes = 32,
   TimeOrderKnown = 64,
   TimesGoBack = 128,
+  ExtraTags = 256,
+}
+
+/** Kind of an extra-tags entry (value = kind << 24 | id). */
+export const enum ExtraTagKind {
+  Vlan = 1,
+  Mpls = 2,
 }
 
 /** Compression of a pcap file. */
@@ -145,6 +182,14 @@ export interface SectionLayout {
   offsets: number;
   times: number;
   blocks: number;
+  /** Flow records (version 2); in version 1 all five equal `trailer`. */
+  totPackets: number;
+  totBytes: number;
+  cutPacket: number;
+  state: number;
+  cid: number;
+  /** The extra-tags section (= trailer when absent). */
+  extraTags: number;
   trailer: number;
   /** Total index length in bytes, trailer included. */
   total: number;
@@ -168,6 +213,10 @@ export function sectionLayout(
     blocks: number;
     wideOffsets: boolean;
     wideTimes: boolean;
+    /** Format version; default INDEX_VERSION. */
+    version?: number;
+    /** Entries of the extra-tags section; undefined when it is absent. */
+    extraTags?: number;
   },
 ): SectionLayout {
   const f = counts.flows;
@@ -181,7 +230,15 @@ export function sectionLayout(
   const offsets = align8(pktCount + f * 4);
   const times = align8(offsets + n * (counts.wideOffsets ? 8 : 4));
   const blocks = align8(times + n * (counts.wideTimes ? 8 : 4));
-  const trailer = blocks + counts.blocks * 32;
+  const totPackets = blocks + counts.blocks * 32;
+  const records = (counts.version ?? INDEX_VERSION) >= 2;
+  const totBytes = totPackets + (records ? f * 8 : 0);
+  const cutPacket = totBytes + (records ? f * 8 : 0);
+  const state = cutPacket + (records ? f * 8 : 0);
+  const cid = state + (records ? f * 4 : 0);
+  const extraTags = cid + (records ? f * 4 : 0);
+  const trailer = extraTags +
+    (counts.extraTags === undefined ? 0 : 8 + f * 8 + align8(counts.extraTags * 4));
   return {
     keys,
     firstTs,
@@ -192,6 +249,12 @@ export function sectionLayout(
     offsets,
     times,
     blocks,
+    totPackets,
+    totBytes,
+    cutPacket,
+    state,
+    cid,
+    extraTags,
     trailer,
     total: trailer + TRAILER_LEN,
   };

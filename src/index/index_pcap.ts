@@ -56,30 +56,65 @@ export interface IndexSummary {
  */
 export function indexPcapFile(pcapPath: string, opts: IndexPcapOptions = {}): IndexSummary {
   const indexPath = opts.indexPath ?? indexPathFor(pcapPath);
-  const flows = new FlowKeyList();
-  const builder = new IndexBuilder(flows, { spillDir: dirOf(indexPath) });
+  const indexer = new PacketIndexer(dirOf(indexPath));
   try {
-    return indexWith(builder, flows, pcapPath, indexPath, opts);
+    return indexWith(indexer, pcapPath, indexPath, opts);
   } finally {
-    builder.close();
+    indexer.close();
+  }
+}
+
+/**
+ * Indexes records read from a pcap (a FlowKeyList stands in for the capture's flow table): what
+ * `indexPcapFile` does per record, and what a query does over an open file's flushed prefix.
+ */
+export class PacketIndexer {
+  readonly flows: FlowKeyList = new FlowKeyList();
+  readonly builder: IndexBuilder;
+  readonly #info = new PacketInfo();
+
+  /** `spillDir`: where the builder's packet log spills (see IndexBuilderOptions). */
+  constructor(spillDir: string | undefined) {
+    this.builder = new IndexBuilder(this.flows, { spillDir });
+  }
+
+  /** Decodes one record's flow key and notes the record (`ts` in seconds, `offset` in the stream). */
+  add(
+    linkType: number,
+    buf: Uint8Array,
+    at: number,
+    caplen: number,
+    ts: number,
+    offset: number,
+    wireLen: number,
+  ): void {
+    const info = this.#info;
+    const key = info.key;
+    key.fill(0);
+    decodePacket(linkType, buf, at, caplen, info);
+    const reversed = canonicalizeKey(key);
+    const id = this.flows.idOf(key, reversed);
+    this.flows.count(id, wireLen);
+    this.builder.record(id, ts, offset, wireLen);
+    if (info.innerVlanCount + info.mplsCount > 0) this.builder.noteTags(id, info);
+  }
+
+  /** Releases the builder's spill file. */
+  close(): void {
+    this.builder.close();
   }
 }
 
 function indexWith(
-  builder: IndexBuilder,
-  flows: FlowKeyList,
+  indexer: PacketIndexer,
   pcapPath: string,
   indexPath: string,
   opts: IndexPcapOptions,
 ): IndexSummary {
-  const info = new PacketInfo();
-  const key = info.key;
+  const builder = indexer.builder;
   const onRecord = (r: ScanRecord): void => {
-    key.fill(0);
-    decodePacket(r.linkType, r.buf, r.at, r.caplen, info);
-    canonicalizeKey(key);
     const ts = r.sec + r.frac * (r.nanosecond ? 1e-9 : 1e-6);
-    builder.record(flows.idOf(key), ts, r.offset, r.wireLen);
+    indexer.add(r.linkType, r.buf, r.at, r.caplen, ts, r.offset, r.wireLen);
   };
   const scan = scanPcapFile(pcapPath, onRecord);
   const slash = pcapPath.lastIndexOf("/");

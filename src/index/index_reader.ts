@@ -12,6 +12,7 @@ import {
   INDEX_END_MAGIC,
   INDEX_MAGIC,
   INDEX_VERSION,
+  INDEX_VERSION_MIN,
   IndexFlag,
   sectionLayout,
   TRAILER_LEN,
@@ -45,6 +46,8 @@ export interface FileIndexHeader {
   iface: string;
   /** Base name of the pcap file the index was written for. */
   pcapName: string;
+  /** Seed of the records' Community ID prefixes (version 2; 0 in version 1). */
+  cidSeed: number;
   /**
    * Whether packet times never go back in file order: "ordered", "unordered" (some packet is
    * earlier than one before it), or "unknown" (an index written before this was recorded).
@@ -71,6 +74,22 @@ export interface FileIndex {
   times: Float64Array;
   /** blockCount × 4: compOffset, compLen, uncompOffset, uncompLen. */
   blocks: Float64Array;
+  /** Flow records (index_format.ts; a version 1 index gets the stored counts, no cut, unknown
+   * end): packets and bytes seen by the end of the file, first refused packet (0 = not cut). */
+  totalPackets: Float64Array;
+  totalBytes: Float64Array;
+  cutPacket: Float64Array;
+  /** Bit 0: first packet went B→A; bits 1-3: FlowEnd. */
+  flowState: Uint32Array;
+  /** First 4 Community ID digest bytes per flow with seed `header.cidSeed`; null in version 1. */
+  cidPrefix: Uint32Array | null;
+  /**
+   * Per flow, its inner VLAN ids and MPLS labels: entries tagStart[i] .. + tagCount[i] of `tags`
+   * (ExtraTagKind << 24 | value). Empty arrays when the index has none (or predates them).
+   */
+  tagStart: Uint32Array;
+  tagCount: Uint32Array;
+  tags: Uint32Array;
 }
 
 function damaged(path: string, why: string): Error {
@@ -106,8 +125,10 @@ function parseHeader(
     );
   }
   const version = dv.getUint16(4, true);
-  if (version !== INDEX_VERSION) {
-    throw new Error(`Index ${path} has version ${version}: expected ${INDEX_VERSION}`);
+  if (version < INDEX_VERSION_MIN || version > INDEX_VERSION) {
+    throw new Error(
+      `Index ${path} has version ${version}: expected ${INDEX_VERSION_MIN}-${INDEX_VERSION} (an index written by a newer cutcap; upgrade, or delete it to rebuild it from its pcap)`,
+    );
   }
   const headerLen = dv.getUint16(6, true);
   if (headerLen < HEADER_FIXED || headerLen > buf.length) {
@@ -128,6 +149,11 @@ function parseHeader(
   if (HEADER_FIXED + ifaceLen + nameLen > headerLen) {
     throw damaged(path, "header strings overflow the header");
   }
+  const firstTs = dv.getFloat64(32, true);
+  const lastTs = dv.getFloat64(40, true);
+  if (dv.getUint32(24, true) > 0 && !possibleTimeRange(firstTs, lastTs)) {
+    throw damaged(path, `impossible time range ${firstTs} to ${lastTs}: expected pcap seconds`);
+  }
   const dec = new TextDecoder();
   const worker = dv.getUint32(80, true);
   return {
@@ -140,8 +166,8 @@ function parseHeader(
     flowCount: dv.getUint32(20, true),
     packetCount: dv.getUint32(24, true),
     blockCount: dv.getUint32(28, true),
-    firstTs: dv.getFloat64(32, true),
-    lastTs: dv.getFloat64(40, true),
+    firstTs,
+    lastTs,
     pcapSize: dv.getFloat64(48, true),
     dataSize: dv.getFloat64(56, true),
     wireBytes: dv.getFloat64(64, true),
@@ -149,12 +175,18 @@ function parseHeader(
     worker: worker === UNKNOWN_WORKER ? -1 : worker,
     iface: dec.decode(buf.subarray(HEADER_FIXED, HEADER_FIXED + ifaceLen)),
     pcapName: dec.decode(buf.subarray(HEADER_FIXED + ifaceLen, HEADER_FIXED + ifaceLen + nameLen)),
+    cidSeed: version >= 2 ? dv.getUint16(88, true) : 0,
     timeOrder: (flags & IndexFlag.TimeOrderKnown) === 0
       ? "unknown"
       : (flags & IndexFlag.TimesGoBack) === 0
       ? "ordered"
       : "unordered",
   };
+}
+
+/** Times a pcap can hold: unsigned 32-bit seconds (1970 to 2106), first not after last. */
+function possibleTimeRange(first: number, last: number): boolean {
+  return first >= 0 && last < 2 ** 32 + 1 && first <= last;
 }
 
 function headerLenOf(buf: Uint8Array): number {
@@ -219,13 +251,21 @@ export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
   const wideTimes = (flags & IndexFlag.WideTimes) !== 0;
   const F = header.flowCount;
   const N = header.packetCount;
-  const lay = sectionLayout(headerLenOf(buf), {
+  const counts = {
     flows: F,
     packets: N,
     blocks: header.blockCount,
     wideOffsets: wide,
     wideTimes,
-  });
+    version: header.version,
+  };
+  let lay = sectionLayout(headerLenOf(buf), counts);
+  let extraTags = 0;
+  if ((flags & IndexFlag.ExtraTags) !== 0) {
+    if (lay.extraTags + 8 > trailer) throw damaged(path, "extra-tags section missing");
+    extraTags = dv.getUint32(lay.extraTags, true);
+    lay = sectionLayout(headerLenOf(buf), { ...counts, extraTags });
+  }
   if (lay.total !== buf.length) {
     throw damaged(path, `counts need ${lay.total} bytes, file has ${buf.length}`);
   }
@@ -260,7 +300,22 @@ export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
     offsets,
     times,
     blocks: new Float64Array(ab, o + lay.blocks, header.blockCount * 4),
+    ...flowRecords(header.version, ab, o, lay, pktCount),
+    tagStart: new Uint32Array(extraTags === 0 ? 0 : F),
+    tagCount: new Uint32Array(extraTags === 0 ? 0 : F),
+    tags: new Uint32Array(0),
   };
+  if (extraTags > 0) {
+    const at = lay.extraTags + 8;
+    idx.tagStart = new Uint32Array(ab, o + at, F);
+    idx.tagCount = new Uint32Array(ab, o + at + F * 4, F);
+    idx.tags = new Uint32Array(ab, o + at + F * 8, extraTags);
+    for (let i = 0; i < F; i++) {
+      if (idx.tagStart[i] + idx.tagCount[i] > extraTags) {
+        throw damaged(path, `flow ${i} extra tags exceed ${extraTags}`);
+      }
+    }
+  }
   // A consistent checksum over inconsistent content means a writer bug, not bit rot; say so early
   // rather than letting a query read past the packet section.
   for (let i = 0; i < F; i++) {
@@ -269,6 +324,33 @@ export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
     }
   }
   return idx;
+}
+
+/** The flow records section's columns, or for a version 1 index what stands in for them. */
+function flowRecords(
+  version: number,
+  ab: ArrayBufferLike,
+  o: number,
+  lay: ReturnType<typeof sectionLayout>,
+  pktCount: Uint32Array,
+): Pick<FileIndex, "totalPackets" | "totalBytes" | "cutPacket" | "flowState" | "cidPrefix"> {
+  const F = pktCount.length;
+  if (version < 2) {
+    return {
+      totalPackets: Float64Array.from(pktCount),
+      totalBytes: new Float64Array(ab, o + lay.bytes, F),
+      cutPacket: new Float64Array(F),
+      flowState: new Uint32Array(F),
+      cidPrefix: null,
+    };
+  }
+  return {
+    totalPackets: new Float64Array(ab, o + lay.totPackets, F),
+    totalBytes: new Float64Array(ab, o + lay.totBytes, F),
+    cutPacket: new Float64Array(ab, o + lay.cutPacket, F),
+    flowState: new Uint32Array(ab, o + lay.state, F),
+    cidPrefix: new Uint32Array(ab, o + lay.cid, F),
+  };
 }
 
 /**

@@ -3,6 +3,30 @@
  */
 import { FlowKind } from "./packet_info.ts";
 
+/**
+ * Names of the L2 flow types queries and flow records use: EtherTypes, and for 802.3 frames the
+ * LLC DSAP << 8 | SSAP (`stp`: 0x42, 0x42).
+ */
+export const ETHER_TYPES: Readonly<Record<string, number>> = Object.freeze({
+  arp: 0x0806,
+  rarp: 0x8035,
+  lldp: 0x88cc,
+  stp: 0x4242,
+  vlan: 0x8100,
+  eapol: 0x888e,
+  lacp: 0x8809,
+  ptp: 0x88f7,
+  mpls: 0x8847,
+  pppoe: 0x8864,
+  cdp: 0x2000,
+});
+
+/** Name of an L2 flow type (ETHER_TYPES), else its number as 0x hex. */
+export function etherTypeName(type: number): string {
+  for (const [name, value] of Object.entries(ETHER_TYPES)) if (value === type) return name;
+  return `0x${type.toString(16).padStart(4, "0")}`;
+}
+
 /** A flow key spelled out. */
 export interface KeyDescription {
   /** "opaque", "l2", "ipv4" or "ipv6". */

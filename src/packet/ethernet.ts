@@ -2,7 +2,7 @@
  * Ethernet II / 802.3 frames and what an EtherType can lead to: any number of 802.1Q/802.1ad tags,
  * MPLS label stacks, PPPoE sessions, LLC/SNAP, then IPv4 or IPv6.
  */
-import { FlowKind, type PacketInfo } from "./packet_info.ts";
+import { FlowKind, MAX_EXTRA_TAGS, type PacketInfo } from "./packet_info.ts";
 import { decodeIpv4 } from "./ipv4.ts";
 import { decodeIpv6 } from "./ipv6.ts";
 
@@ -50,7 +50,8 @@ export function decodeEthernet(
  * Decodes what follows an EtherType field (`type`; below 0x0600 it is an 802.3 length and an LLC
  * header follows). Sets `vlan` from the outermost tag, `etherType` to the last EtherType seen and
  * `llc` for LLC frames. Returns true when it reached a usable IPv4/IPv6 header (kind set by the IP
- * decoder), false when the caller should key the frame by its link layer.
+ * decoder), false when the caller should key the frame by its link layer. Inner tags' VLAN ids go
+ * to `innerVlans` (the first MAX_EXTRA_TAGS of them).
  *
  * Iterative on purpose: a jumbo frame of nested tags must not grow the stack.
  */
@@ -77,6 +78,8 @@ export function decodeEtherPayload(
         if (!tagged) {
           out.vlan = ((data[o] & 0x0f) << 8) | data[o + 1];
           tagged = true;
+        } else if (out.innerVlanCount < MAX_EXTRA_TAGS) {
+          out.innerVlans[out.innerVlanCount++] = ((data[o] & 0x0f) << 8) | data[o + 1];
         }
         t = (data[o + 2] << 8) | data[o + 3];
         o += 4;
@@ -120,7 +123,8 @@ export function decodeEtherPayload(
 }
 
 /**
- * Skips an MPLS label stack up to the bottom-of-stack entry, then guesses the payload from its first
+ * Reads an MPLS label stack up to the bottom-of-stack entry (labels to `mplsLabels`, the first
+ * MAX_EXTRA_TAGS of them), then guesses the payload from its first
  * nibble (4 = IPv4, 6 = IPv6; anything else, such as a pseudowire control word, is not decoded).
  */
 export function decodeMpls(data: Uint8Array, off: number, end: number, out: PacketInfo): boolean {
@@ -128,6 +132,9 @@ export function decodeMpls(data: Uint8Array, off: number, end: number, out: Pack
   for (;;) {
     if (o + 4 > end) return false;
     const bottom = data[o + 2] & 0x01;
+    if (out.mplsCount < MAX_EXTRA_TAGS) {
+      out.mplsLabels[out.mplsCount++] = (data[o] << 12) | (data[o + 1] << 4) | (data[o + 2] >> 4);
+    }
     o += 4;
     if (bottom !== 0) break;
   }

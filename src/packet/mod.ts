@@ -3,7 +3,7 @@
  *
  * Decoding policy (which flow a frame lands in):
  * - IPv4/IPv6 packets are keyed by addresses, IP protocol and ports (TCP, UDP, SCTP, DCCP, UDP-Lite;
- *   0 for ICMP and other protocols), plus the outermost VLAN id. Link types: Ethernet (any number
+ *   ICMP/ICMPv6 type and code mapped as Community ID does, 0 for other protocols), plus the outermost VLAN id. Link types: Ethernet (any number
  *   of 802.1Q/802.1ad/0x9100 tags, MPLS label stacks, PPPoE sessions, LLC/SNAP), Linux cooked
  *   (SLL, SLL2), BSD loopback (NULL, LOOP) and raw IP (RAW, IPV4, IPV6). Tunnels are keyed by
  *   their outer header. IPv4 fragments after the first and IPv6 fragments with a non-zero offset
@@ -125,6 +125,8 @@ function reset(out: PacketInfo): void {
   out.tcpFlags = 0;
   out.laterFragment = false;
   out.hasPorts = false;
+  out.innerVlanCount = 0;
+  out.mplsCount = 0;
   out.etherType = 0;
   out.llc = 0;
 }

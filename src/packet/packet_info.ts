@@ -9,8 +9,10 @@
  *                          IPv6: the 16 bytes as 4 big-endian words
  *                          L2:   MAC bytes 0-3 in word 0, bytes 4-5 in the high half of word 1
  *   words 4-7  address B   same encoding
- *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP, DCCP, UDP-Lite); 0 for ICMP,
- *                          fragments after the first, and other protocols; for L2 flows the type
+ *   word 8     ports       portA << 16 | portB (TCP, UDP, SCTP, DCCP, UDP-Lite; ICMP/ICMPv6: type
+ *                          and counter-type or code as Community ID maps them, see
+ *                          src/flow/community_id.ts); 0 for fragments after the first and other
+ *                          protocols; for L2 flows the type
  *                          (EtherType, or the LLC DSAP << 8 | SSAP of an 802.3 frame) in the low 16
  *                          bits AND repeated in the high 16 bits, so that swapping the two halves
  *                          (what the flow table does when it swaps the ends) leaves it unchanged
@@ -20,6 +22,9 @@
  *                          it has no port, so `port 0` does not select it
  */
 export const KEY_WORDS = 10;
+
+/** Most inner VLAN tags and MPLS labels a packet's PacketInfo keeps (deeper ones are not kept). */
+export const MAX_EXTRA_TAGS = 8;
 
 /** Meta-word bit of a port protocol's packet that carries no ports (see the layout above). */
 export const META_NO_PORTS = 0x1000;
@@ -51,6 +56,12 @@ export class PacketInfo {
   laterFragment = false;
   /** True when srcPort/dstPort were read from a transport header. */
   hasPorts = false;
+  /** VLAN ids of the tags inside the outermost one (QinQ inner first), `innerVlanCount` of them. */
+  readonly innerVlans: Uint16Array = new Uint16Array(MAX_EXTRA_TAGS);
+  innerVlanCount = 0;
+  /** MPLS labels of the stack, outermost first, `mplsCount` of them. */
+  readonly mplsLabels: Uint32Array = new Uint32Array(MAX_EXTRA_TAGS);
+  mplsCount = 0;
   /**
    * Last EtherType seen (after VLAN tags; 0x8847 for MPLS, 0x8864 for PPPoE; the SLL protocol
    * field on Linux cooked captures), 0 for 802.3 length frames and links without one.

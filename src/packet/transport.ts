@@ -6,6 +6,7 @@
  * connection's flow. This is also what tshark shows for such frames.
  */
 import type { PacketInfo } from "./packet_info.ts";
+import { icmpPorts } from "../flow/community_id.ts";
 
 /** IP protocol numbers the decoders care about. */
 export const IPPROTO_ICMP = 1;
@@ -30,7 +31,9 @@ export function carriesPorts(proto: number): boolean {
 
 /**
  * Reads source/destination ports (TCP, UDP, SCTP, DCCP, UDP-Lite) and the TCP flags of the header
- * at `off`; leaves them 0 for other protocols (ICMP, ICMPv6, GRE, ESP, ...) and when cut off.
+ * at `off`; for ICMP/ICMPv6 the type and code as Community ID maps them to ports (type and
+ * counter-type for request/reply pairs, so both directions are one flow; else type and code);
+ * leaves them 0 for other protocols (GRE, ESP, ...) and when cut off.
  */
 export function decodeTransport(
   proto: number,
@@ -40,6 +43,14 @@ export function decodeTransport(
   out: PacketInfo,
 ): void {
   switch (proto) {
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6:
+      if (off + 2 <= end) {
+        const ports = icmpPorts(proto, data[off], data[off + 1]);
+        out.srcPort = ports >>> 16;
+        out.dstPort = ports & 0xffff;
+      }
+      break;
     case IPPROTO_TCP:
       if (off + 14 <= end) out.tcpFlags = data[off + 13];
       // falls through

@@ -20,8 +20,67 @@ export type Predicate =
   | ProtoPredicate
   | FamilyPredicate
   | VlanPredicate
+  | MplsPredicate
   | TimePredicate
-  | SensorPredicate;
+  | SensorPredicate
+  | RecordPredicate;
+
+/**
+ * Predicates on a flow's record in the index rather than its key (src/query/record_terms.ts):
+ * Community ID, cut off or not, total size, and the L2 terms (MAC, EtherType).
+ */
+export type RecordPredicate =
+  | CommunityIdPredicate
+  | CutPredicate
+  | TotalPredicate
+  | MacPredicate
+  | EtherTypePredicate;
+
+/** The flow's Community ID v1 (`community-id 1:…`, `cid=1:…`), with the seed of the query. */
+export interface CommunityIdPredicate {
+  readonly type: "cid";
+  /** The 20-byte SHA-1 digest the ID spells. */
+  readonly digest: Uint8Array;
+  /** Its first 4 bytes as the index's cid column holds them (digestPrefix). */
+  readonly prefix: number;
+  /** The seed flows' IDs are computed with (`--community-id-seed`; 0 by default). */
+  readonly seed: number;
+}
+
+/** The cutoff refused some packet of the flow (`cut`, `cut=1`), or none (`cut=0`). */
+export interface CutPredicate {
+  readonly type: "cut";
+  readonly cut: boolean;
+}
+
+/** The flow's total packets or bytes seen, stored or not (`bytes > 10MB`, `packets > 1000`). */
+export interface TotalPredicate {
+  readonly type: "total";
+  readonly what: "bytes" | "packets";
+  readonly op: ">" | ">=" | "<" | "<=";
+  readonly value: number;
+}
+
+/**
+ * A non-IP (L2) flow with this MAC address (`ether host`, `mac=`), as its source (`ether src`:
+ * the sender of the flow's first packet) or destination (`ether dst`). IP flows are keyed by
+ * their IP addresses and never match.
+ */
+export interface MacPredicate {
+  readonly type: "mac";
+  /** The 6 bytes as key words: bytes 0-3 in the first, 4-5 in the high half of the second. */
+  readonly words: readonly [number, number];
+  readonly dir: "any" | "src" | "dst";
+}
+
+/**
+ * A non-IP (L2) flow of this EtherType (`ether proto N`, `ethertype=N`, `arp`, `rarp`, `lldp`),
+ * or for 802.3 frames of this LLC DSAP << 8 | SSAP (`stp` = 0x4242).
+ */
+export interface EtherTypePredicate {
+  readonly type: "ethertype";
+  readonly etherType: number;
+}
 
 /** True when every child is (explicit `and`/`&&` and whitespace adjacency). */
 export interface AndQuery {
@@ -78,10 +137,19 @@ export interface FamilyPredicate {
   readonly family: Family;
 }
 
-/** Outermost VLAN id (`vlan N`); untagged packets have id 0 in the flow key. */
+/**
+ * Any VLAN tag of the frame has this id (`vlan N`: the outermost or an inner QinQ tag, as
+ * stenographer indexes them); untagged packets have id 0 in the flow key.
+ */
 export interface VlanPredicate {
   readonly type: "vlan";
   readonly vlan: number;
+}
+
+/** Any label of the frame's MPLS stack (`mpls N`, stenographer's primitive). */
+export interface MplsPredicate {
+  readonly type: "mpls";
+  readonly label: number;
 }
 
 /**
@@ -154,8 +222,31 @@ export function formatQuery(q: Query): string {
       return q.family === 4 ? "ip" : "ip6";
     case "vlan":
       return `vlan ${q.vlan}`;
+    case "mpls":
+      return `mpls ${q.label}`;
     case "time":
       return `${q.op} ${formatTime(q.at)}`;
+    case "cid":
+      return `community-id 1:${btoa(String.fromCharCode(...q.digest))}`;
+    case "cut":
+      return q.cut ? "cut" : "cut=0";
+    case "total":
+      return `${q.what} ${q.op} ${q.value}`;
+    case "mac": {
+      const [a, b] = q.words;
+      const bytes = [
+        a >>> 24,
+        (a >>> 16) & 0xff,
+        (a >>> 8) & 0xff,
+        a & 0xff,
+        b >>> 24,
+        (b >>> 16) & 0xff,
+      ];
+      const mac = bytes.map((x) => x.toString(16).padStart(2, "0")).join(":");
+      return `ether ${q.dir === "any" ? "host" : q.dir} ${mac}`;
+    }
+    case "ethertype":
+      return `ether proto 0x${q.etherType.toString(16).padStart(4, "0")}`;
     case "sensor":
       return `sensor ${q.name}`;
   }

@@ -12,6 +12,7 @@ import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
 import { READ_WINDOW, RecordReader } from "./record_reader.ts";
 import { selectPackets } from "./select.ts";
+import { closeInputs, type ExtraInput, takeFile, wantedInputs } from "./open_files.ts";
 import { timeBounds } from "./match.ts";
 import {
   GLOBAL_HEADER_SIZE,
@@ -69,6 +70,11 @@ export interface QueryStreamOptions extends QueryLimits {
   /** pcap (default) or pcapng. */
   format?: AnswerFormat;
   onFinish?: (result: QueryResult) => void;
+  /**
+   * Files besides the catalog's (open files' flushed prefixes, see open_files.ts), gathered before
+   * the catalog's list was read; the query closes their descriptors.
+   */
+  extra?: ExtraInput[];
 }
 
 /**
@@ -141,7 +147,7 @@ class QueryPlan {
   readonly #query: Query;
   readonly #limits: QueryLimits;
   readonly #onFinish?: (result: QueryResult) => void;
-  readonly #pending: CatalogEntry[];
+  readonly #pending: (CatalogEntry | ExtraInput)[];
   readonly #heap = new CursorHeap();
   #linkType = -1;
   #nanosecond = false;
@@ -161,6 +167,13 @@ class QueryPlan {
     this.#onFinish = options.onFinish;
     const bounds = timeBounds(q);
     this.#pending = catalog.files({ from: bounds.from, to: bounds.to });
+    // Open files are more inputs of the same plan, in the same first-packet order.
+    const extra = options.extra ?? [];
+    const wanted = wantedInputs(extra, catalog, bounds);
+    closeInputs(extra.filter((x) => !wanted.includes(x)));
+    if (wanted.length > 0) {
+      this.#pending = [...this.#pending, ...wanted].sort((a, b) => a.firstTs - b.firstTs);
+    }
   }
 
   /** Produces up to about `budget` bytes of pcap. */
@@ -210,6 +223,7 @@ class QueryPlan {
     this.finished = true;
     this.result.outcome = outcome;
     this.#heap.closeAll();
+    closeInputs(this.#pending.filter((x) => "index" in x) as ExtraInput[]);
     this.#onFinish?.(this.result);
   }
 
@@ -222,6 +236,8 @@ class QueryPlan {
     while (this.#due()) {
       const entry = this.#pending.shift()!;
       await this.#open(entry);
+      // An open file #open left unread (nothing selected): its descriptor goes.
+      if ("index" in entry) closeInputs([entry]);
       if (performance.now() - sliceStart > SLICE_MS) {
         await nextTurn();
         sliceStart = performance.now();
@@ -248,11 +264,12 @@ class QueryPlan {
     this.#heap.fixTop(!more);
   }
 
-  async #open(entry: CatalogEntry): Promise<void> {
-    const path = `${this.#catalog.outDir}/${entry.path}`;
+  async #open(entry: CatalogEntry | ExtraInput): Promise<void> {
+    const extra = "index" in entry ? entry : null;
+    const path = extra?.absPath ?? `${this.#catalog.outDir}/${entry.path}`;
     let index;
     try {
-      index = await sharedIndexCache.load(indexPathFor(path));
+      index = extra?.index ?? await sharedIndexCache.load(indexPathFor(path));
     } catch (error) {
       this.result.unreadable.push({ file: entry.path, reason: errorText(error) });
       return;
@@ -271,9 +288,16 @@ class QueryPlan {
       return;
     }
     let reader: RecordReader;
+    // An open file is read through the descriptor held since the query started.
+    const file = extra === null ? null : takeFile(extra);
     try {
-      reader = new RecordReader(path, { compress: index.header.compress, blocks: index.blocks });
+      reader = new RecordReader(path, {
+        compress: index.header.compress,
+        blocks: index.blocks,
+        file: file ?? undefined,
+      });
     } catch (error) {
+      file?.close();
       this.result.unreadable.push({ file: entry.path, reason: errorText(error) });
       return;
     }

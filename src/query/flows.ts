@@ -7,20 +7,38 @@ import { sharedIndexCache } from "./index_cache.ts";
 import { errorText, nextTurn } from "./execute.ts";
 import type { FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
-import { describeKey, type KeyDescription } from "../packet/describe.ts";
+import { describeKey, etherTypeName, type KeyDescription } from "../packet/describe.ts";
+import { communityId } from "../flow/community_id.ts";
+import { FLOW_END_NAMES } from "../flow/flow_table.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
-import { flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
+import { type FlowRecordRef, flowTruth, packetMatches, timeBounds, Truth } from "./match.ts";
+import { type ExtraInput, wantedInputs } from "./open_files.ts";
 import { indexTime } from "./select.ts";
 
-/** One flow as `/flows` reports it. */
+/**
+ * One flow as `/flows` reports it. `src` is the sender of the flow's first packet (for every kind
+ * of flow; in indexes of format 1, which do not say, the end with the smaller address).
+ */
 export interface FlowRecord extends KeyDescription {
+  /** Community ID v1 with the server's (or the request's) seed; "" for non-IP flows. */
+  communityId: string;
+  /** L2 flows: the EtherType's name (arp, lldp, stp, ...) or 0x hex; "" for IP flows. */
+  etherTypeName: string;
   /** First and last stored packet (Unix seconds). */
   first: number;
   last: number;
   /** Stored packets and their wire bytes in this file that match the query. */
   packets: number;
   bytes: number;
+  /** Packets and bytes the flow had seen (stored or not) by the end of this file. */
+  totalPackets: number;
+  totalBytes: number;
+  /** Whether the cutoff refused a packet of the flow, and the first one's number (1-based; 0). */
+  cut: boolean;
+  cutPacket: number;
+  /** How the flow ended by then: open, fin, rst, idle, evicted, shutdown, or unknown. */
+  endReason: string;
   /** Archive-relative path of the file holding them. */
   file: string;
 }
@@ -63,9 +81,15 @@ export async function* matchingFlows(
   limit: number,
   report: FlowScanReport = { records: 0, limited: false, skipped: [] },
   maxBytes = Infinity,
+  communityIdSeed = 0,
+  extra: readonly ExtraInput[] = [],
 ): AsyncGenerator<FlowRecord> {
   const bounds = timeBounds(q);
-  const files = [...catalog.files({ from: bounds.from, to: bounds.to })];
+  // Open files (open_files.ts) count unless the catalog lists them by now.
+  const files = [
+    ...catalog.files({ from: bounds.from, to: bounds.to }),
+    ...wantedInputs(extra, catalog, bounds),
+  ].sort((a, b) => a.firstTs - b.firstTs);
   const active: FlowCursor[] = [];
   let opened = 0;
   let bytes = 0;
@@ -76,7 +100,9 @@ export async function* matchingFlows(
     if (opened < files.length && files[opened].firstTs <= bestTs) {
       const entry = files[opened++];
       try {
-        const index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+        const index = "index" in entry
+          ? entry.index
+          : await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
         if (index.header.flowCount > 0) active.push({ index, flow: 0, path: entry.path });
       } catch (error) {
         report.skipped.push({ file: entry.path, reason: errorText(error) });
@@ -89,7 +115,7 @@ export async function* matchingFlows(
       await nextTurn();
       sliceStart = performance.now();
     }
-    const record = flowMatch(best.index, q, best.flow, best.path);
+    const record = flowMatch(best.index, q, best.flow, best.path, communityIdSeed);
     if (++best.flow === best.index.header.flowCount) active.splice(active.indexOf(best), 1);
     if (record === null) continue;
     if (report.records >= limit || bytes + record.bytes > maxBytes) {
@@ -113,10 +139,13 @@ function earliest(active: FlowCursor[]): FlowCursor | undefined {
   return best;
 }
 
-/** Every flow record of one file's index, whole (what the ClickHouse exporter sends). */
+/**
+ * Every flow record of one file's index, whole (what the ClickHouse exporter sends), with the
+ * Community IDs of the seed the index was written with.
+ */
 export function* fileFlows(index: FileIndex, file: string): Generator<FlowRecord> {
   for (let flow = 0; flow < index.header.flowCount; flow++) {
-    const record = flowMatch(index, undefined, flow, file);
+    const record = flowMatch(index, undefined, flow, file, index.header.cidSeed);
     if (record !== null) yield record;
   }
 }
@@ -130,22 +159,31 @@ function flowMatch(
   q: Query | undefined,
   flow: number,
   file: string,
+  seed: number,
 ): FlowRecord | null {
   const keyAt = flow * KEY_WORDS;
+  const rec: FlowRecordRef = { index, flow };
   const truth = q === undefined
     ? Truth.True
-    : flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+    : flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], rec);
   if (truth === Truth.False) return null;
-  const record = flowRecord(index.keys.subarray(keyAt, keyAt + KEY_WORDS), file);
   const start = index.pktStart[flow];
+  let packets = 0;
+  let first = Infinity;
+  let last = -Infinity;
   for (let p = start; p < start + index.pktCount[flow]; p++) {
     const ts = indexTime(index.times, p);
-    if (truth !== Truth.True && !packetMatches(q!, index.keys, keyAt, ts)) continue;
-    record.first = Math.min(record.first, ts);
-    record.last = Math.max(record.last, ts);
-    record.packets++;
+    if (truth !== Truth.True && !packetMatches(q!, index.keys, keyAt, ts, rec)) continue;
+    first = Math.min(first, ts);
+    last = Math.max(last, ts);
+    packets++;
   }
-  if (record.packets === 0) return null;
+  if (packets === 0) return null;
+  // The record (its Community ID is a SHA-1) only for flows that match.
+  const record = flowRecord(index, flow, file, seed);
+  record.first = first;
+  record.last = last;
+  record.packets = packets;
   record.bytes = truth === Truth.True
     ? index.bytes[flow]
     : Math.round(index.bytes[flow] * record.packets / index.pktCount[flow]);
@@ -171,6 +209,10 @@ export function flowRecordStream(
     /** Stop before the flow whose bytes would take the answer's total over this. */
     maxBytes?: number;
     format: FlowFormat;
+    /** Seed of the Community IDs shown (default 0). */
+    communityIdSeed?: number;
+    /** Open files' indexes (their descriptors are not used), see open_files.ts. */
+    extra?: readonly ExtraInput[];
     onFinish?: (
       report: FlowScanReport,
       outcome: "complete" | "limited" | "cancelled" | "error",
@@ -178,7 +220,15 @@ export function flowRecordStream(
   },
 ): ReadableStream<Uint8Array> {
   const report: FlowScanReport = { records: 0, limited: false, skipped: [] };
-  const records = matchingFlows(catalog, q, options.limit, report, options.maxBytes);
+  const records = matchingFlows(
+    catalog,
+    q,
+    options.limit,
+    report,
+    options.maxBytes,
+    options.communityIdSeed,
+    options.extra,
+  );
   const encoder = new TextEncoder();
   const json = options.format === "json";
   let opened = false;
@@ -218,23 +268,73 @@ export function flowRecordStream(
   }, { highWaterMark: 0 });
 }
 
-function flowRecord(key: Uint32Array, file: string): FlowRecord {
-  return { ...describeKey(key), first: Infinity, last: -Infinity, packets: 0, bytes: 0, file };
+/** Flow `flow` of `index` as a record, its stored counts still to be added by the caller. */
+export function flowRecord(index: FileIndex, flow: number, file: string, seed: number): FlowRecord {
+  const key = index.keys.subarray(flow * KEY_WORDS, (flow + 1) * KEY_WORDS);
+  const reversed = (index.flowState[flow] & 1) === 1;
+  const d = describeKey(key);
+  if (reversed) {
+    [d.src, d.dst, d.srcPort, d.dstPort] = [d.dst, d.src, d.dstPort, d.srcPort];
+  }
+  // An L2 key repeats its type in the ports word; the record says it as etherType instead.
+  if (d.kind === "l2") d.srcPort = d.dstPort = 0;
+  return {
+    ...d,
+    communityId: communityId(key, 0, reversed, seed),
+    etherTypeName: d.kind === "l2" ? etherTypeName(d.etherType) : "",
+    first: Infinity,
+    last: -Infinity,
+    packets: 0,
+    bytes: 0,
+    totalPackets: index.totalPackets[flow],
+    totalBytes: index.totalBytes[flow],
+    cut: index.cutPacket[flow] !== 0,
+    cutPacket: index.cutPacket[flow],
+    endReason: FLOW_END_NAMES[(index.flowState[flow] >>> 1) & 7] ?? "unknown",
+    file,
+  };
 }
 
 /** Formats flow records as the aligned table `cutcap flows` prints. */
 export function formatFlowTable(records: readonly FlowRecord[]): string {
-  const rows = records.map((r) => [
-    new Date(r.first * 1000).toISOString(),
-    String(r.proto),
-    r.srcPort ? `${bracket(r.src)}:${r.srcPort}` : r.src,
-    r.dstPort ? `${bracket(r.dst)}:${r.dstPort}` : r.dst,
-    r.vlan ? String(r.vlan) : "",
-    String(r.packets),
-    String(r.bytes),
-    `${(r.last - r.first).toFixed(3)}s`,
-  ]);
-  const header = ["first", "proto", "src", "dst", "vlan", "packets", "bytes", "duration"];
+  const rows = records.map((r) => {
+    const l2 = r.kind === "l2";
+    return [
+      new Date(r.first * 1000).toISOString(),
+      l2 ? r.etherTypeName : String(r.proto),
+      !l2 && r.srcPort ? `${bracket(r.src)}:${r.srcPort}` : r.src,
+      !l2 && r.dstPort ? `${bracket(r.dst)}:${r.dstPort}` : r.dst,
+      r.vlan ? String(r.vlan) : "",
+      String(r.packets),
+      String(r.bytes),
+      `${(r.last - r.first).toFixed(3)}s`,
+      String(r.totalPackets),
+      String(r.totalBytes),
+      r.cut ? String(r.cutPacket) : "",
+      r.endReason,
+      r.communityId,
+    ];
+  });
+  const header = [
+    "first",
+    "proto",
+    "src",
+    "dst",
+    "vlan",
+    "packets",
+    "bytes",
+    "duration",
+    "seen_packets",
+    "seen_bytes",
+    "cut_at",
+    "end",
+    "community_id",
+  ];
+  // Records from a fleet coordinator name their sensor: it leads each row.
+  if (records.some((r) => "sensor" in r)) {
+    header.unshift("sensor");
+    rows.forEach((row, i) => row.unshift(String((records[i] as { sensor?: string }).sensor ?? "")));
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [header, ...rows].map((r) =>
     r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()

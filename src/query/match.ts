@@ -11,7 +11,10 @@
  *            give such packets port 0
  *   proto    kind IPv4/IPv6 (or only the given one) and the key's IP protocol
  *   family   the key's kind
- *   vlan     outermost VLAN id; untagged packets have id 0, so `vlan 0` = untagged or priority-tagged
+ *   vlan     any VLAN tag of the frame (stenographer): the outermost id is in the key, inner ones
+ *            in the flow's extra tags (its record); untagged packets have id 0, so `vlan 0` =
+ *            untagged or a tag with id 0
+ *   mpls     any label of the frame's MPLS stack (the flow's extra tags)
  *   time     after: ts >= at; before: ts < at
  *
  * Per-packet functions allocate nothing: they walk the tree with switch statements and read the
@@ -22,6 +25,9 @@ import { familyBits, formatAddress, rangePrefix, rangeToCidrs, type Words } from
 import type { Query } from "./ast.ts";
 import { orPlan, planMatchesKey } from "./address_set.ts";
 import { META_NO_PORTS } from "../packet/packet_info.ts";
+import { type FlowRecordRef, recordMatches } from "./record_terms.ts";
+
+export type { FlowRecordRef };
 
 // Flow key word offsets and kind values (src/packet/packet_info.ts; literals because its
 // FlowKind is a const enum).
@@ -51,6 +57,21 @@ export interface BpfOptions {
   vlanTags?: boolean;
 }
 
+const TAG_VLAN = 1 << 24; // ExtraTagKind.Vlan << 24 (src/index/index_format.ts)
+const TAG_MPLS = 2 << 24; // ExtraTagKind.Mpls << 24
+
+/** True when the flow of `rec` carries the extra tag `entry` (an inner VLAN id, an MPLS label). */
+function hasExtraTag(rec: FlowRecordRef | undefined, entry: number): boolean {
+  if (rec === undefined) return false;
+  const { index, flow } = rec;
+  if (flow >= index.tagCount.length) return false;
+  const tags = index.tags;
+  for (let i = index.tagStart[flow], end = i + index.tagCount[flow]; i < end; i++) {
+    if (tags[i] === entry) return true;
+  }
+  return false;
+}
+
 /** True when the address at key[base..base+3] is within [from, to] (unsigned lexicographic). */
 function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolean {
   for (let i = 0; i < 4; i++) {
@@ -67,8 +88,16 @@ function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolea
   return true;
 }
 
-/** Value of a predicate that depends only on the key; time predicates are not passed here. */
-function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
+/**
+ * Value of a predicate that depends only on the key or the flow's record (`rec`; without it record
+ * predicates are false); time predicates are not passed here.
+ */
+function keyMatches(
+  q: Query,
+  key: Uint32Array,
+  off: number,
+  rec: FlowRecordRef | undefined,
+): boolean {
   const meta = key[off + WORD_META];
   const kind = meta >>> 28;
   switch (q.type) {
@@ -92,24 +121,36 @@ function keyMatches(q: Query, key: Uint32Array, off: number): boolean {
     case "family":
       return kind === q.family;
     case "vlan":
-      return (meta & 0xfff) === q.vlan;
+      return (meta & 0xfff) === q.vlan || hasExtraTag(rec, TAG_VLAN | q.vlan);
+    case "mpls":
+      return hasExtraTag(rec, TAG_MPLS | q.label);
+    case "cid":
+    case "cut":
+    case "total":
+    case "mac":
+    case "ethertype":
+      return rec !== undefined && recordMatches(q, rec);
     default:
       return false;
   }
 }
 
-/** Exact match of one packet: its flow key at key[keyOffset..] and its time in seconds. */
+/**
+ * Exact match of one packet: its flow key at key[keyOffset..], its time in seconds and, for
+ * record predicates (Community ID, cut, totals, L2), where its flow's record is.
+ */
 export function packetMatches(
   q: Query,
   key: Uint32Array,
   keyOffset: number,
   tsSec: number,
+  rec?: FlowRecordRef,
 ): boolean {
   switch (q.type) {
     case "and": {
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        if (!packetMatches(c[i], key, keyOffset, tsSec)) return false;
+        if (!packetMatches(c[i], key, keyOffset, tsSec, rec)) return false;
       }
       return true;
     }
@@ -120,23 +161,24 @@ export function packetMatches(
       }
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        if (packetMatches(c[i], key, keyOffset, tsSec)) return true;
+        if (packetMatches(c[i], key, keyOffset, tsSec, rec)) return true;
       }
       return false;
     }
     case "not":
-      return !packetMatches(q.child, key, keyOffset, tsSec);
+      return !packetMatches(q.child, key, keyOffset, tsSec, rec);
     case "time":
       return q.op === "after" ? tsSec >= q.at : tsSec < q.at;
     default:
-      return keyMatches(q, key, keyOffset);
+      return keyMatches(q, key, keyOffset, rec);
   }
 }
 
 /**
  * Three-valued match of a flow whose packets lie in [firstTs, lastTs]: True when every packet of
  * the flow matches (no per-packet check needed), False when none can, Unknown otherwise.
- * Key predicates are exact; a time predicate is Unknown when the interval straddles its bound.
+ * Key and record predicates are exact; a time predicate is Unknown when the interval straddles
+ * its bound.
  */
 export function flowTruth(
   q: Query,
@@ -144,13 +186,14 @@ export function flowTruth(
   keyOffset: number,
   firstTs: number,
   lastTs: number,
+  rec?: FlowRecordRef,
 ): Truth {
   switch (q.type) {
     case "and": {
       let result: Truth = Truth.True;
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, rec);
         if (t === Truth.False) return Truth.False;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
@@ -164,14 +207,14 @@ export function flowTruth(
       let result: Truth = Truth.False;
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs);
+        const t = flowTruth(c[i], key, keyOffset, firstTs, lastTs, rec);
         if (t === Truth.True) return Truth.True;
         if (t === Truth.Unknown) result = Truth.Unknown;
       }
       return result;
     }
     case "not": {
-      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs);
+      const t = flowTruth(q.child, key, keyOffset, firstTs, lastTs, rec);
       return t === Truth.Unknown ? t : t === Truth.True ? Truth.False : Truth.True;
     }
     case "time":
@@ -182,7 +225,7 @@ export function flowTruth(
       if (lastTs < q.at) return Truth.True;
       return firstTs >= q.at ? Truth.False : Truth.Unknown;
     default:
-      return keyMatches(q, key, keyOffset) ? Truth.True : Truth.False;
+      return keyMatches(q, key, keyOffset, rec) ? Truth.True : Truth.False;
   }
 }
 
@@ -269,8 +312,8 @@ export function timeBounds(q: Query): TimeBounds {
 /** A folded BPF expression: a parenthesised filter string or a constant. */
 type Bpf = string | boolean;
 
-/** Where a VLAN predicate is evaluated: plain mode, untagged, a tagged id, or any other id. */
-type VlanContext = null | "untagged" | number | "other";
+/** Where a VLAN predicate is evaluated: plain mode (null), or a frame with 0, 1 or 2 tags. */
+type VlanContext = null | 0 | 1 | 2;
 
 class Untranslatable extends Error {}
 
@@ -340,10 +383,18 @@ function toBpf(q: Query, ctx: VlanContext): Bpf {
       return `(ip proto ${q.proto} or ip6 proto ${q.proto})`;
     case "family":
       return q.family === 4 ? "(ip)" : "(ip6)";
-    case "vlan":
+    case "vlan": {
       if (ctx === null) throw new Untranslatable();
-      if (ctx === "untagged") return q.vlan === 0;
-      return ctx === q.vlan;
+      if (ctx === 0) return q.vlan === 0;
+      // Any tag: the ids are read at fixed ether[] offsets, which `vlan` keywords do not move.
+      const ids = [14, 18].slice(0, ctx).map((at) => `(ether[${at}:2] & 0xfff = ${q.vlan})`);
+      return bpfOr(ids);
+    }
+    case "mpls":
+      throw new Untranslatable(); // libpcap's `mpls N` sees one label of the stack, not any
+    default:
+      // Record predicates (Community ID, cut, totals, L2 terms) have no BPF equivalent here.
+      throw new Untranslatable();
   }
 }
 
@@ -360,12 +411,6 @@ function stripTopLevelTime(q: Query): Query | null {
   return kept.length === 1 ? kept[0] : { type: "and", children: kept };
 }
 
-function collectVlans(q: Query, out: Set<number>): void {
-  if (q.type === "and" || q.type === "or") q.children.forEach((c) => collectVlans(c, out));
-  else if (q.type === "not") collectVlans(q.child, out);
-  else if (q.type === "vlan") out.add(q.vlan);
-}
-
 function tpid(offset: number): string {
   return `(ether[${offset}:2] = 0x8100 or ether[${offset}:2] = 0x88a8 or ether[${offset}:2] = 0x9100)`;
 }
@@ -373,32 +418,18 @@ function tpid(offset: number): string {
 /**
  * libpcap's `vlan` keyword shifts the offsets of everything after it in the filter text, even
  * across `or`, so the tag-aware filter is laid out in a fixed order: untagged branch first (no
- * `vlan` keyword yet), then one tag, then two. The outer VLAN id is read with `ether[14:2]`, which
- * the shift does not move.
+ * `vlan` keyword yet), then one tag, then two. VLAN ids are read with `ether[14:2]` and
+ * `ether[18:2]`, which the shift does not move. Frames with three or more tags match nothing.
  */
 function vlanAwareBpf(q: Query): Bpf {
-  const ids = new Set<number>();
-  collectVlans(q, ids);
-  const vid = "ether[14:2] & 0xfff";
-  const cases: Bpf[] = [];
-  const known: string[] = [];
-  for (const id of [...ids].sort((a, b) => a - b)) {
-    const p = toBpf(q, id);
-    known.push(`${vid} = ${id}`);
-    cases.push(bpfAnd([`(${vid} = ${id})`, p]));
-  }
-  const other = toBpf(q, "other");
-  cases.push(known.length === 0 ? other : bpfAnd([`(not (${known.join(" or ")}))`, other]));
-  const tagged = bpfOr(cases);
-  if (tagged === false) return bpfAnd([`(not ${tpid(12)})`, toBpf(q, "untagged")]);
   return bpfOr([
-    bpfAnd([`(not ${tpid(12)})`, toBpf(q, "untagged")]),
+    bpfAnd([`(not ${tpid(12)})`, toBpf(q, 0)]),
     bpfAnd([
       tpid(12),
       "vlan",
       bpfOr([
-        bpfAnd([`(not ${tpid(16)})`, tagged]),
-        bpfAnd([tpid(16), "vlan", `(not ${tpid(20)})`, tagged]),
+        bpfAnd([`(not ${tpid(16)})`, toBpf(q, 1)]),
+        bpfAnd([tpid(16), "vlan", `(not ${tpid(20)})`, toBpf(q, 2)]),
       ]),
     ]),
   ]);

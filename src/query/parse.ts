@@ -23,7 +23,7 @@
  * Primitives (keywords are case-insensitive):
  *   host ADDR | net ADDR[/LEN] | net ADDR mask MASK | port N | portrange N-M
  *   proto P | protocol P | ip proto P | ip6 proto P | ip | ip6 | tcp | udp | sctp | icmp | icmp6
- *   vlan N | before TIME | after TIME          TIME := RFC 3339 | YYYY-MM-DD | DURATION ago
+ *   vlan N | mpls N | before TIME | after TIME          TIME := RFC 3339 | YYYY-MM-DD | DURATION ago
  * Classic terms: ip=ADDR | ip=ADDR-ADDR | ip=ADDR/LEN | port=N | protocol=P | proto=P
  *   | last=DURATION | vlan=N                   DURATION := (N s|m|h|d)+, e.g. 4h, 1h30m
  * P is 0-255 or one of icmp igmp tcp udp gre esp ah icmp6 sctp.
@@ -43,6 +43,12 @@ import {
 import { QueryError } from "./ast.ts";
 import type { AddressPredicate, Predicate, Query, TimePredicate } from "./ast.ts";
 import { type Token, tokenize } from "./lexer.ts";
+import {
+  parseRecordClassic,
+  parseRecordPrimitive,
+  RECORD_KEYS,
+  RECORD_PRIMITIVES,
+} from "./parse_records.ts";
 
 export { QueryError };
 
@@ -60,6 +66,8 @@ const MAX_DURATION_SECONDS = 1e10;
 export interface ParseOptions {
   /** Reference time for `last=` and `ago`, in seconds since the epoch; default Date.now()/1000. */
   now?: number;
+  /** Seed of `community-id`/`cid=` terms (`--community-id-seed`); default 0. */
+  communityIdSeed?: number;
   /** Accept `sensor NAME` / `sensor=NAME` (the fleet coordinator's extra primitive). */
   sensors?: boolean;
 }
@@ -79,8 +87,9 @@ const PROTOCOL_NAMES: Record<string, number> = {
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 const PRIMITIVES =
-  "host, net, port, portrange, proto, ip, ip6, tcp, udp, sctp, icmp, icmp6, vlan, before, after";
-const CLASSIC_KEYS = "ip, port, protocol, proto, last, vlan";
+  "host, net, port, portrange, proto, ip, ip6, tcp, udp, sctp, icmp, icmp6, vlan, mpls, before, after, " +
+  RECORD_PRIMITIVES;
+const CLASSIC_KEYS = "ip, port, protocol, proto, last, vlan, " + RECORD_KEYS;
 
 /**
  * Parses query text in either dialect (or both mixed). Relative times (`last=4h`, `after 2h ago`)
@@ -95,7 +104,8 @@ export function parseQuery(text: string, opts: ParseOptions = {}): Query {
   }
   const now = opts.now ?? Date.now() / 1000;
   if (!Number.isFinite(now)) throw new RangeError(`Invalid now ${now}: expected a finite number`);
-  return new Parser(tokenize(text), now, opts.sensors ?? false).parseTop();
+  return new Parser(tokenize(text), now, opts.sensors ?? false, opts.communityIdSeed ?? 0)
+    .parseTop();
 }
 
 function lower(t: Token): string {
@@ -131,6 +141,7 @@ class Parser {
     private readonly tokens: Token[],
     private readonly now: number,
     private readonly sensors: boolean,
+    private readonly cidSeed: number,
   ) {}
 
   /** `sensor NAME` / `sensor=NAME`: only where a fleet answers (a sensor knows no other). */
@@ -150,11 +161,11 @@ class Parser {
     return { type: "sensor", name: value.text };
   }
 
-  private peek(ahead = 0): Token {
+  peek(ahead = 0): Token {
     return this.tokens[Math.min(this.i + ahead, this.tokens.length - 1)];
   }
 
-  private next(): Token {
+  next(): Token {
     const t = this.peek();
     if (t.kind !== "end") this.i++;
     return t;
@@ -308,7 +319,7 @@ class Parser {
   }
 
   /** Next token as the argument of `keyword`; throws when it is missing. */
-  private argument(keyword: Token, what: string): Token {
+  argument(keyword: Token, what: string): Token {
     const t = this.peek();
     if (t.kind !== "word" || isBinaryOperator(t) || lower(t) === "not") {
       throw new QueryError(
@@ -345,11 +356,14 @@ class Parser {
         return { type: "vlan", vlan: parseNumber(value, "VLAN id", 4095) };
       case "sensor":
         return this.sensorTerm(key, value);
-      default:
+      default: {
+        const record = parseRecordClassic(key, value, this, this.cidSeed);
+        if (record !== null) return record;
         throw new QueryError(
           `Unknown key "${key.text}" at position ${key.pos}: expected one of ${CLASSIC_KEYS}`,
           key.pos,
         );
+      }
     }
   }
 
@@ -397,6 +411,10 @@ class Parser {
         return { type: "proto", proto: 58, family: 6 };
       case "vlan":
         return { type: "vlan", vlan: parseNumber(this.argument(t, "a VLAN id"), "VLAN id", 4095) };
+      case "mpls": {
+        const label = parseNumber(this.argument(t, "an MPLS label"), "MPLS label", 1048575);
+        return { type: "mpls", label };
+      }
       case "before":
       case "after":
         return this.parseTime(t, word);
@@ -408,11 +426,14 @@ class Parser {
           `Unsupported word "${t.text}" at position ${t.pos}: flow keys do not record direction, expected a direction-free primitive such as host or port`,
           t.pos,
         );
-      default:
+      default: {
+        const record = parseRecordPrimitive(t, this, this.cidSeed);
+        if (record !== null) return record;
         throw new QueryError(
           `Unknown word "${t.text}" at position ${t.pos}: expected a primitive (${PRIMITIVES}) or key=value (${CLASSIC_KEYS})`,
           t.pos,
         );
+      }
     }
   }
 

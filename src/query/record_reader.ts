@@ -50,9 +50,16 @@ export class RecordReader {
     wireLen: 0,
   };
 
-  constructor(path: string, options: { compress: Compression; blocks: Float64Array }) {
+  /**
+   * `options.file`: the file already open (an open output file, held across its rename); the
+   * reader closes it. Otherwise `path` is opened.
+   */
+  constructor(
+    path: string,
+    options: { compress: Compression; blocks: Float64Array; file?: Deno.FsFile },
+  ) {
     this.#path = path;
-    this.#file = Deno.openSync(path, { read: true });
+    this.#file = options.file ?? Deno.openSync(path, { read: true });
     this.#compress = options.compress;
     this.#blocks = options.blocks;
     const magic = this.#readMagic();

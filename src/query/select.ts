@@ -5,7 +5,7 @@
 import type { FileIndex } from "../index/index_reader.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import type { Query } from "./ast.ts";
-import { flowTruth, packetMatches, Truth } from "./match.ts";
+import { type FlowRecordRef, flowTruth, packetMatches, Truth } from "./match.ts";
 
 /** Selected packets of one file, in time order. */
 export interface FileSelection {
@@ -30,14 +30,18 @@ export function indexTime(times: Float64Array, p: number): number {
 export function selectPackets(index: FileIndex, q: Query): FileSelection {
   const flowCount = index.header.flowCount;
   const chosen: number[] = [];
+  const rec: FlowRecordRef = { index, flow: 0 };
   for (let flow = 0; flow < flowCount; flow++) {
     const keyAt = flow * KEY_WORDS;
-    const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow]);
+    rec.flow = flow;
+    const truth = flowTruth(q, index.keys, keyAt, index.firstTs[flow], index.lastTs[flow], rec);
     if (truth === Truth.False) continue;
     const start = index.pktStart[flow];
     const end = start + index.pktCount[flow];
     for (let p = start; p < end; p++) {
-      if (truth === Truth.True || packetMatches(q, index.keys, keyAt, indexTime(index.times, p))) {
+      if (
+        truth === Truth.True || packetMatches(q, index.keys, keyAt, indexTime(index.times, p), rec)
+      ) {
         chosen.push(p);
       }
     }

@@ -4,6 +4,7 @@
  * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
  */
 import type { CaptureConfig } from "../config.ts";
+import { Counter } from "./counters.ts";
 import {
   checkFilter,
   defaultInterface,
@@ -24,9 +25,16 @@ import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { UsageError } from "../cli/options.ts";
 import { snapshot, statsFields, type StatsSnapshot } from "./stats_line.ts";
-import { requestStop, startCapturing, startWorkers, type WorkerHandle } from "./supervisor.ts";
+import {
+  requestRotate,
+  requestStop,
+  startCapturing,
+  startWorkers,
+  type WorkerHandle,
+} from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
-import { ensureWritableDir, exists, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import { linkTypeOf } from "../capture/link.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";
 
@@ -50,7 +58,7 @@ export async function runCapture(
     resolveInterfaces(config);
     checkLiveFilter(config);
   } else checkReadable(config.readFiles, config.filter);
-  const created = !exists(config.outDir);
+  const created = missingDirs(config.outDir);
   ensureWritableDir(config.outDir);
   if (config.user !== undefined) {
     const entry = lookupUser(config.user);
@@ -84,6 +92,7 @@ export async function runCapture(
     startedAt: Date.now() / 1000,
     outDir: config.outDir,
     capturing: true,
+    liveInterfaces: config.readFiles.length === 0 ? config.interfaces : [],
     workers: () => workers,
     catalog: () => keeper.catalog,
     retention: () => retention.totals(),
@@ -214,8 +223,15 @@ export async function runCapture(
   };
   const onSigint = () => onSignal("SIGINT");
   const onSigterm = () => onSignal("SIGTERM");
+  // SIGHUP (logrotate's postrotate, a closed SSH session): finalize every open file, go on.
+  const onSighup = () => {
+    if (stopping) return;
+    logInfo(`SIGHUP: finalizing the open files of ${workers.length} workers; capture goes on`);
+    requestRotate(workers);
+  };
   Deno.addSignalListener("SIGINT", onSigint);
   Deno.addSignalListener("SIGTERM", onSigterm);
+  Deno.addSignalListener("SIGHUP", onSighup);
 
   await finished.promise;
   clearInterval(statsTimer);
@@ -226,13 +242,36 @@ export async function runCapture(
   clearInterval(watchdogTimer);
   Deno.removeSignalListener("SIGINT", onSigint);
   Deno.removeSignalListener("SIGTERM", onSigterm);
+  Deno.removeSignalListener("SIGHUP", onSighup);
   keeper.close();
   if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
   if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
   await server?.shutdown();
   archiveLock.close();
   if (capturing) logInfo("Capture finished");
+  const lost = lostPackets(workers);
+  if (lost.packets > 0 && config.readFiles.length > 0) {
+    // A replay is a batch job: a partial archive must not look like a complete one.
+    logError(
+      `Lost ${lost.packets} of ${lost.seen} packets to ${lost.errors} write error(s): the archive ` +
+        `misses them; free space on ${config.outDir} and replay again`,
+    );
+    if (exitCode === 0) exitCode = 1;
+  }
   return exitCode;
+}
+
+/** Packets seen and lost (write errors dropped their block) over every worker. */
+function lostPackets(
+  workers: readonly WorkerHandle[],
+): { packets: number; seen: number; errors: number } {
+  let packets = 0, seen = 0, errors = 0;
+  for (const w of workers) {
+    packets += w.counters[Counter.PacketsLost];
+    seen += w.counters[Counter.PacketsSeen];
+    errors += w.counters[Counter.WriteErrors];
+  }
+  return { packets, seen, errors };
 }
 
 /** Seconds a replay (which exits when done) waits for its last batches to reach ClickHouse. */
@@ -293,19 +332,6 @@ function checkLiveFilter(config: CaptureConfig): void {
   }
 }
 
-/** The DLT libpcap gives a Linux interface, for the common ARPHRD types; undefined otherwise. */
-function linkTypeOf(iface: string): number | undefined {
-  if (iface === "any") return 113; // DLT_LINUX_SLL
-  let arphrd: number;
-  try {
-    arphrd = Number(Deno.readTextFileSync(`/sys/class/net/${iface}/type`).trim());
-  } catch {
-    return undefined;
-  }
-  // ARPHRD_ETHER and ARPHRD_LOOPBACK capture as DLT_EN10MB; ARPHRD_NONE (tun) as DLT_RAW.
-  return arphrd === 1 || arphrd === 772 ? 1 : arphrd === 65534 ? 12 : undefined;
-}
-
 /** Opens every replay file (and compiles the filter for it) before any output exists, so a refused
  * file or a bad filter stops the run cleanly. */
 function checkReadable(files: string[], filter: string): void {
@@ -357,11 +383,13 @@ function serverOptions(
 ): ListenOptions {
   const routes = http.queryRoutes({
     catalog: () => keeper.catalog,
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
     policy: {
       ...http.defaultQueryPolicy,
       maxPackets: config.maxQueryPackets,
       maxConcurrent: config.maxConcurrentQueries,
     },
+    communityIdSeed: config.communityIdSeed,
   });
   return {
     host: config.listen!.host,
@@ -371,8 +399,11 @@ function serverOptions(
     routes,
     token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
+    insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
+    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
+    communityIdSeed: config.communityIdSeed,
   };
 }
 

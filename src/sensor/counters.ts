@@ -34,6 +34,12 @@ export const enum Counter {
   UndecodedFrames,
   /** Packets handed to the writer but lost with a block that failed to reach the disk. */
   PacketsLost,
+  /** Records whose captured length exceeds their wire length (hostile or broken input), kept as read. */
+  CaplenOverLen,
+  /** Packets stored but not yet written to the open file (--flush-interval bounds their age). */
+  PacketsUnflushed,
+  /** Bytes on disk of the open file (0 between files). */
+  OpenFileBytes,
   /** First slot of the flow-size histogram: FlowSizeHistogram.values (buckets, +Inf, sum, count). */
   FlowSizeBuckets,
 }

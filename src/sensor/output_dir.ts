@@ -1,11 +1,19 @@
 /** Checks, before any worker starts, that the output directory exists (or can be made) and is writable. */
-import { DIR_MODE, FILE_MODE, probeWritable } from "../store/pcap_file_writer.ts";
+import {
+  DIR_MODE,
+  dirOf,
+  FILE_MODE,
+  pathExists,
+  probeWritable,
+} from "../store/pcap_file_writer.ts";
 import type { PasswdEntry } from "../../ffi/libc.ts";
 
 /** Creates `dir` if needed and proves it writable; throws one clear line otherwise. */
 export function ensureWritableDir(dir: string): void {
   try {
-    Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+    // Folders above --out keep the usual mode (others may need to pass through them).
+    Deno.mkdirSync(dirOf(dir), { recursive: true });
+    if (!pathExists(dir)) Deno.mkdirSync(dir, { mode: DIR_MODE });
     probeWritable(dir, ".cutcap-write-test-");
   } catch (error) {
     const reason = error instanceof Error ? error.message.split(":")[0] : String(error);
@@ -14,18 +22,17 @@ export function ensureWritableDir(dir: string): void {
 }
 
 /**
- * For `--user`: a directory cutcap just created is given to the user; one that existed must be
- * writable by the user and every folder above it searchable, else one line says which command fixes
- * it. Runs as root, before privileges are dropped.
+ * For `--user`: the folders cutcap just created (`created`, from `missingDirs`) are given to the
+ * user; an output directory that existed must be writable by the user and every folder above it
+ * searchable, else one line says which command fixes it. Runs as root, before privileges are dropped.
  */
 export function prepareDirForUser(
   dir: string,
   user: { name: string } & PasswdEntry,
-  created: boolean,
+  created: readonly string[],
 ): void {
-  if (created) {
-    Deno.chownSync(dir, user.uid, user.gid);
-  } else if (!permits(Deno.statSync(dir), user, 0o2)) {
+  for (const path of created) Deno.chownSync(path, user.uid, user.gid);
+  if (created.length === 0 && !permits(Deno.statSync(dir), user, 0o2)) {
     throw new Error(
       `Output directory ${dir} is not writable by ${user.name}: run chown -R ${user.name}: ${dir}` +
         `, or give --out a directory ${user.name} can write`,
@@ -71,12 +78,18 @@ function permits(info: Deno.FileInfo, user: PasswdEntry, bits: number): boolean 
   return (mode & bits) !== 0;
 }
 
-/** True when `path` exists. */
-export function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
+/** The folders `mkdir -p dir` would create, outermost first. */
+export function missingDirs(dir: string): string[] {
+  const missing: string[] = [];
+  for (let path = dir.replace(/\/+$/, ""); path !== "" && path !== ".";) {
+    try {
+      Deno.statSync(path);
+      break;
+    } catch {
+      missing.unshift(path);
+    }
+    const slash = path.lastIndexOf("/");
+    path = slash <= 0 ? "" : path.slice(0, slash);
   }
+  return missing;
 }

@@ -35,6 +35,8 @@ export interface SensorView {
   readonly outDir: string;
   /** True when capturing; false for `cutcap serve`. */
   readonly capturing: boolean;
+  /** Interfaces captured live (none for a replay or `serve`): their link state counts for readiness. */
+  readonly liveInterfaces?: readonly string[];
   /** Capture workers (empty for `cutcap serve`). */
   workers(): readonly WorkerView[];
   /** Finalized files, their time ranges and sizes. */

@@ -9,6 +9,7 @@ import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
 import { installPage } from "../web/mod.ts";
 import { sensorSource } from "../web/sensor_source.ts";
+import { OpenFiles } from "../query/open_files.ts";
 import type { PageSource, Setting } from "../web/source.ts";
 import type { RateHistory } from "../web/rate_history.ts";
 
@@ -37,6 +38,10 @@ export interface AppExtras {
   source?: PageSource;
   /** Clients reach the server over TLS: session cookies are Secure. */
   secure?: boolean;
+  /** The page reads this archive's open files too, as the query routes do (`openFilesOf`). */
+  openFilesOf?: string;
+  /** Community ID seed of the page's records and `community-id` terms. */
+  communityIdSeed?: number;
 }
 
 /** Builds the routes for a sensor. */
@@ -46,8 +51,11 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const status = new StatusTracker(sensor, { disk: () => metrics.disk() });
   const noStore = { "Cache-Control": "no-store" };
 
+  const openFiles = extra.openFilesOf === undefined ? null : new OpenFiles(extra.openFilesOf);
   const source = extra.source ?? sensorSource({
     catalog: () => sensor.catalog(),
+    openInputs: openFiles === null ? undefined : () => openFiles.inputs(),
+    communityIdSeed: extra.communityIdSeed,
     report: () => status.report(),
     settings: extra.settings ?? [],
     history: extra.history,
@@ -57,6 +65,7 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
     token: extra.token,
     openMetrics: extra.openMetrics,
     secure: extra.secure,
+    parse: { communityIdSeed: extra.communityIdSeed },
   });
 
   app.get("/healthz", (c) => c.text("ok\n", 200, noStore));

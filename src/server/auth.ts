@@ -5,6 +5,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
 import { UsageError } from "../cli/options.ts";
+import { isLoopback } from "../config.ts";
 import {
   crossSite,
   CSRF_FIELD,
@@ -93,9 +94,20 @@ export function readTokenFile(path: string): string {
   return token;
 }
 
-/** True for addresses only this machine can reach. */
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
+/**
+ * Throws (the same message as `checkListenSecurity`) when the address a server actually bound is
+ * not loopback and it has neither TLS and a token nor `insecure`: the name given to --listen may
+ * have resolved to another address than it looked like.
+ */
+export function checkBoundAddress(
+  bound: string,
+  security: { tls: boolean; token: boolean; insecure?: boolean },
+): void {
+  if (isLoopback(bound) || security.insecure || (security.tls && security.token)) return;
+  throw new UsageError(
+    `Listening on ${bound} exposes captured traffic: give --tls-cert, --tls-key and ` +
+      "--token-file, or --insecure to accept the risk",
+  );
 }
 
 /** Server security options as given on the command line. */
@@ -114,7 +126,7 @@ export function checkListenSecurity(host: string, security: ListenSecurity): voi
   if ((security.tlsCert === undefined) !== (security.tlsKey === undefined)) {
     throw new UsageError("Options --tls-cert and --tls-key go together: give both or neither");
   }
-  if (isLoopbackHost(host) || security.insecure) return;
+  if (isLoopback(host) || security.insecure) return;
   if (security.tlsCert === undefined || security.tokenFile === undefined) {
     throw new UsageError(
       `Listening on ${host} exposes captured traffic: give --tls-cert, --tls-key and ` +

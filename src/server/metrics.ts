@@ -20,6 +20,7 @@ import {
 } from "../flow/size_histogram.ts";
 import { type DiskSpace, diskSpace } from "../store/retention.ts";
 import { VERSION } from "../version.ts";
+import { linkIsDown, linkState } from "../capture/link.ts";
 
 /** Upper bounds (seconds) of `cutcap_query_duration_seconds`. */
 export const QUERY_DURATION_BUCKETS: readonly number[] = Object.freeze([
@@ -223,6 +224,11 @@ const WORKER_COUNTERS: readonly WorkerSeries[] = [
     slot: Slot.ReopenAttempts,
   },
   {
+    name: "cutcap_caplen_over_len_total",
+    help: "Records whose captured length exceeded their wire length, stored as read",
+    slot: Slot.CaplenOverLen,
+  },
+  {
     name: "cutcap_undecoded_frames_total",
     help: "Frames whose headers could not be decoded (stored without a flow key)",
     slot: Slot.UndecodedFrames,
@@ -233,7 +239,8 @@ const WORKER_GAUGES: readonly WorkerSeries[] = [
   { name: "cutcap_flows_active", help: "Flows in the flow table", slot: Slot.FlowsActive },
   {
     name: "cutcap_index_lag_seconds",
-    help: "Age of the oldest finalized file not yet indexed",
+    help:
+      "Seconds from the last packet of the worker's latest finalized file until its index was written",
     slot: Slot.IndexLagSeconds,
   },
   {
@@ -245,6 +252,16 @@ const WORKER_GAUGES: readonly WorkerSeries[] = [
     name: "cutcap_last_packet_timestamp_seconds",
     help: "Capture time of the worker's latest packet (Unix seconds)",
     slot: Slot.LastPacketTs,
+  },
+  {
+    name: "cutcap_packets_unflushed",
+    help: "Packets stored but not yet written to the open file (at most --flush-interval old)",
+    slot: Slot.PacketsUnflushed,
+  },
+  {
+    name: "cutcap_open_file_bytes",
+    help: "Bytes on disk of the file the worker is writing",
+    slot: Slot.OpenFileBytes,
   },
 ];
 
@@ -349,6 +366,18 @@ export class SensorMetrics {
       collect() {
         this.reset();
         for (const w of sensor.workers()) this.set(workerLabels(w), w.ready && !w.done ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "cutcap_link_up",
+      help: "1 while a live capture interface's link is up (operstate), 0 while it is down",
+      labelNames: ["interface"],
+      registers,
+      collect() {
+        this.reset();
+        for (const iface of sensor.liveInterfaces ?? []) {
+          this.set({ interface: iface }, linkIsDown(linkState(iface)) ? 0 : 1);
+        }
       },
     });
     new Counter({

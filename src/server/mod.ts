@@ -7,6 +7,7 @@
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { SensorMetrics } from "./metrics.ts";
+import { checkBoundAddress } from "./auth.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
 import type { SensorView } from "../sensor/view.ts";
 import { RateHistory } from "../web/rate_history.ts";
@@ -27,10 +28,16 @@ export interface ListenOptions extends GuardOptions {
   openMetrics?: boolean;
   /** The registry /metrics serves (default: a new one for `sensor`). */
   metrics?: SensorMetrics;
+  /** --insecure: a non-loopback address without TLS and token is accepted. */
+  insecure?: boolean;
   /** Owner to give the private socket directory (the --user the process will switch to). */
   socketOwner?: { uid: number; gid: number };
   /** The running configuration the page's status view lists. */
   settings?: readonly Setting[];
+  /** The page reads this archive's open files too (as the query routes' `openFilesOf`). */
+  openFilesOf?: string;
+  /** Community ID seed of the page's records and terms (as the query routes'). */
+  communityIdSeed?: number;
 }
 
 /** A running server. */
@@ -52,6 +59,8 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     openMetrics: options.openMetrics,
     metrics: options.metrics,
     settings: options.settings,
+    openFilesOf: options.openFilesOf,
+    communityIdSeed: options.communityIdSeed,
     history,
     secure: options.cert !== undefined && options.key !== undefined,
   });
@@ -74,6 +83,16 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
       path,
       options,
     );
+    try {
+      checkBoundAddress(guard.addr.hostname, {
+        tls: options.cert !== undefined && options.key !== undefined,
+        token: options.token !== undefined,
+        insecure: options.insecure,
+      });
+    } catch (error) {
+      guard.close();
+      throw error;
+    }
   } catch (error) {
     http.shutdown().finally(removeDir);
     throw new Error(

@@ -8,11 +8,20 @@ import type { Context } from "hono";
 import type { Catalog } from "../index/catalog.ts";
 import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
-import { type AnswerFormat, candidateLinkTypes, queryPcapStream } from "../query/execute.ts";
+import {
+  type AnswerFormat,
+  candidateLinkTypes,
+  queryPcapStream,
+  type QueryResult,
+} from "../query/execute.ts";
 import { linkTypeName } from "../packet/link_type.ts";
 import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
 import { logWarn } from "../log.ts";
+import { parseCommunityIdSeed } from "../flow/community_id.ts";
+import { parsePivot, type Pivot } from "../query/pivot.ts";
+import { parseDuration } from "../units.ts";
+import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -39,14 +48,23 @@ export const DEFAULT_QUERY_POLICY: QueryPolicy = {
 
 /** What the routes need from their host. */
 export interface QueryRouteDeps {
+  /** The catalog of finalized files; called after the open files were gathered. */
   catalog(): Catalog;
   policy: QueryPolicy;
+  /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
+  communityIdSeed?: number;
+  /** Also read the open files of this archive up to their last flush (src/query/open_files.ts). */
+  openFilesOf?: string;
 }
 
 /** Builds the query routes. */
 export function queryRoutes(deps: QueryRouteDeps): Hono {
   const app = new Hono();
   let running = 0;
+  const openFiles = deps.openFilesOf === undefined ? null : new OpenFiles(deps.openFilesOf);
+  // Before the catalog is read: see open_files.ts.
+  const openInputs = (): Promise<ExtraInput[]> =>
+    openFiles === null ? Promise.resolve([]) : openFiles.inputs();
 
   /** The 503 answer when every query slot is taken (`/query` and `/flows` share them). */
   const refuseWhenBusy = (c: Context): Response | undefined => {
@@ -58,9 +76,14 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     );
   };
 
-  const answer = async (c: Context, text: string | undefined) => {
-    const parsed = parseRequest(text);
+  const answer = (c: Context, text: string | undefined) => {
+    const parsed = parseRequest(c, text, deps);
     if ("error" in parsed) return refuse(c, parsed.error);
+    return answerQuery(c, parsed.query, {});
+  };
+
+  /** The pcap answer of a parsed query; `extra` headers go with it. */
+  const answerQuery = async (c: Context, query: Query, extraHeaders: Record<string, string>) => {
     const limits = readLimits(c, deps.policy);
     if ("error" in limits) return refuse(c, limits.error);
     const asked = readFormat(c);
@@ -71,16 +94,21 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     if (busy) return busy;
     // Several link types in the query's time range: a pcap answer would leave files out, so the
     // answer is pcapng unless the client insists on pcap (then a header says what is left out).
-    const linkTypes = candidateLinkTypes(deps.catalog(), parsed.query);
+    const linkTypes = candidateLinkTypes(deps.catalog(), query);
     const format: AnswerFormat = asked ?? (linkTypes.length > 1 ? "pcapng" : "pcap");
     running++;
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
+    let extra: ExtraInput[] = [];
+    let finished: QueryResult | null = null;
     try {
-      stream = queryPcapStream(deps.catalog(), parsed.query, {
+      extra = await openInputs();
+      stream = queryPcapStream(deps.catalog(), query, {
         ...limits,
+        extra,
         format,
         onFinish: (result) => {
+          finished = result;
           running--;
           recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
           for (const skip of result.unreadable) {
@@ -90,18 +118,23 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
       });
     } catch (error) {
       running--;
+      closeInputs(extra);
       throw error;
     }
     const name = `cutcap-${new Date().toISOString().replace(/[:.]/g, "-")}.${format}`;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...extraHeaders };
     if (format === "pcap" && linkTypes.length > 1) {
       headers["x-cutcap-left-out"] =
         `files of link types other than the answer's (the time range holds ${
           linkTypes.map(linkTypeName).join(", ")
         }): ask for format=pcapng to get them all`;
     }
-    await Promise.resolve();
-    return new Response(stream, {
+    // The first 256 KiB are made before the headers go: an answer that fits (a small one, or one a
+    // small limit cut) is over by then, and a header says whether it is whole.
+    const body = await withHeadStart(stream);
+    const summary = answerSummary(finished, limits);
+    if (summary !== null) headers["x-cutcap-answer"] = summary;
+    return new Response(body, {
       headers: {
         ...headers,
         "content-type": format === "pcapng"
@@ -122,8 +155,15 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     return answer(c, body);
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
-  app.get("/flows", (c) => {
-    const parsed = parseRequest(c.req.query("q"));
+  app.post("/query/pivot", async (c) => {
+    const body = await readBody(c.req.raw, PIVOT_BODY_BYTES);
+    if (body === null) return refuse(c, `Pivot body over ${PIVOT_BODY_BYTES} bytes`, 413);
+    const pivot = readPivot(c, body, deps);
+    if ("error" in pivot) return refuse(c, pivot.error);
+    return answerQuery(c, pivot.query, pivotHeaders(pivot));
+  });
+  app.get("/flows", async (c) => {
+    const parsed = parseRequest(c, c.req.query("q"), deps);
     if ("error" in parsed) return refuse(c, parsed.error);
     const limit = readPositive(c.req.query("limit"), "limit", deps.policy.maxPackets);
     if (typeof limit === "string") return refuse(c, limit);
@@ -136,10 +176,21 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const flowLimit = c.req.query("limit") ? limit : deps.policy.defaultFlows;
     running++;
     const started = performance.now();
+    let extra: ExtraInput[];
+    try {
+      extra = await openInputs();
+    } catch (error) {
+      running--;
+      throw error;
+    }
+    // Flow records come from the indexes alone: the descriptors are not needed.
+    closeInputs(extra);
     const stream = flowRecordStream(deps.catalog(), parsed.query, {
+      extra,
       limit: flowLimit,
       maxBytes,
       format: ndjson ? "ndjson" : "json",
+      communityIdSeed: parsed.seed,
       onFinish: (report, outcome) => {
         running--;
         recordQuery(outcome, (performance.now() - started) / 1000, 0);
@@ -162,6 +213,63 @@ function refuse(c: Context, message: string, status: 400 | 413 = 400): Response 
   return c.text(message + "\n", status);
 }
 
+/** Bytes of an answer read before its headers are sent (a small answer is then over). */
+const HEAD_START = 256 * 1024;
+
+/**
+ * A stream equal to `stream` whose first HEAD_START bytes (or all of it, when shorter) have been
+ * read already, so that the query's outcome is known for a small answer.
+ */
+async function withHeadStart(
+  stream: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array>> {
+  const reader = stream.getReader();
+  const head: Uint8Array[] = [];
+  let bytes = 0;
+  let done = false;
+  while (bytes < HEAD_START) {
+    const next = await reader.read();
+    if (next.done) {
+      done = true;
+      break;
+    }
+    head.push(next.value);
+    bytes += next.value.length;
+  }
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of head) controller.enqueue(chunk);
+      if (done) controller.close();
+    },
+    async pull(controller) {
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * `X-Cutcap-Answer` for an answer that ended within its head start: whole, or cut by which limit,
+ * with the counts; null while it is still running (then X-Cutcap-Limit-* say the limits).
+ */
+function answerSummary(
+  result: QueryResult | null,
+  limits: { limit: number; maxBytes: number },
+): string | null {
+  if (result === null) return null;
+  const counts = `packets=${result.packets} bytes=${result.bytes}`;
+  if (result.outcome === "complete") return `complete ${counts}`;
+  if (result.outcome !== "limited") return null;
+  const which = result.packets >= limits.limit
+    ? `the packet limit ${limits.limit}`
+    : `the byte limit ${limits.maxBytes}`;
+  return `truncated by ${which}: ${counts}; more packets match`;
+}
+
 /** The answer format the client asks for (`format=`, `Accept:`), undefined when it does not. */
 function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   const format = c.req.query("format");
@@ -173,10 +281,63 @@ function readFormat(c: Context): AnswerFormat | "invalid" | undefined {
   return undefined;
 }
 
-function parseRequest(text: string | undefined): { query: Query } | { error: string } {
-  if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
+/** Largest pivot body (EVE or conn.log lines): 16 MiB. */
+const PIVOT_BODY_BYTES = 16 << 20;
+
+/**
+ * `POST /query/pivot?input=eve|zeek&margin=DUR[&seed=N]` (and /query's `format`, limits): the
+ * body's lines as one query (see src/query/pivot.ts).
+ */
+function readPivot(c: Context, body: string, deps: QueryRouteDeps): Pivot | { error: string } {
+  const input = c.req.query("input");
+  if (input !== "eve" && input !== "zeek") {
+    return { error: `Invalid input "${input ?? ""}": expected eve or zeek` };
+  }
   try {
-    return { query: parseQuery(text) };
+    const seedText = c.req.query("seed");
+    const seed = seedText === undefined
+      ? deps.communityIdSeed ?? 0
+      : parseCommunityIdSeed(seedText);
+    const marginText = c.req.query("margin");
+    const margin = marginText === undefined ? 60 : parseDuration(marginText, "margin");
+    return parsePivot(body, input, { margin, seed });
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+/** Headers saying how many lines a pivot used and which it could not (by number, with why). */
+function pivotHeaders(pivot: Pivot): Record<string, string> {
+  const headers: Record<string, string> = {
+    "x-cutcap-pivot-flows": String(pivot.flows),
+    "x-cutcap-pivot-skipped": pivot.problems.map((p) => p.line).join(","),
+  };
+  if (pivot.problems.length > 0) {
+    // Header values are ASCII on one line; the lines' own text is replaced where it is not.
+    const text = pivot.problems.map((p) => `line ${p.line}: ${p.message}`).join("; ");
+    headers["x-cutcap-pivot-problems"] = text.replace(/[^\x20-\x7e]/g, "?").slice(0, 8000);
+  }
+  return headers;
+}
+
+/** The query text parsed with the Community ID seed of the request (`seed=`) or the server. */
+function parseRequest(
+  c: Context,
+  text: string | undefined,
+  deps: QueryRouteDeps,
+): { query: Query; seed: number } | { error: string } {
+  if (text === undefined) return { error: "Missing query: give it as the request body or as ?q=" };
+  const seedText = c.req.query("seed");
+  let seed = deps.communityIdSeed ?? 0;
+  if (seedText !== undefined) {
+    try {
+      seed = parseCommunityIdSeed(seedText);
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
+  }
+  try {
+    return { query: parseQuery(text, { communityIdSeed: seed }), seed };
   } catch (error) {
     if (error instanceof QueryError) return { error: error.message };
     throw error;

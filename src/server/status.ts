@@ -4,12 +4,14 @@
  * archive. Everything is read from the SensorView and a few directory listings; nothing is asked of
  * the workers.
  */
+import { readOpenStates } from "../store/open_file.ts";
 import type { RetentionStats, SensorView, WorkerView } from "../sensor/view.ts";
 import { Counter } from "../sensor/counters.ts";
 import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
 import type { DiskSpace } from "../store/retention.ts";
 import { probeWritable } from "../store/pcap_file_writer.ts";
 import { VERSION } from "../version.ts";
+import { linkIsDown, linkState } from "../capture/link.ts";
 import { oldestPacketTs } from "./metrics.ts";
 
 /** Readiness of the sensor for `/readyz`. */
@@ -34,6 +36,10 @@ export function readiness(sensor: SensorView): Readiness {
       } else if (!w.ready) {
         reasons.push(`Worker ${w.label}/${w.index} is not capturing yet`);
       }
+    }
+    for (const iface of sensor.liveInterfaces ?? []) {
+      const state = linkState(iface);
+      if (linkIsDown(state)) reasons.push(`Interface ${iface} link is ${state}: nothing arrives`);
     }
     const problem = writeProbe(sensor.outDir);
     if (problem !== undefined) {
@@ -83,7 +89,12 @@ export interface Rates {
 export interface CurrentFile {
   /** Path of the temporary file, relative to the archive. */
   path: string;
+  /** Bytes on disk. */
   bytes: number;
+  /** Packets written to it (queryable) at its last flush; null without --flush-interval. */
+  packets: number | null;
+  /** Wall-clock time of its last flush, Unix seconds; null without --flush-interval. */
+  flushedAt: number | null;
 }
 
 /** One worker in `/status`. */
@@ -108,11 +119,15 @@ export interface WorkerStatus {
   lastPacketTs: number | null;
   rates: Rates;
   currentFile: CurrentFile | null;
+  /** Packets stored but not yet written to the current file. */
+  packetsUnflushed: number;
 }
 
 /** One interface (its workers summed) in `/status`. */
 export interface InterfaceStatus {
   name: string;
+  /** Link state (Linux operstate: up, down, lowerlayerdown, unknown, …) of a live interface. */
+  link?: string;
   workers: number;
   ready: boolean;
   activeFlows: number;
@@ -214,7 +229,7 @@ export class StatusTracker {
       ready: readyNow.ready,
       notReady: readyNow.reasons,
       activeFlows: workers.reduce((sum, w) => sum + w.activeFlows, 0),
-      interfaces: interfaces(workers),
+      interfaces: interfaces(workers, sensor.liveInterfaces ?? []),
       workers,
       disk: space === undefined ? null : {
         freeBytes: space.free,
@@ -272,6 +287,7 @@ export class StatusTracker {
       lastPacketTs: last > 0 ? last : null,
       rates,
       currentFile: current.get(fileKey(w.label, w.index)) ?? null,
+      packetsUnflushed: c[Counter.PacketsUnflushed],
     };
   }
 }
@@ -294,7 +310,7 @@ function ratesBetween(before: Totals, after: Totals, seconds: number): Rates {
 }
 
 /** Sums workers by interface, in the order interfaces first appear. */
-function interfaces(workers: WorkerStatus[]): InterfaceStatus[] {
+function interfaces(workers: WorkerStatus[], live: readonly string[]): InterfaceStatus[] {
   const byName = new Map<string, WorkerStatus[]>();
   for (const w of workers) {
     const list = byName.get(w.interface);
@@ -306,6 +322,7 @@ function interfaces(workers: WorkerStatus[]): InterfaceStatus[] {
     const packets = sum((w) => w.rates.packetsPerSecond);
     return {
       name,
+      ...(live.includes(name) ? { link: linkState(name) ?? "unknown" } : {}),
       workers: list.length,
       ready: list.every((w) => w.ready && !w.done),
       activeFlows: sum((w) => w.activeFlows),
@@ -345,6 +362,7 @@ function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
     days.add(dayFolder(last - 86400));
   }
   const out = new Map<string, CurrentFile>();
+  const flushed = new Map(readOpenStates(sensor.outDir).map((s) => [s.tmp, s]));
   for (const day of days) {
     let entries: Deno.DirEntry[];
     try {
@@ -365,7 +383,15 @@ function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
       }
       const key = fileKey(fields.iface, fields.worker);
       const seen = out.get(key);
-      if (seen === undefined || path > seen.path) out.set(key, { path, bytes });
+      const state = flushed.get(path);
+      if (seen === undefined || path > seen.path) {
+        out.set(key, {
+          path,
+          bytes,
+          packets: state?.packets ?? null,
+          flushedAt: state?.flushedAt ?? null,
+        });
+      }
     }
   }
   return out;

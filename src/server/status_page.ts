@@ -82,7 +82,9 @@ function workerRow(w: WorkerStatus): string {
     : "starting";
   const writing = w.currentFile === null
     ? "—"
-    : `${esc(w.currentFile.path)} <small>${bytes(w.currentFile.bytes)}</small>`;
+    : `${esc(w.currentFile.path)} <small>${bytes(w.currentFile.bytes)}` +
+      `${w.currentFile.packets === null ? "" : `, ${plural(w.currentFile.packets, "packet")}`}` +
+      `, ${plural(w.packetsUnflushed, "packet")} not yet written</small>`;
   return `<tr><td>${esc(w.interface)}/${w.worker}</td><td class="l">${state}</td>${
     rateCells(w.rates)
   }` +

@@ -37,6 +37,11 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
    * block fills; default false. Needs FFI; without it blocks are written in-line.
    */
   asyncWrite?: boolean;
+  /**
+   * Compressed bytes per uncompressed byte of the previous file, for `estimatedSize` until this
+   * file's first block is on disk; without it nothing pending counts until then.
+   */
+  expectedRatio?: number;
 }
 
 /** Facts about a finished output file, handed to the index and catalog. */
@@ -181,6 +186,7 @@ export class PcapFileWriter {
   #pendingPackets = 0;
   /** Records of the block being compressed on the helper thread (written at the next flush). */
   #inFlightPackets = 0;
+  readonly #expectedRatio: number;
   #inFlightLastSec = 0;
   #inFlightLastFrac = 0;
   #lostPackets = 0;
@@ -206,6 +212,7 @@ export class PcapFileWriter {
       : MAX_CAPLEN;
     this.nanosecond = options.nanosecond ?? false;
     this.compress = options.compress ?? "none";
+    this.#expectedRatio = options.expectedRatio ?? 0;
     this.seq = options.seq ?? 0;
     this.#file = Deno.openSync(this.tmpPath, { write: true, createNew: true, mode: FILE_MODE });
     try {
@@ -244,16 +251,25 @@ export class PcapFileWriter {
   }
 
   /**
-   * Expected file size if it were flushed now: exact for `none`, the pending block scaled by the
-   * compression ratio seen so far (1 before the first block) otherwise.
+   * Expected file size if it were flushed now: exact for `none`; otherwise the bytes on disk plus
+   * the pending and in-flight blocks scaled by the compression ratio seen so far in this file, or
+   * before its first block is on disk by `expectedRatio` (0 without one: counting uncompressed
+   * bytes then made files of a few blocks come out a compression ratio too small).
    */
   get estimatedSize(): number {
     const bw = this.#bw;
     // A block still being compressed is not on disk yet: it counts like the pending one.
     const written = bw.streamOffset - bw.inFlightBytes;
     const unwritten = bw.inFlightBytes + bw.used;
-    if (this.compress === "none" || written === 0) return bw.bytesOnDisk + unwritten;
-    return bw.bytesOnDisk + unwritten * (bw.bytesOnDisk / written);
+    if (this.compress === "none") return bw.bytesOnDisk + unwritten;
+    const ratio = written > 0 ? bw.bytesOnDisk / written : this.#expectedRatio;
+    return bw.bytesOnDisk + unwritten * ratio;
+  }
+
+  /** Compressed bytes per uncompressed byte so far (1 for plain files, 0 before any block). */
+  get ratio(): number {
+    const written = this.#bw.streamOffset - this.#bw.inFlightBytes;
+    return written > 0 ? this.#bw.bytesOnDisk / written : 0;
   }
 
   /** Records accepted by `writePacket` and then lost with a block that could not be written. */
@@ -278,7 +294,8 @@ export class PcapFileWriter {
 
   /**
    * Appends one record (HOT PATH: allocates nothing). Copies `caplen` bytes of `data` from
-   * `offset`, cut to the snaplen. Returns the offset of the record header in the decompressed
+   * `offset`, cut to the snaplen; `wireLen` is written as given, even below `caplen` (an archive
+   * keeps what it read, as tcpdump -w does). Returns the offset of the record header in the decompressed
    * stream, or -1 when the file failed (the record was not taken; write it to a new file).
    */
   writePacket(
@@ -292,7 +309,6 @@ export class PcapFileWriter {
     const bw = this.#bw;
     if (bw.failed || this.#closed) return -1;
     if (caplen > this.snaplen) caplen = this.snaplen;
-    if (wireLen < caplen) wireLen = caplen;
     const need = RECORD_HEADER_SIZE + caplen;
     if (need > bw.buffer.length - bw.used) {
       if (!this.#flushBlock()) return -1;
@@ -315,6 +331,29 @@ export class PcapFileWriter {
   /** Writes the pending block now. Returns false when the write failed. */
   flush(): boolean {
     return this.#flushBlock();
+  }
+
+  /** Records taken but not in the file yet: the pending block and a block being compressed. */
+  get unflushedPackets(): number {
+    return this.#pendingPackets + this.#inFlightPackets;
+  }
+
+  /**
+   * Writes every record taken so far to the file: the block in flight, then the pending one as a
+   * complete block of its own however small (a gzip member / zstd frame), waiting for it. Returns
+   * false when a write failed (the file then takes no more records).
+   */
+  flushAll(): boolean {
+    if (this.#flushBlock()) this.#drain();
+    return !this.#bw.failed;
+  }
+
+  /**
+   * The file as it is on disk now, without a block in flight (right after `flushAll`): records,
+   * time range, sizes and block table of its complete blocks.
+   */
+  durable(): FinalizedFile {
+    return this.#info();
   }
 
   /**

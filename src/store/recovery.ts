@@ -180,22 +180,40 @@ function scanRecords(reader: PcapReader): Scan {
     end: GLOBAL_HEADER_SIZE,
     damage: null,
   };
+  // All-zero record headers (time 0, length 0) are what a crash leaves at the end of a file (space
+  // allocated, never written); cutcap may also have written such a record itself (it keeps records
+  // as it read them, a zero-length one included). So a run of them is garbage only when nothing but
+  // zeros follows it; a real record after the run makes it data.
+  let zeroRun: { end: number; packets: number; lastTs: number; at: string } | null = null;
   try {
     while (reader.next()) {
-      // cutcap never writes these, so they mark the garbage (often zeros) a crash can leave.
-      if (
-        (reader.caplen === 0 && reader.len === 0) || reader.len < reader.caplen ||
-        reader.caplen > reader.snaplen
-      ) {
+      if (reader.caplen > reader.snaplen) {
         scan.damage =
           `record ${reader.recordNumber} at offset ${reader.offset} is not a plausible record`;
         break;
       }
+      const zero = reader.caplen === 0 && reader.len === 0 && reader.tsSec === 0 &&
+        reader.tsFrac === 0;
+      if (!zero) zeroRun = null;
+      else {zeroRun ??= {
+          end: scan.end,
+          packets: scan.packets,
+          lastTs: scan.lastTs,
+          at: `record ${reader.recordNumber} at offset ${reader.offset}`,
+        };}
       const ts = reader.tsSec + reader.tsFrac / scale;
       if (scan.packets === 0) scan.firstTs = ts;
       scan.lastTs = ts;
       scan.packets++;
       scan.end = reader.offset + RECORD_HEADER_SIZE + reader.caplen;
+    }
+    if (zeroRun !== null && scan.damage === null) {
+      // Zeros to the end: cut before them.
+      scan.end = zeroRun.end;
+      scan.packets = zeroRun.packets;
+      scan.lastTs = zeroRun.lastTs;
+      if (scan.packets === 0) scan.firstTs = 0;
+      scan.damage = `${zeroRun.at} starts zero bytes to the end (an unwritten tail)`;
     }
     scan.damage ??= reader.damage;
     return scan;

@@ -2,13 +2,19 @@
  * Retention: deletes the oldest finalized files of the archive (each with its `.idx` sidecar and its
  * catalog entry) until the output filesystem has `--min-free` space, the archive is within
  * `--max-bytes`, and no file holds only packets older than `--max-age`. Files being written (hidden
- * `.<name>.tmp`) are never in the catalog, so they are never candidates. Cheap enough to run every few
- * seconds and after each finalized file: it looks at the catalog (in memory) and one statvfs.
+ * `.<name>.tmp`) are never in the catalog, so they are never candidates. Retention owns only cutcap's
+ * own files (names as `outputFileName` makes them): a pcap someone copied into the archive (a
+ * `evidence-case42.pcap`) is queried like the others but never deleted. `--max-age` counts from when
+ * a file was written as well as from its last packet (the later of the two), so a replay of old
+ * traffic is not deleted the moment it is written. Cheap enough to run every few seconds and after
+ * each finalized file: it looks at the catalog (in memory), one statvfs, and the modification time
+ * of files whose packets are past `--max-age`.
  */
 import type { Catalog, CatalogEntry } from "../index/catalog.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { logInfo, logWarn } from "../log.ts";
 import type { SizeOrPercent } from "../units.ts";
+import { parseOutputFileName } from "./rotation.ts";
 
 /** Free and total space of a filesystem, in bytes. */
 export interface DiskSpace {
@@ -102,7 +108,9 @@ export class Retention {
       const cutoff = this.#now() - this.#maxAge;
       // A file goes only when all its packets are too old: multiple workers' files overlap in time,
       // so this is not a prefix of the catalog's order.
-      const expired = catalog.entries().filter((e) => e.lastTs < cutoff);
+      const expired = catalog.entries().filter((e) =>
+        e.lastTs < cutoff && owned(e) && writtenBefore(`${catalog.outDir}/${e.path}`, cutoff)
+      );
       for (const entry of expired) this.#delete(catalog, entry, "max-age", result);
     }
 
@@ -134,9 +142,11 @@ export class Retention {
     return result;
   }
 
-  /** The oldest entry not known to be undeletable. */
+  /** The oldest entry of cutcap's own not known to be undeletable. */
   #oldest(catalog: Catalog): CatalogEntry | undefined {
-    for (const entry of catalog.entries()) if (!this.#failed.has(entry.path)) return entry;
+    for (const entry of catalog.entries()) {
+      if (!this.#failed.has(entry.path) && owned(entry)) return entry;
+    }
     return undefined;
   }
 
@@ -160,6 +170,20 @@ export class Retention {
     logInfo(`retention: deleted ${entry.path}`, { reason, bytes: entry.bytesOnDisk });
     this.#onDelete?.(entry.path);
     removeEmptyDirs(catalog.outDir, entry.path);
+    return true;
+  }
+}
+
+/** True for files cutcap wrote (its output names); retention leaves every other file alone. */
+function owned(entry: CatalogEntry): boolean {
+  return parseOutputFileName(entry.path.slice(entry.path.lastIndexOf("/") + 1)) !== null;
+}
+
+/** True when the file at `path` was last written before `cutoff` (Unix seconds), or is gone. */
+function writtenBefore(path: string, cutoff: number): boolean {
+  try {
+    return (Deno.statSync(path).mtime?.getTime() ?? 0) / 1000 < cutoff;
+  } catch {
     return true;
   }
 }

@@ -18,6 +18,7 @@ import {
 import { RECORD_HEADER_SIZE } from "./pcap_format.ts";
 import { BlockCompressor } from "./compressor.ts";
 import { DEFAULT_BLOCK_SIZE } from "./block_writer.ts";
+import { archiveRelative, publishOpenState, removeOpenState } from "./open_file.ts";
 
 /** Options for `RotatingOutput`. */
 export interface RotatingOutputOptions {
@@ -51,6 +52,11 @@ export interface RotatingOutputOptions {
    * Only from a worker (it waits with Atomics). Default false.
    */
   parallelCompression?: boolean;
+  /**
+   * Publish the open file's state at each `flush()` to `<outDir>/.open/` (open_file.ts), so
+   * queries read the open file's flushed prefix. Default false.
+   */
+  publishOpenState?: boolean;
 }
 
 /** Fields of an output file name, see `parseOutputFileName`. */
@@ -125,11 +131,17 @@ export class RotatingOutput {
   #nanosecond: boolean;
   #writer: PcapFileWriter | null = null;
   #seq = 0;
+  /** Compression ratio of the last file (0 before one): the next file's size estimate starts from it. */
+  #ratio = 0;
   #closedErrors = 0;
   #closedLost = 0;
   #lastError = "";
   #retryAt = 0;
   #closed = false;
+  /** Archive-relative path of the last finalized file, "" before the first. */
+  #previous = "";
+  /** The writer whose state was published last. */
+  #published: PcapFileWriter | null = null;
 
   constructor(options: RotatingOutputOptions) {
     this.#o = options;
@@ -198,6 +210,38 @@ export class RotatingOutput {
     return at;
   }
 
+  /** Records taken but not written to the current file yet. */
+  get unflushedPackets(): number {
+    return this.#writer?.unflushedPackets ?? 0;
+  }
+
+  /**
+   * Writes every record taken so far to the current file (a partial block as a complete block)
+   * and publishes the file's state for queries (`publishOpenState`). A file that fails to take
+   * them is finalized with what it holds. Does nothing when there is nothing new.
+   */
+  flush(): void {
+    const w = this.#writer;
+    if (w === null || (w.unflushedPackets === 0 && this.#published === w)) return;
+    if (!w.flushAll()) {
+      this.rotate();
+      return;
+    }
+    if (this.#o.publishOpenState !== true) return;
+    try {
+      const o = this.#o;
+      const iface = sanitizeIface(o.iface);
+      publishOpenState(o.outDir, w.durable(), {
+        iface,
+        worker: o.worker,
+        previous: this.#previous,
+      });
+      this.#published = w;
+    } catch (err) {
+      this.#fail(`Cannot publish the state of ${w.tmpPath}: ${message(err)}`);
+    }
+  }
+
   /** Rotates when the current file is older than the interval at wall-clock `nowSec`. */
   rotateIfDue(nowSec: number): boolean {
     const w = this.#writer;
@@ -218,6 +262,8 @@ export class RotatingOutput {
     this.#writer = null;
     let file: FinalizedFile | null = null;
     let failure = "";
+    // The next file's size estimate starts from this one's compression ratio.
+    if (w.ratio > 0) this.#ratio = w.ratio;
     try {
       file = w.finalize(this.#o.beforeRename);
     } catch (err) {
@@ -229,6 +275,7 @@ export class RotatingOutput {
     if (w.lastError !== "") this.#lastError = w.lastError;
     if (failure !== "") this.#fail(failure);
     if (file === null) return null;
+    this.#previous = archiveRelative(this.#o.outDir, file.path);
     this.filesFinalized++;
     try {
       this.#o.onFinalized?.(file);
@@ -260,6 +307,13 @@ export class RotatingOutput {
     const file = this.rotate();
     this.#closed = true;
     if (this.#o.parallelCompression === true) BlockCompressor.closeShared();
+    if (this.#o.publishOpenState === true) {
+      try {
+        removeOpenState(this.#o.outDir, sanitizeIface(this.#o.iface), this.#o.worker);
+      } catch (err) {
+        this.#fail(`Cannot remove the open file state in ${this.#o.outDir}: ${message(err)}`);
+      }
+    }
     return file;
   }
 
@@ -303,6 +357,7 @@ export class RotatingOutput {
           ? BlockCompressor.shared(o.blockSize ?? DEFAULT_BLOCK_SIZE)
           : null,
         asyncWrite: o.parallelCompression === true && compress === "none",
+        expectedRatio: this.#ratio,
       });
       this.#seq++;
       this.fileSeq = this.#seq;

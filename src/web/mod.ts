@@ -9,6 +9,7 @@ import { renderLogin } from "./page.ts";
 import { pageHeaders, webRoutes } from "./routes.ts";
 import { SessionStore } from "./session.ts";
 import type { PageSource } from "./source.ts";
+import type { ParseOptions } from "../query/parse.ts";
 
 export type { PageSource } from "./source.ts";
 
@@ -24,6 +25,8 @@ export interface PageOptions {
   secure?: boolean;
   /** Searches the page runs at once; more get 503 (default 4). */
   maxSearches?: number;
+  /** How the server parses queries (the fleet accepts `sensor NAME`). */
+  parse?: ParseOptions;
 }
 
 /**
@@ -60,6 +63,7 @@ export function installPage(app: Hono, options: PageOptions): void {
       token: options.token,
       secure,
       maxSearches: options.maxSearches,
+      parse: options.parse,
     }),
   );
 }

@@ -214,11 +214,22 @@ function results(view: SearchView): Html {
 interface Column {
   label: string;
   sort?: SortKey;
+  /** Right-aligned figures. */
+  numeric?: boolean;
   cell(state: SearchState, r: FlowRow): Html | string;
 }
 
 const OPTIONAL_COLUMNS: [keyof FlowRow, Column][] = [
-  ["sensor", { label: "Sensor", sort: "sensor", cell: (_s, r) => r.sensor ?? "" }],
+  ["sensor", {
+    label: "Sensor",
+    sort: "sensor",
+    cell: (s, r) =>
+      r.sensor === undefined
+        ? ""
+        : h`<a class="add" href="${
+          searchUrl(s, { q: addTerm(s.q, `sensor ${r.sensor}`), page: 1 })
+        }" title="add sensor ${r.sensor} to the query">${r.sensor}</a>`,
+  }],
 ];
 
 /** The table's columns: optional ones only when some row has their field. */
@@ -228,34 +239,36 @@ function columns(rows: readonly FlowRow[]): Column[] {
     label: "Time (UTC)",
     sort: "first",
     cell: (_s, r) =>
-      h`<time datetime="${formatQueryTime(r.first)}" title="${r.file}">${
+      h`<time datetime="${formatQueryTime(r.first)}" title="${
         formatQueryTime(r.first)
-      }</time>`,
+      } in ${r.file}">${formatQueryTime(r.first).replace(/(\.\d{3})\d{3}Z$/, "$1Z")}</time>`,
   }];
   for (const [field, column] of OPTIONAL_COLUMNS) if (has(field)) cols.push(column);
   cols.push(
     { label: "Source", sort: "src", cell: (s, r) => address(s, r, r.src) },
     { label: "Destination", sort: "dst", cell: (s, r) => address(s, r, r.dst) },
     { label: "Ports", sort: "srcPort", cell: (_s, r) => ports(r) },
-    { label: "Protocol", sort: "proto", cell: (_s, r) => protocolName(r) },
-    { label: "VLAN", sort: "vlan", cell: (_s, r) => r.vlan ? String(r.vlan) : "" },
+    { label: "Proto", sort: "proto", cell: (_s, r) => protocolName(r) },
+    { label: "VLAN", numeric: true, sort: "vlan", cell: (_s, r) => r.vlan ? String(r.vlan) : "" },
   );
   if (has("communityId")) {
     cols.push({ label: "Community ID", sort: "communityId", cell: communityId });
   }
   cols.push(
-    { label: "Stored packets", sort: "packets", cell: (_s, r) => count(r.packets) },
-    { label: "Stored bytes", sort: "bytes", cell: (_s, r) => count(r.bytes) },
+    { label: "Stored packets", numeric: true, sort: "packets", cell: (_s, r) => count(r.packets) },
+    { label: "Stored bytes", numeric: true, sort: "bytes", cell: (_s, r) => count(r.bytes) },
   );
   if (has("totalPackets")) {
     cols.push(
       {
         label: "Total packets",
+        numeric: true,
         sort: "totalPackets",
         cell: (_s, r) => r.totalPackets === undefined ? "" : count(r.totalPackets),
       },
       {
         label: "Total bytes",
+        numeric: true,
         sort: "totalBytes",
         cell: (_s, r) => r.totalBytes === undefined ? "" : count(r.totalBytes),
       },
@@ -265,7 +278,9 @@ function columns(rows: readonly FlowRow[]): Column[] {
     cols.push({
       label: "Cut",
       cell: (_s, r) =>
-        r.cut ? h`<span class="cut" title="cut off: later packets not stored">cut</span>` : "",
+        r.cut
+          ? h`<span class="cut" title="cut off at packet ${r.cutPacket}: it and later packets not stored">cut</span>`
+          : "",
     });
   }
   if (has("endReason")) cols.push({ label: "End", cell: (_s, r) => r.endReason ?? "" });
@@ -294,22 +309,31 @@ function header(state: SearchState, c: Column): Html {
 }
 
 function row(state: SearchState, r: FlowRow, cols: Column[]): Html {
-  return h`<tr>${cols.map((c) => h`<td>${c.cell(state, r)}</td>`)}</tr>`;
+  return h`<tr>${
+    cols.map((c) =>
+      c.numeric ? h`<td class="n">${c.cell(state, r)}</td>` : h`<td>${c.cell(state, r)}</td>`
+    )
+  }</tr>`;
 }
 
-/** An address that narrows the query to it when clicked (IP only: the language has no MAC words). */
+/** An address that narrows the query to it when clicked (`host X`, or `ether host X` for MACs). */
 function address(state: SearchState, r: FlowRow, value: string): Html | string {
-  if (r.kind !== "ipv4" && r.kind !== "ipv6") return value;
+  const term = r.kind === "ipv4" || r.kind === "ipv6"
+    ? `host ${value}`
+    : r.kind === "l2"
+    ? `ether host ${value}`
+    : "";
+  if (term === "" || value === "") return value;
   return h`<a class="add" href="${
-    searchUrl(state, { q: addTerm(state.q, `host ${value}`), page: 1 })
-  }" title="add host ${value} to the query">${value}</a>`;
+    searchUrl(state, { q: addTerm(state.q, term), page: 1 })
+  }" title="add ${term} to the query">${value}</a>`;
 }
 
 function communityId(state: SearchState, r: FlowRow): Html | string {
   if (!r.communityId) return ""; // non-IP flows have none
   return h`<a class="add cid" href="${
     searchUrl(state, { q: addTerm(state.q, `community-id ${r.communityId}`), page: 1 })
-  }" title="add this Community ID to the query">${r.communityId}</a>`;
+  }" title="${r.communityId}: add it to the query">${r.communityId}</a>`;
 }
 
 /** `q` narrowed by `term` (and/or are equal precedence, left to right: the term applies to all). */
@@ -318,7 +342,9 @@ export function addTerm(q: string, term: string): string {
 }
 
 function ports(r: FlowRow): string {
-  if (r.kind === "l2") return `type 0x${r.etherType.toString(16).padStart(4, "0")}`;
+  if (r.kind === "l2") {
+    return r.etherTypeName || `type 0x${r.etherType.toString(16).padStart(4, "0")}`;
+  }
   if (r.proto !== 6 && r.proto !== 17 && r.proto !== 132) return "";
   return `${r.srcPort} → ${r.dstPort}`;
 }
@@ -417,7 +443,7 @@ export function renderLogin(next: string, error?: string): string {
 <header><span class="brand">cutcap</span></header>
 <main><form id="login" method="post" action="/login">
 <h1>Log in</h1>
-<p>This sensor needs its access token (the first line of its <code>--token-file</code>).</p>
+<p>This server needs its access token (the first line of its <code>--token-file</code>).</p>
 ${error ? h`<p class="error" role="alert">${error}</p>` : ""}
 <input type="hidden" name="next" value="${next}">
 <label for="token">Token</label>

@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { timeBounds } from "../query/match.ts";
+import type { ParseOptions } from "../query/parse.ts";
 import { tokenMatches } from "../server/auth.ts";
 import {
   type Frame,
@@ -27,6 +28,8 @@ import {
 } from "./search.ts";
 import type { PageSource } from "./source.ts";
 import { crossSite, type SessionStore } from "./session.ts";
+import appJs from "./static/app.js" with { type: "text" };
+import styleCss from "./static/style.css" with { type: "text" };
 
 /** What the page's routes are given. */
 export interface WebOptions {
@@ -39,6 +42,8 @@ export interface WebOptions {
   secure?: boolean;
   /** Searches the page runs at once (each scans the matching indexes twice); more get 503. */
   maxSearches?: number;
+  /** How the server parses queries (the fleet accepts `sensor NAME`). */
+  parse?: ParseOptions;
 }
 
 /** Default of `WebOptions.maxSearches`. */
@@ -73,14 +78,11 @@ export function pageHeaders(secure: boolean): ReturnType<typeof secureHeaders> {
   });
 }
 
+/** The page's own script and stylesheet, compiled into the program (no file is read at run time). */
 const STATIC: Record<string, { body: string; type: string }> = {
-  "app.js": { body: readStatic("app.js"), type: "text/javascript; charset=utf-8" },
-  "style.css": { body: readStatic("style.css"), type: "text/css; charset=utf-8" },
+  "app.js": { body: appJs, type: "text/javascript; charset=utf-8" },
+  "style.css": { body: styleCss, type: "text/css; charset=utf-8" },
 };
-
-function readStatic(name: string): string {
-  return Deno.readTextFileSync(new URL(`./static/${name}`, import.meta.url));
-}
 
 /** Builds the page's routes. */
 export function webRoutes(options: WebOptions): Hono {
@@ -97,7 +99,7 @@ export function webRoutes(options: WebOptions): Hono {
 
   app.get("/favicon.ico", (c) => c.body(null, 204));
   app.get("/api/validate", (c) => {
-    const problem = validateQuery(c.req.query("q") ?? "");
+    const problem = validateQuery(c.req.query("q") ?? "", options.parse);
     return c.json(
       problem === null ? { ok: true } : { ok: false, ...problem },
       200,
@@ -151,7 +153,7 @@ async function searchView(
   base: string,
 ): Promise<SearchView> {
   if (!hasSearch(state)) return { state, origin: base };
-  const q = searchQuery(state);
+  const q = searchQuery(state, options.parse);
   if (!("query" in q)) return { state, origin: base, problem: q };
   const picked = state.range !== "" || state.from !== "" || state.to !== "";
   const bounds = timeBounds(q.query);

@@ -3,7 +3,7 @@
  * shared: reading it, writing links that change one part, and turning it into one query text (the
  * user's query and the time range) that `/query`, `/flows` and `cutcap read` understand.
  */
-import { parseQuery, QueryError } from "../query/parse.ts";
+import { type ParseOptions, parseQuery, QueryError } from "../query/parse.ts";
 import { SORT_KEYS, type SortKey } from "./source.ts";
 import type { PageQuery } from "./source.ts";
 
@@ -85,10 +85,13 @@ export function hasSearch(state: SearchState): boolean {
  * The query the state means: the user's query and the time range joined with `and`, parsed. The
  * user's text is checked alone first, so an error's position is where the user sees it.
  */
-export function searchQuery(state: SearchState): PageQuery | SearchProblem {
+export function searchQuery(
+  state: SearchState,
+  options: ParseOptions = {},
+): PageQuery | SearchProblem {
   const terms: string[] = [];
   if (state.q.trim() !== "") {
-    const problem = validateQuery(state.q);
+    const problem = validateQuery(state.q, options);
     if (problem !== null) return problem;
     terms.push(`(${state.q.trim()})`);
   }
@@ -110,13 +113,16 @@ export function searchQuery(state: SearchState): PageQuery | SearchProblem {
     return { field: "q", position: 0, message: "Empty query: type a query or pick a time range" };
   }
   const text = terms.length === 1 && state.q.trim() !== "" ? state.q.trim() : terms.join(" and ");
-  return { text, query: parseQuery(text) };
+  return { text, query: parseQuery(text, options) };
 }
 
-/** The server's verdict on a query text: null when it parses, else the message and position. */
-export function validateQuery(text: string): SearchProblem | null {
+/**
+ * The server's verdict on a query text: null when it parses, else the message and position.
+ * `options.sensors` accepts the fleet's `sensor NAME` terms.
+ */
+export function validateQuery(text: string, options: ParseOptions = {}): SearchProblem | null {
   try {
-    parseQuery(text);
+    parseQuery(text, options);
     return null;
   } catch (error) {
     if (!(error instanceof QueryError)) throw error;

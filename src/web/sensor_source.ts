@@ -2,13 +2,15 @@
  * The page's data on a sensor (or `cutcap serve`): flows and the time histogram from the archive's
  * indexes (no packet is read), the status report with the running configuration and recent rates.
  */
-import type { Catalog } from "../index/catalog.ts";
+import type { Catalog, CatalogEntry } from "../index/catalog.ts";
+import { closeInputs, type ExtraInput, wantedInputs } from "../query/open_files.ts";
+import { readOpenStates } from "../store/open_file.ts";
 import type { FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import { type FlowRecord, matchingFlows } from "../query/flows.ts";
 import { sharedIndexCache } from "../query/index_cache.ts";
-import { flowTruth, packetMatches, timeBounds, Truth } from "../query/match.ts";
+import { type FlowRecordRef, flowTruth, packetMatches, timeBounds, Truth } from "../query/match.ts";
 import { indexTime } from "../query/select.ts";
 import type { StatusReport } from "../server/status.ts";
 import type { RateHistory } from "./rate_history.ts";
@@ -59,9 +61,18 @@ const BUCKET_STEPS = [
   86400,
 ];
 
-/** What a sensor's page source reads. */
-export interface SensorSourceDeps {
+/** The archive as the query routes read it: finalized files, open files' prefixes, the seed. */
+export interface ArchiveView {
+  /** The catalog of finalized files (read after the open files were gathered). */
   catalog(): Catalog;
+  /** Open files' flushed prefixes (src/query/open_files.ts); none when absent. */
+  openInputs?: () => Promise<ExtraInput[]>;
+  /** Community ID seed of the records (`--community-id-seed`). */
+  communityIdSeed?: number;
+}
+
+/** What a sensor's page source reads. */
+export interface SensorSourceDeps extends ArchiveView {
   report(): StatusReport;
   settings: readonly Setting[];
   /** Recent worker rates (none when the server does not sample them). */
@@ -71,8 +82,8 @@ export interface SensorSourceDeps {
 /** The page's source for one sensor's archive. */
 export function sensorSource(deps: SensorSourceDeps): PageSource {
   return {
-    flows: (q, request) => flowPage(deps.catalog(), q, request),
-    histogram: (q, range) => histogram(deps.catalog(), q, range),
+    flows: (q, request) => flowPage(deps, q, request),
+    histogram: (q, range) => histogram(deps, q, range),
     status: () => Promise.resolve(statusView(deps)),
     queryPath: (text) => `/query?q=${encodeURIComponent(text)}`,
   };
@@ -80,7 +91,13 @@ export function sensorSource(deps: SensorSourceDeps): PageSource {
 
 function statusView(deps: SensorSourceDeps): StatusView {
   const report = deps.report();
-  const newest = report.archive.newestPacketTs;
+  let newest = report.archive.newestPacketTs;
+  if (deps.openInputs !== undefined) {
+    // Open files are queryable up to their last flush.
+    for (const state of readOpenStates(report.outDir)) {
+      if (state.packets > 0 && (newest === null || state.lastTs > newest)) newest = state.lastTs;
+    }
+  }
   return {
     version: report.version,
     report,
@@ -90,15 +107,28 @@ function statusView(deps: SensorSourceDeps): StatusView {
   };
 }
 
-/** Sorts and pages the matching flows; counts every match. */
+/** The inputs of one scan: open files first (see open_files.ts), then the catalog. */
+async function scanInputs(
+  archive: ArchiveView,
+): Promise<{ catalog: Catalog; extra: ExtraInput[] }> {
+  const extra = archive.openInputs === undefined ? [] : await archive.openInputs();
+  closeInputs(extra); // the indexes are enough: no packet is read
+  return { catalog: archive.catalog(), extra };
+}
+
+/** Sorts and pages the matching flows (the records `/flows` gives); counts every match. */
 export async function flowPage(
-  catalog: Catalog,
+  archive: ArchiveView,
   q: PageQuery,
   request: FlowPageRequest,
 ): Promise<FlowPage> {
   const kept: FlowRow[] = [];
   const page: FlowPage = { rows: [], flows: 0, packets: 0, bytes: 0, sortedOver: 0 };
-  for await (const record of matchingFlows(catalog, q.query, Infinity)) {
+  const { catalog, extra } = await scanInputs(archive);
+  const seed = archive.communityIdSeed ?? 0;
+  for await (
+    const record of matchingFlows(catalog, q.query, Infinity, undefined, Infinity, seed, extra)
+  ) {
     page.flows++;
     page.packets += record.packets;
     page.bytes += record.bytes;
@@ -140,12 +170,16 @@ export function flowQuery(r: FlowRecord): string {
  * index is gone (retention) are left out, as `/flows` leaves them out.
  */
 export async function histogram(
-  catalog: Catalog,
+  archive: ArchiveView,
   q: PageQuery,
   range: { from: number | null; to: number | null },
 ): Promise<Histogram> {
   const bounds = timeBounds(q.query);
-  const files = catalog.files({ from: bounds.from, to: bounds.to });
+  const { catalog, extra } = await scanInputs(archive);
+  const files = [
+    ...catalog.files({ from: bounds.from, to: bounds.to }),
+    ...wantedInputs(extra, catalog, bounds),
+  ];
   let from = range.from ?? Infinity;
   let to = range.to ?? -Infinity;
   if (range.from === null || range.to === null) {
@@ -171,9 +205,10 @@ export async function histogram(
     const keyAt = flow * KEY_WORDS;
     const first = index.pktStart[flow];
     const share = index.bytes[flow] / index.pktCount[flow];
+    const rec: FlowRecordRef = { index, flow }; // the flow's record terms and extra tags
     for (let p = first; p < first + index.pktCount[flow]; p++) {
       const ts = indexTime(index.times, p);
-      if (truth !== Truth.True && !packetMatches(q.query, index.keys, keyAt, ts)) continue;
+      if (truth !== Truth.True && !packetMatches(q.query, index.keys, keyAt, ts, rec)) continue;
       const bucket = Math.floor((ts - start) / step);
       if (bucket < 0 || bucket >= count) continue;
       out.packets[bucket]++;
@@ -187,14 +222,16 @@ export async function histogram(
 /** Calls `visit` for each flow `q` may match, file by file, giving the event loop a turn between files. */
 async function eachMatchingFlow(
   catalog: Catalog,
-  files: ReturnType<Catalog["files"]>,
+  files: readonly (CatalogEntry | ExtraInput)[],
   q: PageQuery,
   visit: (index: FileIndex, flow: number, truth: Truth) => void,
 ): Promise<void> {
   for (const entry of files) {
     let index: FileIndex;
     try {
-      index = await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
+      index = "index" in entry
+        ? entry.index
+        : await sharedIndexCache.load(indexPathFor(`${catalog.outDir}/${entry.path}`));
     } catch {
       continue;
     }
@@ -205,6 +242,7 @@ async function eachMatchingFlow(
         flow * KEY_WORDS,
         index.firstTs[flow],
         index.lastTs[flow],
+        { index, flow },
       );
       if (truth !== Truth.False) visit(index, flow, truth);
     }

@@ -19,15 +19,6 @@ export interface PageQuery {
 export interface FlowRow extends FlowRecord {
   /** The sensor holding the flow (fleet only). */
   sensor?: string;
-  /** Community ID (v1, base64), when the source knows it. */
-  communityId?: string;
-  /** Every packet and wire byte of the flow, stored or not, when the source knows them. */
-  totalPackets?: number;
-  totalBytes?: number;
-  /** The flow reached a cutoff: later packets were not stored. */
-  cut?: boolean;
-  /** Why the flow ended (timeout, fin, rst, evicted, …), when it has. */
-  endReason?: string;
   /** A query selecting exactly this flow's packets ("" when the language cannot say it). */
   pcapQuery: string;
 }

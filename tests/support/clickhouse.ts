@@ -15,6 +15,8 @@ export interface TestClickHouse {
   url: string;
   httpPort: number;
   tcpPort: number;
+  /** The same over HTTPS, when started with `tls`. */
+  httpsUrl?: string;
   /** Runs one statement and returns the answer text. */
   sql(statement: string): Promise<string>;
   /** Kills the server (the data directory stays, so `start` brings it back with its data). */
@@ -40,6 +42,8 @@ export interface ClickHouseTestOptions {
   /** Use these ports instead of free ones. */
   httpPort?: number;
   tcpPort?: number;
+  /** Also serve HTTPS with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string };
 }
 
 /** Starts one server in a new temp directory and creates the database. */
@@ -50,7 +54,11 @@ export async function startClickHouse(
   const httpPort = options.httpPort ?? freePort();
   const tcpPort = options.tcpPort ?? freePort();
   const database = options.database ?? "cutcap";
-  await Deno.writeTextFile(`${dir}/config.xml`, configXml(dir, httpPort, tcpPort, options));
+  const httpsPort = options.tls === undefined ? undefined : freePort();
+  await Deno.writeTextFile(
+    `${dir}/config.xml`,
+    configXml(dir, { httpPort, tcpPort, httpsPort }, options),
+  );
   await Deno.writeTextFile(`${dir}/users.xml`, USERS_XML);
   let child: Deno.ChildProcess | undefined;
   let log = "";
@@ -107,6 +115,9 @@ export async function startClickHouse(
   }
   return {
     url: `${base}?database=${database}`,
+    httpsUrl: httpsPort === undefined
+      ? undefined
+      : `https://127.0.0.1:${httpsPort}/?database=${database}`,
     httpPort,
     tcpPort,
     sql: (statement) => sql(statement),
@@ -168,18 +179,22 @@ export async function startCluster(
 
 function configXml(
   dir: string,
-  httpPort: number,
-  tcpPort: number,
+  ports: { httpPort: number; tcpPort: number; httpsPort?: number },
   options: ClickHouseTestOptions,
 ): string {
+  const tls = options.tls === undefined ? "" : `<https_port>${ports.httpsPort}</https_port>
+  <openSSL><server><certificateFile>${options.tls.cert}</certificateFile>
+    <privateKeyFile>${options.tls.key}</privateKeyFile><verificationMode>none</verificationMode>
+    <loadDefaultCAFile>false</loadDefaultCAFile></server></openSSL>`;
   const shards = (options.clusterTcpPorts ?? []).map((port) =>
     `<shard><replica><host>127.0.0.1</host><port>${port}</port></replica></shard>`
   ).join("");
   return `<?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><console>1</console></logger>
-  <http_port>${httpPort}</http_port>
-  <tcp_port>${tcpPort}</tcp_port>
+  <http_port>${ports.httpPort}</http_port>
+  <tcp_port>${ports.tcpPort}</tcp_port>
+  ${tls}
   <listen_host>127.0.0.1</listen_host>
   <path>${dir}/data/</path>
   <tmp_path>${dir}/tmp/</tmp_path>

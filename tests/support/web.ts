@@ -21,7 +21,7 @@ export function tableRows(html: string): RenderedRow[] {
     .map((m) => m[1].replace(/<[^>]+>/g, "").replace(/ [▲▼]$/, ""));
   const at = (name: string) => header.indexOf(name);
   return [...body.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((row) => {
-    const cells = [...row[1].matchAll(/<td>([\s\S]*?)<\/td>/g)].map((m) => m[1]);
+    const cells = [...row[1].matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((m) => m[1]);
     const text = (i: number) => decode(cells[i].replace(/<[^>]+>/g, ""));
     return {
       src: text(at("Source")),

@@ -1,0 +1,188 @@
+/**
+ * The small hardening points of issue 18 (Low): timestamps from 2038 on stay unsigned through
+ * `--read` (point 12), on cutcap's direct reader and on libpcap's path alike; an index holding an
+ * impossible time is refused as damaged (and rebuilt) instead of breaking the status page (16);
+ * the loopback rule checks addresses, and the address actually bound (14); a replay that lost
+ * packets to a full disk exits 1 and says how many (11).
+ */
+import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
+import { writeTrafficPcap } from "../bench/gen/mod.ts";
+import { archiveFiles, cutcap, run } from "./support/oracle.ts";
+import { rootOrFail, startServe } from "./support/robustness.ts";
+import { fakeSensor } from "./support/fake_sensor.ts";
+import { isLoopback } from "../src/config.ts";
+import { checkBoundAddress } from "../src/server/auth.ts";
+import { startServer } from "../src/server/mod.ts";
+
+/** Seconds of 2038-01-19T03:14:08Z (2^31), a little later, and 2106-02-07T06:28:15Z (2^32 - 1). */
+const LATE = [2 ** 31, 2 ** 31 + 86_400 * 30, 2 ** 32 - 1];
+
+/** A little-endian µs pcap of UDP frames 198.18.0.1 → 198.18.0.2, one per time in `seconds`. */
+function latePcap(path: string, seconds: number[]): void {
+  const records = seconds.map((sec, i) => {
+    const frame = new Uint8Array(60);
+    const dv = new DataView(frame.buffer);
+    frame.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+    dv.setUint16(12, 0x0800);
+    frame[14] = 0x45;
+    dv.setUint16(16, 46);
+    frame[22] = 64;
+    frame[23] = 17;
+    dv.setUint32(26, 0xc6120001);
+    dv.setUint32(30, 0xc6120002);
+    dv.setUint16(34, 1000 + i);
+    dv.setUint16(36, 53);
+    dv.setUint16(38, 26);
+    const record = new Uint8Array(16 + frame.length);
+    const rv = new DataView(record.buffer);
+    rv.setUint32(0, sec, true);
+    rv.setUint32(4, 250_000, true);
+    rv.setUint32(8, frame.length, true);
+    rv.setUint32(12, frame.length, true);
+    record.set(frame, 16);
+    return record;
+  });
+  const header = new Uint8Array(24);
+  const hv = new DataView(header.buffer);
+  hv.setUint32(0, 0xa1b2c3d4, true);
+  hv.setUint16(4, 2, true);
+  hv.setUint16(6, 4, true);
+  hv.setUint32(16, 262144, true);
+  hv.setUint32(20, 1, true);
+  Deno.writeFileSync(path, new Uint8Array([...header, ...records.flatMap((r) => [...r])]));
+}
+
+Deno.test("--read keeps timestamps of 2038 and 2106 unsigned (direct reader and libpcap)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cc-late-ts-" });
+  try {
+    const input = `${dir}/late.pcap`;
+    latePcap(input, LATE);
+    for (const [label, extra] of [["direct", []], ["libpcap (filter)", ["--filter", "udp"]]]) {
+      const out = `${dir}/out-${extra.length}`;
+      const r = await cutcap(["--read", input, "--out", out, "--listen", "off", ...extra]);
+      assert.equal(r.code, 0, `${label}: ${r.stderr}`);
+      const days = ["2038/01/19", "2038/02/18", "2106/02/07"];
+      for (const day of days) {
+        const files = [...Deno.readDirSync(`${out}/${day}`)].filter((e) =>
+          e.name.endsWith(".pcap")
+        );
+        assert.equal(files.length, 1, `${label}: one file in ${day}`);
+        // tshark reads the seconds unsigned (tcpdump goes through libpcap, which does not).
+        const tt = await run("tshark", [
+          ...["-r", `${out}/${day}/${files[0].name}`, "-T", "fields", "-e", "frame.time_epoch"],
+        ]);
+        const sec = Number(tt.trim().split(".")[0]);
+        assert.ok(LATE.includes(sec), `${label}: ${day} holds ${tt}`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "an index with an impossible time is refused and rebuilt; GET / and /status answer",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-bad-time-" });
+    try {
+      const input = `${dir}/late.pcap`;
+      latePcap(input, [1_800_000_000, 1_800_000_001, 1_800_200_000]);
+      const out = `${dir}/out`;
+      const r = await cutcap(["--read", input, "--out", out, "--listen", "off"]);
+      assert.equal(r.code, 0, r.stderr);
+      const day = `${out}/2027/01/15`;
+      const pcap = [...Deno.readDirSync(day)].find((e) => e.name.endsWith(".pcap"))!.name;
+      // firstTs (offset 32) far beyond any pcap time, header checksum recomputed.
+      const idx = Deno.readFileSync(`${day}/${pcap}.idx`);
+      const dv = new DataView(idx.buffer);
+      dv.setFloat64(32, 1e300, true);
+      const headerLen = dv.getUint16(6, true);
+      dv.setUint32(92, crc32(idx.subarray(96, headerLen), crc32(idx.subarray(0, 92))), true);
+      Deno.writeFileSync(`${day}/${pcap}.idx`, idx);
+      Deno.removeSync(`${out}/catalog.json`);
+      const server = await startServe(["--out", out]);
+      try {
+        for (const path of ["/", "/status"]) {
+          const page = await fetch(`${server.url}${path}`);
+          assert.equal(page.status, 200, path);
+          await page.body?.cancel();
+        }
+        // Refused as damaged, the index is rebuilt from the pcap: every flow is back.
+        assert.ok(server.lines.some((l) => /indexing .*impossible time range/.test(l)));
+        const flows = await fetch(`${server.url}/flows?q=udp`);
+        assert.equal((await flows.json() as unknown[]).length, 3);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("loopback means a 127.0.0.0/8 or ::1 address, not a name that starts with 127.", () => {
+  for (const host of ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "::ffff:127.0.0.9"]) {
+    assert.ok(isLoopback(host), host);
+  }
+  for (
+    const host of ["127.example.com", "127.0.0.1.nip.io", "1270.0.0.1", "127.0.0.256", "0.0.0.0"]
+  ) {
+    assert.ok(!isLoopback(host), host);
+  }
+  assert.throws(() => checkBoundAddress("198.18.0.1", { tls: false, token: false }), /exposes/);
+  assert.throws(() => checkBoundAddress("198.18.0.1", { tls: true, token: false }), /exposes/);
+  checkBoundAddress("198.18.0.1", { tls: true, token: true });
+  checkBoundAddress("198.18.0.1", { tls: false, token: false, insecure: true });
+  checkBoundAddress("127.0.0.1", { tls: false, token: false });
+});
+
+Deno.test({
+  name: "a server whose --listen name bound a non-loopback address without TLS/token stops",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // As if "127.evil.example" had resolved to 0.0.0.0: the bound address is what is checked.
+    assert.throws(
+      () => startServer(fakeSensor(), { host: "0.0.0.0", port: 0 }),
+      /Listening on 0\.0\.0\.0 exposes captured traffic/,
+    );
+    const server = startServer(fakeSensor(), { host: "0.0.0.0", port: 0, insecure: true });
+    await server.shutdown();
+  },
+});
+
+Deno.test({
+  name: "--read on a full disk exits 1 and says how many packets were lost",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  ignore: !rootOrFail("a tmpfs mount"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-read-full-" });
+    const out = `${dir}/out`;
+    await Deno.mkdir(out);
+    try {
+      const input = `${dir}/traffic.pcap`;
+      await writeTrafficPcap(input, { seed: 11, packets: 20_000 });
+      await run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", out]);
+      const r = await cutcap([
+        ...["--read", input, "--out", out, "--listen", "off", "--byte-cutoff", "0"],
+        ...["--rotate-size", "512KiB"],
+      ]);
+      assert.equal(r.code, 1, r.stderr);
+      const m = /Lost (\d+) of 20000 packets to \d+ write error/.exec(r.stderr);
+      assert.ok(m, r.stderr);
+      let stored = 0;
+      for (const file of archiveFiles(out)) {
+        const text = await run("tcpdump", ["-r", file, "-nn", "-q"]);
+        stored += text.trim() === "" ? 0 : text.trim().split("\n").length;
+      }
+      assert.equal(Number(m[1]), 20_000 - stored, `${stored} stored`);
+    } finally {
+      await run("umount", [out]).catch(() => "");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
