@@ -438,7 +438,8 @@ function verify(
           break;
         }
         readBack++;
-        const wire = Math.max(source.wireLen, source.caplen);
+        // Stored as read, a wire length below the captured one included.
+        const wire = source.wireLen;
         if (
           reader.caplen !== source.caplen || reader.len !== wire ||
           reader.tsSec !== source.tsSec || reader.tsFrac !== source.tsFrac ||
@@ -486,7 +487,7 @@ export function expectedFrames(
       ts: `${source.tsSec}.${String(source.tsFrac).padStart(6, "0")}`,
       hex,
       caplen: source.caplen,
-      wireLen: Math.max(source.wireLen, source.caplen),
+      wireLen: source.wireLen,
     });
   }
   return out;
