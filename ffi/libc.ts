@@ -174,23 +174,45 @@ export function closeFd(fd: number): void {
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
 const MAP_FAILED = 0xffffffffffffffffn;
 
-/** mmap(2) of `length` bytes of `fd` (read-write, shared); throws a {@link LibcError} on failure. */
-export function mapShared(fd: number, length: number): Deno.PointerObject {
+/**
+ * mmap(2) of `length` bytes of `fd` (read-write, shared), followed directly by `tail` bytes of
+ * private anonymous memory (the caller's scratch space next to the mapping, so one ArrayBuffer
+ * covers both). Unmap both with {@link unmap}(ptr, length + tail). Throws a {@link LibcError}.
+ */
+export function mapShared(fd: number, length: number, tail = 0): Deno.PointerObject {
   const lib = load();
-  const ptr = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
-  if (ptr === null || Deno.UnsafePointer.value(ptr) === MAP_FAILED) {
-    fail(lib, `mmap(${length} bytes of fd ${fd})`);
+  const rw = PROT_READ | PROT_WRITE;
+  const mapped = (ptr: Deno.PointerValue): ptr is Deno.PointerObject =>
+    ptr !== null && Deno.UnsafePointer.value(ptr) !== MAP_FAILED;
+  if (tail === 0) {
+    const ptr = lib.mmap(null, BigInt(length), rw, MAP_SHARED, fd, 0n);
+    if (!mapped(ptr)) fail(lib, `mmap(${length} bytes of fd ${fd})`);
+    return ptr;
   }
-  return ptr;
+  const total = BigInt(length + tail);
+  const base = lib.mmap(null, total, rw, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+  if (!mapped(base)) fail(lib, `mmap(${length + tail} anonymous bytes)`);
+  const ptr = lib.mmap(base, BigInt(length), rw, MAP_SHARED | MAP_FIXED, fd, 0n);
+  if (!mapped(ptr)) {
+    const code = errno(lib);
+    lib.munmap(base, total);
+    throw new LibcError(
+      `mmap(${length} bytes of fd ${fd}) failed: ${strerror(code)} (errno ${code})`,
+      code,
+    );
+  }
+  return base;
 }
 
-/** munmap(2) of a mapping made by {@link mapShared}; errors are ignored. */
+/** munmap(2) of a mapping made by {@link mapShared} (its whole length, tail included). */
 export function unmap(ptr: Deno.PointerObject, length: number): void {
   load().munmap(ptr, BigInt(length));
 }
-
 /** The index of network interface `name` (if_nametoindex(3)), 0 when there is none. */
 export function interfaceIndex(name: string): number {
   return load().if_nametoindex(new TextEncoder().encode(name + "\0"));

@@ -61,6 +61,8 @@ interface WorkerState {
   inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
+  /** Distinct flows after which the open file is rotated (FILE_FLOWS_PER_TABLE × --max-flows). */
+  maxFileFlows: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
    * bytes on disk then (so the recovery gets a log line too). */
   errorsSeen: number;
@@ -99,6 +101,7 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    maxFileFlows: FILE_FLOWS_PER_TABLE * config.maxFlows,
     inFlightFlow: -1,
     inFlightLen: 0,
     errorsSeen: 0,
@@ -318,6 +321,23 @@ function pause(state: WorkerState, ms: number): boolean {
 }
 
 /**
+ * A file holds at most this many times --max-flows distinct flows: beyond, the index builder's
+ * per-file maps and copied keys (~50 bytes a flow) and the index would grow without bound.
+ */
+const FILE_FLOWS_PER_TABLE = 2;
+
+/**
+ * Rotates when the open file holds `maxFileFlows` distinct flows, far more than the table holds (a
+ * scan, a flood of one-packet flows): a new file bounds the index builder's per-file memory and the
+ * size of one index. Called between batches; true when it rotated.
+ */
+function rotateIfManyFlows(state: WorkerState): boolean {
+  if (state.index.flowCount < state.maxFileFlows) return false;
+  state.output.rotate();
+  return true;
+}
+
+/**
  * Rotation requests, time-bounded flushes, and on a quiet link the wall-clock driven rotation and
  * flow expiry.
  */
@@ -326,6 +346,8 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
   if (rotateAsked !== state.rotateSeen) {
     state.rotateSeen = rotateAsked;
     state.output.rotate();
+  } else if (rotateIfManyFlows(state)) {
+    // rotated
   } else if (quiet) {
     // Time moves on without packets, so rotation and expiry follow the wall clock.
     const now = Date.now() / 1000;
@@ -397,6 +419,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
           if (status !== 1) break;
           handlePacket(state, handle);
         }
+        rotateIfManyFlows(state);
         flushIfDue(state);
         publish(state, undefined);
       }
