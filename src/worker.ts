@@ -356,11 +356,7 @@ function rotateIfManyFlows(state: WorkerState): boolean {
  * flow expiry.
  */
 function housekeeping(state: WorkerState, quiet: boolean): void {
-  const rotateAsked = Atomics.load(state.setup.control, Control.RotateRequest);
-  if (rotateAsked !== state.rotateSeen) {
-    state.rotateSeen = rotateAsked;
-    state.output.rotate();
-  } else if (rotateIfManyFlows(state)) {
+  if (rotateIfAsked(state) || rotateIfManyFlows(state)) {
     // rotated
   } else if (quiet) {
     // Time moves on without packets, so rotation and expiry follow the wall clock.
@@ -369,6 +365,15 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
     state.flows.expireIdle(now);
   }
   flushIfDue(state);
+}
+
+/** Rotates when the main thread asked (SIGHUP); true when it did. */
+function rotateIfAsked(state: WorkerState): boolean {
+  const asked = Atomics.load(state.setup.control, Control.RotateRequest);
+  if (asked === state.rotateSeen) return false;
+  state.rotateSeen = asked;
+  state.output.rotate();
+  return true;
 }
 
 /** Writes the buffered records to the open file once --flush-interval has passed since the last time. */
@@ -433,7 +438,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
           if (status !== 1) break;
           handlePacket(state, handle);
         }
-        rotateIfManyFlows(state);
+        if (!rotateIfAsked(state)) rotateIfManyFlows(state);
         flushIfDue(state);
         publish(state, undefined);
       }
