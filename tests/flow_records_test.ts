@@ -1,7 +1,8 @@
 /**
  * Flow records in the index (format 2) and /flows: totals seen by the end of each file, cut point
- * and end reason, against the generator's truth; `cut`, `bytes >`, `packets >` query terms; an
- * index of format 1 still reads.
+ * and end reason, against the generator's truth, for every flow that sent during the file (a cut
+ * flow that goes on has a record without packets in each later file); `cut`, `bytes >`,
+ * `packets >` query terms; an index of format 1 still reads.
  */
 import assert from "node:assert/strict";
 import { archiveFiles, cutcap } from "./support/oracle.ts";
@@ -13,7 +14,8 @@ import { IndexBuilder } from "../src/index/index_builder.ts";
 import { FlowEnd, FlowTable } from "../src/flow/flow_table.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { selectPackets } from "../src/query/select.ts";
-import { flowRecord } from "../src/query/flows.ts";
+import { fileFlows, flowRecord, matchingFlows } from "../src/query/flows.ts";
+import { Catalog } from "../src/index/catalog.ts";
 
 const KEY_WORDS = 10;
 
@@ -95,19 +97,41 @@ for (const cutoff of [{ bytes: 20000, packets: 0 }, { bytes: 0, packets: 12 }]) 
       let checked = 0;
       let spanning = 0;
       let cutFlows = 0;
+      let unstored = 0;
+      let previousBoundary = 0;
       const filesOfFlow = new Map<number, number>();
       for (const index of files) {
         storedSoFar += index.header.packetCount;
-        // Totals count every packet before the next file's first stored packet.
+        // A file spans the input packets up to the next file's first stored packet.
         const boundary = storedSoFar < storedInput.length
           ? storedInput[storedSoFar]
           : truth.packets;
         const totals = runningTotals(truth, boundary);
+        // Every flow that sent during the file, stored or not, has exactly one record.
+        const active = new Set<number>();
+        for (let p = previousBoundary; p < boundary; p++) active.add(truth.flowOfPacket[p]);
+        previousBoundary = boundary;
+        const recorded = new Set<number>();
         for (let flow = 0; flow < index.header.flowCount; flow++) {
           const key = index.keys.slice(flow * KEY_WORDS, (flow + 1) * KEY_WORDS).join(",");
           const f = flowOfKey.get(key);
           assert.ok(f !== undefined, `flow ${key} is a truth flow`);
           const at = `flow ${f} in ${index.header.pcapName}`;
+          assert.ok(active.has(f), `${at}: sent during the file`);
+          assert.ok(!recorded.has(f), `${at}: one record`);
+          recorded.add(f);
+          if (index.pktCount[flow] === 0) {
+            // Nothing stored: cut off before, or at, its first packet of the file.
+            assert.ok(exp.cutAt[f] !== 0 && exp.cutAt[f] <= totals.packets[f], `${at}: cut`);
+            assert.equal(index.bytes[flow], 0, `${at}: stored bytes`);
+            assert.equal(index.firstTs[flow], index.lastTs[flow], `${at}: seen time`);
+            assert.equal(
+              Math.round(index.lastTs[flow] * 1e6),
+              lastTimeBefore(truth, f, boundary),
+              `${at}: last packet time`,
+            );
+            unstored++;
+          }
           assert.equal(index.totalPackets[flow], totals.packets[f], `${at}: total packets`);
           assert.equal(index.totalBytes[flow], totals.bytes[f], `${at}: total bytes`);
           const cut = exp.cutAt[f] !== 0 && exp.cutAt[f] <= totals.packets[f] ? exp.cutAt[f] : 0;
@@ -117,15 +141,71 @@ for (const cutoff of [{ bytes: 20000, packets: 0 }, { bytes: 0, packets: 12 }]) 
           if (filesOfFlow.get(f) === 2) spanning++;
           checked++;
         }
+        assert.equal(recorded.size, active.size, `${index.header.pcapName}: flows that sent`);
+        for (let f = 1; f < index.header.flowCount; f++) {
+          assert.ok(index.firstTs[f - 1] <= index.firstTs[f], "flows in order of first time");
+        }
+        assert.equal([...fileFlows(index, "f")].length, index.header.flowCount, "all exported");
       }
       assert.ok(checked > 500, `${checked} records checked`);
       assert.ok(spanning > 20, `${spanning} flows span files`);
       assert.ok(cutFlows > 50, `${cutFlows} cut records`);
+      assert.ok(unstored > 50, `${unstored} records of cut flows without stored packets`);
       checkTermsAgainstRecords(files);
+      await checkUnstoredInFlows(`${work}/out`, files);
     } finally {
       await Deno.remove(work, { recursive: true });
     }
   });
+}
+
+/** Time (µs) of the last packet of truth flow `f` among input packets [0, end). */
+function lastTimeBefore(truth: TrafficTruth, f: number, end: number): number {
+  for (let p = end - 1; p >= 0; p--) if (truth.flowOfPacket[p] === f) return truth.tsUs[p];
+  return NaN;
+}
+
+/**
+ * /flows (matchingFlows) lists the records without stored packets: `cut` lists every cut record
+ * of every file, those with 0 packets and 0 bytes included; a 5-tuple finds one such flow in
+ * every file where it sent.
+ */
+async function checkUnstoredInFlows(outDir: string, files: FileIndex[]): Promise<void> {
+  const catalog = Catalog.open(outDir);
+  const listed = await Array.fromAsync(matchingFlows(catalog, parseQuery("cut"), Infinity));
+  let cutRecords = 0;
+  let unstored = 0;
+  for (const index of files) {
+    for (let f = 0; f < index.header.flowCount; f++) {
+      if (index.cutPacket[f] !== 0) cutRecords++;
+      if (index.pktCount[f] === 0) unstored++;
+    }
+  }
+  assert.equal(listed.length, cutRecords, "every cut record listed");
+  assert.equal(listed.filter((r) => r.packets === 0 && r.bytes === 0).length, unstored);
+  const quiet = listed.find((r) => r.packets === 0 && r.kind === "ipv4" && r.proto === 6)!;
+  assert.ok(quiet !== undefined, "a TCP flow went on unstored");
+  const q = parseQuery(
+    `host ${quiet.src} and host ${quiet.dst} and port ${quiet.srcPort} and port ${quiet.dstPort} and tcp`,
+  );
+  const records = await Array.fromAsync(matchingFlows(catalog, q, Infinity));
+  const withKey = files.filter((index) =>
+    [...Array(index.header.flowCount).keys()].some((f) =>
+      flowRecord(index, f, "", 0).communityId === quiet.communityId
+    )
+  );
+  assert.equal(records.length, withKey.length, "one record per file where the flow sent");
+  for (let i = 1; i < records.length; i++) {
+    assert.ok(records[i].totalPackets > records[i - 1].totalPackets, "running totals grow");
+  }
+  // No stored packet: a query for it reads nothing from those files.
+  for (const index of files) {
+    const selected = selectPackets(index, q).offsets.length;
+    const stored = [...Array(index.header.flowCount).keys()]
+      .filter((f) => flowRecord(index, f, "", 0).communityId === quiet.communityId)
+      .reduce((n, f) => n + index.pktCount[f], 0);
+    assert.equal(selected, stored);
+  }
 }
 
 /** Per truth flow: packets and bytes among input packets [0, end). */
@@ -265,4 +345,77 @@ Deno.test("an index of format 1 still reads: totals = stored counts, no cut, end
   )!;
   const id = flowRecord(index, tcp, "gen400.pcap", 0).communityId;
   assert.equal(selectPackets(index, parseQuery(`cid=${id}`)).offsets.length, index.pktCount[tcp]);
+});
+
+Deno.test("flow records: a cut flow that goes on has a record in each later file, with its end", () => {
+  const table = new FlowTable({ maxFlows: 16, flowTimeout: 10, closeLinger: 1, seed: 2 });
+  const builder = IndexBuilder.forFlowTable(table);
+  const key = (port: number): Uint32Array => {
+    const k = new Uint32Array(KEY_WORDS);
+    k[0] = 0xc6120001;
+    k[4] = 0xc6130001;
+    k[8] = ((port << 16) | 443) >>> 0;
+    k[9] = ((4 << 28) | (6 << 16)) >>> 0;
+    return k;
+  };
+  let offset = 24;
+  // Stores a flow's first two packets, refuses the rest (a packet cutoff of 2).
+  const packet = (port: number, ts: number, flags = 0x10, back = false): void => {
+    const k = key(port);
+    if (back) k.set([...k.subarray(4, 8), ...k.subarray(0, 4), (443 << 16) | port], 0);
+    const id = table.observe(k, ts, 100, flags);
+    if (table.packetsBefore >= 2) return table.markCut(id, 3);
+    builder.record(id, ts, offset, 100);
+    offset += 116;
+  };
+  const file = (): FileIndex => {
+    const index = decode(builder.encode({
+      pcapName: "t.pcap",
+      linkType: 1,
+      snaplen: 65535,
+      nanosecond: false,
+      compress: "none",
+      iface: "t",
+      worker: 0,
+      dataSize: offset,
+    }));
+    builder.reset();
+    return index;
+  };
+  const records = (index: FileIndex) =>
+    new Map([...fileFlows(index, "t.pcap")].map((r) => [r.srcPort, r]));
+  for (const port of [1000, 2000, 3000]) for (let i = 0; i < 3; i++) packet(port, 1 + i * 0.1);
+  const first = records(file());
+  assert.deepEqual([...first.keys()].sort(), [1000, 2000, 3000]);
+  assert.equal(first.get(1000)!.packets, 2);
+  assert.equal(first.get(1000)!.totalPackets, 3);
+  // File 2: flow 1000 goes on and closes (FIN both ways, then the linger), 2000 goes on, 3000 is
+  // quiet; 4000 is new and stored.
+  packet(1000, 2, 0x11);
+  packet(2000, 2.1);
+  packet(4000, 2.2);
+  packet(1000, 2.3);
+  packet(1000, 2.4, 0x11, true); // the FIN back: closed
+  packet(4000, 5); // the closed flow's linger is over: the sweep removes it
+  const second = file();
+  const byPort = records(second);
+  assert.deepEqual([...byPort.keys()].sort(), [1000, 2000, 4000], "the quiet cut flow has none");
+  const closed = byPort.get(1000)!;
+  assert.equal(closed.packets, 0);
+  assert.equal(closed.bytes, 0);
+  assert.equal(closed.totalPackets, 6);
+  assert.equal(closed.cutPacket, 3);
+  assert.equal(closed.endReason, "fin");
+  assert.equal(closed.first, 2.4);
+  const going = byPort.get(2000)!;
+  assert.deepEqual([going.packets, going.totalPackets, going.endReason], [0, 4, "open"]);
+  assert.equal(going.last, 2.1);
+  assert.equal(byPort.get(4000)!.packets, 2);
+  for (let f = 1; f < second.header.flowCount; f++) {
+    assert.ok(second.firstTs[f - 1] <= second.firstTs[f], "flows in order of first time");
+  }
+  assert.equal(selectPackets(second, parseQuery("port 1000 or port 2000")).offsets.length, 0);
+  // File 3: nothing from the cut flows, so no record of them.
+  packet(4000, 6);
+  assert.deepEqual([...records(file()).keys()], [4000]);
 });

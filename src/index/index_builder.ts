@@ -91,6 +91,10 @@ export interface FlowRecordSource extends FlowKeySource {
   firstReversedOf(id: number): boolean;
   /** How the flow has ended so far (FlowEnd.Open while it goes on). */
   endOf(id: number): FlowEnd;
+  /** Time of the flow's latest packet, stored or not (flows cut off have records without one). */
+  lastTsOf?(id: number): number;
+  /** Upper bound (exclusive) of the flow ids in use, for a pass over the cut flows. */
+  readonly idLimit?: number;
 }
 
 /** Options of {@linkcode IndexBuilder}. */
@@ -150,6 +154,11 @@ export class IndexBuilder {
   // FlowTable id -> per-file flow number + 1 (0 = none). Set by a flow's first packet in the
   // file, cleared by forget() and reset().
   #idToFile = new Int32Array(RESERVED_IDS);
+  // FlowTable id -> packets the flow had seen at the end of the previous file, for flows cut off
+  // by then (0 otherwise): a cut flow that has seen more since was active in this file although
+  // none of its packets is in it, and gets a record without packets. Written at each reset() for
+  // the cut flows only (and cleared by forget()), so pages are backed only for their ids.
+  #cutBase = new Float64Array(RESERVED_IDS);
 
   #flows = 0;
   // Per-file flow number -> FlowTable id, or -1 once forgotten: its key is then in #ffKeys and
@@ -157,6 +166,11 @@ export class IndexBuilder {
   #ffFlowId!: Int32Array;
   #ffKeys!: Uint32Array;
   #ffGone!: Float64Array;
+  // Per-file flow number -> time of the latest packet of a flow with no stored packet in the
+  // file (written for those only: their first and last times in the flow sections).
+  #ffSeen!: Float64Array;
+  /** Per-file flows without a stored packet (cut flows that went on), see #cutBase. */
+  #unstoredFlows = 0;
   readonly #cidSeed: number;
 
   #firstTs = 0;
@@ -281,10 +295,14 @@ export class IndexBuilder {
    */
   forget(flowId: number, reason?: RemoveReason): void {
     if (flowId >= this.#idToFile.length) return;
-    const ff = this.#idToFile[flowId] - 1;
+    let ff = this.#idToFile[flowId] - 1;
+    const src = this.#records;
+    if (ff < 0 && src !== null && this.#wentOnUnstored(flowId, src)) {
+      ff = this.#newUnstored(flowId, src);
+    }
+    this.#cutBase[flowId] = 0;
     if (ff < 0) return;
     this.#keys.copyKey(flowId, this.#ffKeys, ff * KEY_WORDS);
-    const src = this.#records;
     if (src !== null) this.#keepRecord(ff, flowId, src, reason);
     this.#ffFlowId[ff] = -1;
     this.#idToFile[flowId] = 0;
@@ -309,6 +327,44 @@ export class IndexBuilder {
     );
   }
 
+  /** Whether flow `id`, cut off, has seen packets since the previous file ended (none stored). */
+  #wentOnUnstored(id: number, src: FlowRecordSource): boolean {
+    return src.cutPacketOf(id) !== 0 && src.packetsOf(id) > this.#cutBase[id];
+  }
+
+  /** Starts a per-file flow without stored packets for cut flow `id`; returns its number. */
+  #newUnstored(id: number, src: FlowRecordSource): number {
+    const ff = this.#newFlow(id);
+    this.#ffSeen[ff] = src.lastTsOf?.(id) ?? 0;
+    this.#unstoredFlows++;
+    return ff;
+  }
+
+  /**
+   * Gives a record to every cut flow that went on in this file with none of its packets stored
+   * (a pass over the flow table's ids when the index is written, never per packet).
+   */
+  #addUnstoredFlows(): void {
+    const src = this.#records;
+    const limit = src?.idLimit ?? 0;
+    if (src === null) return;
+    if (limit > this.#idToFile.length) this.#growIds(limit);
+    for (let id = 0; id < limit; id++) {
+      if (this.#idToFile[id] === 0 && this.#wentOnUnstored(id, src)) this.#newUnstored(id, src);
+    }
+  }
+
+  /** Notes what each cut flow has seen by the end of this file (see #cutBase). */
+  #noteCutBases(): void {
+    const src = this.#records;
+    const limit = src?.idLimit ?? 0;
+    if (src === null) return;
+    if (limit > this.#idToFile.length) this.#growIds(limit);
+    for (let id = 0; id < limit; id++) {
+      if (src.cutPacketOf(id) !== 0) this.#cutBase[id] = src.packetsOf(id);
+    }
+  }
+
   /** Starts per-file flow number `this.#flows` for a FlowTable id; returns it. */
   #newFlow(flowId: number): number {
     const ff = this.#flows;
@@ -321,6 +377,8 @@ export class IndexBuilder {
 
   /** Forgets everything recorded, keeping the buffers for the next file. */
   reset(): void {
+    this.#noteCutBases();
+    this.#unstoredFlows = 0;
     const ids = this.#ffFlowId;
     for (let ff = 0; ff < this.#flows; ff++) {
       if (ids[ff] >= 0) this.#idToFile[ids[ff]] = 0;
@@ -377,6 +435,7 @@ export class IndexBuilder {
 
   /** Produces the index bytes in order, handing them to `sink` in pieces valid during the call. */
   #encodeTo(meta: IndexMeta, sink: (chunk: Uint8Array) => void): void {
+    this.#addUnstoredFlows();
     const wide = this.#maxOffset >= TWO_POW_32;
     const wideTimes = Math.round((this.#lastTs - this.#firstTs) * 1e6) >= TWO_POW_32;
     const header = this.#header(meta, wide, wideTimes);
@@ -522,14 +581,15 @@ export class IndexBuilder {
     // Whole columns when they fit in the scratch (most files) or when the flows must be
     // reordered: then one pass over the log gives the counts and all three columns.
     let columns: Float64Array[] | null = null;
-    if (!this.#monotonic || F * 24 <= this.#scratchLimit) {
+    const inOrder = this.#monotonic && this.#unstoredFlows === 0;
+    if (!inOrder || F * 24 <= this.#scratchLimit) {
       const buf = F * 24 <= this.#scratchLimit
         ? this.#scratchBuffer(F * 24)
         : new ArrayBuffer(F * 24);
       columns = [0, 1, 2].map((c) => new Float64Array(buf, c * F * 8, F));
     }
     this.#flowPass(0, F, columns ?? [], start);
-    const order = this.#monotonic || columns === null ? null : orderByFirst(columns[0]);
+    const order = inOrder || columns === null ? null : orderByFirst(columns[0]);
     for (let r = 0; r < F; r++) {
       this.#keyOf(order === null ? r : order[r], key);
       out.words(key);
@@ -680,6 +740,12 @@ export class IndexBuilder {
         if (bytes !== null) bytes[k] += wire[i];
       }
     });
+    if (this.#unstoredFlows === 0) return;
+    // Flows without a stored packet: both times are the time of their latest packet.
+    for (let k = 0; k < n; k++) {
+      if (first !== null && first[k] === Infinity) first[k] = this.#ffSeen[lo + k];
+      if (last !== null && last[k] === -Infinity) last[k] = this.#ffSeen[lo + k];
+    }
   }
 
   /**
@@ -754,6 +820,9 @@ export class IndexBuilder {
     const a = new Int32Array(n);
     a.set(this.#idToFile);
     this.#idToFile = a;
+    const base = new Float64Array(n);
+    base.set(this.#cutBase);
+    this.#cutBase = base;
   }
 
   /** (Re)allocates the per-flow arrays for `capacity` flows, keeping the first `keep`. */
@@ -761,14 +830,17 @@ export class IndexBuilder {
     const ids = new Int32Array(capacity);
     const keys = new Uint32Array(capacity * KEY_WORDS);
     const gone = new Float64Array(capacity * GONE_VALUES);
+    const seen = new Float64Array(capacity);
     if (keep > 0) {
       ids.set(this.#ffFlowId.subarray(0, keep));
       keys.set(this.#ffKeys.subarray(0, keep * KEY_WORDS));
       gone.set(this.#ffGone.subarray(0, keep * GONE_VALUES));
+      seen.set(this.#ffSeen.subarray(0, keep));
     }
     this.#ffFlowId = ids;
     this.#ffKeys = keys;
     this.#ffGone = gone;
+    this.#ffSeen = seen;
   }
 }
 

@@ -56,7 +56,9 @@
  * keys      F × 10 u32   canonical flow key, layout of src/packet/packet_info.ts (A = the end with the
  *                        smaller address words, then port)
  * firstTs   F × f64      time of the flow's first packet in this file, seconds
- * lastTs    F × f64      time of the flow's last packet in this file
+ * lastTs    F × f64      time of the flow's last packet in this file (version 2: a flow cut off
+ *                        earlier that sent in this file with none of its packets stored has a
+ *                        flow with pktCount 0, and both times are its latest packet's time)
  * bytes     F × f64      sum of wire lengths of the flow's packets in this file
  * pktStart  F × u32      index of the flow's first packet in the packet section
  * pktCount  F × u32      number of the flow's packets in this file (the flow's packets are

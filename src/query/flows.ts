@@ -178,16 +178,32 @@ function flowMatch(
     last = Math.max(last, ts);
     packets++;
   }
-  if (packets === 0) return null;
+  if (packets === 0 && !unstoredMatch(index, q, flow, truth, rec)) return null;
   // The record (its Community ID is a SHA-1) only for flows that match.
   const record = flowRecord(index, flow, file, seed);
-  record.first = first;
-  record.last = last;
+  record.first = packets === 0 ? index.firstTs[flow] : first;
+  record.last = packets === 0 ? index.lastTs[flow] : last;
   record.packets = packets;
-  record.bytes = truth === Truth.True
+  record.bytes = truth === Truth.True || packets === 0
     ? index.bytes[flow]
     : Math.round(index.bytes[flow] * record.packets / index.pktCount[flow]);
   return record;
+}
+
+/**
+ * Whether a flow without stored packets in the file (cut off earlier, still sending) matches: as if
+ * it had one packet at the time of its latest packet, which its first and last times both hold.
+ */
+function unstoredMatch(
+  index: FileIndex,
+  q: Query | undefined,
+  flow: number,
+  truth: Truth,
+  rec: FlowRecordRef,
+): boolean {
+  if (index.pktCount[flow] !== 0) return false;
+  if (truth === Truth.True) return true;
+  return packetMatches(q!, index.keys, flow * KEY_WORDS, index.lastTs[flow], rec);
 }
 
 /** How `flowRecordStream` writes records. */
