@@ -1,18 +1,26 @@
 /**
  * Live capture: a prefix of the bench capture is sent with tcpreplay at rising rates from inside a
  * network namespace onto a veth pair (MTU 9000, IPv6 off, no addresses, so nothing else crosses
- * it), and captured on the outside end by tcpdump and by cutcap with 1 and 2 workers. A trial has
- * no loss when the capturer saw every packet tcpreplay sent and libpcap reports no drop; the
- * result per capturer is the highest rate (as tcpreplay achieved it) without loss. cutcap is also
- * tried at the highest rate tcpdump sustained. With two or more CPUs, tcpreplay runs on CPU 0 and
- * the capturer on CPU 1 (taskset), so the sender gets the same CPU next to every capturer.
+ * it), and captured on the outside end by tcpdump and by cutcap with each capture method
+ * (afpacket, libpcap) and 1 and 2 workers. A trial has no loss when the capturer saw every packet
+ * tcpreplay sent and the kernel reports no drop; the result per capturer is the highest rate (as
+ * tcpreplay achieved it) without loss. cutcap is also tried at the highest rate tcpdump sustained.
+ * With two or more CPUs, tcpreplay runs on CPU 0 and the capturer on CPU 1 (taskset), so the
+ * sender gets the same CPU next to every capturer.
+ *
+ * CPU per packet: every trial reads the capturer's user + system CPU time (/proc) just before the
+ * replay and once it has handled everything; at the fixed rate (150 kpps) that time per packet is
+ * compared with tcpdump's and with cutcap's offline cost per packet: the capture worker's CPU
+ * time per packet when it reads the same packets from the file (bench/worker_run.ts).
  *
  * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..]
- * (a rate of 0 is tcpreplay --topspeed).
+ * [--workers 1,2] [--methods afpacket,libpcap] [--cpu-rate N] (a rate of 0 is tcpreplay --topspeed).
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import type { CaptureMethod } from "../src/capture/source.ts";
+import { runWorkerOnce, threadsCpu } from "./worker_run.ts";
 
 /** One send-and-capture trial. */
 export interface LiveTrial {
@@ -28,6 +36,10 @@ export interface LiveTrial {
   dropped: number;
   /** No drop and nothing missing. */
   lossless: boolean;
+  /** The capturer process's CPU seconds (user + system) from the replay's start to its last packet. */
+  cpuSeconds: number;
+  /** The same for cutcap's capture worker threads only; NaN for tcpdump. */
+  workerCpuSeconds: number;
 }
 
 /** Trials of one capturer, in rising rate order. */
@@ -46,6 +58,10 @@ export interface LiveBenchOptions {
   rates?: number[];
   /** cutcap worker counts to try, default 1 and 2. */
   workers?: number[];
+  /** cutcap capture methods to try, default afpacket and libpcap. */
+  methods?: CaptureMethod[];
+  /** The rate at which CPU per packet is compared, packets/s (one of `rates`), default 150000. */
+  cpuRate?: number;
   /** Kernel buffer for every capturer, MiB (cutcap --buffer-size, tcpdump -B), default 64. */
   bufferMiB?: number;
   /** Repository root holding main.ts, default the parent of this file's folder. */
@@ -58,6 +74,9 @@ export interface LiveBenchResult {
   packets: number;
   bytes: number;
   capturers: CapturerResult[];
+  cpuRate: number;
+  /** cutcap's capture worker CPU seconds per packet reading the same packets from the file. */
+  offlineCpuPerPacket: number;
 }
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -267,31 +286,46 @@ function metricTotals(path: string): { seen: number; dropped: number } | null {
   };
 }
 
+/** user + system CPU seconds of process `pid` so far, and of its threads named worker*. */
+function cpuNow(pid: number): { process: number; workers: number } {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  let workers = 0;
+  for (const seconds of threadsCpu("worker", pid).values()) workers += seconds;
+  return { process: (Number(f[11]) + Number(f[12])) / 100, workers };
+}
+
 async function cutcapTrial(
   veth: Veth,
   file: string,
   pps: number,
   workers: number,
-  opts: { root: string; bufferMiB: number; outDir: string },
+  opts: { root: string; bufferMiB: number; outDir: string; method: CaptureMethod },
 ): Promise<LiveTrial> {
   await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
   const { child, lines, done } = startCapturer("deno", [
     ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
+    ...["--capture-method", opts.method],
     ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
     ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
     ...["--metrics-file", `${opts.outDir}.prom`],
   ]);
   try {
     await waitFor(lines, /Capturing on/, 20_000, "cutcap start");
+    const cpuBefore = cpuNow(child.pid);
     const sent = await replay(veth, file, pps);
-    // Wait until the counters stop moving: two stats lines in a row with the same totals.
+    // Wait until the counters stop moving: two stats lines in a row with the same totals. The CPU
+    // time is read as soon as they count every packet sent (idle time after it is not the packets').
     let last = -1;
+    let cpuAfter: { process: number; workers: number } | undefined;
     for (let i = 0; i < 40; i++) {
       await sleep(600);
       const now = cutcapTotals(lines).seen;
+      if (now >= sent.sent) cpuAfter ??= cpuNow(child.pid);
       if (now === last && now > 0) break;
       last = now;
     }
+    cpuAfter ??= cpuNow(child.pid);
     child.kill("SIGINT");
     await child.status;
     await done;
@@ -306,6 +340,8 @@ async function cutcapTrial(
       seen: totals.seen,
       dropped: totals.dropped,
       lossless: totals.dropped === 0 && totals.seen >= sent.sent,
+      cpuSeconds: cpuAfter.process - cpuBefore.process,
+      workerCpuSeconds: cpuAfter.workers - cpuBefore.workers,
     };
   } catch (error) {
     try {
@@ -329,8 +365,11 @@ async function tcpdumpTrial(
   ]);
   try {
     await waitFor(lines, /listening on/, 10_000, "tcpdump start");
+    const cpuBefore = cpuNow(child.pid).process;
     const sent = await replay(veth, file, pps);
-    await sleep(1000);
+    // Its ring blocks are handed over after 1 s at the latest.
+    await sleep(1500);
+    const cpu = cpuNow(child.pid).process - cpuBefore;
     child.kill("SIGINT");
     await child.status;
     await done;
@@ -345,10 +384,28 @@ async function tcpdumpTrial(
       seen: captured,
       dropped,
       lossless: dropped === 0 && captured >= sent.sent,
+      cpuSeconds: cpu,
+      workerCpuSeconds: NaN,
     };
   } finally {
     await Deno.remove(opts.outFile).catch(() => {});
   }
+}
+
+/**
+ * cutcap's offline cost per packet: the capture worker's CPU seconds per packet reading `file`
+ * (the packets the live trials send) from its go to its last file, median of 3 runs, byte cutoff
+ * as in the live trials.
+ */
+async function offlineCost(file: string, outDir: string): Promise<number> {
+  const costs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await Deno.remove(outDir, { recursive: true }).catch(() => {});
+    const run = await runWorkerOnce(file, ["--out", outDir, "--byte-cutoff", "65536"]);
+    costs.push(run.goCpuSeconds / run.packets);
+  }
+  await Deno.remove(outDir, { recursive: true }).catch(() => {});
+  return costs.sort((a, b) => a - b)[1];
 }
 
 /** Runs every capturer at every rate; see the module comment. */
@@ -360,6 +417,8 @@ export async function runLiveBench(
   const packets = opts.packets ?? 200_000;
   const rates = opts.rates ?? [50_000, 100_000, 150_000, 200_000, 0];
   const workerCounts = opts.workers ?? [1, 2];
+  const methods = opts.methods ?? ["afpacket", "libpcap"];
+  const cpuRate = opts.cpuRate ?? 150_000;
   const bufferMiB = opts.bufferMiB ?? 64;
   const root = opts.root ?? ROOT;
   const progress = opts.progress ?? ((line: string) => console.error(line));
@@ -368,16 +427,20 @@ export async function runLiveBench(
   try {
     const prefix = `${work}/prefix.pcap`;
     const bytes = pcapPrefix(file, prefix, packets);
+    const offlineCpuPerPacket = await offlineCost(prefix, `${work}/out`);
+    progress(`live: offline worker cost ${(offlineCpuPerPacket * 1e6).toFixed(3)} µs/packet`);
     const capturers: { name: string; trial: (pps: number) => Promise<LiveTrial> }[] = [
       {
         name: "tcpdump -w FILE",
         trial: (pps) => tcpdumpTrial(veth, prefix, pps, { bufferMiB, outFile: `${work}/t.pcap` }),
       },
-      ...workerCounts.map((w) => ({
-        name: `cutcap ${w} worker${w > 1 ? "s" : ""}`,
-        trial: (pps: number) =>
-          cutcapTrial(veth, prefix, pps, w, { root, bufferMiB, outDir: `${work}/out` }),
-      })),
+      ...methods.flatMap((method) =>
+        workerCounts.map((w) => ({
+          name: `cutcap ${method} ${w} worker${w > 1 ? "s" : ""}`,
+          trial: (pps: number) =>
+            cutcapTrial(veth, prefix, pps, w, { root, bufferMiB, outDir: `${work}/out`, method }),
+        }))
+      ),
     ];
     const results: CapturerResult[] = [];
     for (const c of capturers) {
@@ -395,7 +458,8 @@ export async function runLiveBench(
         trials.push(t);
         progress(
           `live: ${c.name} at ${pps > 0 ? pps : "topspeed"} pps: sent ${t.sent} at ` +
-            `${t.achievedPps.toFixed(0)} pps, seen ${t.seen}, dropped ${t.dropped}`,
+            `${t.achievedPps.toFixed(0)} pps, seen ${t.seen}, dropped ${t.dropped}, ` +
+            `${(t.cpuSeconds / t.seen * 1e6).toFixed(3)} µs CPU/packet`,
         );
         failures = t.lossless ? 0 : failures + 1;
         if (failures === 2) break;
@@ -404,7 +468,7 @@ export async function runLiveBench(
       const best = lossless.sort((a, b) => b.achievedPps - a.achievedPps)[0];
       results.push({ name: c.name, trials, best });
     }
-    return { packets, bytes, capturers: results };
+    return { packets, bytes, capturers: results, cpuRate, offlineCpuPerPacket };
   } finally {
     await veth.remove();
     await Deno.remove(work, { recursive: true }).catch(() => {});
@@ -431,8 +495,91 @@ export function liveMarkdown(r: LiveBenchResult): string {
     ).join("; ");
     lines.push(`| ${c.name} | ${best} | ${trials} |`);
   }
+  lines.push("", ...lossComparison(r), "", ...cpuMarkdown(r));
   return lines.join("\n");
 }
+
+/** Packets a trial lost: sent but not seen (dropped by the kernel or never handed over). */
+function lost(t: LiveTrial): number {
+  return Math.max(0, t.sent - t.seen);
+}
+
+/** For each worker count: the rates at which afpacket lost more than libpcap. */
+function lossComparison(r: LiveBenchResult): string[] {
+  const lines: string[] = [];
+  for (const afpacket of r.capturers.filter((c) => c.name.startsWith("cutcap afpacket "))) {
+    const libpcap = r.capturers.find((c) =>
+      c.name === afpacket.name.replace("afpacket", "libpcap")
+    );
+    if (libpcap === undefined) continue;
+    const worse: string[] = [];
+    let compared = 0;
+    for (const t of afpacket.trials) {
+      const other = libpcap.trials.find((o) => o.askedPps === t.askedPps);
+      if (other === undefined) continue;
+      compared++;
+      if (lost(t) > lost(other)) {
+        worse.push(`${t.askedPps || "topspeed"}: ${lost(t)} against ${lost(other)}`);
+      }
+    }
+    const workers = afpacket.name.slice("cutcap afpacket ".length);
+    lines.push(
+      `- ${workers}: afpacket lost no more than libpcap at ${compared - worse.length} of ` +
+        `${compared} rates tried by both${
+          worse.length > 0 ? ` (more at ${worse.join("; ")})` : ""
+        }`,
+    );
+  }
+  return lines;
+}
+
+/** CPU per packet at the fixed rate, against tcpdump and cutcap's offline cost; the target. */
+function cpuMarkdown(r: LiveBenchResult): string[] {
+  const at = (c: CapturerResult) => c.trials.find((t) => t.askedPps === r.cpuRate);
+  const us = (seconds: number, t: LiveTrial) => seconds / t.seen * 1e6;
+  const tcpdump = r.capturers.find((c) => c.name.startsWith("tcpdump"));
+  const tcpdumpTrial = tcpdump === undefined ? undefined : at(tcpdump);
+  const offlineUs = r.offlineCpuPerPacket * 1e6;
+  const lines = [
+    `CPU per packet at ${r.cpuRate / 1e3} kpps (user + system time of the capturer from the ` +
+    `replay's start to its last packet, / packets seen); cutcap's offline cost on the same ` +
+    `packets: ${offlineUs.toFixed(3)} µs/packet (capture worker thread, bench/worker_run.ts).`,
+    "",
+    "| capturer | process µs/packet | capture workers µs/packet | process ÷ tcpdump | workers ÷ offline |",
+    "|---|---|---|---|---|",
+  ];
+  for (const c of r.capturers) {
+    const t = at(c);
+    if (t === undefined || t.seen === 0) continue;
+    const process = us(t.cpuSeconds, t);
+    const workers = us(t.workerCpuSeconds, t);
+    const vsTcpdump = tcpdumpTrial === undefined
+      ? NaN
+      : process / us(tcpdumpTrial.cpuSeconds, tcpdumpTrial);
+    lines.push(
+      `| ${c.name} | ${process.toFixed(3)} | ${
+        Number.isNaN(workers) ? "" : workers.toFixed(3)
+      } | ` +
+        `${vsTcpdump.toFixed(2)} | ${
+          Number.isNaN(workers) ? "" : (workers / offlineUs).toFixed(2)
+        } |`,
+    );
+  }
+  const afpacket = r.capturers.find((c) => c.name === "cutcap afpacket 1 worker");
+  const t = afpacket === undefined ? undefined : at(afpacket);
+  if (t !== undefined && t.seen > 0) {
+    const ratio = us(t.workerCpuSeconds, t) / offlineUs;
+    lines.push(
+      "",
+      `Target: afpacket (1 worker) CPU per packet within ${CPU_TARGET}× of the offline cost: ` +
+        `${ratio.toFixed(2)}× (${ratio <= CPU_TARGET ? "met" : "not met"}).`,
+    );
+  }
+  return lines;
+}
+
+/** afpacket's CPU per packet may be this many times the offline cost (issue 17). */
+const CPU_TARGET = 1.2;
 
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
@@ -442,6 +589,8 @@ if (import.meta.main) {
       packets: { type: "string", default: "200000" },
       rates: { type: "string" },
       workers: { type: "string", default: "1,2" },
+      methods: { type: "string", default: "afpacket,libpcap" },
+      "cpu-rate": { type: "string", default: "150000" },
     },
   });
   const file = positionals[0];
@@ -450,6 +599,13 @@ if (import.meta.main) {
     packets: Number(values.packets),
     rates: values.rates?.split(",").map(Number),
     workers: values.workers.split(",").map(Number),
+    methods: values.methods.split(",").map((m) => {
+      if (m !== "afpacket" && m !== "libpcap") {
+        throw new Error(`Invalid --methods entry "${m}": expected afpacket or libpcap`);
+      }
+      return m;
+    }),
+    cpuRate: Number(values["cpu-rate"]),
   });
   console.log(liveMarkdown(result));
 }

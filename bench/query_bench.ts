@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { writeTrafficPcap } from "./gen/mod.ts";
 import { countPcapPackets } from "./tcpdump_ref.ts";
 import { INDEX_VERSION } from "../src/index/index_format.ts";
+import { parseQuery } from "../src/query/parse.ts";
 
 /** Options of {@link runQueryBench}. */
 export interface QueryBenchOptions {
@@ -51,6 +52,24 @@ export interface QueryBenchResult {
   queries: HostQueryResult[];
   /** A Community ID lookup of one of each host's flows against that host's query. */
   cidLookups: CidLookupResult[];
+  /** The median client hidden in a 64 KiB `host a or host b or …` list, against `host X` alone. */
+  hostList?: HostListResult;
+}
+
+/** Timing of a 64 KiB list of thousands of hosts (one real) against that host alone. */
+export interface HostListResult {
+  host: string;
+  hosts: number;
+  queryBytes: number;
+  /** Packets of both answers (equal: the other hosts are not in the archive). */
+  packets: number;
+  /** Medians of the HTTP queries (request to last byte), timed in turns. */
+  listSeconds: number;
+  hostSeconds: number;
+  listRuns: number[];
+  hostRuns: number[];
+  /** Seconds to parse the list in this process (median of the rounds). */
+  parseSeconds: number;
 }
 
 /** Timing of `community-id X` (one flow) against `host H` (every flow of the flow's client). */
@@ -301,6 +320,7 @@ export async function runQueryBench(opts: QueryBenchOptions = {}): Promise<Query
       const label = i === 0 ? "busiest client" : "median client";
       cidLookups.push(await timeCidLookup(url, { host, label, runs, progress }));
     }
+    const hostList = await timeHostList(url, { host: hosts[1], runs, progress });
     return {
       files: files.length,
       pcapBytes,
@@ -309,6 +329,7 @@ export async function runQueryBench(opts: QueryBenchOptions = {}): Promise<Query
       indexShare: indexBytes / pcapBytes,
       queries,
       cidLookups,
+      hostList,
     };
   } finally {
     server.kill("SIGTERM");
@@ -424,6 +445,54 @@ async function timeCidLookup(
   };
 }
 
+/**
+ * Times `host X` hidden among thousands of hosts of 10.0.0.0/8 (which the generated traffic never
+ * uses) in a query of at most 64 KiB, against `host X` alone, taking turns after an untimed round.
+ */
+async function timeHostList(
+  url: string,
+  opts: { host: string; runs: number; progress: (line: string) => void },
+): Promise<HostListResult> {
+  const hosts = [`host ${opts.host}`];
+  for (let i = 0; hosts.join(" or ").length < 65_000; i++) {
+    hosts.splice((i * 7919) % hosts.length, 0, `host 10.${(i >> 8) & 255}.${i & 255}.${i % 251}`);
+  }
+  const list = hosts.join(" or ");
+  const single = `host ${opts.host}`;
+  const first = await timeQuery(url, list);
+  const alone = await timeQuery(url, single);
+  if (first.bytes !== alone.bytes) {
+    throw new Error(
+      `The host list answered ${first.bytes} bytes, host ${opts.host} ${alone.bytes}`,
+    );
+  }
+  const listRuns: number[] = [];
+  const hostRuns: number[] = [];
+  const parseRuns: number[] = [];
+  for (let r = 0; r < opts.runs; r++) {
+    listRuns.push((await timeQuery(url, list)).seconds);
+    hostRuns.push((await timeQuery(url, single)).seconds);
+    const t0 = performance.now();
+    parseQuery(list);
+    parseRuns.push((performance.now() - t0) / 1000);
+    opts.progress(
+      `query bench: ${hosts.length}-host list round ${r + 1}/${opts.runs}: ` +
+        `${listRuns[r].toFixed(3)} s, host alone ${hostRuns[r].toFixed(3)} s`,
+    );
+  }
+  return {
+    host: opts.host,
+    hosts: hosts.length,
+    queryBytes: list.length,
+    packets: await answerPackets(first.answer),
+    listSeconds: median(listRuns),
+    hostSeconds: median(hostRuns),
+    listRuns,
+    hostRuns,
+    parseSeconds: median(parseRuns),
+  };
+}
+
 /** Packets in a pcap answer held as chunks. */
 async function answerPackets(chunks: Uint8Array[]): Promise<number> {
   const path = await Deno.makeTempFile({ prefix: "cutcap-qbench-cid-", suffix: ".pcap" });
@@ -467,6 +536,16 @@ export function formatQueryBench(r: QueryBenchResult): string {
         `${c.cidSeconds.toFixed(3)} s against host ${c.host} ` +
         `${c.hostSeconds.toFixed(3)} s (HTTP, medians of ${c.cidRuns.length} in turns): ratio ` +
         `${c.ratio.toFixed(2)} (target <= 2)`,
+    );
+  }
+  const l = r.hostList;
+  if (l !== undefined) {
+    lines.push(
+      `${l.hosts}-host list (${(l.queryBytes / 1024).toFixed(1)} KiB, host ${l.host} among ` +
+        `hosts absent from the archive) -> ${l.packets} packets: ${l.listSeconds.toFixed(3)} s ` +
+        `against host ${l.host} alone ${l.hostSeconds.toFixed(3)} s (HTTP, medians of ` +
+        `${l.listRuns.length} in turns); parsing it ${(l.parseSeconds * 1000).toFixed(1)} ms ` +
+        `(target: well under 1 s)`,
     );
   }
   return lines.join("\n");

@@ -221,6 +221,7 @@ async function main(): Promise<void> {
       const live = await runLiveBench(CAPTURE, {
         packets: quick ? 100_000 : 500_000,
         rates: quick ? [100_000, 0] : [50_000, 100_000, 150_000, 200_000, 0],
+        cpuRate: quick ? 100_000 : 150_000,
         progress,
       });
       sections.push(`### Live capture (veth, tcpreplay)\n\n${liveMarkdown(live)}`);

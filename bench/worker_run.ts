@@ -22,6 +22,8 @@ export interface WorkerRun {
   seconds: number;
   /** The worker thread's user + system CPU seconds over its whole life (start-up included). */
   cpuSeconds: number;
+  /** The same from go to its last file: the packets' cost, without loading and opening. */
+  goCpuSeconds: number;
   packetsPerSecond: number;
   /** Seconds the worker spent writing indexes (its IndexBuildSeconds counter). */
   indexSeconds: number;
@@ -29,12 +31,15 @@ export interface WorkerRun {
 
 const WORKER_URL = new URL("../src/worker.ts", import.meta.url);
 
-/** user + system seconds of every thread of this process whose name starts with `prefix`. */
-function threadsCpu(prefix: string): Map<string, number> {
+/**
+ * user + system seconds of every thread of process `pid` (default this one) whose name starts
+ * with `prefix` ("" for all), by thread id.
+ */
+export function threadsCpu(prefix: string, pid: number | "self" = "self"): Map<string, number> {
   const out = new Map<string, number>();
-  for (const entry of Deno.readDirSync("/proc/self/task")) {
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
     try {
-      const stat = Deno.readTextFileSync(`/proc/self/task/${entry.name}/stat`);
+      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
       const open = stat.indexOf("(");
       const close = stat.lastIndexOf(")");
       if (!stat.slice(open + 1, close).startsWith(prefix)) continue;
@@ -71,6 +76,15 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
   let started = 0;
   let stored = 0;
   let cpu = 0;
+  let cpuAtGo = 0;
+  /** CPU seconds of the worker thread this run started (the one not there before). */
+  const workerCpu = (): number => {
+    let seconds = 0;
+    for (const [tid, s] of threadsCpu("worker")) {
+      if (!before.has(tid)) seconds = Math.max(seconds, s);
+    }
+    return seconds;
+  };
   return new Promise<WorkerRun>((resolve, reject) => {
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
@@ -79,15 +93,14 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
       const m = event.data;
       if (m.type === "ready") {
+        cpuAtGo = workerCpu();
         started = performance.now();
         Atomics.store(control, Control.Go, 1);
         Atomics.notify(control, Control.Go);
       } else if (m.type === "finalized") {
         stored += m.file.packets;
         // The thread is still alive here: the last file is the last thing before "done".
-        for (const [tid, seconds] of threadsCpu("worker")) {
-          if (!before.has(tid)) cpu = Math.max(cpu, seconds);
-        }
+        cpu = Math.max(cpu, workerCpu());
       } else if (m.type === "fatal") {
         worker.terminate();
         helper?.worker.terminate();
@@ -102,6 +115,7 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
           stored,
           seconds,
           cpuSeconds: cpu,
+          goCpuSeconds: cpu - cpuAtGo,
           packetsPerSecond: packets / seconds,
           indexSeconds: counters[Counter.IndexBuildSeconds],
         });

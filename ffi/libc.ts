@@ -23,6 +23,8 @@ const SYMBOLS = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  capget: { parameters: ["buffer", "buffer"], result: "i32" },
+  capset: { parameters: ["buffer", "buffer"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
@@ -174,23 +176,45 @@ export function closeFd(fd: number): void {
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
 const MAP_FAILED = 0xffffffffffffffffn;
 
-/** mmap(2) of `length` bytes of `fd` (read-write, shared); throws a {@link LibcError} on failure. */
-export function mapShared(fd: number, length: number): Deno.PointerObject {
+/**
+ * mmap(2) of `length` bytes of `fd` (read-write, shared), followed directly by `tail` bytes of
+ * private anonymous memory (the caller's scratch space next to the mapping, so one ArrayBuffer
+ * covers both). Unmap both with {@link unmap}(ptr, length + tail). Throws a {@link LibcError}.
+ */
+export function mapShared(fd: number, length: number, tail = 0): Deno.PointerObject {
   const lib = load();
-  const ptr = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
-  if (ptr === null || Deno.UnsafePointer.value(ptr) === MAP_FAILED) {
-    fail(lib, `mmap(${length} bytes of fd ${fd})`);
+  const rw = PROT_READ | PROT_WRITE;
+  const mapped = (ptr: Deno.PointerValue): ptr is Deno.PointerObject =>
+    ptr !== null && Deno.UnsafePointer.value(ptr) !== MAP_FAILED;
+  if (tail === 0) {
+    const ptr = lib.mmap(null, BigInt(length), rw, MAP_SHARED, fd, 0n);
+    if (!mapped(ptr)) fail(lib, `mmap(${length} bytes of fd ${fd})`);
+    return ptr;
   }
-  return ptr;
+  const total = BigInt(length + tail);
+  const base = lib.mmap(null, total, rw, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+  if (!mapped(base)) fail(lib, `mmap(${length + tail} anonymous bytes)`);
+  const ptr = lib.mmap(base, BigInt(length), rw, MAP_SHARED | MAP_FIXED, fd, 0n);
+  if (!mapped(ptr)) {
+    const code = errno(lib);
+    lib.munmap(base, total);
+    throw new LibcError(
+      `mmap(${length} bytes of fd ${fd}) failed: ${strerror(code)} (errno ${code})`,
+      code,
+    );
+  }
+  return base;
 }
 
-/** munmap(2) of a mapping made by {@link mapShared}; errors are ignored. */
+/** munmap(2) of a mapping made by {@link mapShared} (its whole length, tail included). */
 export function unmap(ptr: Deno.PointerObject, length: number): void {
   load().munmap(ptr, BigInt(length));
 }
-
 /** The index of network interface `name` (if_nametoindex(3)), 0 when there is none. */
 export function interfaceIndex(name: string): number {
   return load().if_nametoindex(new TextEncoder().encode(name + "\0"));
@@ -283,4 +307,27 @@ export function shutdownTcpSockets(ports: ReadonlySet<string>): number {
     if (lib.shutdown(fd, SHUT_RDWR) === 0) done++;
   }
   return done;
+}
+
+/** _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set. */
+const CAPABILITY_VERSION_3 = 0x20080522;
+/** CAP_NET_ADMIN (12) and CAP_NET_RAW (13), the capture's capabilities, in the first word. */
+const CAPTURE_CAPABILITIES = (1 << 12) | (1 << 13);
+
+/**
+ * Turns CAP_NET_RAW and CAP_NET_ADMIN on or off in the calling thread's effective set (capset(2) is
+ * per thread). They stay permitted, so a capture worker turns them on only while it (re)opens its
+ * interface; the rest of the time a raw socket cannot be opened from that thread by mistake. Returns
+ * false when the thread does not hold them (after --user, or without the capabilities at all).
+ */
+export function setCaptureCapabilities(on: boolean): boolean {
+  const lib = load();
+  const header = new Uint32Array([CAPABILITY_VERSION_3, 0]); // pid 0: the calling thread
+  const data = new Uint32Array(6); // {effective, permitted, inheritable} × 2 words
+  const headerBytes = new Uint8Array(header.buffer);
+  const dataBytes = new Uint8Array(data.buffer);
+  if (lib.capget(headerBytes, dataBytes) !== 0) return false;
+  if ((data[1] & CAPTURE_CAPABILITIES) !== CAPTURE_CAPABILITIES) return false;
+  data[0] = on ? data[0] | CAPTURE_CAPABILITIES : data[0] & ~CAPTURE_CAPABILITIES;
+  return lib.capset(headerBytes, dataBytes) === 0;
 }

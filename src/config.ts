@@ -53,7 +53,7 @@ export interface CaptureConfig {
   bufferSize: number;
   pcapTimeoutMs: number;
   immediate: boolean;
-  /** How live captures read packets (--capture-method, default libpcap). */
+  /** How live captures read packets (--capture-method, default afpacket on Linux). */
   captureMethod: CaptureMethod;
   filter: string;
   byteCutoff: number;
@@ -145,7 +145,7 @@ export const CAPTURE_OPTIONS = {
     type: "string",
     arg: "M",
     help: "afpacket (kernel ring read in JS) or libpcap",
-    shownDefault: "libpcap",
+    shownDefault: "afpacket on Linux; libpcap with --libpcap or SNF",
   },
   "buffer-size": { type: "string", default: "64MiB", arg: "SIZE", help: "kernel ring per worker" },
   "pcap-timeout": {
@@ -415,10 +415,15 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
   return config;
 }
 
-/** --capture-method, or its default: libpcap. */
-function parseCaptureMethod(text: string | undefined, _libpcap: string | undefined): CaptureMethod {
+/**
+ * --capture-method, or its default: afpacket on Linux, unless a libpcap build is named (--libpcap,
+ * CUTCAP_LIBPCAP) or Myricom SNF is in use (SNF_NUM_RINGS), which plug in through libpcap.
+ */
+function parseCaptureMethod(text: string | undefined, libpcap: string | undefined): CaptureMethod {
   const linux = Deno.build.os === "linux";
-  if (text === undefined) return "libpcap";
+  if (text === undefined) {
+    return linux && libpcap === undefined && snfRingCount() === undefined ? "afpacket" : "libpcap";
+  }
   if (text !== "afpacket" && text !== "libpcap") {
     throw new UsageError(`Invalid --capture-method "${text}": expected afpacket or libpcap`);
   }

@@ -5,6 +5,7 @@
  */
 /// <reference lib="deno.worker" />
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
+import { setCaptureCapabilities } from "../ffi/libc.ts";
 import { type CaptureSource, openSource } from "./capture/source.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
@@ -61,6 +62,8 @@ interface WorkerState {
   inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
+  /** Distinct flows after which the open file is rotated (FILE_FLOWS_PER_TABLE × --max-flows). */
+  maxFileFlows: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
    * bytes on disk then (so the recovery gets a log line too). */
   errorsSeen: number;
@@ -99,6 +102,7 @@ function runWorker(setup: WorkerSetup): void {
     linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
+    maxFileFlows: FILE_FLOWS_PER_TABLE * config.maxFlows,
     inFlightFlow: -1,
     inFlightLen: 0,
     errorsSeen: 0,
@@ -129,7 +133,20 @@ function runWorker(setup: WorkerSetup): void {
   publish(state, undefined);
 }
 
+/**
+ * Opens the worker's interface with CAP_NET_RAW/CAP_NET_ADMIN effective for just that (they are
+ * off in this thread the rest of the time; see setCaptureCapabilities).
+ */
 function openLive(setup: WorkerSetup): CaptureSource {
+  setCaptureCapabilities(true);
+  try {
+    return openLiveSource(setup);
+  } finally {
+    setCaptureCapabilities(false);
+  }
+}
+
+function openLiveSource(setup: WorkerSetup): CaptureSource {
   const { config, source } = setup;
   if (source.kind !== "live") throw new Error("Live source expected");
   const handle = openSource({
@@ -318,14 +335,29 @@ function pause(state: WorkerState, ms: number): boolean {
 }
 
 /**
+ * A file holds at most this many times --max-flows distinct flows: beyond, the index builder's
+ * per-file maps and copied keys (~50 bytes a flow) and the index would grow without bound.
+ */
+const FILE_FLOWS_PER_TABLE = 2;
+
+/**
+ * Rotates when the open file holds `maxFileFlows` distinct flows, far more than the table holds (a
+ * scan, a flood of one-packet flows): a new file bounds the index builder's per-file memory and the
+ * size of one index. Called between batches; true when it rotated.
+ */
+function rotateIfManyFlows(state: WorkerState): boolean {
+  if (state.index.flowCount < state.maxFileFlows) return false;
+  state.output.rotate();
+  return true;
+}
+
+/**
  * Rotation requests, time-bounded flushes, and on a quiet link the wall-clock driven rotation and
  * flow expiry.
  */
 function housekeeping(state: WorkerState, quiet: boolean): void {
-  const rotateAsked = Atomics.load(state.setup.control, Control.RotateRequest);
-  if (rotateAsked !== state.rotateSeen) {
-    state.rotateSeen = rotateAsked;
-    state.output.rotate();
+  if (rotateIfAsked(state) || rotateIfManyFlows(state)) {
+    // rotated
   } else if (quiet) {
     // Time moves on without packets, so rotation and expiry follow the wall clock.
     const now = Date.now() / 1000;
@@ -333,6 +365,15 @@ function housekeeping(state: WorkerState, quiet: boolean): void {
     state.flows.expireIdle(now);
   }
   flushIfDue(state);
+}
+
+/** Rotates when the main thread asked (SIGHUP); true when it did. */
+function rotateIfAsked(state: WorkerState): boolean {
+  const asked = Atomics.load(state.setup.control, Control.RotateRequest);
+  if (asked === state.rotateSeen) return false;
+  state.rotateSeen = asked;
+  state.output.rotate();
+  return true;
 }
 
 /** Writes the buffered records to the open file once --flush-interval has passed since the last time. */
@@ -397,6 +438,7 @@ function replayFiles(state: WorkerState, files: string[]): void {
           if (status !== 1) break;
           handlePacket(state, handle);
         }
+        if (!rotateIfAsked(state)) rotateIfManyFlows(state);
         flushIfDue(state);
         publish(state, undefined);
       }

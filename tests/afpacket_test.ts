@@ -48,6 +48,7 @@ interface Seen {
 function collect(sources: CaptureSource[]): Seen[][] {
   const seen: Seen[][] = sources.map(() => []);
   drain(sources, (which, p) => {
+    p.settle(); // where the worker's writer reads stored packets from
     seen[which].push({
       ts: `${p.tsSec}.${p.tsFrac}`,
       caplen: p.caplen,
@@ -169,6 +170,18 @@ Deno.test({
       () => PacketRing.open("lo", { filter: "port 99999" }),
       (err: Error) => err.message === libpcapError,
     );
+    // A down interface binds, with ENETDOWN pending: refused as libpcap refuses it.
+    const down = `ccdn${Deno.pid}`.slice(0, 13);
+    await sh("ip", ["link", "add", down, "type", "veth", "peer", "name", `${down}p`]);
+    try {
+      assert.throws(
+        () => PacketRing.open(down),
+        (err: Error) =>
+          err.message === `Interface ${down} is down: bring it up first (ip link set ${down} up)`,
+      );
+    } finally {
+      await sh("ip", ["link", "del", down]);
+    }
     // A tun device has no Ethernet header: the afpacket method says so and names the way out.
     const tun = `cctun${Deno.pid}`.slice(0, 15);
     await sh("ip", ["tuntap", "add", "dev", tun, "mode", "tun"]);

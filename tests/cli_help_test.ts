@@ -99,6 +99,10 @@ Deno.test("every command's help lists exactly its parser's options; three spelli
     }
     assert.deepEqual(listedOptions(outputs[0].stdout), [...Object.keys(table), "help"], command);
   }
+  // Every command main.ts dispatches (as its "Unknown command" line lists them) has its help.
+  const unknown = await cutcap(["help", "frob"]);
+  const commands = /expected one of (.*)$/m.exec(unknown.stderr)![1].split(", ");
+  assert.deepEqual(commands, Object.keys(COMMAND_HELP));
   const interfaces = await cutcap(["interfaces", "--help"]);
   assert.equal(
     interfaces.stdout,

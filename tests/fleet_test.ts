@@ -66,6 +66,11 @@ const CASES: Case[] = [
   { fleet: "sensor=s1|sensor=s3 port=53", own: { s1: "port=53", s2: null, s3: "port=53" } },
   { fleet: "not tcp and not udp" },
   { fleet: `ip proto 6 and not (after ${iso(1)} and before ${iso(6)})` },
+  // Terms on the flow records (Community ID, cut, totals, L2) answered from their columns.
+  { fleet: "cut and tcp" },
+  { fleet: "packets >= 10 and not cut" },
+  { fleet: "arp or bytes > 100KB" },
+  { fleet: "ether proto 0x0806 and not ether host ff:ff:ff:ff:ff:ff" },
 ];
 
 /** One sensor's setup. */
@@ -112,9 +117,11 @@ Deno.test({
     }));
     // Each sensor's archive, exported to the single server; the same replay again exported to the
     // cluster (its rows name the same files: names come from packet times).
-    await Promise.all(sensors.map((s, i) => replay(inputs[i], s.out, single.url, s)));
+    // s2 cuts flows after 12 packets, so its records have cut points and totals above the stored.
+    const cutoff = (i: number) => i === 1 ? ["--packet-cutoff", "12"] : [];
+    await Promise.all(sensors.map((s, i) => replay(inputs[i], s.out, single.url, s, cutoff(i))));
     await Promise.all(
-      sensors.map((s, i) => replay(inputs[i], `${s.out}-cluster`, cluster[0].url, s)),
+      sensors.map((s, i) => replay(inputs[i], `${s.out}-cluster`, cluster[0].url, s, cutoff(i))),
     );
     for (const s of sensors) s.serve = await startServe(s.out, [], s.port);
     fleets.push(await startFleet(single.url), await startFleet(cluster[0].url));
@@ -136,6 +143,9 @@ Deno.test({
         }
       }
       const sizes = CASES.map((c) => own.get(c.fleet)!.length);
+      for (const c of ["cut and tcp", "packets >= 10 and not cut", "arp or bytes > 100KB"]) {
+        assert.ok(own.get(c)!.length > 0, `${c} selects packets`);
+      }
       assert.ok(sizes.filter((n) => n > 0).length >= 20, `non-empty answers: ${sizes}`);
     });
 

@@ -3,11 +3,14 @@
  * `--read` (point 12), on cutcap's direct reader and on libpcap's path alike; an index holding an
  * impossible time is refused as damaged (and rebuilt) instead of breaking the status page (16);
  * the loopback rule checks addresses, and the address actually bound (14); a replay that lost
- * packets to a full disk exits 1 and says how many (11).
+ * packets to a full disk exits 1 and says how many (11); a file holds at most 2 × --max-flows
+ * distinct flows, so the index builder's memory and one index stay bounded (17).
  */
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
+import { writeManyFlowsPcap } from "../bench/memory.ts";
+import { readIndexHeader } from "../src/index/index_reader.ts";
 import { archiveFiles, cutcap, run } from "./support/oracle.ts";
 import { rootOrFail, startServe } from "./support/robustness.ts";
 import { fakeSensor } from "./support/fake_sensor.ts";
@@ -185,4 +188,36 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("a file holds at most twice --max-flows distinct flows: index and memory stay bounded", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cc-file-flows-" });
+  try {
+    const input = `${dir}/many.pcap`;
+    // 10000 distinct flows, one packet each in the first pass and one in the second.
+    writeManyFlowsPcap(input, 10_000);
+    const out = `${dir}/out`;
+    const r = await cutcap([
+      ...["--read", input, "--out", out, "--listen", "off", "--byte-cutoff", "0"],
+      ...["--max-flows", "1000", "--flow-timeout", "1h"],
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const files = archiveFiles(out);
+    let packets = 0;
+    for (const file of files) {
+      const header = readIndexHeader(`${file}.idx`);
+      // Checked between batches of 4096 packets: 2 × 1000 flows plus at most one batch.
+      assert.ok(header.flowCount <= 2000 + 4096, `${file}: ${header.flowCount} flows`);
+      packets += header.packetCount;
+    }
+    assert.ok(files.length >= 4, `${files.length} files for 20000 flow records`);
+    assert.equal(packets, 20_000, "every packet in some file");
+    let tcpdump = 0;
+    for (const file of files) {
+      tcpdump += (await run("tcpdump", ["-r", file, "-nn", "-q"])).trim().split("\n").length;
+    }
+    assert.equal(tcpdump, 20_000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

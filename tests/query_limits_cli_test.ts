@@ -75,14 +75,36 @@ Deno.test("stenoread's limits, cutcap read, early readers and cut answers", asyn
     assert.ok(all.length > 2000, `${all.length} packets match`);
 
     await t.step("Steno-Limit-Packets and Steno-Limit-Bytes", async () => {
-      const two = await answerPackets(await post(server, { "Steno-Limit-Packets": "2" }), "two");
+      const twoResponse = await post(server, { "Steno-Limit-Packets": "2" });
+      const two = await answerPackets(twoResponse, "two");
       assertSamePackets(two.packets, all.slice(0, 2), "Steno-Limit-Packets: 2");
+      // An answer over within its first chunk says whether it is whole, and what cut it.
+      assert.equal(
+        twoResponse.headers.get("x-cutcap-answer"),
+        `truncated by the packet limit 2: packets=2 bytes=${two.size}; more packets match`,
+      );
       const bytes = 5000;
       const cut = await answerPackets(
         await post(server, { "Steno-Limit-Bytes": String(bytes) }),
         "bytes",
       );
       assert.ok(cut.size <= bytes && cut.size > bytes - 1600, `${cut.size} bytes`);
+      const cutHeader = await post(server, { "Steno-Limit-Bytes": String(bytes) });
+      assert.match(
+        cutHeader.headers.get("x-cutcap-answer") ?? "",
+        new RegExp(
+          `^truncated by the byte limit ${bytes}: packets=${cut.packets.length} bytes=${cut.size};`,
+        ),
+      );
+      await cutHeader.body?.cancel();
+      const small = await fetch(`${server.url}/query`, { method: "POST", body: "port 53" });
+      const smallBytes = new Uint8Array(await small.arrayBuffer());
+      assert.equal(
+        small.headers.get("x-cutcap-answer"),
+        `complete packets=${
+          (await oraclePackets(files, bpfFor("port 53"))).length
+        } bytes=${smallBytes.length}`,
+      );
       assertSamePackets(cut.packets, all.slice(0, cut.packets.length), "Steno-Limit-Bytes");
       // Both: the smaller wins; 0 means no limit, as in stenographer.
       const both = await answerPackets(

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { readIndexHeader } from "../src/index/index_reader.ts";
+import { type FileIndex, readIndexHeader } from "../src/index/index_reader.ts";
+import { timesGoBack } from "../src/query/select.ts";
 import { archiveFiles, type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
 import { bpfFor, postQuery, replayFiles, startServe, tsToUs } from "./support/query_server.ts";
@@ -111,4 +112,20 @@ Deno.test("answers are in time order over files whose times go back", async (t) 
   } finally {
     await Deno.remove(work, { recursive: true });
   }
+});
+
+Deno.test("an index from before the time-order flag is checked once, by its packets' file order", () => {
+  // Packets grouped by flow: flow 0 holds offsets 24 and 200, flow 1 offset 100.
+  const make = (times: number[]) =>
+    ({
+      header: { timeOrder: "unknown" },
+      offsets: Float64Array.of(24, 200, 100),
+      times: Float64Array.from(times),
+    }) as unknown as FileIndex;
+  // In file order (24, 100, 200) the times are 1, 2, 3: in order, though not in index order.
+  assert.equal(timesGoBack(make([1, 3, 2])), false);
+  // In file order 1, 3, 2: back in time.
+  assert.equal(timesGoBack(make([1, 2, 3])), true);
+  const flagged = { header: { timeOrder: "unordered" } } as unknown as FileIndex;
+  assert.equal(timesGoBack(flagged), true);
 });

@@ -79,6 +79,18 @@ Deno.test("a search renders the matching flows, their totals and a histogram of 
   assert.match(text, /cutcap read --server http:\/\/localhost &#39;tcp and port 443&#39;/);
 });
 
+Deno.test("the page's script and stylesheet are served from the program, as written", async () => {
+  const a = app();
+  for (const [name, type] of [["app.js", "text/javascript"], ["style.css", "text/css"]]) {
+    const r = await a.request(`/web/${name}`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get("content-type") ?? "", new RegExp(`^${type}`));
+    const file = await Deno.readTextFile(new URL(`../src/web/static/${name}`, import.meta.url));
+    assert.equal(await r.text(), file);
+  }
+  assert.equal((await a.request("/web/other.js")).status, 404);
+});
+
 Deno.test("clicking an address narrows the query; the time range joins the query", async () => {
   const a = app();
   const [first] = await flows(a, "udp");

@@ -136,7 +136,7 @@ export interface RingOptions extends LiveOptions {
  * call, and its bytes are `data[offset .. offset + caplen)` inside the ring.
  */
 export class PacketRing {
-  /** The whole ring; packets lie wherever the kernel put them. */
+  /** The whole ring and the scratch space after it; packets lie wherever the kernel put them. */
   data: Uint8Array = new Uint8Array(0);
   /** Where the current packet starts in `data`. */
   offset = 0;
@@ -165,6 +165,8 @@ export class PacketRing {
   /** Capturing on the loopback device: skip the outgoing copy of every packet. */
   readonly #skipOutgoing: boolean;
   #map: Deno.PointerObject | null;
+  /** Where {@link PacketRing.settle} puts a packet: just past the ring, in our own memory. */
+  #scratch = 0;
   #u32 = new Uint32Array(0);
   #u16 = new Uint16Array(0);
   #i32 = new Int32Array(0);
@@ -255,13 +257,18 @@ export class PacketRing {
     if (opts.filter !== undefined && opts.filter !== "") this.#attachFilter(opts.filter, opts);
     this.#createRing(opts.immediate === true ? 1 : this.#timeoutMs);
     const size = this.#blockSize * this.#blocks;
-    this.#map = mapShared(fd, size);
-    const buffer = Deno.UnsafePointerView.getArrayBuffer(this.#map, size);
+    this.#map = mapShared(fd, size, this.#scratchSize());
+    this.#scratch = size;
+    const buffer = Deno.UnsafePointerView.getArrayBuffer(this.#map, size + this.#scratchSize());
     this.data = new Uint8Array(buffer);
     this.#u32 = new Uint32Array(buffer);
     this.#u16 = new Uint16Array(buffer);
     this.#i32 = new Int32Array(buffer);
     bind(fd, sockaddrLl(ifindex));
+    // A down interface binds without error and leaves ENETDOWN pending on the socket (libpcap's
+    // check, word for word the same message).
+    const pending = this.#socketError();
+    if (pending !== 0) throw new LibcError(`bind(fd ${fd}): ${strerror(pending)}`, pending);
     if (this.#promisc) {
       // struct packet_mreq { int mr_ifindex; u16 mr_type; u16 mr_alen; u8 mr_address[8]; }
       const mreq = new Uint8Array(16);
@@ -479,8 +486,22 @@ export class PacketRing {
     return -1;
   }
 
-  /** Does nothing: ring packets stay where they are (PcapHandle moves offline packets). */
-  settle(): void {}
+  /**
+   * Moves the current packet into the scratch space after the ring (one memmove, no allocation),
+   * where a writer that keeps one view per packet length finds every stored packet: otherwise it
+   * would make a view per packet, each at another place in the ring.
+   */
+  settle(): void {
+    const at = this.offset;
+    if (at === this.#scratch) return;
+    this.data.copyWithin(this.#scratch, at, at + this.caplen);
+    this.offset = this.#scratch;
+  }
+
+  /** Bytes after the ring for {@link PacketRing.settle}: the longest packet, in whole pages. */
+  #scratchSize(): number {
+    return Math.ceil((this.#snaplen + VLAN_TAG_LEN) / PAGE) * PAGE;
+  }
 
   /** The link-layer header type: Ethernet (the only kind this method opens). */
   linkType(): number {
@@ -534,7 +555,9 @@ export class PacketRing {
 
   /** Unmaps the ring and closes the socket; further calls other than close() fail. */
   close(): void {
-    if (this.#map !== null) unmap(this.#map, this.#blockSize * this.#blocks);
+    if (this.#map !== null) {
+      unmap(this.#map, this.#blockSize * this.#blocks + this.#scratchSize());
+    }
     this.#map = null;
     this.data = new Uint8Array(0);
     this.#u32 = new Uint32Array(0);

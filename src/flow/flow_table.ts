@@ -137,9 +137,11 @@ const CLOSED = 8;
 const FIRST_REVERSED = 16;
 /** The packet count passed 2^32 at least once: its high part is in the packetsHigh map. */
 const WRAPPED = 32;
-/** The state word's bits above the flags hold the flow's serial, modulo 2^26. */
-const SERIAL_SHIFT = 6;
-const SERIAL_MASK = (1 << 26) - 1;
+/** The cutoff refused a packet of the flow: its number is in the cutAt column. */
+const CUT = 64;
+/** The state word's bits above the flags hold the flow's serial, modulo 2^25. */
+const SERIAL_SHIFT = 7;
+const SERIAL_MASK = (1 << 25) - 1;
 
 const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
@@ -163,7 +165,7 @@ const SWEEP_STEP_BEHIND = 1024;
  * Per-flow record, 64 bytes (one cache line): the fields a packet reads and writes, viewed as
  * u32 words (key, state, packet count) and as f64 slots (bytes, last timestamp). One column
  * per field would cost one cache miss per column per packet once the table outgrows the CPU
- * caches. The serial shares the state word (the flags need 6 bits of it), and a flow's first
+ * caches. The serial shares the state word (the flags need 7 bits of it), and a flow's first
  * timestamp is not kept: the index has each file's first time of every flow, and nothing else
  * needs it.
  */
@@ -551,7 +553,7 @@ export class FlowTable {
   }
 
   /**
-   * Number of this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo 2^26:
+   * Number of this flow's lifetime in this table (1, 2, 3, ... in creation order, modulo 2^25:
    * it shares the state word, as nothing in the capture path needs it; the index builder learns
    * of a flow's end through onRemove).
    */
@@ -588,12 +590,17 @@ export class FlowTable {
    * Allocation-free; the worker calls it for refused packets.
    */
   markCut(id: number, packet: number): void {
-    if (this.#cutAt[id] === 0) this.#cutAt[id] = packet;
+    // The state word is in the cache line observe() just wrote; the column is read only once.
+    const at = id * RECORD_WORDS + W_STATE;
+    const st = this.#u32[at];
+    if ((st & CUT) !== 0) return;
+    this.#u32[at] = st | CUT;
+    this.#cutAt[id] = packet;
   }
 
   /** Number (1-based) of the flow's first packet the cutoff refused; 0 when none was. */
   cutPacketOf(id: number): number {
-    return this.#cutAt[id];
+    return (this.#u32[id * RECORD_WORDS + W_STATE] & CUT) === 0 ? 0 : this.#cutAt[id];
   }
 
   /** How the flow ended so far: FIN or RST when the TCP connection closed, else Open. */
@@ -662,7 +669,6 @@ export class FlowTable {
       this.#unindex(id);
       const base = id * RECORD_WORDS;
       if ((this.#u32[base + W_STATE] & WRAPPED) !== 0) this.#packetsHigh.delete(id);
-      if (this.#cutAt[id] !== 0) this.#cutAt[id] = 0;
       this.#u32[base + W_STATE] = 0;
       this.#u32[base + W_PACKETS] = this.#freeHead + 1;
       this.#freeHead = id;

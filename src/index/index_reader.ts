@@ -235,7 +235,7 @@ export function readFileIndex(path: string): FileIndex {
 }
 
 /** Decodes index bytes already in memory; `path` is only used in error messages. */
-export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
+export function decodeFileIndex(path: string, bytes: Uint8Array, bodyCrc?: number): FileIndex {
   // Own, 8-aligned copy so that the sections can be mapped as typed arrays.
   const buf = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
   const header = parseHeader(path, buf, buf.length);
@@ -243,7 +243,7 @@ export function decodeFileIndex(path: string, bytes: Uint8Array): FileIndex {
   if (buf.length < headerLenOf(buf) + TRAILER_LEN) throw damaged(path, "no room for the trailer");
   const trailer = buf.length - TRAILER_LEN;
   if (dv.getUint32(trailer + 4, true) !== INDEX_END_MAGIC) throw damaged(path, "end magic missing");
-  if (crc32(buf.subarray(0, trailer)) !== dv.getUint32(trailer, true)) {
+  if ((bodyCrc ?? crc32(buf.subarray(0, trailer))) !== dv.getUint32(trailer, true)) {
     throw damaged(path, "checksum mismatch");
   }
   const flags = dv.getUint32(8, true);

@@ -41,6 +41,8 @@ export interface CommunityIdPredicate {
   readonly type: "cid";
   /** The 20-byte SHA-1 digest the ID spells. */
   readonly digest: Uint8Array;
+  /** Its first 4 bytes as the index's cid column holds them (digestPrefix). */
+  readonly prefix: number;
   /** The seed flows' IDs are computed with (`--community-id-seed`; 0 by default). */
   readonly seed: number;
 }

@@ -12,7 +12,7 @@
  * @module
  */
 import { parseSize } from "../units.ts";
-import { parseCommunityId } from "../flow/community_id.ts";
+import { digestPrefix, parseCommunityId } from "../flow/community_id.ts";
 import { ETHER_TYPES } from "../packet/describe.ts";
 import { type Predicate, QueryError } from "./ast.ts";
 import type { Token } from "./lexer.ts";
@@ -100,7 +100,7 @@ function cidPredicate(t: Token, seed: number): Predicate {
       t.pos,
     );
   }
-  return { type: "cid", digest, seed };
+  return { type: "cid", digest, prefix: digestPrefix(digest), seed };
 }
 
 function totalPredicate(t: Token, what: "bytes" | "packets", cur: TermCursor): Predicate {

@@ -11,7 +11,7 @@
  * @module
  */
 import type { Predicate, Query } from "./ast.ts";
-import { parseCommunityId } from "../flow/community_id.ts";
+import { digestPrefix, parseCommunityId } from "../flow/community_id.ts";
 import { parseAddress, type ParsedAddress } from "./address.ts";
 
 /** What the lines are. */
@@ -182,7 +182,7 @@ function zeekFlow(r: Record<string, unknown>, opts: PivotOptions): Named {
 function cidTerm(value: unknown, seed: number): Predicate {
   const digest = typeof value === "string" ? parseCommunityId(value) : null;
   if (digest === null) throw new Error(`invalid community_id ${JSON.stringify(value)}`);
-  return { type: "cid", digest, seed };
+  return { type: "cid", digest, prefix: digestPrefix(digest), seed };
 }
 
 function tupleTerm(

@@ -6,8 +6,8 @@
  * @module
  */
 import type { FileIndex } from "../index/index_reader.ts";
-import { communityIdDigest, communityIdPrefix, digestPrefix } from "../flow/community_id.ts";
-import type { RecordPredicate } from "./ast.ts";
+import { communityIdDigest, communityIdPrefix } from "../flow/community_id.ts";
+import type { CommunityIdPredicate, RecordPredicate } from "./ast.ts";
 
 const KEY_WORDS = 10;
 const KIND_L2 = 1;
@@ -23,7 +23,7 @@ export function recordMatches(q: RecordPredicate, ref: FlowRecordRef): boolean {
   const { index, flow } = ref;
   switch (q.type) {
     case "cid":
-      return cidMatches(q.digest, q.seed, ref);
+      return cidMatches(q, ref);
     case "cut":
       return (index.cutPacket[flow] !== 0) === q.cut;
     case "total": {
@@ -55,16 +55,20 @@ export function recordMatches(q: RecordPredicate, ref: FlowRecordRef): boolean {
  * Compares the index's 4-byte digest prefix first when it was written with the asked seed, and
  * hashes only the flows that pass (or every flow of an index without the column).
  */
-function cidMatches(digest: Uint8Array, seed: number, ref: FlowRecordRef): boolean {
+function cidMatches(q: CommunityIdPredicate, ref: FlowRecordRef): boolean {
   const { index, flow } = ref;
   const prefixes = index.cidPrefix;
+  if (prefixes !== null && index.header.cidSeed === q.seed) {
+    if (prefixes[flow] !== q.prefix) return false;
+  } else {
+    const reversed = (index.flowState[flow] & 1) === 1;
+    if (communityIdPrefix(index.keys, flow * KEY_WORDS, reversed, q.seed) !== q.prefix) {
+      return false;
+    }
+  }
   const reversed = (index.flowState[flow] & 1) === 1;
-  const prefix = prefixes !== null && index.header.cidSeed === seed
-    ? prefixes[flow]
-    : communityIdPrefix(index.keys, flow * KEY_WORDS, reversed, seed);
-  if (prefix !== digestPrefix(digest)) return false;
-  const d = communityIdDigest(index.keys, flow * KEY_WORDS, reversed, seed);
+  const d = communityIdDigest(index.keys, flow * KEY_WORDS, reversed, q.seed);
   if (d === null) return false;
-  for (let i = 0; i < 20; i++) if (d[i] !== digest[i]) return false;
+  for (let i = 0; i < 20; i++) if (d[i] !== q.digest[i]) return false;
   return true;
 }

@@ -8,30 +8,24 @@ import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
 import { logInfo, logWarn } from "../log.ts";
 import { parseOutputFileName, recoverTempFiles } from "../store/mod.ts";
-import { pathExists } from "../store/pcap_file_writer.ts";
-
-/** Name of the lock file in the archive directory. */
-export const LOCK_NAME = ".cutcap.lock";
 
 /**
- * Takes the archive's exclusive lock (flock on `<outDir>/.cutcap.lock`) for a capture, which
+ * Takes the archive's exclusive lock (flock on the `--out` directory itself) for a capture, which
  * recovers, writes and deletes files there; throws one clear line when another capture holds it.
  * `serve` and `index` only read and add indexes, and do not take it. The lock lasts as long as the
- * returned file is open (the process's life; the kernel releases it at exit, even a crash).
+ * returned handle is open (the process's life; the kernel releases it at exit, even a crash). The
+ * directory rather than a lock file: a lock file deleted under the capture, yet held open, would
+ * keep the file system from being remounted read-only, and could not be planted as a symlink.
  */
 export function lockArchive(outDir: string): Deno.FsFile {
-  const path = `${outDir}/${LOCK_NAME}`;
-  if (pathExists(path) && Deno.lstatSync(path).isSymlink) {
-    throw new Error(`Archive lock ${path} is a symbolic link: expected a plain file; remove it`);
-  }
-  const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o640 });
-  if (!file.tryLockSync(true)) {
-    file.close();
+  const dir = Deno.openSync(outDir, { read: true });
+  if (!dir.tryLockSync(true)) {
+    dir.close();
     throw new Error(
       `Archive ${outDir} is in use by another cutcap capture: stop it first, or give another --out`,
     );
   }
-  return file;
+  return dir;
 }
 
 /** Repairs what a crash left behind, then opens (or rebuilds) the catalog. */

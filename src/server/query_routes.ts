@@ -8,7 +8,12 @@ import type { Context } from "hono";
 import type { Catalog } from "../index/catalog.ts";
 import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
-import { type AnswerFormat, candidateLinkTypes, queryPcapStream } from "../query/execute.ts";
+import {
+  type AnswerFormat,
+  candidateLinkTypes,
+  queryPcapStream,
+  type QueryResult,
+} from "../query/execute.ts";
 import { linkTypeName } from "../packet/link_type.ts";
 import { recordQuery } from "./metrics.ts";
 import { flowRecordStream } from "../query/flows.ts";
@@ -95,6 +100,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     const started = performance.now();
     let stream: ReadableStream<Uint8Array>;
     let extra: ExtraInput[] = [];
+    let finished: QueryResult | null = null;
     try {
       extra = await openInputs();
       stream = queryPcapStream(deps.catalog(), query, {
@@ -102,6 +108,7 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
         extra,
         format,
         onFinish: (result) => {
+          finished = result;
           running--;
           recordQuery(result.outcome, (performance.now() - started) / 1000, result.bytes);
           for (const skip of result.unreadable) {
@@ -122,8 +129,12 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
           linkTypes.map(linkTypeName).join(", ")
         }): ask for format=pcapng to get them all`;
     }
-    await Promise.resolve();
-    return new Response(stream, {
+    // The first 256 KiB are made before the headers go: an answer that fits (a small one, or one a
+    // small limit cut) is over by then, and a header says whether it is whole.
+    const body = await withHeadStart(stream);
+    const summary = answerSummary(finished, limits);
+    if (summary !== null) headers["x-cutcap-answer"] = summary;
+    return new Response(body, {
       headers: {
         ...headers,
         "content-type": format === "pcapng"
@@ -200,6 +211,63 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
 function refuse(c: Context, message: string, status: 400 | 413 = 400): Response {
   recordQuery("invalid", 0, 0);
   return c.text(message + "\n", status);
+}
+
+/** Bytes of an answer read before its headers are sent (a small answer is then over). */
+const HEAD_START = 256 * 1024;
+
+/**
+ * A stream equal to `stream` whose first HEAD_START bytes (or all of it, when shorter) have been
+ * read already, so that the query's outcome is known for a small answer.
+ */
+async function withHeadStart(
+  stream: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array>> {
+  const reader = stream.getReader();
+  const head: Uint8Array[] = [];
+  let bytes = 0;
+  let done = false;
+  while (bytes < HEAD_START) {
+    const next = await reader.read();
+    if (next.done) {
+      done = true;
+      break;
+    }
+    head.push(next.value);
+    bytes += next.value.length;
+  }
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of head) controller.enqueue(chunk);
+      if (done) controller.close();
+    },
+    async pull(controller) {
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * `X-Cutcap-Answer` for an answer that ended within its head start: whole, or cut by which limit,
+ * with the counts; null while it is still running (then X-Cutcap-Limit-* say the limits).
+ */
+function answerSummary(
+  result: QueryResult | null,
+  limits: { limit: number; maxBytes: number },
+): string | null {
+  if (result === null) return null;
+  const counts = `packets=${result.packets} bytes=${result.bytes}`;
+  if (result.outcome === "complete") return `complete ${counts}`;
+  if (result.outcome !== "limited") return null;
+  const which = result.packets >= limits.limit
+    ? `the packet limit ${limits.limit}`
+    : `the byte limit ${limits.maxBytes}`;
+  return `truncated by ${which}: ${counts}; more packets match`;
 }
 
 /** The answer format the client asks for (`format=`, `Accept:`), undefined when it does not. */

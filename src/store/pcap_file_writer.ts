@@ -39,7 +39,7 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
   asyncWrite?: boolean;
   /**
    * Compressed bytes per uncompressed byte of the previous file, for `estimatedSize` until this
-   * file's first block is on disk; without it nothing pending counts until then.
+   * file's first block is on disk.
    */
   expectedRatio?: number;
 }
@@ -253,8 +253,8 @@ export class PcapFileWriter {
   /**
    * Expected file size if it were flushed now: exact for `none`; otherwise the bytes on disk plus
    * the pending and in-flight blocks scaled by the compression ratio seen so far in this file, or
-   * before its first block is on disk by `expectedRatio` (0 without one: counting uncompressed
-   * bytes then made files of a few blocks come out a compression ratio too small).
+   * before its first block is on disk by `expectedRatio`, or without one counted uncompressed (an
+   * upper bound: see `ratioKnown`).
    */
   get estimatedSize(): number {
     const bw = this.#bw;
@@ -262,11 +262,20 @@ export class PcapFileWriter {
     const written = bw.streamOffset - bw.inFlightBytes;
     const unwritten = bw.inFlightBytes + bw.used;
     if (this.compress === "none") return bw.bytesOnDisk + unwritten;
-    const ratio = written > 0 ? bw.bytesOnDisk / written : this.#expectedRatio;
+    const ratio = written > 0 ? bw.bytesOnDisk / written : this.#expectedRatio || 1;
     return bw.bytesOnDisk + unwritten * ratio;
   }
 
-  /** Compressed bytes per uncompressed byte so far (1 for plain files, 0 before any block). */
+  /**
+   * False while `estimatedSize` counts compressed output uncompressed (no block of this file on
+   * disk and no ratio from a previous file): rotating on it made files a compression ratio too small.
+   */
+  get ratioKnown(): boolean {
+    return this.compress === "none" || this.#expectedRatio > 0 ||
+      this.#bw.streamOffset - this.#bw.inFlightBytes > 0;
+  }
+
+  /** Compressed bytes per uncompressed byte so far (0 before any block is on disk). */
   get ratio(): number {
     const written = this.#bw.streamOffset - this.#bw.inFlightBytes;
     return written > 0 ? this.#bw.bytesOnDisk / written : 0;

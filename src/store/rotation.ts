@@ -320,7 +320,11 @@ export class RotatingOutput {
   #due(w: PcapFileWriter, caplen: number, tsSec: number, tsFrac: number): boolean {
     const size = this.#o.rotateSize ?? 0;
     if (size > 0 && w.packets > 0 && w.estimatedSize + RECORD_HEADER_SIZE + caplen > size) {
-      return true;
+      if (w.ratioKnown) return true;
+      // Counted uncompressed: write what is pending as a block (once per file, and only while no
+      // file had one) to learn the ratio, then decide on the real estimate.
+      w.flushAll();
+      return w.estimatedSize + RECORD_HEADER_SIZE + caplen > size;
     }
     const interval = this.#o.rotateInterval ?? 0;
     if (interval <= 0) return false;

@@ -443,7 +443,7 @@ export function renderLogin(next: string, error?: string): string {
 <header><span class="brand">cutcap</span></header>
 <main><form id="login" method="post" action="/login">
 <h1>Log in</h1>
-<p>This sensor needs its access token (the first line of its <code>--token-file</code>).</p>
+<p>This server needs its access token (the first line of its <code>--token-file</code>).</p>
 ${error ? h`<p class="error" role="alert">${error}</p>` : ""}
 <input type="hidden" name="next" value="${next}">
 <label for="token">Token</label>

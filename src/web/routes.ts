@@ -28,6 +28,8 @@ import {
 } from "./search.ts";
 import type { PageSource } from "./source.ts";
 import { crossSite, type SessionStore } from "./session.ts";
+import appJs from "./static/app.js" with { type: "text" };
+import styleCss from "./static/style.css" with { type: "text" };
 
 /** What the page's routes are given. */
 export interface WebOptions {
@@ -76,14 +78,11 @@ export function pageHeaders(secure: boolean): ReturnType<typeof secureHeaders> {
   });
 }
 
+/** The page's own script and stylesheet, compiled into the program (no file is read at run time). */
 const STATIC: Record<string, { body: string; type: string }> = {
-  "app.js": { body: readStatic("app.js"), type: "text/javascript; charset=utf-8" },
-  "style.css": { body: readStatic("style.css"), type: "text/css; charset=utf-8" },
+  "app.js": { body: appJs, type: "text/javascript; charset=utf-8" },
+  "style.css": { body: styleCss, type: "text/css; charset=utf-8" },
 };
-
-function readStatic(name: string): string {
-  return Deno.readTextFileSync(new URL(`./static/${name}`, import.meta.url));
-}
 
 /** Builds the page's routes. */
 export function webRoutes(options: WebOptions): Hono {

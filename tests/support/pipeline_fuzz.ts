@@ -438,7 +438,7 @@ function verify(
           break;
         }
         readBack++;
-        const wire = Math.max(source.wireLen, source.caplen);
+        const wire = source.wireLen; // kept as read, even below caplen (as tcpdump -w keeps it)
         if (
           reader.caplen !== source.caplen || reader.len !== wire ||
           reader.tsSec !== source.tsSec || reader.tsFrac !== source.tsFrac ||
@@ -486,7 +486,7 @@ export function expectedFrames(
       ts: `${source.tsSec}.${String(source.tsFrac).padStart(6, "0")}`,
       hex,
       caplen: source.caplen,
-      wireLen: Math.max(source.wireLen, source.caplen),
+      wireLen: source.wireLen, // kept as read, even below caplen
     });
   }
   return out;
