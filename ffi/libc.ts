@@ -23,6 +23,8 @@ const SYMBOLS = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  capget: { parameters: ["buffer", "buffer"], result: "i32" },
+  capset: { parameters: ["buffer", "buffer"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
@@ -305,4 +307,27 @@ export function shutdownTcpSockets(ports: ReadonlySet<string>): number {
     if (lib.shutdown(fd, SHUT_RDWR) === 0) done++;
   }
   return done;
+}
+
+/** _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set. */
+const CAPABILITY_VERSION_3 = 0x20080522;
+/** CAP_NET_ADMIN (12) and CAP_NET_RAW (13), the capture's capabilities, in the first word. */
+const CAPTURE_CAPABILITIES = (1 << 12) | (1 << 13);
+
+/**
+ * Turns CAP_NET_RAW and CAP_NET_ADMIN on or off in the calling thread's effective set (capset(2) is
+ * per thread). They stay permitted, so a capture worker turns them on only while it (re)opens its
+ * interface; the rest of the time a raw socket cannot be opened from that thread by mistake. Returns
+ * false when the thread does not hold them (after --user, or without the capabilities at all).
+ */
+export function setCaptureCapabilities(on: boolean): boolean {
+  const lib = load();
+  const header = new Uint32Array([CAPABILITY_VERSION_3, 0]); // pid 0: the calling thread
+  const data = new Uint32Array(6); // {effective, permitted, inheritable} × 2 words
+  const headerBytes = new Uint8Array(header.buffer);
+  const dataBytes = new Uint8Array(data.buffer);
+  if (lib.capget(headerBytes, dataBytes) !== 0) return false;
+  if ((data[1] & CAPTURE_CAPABILITIES) !== CAPTURE_CAPABILITIES) return false;
+  data[0] = on ? data[0] | CAPTURE_CAPABILITIES : data[0] & ~CAPTURE_CAPABILITIES;
+  return lib.capset(headerBytes, dataBytes) === 0;
 }

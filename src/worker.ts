@@ -5,6 +5,7 @@
  */
 /// <reference lib="deno.worker" />
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
+import { setCaptureCapabilities } from "../ffi/libc.ts";
 import { type CaptureSource, openSource } from "./capture/source.ts";
 import { Cutoff, FlowTable } from "./flow/mod.ts";
 import { IndexBuilder } from "./index/mod.ts";
@@ -132,7 +133,20 @@ function runWorker(setup: WorkerSetup): void {
   publish(state, undefined);
 }
 
+/**
+ * Opens the worker's interface with CAP_NET_RAW/CAP_NET_ADMIN effective for just that (they are
+ * off in this thread the rest of the time; see setCaptureCapabilities).
+ */
 function openLive(setup: WorkerSetup): CaptureSource {
+  setCaptureCapabilities(true);
+  try {
+    return openLiveSource(setup);
+  } finally {
+    setCaptureCapabilities(false);
+  }
+}
+
+function openLiveSource(setup: WorkerSetup): CaptureSource {
   const { config, source } = setup;
   if (source.kind !== "live") throw new Error("Live source expected");
   const handle = openSource({

@@ -209,3 +209,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "without --user, CAP_NET_RAW/CAP_NET_ADMIN are off in the main and worker threads",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  ignore: !rootOrFail("a live capture on lo"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-caps-" });
+    const sensor = startCutcap([
+      ...["-i", "lo", "--out", `${dir}/out`, "--listen", "off", "--stats-interval", "0"],
+      ...["--workers", "2"],
+    ]);
+    try {
+      await sensor.waitFor(/CAP_NET_RAW and CAP_NET_ADMIN are off/);
+      const capture = (1n << 12n) | (1n << 13n);
+      const threads: { name: string; effective: bigint }[] = [];
+      for (const task of Deno.readDirSync(`/proc/${sensor.pid}/task`)) {
+        const base = `/proc/${sensor.pid}/task/${task.name}`;
+        const status = Deno.readTextFileSync(`${base}/status`);
+        threads.push({
+          name: task.name === String(sensor.pid)
+            ? "main"
+            : Deno.readTextFileSync(`${base}/comm`).trim(),
+          effective: BigInt(`0x${/^CapEff:\s+([0-9a-f]+)/m.exec(status)![1]}`),
+        });
+      }
+      const checked = threads.filter((t) => t.name === "main" || t.name.startsWith("worker-"));
+      assert.equal(checked.length, 3, JSON.stringify(threads.map((t) => t.name)));
+      for (const t of checked) assert.equal(t.effective & capture, 0n, `${t.name} keeps them`);
+      // Still permitted: the capture goes on (a worker turns them on to reopen its interface).
+      const port = freePort();
+      await Deno.connect({ hostname: "127.0.0.1", port }).then((c) => c.close(), () => {});
+      assert.equal(await sensor.stop(), 0, sensor.lines.join("\n"));
+    } finally {
+      await sensor.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -32,7 +32,7 @@ import {
   startWorkers,
   type WorkerHandle,
 } from "./supervisor.ts";
-import { dropPrivileges, lookupGroup, lookupUser } from "../../ffi/libc.ts";
+import { dropPrivileges, lookupGroup, lookupUser, setCaptureCapabilities } from "../../ffi/libc.ts";
 import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
 import { linkTypeOf } from "../capture/link.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
@@ -152,6 +152,9 @@ export async function runCapture(
           return;
         }
         logInfo(`Dropped privileges to ${config.user}`);
+      } else if (config.readFiles.length === 0 && setCaptureCapabilities(false)) {
+        // Workers turn them on only while (re)opening their interface; this thread never needs them.
+        logInfo("CAP_NET_RAW and CAP_NET_ADMIN are off except while a worker opens its interface");
       }
       startCapturing(workers);
       capturing = true;
