@@ -102,15 +102,17 @@ async function exportRate(ch: TestClickHouse, work: string, quick: boolean): Pro
 
 /** Synthetic rows: 3 sensors, 65536 clients in 198.18.0.0/16, 8 servers, one flow per ms. */
 export function syntheticInsert(rows: number, offset: number): string {
-  return `INSERT INTO ${TABLES.flows} SELECT
-    concat('syn', toString(number % 3)) AS sensor, 'read' AS iface, toInt16(0) AS worker,
+  // Named columns: the rest (Community ID, totals, cut, end reason) take their defaults.
+  return `INSERT INTO ${TABLES.flows} (sensor, iface, worker, file, kind, src, dst, src_port,
+    dst_port, proto, vlan, ether_type, a_hi, a_lo, b_hi, b_lo, first_us, last_us, packets, bytes, day)
+    SELECT concat('syn', toString(number % 3)) AS sensor, 'read' AS iface, toInt16(0) AS worker,
     concat('2027/01/15/f', toString(intDiv(number, 20000)), '.pcap') AS file, 'ipv4' AS kind,
     IPv4NumToString(toUInt32(3323068416 + number % 65536)) AS src,
     IPv4NumToString(toUInt32(3323133953 + number % 8)) AS dst,
     toUInt16(1024 + number % 60000) AS src_port, toUInt16(if(number % 5 = 0, 53, 443)) AS dst_port,
     toUInt8(if(number % 5 = 0, 17, 6)) AS proto, toUInt16(0) AS vlan, toUInt16(0) AS ether_type,
-    concat(lower(hex(toUInt32(3323068416 + number % 65536))), '000000000000000000000000') AS a_addr,
-    concat(lower(hex(toUInt32(3323133953 + number % 8))), '000000000000000000000000') AS b_addr,
+    bitShiftLeft(toUInt64(3323068416 + number % 65536), 32) AS a_hi, toUInt64(0) AS a_lo,
+    bitShiftLeft(toUInt64(3323133953 + number % 8), 32) AS b_hi, toUInt64(0) AS b_lo,
     toInt64(${T0} * 1000000 + number * 1000) AS first_us, first_us + 400000 AS last_us,
     toUInt64(10) AS packets, toUInt64(6000) AS bytes,
     toDate(toDateTime(intDiv(first_us, 1000000))) AS day

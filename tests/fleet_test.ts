@@ -176,6 +176,15 @@ Deno.test({
     });
 
     await t.step("/status lists the sensors; the CLI works against the coordinator", async () => {
+      const big = await fetch(`${fleets[0].url}/query`, {
+        method: "POST",
+        body: "x".repeat(70_000),
+      });
+      assert.equal(big.status, 413, "a query body over 64 KiB");
+      await big.body?.cancel();
+      const bad = await fetch(`${fleets[0].url}/flows?q=${encodeURIComponent("port 99999")}`);
+      assert.equal(bad.status, 400);
+      assert.match(await bad.text(), /Invalid port 99999/);
       for (const fleet of fleets) {
         const status = await getJson<{ sensors: { name: string; reachable: boolean }[] }>(
           `${fleet.url}/status`,

@@ -74,6 +74,8 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
         assert.equal(open.packets, expected.length, JSON.stringify(status.workers[0]));
         assert.ok(open.bytes > 0);
         assert.equal(status.workers[0].packetsUnflushed, 0);
+        const page = await (await fetch(`${url}/?view=status`)).text();
+        assert.match(page, new RegExp(`${expected.length} packets, 0 packets not yet written`));
         const metrics = await (await fetch(`${url}/metrics`)).text();
         assert.match(metrics, /^cutcap_packets_unflushed\{[^}]*worker="0"[^}]*\} 0$/m);
       } finally {

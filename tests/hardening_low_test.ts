@@ -4,7 +4,8 @@
  * impossible time is refused as damaged (and rebuilt) instead of breaking the status page (16);
  * the loopback rule checks addresses, and the address actually bound (14); a replay that lost
  * packets to a full disk exits 1 and says how many (11); a file holds at most 2 × --max-flows
- * distinct flows, so the index builder's memory and one index stay bounded (17).
+ * distinct flows, so the index builder's memory and one index stay bounded (17); a pcap cut short
+ * behind its valid index ends only its own part of an answer (15).
  */
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
@@ -220,4 +221,49 @@ Deno.test("a file holds at most twice --max-flows distinct flows: index and memo
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "a damaged pcap behind a valid index is skipped and reported; the answer goes on",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cc-damaged-" });
+    try {
+      const out = `${dir}/out`;
+      const inputs = [`${dir}/a.pcap`, `${dir}/b.pcap`];
+      await writeTrafficPcap(inputs[0], { seed: 21, packets: 3000, startTs: 1_800_000_000 });
+      await writeTrafficPcap(inputs[1], { seed: 22, packets: 2000, startTs: 1_800_100_000 });
+      for (const input of inputs) {
+        const r = await cutcap(["--read", input, "--out", out, "--listen", "off"]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      // The first file loses its second half: its index still points there.
+      const [first] = archiveFiles(out).sort();
+      const size = Deno.statSync(first).size;
+      Deno.truncateSync(first, Math.floor(size / 2));
+      const server = await startServe(["--out", out]);
+      try {
+        const r = await fetch(`${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`);
+        assert.equal(r.status, 200);
+        const answer = new Uint8Array(await r.arrayBuffer());
+        const count = (text: string) => text.trim() === "" ? 0 : text.trim().split("\n").length;
+        const got = count(await run("tcpdump", ["-r", "-", "-nn", "-q"], answer));
+        // tcpdump's count of every file, the cut one included (it stops at the cut, as cutcap).
+        let expected = 0;
+        for (const file of archiveFiles(out)) {
+          const text = await run("tcpdump", ["-r", file, "-nn", "-q"], undefined, {
+            allowFailure: true,
+          });
+          expected += count(text);
+        }
+        assert.equal(got, expected, "the readable part of the cut file and all of the others");
+        await server.waitFor(/\/query skipped .*: .*cut short|\/query skipped/);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -86,6 +86,7 @@ export class Exporter {
   /** Starts the sender (sends what an earlier run left in the spool) and the heartbeat. */
   start(): void {
     this.#running ??= this.#loop();
+    this.#beat().catch(() => {});
     this.#heartbeat = setInterval(
       () => this.#beat().catch(() => {}),
       this.#opts.heartbeatMs ?? 30_000,
@@ -184,11 +185,15 @@ export class Exporter {
     }
   }
 
+  /** Creates the tables when this run has not yet (CREATE … IF NOT EXISTS: a no-op after that). */
+  async #ensureSchema(): Promise<void> {
+    if (this.#schemaReady) return;
+    for (const statement of mergeTreeSchema()) await this.#ch.exec(statement);
+    this.#schemaReady = true;
+  }
+
   async #send(batch: Batch): Promise<void> {
-    if (!this.#schemaReady) {
-      for (const statement of mergeTreeSchema()) await this.#ch.exec(statement);
-      this.#schemaReady = true;
-    }
+    await this.#ensureSchema();
     if (batch.op === "delete") {
       await this.#ch.insert(TABLES.deleted, [{
         sensor: batch.sensor,
@@ -224,7 +229,8 @@ export class Exporter {
 
   /** A row saying where the sensor is reached and how far behind its export is. */
   async #beat(): Promise<void> {
-    if (!this.#schemaReady) return;
+    // A quiet sensor (no file finalized yet) still appears in the fleet's /status.
+    await this.#ensureSchema();
     await this.#ch.insert(TABLES.sensors, [{
       sensor: this.#opts.sensor,
       url: this.#opts.advertiseUrl(),

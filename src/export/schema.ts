@@ -6,16 +6,16 @@
  *
  * Only types and syntax that ClickHouse 18.16 (Debian 12's package) and current releases both
  * accept: String, FixedString, UInt/Int, Date, DateTime; `MergeTree() PARTITION BY … ORDER BY …`.
- * Addresses are kept twice: as text (what `/flows` shows) and as 32 hex digits of the four flow-key
- * words (`a_addr`, `b_addr`), whose string order is the numeric order, so a CIDR or range term is
- * a BETWEEN on a sorted column.
+ * Addresses are kept twice: as text (what `/flows` shows) and as the four flow-key words in two
+ * UInt64 columns per end (`a_hi`/`a_lo`, `b_hi`/`b_lo`; an IPv4 address is all in `_hi`), so a CIDR
+ * or range term is a comparison of numbers (16 bytes an end to scan, half of the version 2 hex).
  */
 import type { FlowRecord } from "../query/flows.ts";
 import { parseAddress } from "../query/address.ts";
 import { etherTypeName } from "../packet/describe.ts";
 
 /** Version of the tables below; bumped with every change of columns. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Table names of this version. */
 export const TABLES = {
@@ -41,9 +41,11 @@ export interface FlowRow {
   proto: number;
   vlan: number;
   ether_type: number;
-  /** Flow-key words of end A and B as 32 lowercase hex digits. */
-  a_addr: string;
-  b_addr: string;
+  /** Flow-key words 0-1 and 2-3 of end A and B as UInt64 decimal text (beyond 2^53). */
+  a_hi: string;
+  a_lo: string;
+  b_hi: string;
+  b_lo: string;
   /** First and last stored packet, microseconds since the epoch. */
   first_us: number;
   last_us: number;
@@ -75,8 +77,10 @@ const FLOW_COLUMNS = `
   proto UInt8,
   vlan UInt16,
   ether_type UInt16,
-  a_addr FixedString(32),
-  b_addr FixedString(32),
+  a_hi UInt64,
+  a_lo UInt64,
+  b_hi UInt64,
+  b_lo UInt64,
   first_us Int64,
   last_us Int64,
   packets UInt64,
@@ -102,7 +106,7 @@ const SENSOR_COLUMNS = `
 
 /** Engine clauses of the MergeTree tables, by table. */
 const ENGINES: Record<keyof typeof TABLES, string> = {
-  flows: "ENGINE = MergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, a_addr, b_addr, first_us)",
+  flows: "ENGINE = MergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, a_hi, a_lo, first_us)",
   deleted: "ENGINE = MergeTree() PARTITION BY tuple() ORDER BY (sensor, file)",
   sensors: "ENGINE = MergeTree() PARTITION BY toYYYYMM(at) ORDER BY (sensor, at)",
 };
@@ -133,6 +137,8 @@ export interface RowOrigin {
 /** The row of one `/flows` record (the record's `file` is the archive-relative path). */
 export function flowRow(record: FlowRecord, origin: RowOrigin): FlowRow {
   const firstUs = Math.round(record.first * 1e6);
+  const a = addressPair(record.kind, record.src);
+  const b = addressPair(record.kind, record.dst);
   return {
     sensor: origin.sensor,
     iface: origin.iface,
@@ -146,8 +152,10 @@ export function flowRow(record: FlowRecord, origin: RowOrigin): FlowRow {
     proto: record.proto,
     vlan: record.vlan,
     ether_type: record.etherType,
-    a_addr: addressHex(record.kind, record.src),
-    b_addr: addressHex(record.kind, record.dst),
+    a_hi: a[0],
+    a_lo: a[1],
+    b_hi: b[0],
+    b_lo: b[1],
     first_us: firstUs,
     last_us: Math.round(record.last * 1e6),
     packets: record.packets,
@@ -188,17 +196,15 @@ export function rowRecord(row: FlowRow): FlowRecord & { sensor: string } {
   };
 }
 
-const NO_ADDRESS = "0".repeat(32);
-
-/** An IP address's flow-key words as hex; zeros for MAC addresses and opaque flows. */
-function addressHex(kind: string, text: string): string {
+/** An IP address's flow-key words as two UInt64 (decimal text); zeros for MACs and opaque flows. */
+function addressPair(kind: string, text: string): [string, string] {
   const parsed = kind === "ipv4" || kind === "ipv6" ? parseAddress(text) : null;
-  return parsed === null ? NO_ADDRESS : keyHex(parsed.words, 0);
+  return parsed === null ? ["0", "0"] : wordPairs(parsed.words);
 }
 
-/** Four key words from `at` as 32 lowercase hex digits (string order = numeric order). */
-export function keyHex(words: ArrayLike<number>, at: number): string {
-  let hex = "";
-  for (let i = at; i < at + 4; i++) hex += (words[i] >>> 0).toString(16).padStart(8, "0");
-  return hex;
+/** Four flow-key words as two unsigned 64-bit numbers (decimal text): words 0-1 and 2-3. */
+export function wordPairs(words: ArrayLike<number>): [string, string] {
+  const pair = (i: number) =>
+    ((BigInt(words[i] >>> 0) << 32n) | BigInt(words[i + 1] >>> 0)).toString();
+  return [pair(0), pair(2)];
 }

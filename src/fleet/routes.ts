@@ -10,6 +10,7 @@
  * answer is assembled in a temporary file first and any failure is a 502 naming the sensors.
  */
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { Context } from "hono";
 import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
@@ -35,6 +36,9 @@ export interface FleetDeps {
   /** Seconds a sensor may take to start answering. */
   sensorTimeoutSeconds: number;
 }
+
+/** Largest query body accepted. */
+const MAX_BODY_BYTES = 64 * 1024;
 
 /** Header naming the sensors missing from an answer. */
 export const PARTIAL_HEADER = "X-Cutcap-Partial";
@@ -109,7 +113,12 @@ export function fleetRoutes(deps: FleetDeps): Hono {
       throw error;
     }
   };
-  app.post("/query", async (c) => answer(c, await c.req.text()));
+  // A query is short text: a body over 64 KiB is refused (413), as on a sensor.
+  const limit = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => c.text(`Query body over ${MAX_BODY_BYTES} bytes\n`, 413),
+  });
+  app.post("/query", limit, async (c) => answer(c, await c.req.text()));
   app.get("/query", (c) => answer(c, c.req.query("q")));
   return app;
 }

@@ -10,7 +10,7 @@
  */
 import { formatQuery, type Query, QueryError } from "../query/ast.ts";
 import { formatCommunityId } from "../flow/community_id.ts";
-import { keyHex } from "../export/schema.ts";
+import { wordPairs } from "../export/schema.ts";
 import { sqlString } from "../export/clickhouse.ts";
 
 /** The two translations of a query. */
@@ -63,10 +63,14 @@ const IP_KINDS = "kind IN ('ipv4', 'ipv6')";
 function keySql(q: Query): string {
   switch (q.type) {
     case "address": {
-      const from = sqlString(keyHex(q.from, 0));
-      const to = sqlString(keyHex(q.to, 0));
-      return `(kind = '${kindOf(q.family)}' AND (a_addr BETWEEN ${from} AND ${to} OR ` +
-        `b_addr BETWEEN ${from} AND ${to}))`;
+      const [fromHi, fromLo] = wordPairs(q.from);
+      const [toHi, toLo] = wordPairs(q.to);
+      const within = (end: string) =>
+        fromHi === toHi
+          ? `(${end}_hi = ${fromHi} AND ${end}_lo BETWEEN ${fromLo} AND ${toLo})`
+          : `((${end}_hi > ${fromHi} OR (${end}_hi = ${fromHi} AND ${end}_lo >= ${fromLo})) AND ` +
+            `(${end}_hi < ${toHi} OR (${end}_hi = ${toHi} AND ${end}_lo <= ${toLo})))`;
+      return `(kind = '${kindOf(q.family)}' AND (${within("a")} OR ${within("b")}))`;
     }
     case "port":
       return `(${IP_KINDS} AND proto IN (6, 17, 132) AND (src_port BETWEEN ${q.from} AND ${q.to} OR ` +

@@ -3,6 +3,7 @@
  * `GET /flows?q=`. Routes only parse requests and call src/query; limits and the concurrency cap live here
  * because they are HTTP policy.
  */
+import { bodyLimit } from "hono/body-limit";
 import { Hono } from "hono";
 import type { Context } from "hono";
 import type { Catalog } from "../index/catalog.ts";
@@ -149,15 +150,16 @@ export function queryRoutes(deps: QueryRouteDeps): Hono {
     });
   };
 
-  app.post("/query", async (c) => {
-    const body = await readBody(c.req.raw, deps.policy.maxBodyBytes);
-    if (body === null) return refuse(c, `Query body over ${deps.policy.maxBodyBytes} bytes`, 413);
-    return answer(c, body);
+  // hono's bodyLimit: a declared length over the limit is refused at once, a chunked body once
+  // it passes the limit while read.
+  const limitBody = (max: number, what: string) =>
+    bodyLimit({ maxSize: max, onError: (c) => refuse(c, `${what} body over ${max} bytes`, 413) });
+  app.post("/query", limitBody(deps.policy.maxBodyBytes, "Query"), async (c) => {
+    return answer(c, await c.req.text());
   });
   app.get("/query", (c) => answer(c, c.req.query("q")));
-  app.post("/query/pivot", async (c) => {
-    const body = await readBody(c.req.raw, PIVOT_BODY_BYTES);
-    if (body === null) return refuse(c, `Pivot body over ${PIVOT_BODY_BYTES} bytes`, 413);
+  app.post("/query/pivot", limitBody(PIVOT_BODY_BYTES, "Pivot"), async (c) => {
+    const body = await c.req.text();
     const pivot = readPivot(c, body, deps);
     if ("error" in pivot) return refuse(c, pivot.error);
     return answerQuery(c, pivot.query, pivotHeaders(pivot));
@@ -382,25 +384,4 @@ function readPositive(text: string | undefined, name: string, cap: number): numb
     return `Invalid ${name} "${text}": expected a whole number above 0`;
   }
   return Math.min(Number(text), cap);
-}
-
-/** Reads a request body up to `max` bytes; null when it is longer. */
-async function readBody(request: Request, max: number): Promise<string | null> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > max) return null;
-  if (!request.body) return "";
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of request.body) {
-    total += chunk.length;
-    if (total > max) return null;
-    chunks.push(chunk);
-  }
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.length;
-  }
-  return new TextDecoder().decode(all);
 }
