@@ -17,7 +17,7 @@ import { Exporter } from "../src/export/exporter.ts";
 import { SPOOL_DIR } from "../src/export/spool.ts";
 import { registerExportMetrics } from "../src/export/metrics.ts";
 import { Registry } from "prom-client";
-import { cutcap } from "./support/oracle.ts";
+import { cutcap, requireRoot } from "./support/oracle.ts";
 import { freePort } from "./support/query_server.ts";
 import { makeCertificates } from "./support/robustness.ts";
 import {
@@ -212,6 +212,24 @@ Deno.test({
       assert.ok(exporter.stats().errors >= 1);
       await exporter.close();
     });
+
+    await t.step(
+      "--user: the spool is the user's, batches go out after root is dropped",
+      async () => {
+        if (!requireRoot("Dropping privileges with --user")) return;
+        await Deno.chmod(work, 0o755);
+        const out = `${work}/user`;
+        const stderr = await finished(replay(input, out, ch, "charlie", ["--user", "nobody"]));
+        assert.match(stderr, /Dropped privileges to nobody/);
+        assert.doesNotMatch(stderr, /cannot spool/);
+        assert.equal(spoolSize(out), 0);
+        assert.equal(Deno.statSync(`${out}/${SPOOL_DIR}`).uid, Deno.statSync(out).uid);
+        assert.deepEqual(
+          canonical(await clickHouseRecords(ch, "charlie")),
+          canonical(await sensorRecords(out, "charlie")),
+        );
+      },
+    );
 
     await t.step("option errors name the option", async () => {
       const noUrl = await cutcap(["--read", input, "--export-ca", "x.pem"]);

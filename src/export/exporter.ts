@@ -93,6 +93,11 @@ export class Exporter {
     );
   }
 
+  /** The spool's folder (capture gives it to --user). */
+  get spoolDir(): string {
+    return this.#spool.dir;
+  }
+
   /** Counters for /metrics and /status. */
   stats(): ExportStats {
     return { ...this.#stats, backlogBatches: this.#spool.length };

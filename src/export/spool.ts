@@ -33,7 +33,8 @@ export class Spool {
 
   constructor(outDir: string) {
     this.dir = `${outDir}/${SPOOL_DIR}`;
-    Deno.mkdirSync(this.dir, { recursive: true });
+    // Owner-only like the archive's folders (0750); capture gives it to --user before dropping.
+    Deno.mkdirSync(this.dir, { recursive: true, mode: 0o750 });
     this.#seqs = [];
     for (const e of Deno.readDirSync(this.dir)) {
       const m = e.isFile ? NAME.exec(e.name) : null;

@@ -101,6 +101,14 @@ export async function runCapture(
   const exporter = config.exportClickhouse === undefined
     ? undefined
     : (await import("../export/mod.ts")).exporterFor(config, () => server?.addr.port);
+  if (exporter !== undefined && config.user !== undefined) {
+    // Made as root: the user it drops to appends and removes batches there.
+    const entry = lookupUser(config.user)!;
+    Deno.chownSync(exporter.spoolDir, entry.uid, entry.gid);
+    for (const batch of Deno.readDirSync(exporter.spoolDir)) {
+      Deno.chownSync(`${exporter.spoolDir}/${batch.name}`, entry.uid, entry.gid);
+    }
+  }
   const retention = new Retention({
     outDir: config.outDir,
     minFree: config.minFree,
