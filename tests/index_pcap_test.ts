@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import { KEY_WORDS } from "../src/packet/packet_info.ts";
+import { parseQuery } from "../src/query/parse.ts";
+import { selectPackets } from "../src/query/select.ts";
 import {
   canonicalizeKey,
   decompressBlockRange,
@@ -537,6 +539,13 @@ Deno.test("index: each flow's inner VLAN ids and MPLS labels, flows reordered by
       { us: t0 + 30, frame: frame("198.18.1.3", [], []) },
       { us: t0 + 20, frame: frame("198.18.1.1", [[0x88a8, 10], [0x8100, 21]], []) },
       { us: t0 + 40, frame: frame("198.18.1.4", [[0x8100, 5]], [99]) },
+      { us: t0 + 60, frame: frame("198.18.1.6", [], [7]) },
+      { us: t0 + 61, frame: frame("198.18.1.6", [], []) }, // popped: no label
+      // More distinct labels than a flow keeps (32).
+      ...Array.from({ length: 33 }, (_, i) => ({
+        us: t0 + 70 + i,
+        frame: frame("198.18.1.5", [], [100 + i]),
+      })),
     ];
     const path = `${dir}/tags.pcap`;
     await Deno.writeFile(path, craft.pcapFile(1, 65535, records));
@@ -550,12 +559,28 @@ Deno.test("index: each flow's inner VLAN ids and MPLS labels, flows reordered by
     }
     const vlan = (id: number) => (1 << 24) | id;
     const label = (n: number) => (2 << 24) | n;
+    // Last entry: the marker (3 << 24 | bit 0 uniform, bit 1 incomplete).
+    const uniform = (3 << 24) | 1, mixed = 3 << 24, incomplete = (3 << 24) | 2;
     assert.deepEqual(Object.fromEntries(got), {
-      "198.18.1.1": [vlan(20), vlan(21)], // both inner tags seen, in file order
-      "198.18.1.2": [label(16), label(17)],
+      "198.18.1.1": [vlan(20), vlan(21), mixed], // both inner tags seen, in file order
+      "198.18.1.2": [label(16), label(17), uniform],
       "198.18.1.3": [],
-      "198.18.1.4": [label(99)], // the outermost tag is in the key, not here
+      "198.18.1.4": [label(99), uniform], // the outermost tag is in the key, not here
+      "198.18.1.5": [...Array.from({ length: 32 }, (_, i) => label(100 + i)), incomplete],
+      "198.18.1.6": [label(7), mixed],
     });
+    // What a query leaves to the frames: packets of flows whose marker does not decide.
+    const undecided = (q: string) => {
+      const selection = selectPackets(index, parseQuery(q));
+      const checked = selection.check?.flow.filter((f) => f >= 0).length ?? 0;
+      return [selection.offsets.length, checked];
+    };
+    // 198.18.1.5's 33 packets are left to the frames for any label: its list is incomplete.
+    assert.deepEqual(undecided("mpls 99"), [1 + 33, 33]); // 198.18.1.4 uniform: all of it, decided
+    assert.deepEqual(undecided("mpls 7"), [2 + 33, 2 + 33]); // one of 198.18.1.6's two carries it
+    assert.deepEqual(undecided("vlan 20"), [2 + 33, 2 + 33]); // 198.18.1.1: one of two
+    assert.deepEqual(undecided("vlan 5"), [1 + 33, 33]); // the outermost tag: the key decides
+    assert.deepEqual(undecided("vlan 6"), [33, 33]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

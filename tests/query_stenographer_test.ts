@@ -27,6 +27,10 @@ import {
   tcp,
   udp,
 } from "./support/pcap_craft.ts";
+import { type FileIndex, readFileIndex } from "../src/index/index_reader.ts";
+import { INDEX_SUFFIX } from "../src/index/index_format.ts";
+import { parseQuery } from "../src/query/parse.ts";
+import { selectPackets } from "../src/query/select.ts";
 
 const T0 = 1_800_000_000_000_000; // µs
 const Q = 0x88a8;
@@ -276,3 +280,128 @@ Deno.test("stenographer's meanings over QinQ, MPLS, fragments, cut headers and m
     await Deno.remove(work, { recursive: true });
   }
 });
+
+/**
+ * One TCP flow (outer 802.1ad tag 500 on every frame) whose packets differ: MPLS label 16 one way
+ * and 17 the other, a second label (1000) on one packet, inner VLAN 601 or 602, one packet
+ * without MPLS (penultimate-hop popping). A second flow carries the same tags on every packet
+ * (decided per flow), a third none. Every frame but the third flow's has two VLAN tags, so
+ * tcpdump's `vlan and vlan and mpls N` reads the labels where cutcap does.
+ */
+function mixedTagRecords(): CraftedRecord[] {
+  const a = "198.18.11.1", b = "198.18.11.2";
+  const out = (vid: number, labels: number[]) =>
+    ethernet(0x8847, mpls(labels, ipv4(a, b, 6, tcp(40000, 80))), [[Q, 500], [V, vid]]);
+  const back = (vid: number, labels: number[]) =>
+    ethernet(0x8847, mpls(labels, ipv4(b, a, 6, tcp(80, 40000))), [[Q, 500], [V, vid]]);
+  const uniform = (src: string, dst: string, sport: number, dport: number) =>
+    ethernet(0x8847, mpls([20], ipv4(src, dst, 17, udp(sport, dport))), [[Q, 700], [V, 701]]);
+  const frames: Uint8Array[] = [
+    out(601, [16]),
+    back(602, [17]),
+    uniform("198.18.12.1", "198.18.12.2", 5000, 53),
+    out(601, [16, 1000]),
+    back(601, [17]),
+    ethernet(0x0800, ipv4(b, a, 6, tcp(80, 40000)), [[Q, 500], [V, 602]]),
+    uniform("198.18.12.2", "198.18.12.1", 53, 5000),
+    ethernet(0x0800, ipv4("198.18.13.1", "198.18.13.2", 17, udp(1, 2))),
+    out(602, [16]),
+    back(602, [17, 1000]),
+  ];
+  return frames.map((frame, i) => ({ us: T0 + 100_000 + i * 1000, frame }));
+}
+
+/** cutcap query, tshark filter (stenographer's meaning), tcpdump filter where BPF means the same. */
+const TAG_QUERIES: [string, string, string?][] = [
+  ["mpls 16", "mpls.label == 16", "vlan and vlan and mpls 16"],
+  ["mpls 17", "mpls.label == 17", "vlan and vlan and mpls 17"],
+  ["mpls 1000", "mpls.label == 1000", "vlan and vlan and mpls and mpls 1000"],
+  ["mpls 20", "mpls.label == 20", "vlan and vlan and mpls 20"],
+  ["vlan 601", tag(601), "vlan and vlan 601"],
+  ["vlan 602", tag(602), "vlan and vlan 602"],
+  ["vlan 500", tag(500), "vlan 500"],
+  ["not mpls 16", "!(mpls.label == 16)", "not (vlan and vlan and mpls 16)"],
+  ["mpls 17 and vlan 602", `mpls.label == 17 && ${tag(602)}`],
+  ["mpls 16 or vlan 602", `mpls.label == 16 || ${tag(602)}`],
+  ["not vlan 601 and host 198.18.11.1", `!${tag(601)} && ip.addr == 198.18.11.1`],
+  [
+    `mpls 17 and after ${new Date((T0 + 103_000) / 1000).toISOString()}`,
+    `mpls.label == 17 && frame.time_epoch >= ${(T0 + 103_000) / 1e6}`,
+  ],
+];
+
+Deno.test("vlan N / mpls N are exact per packet when a flow's tags differ", async (t) => {
+  const work = await Deno.makeTempDir({ prefix: "cutcap-tags-" });
+  const out = `${work}/archive`;
+  const input = `${work}/tags.pcap`;
+  try {
+    await Deno.writeFile(input, pcapFile(1, 65535, mixedTagRecords()));
+    for (const compress of ["none", "zstd"]) {
+      await replayFiles([input], `${out}-${compress}`, ["--compress", compress]);
+    }
+
+    await t.step("only the flow whose tags differ is decided per packet", async () => {
+      const [index] = await indexesUnder(`${out}-none`);
+      const selection = (q: string) => selectPackets(index, parseQuery(q));
+      const mixed = selection("mpls 16");
+      // Every packet of the 198.18.11.x flow (7), none of the others.
+      assert.equal(mixed.check?.flow.filter((f) => f >= 0).length, 7);
+      assert.equal(mixed.offsets.length, 7);
+      assert.equal(selection("mpls 20").check, undefined); // every packet of its flow has 20
+      assert.equal(selection("mpls 20").offsets.length, 2);
+      assert.equal(selection("mpls 99").offsets.length, 0); // no flow lists 99
+      assert.equal(selection("vlan 500").check, undefined); // the outermost tag is the key's
+    });
+
+    for (const compress of ["none", "zstd"]) {
+      const server = await startServe(`${out}-${compress}`);
+      try {
+        for (const [query, filter, bpf] of TAG_QUERIES) {
+          await t.step(`${compress}: ${query}`, async () => {
+            const response = await fetch(`${server.url}/query`, { method: "POST", body: query });
+            assert.equal(response.status, 200);
+            const answer = `${work}/answer.pcap`;
+            await Deno.writeFile(answer, new Uint8Array(await response.arrayBuffer()));
+            await assertAnswerInTimeOrder(answer, query);
+            const got = (await tsharkRows(answer, "frame")).map((r) => r.line);
+            const expected = (await tsharkRows(input, filter)).map((r) => r.line);
+            assert.ok(expected.length > 0, `${query} selects something`);
+            // Same packets in the same (time) order.
+            assert.deepEqual(got, expected, `${query} (tshark: ${filter})`);
+            if (bpf === undefined) return;
+            const selected = `${work}/tcpdump.pcap`;
+            await run("tcpdump", ["-r", input, "-w", selected, bpf]);
+            const byTcpdump = (await tsharkRows(selected, "frame")).map((r) => r.line);
+            assert.deepEqual(got, byTcpdump, `${query} (tcpdump: ${bpf})`);
+          });
+        }
+        await t.step(`${compress}: a limit counts the packets the frames decided`, async () => {
+          const response = await fetch(`${server.url}/query?limit=2`, {
+            method: "POST",
+            body: "mpls 17",
+          });
+          const answer = `${work}/limited.pcap`;
+          await Deno.writeFile(answer, new Uint8Array(await response.arrayBuffer()));
+          const got = (await tsharkRows(answer, "frame")).map((r) => r.line);
+          const expected = (await tsharkRows(input, "mpls.label == 17")).map((r) => r.line);
+          assert.deepEqual(got, expected.slice(0, 2));
+        });
+      } finally {
+        assert.equal(await server.stop(), 0, server.stderr());
+      }
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+/** The indexes of an archive's files. */
+async function indexesUnder(dir: string): Promise<FileIndex[]> {
+  const found: FileIndex[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) found.push(...await indexesUnder(path));
+    else if (path.endsWith(INDEX_SUFFIX)) found.push(readFileIndex(path));
+  }
+  return found;
+}

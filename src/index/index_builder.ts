@@ -17,6 +17,7 @@ import {
   type Compression,
   compressionCode,
   ExtraTagKind,
+  ExtraTagMarker,
   HEADER_CRC_AT,
   HEADER_FIXED,
   headerLength,
@@ -126,6 +127,20 @@ const TWO_POW_32 = 4294967296;
 const GONE_VALUES = 4;
 /** Most distinct inner tags and labels kept per flow and file (a flow showing more is odd). */
 const MAX_TAGS_PER_FLOW = 32;
+/** What a per-file flow showed of inner VLAN tags and MPLS labels. */
+interface FlowTags {
+  /** Distinct entries (ExtraTagKind << 24 | id), in order of first appearance. */
+  entries: number[];
+  /** Packets noted with any. */
+  tagged: number;
+  /** Some tagged packet carried other entries than another one. */
+  mixed: boolean;
+  /** Some entry was not kept (more than MAX_TAGS_PER_FLOW). */
+  incomplete: boolean;
+  /** The marker's value (ExtraTagMarker bits), settled when the flow sections are written. */
+  marker: number;
+}
+
 /** Size of the buffer encode() fills and hands to its sink, section by section (256 KiB). */
 const ENCODE_CHUNK = 1 << 18;
 
@@ -180,8 +195,8 @@ export class IndexBuilder {
   /** Packet times never went back: per-file flows are then in order of first time already. */
   #monotonic = true;
   #empty = true;
-  /** Per-file flow number -> its distinct inner VLAN ids and MPLS labels (ExtraTagKind << 24 | id). */
-  readonly #extraTags = new Map<number, number[]>();
+  /** Per-file flow number -> its inner VLAN ids and MPLS labels. */
+  readonly #extraTags = new Map<number, FlowTags>();
   #extraTagTotal = 0;
   #scratch: ArrayBuffer | null = null;
   readonly #scratchLimit: number;
@@ -270,23 +285,44 @@ export class IndexBuilder {
   noteTags(flowId: number, info: PacketInfo): void {
     const ff = this.#idToFile[flowId] - 1;
     if (ff < 0) return;
+    let tags = this.#extraTags.get(ff);
+    if (tags === undefined) {
+      tags = { entries: [], tagged: 0, mixed: false, incomplete: false, marker: 0 };
+      this.#extraTags.set(ff, tags);
+      this.#extraTagTotal++; // the marker
+    }
+    const known = tags.entries.length;
     for (let i = 0; i < info.innerVlanCount; i++) {
-      this.#addTag(ff, (ExtraTagKind.Vlan << 24) | info.innerVlans[i]);
+      this.#addTag(tags, (ExtraTagKind.Vlan << 24) | info.innerVlans[i]);
     }
     for (let i = 0; i < info.mplsCount; i++) {
-      this.#addTag(ff, (ExtraTagKind.Mpls << 24) | info.mplsLabels[i]);
+      this.#addTag(tags, (ExtraTagKind.Mpls << 24) | info.mplsLabels[i]);
     }
+    // A new entry after the first packet: earlier packets lacked it; else this one may lack some.
+    if (tags.tagged > 0 && !tags.mixed) {
+      tags.mixed = tags.entries.length !== known || !carriesAll(info, tags.entries);
+    }
+    tags.tagged++;
   }
 
-  #addTag(ff: number, entry: number): void {
-    let list = this.#extraTags.get(ff);
-    if (list === undefined) {
-      list = [];
-      this.#extraTags.set(ff, list);
+  #addTag(tags: FlowTags, entry: number): void {
+    const list = tags.entries;
+    if (list.includes(entry)) return;
+    if (list.length >= MAX_TAGS_PER_FLOW) {
+      tags.incomplete = true;
+      return;
     }
-    if (list.length >= MAX_TAGS_PER_FLOW || list.includes(entry)) return;
     list.push(entry);
     this.#extraTagTotal++;
+  }
+
+  /** Settles each tagged flow's marker once its packet count in the file (`counts[ff]`) is known. */
+  #settleTagMarkers(counts: Uint32Array): void {
+    for (const [ff, tags] of this.#extraTags) {
+      const uniform = !tags.mixed && !tags.incomplete && tags.tagged === counts[ff];
+      tags.marker = (uniform ? ExtraTagMarker.Uniform : 0) |
+        (tags.incomplete ? ExtraTagMarker.Incomplete : 0);
+    }
   }
 
   /**
@@ -472,14 +508,22 @@ export class IndexBuilder {
     const ffAt = (r: number) => order === null ? r : order[r];
     out.u32(this.#extraTagTotal);
     out.u32(0);
+    // Each tagged flow: its entries, then its marker.
+    const countOf = (r: number) => {
+      const tags = this.#extraTags.get(ffAt(r));
+      return tags === undefined ? 0 : tags.entries.length + 1;
+    };
     let at = 0;
     for (let r = 0; r < F; r++) {
       out.u32(at);
-      at += this.#extraTags.get(ffAt(r))?.length ?? 0;
+      at += countOf(r);
     }
-    for (let r = 0; r < F; r++) out.u32(this.#extraTags.get(ffAt(r))?.length ?? 0);
+    for (let r = 0; r < F; r++) out.u32(countOf(r));
     for (let r = 0; r < F; r++) {
-      for (const entry of this.#extraTags.get(ffAt(r)) ?? []) out.u32(entry);
+      const tags = this.#extraTags.get(ffAt(r));
+      if (tags === undefined) continue;
+      for (const entry of tags.entries) out.u32(entry);
+      out.u32((ExtraTagKind.Marker << 24) | tags.marker);
     }
     if (this.#extraTagTotal % 2 === 1) out.u32(0);
   }
@@ -611,6 +655,7 @@ export class IndexBuilder {
         out.bytes(viewBytes(scratch, n));
       }
     }
+    this.#settleTagMarkers(start);
     // Counts -> starts in output order, then each count as the distance to the next start.
     let at = 0;
     for (let r = 0; r < F; r++) {
@@ -995,4 +1040,20 @@ export function writeFileDurably(
   } catch {
     // Some filesystems refuse fsync on a directory; the rename is still atomic.
   }
+}
+
+/** True when the packet decoded into `info` carries every entry of `entries`. */
+function carriesAll(info: PacketInfo, entries: number[]): boolean {
+  for (const entry of entries) {
+    const value = entry & 0xffffff;
+    const kind = entry >>> 24;
+    let found = false;
+    if (kind === ExtraTagKind.Vlan) {
+      for (let i = 0; i < info.innerVlanCount && !found; i++) found = info.innerVlans[i] === value;
+    } else {
+      for (let i = 0; i < info.mplsCount && !found; i++) found = info.mplsLabels[i] === value;
+    }
+    if (!found) return false;
+  }
+  return true;
 }

@@ -99,9 +99,16 @@
  * tagStart  F × u32      index of the flow's first entry in `tags`
  * tagCount  F × u32      its number of entries (the distinct tags and labels of the flow's packets
  *                        in this file, in order of first appearance)
- * tags      T × u32      kind << 24 | value: kind 1 = VLAN id (12 bits), 2 = MPLS label (20 bits);
- *                        + 4 zero bytes when T is odd
+ * tags      T × u32      kind << 24 | value: kind 1 = VLAN id (12 bits), 2 = MPLS label (20 bits),
+ *                        3 = the flow's marker, its last entry (value bit 0: every packet of the
+ *                        flow in this file carries exactly the listed tags and labels; bit 1: the
+ *                        list is incomplete, the flow showed more than it keeps); + 4 zero bytes
+ *                        when T is odd
  * ```
+ * A query decides `vlan N` / `mpls N` per flow from these when the marker makes it certain (no
+ * entry N and a complete list: no packet matches; uniform with N: every packet does), else per
+ * packet by decoding the stored frame (src/query/select.ts). Entries written before the marker
+ * existed read as neither uniform nor incomplete.
  * Flows are sorted by firstTs (ties: order of first appearance in the file). The packet section is
  * grouped by flow in the same order; within a flow, packets are in file order.
  *
@@ -150,6 +157,16 @@ export const enum IndexFlag {
 export const enum ExtraTagKind {
   Vlan = 1,
   Mpls = 2,
+  /** The flow's marker entry: value bits ExtraTagMarker. */
+  Marker = 3,
+}
+
+/** Bits of the value of a flow's marker entry (ExtraTagKind.Marker). */
+export const enum ExtraTagMarker {
+  /** Every packet of the flow in the file carries exactly the flow's listed tags and labels. */
+  Uniform = 1,
+  /** The flow showed more tags or labels than the list keeps. */
+  Incomplete = 2,
 }
 
 /** Compression of a pcap file. */

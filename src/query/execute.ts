@@ -11,7 +11,7 @@ import { indexPathFor } from "../index/index_format.ts";
 import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
 import { READ_WINDOW, RecordReader } from "./record_reader.ts";
-import { selectPackets } from "./select.ts";
+import { frameDecider, selectPackets } from "./select.ts";
 import { closeInputs, type ExtraInput, takeFile, wantedInputs } from "./open_files.ts";
 import { timeBounds } from "./match.ts";
 import {
@@ -302,7 +302,8 @@ class QueryPlan {
       return;
     }
     this.result.files++;
-    const cursor = fileCursor(this.result.files, entry.path, reader, selection.offsets);
+    const decides = selection.check && frameDecider(index, this.#query, selection.check);
+    const cursor = fileCursor(this.result.files, entry.path, reader, selection.offsets, decides);
     cursor.iface = iface;
     let first = false;
     try {
@@ -380,12 +381,16 @@ class QueryPlan {
 /** Room after the last wanted record's start when its length is not known yet (an Ethernet frame). */
 const SPAN_SLACK = 16 + 1522;
 
-/** A cursor over the selected offsets of one file. */
+/**
+ * A cursor over the selected offsets of one file; `decides`, when given, drops the records of
+ * undecided packets whose frame does not match (select.ts frameDecider).
+ */
 function fileCursor(
   rank: number,
   file: string,
   reader: RecordReader,
   offsets: Float64Array,
+  decides?: (i: number, bytes: Uint8Array, at: number, caplen: number) => boolean,
 ): Cursor {
   let next = 0;
   // First offset past the reader's span: reads cover the wanted records within one window, so
@@ -398,11 +403,14 @@ function fileCursor(
     sec: 0,
     nsec: 0,
     advance() {
-      if (next >= offsets.length) return false;
-      const at = offsets[next++];
-      if (far < next) far = next;
-      while (far < offsets.length && offsets[far] - at < READ_WINDOW - SPAN_SLACK) far++;
-      const record = reader.read(at, offsets[far - 1] + SPAN_SLACK);
+      let record;
+      do {
+        if (next >= offsets.length) return false;
+        const at = offsets[next++];
+        if (far < next) far = next;
+        while (far < offsets.length && offsets[far] - at < READ_WINDOW - SPAN_SLACK) far++;
+        record = reader.read(at, offsets[far - 1] + SPAN_SLACK);
+      } while (decides && !decides(next - 1, record.bytes, record.at, record.caplen));
       cursor.head = record;
       cursor.sec = record.tsSec;
       cursor.nsec = reader.nanosecond ? record.tsFrac : record.tsFrac * 1000;

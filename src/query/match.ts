@@ -12,9 +12,12 @@
  *   proto    kind IPv4/IPv6 (or only the given one) and the key's IP protocol
  *   family   the key's kind
  *   vlan     any VLAN tag of the frame (stenographer): the outermost id is in the key, inner ones
- *            in the flow's extra tags (its record); untagged packets have id 0, so `vlan 0` =
+ *            in the packet's decoded tags, else the flow's extra tags (its record: a flow matches
+ *            when some packet of it carries the tag); untagged packets have id 0, so `vlan 0` =
  *            untagged or a tag with id 0
- *   mpls     any label of the frame's MPLS stack (the flow's extra tags)
+ *   mpls     any label of the frame's MPLS stack (the packet's decoded labels, else the flow's
+ *            extra tags). flowTruth is Unknown when only some packets of the flow carry it: those
+ *            packets are decided by decoding their frames (select.ts, execute.ts)
  *   time     after: ts >= at; before: ts < at
  *
  * Per-packet functions allocate nothing: they walk the tree with switch statements and read the
@@ -59,6 +62,17 @@ export interface BpfOptions {
 
 const TAG_VLAN = 1 << 24; // ExtraTagKind.Vlan << 24 (src/index/index_format.ts)
 const TAG_MPLS = 2 << 24; // ExtraTagKind.Mpls << 24
+const KIND_MARKER = 3; // ExtraTagKind.Marker
+const MARKER_UNIFORM = 1; // ExtraTagMarker.Uniform
+const MARKER_INCOMPLETE = 2; // ExtraTagMarker.Incomplete
+
+/** One packet's inner VLAN ids and MPLS labels, as src/packet's decoder fills them. */
+export interface PacketTags {
+  innerVlans: Uint16Array;
+  innerVlanCount: number;
+  mplsLabels: Uint32Array;
+  mplsCount: number;
+}
 
 /** True when the flow of `rec` carries the extra tag `entry` (an inner VLAN id, an MPLS label). */
 function hasExtraTag(rec: FlowRecordRef | undefined, entry: number): boolean {
@@ -69,6 +83,38 @@ function hasExtraTag(rec: FlowRecordRef | undefined, entry: number): boolean {
   for (let i = index.tagStart[flow], end = i + index.tagCount[flow]; i < end; i++) {
     if (tags[i] === entry) return true;
   }
+  return false;
+}
+
+/**
+ * Truth over the packets of `rec`'s flow of "carries the extra tag `entry`": False when no packet
+ * can (not listed, list complete), True when all do (listed, uniform flow), else Unknown.
+ */
+function extraTagTruth(rec: FlowRecordRef | undefined, entry: number): Truth {
+  if (rec === undefined) return Truth.False;
+  const { index, flow } = rec;
+  if (flow >= index.tagCount.length) return Truth.False;
+  const tags = index.tags;
+  let listed = false;
+  let marker = 0;
+  for (let i = index.tagStart[flow], end = i + index.tagCount[flow]; i < end; i++) {
+    const t = tags[i];
+    if (t === entry) listed = true;
+    else if (t >>> 24 === KIND_MARKER) marker = t & 0xffffff;
+  }
+  if (listed) return (marker & MARKER_UNIFORM) !== 0 ? Truth.True : Truth.Unknown;
+  return (marker & MARKER_INCOMPLETE) !== 0 ? Truth.Unknown : Truth.False;
+}
+
+/** True when `tags` (one packet's) hold VLAN id `id` among the inner tags. */
+function hasInnerVlan(tags: PacketTags, id: number): boolean {
+  for (let i = 0; i < tags.innerVlanCount; i++) if (tags.innerVlans[i] === id) return true;
+  return false;
+}
+
+/** True when `tags` (one packet's) hold MPLS label `label`. */
+function hasMplsLabel(tags: PacketTags, label: number): boolean {
+  for (let i = 0; i < tags.mplsCount; i++) if (tags.mplsLabels[i] === label) return true;
   return false;
 }
 
@@ -90,13 +136,15 @@ function inRange(key: Uint32Array, base: number, from: Words, to: Words): boolea
 
 /**
  * Value of a predicate that depends only on the key or the flow's record (`rec`; without it record
- * predicates are false); time predicates are not passed here.
+ * predicates are false) or, for `vlan`/`mpls`, on one packet's decoded `tags` when given (else on
+ * the flow's: some packet carries it); time predicates are not passed here.
  */
 function keyMatches(
   q: Query,
   key: Uint32Array,
   off: number,
   rec: FlowRecordRef | undefined,
+  tags?: PacketTags,
 ): boolean {
   const meta = key[off + WORD_META];
   const kind = meta >>> 28;
@@ -121,9 +169,12 @@ function keyMatches(
     case "family":
       return kind === q.family;
     case "vlan":
-      return (meta & 0xfff) === q.vlan || hasExtraTag(rec, TAG_VLAN | q.vlan);
+      if ((meta & 0xfff) === q.vlan) return true;
+      return tags !== undefined ? hasInnerVlan(tags, q.vlan) : hasExtraTag(rec, TAG_VLAN | q.vlan);
     case "mpls":
-      return hasExtraTag(rec, TAG_MPLS | q.label);
+      return tags !== undefined
+        ? hasMplsLabel(tags, q.label)
+        : hasExtraTag(rec, TAG_MPLS | q.label);
     case "cid":
     case "cut":
     case "total":
@@ -136,8 +187,9 @@ function keyMatches(
 }
 
 /**
- * Exact match of one packet: its flow key at key[keyOffset..], its time in seconds and, for
- * record predicates (Community ID, cut, totals, L2), where its flow's record is.
+ * Match of one packet: its flow key at key[keyOffset..], its time in seconds, for record
+ * predicates (Community ID, cut, totals, L2) where its flow's record is, and its decoded inner
+ * VLAN ids and MPLS labels when known (exact; without them `vlan`/`mpls` ask the flow's).
  */
 export function packetMatches(
   q: Query,
@@ -145,12 +197,13 @@ export function packetMatches(
   keyOffset: number,
   tsSec: number,
   rec?: FlowRecordRef,
+  tags?: PacketTags,
 ): boolean {
   switch (q.type) {
     case "and": {
       const c = q.children;
       for (let i = 0; i < c.length; i++) {
-        if (!packetMatches(c[i], key, keyOffset, tsSec, rec)) return false;
+        if (!packetMatches(c[i], key, keyOffset, tsSec, rec, tags)) return false;
       }
       return true;
     }
@@ -161,16 +214,16 @@ export function packetMatches(
       }
       const c = plan === null ? q.children : plan.rest;
       for (let i = 0; i < c.length; i++) {
-        if (packetMatches(c[i], key, keyOffset, tsSec, rec)) return true;
+        if (packetMatches(c[i], key, keyOffset, tsSec, rec, tags)) return true;
       }
       return false;
     }
     case "not":
-      return !packetMatches(q.child, key, keyOffset, tsSec, rec);
+      return !packetMatches(q.child, key, keyOffset, tsSec, rec, tags);
     case "time":
       return q.op === "after" ? tsSec >= q.at : tsSec < q.at;
     default:
-      return keyMatches(q, key, keyOffset, rec);
+      return keyMatches(q, key, keyOffset, rec, tags);
   }
 }
 
@@ -178,7 +231,8 @@ export function packetMatches(
  * Three-valued match of a flow whose packets lie in [firstTs, lastTs]: True when every packet of
  * the flow matches (no per-packet check needed), False when none can, Unknown otherwise.
  * Key and record predicates are exact; a time predicate is Unknown when the interval straddles
- * its bound.
+ * its bound; `vlan`/`mpls` are Unknown when only some of the flow's packets may carry the tag.
+ * With firstTs = lastTs = a packet's time it is that packet's match, Unknown only for its tags.
  */
 export function flowTruth(
   q: Query,
@@ -224,8 +278,31 @@ export function flowTruth(
       }
       if (lastTs < q.at) return Truth.True;
       return firstTs >= q.at ? Truth.False : Truth.Unknown;
+    case "vlan":
+      if ((key[keyOffset + WORD_META] & 0xfff) === q.vlan) return Truth.True;
+      return extraTagTruth(rec, TAG_VLAN | q.vlan);
+    case "mpls":
+      return extraTagTruth(rec, TAG_MPLS | q.label);
     default:
       return keyMatches(q, key, keyOffset, rec) ? Truth.True : Truth.False;
+  }
+}
+
+/** True when the query has a `vlan` or `mpls` term (may need packets' decoded tags). */
+export function usesExtraTags(q: Query): boolean {
+  return hasTerm(q, (t) => t.type === "vlan" || t.type === "mpls");
+}
+
+/** True when some term (leaf) of `q` satisfies `test`. */
+function hasTerm(q: Query, test: (term: Query) => boolean): boolean {
+  switch (q.type) {
+    case "and":
+    case "or":
+      return q.children.some((c) => hasTerm(c, test));
+    case "not":
+      return hasTerm(q.child, test);
+    default:
+      return test(q);
   }
 }
 
@@ -245,17 +322,7 @@ export function flowMayMatch(
 
 /** True when the query has a time predicate, so packets must be checked one by one. */
 export function needsPacketTimes(q: Query): boolean {
-  switch (q.type) {
-    case "and":
-    case "or":
-      return q.children.some(needsPacketTimes);
-    case "not":
-      return needsPacketTimes(q.child);
-    case "time":
-      return true;
-    default:
-      return false;
-  }
+  return hasTerm(q, (t) => t.type === "time");
 }
 
 interface Hull {
