@@ -12,6 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { FlowTable } from "../src/flow/mod.ts";
+import { IndexBuilder } from "../src/index/index_builder.ts";
 import { timedRun } from "./offline.ts";
 
 /** Result of {@link runMemoryBench}. */
@@ -28,6 +29,19 @@ export interface MemoryBenchResult {
   tableRssKb: number;
   /** What the table says it uses (FlowTable.memoryBytes), bytes. */
   tableBytes: number;
+  /** Writing the index of a file holding every flow of a full table, stored (a packet each). */
+  storedIndex: IndexWrite;
+  /** The same when every flow was cut off before and sent in the file unstored (records without
+   * packets). */
+  unstoredIndex: IndexWrite;
+}
+
+/** One index write of the builder alone (bench/memory.ts indexWrite). */
+export interface IndexWrite {
+  /** Wall milliseconds of IndexBuilder.write plus reset (other work may run on the machine). */
+  ms: number;
+  /** RSS growth of this process across the write, KiB. */
+  rssKb: number;
 }
 
 /** Options of {@link runMemoryBench}. */
@@ -133,6 +147,49 @@ function tableOnly(flows: number): { rssKb: number; bytes: number } {
   return { rssKb: grown, bytes: table.memoryBytes };
 }
 
+/**
+ * The index builder alone: a full table of `flows` flows, each sent one stored packet in a first
+ * file; in the second file each sends one more, stored (`unstored` false) or refused by the cutoff
+ * (true: every flow gets a record without packets). Measures the second file's write.
+ */
+function indexWrite(flows: number, unstored: boolean, dir: string): IndexWrite {
+  const table = new FlowTable({ maxFlows: flows, initialCapacity: flows, flowTimeout: 3600 });
+  const builder = IndexBuilder.forFlowTable(table, { spillDir: dir });
+  const key = new Uint32Array(10);
+  key[4] = 0xc613ff01;
+  key[9] = (4 << 28) | (17 << 16);
+  const meta = {
+    pcapName: "x.pcap",
+    linkType: 1,
+    snaplen: 262144,
+    nanosecond: false,
+    compress: "none" as const,
+    iface: "bench",
+    worker: 0,
+  };
+  try {
+    let result: IndexWrite = { ms: 0, rssKb: 0 };
+    for (let file = 0; file < 2; file++) {
+      for (let i = 0; i < flows; i++) {
+        key[0] = 0xc6120000 + Math.floor(i / 16);
+        key[8] = ((1024 + (i % 16)) << 16) | 5000;
+        const ts = 1_700_000_000 + file + i * 1e-7;
+        const id = table.observe(key, ts, FRAME, 0);
+        if (file === 1 && unstored) table.markCut(id, 2);
+        else builder.record(id, ts, 24 + i * (16 + FRAME), FRAME);
+      }
+      const before = rssKb();
+      const started = performance.now();
+      builder.write(`${dir}/x.pcap.idx`, meta);
+      builder.reset();
+      result = { ms: performance.now() - started, rssKb: rssKb() - before };
+    }
+    return result;
+  } finally {
+    builder.close();
+  }
+}
+
 /** Generates the capture, runs cutcap on it and measures the table alone; see the module comment. */
 export async function runMemoryBench(opts: MemoryBenchOptions = {}): Promise<MemoryBenchResult> {
   const flows = opts.flows ?? 1_000_000;
@@ -158,7 +215,12 @@ export async function runMemoryBench(opts: MemoryBenchOptions = {}): Promise<Mem
     const run = await replay("127.0.0.1:0");
     const quiet = await replay("off");
     const table = tableOnly(flows);
+    progress("memory: index builder, stored and unstored records");
+    const storedIndex = indexWrite(flows, false, work);
+    const unstoredIndex = indexWrite(flows, true, work);
     return {
+      storedIndex,
+      unstoredIndex,
       flows,
       packets,
       cutcapPeakRssKb: run.peakRssKb,
@@ -190,6 +252,14 @@ export function memoryMarkdown(r: MemoryBenchResult): string {
     `| the same with --listen off | ${megabytes(r.cutcapPeakRssKbNoListen)} |`,
     `| flow table alone: RSS growth for ${r.flows} flows | ${megabytes(r.tableRssKb)} |`,
     `| flow table alone: FlowTable.memoryBytes | ${megabytes(r.tableBytes / 1024)} |`,
+    `| index builder alone: writing an index of ${r.flows} flows with a stored packet each | ${
+      r.storedIndex.ms.toFixed(0)
+    } ms, RSS +${megabytes(r.storedIndex.rssKb)} |`,
+    `| the same, every flow cut off earlier and unstored (records without packets) | ${
+      r.unstoredIndex.ms.toFixed(0)
+    } ms (${(r.unstoredIndex.ms / r.storedIndex.ms).toFixed(2)}x), RSS +${
+      megabytes(r.unstoredIndex.rssKb)
+    } |`,
   ].join("\n");
 }
 
