@@ -330,9 +330,13 @@ export class IndexBuilder {
    * frees the id for the next flow that gets it. forFlowTable() wires it to FlowTable.onRemove.
    */
   forget(flowId: number, reason?: RemoveReason): void {
-    if (flowId >= this.#idToFile.length) return;
-    let ff = this.#idToFile[flowId] - 1;
     const src = this.#records;
+    if (flowId >= this.#idToFile.length) {
+      // Never recorded nor counted at a reset: only a cut flow may need a record here.
+      if (src === null || src.cutPacketOf(flowId) === 0) return;
+      this.#growIds(flowId + 1);
+    }
+    let ff = this.#idToFile[flowId] - 1;
     if (ff < 0 && src !== null && this.#wentOnUnstored(flowId, src)) {
       ff = this.#newUnstored(flowId, src);
     }
