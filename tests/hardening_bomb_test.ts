@@ -167,6 +167,36 @@ Deno.test({
           }
         });
       }
+
+      for (const name of ["big.pcap.gz", "big.pcap.zst"]) {
+        await t.step(`${name} cut off halfway: its complete records stay queryable`, async () => {
+          const cut = `${dir}/cut-${name}`;
+          const whole = await Deno.readFile(`${dir}/${name}`);
+          await Deno.writeFile(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+          const archive = `${dir}/archive-cut-${name}`;
+          const r = await cutcap(["index", "--out", archive, cut]);
+          assert.equal(r.code, 0, r.stderr);
+          const kept = Number(/[:,] (\d+) packets, /.exec(r.stdout)?.[1]);
+          assert.match(r.stdout, /stopped early: truncated (gzip|zstd) data at byte \d+/);
+          assert.ok(kept > 1000, r.stdout);
+          const server = await startServe(["--out", archive]);
+          try {
+            const url = `${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`;
+            const answer = new Uint8Array(await (await fetch(url)).arrayBuffer());
+            // The first `kept` records of the plain file, byte for byte (after the file header).
+            const oracle = await new Deno.Command("tcpdump", {
+              args: ["-r", plain, "-c", String(kept), "-w", "-"],
+              stdout: "piped",
+              stderr: "null",
+            }).output();
+            assert.equal(answer.length, oracle.stdout.length);
+            assert.deepEqual(answer.subarray(24), oracle.stdout.subarray(24));
+            console.log(`${name} cut in half: ${kept} packets kept and answered`);
+          } finally {
+            await server.stop();
+          }
+        });
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -17,6 +17,7 @@ import { constants as zc, gunzipSync, inflateRawSync, zstdDecompressSync } from 
 import type { Compression } from "./index_format.ts";
 import {
   boundedInflate,
+  isForeignStream,
   MAX_UNIT_BYTES,
   STREAM_ABOVE_BYTES,
   unitTooLargeMessage,
@@ -611,7 +612,13 @@ function zstdFrame(win: Window, pos: number, limit: number): Unit | null | strin
       n = -1;
     }
     if (n === -1) {
-      if (atEof) return `truncated zstd frame at byte ${pos}`;
+      if (atEof) {
+        // A cut-off frame that declares more than a block (a foreign stream) is streamed: its
+        // complete records stay readable.
+        return isForeignStream(v.subarray(skip), "zstd")
+          ? unitTooLargeMessage(`The zstd frame at byte ${pos}`, limit)
+          : `truncated zstd frame at byte ${pos}`;
+      }
       if (avail >= limit) return unitTooLargeMessage(`The zstd frame at byte ${pos}`, limit);
       want = avail * 2;
       continue;
