@@ -613,9 +613,9 @@ function zstdFrame(win: Window, pos: number, limit: number): Unit | null | strin
     }
     if (n === -1) {
       if (atEof) {
-        // A cut-off frame that declares more than a block (a foreign stream) is streamed: its
-        // complete records stay readable.
-        return isForeignStream(v.subarray(skip), "zstd")
+        // A cut-off foreign stream (a frame over 1 MiB compressed that declares no size or more
+        // than a block; cutcap's blocks are 1 MiB) is streamed: its complete records stay readable.
+        return avail - skip > 1024 * 1024 && isForeignStream(v.subarray(skip), "zstd")
           ? unitTooLargeMessage(`The zstd frame at byte ${pos}`, limit)
           : `truncated zstd frame at byte ${pos}`;
       }
