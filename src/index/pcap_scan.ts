@@ -7,13 +7,21 @@
  * Blocks are the file's gzip members / zstd frames. A record that straddles two of them (only possible
  * in files that other tools compressed) merges those blocks into one, so that in the reported table
  * every record lies inside one block. A file compressed as one stream yields one block. Every unit
- * (member, frame, merged block) may decompress to at most `MAX_UNIT_BYTES` (64 MiB): a larger one
- * ends the scan there with a message (the records before it are kept), so memory never follows the
- * uncompressed size of a hostile file (a decompression bomb).
+ * (member, frame, merged block) is decompressed whole only up to `MAX_UNIT_BYTES` (64 MiB): from a
+ * larger one on (a foreign file compressed as one big stream, or a decompression bomb) the rest of
+ * the file is stream-decompressed with bounded buffers (stream_inflate.ts) and becomes one streamed
+ * block, so memory never follows the uncompressed size. In a streamed block a record of wire length
+ * 0 (what a bomb of zeros parses as) is garbage, not a packet: it ends the scan at once.
  */
 import { constants as zc, gunzipSync, inflateRawSync, zstdDecompressSync } from "node:zlib";
 import type { Compression } from "./index_format.ts";
-import { boundedInflate, MAX_UNIT_BYTES, unitTooLargeMessage } from "../store/block_format.ts";
+import {
+  boundedInflate,
+  MAX_UNIT_BYTES,
+  STREAM_ABOVE_BYTES,
+  unitTooLargeMessage,
+} from "../store/block_format.ts";
+import { canStream, StreamInflater } from "../store/stream_inflate.ts";
 
 /** One record as the reader sees it; the same object is overwritten for every record. */
 export class ScanRecord {
@@ -105,6 +113,8 @@ class Assembler {
   #carryStart = 0;
   readonly #path: string;
   readonly #onRecord: (rec: ScanRecord) => void;
+  /** Records of wire length 0 are garbage (set while stream-decompressing, see the module doc). */
+  strict = false;
   /** Called when a record (or the global header) started before the current chunk. */
   onStraddle: (startOffset: number) => void = () => {};
 
@@ -182,7 +192,18 @@ class Assembler {
         `invalid packet capture length ${caplen}, bigger than maximum of ${this.#maxCap}`;
       return -1;
     }
+    if (this.strict && this.#u32(buf, at + 12) === 0) return this.#garbage();
     return this.#hdrLen + caplen;
+  }
+
+  /** Stops at a record of wire length 0 in a streamed block; refuses a file with no record before. */
+  #garbage(): number {
+    const what = `record ${this.records + 1} has wire length 0: expected a packet, found garbage ` +
+      `(a decompression bomb or a damaged file)`;
+    if (this.records === 0) throw new Error(`Cannot index ${this.#path}: ${what}`);
+    this.stopped = true;
+    this.stopReason = what;
+    return -1;
   }
 
   /** Consumes one complete unit at `at` (stream offset `offset`); returns its length. */
@@ -307,12 +328,12 @@ export function scanPcapFile(path: string, onRecord: (rec: ScanRecord) => void):
     let stopReason = "";
     if (head[0] === 0x1f && head[1] === 0x8b) {
       compress = "gzip";
-      const r = scanBlocks(f, size, asm, gzipMember);
+      const r = scanBlocks(f, size, asm, gzipMember, compress);
       blocks = r.blocks;
       stopReason = r.stopReason;
     } else if (u32le(head, 0) === ZSTD_MAGIC) {
       compress = "zstd";
-      const r = scanBlocks(f, size, asm, zstdFrame);
+      const r = scanBlocks(f, size, asm, zstdFrame, compress);
       blocks = r.blocks;
       stopReason = r.stopReason;
     } else {
@@ -362,15 +383,18 @@ interface Unit {
 }
 
 /** Decodes the compressed unit at `pos`; null at a clean end, a string when it is unreadable. */
-type UnitReader = (win: Window, pos: number) => Unit | null | string;
+type UnitReader = (win: Window, pos: number, limit: number) => Unit | null | string;
 
 function scanBlocks(
   f: Deno.FsFile,
   size: number,
   asm: Assembler,
   next: UnitReader,
+  compress: Compression,
 ): { blocks: Float64Array; stopReason: string } {
   const win = new Window(f, size);
+  const streams = canStream(compress);
+  const limit = streams ? STREAM_ABOVE_BYTES : MAX_UNIT_BYTES;
   // Per raw unit: compOffset, compLen, uncompOffset, uncompLen, joinWithNext.
   let raw = new Float64Array(5 * 64);
   let n = 0;
@@ -384,17 +408,24 @@ function scanBlocks(
     }
   };
   while (pos < size && !asm.stopped) {
-    const u = next(win, pos);
+    const u = next(win, pos, limit);
     if (u === null) break;
+    if (typeof u === "string" && u.includes(TOO_LARGE) && streams) {
+      // The rest of the file becomes one streamed block (see the module doc).
+      const start = asm.pushed;
+      asm.strict = true;
+      if (n * 5 === raw.length) raw = grow(raw);
+      raw.set([pos, size - pos, start, 0, 0], n * 5);
+      n++;
+      stopReason = streamRest(f, compress, pos, size, asm);
+      raw[(n - 1) * 5 + 3] = asm.pushed - start;
+      break;
+    }
     if (typeof u === "string") {
       stopReason = u;
       break;
     }
-    if (n * 5 === raw.length) {
-      const r2 = new Float64Array(raw.length * 2);
-      r2.set(raw);
-      raw = r2;
-    }
+    if (n * 5 === raw.length) raw = grow(raw);
     // The block starts at the frame itself, so that a reader can hand it to a decompressor as is.
     raw[n * 5] = pos + u.skip;
     raw[n * 5 + 1] = u.compLen;
@@ -420,6 +451,46 @@ function scanBlocks(
   return { blocks: Float64Array.from(out), stopReason };
 }
 
+/** What every unit-too-large message says (unitTooLargeMessage). */
+const TOO_LARGE = `decompresses to more than ${STREAM_ABOVE_BYTES / 1048576} MiB`;
+/** Decompressed bytes handed to the assembler at once while streaming. */
+const STREAM_CHUNK = 1024 * 1024;
+
+function grow(raw: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> {
+  const r2 = new Float64Array(raw.length * 2);
+  r2.set(raw);
+  return r2;
+}
+
+/**
+ * Stream-decompresses the file from `pos` to its end into the assembler; returns why it stopped
+ * early ("" at a clean end).
+ */
+function streamRest(
+  f: Deno.FsFile,
+  compress: Compression,
+  pos: number,
+  size: number,
+  asm: Assembler,
+): string {
+  const inflater = new StreamInflater(f, compress, pos, size);
+  const chunk = new Uint8Array(STREAM_CHUNK);
+  try {
+    while (!asm.stopped) {
+      const n = inflater.read(chunk);
+      if (n === 0) break;
+      asm.push(chunk.subarray(0, n));
+    }
+    return "";
+  } catch (e) {
+    const message = (e as Error).message;
+    if (message.startsWith("Cannot index")) throw e;
+    return message;
+  } finally {
+    inflater.close();
+  }
+}
+
 /** Whether the file is all zero bytes from `pos` on (padding that gzip and zstd tools ignore). */
 function allZero(win: Window, pos: number): boolean {
   for (let at = pos; at < win.size;) {
@@ -432,7 +503,7 @@ function allZero(win: Window, pos: number): boolean {
 }
 
 /** One gzip member at `pos`. */
-function gzipMember(win: Window, pos: number): Unit | null | string {
+function gzipMember(win: Window, pos: number, limit: number): Unit | null | string {
   let avail = win.ensure(pos, 65536);
   let h = win.view(pos, avail);
   if (h[0] !== 0x1f || h[1] !== 0x8b) {
@@ -467,9 +538,9 @@ function gzipMember(win: Window, pos: number): Unit | null | string {
           {
             info: true,
             finishFlush: zc.Z_SYNC_FLUSH,
-            maxOutputLength: MAX_UNIT_BYTES,
+            maxOutputLength: limit,
           } as unknown as Parameters<typeof inflateRawSync>[1],
-        )) as unknown as typeof res;
+        ), limit) as unknown as typeof res;
     } catch (e) {
       const message = (e as Error).message;
       return message.startsWith("The gzip member")
@@ -483,7 +554,7 @@ function gzipMember(win: Window, pos: number): Unit | null | string {
       return { skip: 0, compLen: p + used + 8, data: res.buffer };
     }
     if (atEof) return `truncated gzip member at byte ${pos}`;
-    if (avail >= MAX_UNIT_BYTES) return unitTooLargeMessage(`The gzip member at byte ${pos}`);
+    if (avail >= limit) return unitTooLargeMessage(`The gzip member at byte ${pos}`, limit);
     want = avail * 2;
   }
 }
@@ -526,7 +597,7 @@ function zstdFrameLength(buf: Uint8Array, at: number): number {
 }
 
 /** One zstd frame, with any skippable frames before it counted in its compressed span. */
-function zstdFrame(win: Window, pos: number): Unit | null | string {
+function zstdFrame(win: Window, pos: number, limit: number): Unit | null | string {
   let want = 4 * 1024 * 1024;
   for (;;) {
     const avail = win.ensure(pos, want);
@@ -541,7 +612,7 @@ function zstdFrame(win: Window, pos: number): Unit | null | string {
     }
     if (n === -1) {
       if (atEof) return `truncated zstd frame at byte ${pos}`;
-      if (avail >= MAX_UNIT_BYTES) return unitTooLargeMessage(`The zstd frame at byte ${pos}`);
+      if (avail >= limit) return unitTooLargeMessage(`The zstd frame at byte ${pos}`, limit);
       want = avail * 2;
       continue;
     }
@@ -556,7 +627,8 @@ function zstdFrame(win: Window, pos: number): Unit | null | string {
       const frame = v.subarray(skip, skip + n);
       const data = boundedInflate(
         what,
-        () => zstdDecompressSync(frame, { maxOutputLength: MAX_UNIT_BYTES }),
+        () => zstdDecompressSync(frame, { maxOutputLength: limit }),
+        limit,
       );
       return { skip, compLen: n, data };
     } catch (e) {

@@ -1,12 +1,16 @@
 /**
  * Reads pcap records at known offsets of the uncompressed stream — what the index hands the query. Plain
  * files are read through a sliding window; compressed files one block at a time (only the blocks holding
- * wanted packets are decompressed). Offsets must be asked for in ascending order per reader.
+ * wanted packets are decompressed). Offsets must be asked for in ascending order per reader. A block
+ * larger than STREAM_ABOVE_BYTES (a foreign file compressed as one big stream, streamed by the scan) is
+ * stream-decompressed from its start, skipping to the wanted records, with bounded buffers: slower
+ * than a block of cutcap's own, but memory stays independent of the uncompressed size.
  */
 import { findBlock } from "../index/index_reader.ts";
 import type { Compression } from "../store/block_format.ts";
 import { decompressBlockRange } from "../index/pcap_scan.ts";
-import { MAX_UNIT_BYTES, unitTooLargeMessage } from "../store/block_format.ts";
+import { STREAM_ABOVE_BYTES } from "../store/block_format.ts";
+import { StreamInflater } from "../store/stream_inflate.ts";
 
 /** Largest read from a plain file at once: the span of the wanted records it covers, at most this. */
 export const READ_WINDOW = 256 * 1024;
@@ -41,6 +45,12 @@ export class RecordReader {
   /** The reused read buffer of a plain file. */
   #scratch: Uint8Array = new Uint8Array(0);
   #view: DataView = new DataView(new ArrayBuffer(0));
+  /** The streamed block being read (see the module doc), its window and where it starts. */
+  #stream: StreamInflater | null = null;
+  #streamBlock = -1;
+  #streamBuffer: Uint8Array = new Uint8Array(0);
+  #streamStart = 0;
+  #streamLength = 0;
   readonly record: RecordView = {
     bytes: this.#buffer,
     at: 0,
@@ -94,6 +104,7 @@ export class RecordReader {
   }
 
   close(): void {
+    this.#stream?.close();
     this.#file.close();
   }
 
@@ -112,21 +123,72 @@ export class RecordReader {
       const block = findBlock(this.#blocks, offset);
       if (block < 0) throw new Error(`${this.#path}: no block holds offset ${offset}`);
       const b = this.#blocks;
-      if (b[block * 4 + 1] > MAX_UNIT_BYTES) {
-        throw new Error(
-          `${this.#path}: ${unitTooLargeMessage(`The block at byte ${b[block * 4]}`)}`,
-        );
+      if (b[block * 4 + 1] > STREAM_ABOVE_BYTES || b[block * 4 + 3] > STREAM_ABOVE_BYTES) {
+        this.#loadStreamed(block, offset, length);
+      } else {
+        this.#loadBlock(block);
       }
-      const compressed = new Uint8Array(b[block * 4 + 1]);
-      const n = this.#readInto(compressed, b[block * 4], compressed.length);
-      const bytes = decompressBlockRange(compressed.subarray(0, n), this.#compress);
-      this.#setBuffer(bytes, b[block * 4 + 2], bytes.length);
     }
     if (!this.#holds(offset, length)) {
       throw new Error(
         `${this.#path}: record at offset ${offset} is cut short (file damaged or truncated)`,
       );
     }
+  }
+
+  /** Decompresses one block whole. */
+  #loadBlock(block: number): void {
+    const b = this.#blocks;
+    {
+      const compressed = new Uint8Array(b[block * 4 + 1]);
+      const n = this.#readInto(compressed, b[block * 4], compressed.length);
+      const bytes = decompressBlockRange(compressed.subarray(0, n), this.#compress);
+      this.#setBuffer(bytes, b[block * 4 + 2], bytes.length);
+    }
+  }
+
+  /**
+   * Brings [offset, offset+length) of a streamed block into the stream window, decompressing on
+   * from where the window is (from the block's start when the offset lies behind it).
+   */
+  #loadStreamed(block: number, offset: number, length: number): void {
+    const b = this.#blocks;
+    if (this.#stream === null || this.#streamBlock !== block || offset < this.#streamStart) {
+      this.#stream?.close();
+      const start = b[block * 4];
+      this.#stream = new StreamInflater(
+        this.#file,
+        this.#compress,
+        start,
+        start + b[block * 4 + 1],
+      );
+      this.#streamBlock = block;
+      this.#streamStart = b[block * 4 + 2];
+      this.#streamLength = 0;
+      if (this.#streamBuffer.length === 0) {
+        this.#streamBuffer = new Uint8Array(READ_WINDOW * 4 + MAX_CAPLEN + 16);
+      }
+    }
+    const buffer = this.#streamBuffer;
+    const stream = this.#stream;
+    try {
+      // Skip whole windows before the offset.
+      while (this.#streamStart + this.#streamLength <= offset) {
+        this.#streamStart += this.#streamLength;
+        this.#streamLength = stream.read(buffer);
+        if (this.#streamLength === 0) break;
+      }
+      const drop = Math.min(offset - this.#streamStart, this.#streamLength);
+      buffer.copyWithin(0, drop, this.#streamLength);
+      this.#streamStart += drop;
+      this.#streamLength -= drop;
+      if (this.#streamLength < length) {
+        this.#streamLength += stream.read(buffer.subarray(this.#streamLength));
+      }
+    } catch (e) {
+      throw new Error(`${this.#path}: ${(e as Error).message}`);
+    }
+    this.#setBuffer(buffer, this.#streamStart, this.#streamLength);
   }
 
   #setBuffer(bytes: Uint8Array, start: number, length: number): void {

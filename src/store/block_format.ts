@@ -122,22 +122,58 @@ export function compressBlock(data: Uint8Array, compress: Compression, level: nu
  */
 export const MAX_UNIT_BYTES = 64 * 1024 * 1024;
 
+/**
+ * A unit that decompresses to more than this is stream-decompressed (stream_inflate.ts) rather
+ * than whole, when this process can stream: cutcap's own blocks are 1 MiB, and a bound well below
+ * MAX_UNIT_BYTES keeps the trial decompression that finds out cheap.
+ */
+export const STREAM_ABOVE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Whether the file whose first bytes are `head` is not made of blocks of cutcap's kind (a gzip
+ * stream without cutcap's length field, a zstd frame without a content size or a large one), so
+ * that reading it in order should stream it rather than decode block by block.
+ */
+export function isForeignStream(head: Uint8Array, compress: Compression): boolean {
+  if (compress === "gzip") {
+    const m: BlockMeasure = { compressedLength: 0, uncompressedLength: -1, skippable: false };
+    return measureBlock(head, 0, head.length, compress, m) === MEASURE_UNKNOWN;
+  }
+  if (compress !== "zstd" || head.length < 18) return false;
+  const view = new DataView(head.buffer, head.byteOffset, head.length);
+  if (view.getUint32(0, true) !== ZSTD_MAGIC) return false;
+  // Frame header: descriptor, window byte unless single segment, dictionary id, content size.
+  const fhd = head[4];
+  const fcsFlag = fhd >> 6;
+  const singleSegment = (fhd >> 5) & 1;
+  const at = 5 + (singleSegment ? 0 : 1) + [0, 1, 2, 4][fhd & 3];
+  if (fcsFlag === 0 && !singleSegment) return true;
+  const size = fcsFlag === 0
+    ? head[at]
+    : fcsFlag === 1
+    ? view.getUint16(at, true) + 256
+    : fcsFlag === 2
+    ? view.getUint32(at, true)
+    : Number(view.getBigUint64(at, true));
+  return size > STREAM_ABOVE_BYTES;
+}
+
 /** Why a unit was refused: what it is, where, and what to do. */
-export function unitTooLargeMessage(what: string): string {
-  return `${what} decompresses to more than ${MAX_UNIT_BYTES / 1048576} MiB: expected ` +
+export function unitTooLargeMessage(what: string, limit = MAX_UNIT_BYTES): string {
+  return `${what} decompresses to more than ${limit / 1048576} MiB: expected ` +
     `blocks of at most that (cutcap writes 1 MiB blocks); decompress the file and index the ` +
     `plain pcap instead`;
 }
 
 /**
- * Runs a node:zlib call given `maxOutputLength: MAX_UNIT_BYTES`, turning its RangeError (output
- * over the bound, thrown as soon as it is passed) into a clear Error about `what`.
+ * Runs a node:zlib call given `maxOutputLength: limit`, turning its RangeError (output over the
+ * bound, thrown as soon as it is passed) into a clear Error about `what`.
  */
-export function boundedInflate<T>(what: string, inflate: () => T): T {
+export function boundedInflate<T>(what: string, inflate: () => T, limit = MAX_UNIT_BYTES): T {
   try {
     return inflate();
   } catch (error) {
-    if (error instanceof RangeError) throw new Error(unitTooLargeMessage(what));
+    if (error instanceof RangeError) throw new Error(unitTooLargeMessage(what, limit));
     throw error;
   }
 }

@@ -15,9 +15,11 @@ import {
   type Compression,
   decompressBlock,
   detectCompression,
+  isForeignStream,
   readAt,
 } from "./block_format.ts";
 import { BlockWalker } from "./block_reader.ts";
+import { canStream, StreamInflater } from "./stream_inflate.ts";
 import {
   GLOBAL_HEADER_SIZE,
   MAX_CAPLEN,
@@ -87,6 +89,9 @@ export class PcapReader {
   #filePos = 0;
   #fileEof = false;
   #walker: BlockWalker | null = null;
+  /** Instead of the walker: a foreign stream read through a streaming decompressor. */
+  #stream: StreamInflater | null = null;
+  #streamError = "";
   #chunk: Uint8Array = new Uint8Array(0);
   #chunkPos = 0;
   // Random access.
@@ -109,10 +114,15 @@ export class PcapReader {
     this.#cacheSize = Math.max(1, options.cacheBlocks ?? 4);
     this.#file = Deno.openSync(path, { read: true });
     try {
-      const head = new Uint8Array(4);
-      const n = readAt(this.#file, 0, head, 4);
+      const head = new Uint8Array(64);
+      const n = readAt(this.#file, 0, head, head.length);
       this.compress = detectCompression(head.subarray(0, n));
-      if (this.compress !== "none") this.#walker = new BlockWalker(this.#file, this.compress, path);
+      if (isForeignStream(head.subarray(0, n), this.compress) && canStream(this.compress)) {
+        const size = this.#file.statSync().size;
+        this.#stream = new StreamInflater(this.#file, this.compress, 0, size);
+      } else if (this.compress !== "none") {
+        this.#walker = new BlockWalker(this.#file, this.compress, path);
+      }
       if (!this.#ensure(GLOBAL_HEADER_SIZE) && this.#sourceError() !== "") {
         throw new Error(this.#sourceError());
       }
@@ -211,6 +221,7 @@ export class PcapReader {
 
   /** Closes the file. */
   close(): void {
+    this.#stream?.close();
     this.#file.close();
   }
 
@@ -238,7 +249,7 @@ export class PcapReader {
   }
 
   #sourceError(): string {
-    return this.#walker?.error ?? "";
+    return this.#walker?.error ?? this.#streamError;
   }
 
   #sourceName(): string {
@@ -263,6 +274,7 @@ export class PcapReader {
 
   /** Copies up to `max` bytes of the decompressed stream into the window at `at`. */
   #fill(at: number, max: number): number {
+    if (this.#stream !== null) return this.#fillStreamed(at, max);
     if (this.#walker === null) {
       if (this.#fileEof) return 0;
       const n = readAt(this.#file, this.#filePos, this.#win.subarray(at), max);
@@ -279,6 +291,19 @@ export class PcapReader {
     this.#win.set(this.#chunk.subarray(this.#chunkPos, this.#chunkPos + n), at);
     this.#chunkPos += n;
     return n;
+  }
+
+  /** #fill from a streamed foreign file; a decoding error ends the stream (see #sourceError). */
+  #fillStreamed(at: number, max: number): number {
+    if (this.#streamError !== "") return 0;
+    try {
+      return this.#stream!.read(this.#win.subarray(at, at + max));
+    } catch (err) {
+      this.#streamError = `Corrupt ${this.compress} stream in ${this.path}: ${
+        err instanceof Error ? err.message : String(err)
+      }`;
+      return 0;
+    }
   }
 
   #readPlainAt(offset: number): boolean {
