@@ -3,7 +3,7 @@
  * a real ClickHouse. Packets sent are in the fleet's /flows and /query within seconds, while their
  * file is still open (tcpdump reads what was sent); more packets to the same open file replace its
  * rows, never add to them; after SIGHUP finalizes the file, the fleet's /flows equals the sensor's
- * /flows of the finalized file exactly, each flow once. Needs root.
+ * /flows of the finalized file exactly, each flow once, and its open rows are purged. Needs root.
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
@@ -134,6 +134,19 @@ rootTest(
         await sleep(250);
       }
       assert.deepEqual((await queryFrames(fleet.url)).length, all, "fleet /query once finalized");
+      // The finalized file's open rows are deleted (a mutation, done in the background).
+      const purged = Date.now() + FRESH_MS;
+      for (;;) {
+        const left = Number(
+          await clickhouse.sql(
+            `SELECT count() FROM ${TABLES.openFlows} WHERE file IN ` +
+              `(SELECT file FROM ${TABLES.flows}) FORMAT TabSeparated`,
+          ),
+        );
+        if (left === 0) break;
+        assert.ok(Date.now() < purged, `${left} open rows left after finalization`);
+        await sleep(250);
+      }
     } finally {
       await fleet?.stop();
       sensor.kill("SIGTERM");

@@ -256,7 +256,7 @@ export class Exporter {
     const n = Number(held[0]?.n ?? 0);
     if (n === batch.rows.length) {
       this.#stats.batchesSkipped++;
-      return;
+      return await this.#purgeOpen(batch.sensor, batch.file);
     }
     if (n !== 0) {
       throw new ClickHouseError(
