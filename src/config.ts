@@ -8,6 +8,7 @@ import type { CaptureMethod } from "./capture/source.ts";
 import { checkClickHouseUrl } from "./export/clickhouse.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
+import type { GuardOptions } from "./server/conn_guard.ts";
 
 /** The HTTP server's access options, the same for `capture` and `serve`. */
 export const SERVER_ACCESS_OPTIONS = {
@@ -33,6 +34,55 @@ export const SERVER_ACCESS_OPTIONS = {
     help: "leave /metrics, /healthz and /readyz open when a token is required",
   },
 } as const satisfies OptionTable;
+
+/**
+ * The connection guard's timeouts and caps (src/server/conn_guard.ts), the same for `serve` and
+ * `fleet`; parseGuardOptions reads them.
+ */
+export const SERVER_GUARD_OPTIONS = {
+  "header-timeout": {
+    type: "string",
+    default: "10s",
+    arg: "DUR",
+    help: "close a connection that has not finished its TLS handshake and headers by then",
+  },
+  "idle-timeout": {
+    type: "string",
+    default: "2m",
+    arg: "DUR",
+    help: "close a connection idle this long",
+  },
+  "max-connections": { type: "string", default: "256", arg: "N", help: "connections at once" },
+  "max-per-source": {
+    type: "string",
+    default: "32",
+    arg: "N",
+    help: "connections at once from one client address",
+  },
+  "request-timeout": {
+    type: "string",
+    default: "1m",
+    arg: "DUR",
+    help: "close a connection whose request has not been answered by then (trickled bodies)",
+  },
+} as const satisfies OptionTable;
+
+/** The guard's settings from SERVER_GUARD_OPTIONS' values. */
+export function parseGuardOptions(values: {
+  "header-timeout": string;
+  "idle-timeout": string;
+  "max-connections": string;
+  "max-per-source": string;
+  "request-timeout": string;
+}): GuardOptions {
+  return {
+    headerTimeout: parsePositiveDuration(values["header-timeout"], "--header-timeout"),
+    idleTimeout: parsePositiveDuration(values["idle-timeout"], "--idle-timeout"),
+    maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
+    maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
+    requestTimeout: parsePositiveDuration(values["request-timeout"], "--request-timeout"),
+  };
+}
 
 /** Output compression: independent gzip members / zstd frames, so readers can seek. */
 export type Compression = "none" | "gzip" | "zstd";

@@ -103,7 +103,7 @@ Deno.test("access: every query endpoint needs the token; --open-metrics opens on
           `Bearer ${TOKEN.slice(0, -1)}x`, // same length, last byte differs
           `Bearer ${TOKEN}x`,
           `Bearer ${TOKEN.slice(0, 5)}`,
-          `bearer ${TOKEN}`,
+          `bearer ${TOKEN}x`,
           `Basic ${btoa(`u:${TOKEN}`)}`,
           TOKEN,
         ];
@@ -114,22 +114,26 @@ Deno.test("access: every query endpoint needs the token; --open-metrics opens on
               ? {}
               : { authorization: auth };
             const r = await fetch(`${server.url}${path}`, { ...init, headers });
-            await r.body?.cancel();
+            const text = await r.text();
             if (open) assert.ok(r.status === 200 || r.status === 503, `${path} open: ${r.status}`);
             else {
               assert.equal(r.status, 401, `${path} with ${auth}`);
               assert.equal(r.headers.get("www-authenticate"), "Bearer");
+              assert.match(text, /'Authorization: Bearer <token>'.*--token-file/);
             }
           }
-          const r = await fetch(`${server.url}${path}`, {
-            ...init,
-            headers: { authorization: `Bearer ${TOKEN}` },
-          });
-          await r.body?.cancel();
-          assert.ok(
-            r.status === 200 || (path === "/readyz" && r.status === 503),
-            `${path}: ${r.status}`,
-          );
+          // The scheme is case-insensitive (RFC 7235 §2.1); the token is not.
+          for (const scheme of ["Bearer", "bearer"]) {
+            const r = await fetch(`${server.url}${path}`, {
+              ...init,
+              headers: { authorization: `${scheme} ${TOKEN}` },
+            });
+            await r.body?.cancel();
+            assert.ok(
+              r.status === 200 || (path === "/readyz" && r.status === 503),
+              `${path} with ${scheme}: ${r.status}`,
+            );
+          }
         }
         checked.push(
           `${paths.length} paths × ${wrong.length} wrong tokens (open-metrics ${openMetrics})`,

@@ -7,7 +7,9 @@
  * - one source holding every connection it may, reopened as they close: others still get in;
  * - a request body trickled a byte a second: cut at --request-timeout;
  * - an h2c download slower than --header-timeout: not cut;
- * - no listening port besides the guard's (the HTTP server sits on a private Unix socket).
+ * - no listening port besides the guard's (the HTTP server sits on a private Unix socket);
+ * - `cutcap fleet` behind the same guard (issue 14): beyond --max-per-source a connection is closed
+ *   at once, an idle and a slowloris connection are closed at --header-timeout, /healthz answers.
  */
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
@@ -128,19 +130,26 @@ Deno.test({
         try {
           const health = probeHealth(url);
           const held = new Set<Deno.TcpConn>();
+          // A connection the server ends is closed here too: left open, the refused ones would run
+          // this process out of descriptors. Bounded in time and in connections opened.
+          const release = (conn: Deno.TcpConn) => {
+            if (!held.delete(conn)) return;
+            try {
+              conn.close();
+            } catch { /* already closed */ }
+          };
           const until = performance.now() + 4000;
-          while (performance.now() < until) {
-            while (held.size < 64) {
+          let opened = 0;
+          while (performance.now() < until && opened < 20_000) {
+            while (held.size < 64 && opened < 20_000) {
               const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+              opened++;
               held.add(conn);
-              conn.read(new Uint8Array(16)).then(
-                () => held.delete(conn),
-                () => held.delete(conn),
-              );
+              conn.read(new Uint8Array(16)).then(() => release(conn), () => release(conn));
             }
             await new Promise((r) => setTimeout(r, 50));
           }
-          for (const conn of held) conn.close();
+          for (const conn of [...held]) release(conn);
           const seen = await health.stop();
           assert.deepEqual(seen.failures, []);
           assert.ok(seen.probes >= 5, `${seen.probes} probes`);
@@ -226,6 +235,86 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "fleet coordinator: per-source cap, idle and slowloris connections cut at --header-timeout",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // /healthz needs no ClickHouse: nothing listens at this one.
+    const fleet = startCutcap([
+      ...["fleet", "--clickhouse", "http://127.0.0.1:9/?database=cutcap"],
+      ...["--listen", "127.0.0.1:0", "--header-timeout", "2s", "--max-per-source", "4"],
+    ]);
+    const line = await fleet.waitFor(/Fleet coordinator on http:\/\/127\.0\.0\.1:\d+ /);
+    const port = Number(/127\.0\.0\.1:(\d+) /.exec(line)![1]);
+    const url = `http://127.0.0.1:${port}`;
+    const held: Deno.TcpConn[] = [];
+    try {
+      const health = probeHealth(url);
+      // Four connections from 127.0.0.1 are accepted; the fifth is closed at once.
+      for (let i = 0; i < 5; i++) held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      const watched = held.map(watchClose);
+      await Promise.race([watched[4].done, new Promise((r) => setTimeout(r, 1000))]);
+      assert.ok(watched[4].closedAt > 0, "the fifth from one source is closed at once");
+      assert.ok(watched.slice(0, 4).every((w) => w.closedAt === 0), "the first four stay");
+
+      // Of those four: one says nothing, one trickles its head; both go at the header timeout.
+      const started = performance.now();
+      const trickle = (async () => {
+        const enc = new TextEncoder();
+        await held[1].write(enc.encode("GET /healthz HTTP/1.1\r\nHost: x\r\n"));
+        for (let i = 0; i < 30 && watched[1].closedAt === 0; i++) {
+          await new Promise((r) => setTimeout(r, 300));
+          await held[1].write(enc.encode(`X-Slow-${i}: y\r\n`));
+        }
+      })().catch(() => {});
+      await Promise.race([
+        Promise.all([watched[0].done, watched[1].done]),
+        new Promise((r) => setTimeout(r, 8000)),
+      ]);
+      await trickle;
+      for (const [i, what] of [[0, "an idle"], [1, "a slowloris"]] as const) {
+        assert.ok(watched[i].closedAt > 0, `${what} connection is closed`);
+        const after = (watched[i].closedAt - started) / 1000;
+        assert.ok(after < 6, `${what} connection closed ${after.toFixed(1)} s later (2s timeout)`);
+        assert.equal(watched[i].bytes, 0, `${what} connection got no answer`);
+      }
+
+      const seen = await health.stop();
+      assert.deepEqual(seen.failures, []);
+      assert.ok(seen.probes >= 3, `${seen.probes} probes`);
+      assert.ok(seen.slowest < 1, `slowest /healthz ${seen.slowest} s`);
+      const listening = (await sh("ss", ["-Hltnp"])).split("\n")
+        .filter((l) => l.includes(`pid=${fleet.pid},`));
+      assert.equal(listening.length, 1, listening.join("\n"));
+    } finally {
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+      await fleet.stop();
+    }
+  },
+});
+
+/** Reads `conn` until the peer closes it (EOF or reset): when, and how many bytes came. */
+function watchClose(conn: Deno.Conn) {
+  const state = { closedAt: 0, bytes: 0, done: Promise.resolve() };
+  state.done = (async () => {
+    const buffer = new Uint8Array(1024);
+    try {
+      for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+        state.bytes += n;
+      }
+    } catch {
+      // A reset is a close too.
+    }
+    state.closedAt = performance.now();
+  })();
+  return state;
+}
 
 async function isAlive(pid: number): Promise<boolean> {
   try {

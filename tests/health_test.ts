@@ -266,5 +266,10 @@ Deno.test("a token guards every route; --open-metrics opens /metrics and health"
   assert.equal(readTokenFile(file), "s3cret");
   Deno.writeTextFileSync(file, "\n");
   assert.throws(() => readTokenFile(file), /Token file .* is empty: expected a token/);
+  // A header could never carry it (hono's bearerAuth takes RFC 6750 b64token only): refused at start.
+  Deno.writeTextFileSync(file, "pass word!\n");
+  assert.throws(() => readTokenFile(file), /holds characters a bearer token cannot have/);
+  Deno.writeTextFileSync(file, "Zm9v+/bar_~.-==\n");
+  assert.equal(readTokenFile(file), "Zm9v+/bar_~.-==");
   cleanup(sensor);
 });

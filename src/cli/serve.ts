@@ -2,13 +2,19 @@
  * `cutcap serve --out DIR [--listen HOST:PORT]`: the same server and routes as a capture, over an existing
  * archive, without capturing. The catalog is rebuilt from the files when it is missing or stale.
  */
-import { parseInteger, parseListen, parseStrict, SERVER_ACCESS_OPTIONS } from "../config.ts";
+import {
+  parseGuardOptions,
+  parseInteger,
+  parseListen,
+  parseStrict,
+  SERVER_ACCESS_OPTIONS,
+  SERVER_GUARD_OPTIONS,
+} from "../config.ts";
 import type { OptionTable } from "./options.ts";
 import { Catalog } from "../index/catalog.ts";
 import { logInfo } from "../log.ts";
 import { startServer } from "../server/mod.ts";
 import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
-import { parseDuration } from "../units.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import type { SensorView } from "../sensor/view.ts";
 import { serverSettings } from "../web/settings.ts";
@@ -30,31 +36,7 @@ export const SERVE_OPTIONS = {
     help: "queries at once; more get 503",
   },
   ...SERVER_ACCESS_OPTIONS,
-  "header-timeout": {
-    type: "string",
-    default: "10s",
-    arg: "DUR",
-    help: "close a connection that has not finished its TLS handshake and headers by then",
-  },
-  "idle-timeout": {
-    type: "string",
-    default: "2m",
-    arg: "DUR",
-    help: "close a connection idle this long",
-  },
-  "max-connections": { type: "string", default: "256", arg: "N", help: "connections at once" },
-  "max-per-source": {
-    type: "string",
-    default: "32",
-    arg: "N",
-    help: "connections at once from one client address",
-  },
-  "request-timeout": {
-    type: "string",
-    default: "1m",
-    arg: "DUR",
-    help: "close a connection whose request has not been answered by then (trickled bodies)",
-  },
+  ...SERVER_GUARD_OPTIONS,
   "community-id-seed": {
     type: "string",
     default: "0",
@@ -151,11 +133,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
         maxConcurrentQueries: policy.maxConcurrent,
       }),
     ],
-    headerTimeout: positiveDuration(values["header-timeout"], "--header-timeout"),
-    idleTimeout: positiveDuration(values["idle-timeout"], "--idle-timeout"),
-    maxConnections: parseInteger(values["max-connections"], "--max-connections", 1, 65536),
-    maxPerSource: parseInteger(values["max-per-source"], "--max-per-source", 1, 65536),
-    requestTimeout: positiveDuration(values["request-timeout"], "--request-timeout"),
+    ...parseGuardOptions(values),
   });
   // Listening for signals before saying "Serving": a signal right after that line is handled.
   const stopped = Promise.withResolvers<void>();
@@ -189,12 +167,6 @@ function checkArchiveDir(dir: string): void {
   if (!info.isDirectory) {
     throw new Error(`Archive directory ${dir} is not a directory: give --out a capture's --out`);
   }
-}
-
-function positiveDuration(text: string, option: string): number {
-  const seconds = parseDuration(text, option);
-  if (!(seconds > 0)) throw new Error(`Invalid ${option} "${text}": expected a duration above 0`);
-  return seconds;
 }
 
 function hostPort(host: string, port: number): string {

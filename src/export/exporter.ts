@@ -9,13 +9,22 @@
  * already holds for (sensor, file) — a retry after a lost answer finds them all and skips; an
  * insert is one block (all or nothing on a MergeTree, and on one shard of a Distributed table,
  * which shards by file).
+ *
+ * Open files (published at each flush, src/store/open_file.ts): every OPEN_EXPORT_MS, each open
+ * file that grew since its last export has all its flow rows (named by its final name) sent to
+ * the open table with a new generation, then a row naming that generation its latest. Best
+ * effort, never spooled: only while the spool is empty, and a failed one is simply tried again.
+ * A finalized file's batch first marks the file closed (generation CLOSED_GENERATION): readers
+ * take an open file's latest generation only while it is not closed (src/fleet/plan.ts), so its
+ * rows count once, and the closed file's open rows are then purged.
  */
 import { readFileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { fileFlows } from "../query/flows.ts";
 import { logInfo, logWarn } from "../log.ts";
 import { type ClickHouse, ClickHouseError, sqlString } from "./clickhouse.ts";
-import { flowRow, mergeTreeSchema, TABLES } from "./schema.ts";
+import { CLOSED_GENERATION, type FlowRow, flowRow, mergeTreeSchema, TABLES } from "./schema.ts";
+import { OpenFiles } from "../query/open_files.ts";
 import { type Batch, Spool } from "./spool.ts";
 
 /** What the exporter needs to know. */
@@ -33,7 +42,12 @@ export interface ExporterOptions {
   maxBackoffMs?: number;
   /** How often a heartbeat row says the sensor is alive and how far behind it is, ms. */
   heartbeatMs?: number;
+  /** How often open files that grew are exported, ms (0: never). */
+  openExportMs?: number;
 }
+
+/** Default of `openExportMs`. */
+const OPEN_EXPORT_MS = 5000;
 
 /** Export counters for /metrics. */
 export interface ExportStats {
@@ -49,6 +63,8 @@ export interface ExportStats {
   errors: number;
   /** Unix seconds of the last batch ClickHouse took; 0 before any. */
   lastExportAt: number;
+  /** Exports of open files ClickHouse took (since start). */
+  openExports: number;
 }
 
 /** Spools and sends a sensor's flow records; see the module comment. */
@@ -67,11 +83,19 @@ export class Exporter {
   #refused = false;
   #lastFile = "";
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #openTimer: ReturnType<typeof setInterval> | undefined;
+  /** The open-file export running now, if any. */
+  #openRun: Promise<void> | undefined;
+  #openFiles: OpenFiles;
+  /** Per open file (final name): the flushed size its last export covered. */
+  #openSent = new Map<string, number>();
+  #generation = 0;
 
   constructor(opts: ExporterOptions) {
     this.#ch = opts.clickhouse;
     this.#opts = opts;
     this.#spool = new Spool(opts.outDir);
+    this.#openFiles = new OpenFiles(opts.outDir);
     this.#backoffMs = opts.minBackoffMs ?? 1000;
     this.#stats = {
       backlogBatches: this.#spool.length,
@@ -80,6 +104,7 @@ export class Exporter {
       batchesSkipped: 0,
       errors: 0,
       lastExportAt: 0,
+      openExports: 0,
     };
   }
 
@@ -91,6 +116,12 @@ export class Exporter {
       () => this.#beat().catch(() => {}),
       this.#opts.heartbeatMs ?? 30_000,
     );
+    const openMs = this.#opts.openExportMs ?? OPEN_EXPORT_MS;
+    if (openMs > 0) {
+      this.#openTimer = setInterval(() => {
+        this.#openRun ??= this.#exportOpen().finally(() => this.#openRun = undefined);
+      }, openMs);
+    }
   }
 
   /** The spool's folder (capture gives it to --user). */
@@ -144,8 +175,10 @@ export class Exporter {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    clearInterval(this.#openTimer);
     this.#wake?.();
     await this.#running;
+    await this.#openRun;
   }
 
   #append(batch: Batch): void {
@@ -208,6 +241,13 @@ export class Exporter {
       this.#stats.batchesSent++;
       return;
     }
+    // Closed first: from here the fleet reads the file's finalized rows only (none for a moment).
+    await this.#ch.insert(TABLES.openFiles, [{
+      sensor: batch.sensor,
+      file: batch.file,
+      generation: CLOSED_GENERATION,
+      closed: 1,
+    }], SYNC_INSERT);
     const held = await this.#ch.select<{ n: string }>(
       `SELECT count() AS n FROM ${TABLES.flows} WHERE sensor = ${
         sqlString(batch.sensor)
@@ -216,7 +256,7 @@ export class Exporter {
     const n = Number(held[0]?.n ?? 0);
     if (n === batch.rows.length) {
       this.#stats.batchesSkipped++;
-      return;
+      return await this.#purgeOpen(batch.sensor, batch.file);
     }
     if (n !== 0) {
       throw new ClickHouseError(
@@ -230,6 +270,66 @@ export class Exporter {
     });
     this.#stats.rowsSent += batch.rows.length;
     this.#stats.batchesSent++;
+    await this.#purgeOpen(batch.sensor, batch.file);
+  }
+
+  /** Drops a closed file's open rows (a mutation; a Distributed table refuses it: kept there). */
+  async #purgeOpen(sensor: string, file: string): Promise<void> {
+    await this.#ch.exec(
+      `ALTER TABLE ${TABLES.openFlows} DELETE WHERE sensor = ${sqlString(sensor)} AND file = ${
+        sqlString(file)
+      }`,
+    ).catch(() => {});
+  }
+
+  /** Sends the rows of every open file that grew since its last export (see the module doc). */
+  async #exportOpen(): Promise<void> {
+    if (this.#closed || this.#spool.length > 0 || this.#lastError !== "") return;
+    let inputs;
+    try {
+      inputs = await this.#openFiles.inputs();
+    } catch {
+      return; // A file rotated under us: the next round sees the new state.
+    }
+    const live = new Set<string>();
+    try {
+      for (const input of inputs) {
+        if (input.file === null) continue; // finalized: its own batch sends it
+        live.add(input.finalPath);
+        const size = input.index.header.dataSize;
+        if (this.#openSent.get(input.finalPath) === size) continue;
+        const origin = {
+          sensor: this.#opts.sensor,
+          iface: input.index.header.iface,
+          worker: input.index.header.worker,
+        };
+        const rows = [...fileFlows(input.index, input.finalPath)].map((r) => flowRow(r, origin));
+        await this.#sendOpen(input.finalPath, rows);
+        this.#openSent.set(input.finalPath, size);
+      }
+    } catch {
+      // ClickHouse away: the sender's loop reports it; the next round tries again.
+    } finally {
+      for (const input of inputs) input.file?.close();
+    }
+    for (const file of this.#openSent.keys()) if (!live.has(file)) this.#openSent.delete(file);
+  }
+
+  /** One open file's rows under a new generation, then that generation made its latest. */
+  async #sendOpen(file: string, rows: FlowRow[]): Promise<void> {
+    await this.#ensureSchema();
+    const generation = this.#generation = Math.max(this.#generation + 1, Date.now());
+    await this.#ch.insert(TABLES.openFlows, rows.map((row) => ({ ...row, generation })), {
+      ...SYNC_INSERT,
+      max_insert_block_size: String(rows.length + 1),
+    });
+    await this.#ch.insert(TABLES.openFiles, [{
+      sensor: this.#opts.sensor,
+      file,
+      generation,
+      closed: 0,
+    }], SYNC_INSERT);
+    this.#stats.openExports++;
   }
 
   /** A row saying where the sensor is reached and how far behind its export is. */

@@ -25,7 +25,14 @@ export const TABLES = {
   deleted: `cutcap_deleted_v${SCHEMA_VERSION}`,
   /** A row per export batch and per heartbeat: where a sensor is reached and its backlog. */
   sensors: `cutcap_sensors_v${SCHEMA_VERSION}`,
+  /** Open files' flow rows, the whole file again at each export (`generation`). */
+  openFlows: `cutcap_open_flows_v${SCHEMA_VERSION}`,
+  /** Per open file its latest exported generation, and whether it was finalized since. */
+  openFiles: `cutcap_open_files_v${SCHEMA_VERSION}`,
 } as const;
+
+/** The generation of the row that says a file was finalized: above every export's. */
+export const CLOSED_GENERATION = 2 ** 53 - 1;
 
 /** One exported flow record: the `/flows` record plus where it was captured. */
 export interface FlowRow {
@@ -104,18 +111,37 @@ const SENSOR_COLUMNS = `
   backlog_files UInt64,
   last_file String`;
 
-/** Engine clauses of the MergeTree tables, by table. */
+const OPEN_FILE_COLUMNS = `
+  sensor String,
+  file String,
+  generation UInt64,
+  closed UInt8`;
+
+/**
+ * Engine clauses of the MergeTree tables, by table. The open tables are ReplacingMergeTree: merges
+ * keep a flow's (a file's) latest generation only, so they stay about one row per flow of the open
+ * files; readers never rely on merges (they pick the latest generation, src/fleet/plan.ts).
+ */
 const ENGINES: Record<keyof typeof TABLES, string> = {
   flows: "ENGINE = MergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, a_hi, a_lo, first_us)",
   deleted: "ENGINE = MergeTree() PARTITION BY tuple() ORDER BY (sensor, file)",
   sensors: "ENGINE = MergeTree() PARTITION BY toYYYYMM(at) ORDER BY (sensor, at)",
+  openFlows: "ENGINE = ReplacingMergeTree(generation) PARTITION BY tuple() " +
+    "ORDER BY (sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us)",
+  openFiles: "ENGINE = ReplacingMergeTree(generation) PARTITION BY tuple() ORDER BY (sensor, file)",
 };
 
 const COLUMNS: Record<keyof typeof TABLES, string> = {
   flows: FLOW_COLUMNS,
   deleted: DELETED_COLUMNS,
   sensors: SENSOR_COLUMNS,
+  openFlows: `${FLOW_COLUMNS},\n  generation UInt64`,
+  openFiles: OPEN_FILE_COLUMNS,
 };
+
+/** The columns of a flow row, in table order (the open table's but `generation`). */
+export const FLOW_COLUMN_NAMES = FLOW_COLUMNS.trim().split(",\n").map((c) => c.trim().split(" ")[0])
+  .join(", ");
 
 /**
  * Statements creating the single-server tables (what the exporter runs on first use). The sharded

@@ -4,12 +4,20 @@
  * TLS and token options as `cutcap serve`; sensors are reached with `--sensor-token-file` and
  * `--sensor-ca`.
  */
-import { parseInteger, parseListen, parseStrict, SERVER_ACCESS_OPTIONS } from "../config.ts";
+import {
+  parseGuardOptions,
+  parseInteger,
+  parseListen,
+  parseStrict,
+  SERVER_ACCESS_OPTIONS,
+  SERVER_GUARD_OPTIONS,
+} from "../config.ts";
 import { type OptionTable, UsageError } from "../cli/options.ts";
 import { parseDuration } from "../units.ts";
 import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
 import { checkClickHouseUrl, ClickHouse, readCredentials } from "../export/clickhouse.ts";
 import { logInfo } from "../log.ts";
+import { hostPort, startHttpServer } from "../server/mod.ts";
 import { Hono } from "hono";
 import { type FleetDeps, fleetRoutes, fleetStatus } from "./routes.ts";
 import { fleetPageSource } from "./page_source.ts";
@@ -31,6 +39,7 @@ export const FLEET_OPTIONS = {
   "clickhouse-ca": { type: "string", arg: "FILE", help: "CA certificate of an https ClickHouse" },
   listen: { type: "string", default: "127.0.0.1:9103", arg: "HOST:PORT", help: "HTTP server" },
   ...SERVER_ACCESS_OPTIONS,
+  ...SERVER_GUARD_OPTIONS,
   "sensor-token-file": {
     type: "string",
     arg: "FILE",
@@ -75,6 +84,7 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
     tokenFile: values["token-file"],
     insecure: values.insecure,
   });
+  const guard = parseGuardOptions(values);
   const credentials = values["clickhouse-credentials"] === undefined
     ? {}
     : readCredentials(values["clickhouse-credentials"]);
@@ -102,6 +112,9 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
     sensorTimeoutSeconds: positiveDuration(values["sensor-timeout"], "--sensor-timeout"),
   };
   const routes = fleetRoutes(deps);
+  const token = values["token-file"] === undefined
+    ? undefined
+    : readTokenFile(values["token-file"]);
   const cert = readOptional(values["tls-cert"]);
   const key = readOptional(values["tls-key"]);
   const app = new Hono();
@@ -121,26 +134,30 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
         }),
       ],
     }),
-    token: values["token-file"] === undefined ? undefined : readTokenFile(values["token-file"]),
+    token,
     openMetrics: values["open-metrics"],
     secure: cert !== undefined && key !== undefined,
     parse: { sensors: true },
   });
   app.route("/", routes);
-  const server = Deno.serve({
-    hostname: listen.host,
-    port: listen.port,
-    ...(cert && key ? { cert, key } : {}),
-    onListen: ({ port }) =>
-      logInfo(
-        `Fleet coordinator on ${cert ? "https" : "http"}://${listen.host}:${port} over ClickHouse ${
-          new URL(values.clickhouse!).host
-        }`,
-      ),
-  }, app.fetch);
+  const server = startHttpServer(app.fetch, {
+    ...listen,
+    cert,
+    key,
+    token,
+    insecure: values.insecure,
+    ...guard,
+  });
+  // Listening for signals before saying where it serves: a signal right after that line is handled.
   const stopped = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", () => stopped.resolve());
   Deno.addSignalListener("SIGTERM", () => stopped.resolve());
+  logInfo(
+    `Fleet coordinator on ${cert ? "https" : "http"}://${
+      hostPort(listen.host, server.addr.port)
+    } ` +
+      `over ClickHouse ${new URL(values.clickhouse).host}`,
+  );
   await stopped.promise;
   await server.shutdown();
   clickhouse.close();

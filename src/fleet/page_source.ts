@@ -5,7 +5,7 @@
  * packets at its first packet's time.
  */
 import type { ClickHouse } from "../export/clickhouse.ts";
-import { type FlowRow as ExportRow, rowRecord, TABLES } from "../export/schema.ts";
+import { type FlowRow as ExportRow, rowRecord } from "../export/schema.ts";
 import { flowQuery } from "../web/sensor_source.ts";
 import type {
   FlowPage,
@@ -17,7 +17,7 @@ import type {
   SortKey,
   StatusView,
 } from "../web/source.ts";
-import { liveRows } from "./plan.ts";
+import { flowRows } from "./plan.ts";
 import { FLOW_FIELDS } from "./routes.ts";
 import { querySql } from "./sql.ts";
 import { VERSION } from "../version.ts";
@@ -71,8 +71,9 @@ export function fleetPageSource(deps: FleetPageDeps): PageSource {
   };
 }
 
-function where(q: PageQuery): string {
-  return `${querySql(q.query).may} AND ${liveRows()}`;
+/** The rows of the page's query (see flowRows). */
+function rowsOf(q: PageQuery): string {
+  return flowRows(querySql(q.query).may);
 }
 
 async function flowPage(
@@ -81,12 +82,11 @@ async function flowPage(
   request: FlowPageRequest,
 ): Promise<FlowPage> {
   const [totals] = await clickhouse.select<{ flows: string; packets: string; bytes: string }>(
-    `SELECT count() AS flows, sum(packets) AS packets, sum(bytes) AS bytes FROM ${TABLES.flows} ` +
-      `WHERE ${where(q)}`,
+    `SELECT count() AS flows, sum(packets) AS packets, sum(bytes) AS bytes FROM ${rowsOf(q)}`,
   );
   const column = SORT_COLUMNS[request.sort] ?? "first_us";
   const rows = await clickhouse.select<ExportRow>(
-    `SELECT ${FLOW_FIELDS} FROM ${TABLES.flows} WHERE ${where(q)} ORDER BY ${column} ` +
+    `SELECT ${FLOW_FIELDS} FROM ${rowsOf(q)} ORDER BY ${column} ` +
       `${request.descending ? "DESC" : "ASC"}, first_us, sensor, file ` +
       `LIMIT ${Math.floor(request.limit)} OFFSET ${Math.floor(request.offset)}`,
   );
@@ -113,8 +113,7 @@ async function histogram(
   let to = range.to;
   if (from === null || to === null) {
     const [span] = await clickhouse.select<{ lo: string; hi: string; n: string }>(
-      `SELECT min(first_us) AS lo, max(first_us) AS hi, count() AS n FROM ${TABLES.flows} ` +
-        `WHERE ${where(q)}`,
+      `SELECT min(first_us) AS lo, max(first_us) AS hi, count() AS n FROM ${rowsOf(q)}`,
     );
     if (span === undefined || Number(span.n) === 0) {
       return { from: Math.floor(Date.now() / 1000), bucketSeconds: 60, packets: [], bytes: [] };
@@ -133,7 +132,7 @@ async function histogram(
   };
   const buckets = await clickhouse.select<{ b: string; packets: string; bytes: string }>(
     `SELECT intDiv(first_us - ${startUs}, ${stepUs}) AS b, sum(packets) AS packets, ` +
-      `sum(bytes) AS bytes FROM ${TABLES.flows} WHERE ${where(q)} GROUP BY b`,
+      `sum(bytes) AS bytes FROM ${rowsOf(q)} GROUP BY b`,
   );
   for (const row of buckets) {
     const b = Number(row.b);
@@ -154,7 +153,7 @@ function bucketMicros(seconds: number): number {
 async function status(deps: FleetPageDeps): Promise<StatusView> {
   const sensors = await deps.sensors();
   const newest = await deps.clickhouse.select<{ hi: string; n: string }>(
-    `SELECT max(last_us) AS hi, count() AS n FROM ${TABLES.flows} WHERE ${liveRows()}`,
+    `SELECT max(last_us) AS hi, count() AS n FROM ${flowRows()}`,
   ).catch(() => []);
   const now = Date.now() / 1000;
   const hi = newest[0] !== undefined && Number(newest[0].n) > 0 ? Number(newest[0].hi) / 1e6 : null;

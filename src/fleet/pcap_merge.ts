@@ -257,8 +257,12 @@ export function mergePcapStreams(
       return false;
     }
   };
+  /** The last chunk is enqueued; the next pull ends the body with this error. */
+  let endWith: Error | null = null;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
+      // Deno.serve drops chunks still queued when the body errors: error only once it took them.
+      if (endWith !== null) return controller.error(endWith);
       const out = new Uint8Array(ROOM);
       const view = new DataView(out.buffer);
       let used = 0;
@@ -284,7 +288,8 @@ export function mergePcapStreams(
         for (const s of live) s.cancel();
         options.onFinish?.(packets, false);
         if (failed && options.errorAtEndOnFailure) {
-          controller.error(new Error("A sensor failed during the answer"));
+          endWith = new Error("A sensor failed during the answer");
+          if (used === 0) controller.error(endWith);
         } else controller.close();
       }
     },

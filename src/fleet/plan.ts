@@ -6,7 +6,7 @@
 import type { Query } from "../query/ast.ts";
 import { formatQuery, formatTime } from "../query/ast.ts";
 import type { ClickHouse } from "../export/clickhouse.ts";
-import { TABLES } from "../export/schema.ts";
+import { FLOW_COLUMN_NAMES, TABLES } from "../export/schema.ts";
 import { querySql } from "./sql.ts";
 
 /** A stretch of time (microseconds, inclusive) holding matching flows of one sensor. */
@@ -33,6 +33,19 @@ const BUCKET_US = 60_000_000;
 /** Rows not of files retention deleted (the deletion batch reached ClickHouse). */
 export function liveRows(): string {
   return `(sensor, file) GLOBAL NOT IN (SELECT sensor, file FROM ${TABLES.deleted})`;
+}
+
+/**
+ * A FROM source of every flow row that may match `may` (SQL), not of deleted files: the finalized
+ * files' rows and, for each file still open on its sensor, the rows of its latest export (none once
+ * its finalized rows were sent: a file counts once). Columns: FLOW_COLUMN_NAMES.
+ */
+export function flowRows(may = "1"): string {
+  const latestOpen = `SELECT sensor, file, max(generation) FROM ${TABLES.openFiles} ` +
+    `GROUP BY sensor, file HAVING max(closed) = 0`;
+  return `(SELECT ${FLOW_COLUMN_NAMES} FROM ${TABLES.flows} PREWHERE ${may} WHERE ${liveRows()} ` +
+    `UNION ALL SELECT ${FLOW_COLUMN_NAMES} FROM ${TABLES.openFlows} PREWHERE ${may} ` +
+    `WHERE ${liveRows()} AND (sensor, file, generation) GLOBAL IN (${latestOpen}))`;
 }
 
 /** Where each sensor is reached and how it last reported, from the heartbeat table. */
@@ -66,7 +79,7 @@ export async function planQuery(ch: ClickHouse, q: Query): Promise<SensorPlan[]>
   const where = querySql(q).may;
   const rows = await ch.select<Record<string, string>>(
     `SELECT sensor, intDiv(first_us, ${BUCKET_US}) AS bucket, min(first_us) AS from_us, ` +
-      `max(last_us) AS to_us FROM ${TABLES.flows} PREWHERE ${where} WHERE ${liveRows()} ` +
+      `max(last_us) AS to_us FROM ${flowRows(where)} ` +
       `GROUP BY sensor, bucket ORDER BY sensor, from_us`,
   );
   const bySensor = new Map<string, Window[]>();

@@ -16,8 +16,8 @@ import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
 import { ClickHouseError } from "../export/clickhouse.ts";
 import type { ClickHouse } from "../export/clickhouse.ts";
-import { type FlowRow, rowRecord, TABLES } from "../export/schema.ts";
-import { liveRows, planQuery, sensorInfo, type SensorPlan } from "./plan.ts";
+import { type FlowRow, rowRecord } from "../export/schema.ts";
+import { flowRows, planQuery, sensorInfo, type SensorPlan } from "./plan.ts";
 import { querySql } from "./sql.ts";
 import { mergedFormat, mergePcapStreams, PcapStreamReader } from "./pcap_merge.ts";
 import { errorCauses, logWarn } from "../log.ts";
@@ -68,8 +68,8 @@ export function fleetRoutes(deps: FleetDeps): Hono {
     try {
       rows = await deps.clickhouse.select<FlowRow>(
         // PREWHERE: the query's columns are read first, the rest only for the rows it keeps.
-        `SELECT ${FLOW_FIELDS} FROM ${TABLES.flows} PREWHERE ${querySql(parsed.query).may} ` +
-          `WHERE ${liveRows()} ORDER BY first_us, sensor, file LIMIT ${limit}`,
+        `SELECT ${FLOW_FIELDS} FROM ${flowRows(querySql(parsed.query).may)} ` +
+          `ORDER BY first_us, sensor, file LIMIT ${limit}`,
       );
     } catch (error) {
       return clickHouseFailure(c, error);

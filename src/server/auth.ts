@@ -1,9 +1,10 @@
 /**
- * Access control of the HTTP server: the bearer-token check (constant time), the token file, and the
- * rule that a server reachable from other hosts needs TLS and a token (or an explicit --insecure).
+ * Access control of the HTTP server: hono's bearer-token check (constant time) composed with the
+ * page's sessions, the token file, and the rule that a server reachable from other hosts needs TLS
+ * and a token (or an explicit --insecure).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { UsageError } from "../cli/options.ts";
 import { isLoopback } from "../config.ts";
 import {
@@ -17,15 +18,8 @@ import {
 /** Paths `--open-metrics` leaves without a token; query endpoints are never among them. */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(["/metrics", "/healthz", "/readyz"]);
 
-/**
- * True when `header` is `Bearer <token>`. Both sides are hashed first, so the comparison takes the
- * same time whatever the lengths and wherever the first difference is.
- */
-export function tokenMatches(header: string | undefined, token: string): boolean {
-  const given = createHash("sha256").update(header ?? "").digest();
-  const expected = createHash("sha256").update(`Bearer ${token}`).digest();
-  return timingSafeEqual(given, expected);
-}
+/** The characters a bearer token may hold (RFC 6750 b64token), as hono's `bearerAuth` accepts them. */
+const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
 
 /** Options of `requireToken`. */
 export interface RequireTokenOptions {
@@ -42,25 +36,57 @@ export interface RequireTokenOptions {
   onDenied?: (c: Context) => Response | Promise<Response>;
 }
 
-/** Middleware answering 401 to requests without the token or a session. */
+/**
+ * Middleware answering 401 to requests without the token or a session. A request carrying an
+ * Authorization header is judged by hono's `bearerAuth` alone; one without it passes with a live
+ * session (and, when it changes something, the session's CSRF token) or on a public path.
+ */
 export function requireToken(token: string, options: RequireTokenOptions = {}): MiddlewareHandler {
   const open = options.openMetrics === true;
   const isPublic = (path: string) =>
     (options.publicPaths ?? []).some((p) => p.endsWith("/") ? path.startsWith(p) : path === p);
+  const bearer = bearerToken(token, options.onDenied ?? deniedText);
   return async (c, next) => {
     if (open && OPEN_PATHS.has(c.req.path)) return await next();
-    if (tokenMatches(c.req.header("Authorization"), token)) return await next();
-    const session = options.sessions?.find(c);
+    const session = c.req.header("Authorization") === undefined
+      ? options.sessions?.find(c)
+      : undefined;
     if (session !== undefined) {
       if (SAFE_METHODS.has(c.req.method)) return await next();
       if (csrfMatches(session, await csrfGiven(c))) return await next();
       return c.text("Missing or wrong CSRF token: reload the page and try again\n", 403);
     }
     if (isPublic(c.req.path)) return await next();
-    if (options.onDenied !== undefined) return await options.onDenied(c);
-    return c.text("Missing or wrong bearer token\n", 401, { "WWW-Authenticate": "Bearer" });
+    return await bearer(c, next);
   };
 }
+
+/**
+ * hono's `bearerAuth` for `token`, every refusal (no header, a malformed one, a wrong token) answered
+ * by `denied` as a 401 with `WWW-Authenticate: Bearer`.
+ */
+function bearerToken(
+  token: string,
+  denied: (c: Context) => Response | Promise<Response>,
+): MiddlewareHandler {
+  const refusal = { message: denied, wwwAuthenticateHeader: "Bearer" };
+  return bearerAuth({
+    token,
+    noAuthenticationHeader: refusal,
+    invalidAuthenticationHeader: refusal,
+    invalidToken: refusal,
+  });
+}
+
+/** The plain refusal: which header to send and where the token comes from. */
+function deniedText(c: Context): Response {
+  return c.text(DENIED_MESSAGE, 401);
+}
+
+/** Why a request without the token is refused, and the remedy. */
+export const DENIED_MESSAGE =
+  "Missing or wrong bearer token: send the header 'Authorization: Bearer <token>' with the " +
+  "first line of the server's --token-file\n";
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
@@ -85,11 +111,20 @@ export function refuseCrossSite(): MiddlewareHandler {
   };
 }
 
-/** Reads the bearer token from --token-file: its first line, trimmed; throws when empty. */
+/**
+ * Reads the bearer token from --token-file: its first line, trimmed; throws when empty or when it
+ * holds characters an Authorization header cannot carry as a bearer token.
+ */
 export function readTokenFile(path: string): string {
   const token = Deno.readTextFileSync(path).split("\n")[0].trim();
   if (token === "") {
     throw new Error(`Token file ${path} is empty: expected a token on its first line`);
+  }
+  if (!BEARER_TOKEN.test(token)) {
+    throw new Error(
+      `Token file ${path} holds characters a bearer token cannot have: expected letters, ` +
+        "digits and . _ ~ + / - (then = padding), as `openssl rand -base64 32` makes",
+    );
   }
   return token;
 }

@@ -64,10 +64,36 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     history,
     secure: options.cert !== undefined && options.key !== undefined,
   });
+  const server = startHttpServer(app.fetch, options);
+  history.start();
+  return {
+    addr: server.addr,
+    connections: server.connections,
+    async shutdown(): Promise<void> {
+      history.stop();
+      await server.shutdown();
+    },
+  };
+}
+
+/** Where and how `startHttpServer` listens: the address, TLS, the token's check and the guard. */
+export type HttpListenOptions = Pick<
+  ListenOptions,
+  "host" | "port" | "cert" | "key" | "token" | "insecure" | "socketOwner" | keyof GuardOptions
+>;
+
+/**
+ * Serves `fetch` behind the connection guard (any hono app's routes: a sensor's, the fleet
+ * coordinator's); throws when the address cannot be bound.
+ */
+export function startHttpServer(
+  fetch: (request: Request) => Response | Promise<Response>,
+  options: HttpListenOptions,
+): CutcapServer {
   const dir = Deno.makeTempDirSync({ prefix: "cutcap-http-" }); // 0700
   const path = `${dir}/http.sock`;
   const removeDir = () => Deno.remove(dir, { recursive: true }).catch(() => {});
-  const http = Deno.serve({ path, onListen: () => {} }, app.fetch);
+  const http = Deno.serve({ path, onListen: () => {} }, fetch);
   let guard;
   try {
     if (options.socketOwner) {
@@ -99,12 +125,10 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
       `Cannot listen on ${hostPort(options.host, options.port)} (--listen): ${bindProblem(error)}`,
     );
   }
-  history.start();
   return {
     addr: guard.addr,
     connections: guard.stats,
     async shutdown(): Promise<void> {
-      history.stop();
       guard.close();
       await http.shutdown();
       await removeDir();
@@ -112,7 +136,8 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
   };
 }
 
-function hostPort(host: string, port: number): string {
+/** "host:port", with brackets around an IPv6 address. */
+export function hostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 

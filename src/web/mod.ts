@@ -4,7 +4,7 @@
  * guard, the token or a session) and mounts its routes; the host adds its own routes after it.
  */
 import type { Hono } from "hono";
-import { refuseCrossSite, requireToken } from "../server/auth.ts";
+import { DENIED_MESSAGE, refuseCrossSite, requireToken } from "../server/auth.ts";
 import { renderLogin } from "./page.ts";
 import { pageHeaders, webRoutes } from "./routes.ts";
 import { SessionStore } from "./session.ts";
@@ -46,11 +46,11 @@ export function installPage(app: Hono, options: PageOptions): void {
         sessions,
         publicPaths: ["/login", "/web/", "/favicon.ico"],
         onDenied: (c) => {
-          const headers = { "WWW-Authenticate": "Bearer", "Cache-Control": "no-store" };
+          const headers = { "Cache-Control": "no-store" };
           if (c.req.method === "GET" && (c.req.header("Accept") ?? "").includes("text/html")) {
             return c.html(renderLogin(c.req.path + new URL(c.req.url).search), 401, headers);
           }
-          return c.text("Missing or wrong bearer token\n", 401, headers);
+          return c.text(DENIED_MESSAGE, 401, headers);
         },
       }),
     );

@@ -6,9 +6,9 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { secureHeaders } from "hono/secure-headers";
+import { timingSafeEqual } from "hono/utils/buffer";
 import { timeBounds } from "../query/match.ts";
 import type { ParseOptions } from "../query/parse.ts";
-import { tokenMatches } from "../server/auth.ts";
 import {
   type Frame,
   renderFrame,
@@ -188,7 +188,7 @@ function loginRoutes(app: Hono, sessions: SessionStore, token: string): void {
     const form = await c.req.parseBody();
     const next = safeNext(typeof form.next === "string" ? form.next : undefined);
     const given = typeof form.token === "string" ? form.token.trim() : "";
-    if (!tokenMatches(`Bearer ${given}`, token)) {
+    if (!(await timingSafeEqual(token, given))) {
       return c.html(renderLogin(next, "Wrong token: expected the first line of --token-file"), 401);
     }
     sessions.open(c);

@@ -52,13 +52,32 @@ export async function sh(cmd: string, args: string[]): Promise<string> {
   return decoder.decode(out.stdout);
 }
 
+/**
+ * Creates the next free namespace for `tag`. Test files run in parallel inside one process (one
+ * pid, a pair counter per file), so two files with the same tag would pick the same name: the
+ * namespace's creation decides who owns a number, and the loser takes the next one.
+ */
+async function claimNamespace(tag: string): Promise<{ n: string; ns: string }> {
+  for (let attempt = 0; attempt < 36; attempt++) {
+    const n = (pairs++).toString(36);
+    const ns = `cc-${tag}${n}-${Deno.pid}`;
+    try {
+      await sh("ip", ["netns", "add", ns]);
+      return { n, ns };
+    } catch (error) {
+      if (!String(error).includes("File exists")) throw error;
+    }
+  }
+  throw new Error(`No free namespace name for tag ${tag}`);
+}
+
 /** Creates a namespace and veth pair; `tag` is one or two letters naming the test file. */
 export async function createVeth(tag: string): Promise<Veth> {
-  const n = (pairs++).toString(36);
-  const ns = `cc-${tag}${n}-${Deno.pid}`;
+  const { n, ns } = await claimNamespace(tag);
   const inside = `cc${tag}${n}a${Deno.pid}`;
   const outside = `cc${tag}${n}b${Deno.pid}`;
   if (outside.length > 15) {
+    await sh("ip", ["netns", "del", ns]).catch(() => "");
     throw new Error(`Interface name ${outside} too long: expected at most 15 characters`);
   }
   const exec = (cmd: string, args: string[]) => sh("ip", ["netns", "exec", ns, cmd, ...args]);
@@ -76,7 +95,6 @@ export async function createVeth(tag: string): Promise<Veth> {
     file,
   ];
   try {
-    await sh("ip", ["netns", "add", ns]);
     await exec("sysctl", ["-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
     await exec("sysctl", ["-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
     await sh("ip", [
