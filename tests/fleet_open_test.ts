@@ -3,7 +3,9 @@
  * a real ClickHouse. Packets sent are in the fleet's /flows and /query within seconds, while their
  * file is still open (tcpdump reads what was sent); more packets to the same open file replace its
  * rows, never add to them; after SIGHUP finalizes the file, the fleet's /flows equals the sensor's
- * /flows of the finalized file exactly, each flow once, and its open rows are purged. Needs root.
+ * /flows of the finalized file exactly, each flow once, and its open rows are purged. A file a
+ * kill -9 left open is recovered at the next start and exported the same way (also when its name
+ * was taken meanwhile, and when ClickHouse is down at that start). Needs root.
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
@@ -13,6 +15,7 @@ import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startCutcapServer } from "./support/query_server.ts";
 import { startClickHouse } from "./support/clickhouse.ts";
 import { TABLES } from "../src/export/schema.ts";
+import { SPOOL_DIR } from "../src/export/spool.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 /** Open files are exported every 5 s, flushed every 1 s: seen by the fleet well within this. */
@@ -156,3 +159,101 @@ rootTest(
   },
   { veth: "fo" },
 );
+
+rootTest(
+  "fleet: a file a crash left open is recovered at the next start and exported once, finalized",
+  async ({ dir, veth }) => {
+    const traffic = generateTrafficBytes({ seed: 73, packets: 60, vlanShare: 0, nonIpShare: 0 });
+    await Deno.writeFile(`${dir}/traffic.pcap`, traffic.pcap);
+    const frames = (await tcpdumpPackets(`${dir}/traffic.pcap`)).map((p) => p.hex);
+    const clickhouse = await startClickHouse();
+    const port = freePort();
+    const sensorUrl = `http://127.0.0.1:${port}`;
+    const args = [
+      ...["--interface", veth!.outside, "--out", `${dir}/out`, "--workers", "1"],
+      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+      ...["--listen", `127.0.0.1:${port}`, "--flush-interval", "1s", "--rotate-interval", "1h"],
+      ...["--export-clickhouse", clickhouse.url, "--sensor-name", "live"],
+      ...["--advertise-url", sensorUrl],
+    ];
+    let sensor = startCutcap(args);
+    let fleet: Awaited<ReturnType<typeof startCutcapServer>> | undefined;
+    const finalized = new Set<string>();
+    let finalizedRows = 0;
+    try {
+      await sensor.waitFor(/Capturing on/);
+      fleet = await startCutcapServer(["fleet", "--clickhouse", clickhouse.url], freePort());
+      // Second round: a file already holds the open file's name, so recovery picks another; the
+      // rows the open exports sent under the first name are closed all the same.
+      for (const taken of [false, true]) {
+        assert.equal(await veth!.replay(`${dir}/traffic.pcap`, { pps: 300 }), frames.length);
+        const all = frames.length * (finalized.size + 1);
+        const open = await fleetSees(fleet.url, all, Date.now());
+        const openFile = open.records.find((r) => !finalized.has(r.file))!.file;
+        sensor.kill("SIGKILL");
+        await sensor.exited;
+        assert.equal(
+          await exportedRows(clickhouse.sql),
+          finalizedRows,
+          "nothing more finalized before the restart",
+        );
+        if (taken) {
+          await Deno.copyFile(`${dir}/traffic.pcap`, `${dir}/out/${openFile}`);
+          await clickhouse.stop(); // down at the start: the recovered file's batch waits spooled
+        }
+
+        // The next start repairs the file, and exports it like a finalized one.
+        sensor = startCutcap(args);
+        await sensor.waitFor(/Capturing on/);
+        assert.match(sensor.log(), /Recovered 1 file\(s\) after a crash/);
+        if (taken) {
+          await sleep(500);
+          const spooled = [...Deno.readDirSync(`${dir}/out/${SPOOL_DIR}`)];
+          assert.equal(spooled.filter((e) => e.name.endsWith(".json")).length, 1, "spooled");
+          await clickhouse.start();
+        }
+        const ownAll = await flows(sensorUrl);
+        const recovered = taken
+          ? ownAll.find((r) => !finalized.has(r.file) && r.file !== openFile)!.file
+          : openFile;
+        finalized.add(recovered);
+        const own = ownAll.filter((r) => finalized.has(r.file));
+        assert.equal(packetsOf(own), all, "the recovered file keeps every packet");
+        const deadline = Date.now() + 2 * FRESH_MS; // the sender may be backing off
+        while (await exportedRows(clickhouse.sql) !== own.length) {
+          assert.ok(Date.now() < deadline, "the recovered file's rows reach ClickHouse");
+          await sleep(250);
+        }
+        finalizedRows = own.length;
+        const files = await clickhouse.sql(
+          `SELECT uniqExact(file) FROM ${TABLES.flows} FORMAT TabSeparated`,
+        );
+        assert.equal(Number(files), finalized.size, "finalized rows: the files' /flows, once");
+        const fleetFlows = await flows(fleet.url);
+        assert.deepEqual(canonical(fleetFlows), canonical(own), "the fleet: finalized rows only");
+        assert.equal((await queryFrames(fleet.url)).length, all, "fleet /query: each packet once");
+        const purged = Date.now() + FRESH_MS;
+        for (;;) {
+          const left = Number(
+            await clickhouse.sql(`SELECT count() FROM ${TABLES.openFlows} FORMAT TabSeparated`),
+          );
+          if (left === 0) break;
+          assert.ok(Date.now() < purged, `${left} open rows of the crashed file left`);
+          await sleep(250);
+        }
+      }
+    } finally {
+      await fleet?.stop();
+      sensor.kill("SIGTERM");
+      await sensor.exited;
+      await clickhouse.remove();
+    }
+  },
+  { veth: "fc" },
+);
+
+async function exportedRows(sql: (query: string) => Promise<string>): Promise<number> {
+  return Number(
+    await sql(`SELECT count() FROM ${TABLES.flows} WHERE sensor = 'live' FORMAT TabSeparated`),
+  );
+}

@@ -134,14 +134,22 @@ export class Exporter {
     return { ...this.#stats, backlogBatches: this.#spool.length };
   }
 
-  /** Spools the flow records of a file a worker just finalized (path relative to the archive). */
-  fileFinalized(path: string, origin: { iface: string; worker: number }): void {
+  /**
+   * Spools the flow records of a file a worker just finalized, or crash recovery renamed into
+   * view (path relative to the archive); `openName`: the name its open exports used, if another.
+   */
+  fileFinalized(
+    path: string,
+    origin: { iface: string; worker: number },
+    openName = path,
+  ): void {
     try {
       const index = readFileIndex(indexPathFor(`${this.#opts.outDir}/${path}`));
       const rows = [...fileFlows(index, path)].map((record) =>
         flowRow(record, { sensor: this.#opts.sensor, ...origin })
       );
-      this.#append({ op: "insert", sensor: this.#opts.sensor, file: path, rows });
+      const batch: Batch = { op: "insert", sensor: this.#opts.sensor, file: path, rows };
+      this.#append(openName === path ? batch : { ...batch, openName });
     } catch (error) {
       logWarn(`export: cannot read the index of ${path}: ${message(error)}`);
     }
@@ -242,12 +250,17 @@ export class Exporter {
       return;
     }
     // Closed first: from here the fleet reads the file's finalized rows only (none for a moment).
-    await this.#ch.insert(TABLES.openFiles, [{
-      sensor: batch.sensor,
-      file: batch.file,
-      generation: CLOSED_GENERATION,
-      closed: 1,
-    }], SYNC_INSERT);
+    const openNames = [...new Set([batch.file, batch.openName ?? batch.file])];
+    await this.#ch.insert(
+      TABLES.openFiles,
+      openNames.map((file) => ({
+        sensor: batch.sensor,
+        file,
+        generation: CLOSED_GENERATION,
+        closed: 1,
+      })),
+      SYNC_INSERT,
+    );
     const held = await this.#ch.select<{ n: string }>(
       `SELECT count() AS n FROM ${TABLES.flows} WHERE sensor = ${
         sqlString(batch.sensor)
@@ -256,7 +269,8 @@ export class Exporter {
     const n = Number(held[0]?.n ?? 0);
     if (n === batch.rows.length) {
       this.#stats.batchesSkipped++;
-      return await this.#purgeOpen(batch.sensor, batch.file);
+      for (const file of openNames) await this.#purgeOpen(batch.sensor, file);
+      return;
     }
     if (n !== 0) {
       throw new ClickHouseError(
@@ -270,7 +284,7 @@ export class Exporter {
     });
     this.#stats.rowsSent += batch.rows.length;
     this.#stats.batchesSent++;
-    await this.#purgeOpen(batch.sensor, batch.file);
+    for (const file of openNames) await this.#purgeOpen(batch.sensor, file);
   }
 
   /** Drops a closed file's open rows (a mutation; a Distributed table refuses it: kept there). */

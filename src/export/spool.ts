@@ -13,7 +13,14 @@ export const SPOOL_DIR = ".cutcap-export";
 /** One unit of export work. */
 export type Batch =
   /** The flow rows of one finalized file. */
-  | { op: "insert"; sensor: string; file: string; rows: FlowRow[] }
+  | {
+    op: "insert";
+    sensor: string;
+    file: string;
+    rows: FlowRow[];
+    /** A file crash recovery renamed: the name its open exports used, when not `file`. */
+    openName?: string;
+  }
   /** Retention deleted the file: the fleet must stop naming it. */
   | { op: "delete"; sensor: string; file: string; deletedAt: number };
 

@@ -2,7 +2,7 @@
  * The main thread's view of the archive: crash recovery at start (temporary files repaired, indexed and
  * renamed into view), the catalog of finalized files, and its upkeep as workers finalize files.
  */
-import { clearOpenStates } from "../store/open_file.ts";
+import { archiveRelative, clearOpenStates } from "../store/open_file.ts";
 import { Catalog, type CatalogEntry } from "../index/catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
@@ -28,8 +28,15 @@ export function lockArchive(outDir: string): Deno.FsFile {
   return dir;
 }
 
+/** A file crash recovery renamed into view (paths relative to the archive). */
+export interface RecoveredFile {
+  path: string;
+  /** The name it had while open (what open exports called it): `path` unless that was taken. */
+  openName: string;
+}
+
 /** Repairs what a crash left behind, then opens (or rebuilds) the catalog. */
-export function openArchive(outDir: string): Catalog {
+export function openArchive(outDir: string): { catalog: Catalog; recovered: RecoveredFile[] } {
   removeStaleSpillFiles(outDir);
   // No file is open yet: states a crash left would point queries at files recovery now repairs.
   clearOpenStates(outDir);
@@ -49,7 +56,14 @@ export function openArchive(outDir: string): Catalog {
   if (reports.length > 0) {
     logInfo(`Recovered ${reports.filter((r) => r.path).length} file(s) after a crash`);
   }
-  return catalog;
+  const recovered = reports.flatMap((r) =>
+    r.path === null ? [] : [{
+      path: archiveRelative(outDir, r.path),
+      // `.<name>.tmp` beside `<name>`: the final name the writer published while it was open.
+      openName: archiveRelative(outDir, r.tmpPath.replace(/\/\.([^/]+)\.tmp$/, "/$1")),
+    }]
+  );
+  return { catalog, recovered };
 }
 
 /** Adds a file a worker just finalized; the catalog file is saved at most every few seconds. */

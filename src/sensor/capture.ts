@@ -15,7 +15,7 @@ import {
 } from "../../ffi/libpcap.ts";
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
-import { CatalogKeeper, lockArchive, openArchive } from "./archive.ts";
+import { CatalogKeeper, lockArchive, openArchive, type RecoveredFile } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../store/retention.ts";
@@ -81,8 +81,11 @@ export async function runCapture(
 
   const archiveLock = lockArchive(config.outDir);
   let keeper: CatalogKeeper;
+  let recovered: RecoveredFile[];
   try {
-    keeper = new CatalogKeeper(openArchive(config.outDir));
+    const archive = openArchive(config.outDir);
+    keeper = new CatalogKeeper(archive.catalog);
+    recovered = archive.recovered;
   } catch (error) {
     archiveLock.close();
     throw error;
@@ -131,6 +134,11 @@ export async function runCapture(
     );
   }
   exporter?.start();
+  // Files a crash left open go the way of a finalized file: their open rows are replaced.
+  for (const file of recovered) {
+    const entry = keeper.catalog.get(file.path);
+    if (entry !== undefined) exporter?.fileFinalized(entry.path, entry, file.openName);
+  }
   const source = config.readFiles.length > 0
     ? plural(config.readFiles.length, "file")
     : config.interfaces.join(",");
