@@ -138,18 +138,11 @@ rootTest(
       }
       assert.deepEqual((await queryFrames(fleet.url)).length, all, "fleet /query once finalized");
       // The finalized file's open rows are deleted (a mutation, done in the background).
-      const purged = Date.now() + FRESH_MS;
-      for (;;) {
-        const left = Number(
-          await clickhouse.sql(
-            `SELECT count() FROM ${TABLES.openFlows} WHERE file IN ` +
-              `(SELECT file FROM ${TABLES.flows}) FORMAT TabSeparated`,
-          ),
-        );
-        if (left === 0) break;
-        assert.ok(Date.now() < purged, `${left} open rows left after finalization`);
-        await sleep(250);
-      }
+      await openRowsPurged(
+        clickhouse.sql,
+        `WHERE file IN (SELECT file FROM ${TABLES.flows})`,
+        "after finalization",
+      );
     } finally {
       await fleet?.stop();
       sensor.kill("SIGTERM");
@@ -232,15 +225,7 @@ rootTest(
         const fleetFlows = await flows(fleet.url);
         assert.deepEqual(canonical(fleetFlows), canonical(own), "the fleet: finalized rows only");
         assert.equal((await queryFrames(fleet.url)).length, all, "fleet /query: each packet once");
-        const purged = Date.now() + FRESH_MS;
-        for (;;) {
-          const left = Number(
-            await clickhouse.sql(`SELECT count() FROM ${TABLES.openFlows} FORMAT TabSeparated`),
-          );
-          if (left === 0) break;
-          assert.ok(Date.now() < purged, `${left} open rows of the crashed file left`);
-          await sleep(250);
-        }
+        await openRowsPurged(clickhouse.sql, "", "of the crashed file");
       }
     } finally {
       await fleet?.stop();
@@ -256,4 +241,21 @@ async function exportedRows(sql: (query: string) => Promise<string>): Promise<nu
   return Number(
     await sql(`SELECT count() FROM ${TABLES.flows} WHERE sensor = 'live' FORMAT TabSeparated`),
   );
+}
+
+/** Waits until no open row matching `where` is left (a mutation deletes them in the background). */
+async function openRowsPurged(
+  sql: (query: string) => Promise<string>,
+  where: string,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + FRESH_MS;
+  for (;;) {
+    const left = Number(
+      await sql(`SELECT count() FROM ${TABLES.openFlows} ${where} FORMAT TabSeparated`),
+    );
+    if (left === 0) return;
+    assert.ok(Date.now() < deadline, `${left} open rows left ${what}`);
+    await sleep(250);
+  }
 }
