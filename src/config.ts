@@ -575,13 +575,30 @@ export function isLoopback(host: string): boolean {
 }
 
 function validateServerSecurity(config: CaptureConfig): void {
-  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+  checkListenSecurity(config.listen?.host, config);
+}
+
+/** Server security options as given on the command line. */
+export interface ListenSecurity {
+  tlsCert?: string;
+  tlsKey?: string;
+  tokenFile?: string;
+  insecure?: boolean;
+}
+
+/**
+ * Throws unless the listen address is loopback, or TLS and a token file are given, or `insecure`:
+ * captured traffic must not be served in clear or without a token to other hosts by accident.
+ * `host` undefined (not listening) checks only that the TLS options come as a pair.
+ */
+export function checkListenSecurity(host: string | undefined, security: ListenSecurity): void {
+  if ((security.tlsCert === undefined) !== (security.tlsKey === undefined)) {
     throw new UsageError("Options --tls-cert and --tls-key go together: give both or neither");
   }
-  if (!config.listen || isLoopback(config.listen.host) || config.insecure) return;
-  if (config.tlsCert === undefined || config.tokenFile === undefined) {
+  if (host === undefined || isLoopback(host) || security.insecure) return;
+  if (security.tlsCert === undefined || security.tokenFile === undefined) {
     throw new UsageError(
-      `Listening on ${config.listen.host} exposes captured traffic: give --tls-cert, --tls-key and ` +
+      `Listening on ${host} exposes captured traffic: give --tls-cert, --tls-key and ` +
         "--token-file, or --insecure to accept the risk",
     );
   }

@@ -3,6 +3,7 @@
  * archive, without capturing. The catalog is rebuilt from the files when it is missing or stale.
  */
 import {
+  checkListenSecurity,
   parseGuardOptions,
   parseInteger,
   parseListen,
@@ -14,7 +15,7 @@ import type { OptionTable } from "./options.ts";
 import { Catalog } from "../index/catalog.ts";
 import { logInfo } from "../log.ts";
 import { startServer } from "../server/mod.ts";
-import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
+import { readServerSecrets } from "../server/auth.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
 import type { SensorView } from "../sensor/view.ts";
 import { serverSettings } from "../web/settings.ts";
@@ -60,15 +61,11 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     tokenFile: values["token-file"],
     insecure: values.insecure,
   });
-  const token = values["token-file"] === undefined
-    ? undefined
-    : readTokenFile(values["token-file"]);
-  const cert = values["tls-cert"] === undefined
-    ? undefined
-    : Deno.readTextFileSync(values["tls-cert"]);
-  const key = values["tls-key"] === undefined
-    ? undefined
-    : Deno.readTextFileSync(values["tls-key"]);
+  const { token, cert, key } = readServerSecrets({
+    tlsCert: values["tls-cert"],
+    tlsKey: values["tls-key"],
+    tokenFile: values["token-file"],
+  });
   checkArchiveDir(values.out);
   const catalog = Catalog.open(values.out, { log: (line) => logInfo(line) });
   // A capture (or `cutcap index`) may add files and its retention delete them: look again.

@@ -5,6 +5,7 @@
  * `--sensor-ca`.
  */
 import {
+  checkListenSecurity,
   parseGuardOptions,
   parseInteger,
   parseListen,
@@ -14,7 +15,7 @@ import {
 } from "../config.ts";
 import { type OptionTable, UsageError } from "../cli/options.ts";
 import { parseDuration } from "../units.ts";
-import { checkListenSecurity, readTokenFile } from "../server/auth.ts";
+import { readServerSecrets, readTokenFile } from "../server/auth.ts";
 import { checkClickHouseUrl, ClickHouse, readCredentials } from "../export/clickhouse.ts";
 import { logInfo } from "../log.ts";
 import { hostPort, startHttpServer } from "../server/mod.ts";
@@ -112,11 +113,11 @@ export async function runFleetCommand(argv: string[]): Promise<number> {
     sensorTimeoutSeconds: positiveDuration(values["sensor-timeout"], "--sensor-timeout"),
   };
   const routes = fleetRoutes(deps);
-  const token = values["token-file"] === undefined
-    ? undefined
-    : readTokenFile(values["token-file"]);
-  const cert = readOptional(values["tls-cert"]);
-  const key = readOptional(values["tls-key"]);
+  const { token, cert, key } = readServerSecrets({
+    tlsCert: values["tls-cert"],
+    tlsKey: values["tls-key"],
+    tokenFile: values["token-file"],
+  });
   const app = new Hono();
   // The analyst's page (and, with a token, its login) in front of the API routes.
   installPage(app, {

@@ -379,7 +379,7 @@ async function loadHttp(): Promise<HttpModules> {
     startServer: server.startServer,
     queryRoutes: routes.queryRoutes,
     defaultQueryPolicy: routes.DEFAULT_QUERY_POLICY,
-    readTokenFile: app.readTokenFile,
+    readServerSecrets: app.readServerSecrets,
     SensorMetrics: metrics.SensorMetrics,
     captureSettings: settings.captureSettings,
   };
@@ -389,7 +389,7 @@ interface HttpModules {
   startServer: typeof import("../server/mod.ts").startServer;
   queryRoutes: typeof import("../server/query_routes.ts").queryRoutes;
   defaultQueryPolicy: typeof import("../server/query_routes.ts").DEFAULT_QUERY_POLICY;
-  readTokenFile: typeof import("../server/app.ts").readTokenFile;
+  readServerSecrets: typeof import("../server/app.ts").readServerSecrets;
   SensorMetrics: typeof import("../server/metrics.ts").SensorMetrics;
   captureSettings: typeof import("../web/settings.ts").captureSettings;
 }
@@ -413,10 +413,8 @@ function serverOptions(
   return {
     host: config.listen!.host,
     port: config.listen!.port,
-    cert: config.tlsCert === undefined ? undefined : Deno.readTextFileSync(config.tlsCert),
-    key: config.tlsKey === undefined ? undefined : Deno.readTextFileSync(config.tlsKey),
+    ...http.readServerSecrets(config),
     routes,
-    token: config.tokenFile === undefined ? undefined : http.readTokenFile(config.tokenFile),
     socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
     insecure: config.insecure,
     openMetrics: config.openMetrics,

@@ -13,7 +13,7 @@ import { OpenFiles } from "../query/open_files.ts";
 import type { PageSource, Setting } from "../web/source.ts";
 import type { RateHistory } from "../web/rate_history.ts";
 
-export { readTokenFile } from "./auth.ts";
+export { readServerSecrets, readTokenFile } from "./auth.ts";
 
 export type { SensorView } from "../sensor/view.ts";
 

@@ -145,27 +145,22 @@ export function checkBoundAddress(
   );
 }
 
-/** Server security options as given on the command line. */
-export interface ListenSecurity {
+/** The files the server's security options name. */
+export interface ServerSecretFiles {
   tlsCert?: string;
   tlsKey?: string;
   tokenFile?: string;
-  insecure?: boolean;
 }
 
-/**
- * Throws unless the listen address is loopback, or TLS and a token file are given, or `insecure`:
- * captured traffic must not be served in clear or without a token to other hosts by accident.
- */
-export function checkListenSecurity(host: string, security: ListenSecurity): void {
-  if ((security.tlsCert === undefined) !== (security.tlsKey === undefined)) {
-    throw new UsageError("Options --tls-cert and --tls-key go together: give both or neither");
-  }
-  if (isLoopback(host) || security.insecure) return;
-  if (security.tlsCert === undefined || security.tokenFile === undefined) {
-    throw new UsageError(
-      `Listening on ${host} exposes captured traffic: give --tls-cert, --tls-key and ` +
-        "--token-file, or --insecure to accept the risk",
-    );
-  }
+/** Reads the certificate, key and token the options name (each undefined when not given). */
+export function readServerSecrets(
+  files: ServerSecretFiles,
+): { cert?: string; key?: string; token?: string } {
+  const read = (path: string | undefined) =>
+    path === undefined ? undefined : Deno.readTextFileSync(path);
+  return {
+    cert: read(files.tlsCert),
+    key: read(files.tlsKey),
+    token: files.tokenFile === undefined ? undefined : readTokenFile(files.tokenFile),
+  };
 }
