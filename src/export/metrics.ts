@@ -1,29 +1,21 @@
 /**
  * The exporter's Prometheus series, registered on the sensor's registry and read at scrape time.
  */
-import { Counter, Gauge, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { scrapedCounter, scrapedGauge } from "../server/metrics.ts";
 import type { ExportStats } from "./exporter.ts";
 
 /** Adds the export series to `registry`; `stats` is read on every scrape. */
 export function registerExportMetrics(registry: Registry, stats: () => ExportStats): void {
-  const registers = [registry];
-  new Gauge({
+  scrapedGauge(registry, {
     name: "cutcap_export_backlog_batches",
     help:
       "Export batches (one per finalized file or deletion) spooled on disk, waiting for ClickHouse",
-    registers,
-    collect() {
-      this.set(stats().backlogBatches);
-    },
-  });
-  new Gauge({
+  }, () => stats().backlogBatches);
+  scrapedGauge(registry, {
     name: "cutcap_export_last_success_timestamp_seconds",
     help: "Unix time ClickHouse last took a batch; 0 before the first",
-    registers,
-    collect() {
-      this.set(stats().lastExportAt);
-    },
-  });
+  }, () => stats().lastExportAt);
   const counters: [string, string, keyof ExportStats][] = [
     ["cutcap_export_rows_total", "Flow records ClickHouse took", "rowsSent"],
     ["cutcap_export_batches_total", "Batches ClickHouse took", "batchesSent"],
@@ -35,14 +27,6 @@ export function registerExportMetrics(registry: Registry, stats: () => ExportSta
     ["cutcap_export_errors_total", "Failed attempts to send a batch", "errors"],
   ];
   for (const [name, help, field] of counters) {
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(stats()[field]);
-      },
-    });
+    scrapedCounter(registry, { name, help }, () => stats()[field]);
   }
 }

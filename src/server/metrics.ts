@@ -437,41 +437,28 @@ export class SensorMetrics {
         this.set(sensor.catalog().totalBytes());
       },
     });
-    new Gauge({
-      name: "cutcap_archive_files",
-      help: "Finalized pcap files in the archive",
-      registers,
-      collect() {
-        this.set(sensor.catalog().size);
-      },
-    });
-    new Counter({
-      name: "cutcap_retention_deleted_files_total",
-      help: "Files deleted by retention",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(finite(sensor.retention().deletedFiles));
-      },
-    });
-    new Counter({
-      name: "cutcap_retention_deleted_bytes_total",
-      help: "Bytes deleted by retention",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(finite(sensor.retention().deletedBytes));
-      },
-    });
-    new Gauge({
+    const registry = this.registry;
+    scrapedGauge(
+      registry,
+      { name: "cutcap_archive_files", help: "Finalized pcap files in the archive" },
+      () => sensor.catalog().size,
+    );
+    scrapedCounter(
+      registry,
+      { name: "cutcap_retention_deleted_files_total", help: "Files deleted by retention" },
+      () => finite(sensor.retention().deletedFiles),
+    );
+    scrapedCounter(
+      registry,
+      { name: "cutcap_retention_deleted_bytes_total", help: "Bytes deleted by retention" },
+      () => finite(sensor.retention().deletedBytes),
+    );
+    scrapedGauge(registry, {
       name: "cutcap_oldest_packet_age_seconds",
       help: "Age of the oldest packet still in the archive; absent while the archive is empty",
-      registers,
-      collect() {
-        const oldest = oldestPacketTs(sensor);
-        if (oldest === undefined) this.remove();
-        else this.set(Math.max(0, Date.now() / 1000 - oldest));
-      },
+    }, () => {
+      const oldest = oldestPacketTs(sensor);
+      return oldest === undefined ? undefined : Math.max(0, Date.now() / 1000 - oldest);
     });
   }
 
@@ -487,15 +474,11 @@ export class SensorMetrics {
         for (const [outcome, count] of queryOutcomes) this.inc({ outcome }, count);
       },
     });
-    new Counter({
-      name: "cutcap_query_bytes_total",
-      help: "Bytes sent in query answers",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(queryBytes);
-      },
-    });
+    scrapedCounter(
+      this.registry,
+      { name: "cutcap_query_bytes_total", help: "Bytes sent in query answers" },
+      () => queryBytes,
+    );
     new ScrapedHistogram({
       name: "cutcap_query_duration_seconds",
       help: "Wall time of queries",
@@ -507,6 +490,39 @@ export class SensorMetrics {
   }
 }
 
+/** A counter without labels whose total is read at scrape time. */
+export function scrapedCounter(
+  registry: Registry,
+  series: { name: string; help: string },
+  read: () => number,
+): void {
+  new Counter({
+    ...series,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/** A gauge without labels read at scrape time; absent while `read` gives undefined. */
+export function scrapedGauge(
+  registry: Registry,
+  series: { name: string; help: string },
+  read: () => number | undefined,
+): void {
+  new Gauge({
+    ...series,
+    registers: [registry],
+    collect() {
+      const value = read();
+      if (value === undefined) this.remove();
+      else this.set(value);
+    },
+  });
+}
+
 /**
  * The standard process_* metrics, read at scrape time through ffi/proc_self.ts: prom-client's own
  * collectors read /proc/self with node:fs, which Deno refuses under the shipped tasks' permissions
@@ -514,28 +530,10 @@ export class SensorMetrics {
  * Deno's node layer fakes several of them.
  */
 function processMetrics(registry: Registry): void {
-  const registers = [registry];
   const gauge = (name: string, help: string, read: () => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        const value = read();
-        if (value === undefined) this.remove();
-        else this.set(value);
-      },
-    });
+    scrapedGauge(registry, { name, help }, read);
   const counter = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
+    scrapedCounter(registry, { name, help }, read);
   counter(
     "process_cpu_user_seconds_total",
     "User CPU time spent in seconds",
