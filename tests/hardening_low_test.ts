@@ -15,6 +15,7 @@ import { readIndexHeader } from "../src/index/index_reader.ts";
 import { archiveFiles, cutcap, run } from "./support/oracle.ts";
 import { rootOrFail, startServe } from "./support/robustness.ts";
 import { fakeSensor } from "./support/fake_sensor.ts";
+import { pcapFile } from "./support/pcap_craft.ts";
 import { isLoopback } from "../src/config.ts";
 import { checkBoundAddress } from "../src/server/auth.ts";
 import { startServer } from "../src/server/mod.ts";
@@ -38,23 +39,9 @@ function latePcap(path: string, seconds: number[]): void {
     dv.setUint16(34, 1000 + i);
     dv.setUint16(36, 53);
     dv.setUint16(38, 26);
-    const record = new Uint8Array(16 + frame.length);
-    const rv = new DataView(record.buffer);
-    rv.setUint32(0, sec, true);
-    rv.setUint32(4, 250_000, true);
-    rv.setUint32(8, frame.length, true);
-    rv.setUint32(12, frame.length, true);
-    record.set(frame, 16);
-    return record;
+    return { us: sec * 1e6 + 250_000, frame };
   });
-  const header = new Uint8Array(24);
-  const hv = new DataView(header.buffer);
-  hv.setUint32(0, 0xa1b2c3d4, true);
-  hv.setUint16(4, 2, true);
-  hv.setUint16(6, 4, true);
-  hv.setUint32(16, 262144, true);
-  hv.setUint32(20, 1, true);
-  Deno.writeFileSync(path, new Uint8Array([...header, ...records.flatMap((r) => [...r])]));
+  Deno.writeFileSync(path, pcapFile(1, 262144, records));
 }
 
 Deno.test("--read keeps timestamps of 2038 and 2106 unsigned (direct reader and libpcap)", async () => {

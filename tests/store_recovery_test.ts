@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pcapFile } from "./support/pcap_craft.ts";
 import {
   type Compression,
   compressionSuffix,
@@ -207,25 +208,13 @@ Deno.test("recovery keeps a zero-length record cutcap wrote and every record aft
   try {
     // µs pcap: a 60-byte record, an empty record cutcap kept as it read it (time 0, length 0),
     // another 60-byte record, then 64 zero bytes a crash left (allocated, never written).
-    const record = (sec: number, len: number): number[] => {
-      const r = new Uint8Array(16 + len);
-      const dv = new DataView(r.buffer);
-      dv.setUint32(0, sec, true);
-      dv.setUint32(8, len, true);
-      dv.setUint32(12, len, true);
-      r.fill(0xab, 16);
-      return [...r];
-    };
-    const header = new Uint8Array(24);
-    const hv = new DataView(header.buffer);
-    hv.setUint32(0, 0xa1b2c3d4, true);
-    hv.setUint16(4, 2, true);
-    hv.setUint16(6, 4, true);
-    hv.setUint32(16, 262144, true);
-    hv.setUint32(20, 1, true);
+    const record = (sec: number, len: number) => ({
+      us: sec * 1e6,
+      frame: new Uint8Array(len).fill(0xab),
+    });
     const name = "2026-01-01T00-00-00.000000Z_eth0_w00.pcap";
-    const body = [...header, ...record(1_767_225_600, 60), ...record(0, 0)];
-    body.push(...record(1_767_225_601, 60), ...new Array(64).fill(0));
+    const records = [record(1_767_225_600, 60), record(0, 0), record(1_767_225_601, 60)];
+    const body = [...pcapFile(1, 262144, records), ...new Array(64).fill(0)];
     Deno.writeFileSync(`${dir}/.${name}.tmp`, new Uint8Array(body));
     const reports = recoverTempFiles(dir, {});
     assert.equal(reports.length, 1);
