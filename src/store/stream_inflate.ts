@@ -9,51 +9,9 @@
  *
  * @module
  */
+import { loadZlib } from "../../ffi/zlib.ts";
+import { loadZstd, zstdError } from "../../ffi/zstd.ts";
 import type { Compression } from "./block_format.ts";
-
-const ZLIB = {
-  inflateInit2_: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
-  inflate: { parameters: ["buffer", "i32"], result: "i32" },
-  inflateReset: { parameters: ["buffer"], result: "i32" },
-  inflateEnd: { parameters: ["buffer"], result: "i32" },
-  zlibVersion: { parameters: [], result: "pointer" },
-} as const;
-
-const ZSTD = {
-  ZSTD_createDStream: { parameters: [], result: "pointer" },
-  ZSTD_freeDStream: { parameters: ["pointer"], result: "usize" },
-  ZSTD_decompressStream: { parameters: ["pointer", "buffer", "buffer"], result: "usize" },
-  ZSTD_isError: { parameters: ["usize"], result: "u32" },
-  ZSTD_getErrorName: { parameters: ["usize"], result: "pointer" },
-} as const;
-
-type Zlib = Deno.DynamicLibrary<typeof ZLIB>["symbols"];
-type Zstd = Deno.DynamicLibrary<typeof ZSTD>["symbols"];
-
-let zlib: Zlib | null | undefined;
-let zstd: Zstd | null | undefined;
-
-function loadZlib(): Zlib | null {
-  if (zlib === undefined) {
-    try {
-      zlib = Deno.dlopen("libz.so.1", ZLIB).symbols;
-    } catch {
-      zlib = null;
-    }
-  }
-  return zlib;
-}
-
-function loadZstd(): Zstd | null {
-  if (zstd === undefined) {
-    try {
-      zstd = Deno.dlopen("libzstd.so.1", ZSTD).symbols;
-    } catch {
-      zstd = null;
-    }
-  }
-  return zstd;
-}
 
 /** Whether this process can stream-decompress `compress` (libz/libzstd loadable, --allow-ffi). */
 export function canStream(compress: Compression): boolean {
@@ -220,10 +178,9 @@ export class StreamInflater {
     i.setBigUint64(8, BigInt(this.#inputLen), true);
     i.setBigUint64(16, BigInt(this.#inputPos), true);
     const rc = z.ZSTD_decompressStream(this.#dstream, this.#zstdOut, this.#state);
-    if (z.ZSTD_isError(rc) !== 0) {
-      const name = z.ZSTD_getErrorName(rc);
-      const text = name === null ? String(rc) : Deno.UnsafePointerView.getCString(name);
-      throw new Error(`corrupt zstd data near byte ${this.compressedPos}: ${text}`);
+    const error = zstdError(z, rc);
+    if (error !== null) {
+      throw new Error(`corrupt zstd data near byte ${this.compressedPos}: ${error}`);
     }
     this.#inputPos = Number(i.getBigUint64(16, true));
     // 0: a frame ended (the next call starts the next frame).

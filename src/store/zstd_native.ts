@@ -12,51 +12,29 @@
  * @module
  */
 
-const SYMBOLS = {
-  ZSTD_createCCtx: { parameters: [], result: "pointer" },
-  ZSTD_CCtx_setParameter: { parameters: ["pointer", "i32", "i32"], result: "usize" },
-  ZSTD_compress2: {
-    parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
-    result: "usize",
-  },
-  ZSTD_compressBound: { parameters: ["usize"], result: "usize" },
-  ZSTD_isError: { parameters: ["usize"], result: "u32" },
-  ZSTD_getErrorName: { parameters: ["usize"], result: "pointer" },
-} as const;
+import { loadZstd, type Zstd, zstdError } from "../../ffi/zstd.ts";
 
 /** ZSTD_cParameter values (zstd.h). */
 const ZSTD_C_COMPRESSION_LEVEL = 100;
 const ZSTD_C_CONTENT_SIZE_FLAG = 200;
 const ZSTD_C_CHECKSUM_FLAG = 201;
 
-type Zstd = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let lib: Zstd | null | undefined;
 let cctx: Deno.PointerValue = null;
 let cctxLevel = -1;
 let out = new Uint8Array(0);
 
+/** libzstd with this isolate's compression context, or null when either is missing. */
 function load(): Zstd | null {
-  if (lib === undefined) {
-    try {
-      lib = Deno.dlopen("libzstd.so.1", SYMBOLS).symbols;
-      cctx = lib.ZSTD_createCCtx();
-      if (cctx === null) lib = null;
-    } catch {
-      lib = null;
-    }
-  }
-  return lib;
+  const z = loadZstd();
+  if (z === null) return null;
+  cctx ??= z.ZSTD_createCCtx();
+  return cctx === null ? null : z;
 }
 
 function check(z: Zstd, result: number | bigint, what: string): number {
-  const code = BigInt(result);
-  if (z.ZSTD_isError(code) !== 0) {
-    const name = z.ZSTD_getErrorName(code);
-    const text = name === null ? String(code) : Deno.UnsafePointerView.getCString(name);
-    throw new Error(`zstd ${what} failed: ${text}`);
-  }
-  return Number(code);
+  const error = zstdError(z, result);
+  if (error !== null) throw new Error(`zstd ${what} failed: ${error}`);
+  return Number(result);
 }
 
 /**
