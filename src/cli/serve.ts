@@ -13,6 +13,7 @@ import {
 } from "../config.ts";
 import type { OptionTable } from "./options.ts";
 import { Catalog } from "../index/catalog.ts";
+import { OpenFiles } from "../query/open_files.ts";
 import { logInfo } from "../log.ts";
 import { startServer } from "../server/mod.ts";
 import { readServerSecrets } from "../server/auth.ts";
@@ -74,6 +75,8 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     if (added + removed > 0) logInfo(`Catalog: ${added} file(s) added, ${removed} removed`);
   };
   const rescan = setInterval(refresh, RESCAN_MS);
+  // One index of each open file, shared by the query routes and the page.
+  const openFiles = new OpenFiles(values.out);
   const view: SensorView = {
     startedAt: Date.now() / 1000,
     outDir: values.out,
@@ -106,7 +109,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
       refresh();
       return catalog;
     },
-    openFilesOf: values.out,
+    openFiles,
     policy,
     communityIdSeed,
   });
@@ -118,7 +121,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     key,
     openMetrics: values["open-metrics"],
     insecure: values.insecure,
-    openFilesOf: values.out,
+    openFiles,
     communityIdSeed,
     settings: [
       ["Archive", values.out],

@@ -37,6 +37,8 @@ export interface ExporterOptions {
   advertiseUrl: () => string;
   /** Archive directory (the spool lives inside it). */
   outDir: string;
+  /** The archive's open files, shared with the server's queries (default: the exporter's own). */
+  openFiles?: OpenFiles;
   /** Shortest and longest wait between attempts while ClickHouse is down, ms. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -86,16 +88,21 @@ export class Exporter {
   #openTimer: ReturnType<typeof setInterval> | undefined;
   /** The open-file export running now, if any. */
   #openRun: Promise<void> | undefined;
-  #openFiles: OpenFiles;
+  readonly #openFiles: OpenFiles;
   /** Per open file (final name): the flushed size its last export covered. */
   #openSent = new Map<string, number>();
   #generation = 0;
+
+  /** The open files this exporter reads (the server's queries can share them). */
+  get openFiles(): OpenFiles {
+    return this.#openFiles;
+  }
 
   constructor(opts: ExporterOptions) {
     this.#ch = opts.clickhouse;
     this.#opts = opts;
     this.#spool = new Spool(opts.outDir);
-    this.#openFiles = new OpenFiles(opts.outDir);
+    this.#openFiles = opts.openFiles ?? new OpenFiles(opts.outDir);
     this.#backoffMs = opts.minBackoffMs ?? 1000;
     this.#stats = {
       backlogBatches: this.#spool.length,

@@ -115,7 +115,8 @@ class OpenIndex {
   }
 }
 
-/** Indexes of open files, kept between queries; one per archive directory. */
+/** Indexes of open files, kept between queries; one per archive directory and process, shared by
+ * the query routes, the page and the exporter so that each open file is indexed once. */
 export class OpenFiles {
   readonly outDir: string;
   readonly #indexes = new Map<string, OpenIndex>();

@@ -15,6 +15,7 @@ import {
 } from "../../ffi/libpcap.ts";
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
+import type { OpenFiles } from "../query/open_files.ts";
 import { CatalogKeeper, lockArchive, openArchive, type RecoveredFile } from "./archive.ts";
 import type { SensorView } from "./view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
@@ -101,7 +102,7 @@ export async function runCapture(
     retention: () => retention.totals(),
     libpcapVersion: libpcapVersion(),
   };
-  const exporter = config.exportClickhouse === undefined
+  const exporter: Exporter | undefined = config.exportClickhouse === undefined
     ? undefined
     : (await import("../export/mod.ts")).exporterFor(config, () => server?.addr.port);
   if (exporter !== undefined && config.user !== undefined) {
@@ -124,8 +125,13 @@ export async function runCapture(
   const retentionTimer = retention.enabled ? setInterval(enforceRetention, 5000) : undefined;
   const http = config.listen || config.metricsFile ? await loadHttp() : undefined;
   const metrics = http === undefined ? undefined : new http.SensorMetrics(view);
+  // One index of each open file for the routes, the page and the exporter (queries are on only
+  // while flushing publishes the open files' state).
+  const openFiles: OpenFiles | undefined = config.flushInterval > 0 && http !== undefined
+    ? exporter?.openFiles ?? new http.OpenFiles(config.outDir)
+    : undefined;
   const server = config.listen && http !== undefined && metrics !== undefined
-    ? http.startServer(view, { ...serverOptions(http, config, keeper), metrics })
+    ? http.startServer(view, { ...serverOptions(http, config, keeper, openFiles), metrics })
     : undefined;
   if (exporter !== undefined && metrics !== undefined) {
     (await import("../export/metrics.ts")).registerExportMetrics(
@@ -368,12 +374,13 @@ function checkReadable(files: string[], filter: string): void {
  * compatibility layer under it) take ~0.1 s and ~20 MB to load, so a sensor that neither listens
  * nor writes --metrics-file (an offline replay) does without them. */
 async function loadHttp(): Promise<HttpModules> {
-  const [server, routes, app, metrics, settings] = await Promise.all([
+  const [server, routes, app, metrics, settings, openFiles] = await Promise.all([
     import("../server/mod.ts"),
     import("../server/query_routes.ts"),
     import("../server/app.ts"),
     import("../server/metrics.ts"),
     import("../web/settings.ts"),
+    import("../query/open_files.ts"),
   ]);
   return {
     startServer: server.startServer,
@@ -382,6 +389,7 @@ async function loadHttp(): Promise<HttpModules> {
     readServerSecrets: app.readServerSecrets,
     SensorMetrics: metrics.SensorMetrics,
     captureSettings: settings.captureSettings,
+    OpenFiles: openFiles.OpenFiles,
   };
 }
 
@@ -392,6 +400,7 @@ interface HttpModules {
   readServerSecrets: typeof import("../server/app.ts").readServerSecrets;
   SensorMetrics: typeof import("../server/metrics.ts").SensorMetrics;
   captureSettings: typeof import("../web/settings.ts").captureSettings;
+  OpenFiles: typeof import("../query/open_files.ts").OpenFiles;
 }
 
 /** Listen address, TLS and the query routes with the configured limits. */
@@ -399,10 +408,11 @@ function serverOptions(
   http: HttpModules,
   config: CaptureConfig,
   keeper: CatalogKeeper,
+  openFiles: OpenFiles | undefined,
 ): ListenOptions {
   const routes = http.queryRoutes({
     catalog: () => keeper.catalog,
-    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
+    openFiles,
     policy: {
       ...http.defaultQueryPolicy,
       maxPackets: config.maxQueryPackets,
@@ -419,7 +429,7 @@ function serverOptions(
     insecure: config.insecure,
     openMetrics: config.openMetrics,
     settings: http.captureSettings(config),
-    openFilesOf: config.flushInterval > 0 ? config.outDir : undefined,
+    openFiles,
     communityIdSeed: config.communityIdSeed,
   };
 }

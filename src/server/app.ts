@@ -9,7 +9,7 @@ import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
 import { installPage } from "../web/mod.ts";
 import { sensorSource } from "../web/sensor_source.ts";
-import { OpenFiles } from "../query/open_files.ts";
+import type { OpenFiles } from "../query/open_files.ts";
 import type { PageSource, Setting } from "../web/source.ts";
 import type { RateHistory } from "../web/rate_history.ts";
 
@@ -38,8 +38,8 @@ export interface AppExtras {
   source?: PageSource;
   /** Clients reach the server over TLS: session cookies are Secure. */
   secure?: boolean;
-  /** The page reads this archive's open files too, as the query routes do (`openFilesOf`). */
-  openFilesOf?: string;
+  /** The page reads these open files too, as the query routes do (the same instance). */
+  openFiles?: OpenFiles;
   /** Community ID seed of the page's records and `community-id` terms. */
   communityIdSeed?: number;
 }
@@ -51,10 +51,10 @@ export function createApp(sensor: SensorView, extra: AppExtras = {}): Hono {
   const status = new StatusTracker(sensor, { disk: () => metrics.disk() });
   const noStore = { "Cache-Control": "no-store" };
 
-  const openFiles = extra.openFilesOf === undefined ? null : new OpenFiles(extra.openFilesOf);
+  const openFiles = extra.openFiles;
   const source = extra.source ?? sensorSource({
     catalog: () => sensor.catalog(),
-    openInputs: openFiles === null ? undefined : () => openFiles.inputs(),
+    openInputs: openFiles === undefined ? undefined : () => openFiles.inputs(),
     communityIdSeed: extra.communityIdSeed,
     report: () => status.report(),
     settings: extra.settings ?? [],

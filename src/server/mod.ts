@@ -12,6 +12,7 @@ import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts"
 import type { SensorView } from "../sensor/view.ts";
 import { RateHistory } from "../web/rate_history.ts";
 import type { Setting } from "../web/source.ts";
+import type { OpenFiles } from "../query/open_files.ts";
 
 /** Where and how to listen. */
 export interface ListenOptions extends GuardOptions {
@@ -34,8 +35,8 @@ export interface ListenOptions extends GuardOptions {
   socketOwner?: { uid: number; gid: number };
   /** The running configuration the page's status view lists. */
   settings?: readonly Setting[];
-  /** The page reads this archive's open files too (as the query routes' `openFilesOf`). */
-  openFilesOf?: string;
+  /** The page reads these open files too (the query routes' instance, so each is indexed once). */
+  openFiles?: OpenFiles;
   /** Community ID seed of the page's records and terms (as the query routes'). */
   communityIdSeed?: number;
 }
@@ -59,7 +60,7 @@ export function startServer(sensor: SensorView, options: ListenOptions): CutcapS
     openMetrics: options.openMetrics,
     metrics: options.metrics,
     settings: options.settings,
-    openFilesOf: options.openFilesOf,
+    openFiles: options.openFiles,
     communityIdSeed: options.communityIdSeed,
     history,
     secure: options.cert !== undefined && options.key !== undefined,

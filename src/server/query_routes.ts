@@ -22,7 +22,7 @@ import { logWarn } from "../log.ts";
 import { parseCommunityIdSeed } from "../flow/community_id.ts";
 import { parsePivot, type Pivot } from "../query/pivot.ts";
 import { parseDuration } from "../units.ts";
-import { closeInputs, type ExtraInput, OpenFiles } from "../query/open_files.ts";
+import { closeInputs, type ExtraInput, type OpenFiles } from "../query/open_files.ts";
 
 /** Server-wide query policy. */
 export interface QueryPolicy {
@@ -54,18 +54,18 @@ export interface QueryRouteDeps {
   policy: QueryPolicy;
   /** Community ID seed of `community-id` terms and `/flows`, unless a request gives `seed`. */
   communityIdSeed?: number;
-  /** Also read the open files of this archive up to their last flush (src/query/open_files.ts). */
-  openFilesOf?: string;
+  /** Also read these open files up to their last flush (src/query/open_files.ts). */
+  openFiles?: OpenFiles;
 }
 
 /** Builds the query routes. */
 export function queryRoutes(deps: QueryRouteDeps): Hono {
   const app = new Hono();
   let running = 0;
-  const openFiles = deps.openFilesOf === undefined ? null : new OpenFiles(deps.openFilesOf);
+  const openFiles = deps.openFiles;
   // Before the catalog is read: see open_files.ts.
   const openInputs = (): Promise<ExtraInput[]> =>
-    openFiles === null ? Promise.resolve([]) : openFiles.inputs();
+    openFiles === undefined ? Promise.resolve([]) : openFiles.inputs();
 
   /** The 503 answer when every query slot is taken (`/query` and `/flows` share them). */
   const refuseWhenBusy = (c: Context): Response | undefined => {
