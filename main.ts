@@ -21,7 +21,9 @@ const COMMANDS: Record<string, Command> = {
   capture: async (args) => {
     // The first capture worker loads its modules (~50 ms) while this thread loads its own and
     // checks the configuration; capture hands it its setup once it knows what to capture.
-    const spare = new Worker(new URL("./src/worker.ts", import.meta.url), { type: "module" });
+    const spare = new Worker(new URL("./src/worker/worker.ts", import.meta.url), {
+      type: "module",
+    });
     const { parseCaptureArgs } = await import("./src/config.ts");
     const { runCapture } = await import("./src/sensor/capture.ts");
     return runCapture(parseCaptureArgs(args), { spareWorker: spare });

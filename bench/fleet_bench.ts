@@ -17,7 +17,7 @@
  */
 import { parseArgs } from "node:util";
 import { writeTrafficPcap } from "./gen/mod.ts";
-import { Catalog } from "../src/index/catalog.ts";
+import { Catalog } from "../src/archive/catalog.ts";
 import { ClickHouse } from "../src/export/clickhouse.ts";
 import { Exporter } from "../src/export/exporter.ts";
 import { mergeTreeSchema, TABLES } from "../src/export/schema.ts";

@@ -1,5 +1,5 @@
 /**
- * Single-thread harness of the capture worker's per-packet pipeline (src/worker.ts handlePacket):
+ * Single-thread harness of the capture worker's per-packet pipeline (src/worker/worker.ts handlePacket):
  * libpcap offline read → decode → flow table → cutoff → pcap writer → index, in the main thread so
  * that it can be profiled (`--v8-flags=--prof`) and cut into stages (`--stage`), which a Worker
  * cannot easily be.
@@ -15,7 +15,8 @@ import { Cutoff, FlowTable } from "../src/flow/mod.ts";
 import { IndexBuilder } from "../src/index/mod.ts";
 import { decodePacket } from "../src/packet/mod.ts";
 import { PacketInfo } from "../src/packet/packet_info.ts";
-import { type Compression, RotatingOutput } from "../src/store/mod.ts";
+import type { Compression } from "../src/pcap/mod.ts";
+import { RotatingOutput } from "../src/store/mod.ts";
 
 /** What the pipeline reads packets from: a libpcap handle, or the harness's in-memory reader. */
 export type PacketSource = Pick<

@@ -7,7 +7,8 @@
  * Run: deno run --allow-all bench/store_bench.ts [MB per run, default 200]
  */
 import { generateTrafficBytes } from "./gen/mod.ts";
-import { type Compression, PcapFileWriter } from "../src/store/mod.ts";
+import type { Compression } from "../src/pcap/mod.ts";
+import { PcapFileWriter } from "../src/store/mod.ts";
 import { makePackets } from "../tests/store_test_util.ts";
 
 interface Frames {

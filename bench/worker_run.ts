@@ -1,5 +1,5 @@
 /**
- * Runs the real capture worker (src/worker.ts) on a capture file inside this process and times it:
+ * Runs the real capture worker (src/worker/worker.ts) on a capture file inside this process and times it:
  * cutcap's in-process rate, without the process and main-thread start-up that `cutcap --read`'s
  * wall time includes. Wall time counts from the worker's go (file and output open) to its "done"
  * (last file closed, fsynced, indexed, renamed); CPU time is the worker thread's own (from
@@ -10,8 +10,8 @@
  * @module
  */
 import { parseCaptureArgs } from "../src/config.ts";
-import { allocateControl, allocateCounters, Control, Counter } from "../src/sensor/counters.ts";
-import type { WorkerMessage, WorkerSetup } from "../src/sensor/protocol.ts";
+import { allocateControl, allocateCounters, Control, Counter } from "../src/worker/counters.ts";
+import type { WorkerMessage, WorkerSetup } from "../src/worker/protocol.ts";
 import { BlockCompressor } from "../src/store/compressor.ts";
 
 /** What one worker run did. */
@@ -29,7 +29,7 @@ export interface WorkerRun {
   indexSeconds: number;
 }
 
-const WORKER_URL = new URL("../src/worker.ts", import.meta.url);
+const WORKER_URL = new URL("../src/worker/worker.ts", import.meta.url);
 
 /**
  * user + system seconds of every thread of process `pid` (default this one) whose name starts

@@ -1,5 +1,5 @@
 /**
- * The system's libz, for streaming inflation with bounded buffers (src/store/stream_inflate.ts):
+ * The system's libz, for streaming inflation with bounded buffers (src/pcap/stream_inflate.ts):
  * node:zlib's synchronous calls return a unit's whole output. null where it cannot be loaded (no
  * libz.so.1, or no --allow-ffi).
  *

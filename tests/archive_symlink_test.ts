@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { writeFileDurably } from "../src/index/mod.ts";
-import { ensureWritableDir } from "../src/sensor/output_dir.ts";
+import { ensureWritableDir } from "../src/archive/output_dir.ts";
 import { createTempFile } from "../src/store/pcap_file_writer.ts";
 
 const SECRET = "root-only secret\n";

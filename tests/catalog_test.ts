@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { gzipSync, zstdCompressSync } from "node:zlib";
-import { Catalog, type CatalogEntry, indexPcapFile, readFileIndex } from "../src/index/mod.ts";
+import { Catalog, type CatalogEntry } from "../src/archive/mod.ts";
+import { indexPcapFile, readFileIndex } from "../src/index/mod.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
 
 /** A plain pcap of UDP packets (198.18.0.1 → 198.18.0.2) at the given times, in seconds. */

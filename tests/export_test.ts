@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
-import { Catalog } from "../src/index/catalog.ts";
+import { Catalog } from "../src/archive/catalog.ts";
 import { matchingFlows } from "../src/query/flows.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { type FlowRow, rowRecord, TABLES } from "../src/export/schema.ts";

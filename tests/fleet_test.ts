@@ -15,7 +15,7 @@ import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { TABLES } from "../src/export/schema.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import type { Query } from "../src/query/ast.ts";
-import { Catalog } from "../src/index/catalog.ts";
+import { Catalog } from "../src/archive/catalog.ts";
 import { cutcap, type OraclePacket, parseTcpdumpHex, run } from "./support/oracle.ts";
 import {
   assertSamePackets,

@@ -15,7 +15,7 @@ import { FlowEnd, FlowTable } from "../src/flow/flow_table.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { selectPackets } from "../src/query/select.ts";
 import { fileFlows, flowRecord, matchingFlows } from "../src/query/flows.ts";
-import { Catalog } from "../src/index/catalog.ts";
+import { Catalog } from "../src/archive/catalog.ts";
 
 const KEY_WORDS = 10;
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { createApp, readTokenFile } from "../src/server/app.ts";
 import { type StatusReport, StatusTracker } from "../src/server/status.ts";
-import { Counter } from "../src/sensor/counters.ts";
+import { Counter } from "../src/worker/counters.ts";
 import { outputFileName } from "../src/store/rotation.ts";
 import { fakeEntry, type FakeSensor, fakeSensor } from "./support/fake_sensor.ts";
 

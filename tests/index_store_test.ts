@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { decodePacket, PacketInfo } from "../src/packet/mod.ts";
-import { PcapFileWriter, PcapReader } from "../src/store/mod.ts";
+import { PcapFileWriter } from "../src/store/mod.ts";
+import { PcapReader } from "../src/pcap/mod.ts";
 import {
   canonicalizeKey,
   type Compression,

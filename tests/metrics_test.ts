@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { createApp } from "../src/server/app.ts";
 import { recordQuery } from "../src/server/metrics.ts";
-import { Counter } from "../src/sensor/counters.ts";
+import { Counter } from "../src/worker/counters.ts";
 import { FLOW_SIZE_SUM } from "../src/flow/size_histogram.ts";
-import { diskSpace } from "../src/store/retention.ts";
+import { diskSpace } from "../src/archive/retention.ts";
 import { VERSION } from "../src/version.ts";
 import { fakeEntry, type FakeSensor, fakeSensor, parseExposition } from "./support/fake_sensor.ts";
 import { queryPrometheus, startPrometheus, waitForSeries } from "./support/prometheus.ts";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { RotatingOutput } from "../src/store/rotation.ts";
 import { readOpenStates } from "../src/store/open_file.ts";
 import { indexPcapFile } from "../src/index/index_pcap.ts";
-import { Catalog } from "../src/index/catalog.ts";
+import { Catalog } from "../src/archive/catalog.ts";
 import { OpenFiles, wantedInputs } from "../src/query/open_files.ts";
 import { queryPcapStream } from "../src/query/execute.ts";
 import { parseQuery } from "../src/query/parse.ts";

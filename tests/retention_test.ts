@@ -4,8 +4,8 @@
  * holds as df reports it.
  */
 import assert from "node:assert/strict";
-import { Catalog, type CatalogEntry } from "../src/index/catalog.ts";
-import { diskSpace, Retention } from "../src/store/retention.ts";
+import { Catalog, type CatalogEntry } from "../src/archive/catalog.ts";
+import { diskSpace, Retention } from "../src/archive/retention.ts";
 
 const DAY = 86400;
 const NOW = 1_717_243_200; // 2024-06-01T12:00:00Z

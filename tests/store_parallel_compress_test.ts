@@ -3,12 +3,8 @@
 // same offsets, same file boundaries in the decompressed streams; on a full disk, no throw and
 // every offset below a file's decompressed size is exactly one of its records.
 import assert from "node:assert/strict";
-import {
-  type Compression,
-  type FinalizedFile,
-  PcapReader,
-  RotatingOutput,
-} from "../src/store/mod.ts";
+import { type Compression, PcapReader } from "../src/pcap/mod.ts";
+import { type FinalizedFile, RotatingOutput } from "../src/store/mod.ts";
 import {
   blockRows,
   expectedRecords,

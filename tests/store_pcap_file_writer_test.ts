@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type Compression,
-  compressionSuffix,
-  type FinalizedFile,
-  PcapFileWriter,
-} from "../src/store/mod.ts";
+import { type Compression, compressionSuffix } from "../src/pcap/mod.ts";
+import { type FinalizedFile, PcapFileWriter } from "../src/store/mod.ts";
 import {
   blockRows,
   expectedRecords,

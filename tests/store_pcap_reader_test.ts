@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type Compression,
-  compressionSuffix,
-  PcapFileWriter,
-  PcapReader,
-} from "../src/store/mod.ts";
+import { type Compression, compressionSuffix, PcapReader } from "../src/pcap/mod.ts";
+import { PcapFileWriter } from "../src/store/mod.ts";
 import {
   blockRows,
   makePackets,

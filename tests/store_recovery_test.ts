@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
 import { pcapFile } from "./support/pcap_craft.ts";
-import {
-  type Compression,
-  compressionSuffix,
-  type FinalizedFile,
-  PcapFileWriter,
-  PcapReader,
-  recoverTempFiles,
-} from "../src/store/mod.ts";
+import { type Compression, compressionSuffix, PcapReader } from "../src/pcap/mod.ts";
+import { type FinalizedFile, PcapFileWriter } from "../src/store/mod.ts";
+import { recoverTempFiles } from "../src/archive/mod.ts";
 import {
   blockRows,
   expectedRecords,

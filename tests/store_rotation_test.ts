@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
+import { type Compression, PcapReader } from "../src/pcap/mod.ts";
 import {
-  type Compression,
   type FinalizedFile,
   outputFileName,
   parseOutputFileName,
-  PcapReader,
   RotatingOutput,
   sanitizeIface,
 } from "../src/store/mod.ts";

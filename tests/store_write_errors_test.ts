@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type Compression,
-  type FinalizedFile,
-  PcapReader,
-  RotatingOutput,
-} from "../src/store/mod.ts";
+import { type Compression, PcapReader } from "../src/pcap/mod.ts";
+import { type FinalizedFile, RotatingOutput } from "../src/store/mod.ts";
 import { listFiles, makePackets, q, sh, tcpdumpRecords, tempDir } from "./store_test_util.ts";
 
 const isRoot = Deno.uid() === 0;

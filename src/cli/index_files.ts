@@ -9,7 +9,7 @@
 import { parseStrict, sourceName } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
 import { indexPcapFile, type IndexSummary } from "../index/index_pcap.ts";
-import { PcapReader } from "../store/pcap_reader.ts";
+import { PcapReader } from "../pcap/reader.ts";
 import { outputFileName } from "../store/rotation.ts";
 
 /** Option table of `cutcap index` (parser and help). */

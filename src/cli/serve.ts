@@ -12,13 +12,13 @@ import {
   SERVER_GUARD_OPTIONS,
 } from "../config.ts";
 import type { OptionTable } from "./options.ts";
-import { Catalog } from "../index/catalog.ts";
+import { Catalog } from "../archive/catalog.ts";
 import { OpenFiles } from "../query/open_files.ts";
 import { logInfo } from "../log.ts";
 import { startServer } from "../server/mod.ts";
 import { readServerSecrets } from "../server/auth.ts";
 import { DEFAULT_QUERY_POLICY, queryRoutes } from "../server/query_routes.ts";
-import type { SensorView } from "../sensor/view.ts";
+import type { SensorView } from "../server/view.ts";
 import { serverSettings } from "../web/settings.ts";
 
 /** Option table of `cutcap serve` (parser and help). */

@@ -12,7 +12,7 @@ import {
   RECORD_HEADER_SIZE,
   writeGlobalHeader,
   writeRecordHeader,
-} from "../store/pcap_format.ts";
+} from "../pcap/format.ts";
 import {
   finishPacketBlock,
   PCAPNG_EPB,
@@ -22,7 +22,7 @@ import {
   writeInterfaceBlock,
   writePacketBlockHeader,
   writeSectionHeader,
-} from "../store/pcapng_format.ts";
+} from "../pcap/pcapng.ts";
 
 /** One interface of a source: what its packets' link layer and clock are. */
 interface SourceInterface {

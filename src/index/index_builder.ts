@@ -36,7 +36,7 @@ import {
   type RemoveReason,
 } from "../flow/flow_table.ts";
 import { communityIdPrefix } from "../flow/community_id.ts";
-import { writeFully } from "../store/block_format.ts";
+import { writeFully } from "../pcap/block_format.ts";
 import { createTempFile, dirOf, syncDir } from "../store/pcap_file_writer.ts";
 
 /** What the index header says about its pcap file; given to `IndexBuilder.write`. */

@@ -4,7 +4,7 @@
  * groups packets by key and writes `<pcap>.idx`. Not a capture hot path: a FlowKeyList stands in
  * for the FlowTable (about 100 bytes per flow).
  *
- * Reading goes through pcap_scan.ts rather than src/store/pcap_reader.ts: it reads the file once
+ * Reading goes through pcap_scan.ts rather than src/pcap/reader.ts: it reads the file once
  * and also derives the block table of foreign multi-member/multi-frame files (merging units that
  * records straddle), which the store's reader does not. Memory: the flow list and the builder's
  * per-flow arrays (the packet log spills to the index's directory); a compressed file written as

@@ -1,6 +1,5 @@
 /**
- * Per-file indexes (flows and packet offsets of one pcap file, format in index_format.ts) and the
- * catalog of an archive's finalized files.
+ * Per-file indexes (flows and packet offsets of one pcap file, format in index_format.ts), and indexing foreign pcaps.
  *
  * @module
  */
@@ -38,10 +37,3 @@ export {
   type ScanRecord,
   type ScanResult,
 } from "./pcap_scan.ts";
-export {
-  Catalog,
-  type CatalogEntry,
-  type CatalogOpenOptions,
-  type CatalogSource,
-  type TimeRange,
-} from "./catalog.ts";

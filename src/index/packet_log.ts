@@ -12,7 +12,7 @@
  * @module
  */
 
-import { readAt, writeFully } from "../store/block_format.ts";
+import { readAt, writeFully } from "../pcap/block_format.ts";
 
 /** Entries per chunk: 384 KiB per chunk buffer (the current one, and one to read back into). */
 export const LOG_CHUNK = 1 << 14;

@@ -1,7 +1,7 @@
 /**
  * A minimal sequential pcap reader for indexing files in place: plain pcap (both byte orders, µs and ns,
  * and the "modified" 24-byte record header variant), gzip (one stream or independent members) and zstd
- * (one frame or independent frames). It stands in until src/store/pcap_reader.ts exists; besides the
+ * (one frame or independent frames). It stands in until src/pcap/reader.ts exists; besides the
  * records it reports the block table of a compressed file, which a query needs to seek.
  *
  * Blocks are the file's gzip members / zstd frames. A record that straddles two of them (only possible
@@ -21,8 +21,8 @@ import {
   MAX_UNIT_BYTES,
   STREAM_ABOVE_BYTES,
   unitTooLargeMessage,
-} from "../store/block_format.ts";
-import { canStream, StreamInflater } from "../store/stream_inflate.ts";
+} from "../pcap/block_format.ts";
+import { canStream, StreamInflater } from "../pcap/stream_inflate.ts";
 
 /** One record as the reader sees it; the same object is overwritten for every record. */
 export class ScanRecord {

@@ -5,7 +5,7 @@
  * bounded amount of synchronous work, so a long query never starves the server, and a client that goes
  * away cancels the stream, which closes every file at once.
  */
-import type { Catalog, CatalogEntry } from "../index/catalog.ts";
+import type { Catalog, CatalogEntry } from "../archive/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import type { Query } from "./ast.ts";
@@ -19,14 +19,14 @@ import {
   MAX_CAPLEN,
   writeGlobalHeader,
   writeRecordHeader,
-} from "../store/pcap_format.ts";
+} from "../pcap/format.ts";
 import {
   finishPacketBlock,
   packetBlockSize,
   writeInterfaceBlock,
   writePacketBlockHeader,
   writeSectionHeader,
-} from "../store/pcapng_format.ts";
+} from "../pcap/pcapng.ts";
 
 /** Answer file format: pcap (one link type) or pcapng (one interface block per link type/snaplen). */
 export type AnswerFormat = "pcap" | "pcapng";

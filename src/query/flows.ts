@@ -2,7 +2,7 @@
  * `GET /flows` and `cutcap flows`: the flow records of matching files, for analysts who want the
  * connection list before the packets. One record per flow per file; counts are of stored packets.
  */
-import type { Catalog } from "../index/catalog.ts";
+import type { Catalog } from "../archive/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
 import { errorText, nextTurn } from "./execute.ts";
 import type { FileIndex } from "../index/index_reader.ts";

@@ -7,10 +7,10 @@
  * than a block of cutcap's own, but memory stays independent of the uncompressed size.
  */
 import { findBlock } from "../index/index_reader.ts";
-import type { Compression } from "../store/block_format.ts";
+import type { Compression } from "../pcap/block_format.ts";
 import { decompressBlockRange } from "../index/pcap_scan.ts";
-import { STREAM_ABOVE_BYTES } from "../store/block_format.ts";
-import { StreamInflater } from "../store/stream_inflate.ts";
+import { STREAM_ABOVE_BYTES } from "../pcap/block_format.ts";
+import { StreamInflater } from "../pcap/stream_inflate.ts";
 
 /** Largest read from a plain file at once: the span of the wanted records it covers, at most this. */
 export const READ_WINDOW = 256 * 1024;

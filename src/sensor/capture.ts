@@ -4,7 +4,7 @@
  * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
  */
 import type { CaptureConfig } from "../config.ts";
-import { Counter } from "./counters.ts";
+import { Counter } from "../worker/counters.ts";
 import {
   checkFilter,
   defaultInterface,
@@ -16,12 +16,12 @@ import {
 import type { ListenOptions } from "../server/mod.ts";
 import type { SensorMetrics } from "../server/metrics.ts";
 import type { OpenFiles } from "../query/open_files.ts";
-import { CatalogKeeper, lockArchive, openArchive, type RecoveredFile } from "./archive.ts";
-import type { SensorView } from "./view.ts";
+import { CatalogKeeper, lockArchive, openArchive, type RecoveredFile } from "../archive/archive.ts";
+import type { SensorView } from "../server/view.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
-import { Retention } from "../store/retention.ts";
+import { Retention } from "../archive/retention.ts";
 import { createTempFile, dirOf } from "../store/pcap_file_writer.ts";
-import { writeFully } from "../store/block_format.ts";
+import { writeFully } from "../pcap/block_format.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { UsageError } from "../cli/options.ts";
@@ -34,7 +34,12 @@ import {
   type WorkerHandle,
 } from "./supervisor.ts";
 import { dropPrivileges, lookupGroup, lookupUser, setCaptureCapabilities } from "../../ffi/libc.ts";
-import { ensureWritableDir, missingDirs, prepareDirForUser, shareWithGroup } from "./output_dir.ts";
+import {
+  ensureWritableDir,
+  missingDirs,
+  prepareDirForUser,
+  shareWithGroup,
+} from "../archive/output_dir.ts";
 import { linkTypeOf } from "../capture/link.ts";
 import { ensureLibpcap } from "./libpcap_setup.ts";
 import type { Exporter } from "../export/exporter.ts";

@@ -3,7 +3,7 @@
  * outpct=46.9 recvd=5268 dropped=0 ifdropped=0`. bytes, pkts, output and removed count since the previous
  * line; flows is the current number of active flows; recvd, dropped and ifdropped are libpcap's totals.
  */
-import { Counter } from "./counters.ts";
+import { Counter } from "../worker/counters.ts";
 
 /** The counters a stats line needs from the previous line, to print differences. */
 export interface StatsSnapshot {

@@ -9,8 +9,13 @@ import type { KeyDescription } from "../packet/describe.ts";
 import { snfRingCount } from "../capture/snf.ts";
 import { DEFAULT_BLOCK_SIZE } from "../store/block_writer.ts";
 import { BlockCompressor, type CompressorSetup } from "../store/compressor.ts";
-import { allocateControl, allocateCounters, Control } from "./counters.ts";
-import type { FinalizedFileMessage, WorkerMessage, WorkerSetup, WorkerSource } from "./protocol.ts";
+import { allocateControl, allocateCounters, Control } from "../worker/counters.ts";
+import type {
+  FinalizedFileMessage,
+  WorkerMessage,
+  WorkerSetup,
+  WorkerSource,
+} from "../worker/protocol.ts";
 
 /** One running capture worker as the main thread sees it. */
 export interface WorkerHandle {
@@ -72,7 +77,7 @@ export function startWorkers(
   return planWorkers(config).map((plan) => {
     const helper = startCompressionHelper(config, `${plan.label}/${plan.index}`, events);
     const worker = spare ??
-      new Worker(new URL("../worker.ts", import.meta.url), { type: "module" });
+      new Worker(new URL("../worker/worker.ts", import.meta.url), { type: "module" });
     spare = undefined;
     const handle: WorkerHandle = {
       label: plan.label,

@@ -4,7 +4,7 @@
  * analyst's page (`/`, src/web) and the query routes (`extra.routes`) are mounted beside them.
  */
 import { Hono } from "hono";
-import type { SensorView } from "../sensor/view.ts";
+import type { SensorView } from "./view.ts";
 import { SensorMetrics } from "./metrics.ts";
 import { readiness, StatusTracker } from "./status.ts";
 import { installPage } from "../web/mod.ts";
@@ -15,7 +15,7 @@ import type { RateHistory } from "../web/rate_history.ts";
 
 export { readServerSecrets, readTokenFile } from "./auth.ts";
 
-export type { SensorView } from "../sensor/view.ts";
+export type { SensorView } from "./view.ts";
 
 /** Everything besides the sensor that `createApp` may be given. */
 export interface AppExtras {

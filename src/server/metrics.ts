@@ -1,6 +1,6 @@
 /**
  * Prometheus metrics. Every sensor metric is read at scrape time from what already exists: the
- * workers' shared counter arrays (src/sensor/counters.ts), the catalog, the retention totals and one
+ * workers' shared counter arrays (src/worker/counters.ts), the catalog, the retention totals and one
  * cached statvfs of the archive directory. Nothing per packet is sent anywhere for metrics; a scrape
  * costs a few hundred array reads.
  *
@@ -11,14 +11,14 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { cpuUsage } from "node:process";
 import { maxFds, openFdCount, processMemory } from "../../ffi/proc_self.ts";
-import { Counter as Slot } from "../sensor/counters.ts";
-import type { SensorView, WorkerView } from "../sensor/view.ts";
+import { Counter as Slot } from "../worker/counters.ts";
+import type { SensorView, WorkerView } from "./view.ts";
 import {
   FLOW_SIZE_BUCKET_COUNT,
   FLOW_SIZE_BUCKETS,
   FLOW_SIZE_SUM,
 } from "../flow/size_histogram.ts";
-import { type DiskSpace, diskSpace } from "../store/retention.ts";
+import { type DiskSpace, diskSpace } from "../archive/retention.ts";
 import { VERSION } from "../version.ts";
 import { linkIsDown, linkState } from "../capture/link.ts";
 

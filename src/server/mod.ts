@@ -9,7 +9,7 @@ import { createApp } from "./app.ts";
 import type { SensorMetrics } from "./metrics.ts";
 import { checkBoundAddress } from "./auth.ts";
 import { type GuardOptions, type GuardStats, startGuard } from "./conn_guard.ts";
-import type { SensorView } from "../sensor/view.ts";
+import type { SensorView } from "./view.ts";
 import { RateHistory } from "../web/rate_history.ts";
 import type { Setting } from "../web/source.ts";
 import type { OpenFiles } from "../query/open_files.ts";

@@ -6,7 +6,7 @@
 import { bodyLimit } from "hono/body-limit";
 import { Hono } from "hono";
 import type { Context } from "hono";
-import type { Catalog } from "../index/catalog.ts";
+import type { Catalog } from "../archive/catalog.ts";
 import { parseQuery, QueryError } from "../query/parse.ts";
 import type { Query } from "../query/ast.ts";
 import {

@@ -5,10 +5,10 @@
  * the workers.
  */
 import { readOpenStates } from "../store/open_file.ts";
-import type { RetentionStats, SensorView, WorkerView } from "../sensor/view.ts";
-import { Counter } from "../sensor/counters.ts";
+import type { RetentionStats, SensorView, WorkerView } from "./view.ts";
+import { Counter } from "../worker/counters.ts";
 import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
-import type { DiskSpace } from "../store/retention.ts";
+import type { DiskSpace } from "../archive/retention.ts";
 import { probeWritable } from "../store/pcap_file_writer.ts";
 import { VERSION } from "../version.ts";
 import { linkIsDown, linkState } from "../capture/link.ts";

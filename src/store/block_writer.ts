@@ -24,7 +24,7 @@ import {
   type Compression,
   resolveLevel,
   writeFully,
-} from "./block_format.ts";
+} from "../pcap/block_format.ts";
 import type { Writeback } from "./writeback.ts";
 import type { BlockCompressor } from "./compressor.ts";
 import { AsyncWrite } from "../../ffi/aio.ts";

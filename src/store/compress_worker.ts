@@ -5,7 +5,7 @@
  * never returns to its event loop while capturing, can hand over and collect blocks.
  */
 /// <reference lib="deno.worker" />
-import { compressBlock } from "./block_format.ts";
+import { compressBlock } from "../pcap/block_format.ts";
 import { type CompressorSetup, Ctl, ERROR_BYTES, Kind } from "./compressor_protocol.ts";
 
 self.onmessage = (event: MessageEvent<CompressorSetup>) => {

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { compressBlock, type Compression } from "./block_format.ts";
+import { compressBlock, type Compression } from "../pcap/block_format.ts";
 import { type CompressorSetup, Ctl, ERROR_BYTES, Kind } from "./compressor_protocol.ts";
 
 export type { CompressorSetup } from "./compressor_protocol.ts";

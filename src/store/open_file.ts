@@ -7,7 +7,7 @@
  * snapshot. A query indexes the open file's durable prefix itself (src/query/open_files.ts):
  * nothing per packet crosses a thread or a process.
  */
-import type { Compression } from "./block_format.ts";
+import type { Compression } from "../pcap/block_format.ts";
 import type { FinalizedFile } from "./pcap_file_writer.ts";
 
 /** Directory under the archive holding one state file per worker with an open file. */

@@ -3,7 +3,7 @@
  * directory) and renamed only once it is flushed, synced and indexed, so a finished name always
  * holds a complete file and a crash leaves a temporary file for recovery.ts to repair.
  */
-import type { Compression } from "./block_format.ts";
+import type { Compression } from "../pcap/block_format.ts";
 import { BlockWriter, type BlockWriterOptions } from "./block_writer.ts";
 import {
   GLOBAL_HEADER_SIZE,
@@ -11,7 +11,7 @@ import {
   RECORD_HEADER_SIZE,
   writeGlobalHeader,
   writeRecordHeader,
-} from "./pcap_format.ts";
+} from "../pcap/format.ts";
 import { Writeback } from "./writeback.ts";
 import type { BlockCompressor } from "./compressor.ts";
 

@@ -7,7 +7,7 @@
  * Rotation by time uses packet timestamps, so replaying a capture rotates like capturing it did;
  * `rotateIfDue` covers quiet links with the wall clock.
  */
-import { type Compression, compressionSuffix, resolveLevel } from "./block_format.ts";
+import { type Compression, compressionSuffix, resolveLevel } from "../pcap/block_format.ts";
 import {
   type BeforeRenameHook,
   DIR_MODE,
@@ -15,7 +15,7 @@ import {
   PcapFileWriter,
   uniquePath,
 } from "./pcap_file_writer.ts";
-import { RECORD_HEADER_SIZE } from "./pcap_format.ts";
+import { RECORD_HEADER_SIZE } from "../pcap/format.ts";
 import { BlockCompressor } from "./compressor.ts";
 import { DEFAULT_BLOCK_SIZE } from "./block_writer.ts";
 import { archiveRelative, publishOpenState, removeOpenState } from "./open_file.ts";

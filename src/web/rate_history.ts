@@ -2,8 +2,8 @@
  * Per-worker rates over the last minutes for the status view's sparklines: the workers' shared
  * counters sampled on a timer (the server starts and stops it), differences kept in a short ring.
  */
-import { Counter } from "../sensor/counters.ts";
-import type { SensorView } from "../sensor/view.ts";
+import { Counter } from "../worker/counters.ts";
+import type { SensorView } from "../server/view.ts";
 import type { WorkerHistory } from "./source.ts";
 
 /** Seconds between samples. */

@@ -2,7 +2,7 @@
  * The page's data on a sensor (or `cutcap serve`): flows and the time histogram from the archive's
  * indexes (no packet is read), the status report with the running configuration and recent rates.
  */
-import type { Catalog, CatalogEntry } from "../index/catalog.ts";
+import type { Catalog, CatalogEntry } from "../archive/catalog.ts";
 import { closeInputs, type ExtraInput, wantedInputs } from "../query/open_files.ts";
 import { readOpenStates } from "../store/open_file.ts";
 import type { FileIndex } from "../index/index_reader.ts";

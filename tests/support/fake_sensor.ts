@@ -2,9 +2,9 @@
  * A SensorView without capture, for server tests: workers whose shared counters the test fills in,
  * a real catalog over a temporary archive directory, and retention totals.
  */
-import { Catalog, type CatalogEntry } from "../../src/index/catalog.ts";
-import { allocateCounters } from "../../src/sensor/counters.ts";
-import type { RetentionStats, SensorView, WorkerView } from "../../src/sensor/view.ts";
+import { Catalog, type CatalogEntry } from "../../src/archive/catalog.ts";
+import { allocateCounters } from "../../src/worker/counters.ts";
+import type { RetentionStats, SensorView, WorkerView } from "../../src/server/view.ts";
 
 /** A fake sensor whose parts tests change directly. */
 export interface FakeSensor extends SensorView {

@@ -1,7 +1,7 @@
 /**
  * Whole-pipeline fuzzing: mutated corpus frames go through what a capture worker does per packet
  * (decodePacket → FlowTable.observe → Cutoff.allows → RotatingOutput.write → IndexBuilder.record,
- * as in src/worker.ts handlePacket) with the cutoffs off, so every frame must come back unchanged.
+ * as in src/worker/worker.ts handlePacket) with the cutoffs off, so every frame must come back unchanged.
  * The frames come from a seeded generator: running it again with the same seed gives the same
  * frames, so the check after writing needs no copy of a million frames in memory.
  *
@@ -12,7 +12,8 @@ import { Cutoff, FlowTable } from "../../src/flow/mod.ts";
 import { IndexBuilder } from "../../src/index/mod.ts";
 import { readFileIndex } from "../../src/index/index_reader.ts";
 import { decodePacket, DLT_EN10MB, DLT_RAW, PacketInfo } from "../../src/packet/mod.ts";
-import { type Compression, PcapReader, RotatingOutput } from "../../src/store/mod.ts";
+import { type Compression, PcapReader } from "../../src/pcap/mod.ts";
+import { RotatingOutput } from "../../src/store/mod.ts";
 import { CORPUS_DIR } from "./corpus.ts";
 
 const CORPUS = CORPUS_DIR;

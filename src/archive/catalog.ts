@@ -4,11 +4,11 @@
  * `<outDir>/catalog.json`, a cache: on open it is checked against the directory tree, and files added
  * or deleted behind its back are reconciled (a corrupt catalog is rebuilt from the index headers).
  */
-import { type FileIndexHeader, readFileIndex, readIndexHeader } from "./index_reader.ts";
-import { type Compression, indexPathFor } from "./index_format.ts";
-import { indexPcapFile } from "./index_pcap.ts";
+import { type FileIndexHeader, readFileIndex, readIndexHeader } from "../index/index_reader.ts";
+import { type Compression, indexPathFor } from "../index/index_format.ts";
+import { indexPcapFile } from "../index/index_pcap.ts";
 import { DIR_MODE } from "../store/pcap_file_writer.ts";
-import { writeFileDurably } from "./index_builder.ts";
+import { writeFileDurably } from "../index/index_builder.ts";
 import { parseOutputFileName } from "../store/rotation.ts";
 
 /** One finalized pcap file of the archive. */

@@ -3,7 +3,7 @@
  * shared counters, the catalog of finalized files, and a few facts about the run. The server reads; it never
  * reaches into workers.
  */
-import type { Catalog } from "../index/catalog.ts";
+import type { Catalog } from "../archive/catalog.ts";
 
 /** One capture worker as the server sees it. */
 export interface WorkerView {
@@ -11,7 +11,7 @@ export interface WorkerView {
   label: string;
   /** Worker number within the interface. */
   index: number;
-  /** The worker's shared counters, indexed by `Counter` (src/sensor/counters.ts). */
+  /** The worker's shared counters, indexed by `Counter` (src/worker/counters.ts). */
   counters: Float64Array;
   /** Opened its capture handle and is in its packet loop. */
   ready: boolean;

@@ -4,20 +4,20 @@
  * between batches, so stop and rotate requests never wait behind a message queue.
  */
 /// <reference lib="deno.worker" />
-import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
-import { setCaptureCapabilities } from "../ffi/libc.ts";
-import { type CaptureSource, openSource } from "./capture/source.ts";
-import { Cutoff, FlowTable } from "./flow/mod.ts";
-import { IndexBuilder } from "./index/mod.ts";
-import { indexPcapFile } from "./index/index_pcap.ts";
-import { decodePacket } from "./packet/mod.ts";
-import { FlowKind, KEY_WORDS, PacketInfo } from "./packet/packet_info.ts";
-import { describeKey } from "./packet/describe.ts";
-import { crossedLevel, largeFlowLevel } from "./flow/large_flows.ts";
-import { RotatingOutput } from "./store/mod.ts";
-import { BlockCompressor } from "./store/compressor.ts";
-import type { WorkerMessage, WorkerSetup } from "./sensor/protocol.ts";
-import { Control, Counter } from "./sensor/counters.ts";
+import { loadLibpcap, PcapHandle } from "../../ffi/libpcap.ts";
+import { setCaptureCapabilities } from "../../ffi/libc.ts";
+import { type CaptureSource, openSource } from "../capture/source.ts";
+import { Cutoff, FlowTable } from "../flow/mod.ts";
+import { IndexBuilder } from "../index/mod.ts";
+import { indexPcapFile } from "../index/index_pcap.ts";
+import { decodePacket } from "../packet/mod.ts";
+import { FlowKind, KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
+import { describeKey } from "../packet/describe.ts";
+import { crossedLevel, largeFlowLevel } from "../flow/large_flows.ts";
+import { RotatingOutput } from "../store/mod.ts";
+import { BlockCompressor } from "../store/compressor.ts";
+import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
+import { Control, Counter } from "./counters.ts";
 
 /** Packets handled between two looks at the control block and two counter publications. */
 const BATCH = 4096;

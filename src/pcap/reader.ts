@@ -20,12 +20,7 @@ import {
 } from "./block_format.ts";
 import { BlockWalker } from "./block_reader.ts";
 import { canStream, StreamInflater } from "./stream_inflate.ts";
-import {
-  GLOBAL_HEADER_SIZE,
-  MAX_CAPLEN,
-  parseGlobalHeader,
-  RECORD_HEADER_SIZE,
-} from "./pcap_format.ts";
+import { GLOBAL_HEADER_SIZE, MAX_CAPLEN, parseGlobalHeader, RECORD_HEADER_SIZE } from "./format.ts";
 
 /** Options for `PcapReader`. */
 export interface PcapReaderOptions {

@@ -17,8 +17,8 @@ import {
   detectCompression,
   readAt,
   writeFully,
-} from "./block_format.ts";
-import { BlockWalker } from "./block_reader.ts";
+} from "../pcap/block_format.ts";
+import { BlockWalker } from "../pcap/block_reader.ts";
 import {
   type BeforeRenameHook,
   dirOf,
@@ -26,9 +26,9 @@ import {
   pathExists,
   syncDir,
   uniquePath,
-} from "./pcap_file_writer.ts";
-import { GLOBAL_HEADER_SIZE, RECORD_HEADER_SIZE } from "./pcap_format.ts";
-import { PcapReader } from "./pcap_reader.ts";
+} from "../store/pcap_file_writer.ts";
+import { GLOBAL_HEADER_SIZE, RECORD_HEADER_SIZE } from "../pcap/format.ts";
+import { PcapReader } from "../pcap/reader.ts";
 
 /** Hooks for `recoverTempFiles`: the same as a rotating output's, plus a logger. */
 export interface RecoveryHooks {

@@ -3,11 +3,12 @@
  * renamed into view), the catalog of finalized files, and its upkeep as workers finalize files.
  */
 import { archiveRelative, clearOpenStates } from "../store/open_file.ts";
-import { Catalog, type CatalogEntry } from "../index/catalog.ts";
+import { Catalog, type CatalogEntry } from "./catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
 import { logInfo, logWarn } from "../log.ts";
-import { parseOutputFileName, recoverTempFiles } from "../store/mod.ts";
+import { parseOutputFileName } from "../store/mod.ts";
+import { recoverTempFiles } from "./mod.ts";
 
 /**
  * Takes the archive's exclusive lock (flock on the `--out` directory itself) for a capture, which

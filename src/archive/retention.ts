@@ -10,11 +10,11 @@
  * each finalized file: it looks at the catalog (in memory), one statvfs, and the modification time
  * of files whose packets are past `--max-age`.
  */
-import type { Catalog, CatalogEntry } from "../index/catalog.ts";
+import type { Catalog, CatalogEntry } from "./catalog.ts";
 import { indexPathFor } from "../index/index_format.ts";
 import { logInfo, logWarn } from "../log.ts";
 import type { SizeOrPercent } from "../units.ts";
-import { parseOutputFileName } from "./rotation.ts";
+import { parseOutputFileName } from "../store/rotation.ts";
 
 /** Free and total space of a filesystem, in bytes. */
 export interface DiskSpace {

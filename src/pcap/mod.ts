@@ -1,0 +1,19 @@
+/**
+ * The pcap file format and its block-compressed variants: headers, codecs, blocks, and reading.
+ *
+ * @module
+ */
+export {
+  type Compression,
+  compressionSuffix,
+  defaultLevel,
+  detectCompression,
+} from "./block_format.ts";
+export {
+  GLOBAL_HEADER_SIZE,
+  MAX_CAPLEN,
+  parseGlobalHeader,
+  type PcapHeader,
+  RECORD_HEADER_SIZE,
+} from "./format.ts";
+export { PcapReader, type PcapReaderOptions } from "./reader.ts";
