@@ -20,7 +20,7 @@
  * @module
  */
 
-import { waitReadable } from "./libc.ts";
+import { libcOrNull, waitReadable } from "./libc.ts";
 import { DirectReader } from "../src/pcap/direct_reader.ts";
 import { MAX_CAPLEN } from "../src/pcap/format.ts";
 
@@ -93,27 +93,6 @@ const TWO_32 = 4294967296;
  */
 const OFFLINE_BUFFER = 1 << 20;
 const IOFBF = 0;
-
-const STDIO_SYMBOLS = {
-  fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
-  fclose: { parameters: ["pointer"], result: "i32" },
-  setvbuf: { parameters: ["pointer", "buffer", "i32", "usize"], result: "i32" },
-  fseeko: { parameters: ["pointer", "i64", "i32"], result: "i32" },
-} as const;
-
-let stdio: Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null | undefined;
-
-/** libc's fopen/setvbuf/fclose, or null when libc cannot be loaded (then libpcap opens files). */
-function loadStdio(): Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null {
-  if (stdio === undefined) {
-    try {
-      stdio = Deno.dlopen("libc.so.6", STDIO_SYMBOLS).symbols;
-    } catch {
-      stdio = null;
-    }
-  }
-  return stdio;
-}
 
 let loaded: { path: string; symbols: Libpcap } | undefined;
 
@@ -475,7 +454,7 @@ export class PcapHandle {
     direct.close();
     // Packet memory is libpcap's again: map it afresh on the next packet.
     this.#dataBase = -1;
-    const libc = loadStdio();
+    const libc = libcOrNull();
     if (libc === null || libc.fseeko(this.#fp, BigInt(at), 0) !== 0) {
       this.#directError = `Cannot continue reading ${this.source} at byte ${at}: seek failed`;
       return false;
@@ -614,7 +593,7 @@ function openBuffered(
   path: string,
   precision: number,
 ): { ptr: Deno.PointerObject; buffer: Uint8Array; fp: Deno.PointerObject } | null {
-  const libc = path === "-" ? null : loadStdio();
+  const libc = path === "-" ? null : libcOrNull();
   if (libc === null) return null;
   const fp = libc.fopen(cString(path), cString("rb"));
   if (fp === null) return null;
