@@ -117,3 +117,25 @@ Deno.test("socket calls: options read back, poll reports readiness, errors carry
     (err: unknown) => err instanceof LibcError && err.errno === 97, // EAFNOSUPPORT
   );
 });
+
+Deno.test("Deno.dlopen is called only in ffi/, and libc.so.6 is opened in one place", () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const calls: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of Deno.readDirSync(`${root}${dir}`)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) walk(path);
+      else if (path.endsWith(".ts")) {
+        const text = Deno.readTextFileSync(`${root}${path}`);
+        for (const m of text.matchAll(/Deno\.dlopen\(\s*("[^"]*"|\w+)/g)) {
+          calls.push(`${path} ${m[1]}`);
+        }
+      }
+    }
+  };
+  walk("src");
+  walk("ffi");
+  walk("bench");
+  assert.deepEqual(calls.filter((c) => !c.startsWith("ffi/")), []);
+  assert.deepEqual(calls.filter((c) => c.includes("libc")), ['ffi/libc.ts "libc.so.6"']);
+});
