@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
 import { type CaptureSource, PacketRing, ringLayout } from "../src/capture/mod.ts";
 import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
-import { rootTest, sh } from "./support/netns.ts";
+import { rootTest } from "./support/netns.ts";
+import { sh } from "./support/process.ts";
 
 const ROOT = Deno.uid() === 0;
 const CI = Deno.env.get("CI") === "true";
