@@ -27,7 +27,12 @@ import {
   syncDir,
   uniquePath,
 } from "../store/pcap_file_writer.ts";
-import { GLOBAL_HEADER_SIZE, RECORD_HEADER_SIZE } from "../pcap/format.ts";
+import {
+  GLOBAL_HEADER_SIZE,
+  MAGIC_MICROS,
+  MAGIC_NANOS,
+  RECORD_HEADER_SIZE,
+} from "../pcap/format.ts";
 import { PcapReader } from "../pcap/reader.ts";
 import { finalPathFor, isTempName, isWriteTempName } from "./naming.ts";
 
@@ -294,7 +299,7 @@ function isRemnant(path: string): boolean {
       if (n >= GLOBAL_HEADER_SIZE) return false;
       if (n < 4) return true;
       const magic = new DataView(head.buffer).getUint32(0, true);
-      return magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+      return magic === MAGIC_MICROS || magic === MAGIC_NANOS;
     }
     const walker = new BlockWalker(file, compress, path);
     return walker.next() && walker.truncated && walker.decode().length < GLOBAL_HEADER_SIZE;
