@@ -15,7 +15,7 @@ import { FlowKind, KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
 import { describeKey } from "../packet/describe.ts";
 import { crossedLevel, largeFlowLevel } from "../flow/large_flows.ts";
 import { RotatingOutput } from "../store/mod.ts";
-import { indexPathFor } from "../archive/naming.ts";
+import { archiveRelative, indexPathFor } from "../archive/naming.ts";
 import { BlockCompressor } from "../store/compressor.ts";
 import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
 import { Control, Counter } from "./counters.ts";
@@ -77,6 +77,8 @@ interface WorkerState {
    * loop leaves a batch on time when packets trickle in. */
   flushDueSec: number;
   flushDueFrac: number;
+  /** The open file last reported to the main thread (archive-relative temporary path), or null. */
+  openFileReported: string | null;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -116,6 +118,7 @@ function runWorker(setup: WorkerSetup): void {
     flushDue: Infinity,
     flushDueSec: Infinity,
     flushDueFrac: 0,
+    openFileReported: null,
   };
   scheduleFlush(state, Date.now() / 1000);
   if (setup.source.kind === "live") {
@@ -514,6 +517,15 @@ function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
   });
 }
 
+/** Tells the main thread which file the output writes now (the server shows it) when that changed. */
+function reportOpenFile(state: WorkerState): void {
+  const tmpPath = state.output.current?.tmpPath;
+  const path = tmpPath === undefined ? null : archiveRelative(state.setup.config.outDir, tmpPath);
+  if (path === state.openFileReported) return;
+  state.openFileReported = path;
+  post({ type: "openFile", path });
+}
+
 /** Copies the slow-moving counters into shared memory for the main thread. */
 function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   const { counters, flows } = state;
@@ -531,6 +543,7 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.PacketsUnflushed] = state.output.unflushedPackets;
     counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
     reportWriteErrors(state);
+    reportOpenFile(state);
   }
   // Counted before the kernel's totals are read, and stored after them.
   const seen = state.packetsSeen;
