@@ -34,6 +34,7 @@ import {
   RECORD_HEADER_SIZE,
 } from "../pcap/format.ts";
 import { PcapReader } from "../pcap/reader.ts";
+import { COMPRESSED_SUFFIX_PATTERN } from "../pcap/codecs.ts";
 
 /** Hooks for `recoverTempFiles`: the same as a rotating output's, plus a logger. */
 export interface RecoveryHooks {
@@ -59,7 +60,7 @@ export interface RecoveryReport {
   error: string | null;
 }
 
-const TEMP_RE = /^\.(.+\.pcap(?:\.gz|\.zst)?)\.tmp$/;
+const TEMP_RE = new RegExp(String.raw`^\.(.+\.pcap(?:${COMPRESSED_SUFFIX_PATTERN})?)\.tmp$`);
 
 /**
  * Temporary files of `writeFileDurably` (indexes, the catalog): `.<name>.<random or pid>.tmp`. A

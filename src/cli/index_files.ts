@@ -10,6 +10,7 @@ import { parseStrict, sourceName } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
 import { indexPcapFile, type IndexSummary } from "../index/index_pcap.ts";
 import { PcapReader } from "../pcap/reader.ts";
+import { compressionSuffix } from "../pcap/block_format.ts";
 import { outputFileName } from "../store/rotation.ts";
 
 /** Option table of `cutcap index` (parser and help). */
@@ -91,7 +92,7 @@ function archivePath(file: string, out: string, name: string): string | null {
   try {
     if (!reader.next()) return null;
     const micros = reader.nanosecond ? Math.floor(reader.tsFrac / 1000) : reader.tsFrac;
-    const suffix = reader.compress === "gzip" ? ".gz" : reader.compress === "zstd" ? ".zst" : "";
+    const suffix = compressionSuffix(reader.compress);
     const rel = outputFileName(reader.tsSec, micros, {
       iface: name,
       worker: 0,

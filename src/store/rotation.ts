@@ -8,6 +8,7 @@
  * `rotateIfDue` covers quiet links with the wall clock.
  */
 import { type Compression, compressionSuffix, resolveLevel } from "../pcap/block_format.ts";
+import { COMPRESSED_SUFFIX_PATTERN, compressionFromSuffix } from "../pcap/codecs.ts";
 import {
   type BeforeRenameHook,
   DIR_MODE,
@@ -73,8 +74,10 @@ export interface OutputNameFields {
 /** Seconds between attempts to open a new file after opening one failed. */
 const OPEN_RETRY_MS = 1000;
 
-const NAME_RE =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{6})Z_(.+)_w(\d+)(?:_\d+)?\.pcap(\.gz|\.zst)?$/;
+const NAME_RE = new RegExp(
+  String
+    .raw`^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{6})Z_(.+)_w(\d+)(?:_\d+)?\.pcap(${COMPRESSED_SUFFIX_PATTERN})?$`,
+);
 
 /** Makes an interface name safe for a file name (`/dev/x` and the like). */
 export function sanitizeIface(iface: string): string {
@@ -111,7 +114,7 @@ export function parseOutputFileName(name: string): OutputNameFields | null {
     startMicros: +m[7],
     iface: m[8],
     worker: +m[9],
-    compress: m[10] === ".gz" ? "gzip" : m[10] === ".zst" ? "zstd" : "none",
+    compress: compressionFromSuffix(m[10] ?? "")!,
   };
 }
 
