@@ -17,6 +17,7 @@ import {
   strerror,
   waitReadable,
 } from "../ffi/libc.ts";
+import { rootOnly } from "./support/root.ts";
 
 Deno.test("getuid/getgid agree with Deno, lookupUser reads the password database", async () => {
   assert.equal(getuid(), Deno.uid());
@@ -38,11 +39,9 @@ Deno.test("dropPrivileges: an unknown user is a clear error", () => {
   );
 });
 
-Deno.test({
+Deno.test(rootOnly("dropping privileges", {
   name: "dropPrivileges: every thread of the process ends up as the user",
-  ignore: Deno.uid() !== 0 && Deno.env.get("CI") !== "true",
   async fn() {
-    assert.equal(Deno.uid(), 0, "Needs root (CI=true makes this a failure, not a skip)");
     const url = new URL("../ffi/libc.ts", import.meta.url).href;
     const code = `import { dropPrivileges, getuid } from "${url}";
       dropPrivileges("nobody");
@@ -61,7 +60,7 @@ Deno.test({
     const uid = lookupUser("nobody")!.uid;
     assert.equal(new TextDecoder().decode(out.stdout).trim(), `${uid} ${uid},${uid},${uid},${uid}`);
   },
-});
+}));
 
 Deno.test("setsockopt on a file that is not a socket fails with errno text", () => {
   const file = Deno.openSync("/etc/passwd");

@@ -136,8 +136,6 @@ export const HEADER_FIXED = 96;
 export const TRAILER_LEN = 8;
 /** Byte offset of the header CRC inside the fixed header. */
 export const HEADER_CRC_AT = 92;
-/** Suffix appended to a pcap file's path to name its index. */
-export const INDEX_SUFFIX = ".idx";
 /** Worker number stored when the writer is unknown. */
 export const UNKNOWN_WORKER = 0xffffffff;
 
@@ -176,11 +174,6 @@ export { compressionFromCode } from "../pcap/codecs.ts";
 /** Numeric code of a compression in the flags word (the codec table's index code). */
 export function compressionCode(c: Compression): number {
   return codec(c).indexCode;
-}
-
-/** Path of the index of a pcap file. */
-export function indexPathFor(pcapPath: string): string {
-  return pcapPath + INDEX_SUFFIX;
 }
 
 /** Byte offsets of each section of an index file. */
