@@ -15,6 +15,7 @@ import { FlowKind, KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
 import { describeKey } from "../packet/describe.ts";
 import { crossedLevel, largeFlowLevel } from "../flow/large_flows.ts";
 import { RotatingOutput } from "../store/mod.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { BlockCompressor } from "../store/compressor.ts";
 import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
 import { Control, Counter } from "./counters.ts";
@@ -187,9 +188,13 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
       if (state.index.packetCount > file.packets) {
         // A block failed to reach the disk (ENOSPC, EIO...): its records were indexed when they
         // were buffered and are not in the file. Index the file as it is on disk instead.
-        indexPcapFile(file.tmpPath, { iface: label, worker: index, indexPath: `${file.path}.idx` });
+        indexPcapFile(file.tmpPath, {
+          iface: label,
+          worker: index,
+          indexPath: indexPathFor(file.path),
+        });
       } else {
-        state.index.write(`${file.path}.idx`, {
+        state.index.write(indexPathFor(file.path), {
           pcapName: file.path.slice(file.path.lastIndexOf("/") + 1),
           linkType: file.linkType,
           snaplen: file.snaplen,
@@ -220,7 +225,7 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
         type: "finalized",
         file: {
           path: file.path,
-          indexPath: `${file.path}.idx`,
+          indexPath: indexPathFor(file.path),
           linkType: file.linkType,
           packets: file.packets,
           firstTs: file.firstTs,
