@@ -11,11 +11,10 @@
  * of files whose packets are past `--max-age`.
  */
 import type { Catalog, CatalogEntry } from "./catalog.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor, parseOutputFileName } from "./naming.ts";
 import { logInfo, logWarn } from "../log.ts";
 import { filesystemSpace } from "../../ffi/libc.ts";
 import type { SizeOrPercent } from "../units.ts";
-import { parseOutputFileName } from "../store/rotation.ts";
 
 /** Free and total space of a filesystem, in bytes. */
 export interface DiskSpace {

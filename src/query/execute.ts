@@ -7,7 +7,7 @@
  */
 import type { Catalog, CatalogEntry } from "../archive/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
 import { READ_WINDOW, RecordReader } from "./record_reader.ts";

@@ -15,6 +15,7 @@ import { FlowKind, KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
 import { describeKey } from "../packet/describe.ts";
 import { crossedLevel, largeFlowLevel } from "../flow/large_flows.ts";
 import { RotatingOutput } from "../store/mod.ts";
+import { archiveRelative, indexPathFor } from "../archive/naming.ts";
 import { BlockCompressor } from "../store/compressor.ts";
 import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
 import { Control, Counter } from "./counters.ts";
@@ -76,6 +77,8 @@ interface WorkerState {
    * loop leaves a batch on time when packets trickle in. */
   flushDueSec: number;
   flushDueFrac: number;
+  /** The open file last reported to the main thread (archive-relative temporary path), or null. */
+  openFileReported: string | null;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -115,6 +118,7 @@ function runWorker(setup: WorkerSetup): void {
     flushDue: Infinity,
     flushDueSec: Infinity,
     flushDueFrac: 0,
+    openFileReported: null,
   };
   scheduleFlush(state, Date.now() / 1000);
   if (setup.source.kind === "live") {
@@ -187,9 +191,13 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
       if (state.index.packetCount > file.packets) {
         // A block failed to reach the disk (ENOSPC, EIO...): its records were indexed when they
         // were buffered and are not in the file. Index the file as it is on disk instead.
-        indexPcapFile(file.tmpPath, { iface: label, worker: index, indexPath: `${file.path}.idx` });
+        indexPcapFile(file.tmpPath, {
+          iface: label,
+          worker: index,
+          indexPath: indexPathFor(file.path),
+        });
       } else {
-        state.index.write(`${file.path}.idx`, {
+        state.index.write(indexPathFor(file.path), {
           pcapName: file.path.slice(file.path.lastIndexOf("/") + 1),
           linkType: file.linkType,
           snaplen: file.snaplen,
@@ -220,7 +228,7 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
         type: "finalized",
         file: {
           path: file.path,
-          indexPath: `${file.path}.idx`,
+          indexPath: indexPathFor(file.path),
           linkType: file.linkType,
           packets: file.packets,
           firstTs: file.firstTs,
@@ -509,6 +517,15 @@ function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
   });
 }
 
+/** Tells the main thread which file the output writes now (the server shows it) when that changed. */
+function reportOpenFile(state: WorkerState): void {
+  const tmpPath = state.output.current?.tmpPath;
+  const path = tmpPath === undefined ? null : archiveRelative(state.setup.config.outDir, tmpPath);
+  if (path === state.openFileReported) return;
+  state.openFileReported = path;
+  post({ type: "openFile", path });
+}
+
 /** Copies the slow-moving counters into shared memory for the main thread. */
 function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   const { counters, flows } = state;
@@ -526,6 +543,7 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
     counters[Counter.PacketsUnflushed] = state.output.unflushedPackets;
     counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
     reportWriteErrors(state);
+    reportOpenFile(state);
   }
   // Counted before the kernel's totals are read, and stored after them.
   const seen = state.packetsSeen;
