@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Catalog } from "../../src/archive/catalog.ts";
-import { indexPathFor } from "../../src/index/index_format.ts";
+import { indexPathFor } from "../../src/archive/naming.ts";
 import { parseQuery } from "../../src/query/parse.ts";
 import {
   candidateLinkTypes,

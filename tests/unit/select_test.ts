@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileIndex } from "../../src/index/index_reader.ts";
-import { indexPathFor } from "../../src/index/index_format.ts";
+import { indexPathFor } from "../../src/archive/naming.ts";
 import { parseQuery } from "../../src/query/parse.ts";
 import { frameDecider, indexTime, selectPackets, timesGoBack } from "../../src/query/select.ts";
 import { placeFile } from "../support/archive_craft.ts";
