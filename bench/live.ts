@@ -8,19 +8,33 @@
  * With two or more CPUs, tcpreplay runs on CPU 0 and the capturer on CPU 1 (taskset), so the
  * sender gets the same CPU next to every capturer.
  *
- * CPU per packet: every trial reads the capturer's user + system CPU time (/proc) just before the
- * replay and once it has handled everything; at the fixed rate (150 kpps) that time per packet is
- * compared with tcpdump's and with cutcap's offline cost per packet: the capture worker's CPU
- * time per packet when it reads the same packets from the file (bench/worker_run.ts).
+ * CPU per packet (the issue 17 target): interleaved rounds at one fixed rate (150 kpps), each
+ * round running every variant once in a rotated order: cutcap's offline cost (the capture worker
+ * reading the same packets from the file, bench/worker_run.ts, in a child process), tcpdump, and
+ * cutcap with each capture method (1 worker), all on CPU 1 at `nice -n -5`. For each trial the
+ * kernel's counters of the capturing thread (cutcap's capture worker, tcpdump's only thread) are
+ * read just before the replay and once every packet is handled (offline: from go to the last
+ * file): CPU time in ns (schedstat), the user/system split, minor page faults and sleeps
+ * (voluntary context switches: poll, futex). The report gives medians over the rounds per packet,
+ * and afpacket's median against the offline median. `--variant LABEL=KIND[@ROOT] [ARGS…]` adds a
+ * variant (KIND offline, tcpdump, afpacket or libpcap; ROOT another checkout of cutcap, to compare
+ * a change in the same run; ARGS more cutcap options, e.g. --buffer-size 8MiB).
  *
- * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..]
- * [--workers 1,2] [--methods afpacket,libpcap] [--cpu-rate N] (a rate of 0 is tcpreplay --topspeed).
+ * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..|none]
+ * [--workers 1,2] [--methods afpacket,libpcap] [--cpu-rate N] [--rounds N] [--cpu-packets N]
+ * [--variant SPEC]… (a rate of 0 is tcpreplay --topspeed).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import type { CaptureMethod } from "../src/capture/source.ts";
-import { runWorkerOnce, threadsCpu } from "./worker_run.ts";
+import {
+  runWorkerOnce,
+  sampleDelta,
+  type ThreadSample,
+  threadSample,
+  threadSamples,
+} from "./worker_run.ts";
 
 /** One send-and-capture trial. */
 export interface LiveTrial {
@@ -38,8 +52,8 @@ export interface LiveTrial {
   lossless: boolean;
   /** The capturer process's CPU seconds (user + system) from the replay's start to its last packet. */
   cpuSeconds: number;
-  /** The same for cutcap's capture worker threads only; NaN for tcpdump. */
-  workerCpuSeconds: number;
+  /** The same for the capturing threads (cutcap's capture workers, summed; tcpdump's thread). */
+  thread: ThreadSample;
 }
 
 /** Trials of one capturer, in rising rate order. */
@@ -50,18 +64,52 @@ export interface CapturerResult {
   best: LiveTrial | undefined;
 }
 
+/** A way of capturing whose CPU per packet the rounds compare. */
+export interface CpuVariant {
+  label: string;
+  /** cutcap offline (the worker reading the file), tcpdump, or cutcap live with this method. */
+  kind: "offline" | "tcpdump" | CaptureMethod;
+  /** The cutcap checkout to run (default this one). */
+  root?: string;
+  /** More cutcap options. */
+  args?: string[];
+}
+
+/** One variant's trial in a CPU round. */
+export interface CpuTrial {
+  /** Packets the capturing thread handled (offline: read from the file). */
+  packets: number;
+  /** The rate tcpreplay achieved; NaN offline. */
+  achievedPps: number;
+  lossless: boolean;
+  /** The capturing thread's counters over the packets. */
+  thread: ThreadSample;
+}
+
+/** A variant's trials over the rounds. */
+export interface CpuVariantResult {
+  variant: CpuVariant;
+  trials: CpuTrial[];
+}
+
 /** Options of {@link runLiveBench}. */
 export interface LiveBenchOptions {
   /** Packets sent per trial (a prefix of the file), default 200000. */
   packets?: number;
-  /** Rates to try in packets/s, rising; 0 = topspeed. Default 50k, 100k, 150k, 200k, topspeed. */
+  /** Rates to try in packets/s, rising; 0 = topspeed; [] for none. Default 50k, 100k, 150k, 200k, topspeed. */
   rates?: number[];
   /** cutcap worker counts to try, default 1 and 2. */
   workers?: number[];
   /** cutcap capture methods to try, default afpacket and libpcap. */
   methods?: CaptureMethod[];
-  /** The rate at which CPU per packet is compared, packets/s (one of `rates`), default 150000. */
+  /** The rate of the CPU rounds, packets/s, default 150000. */
   cpuRate?: number;
+  /** CPU rounds (every variant once per round, interleaved), default 5; 0 for none. */
+  rounds?: number;
+  /** Packets per CPU trial, default `packets`. */
+  cpuPackets?: number;
+  /** Variants of the CPU rounds, default offline, tcpdump and each method with 1 worker. */
+  variants?: CpuVariant[];
   /** Kernel buffer for every capturer, MiB (cutcap --buffer-size, tcpdump -B), default 64. */
   bufferMiB?: number;
   /** Repository root holding main.ts, default the parent of this file's folder. */
@@ -75,8 +123,11 @@ export interface LiveBenchResult {
   bytes: number;
   capturers: CapturerResult[];
   cpuRate: number;
-  /** cutcap's capture worker CPU seconds per packet reading the same packets from the file. */
-  offlineCpuPerPacket: number;
+  cpuPackets: number;
+  cpu: CpuVariantResult[];
+  /** Load average (1, 5, 15 min) before the CPU rounds and after them. */
+  loadBefore: string;
+  loadAfter: string;
 }
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -172,6 +223,9 @@ async function createVeth(): Promise<Veth> {
   return { ns, inside, outside, remove };
 }
 
+/** Capturers run at this nice value: other work on the machine takes less of their CPU. */
+const CAPTURER_NICE = -5;
+
 /** CPU pinning: tcpreplay on CPU 0, capturers on CPU 1; off on a single CPU. */
 const PIN = navigator.hardwareConcurrency >= 2;
 
@@ -201,7 +255,7 @@ function startCapturer(
   cmd: string,
   args: string[],
 ): { child: Deno.ChildProcess; lines: string[]; done: Promise<void> } {
-  const [program, programArgs] = onCpu(1, cmd, args);
+  const [program, programArgs] = onCpu(1, "nice", ["-n", String(CAPTURER_NICE), cmd, ...args]);
   const child = new Deno.Command(program, {
     args: programArgs,
     stdin: "null",
@@ -286,52 +340,100 @@ function metricTotals(path: string): { seen: number; dropped: number } | null {
   };
 }
 
-/** user + system CPU seconds of process `pid` so far, and of its threads named worker*. */
-function cpuNow(pid: number): { process: number; workers: number } {
+/** The capturer's CPU seconds so far (user + system of every thread, ended ones included). */
+function processCpu(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  let workers = 0;
-  for (const seconds of threadsCpu("worker", pid).values()) workers += seconds;
-  return { process: (Number(f[11]) + Number(f[12])) / 100, workers };
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+const ZERO: ThreadSample = {
+  runNs: 0,
+  user: 0,
+  system: 0,
+  minflt: 0,
+  majflt: 0,
+  sleeps: 0,
+  preempted: 0,
+};
+
+/** Sum of `after - before` over the threads in `after` (a thread new since `before` counts whole). */
+function threadsDelta(
+  after: Map<string, ThreadSample>,
+  before: Map<string, ThreadSample>,
+): ThreadSample {
+  let sum = ZERO;
+  for (const [tid, a] of after) {
+    const d = sampleDelta(a, before.get(tid) ?? ZERO);
+    sum = {
+      runNs: sum.runNs + d.runNs,
+      user: sum.user + d.user,
+      system: sum.system + d.system,
+      minflt: sum.minflt + d.minflt,
+      majflt: sum.majflt + d.majflt,
+      sleeps: sum.sleeps + d.sleeps,
+      preempted: sum.preempted + d.preempted,
+    };
+  }
+  return sum;
+}
+
+/** What cutcapTrial runs: a method, worker count, checkout and extra options. */
+interface CutcapRun {
+  method: CaptureMethod;
+  workers: number;
+  root: string;
+  args: string[];
+  bufferMiB: number;
+  outDir: string;
 }
 
 async function cutcapTrial(
   veth: Veth,
   file: string,
   pps: number,
-  workers: number,
-  opts: { root: string; bufferMiB: number; outDir: string; method: CaptureMethod },
+  run: CutcapRun,
 ): Promise<LiveTrial> {
-  await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
+  await Deno.remove(run.outDir, { recursive: true }).catch(() => {});
   const { child, lines, done } = startCapturer("deno", [
-    ...["run", "-A", `${opts.root}/main.ts`, "--interface", veth.outside],
-    ...["--capture-method", opts.method],
-    ...["--workers", String(workers), "--out", opts.outDir, "--byte-cutoff", "65536"],
-    ...["--buffer-size", `${opts.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.5s"],
-    ...["--metrics-file", `${opts.outDir}.prom`],
+    ...["run", "-A", `${run.root}/main.ts`, "--interface", veth.outside],
+    ...["--capture-method", run.method],
+    ...["--workers", String(run.workers), "--out", run.outDir, "--byte-cutoff", "65536"],
+    ...["--buffer-size", `${run.bufferMiB}MiB`, "--listen", "off", "--stats-interval", "0.2s"],
+    ...["--metrics-file", `${run.outDir}.prom`],
+    ...run.args,
   ]);
   try {
     await waitFor(lines, /Capturing on/, 20_000, "cutcap start");
-    const cpuBefore = cpuNow(child.pid);
+    const before = threadSamples("worker", child.pid);
+    const cpuBefore = processCpu(child.pid);
     const sent = await replay(veth, file, pps);
-    // Wait until the counters stop moving: two stats lines in a row with the same totals. The CPU
-    // time is read as soon as they count every packet sent (idle time after it is not the packets').
+    // The counters are read as soon as the stats lines count every packet sent (idle time after
+    // it is not the packets'); then wait until they stop moving: two stats lines in a row with
+    // the same totals.
+    let after: Map<string, ThreadSample> | undefined;
+    let cpuAfter = NaN;
     let last = -1;
-    let cpuAfter: { process: number; workers: number } | undefined;
-    for (let i = 0; i < 40; i++) {
-      await sleep(600);
+    for (let i = 0; i < 100; i++) {
+      await sleep(100);
       const now = cutcapTotals(lines).seen;
-      if (now >= sent.sent) cpuAfter ??= cpuNow(child.pid);
-      if (now === last && now > 0) break;
-      last = now;
+      if (now >= sent.sent && after === undefined) {
+        after = threadSamples("worker", child.pid);
+        cpuAfter = processCpu(child.pid);
+      }
+      if (i % 4 === 3) {
+        if (now === last && now > 0) break;
+        last = now;
+      }
     }
-    cpuAfter ??= cpuNow(child.pid);
+    after ??= threadSamples("worker", child.pid);
+    if (Number.isNaN(cpuAfter)) cpuAfter = processCpu(child.pid);
     child.kill("SIGINT");
     await child.status;
     await done;
     // The final counters (every packet handled before the stop) are in the metrics file;
     // the stats lines only show them up to the last interval.
-    const totals = metricTotals(`${opts.outDir}.prom`) ?? cutcapTotals(lines);
+    const totals = metricTotals(`${run.outDir}.prom`) ?? cutcapTotals(lines);
     return {
       askedPps: pps,
       achievedPps: sent.pps,
@@ -340,8 +442,8 @@ async function cutcapTrial(
       seen: totals.seen,
       dropped: totals.dropped,
       lossless: totals.dropped === 0 && totals.seen >= sent.sent,
-      cpuSeconds: cpuAfter.process - cpuBefore.process,
-      workerCpuSeconds: cpuAfter.workers - cpuBefore.workers,
+      cpuSeconds: cpuAfter - cpuBefore,
+      thread: threadsDelta(after, before),
     };
   } catch (error) {
     try {
@@ -365,11 +467,14 @@ async function tcpdumpTrial(
   ]);
   try {
     await waitFor(lines, /listening on/, 10_000, "tcpdump start");
-    const cpuBefore = cpuNow(child.pid).process;
+    const tid = String(child.pid);
+    const before = threadSample(child.pid, tid) ?? ZERO;
+    const cpuBefore = processCpu(child.pid);
     const sent = await replay(veth, file, pps);
     // Its ring blocks are handed over after 1 s at the latest.
     await sleep(1500);
-    const cpu = cpuNow(child.pid).process - cpuBefore;
+    const after = threadSample(child.pid, tid) ?? ZERO;
+    const cpu = processCpu(child.pid) - cpuBefore;
     child.kill("SIGINT");
     await child.status;
     await done;
@@ -385,7 +490,7 @@ async function tcpdumpTrial(
       dropped,
       lossless: dropped === 0 && captured >= sent.sent,
       cpuSeconds: cpu,
-      workerCpuSeconds: NaN,
+      thread: sampleDelta(after, before),
     };
   } finally {
     await Deno.remove(opts.outFile).catch(() => {});
@@ -393,22 +498,129 @@ async function tcpdumpTrial(
 }
 
 /**
- * cutcap's offline cost per packet: the capture worker's CPU seconds per packet reading `file`
- * (the packets the live trials send) from its go to its last file, median of 3 runs, byte cutoff
- * as in the live trials.
+ * cutcap's offline cost: the capture worker reading `file` (the packets the live trials send) in
+ * a child process on the capturer's CPU, from its go to its last file, byte cutoff as live.
  */
-async function offlineCost(file: string, outDir: string): Promise<number> {
-  const costs: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    await Deno.remove(outDir, { recursive: true }).catch(() => {});
-    const run = await runWorkerOnce(file, ["--out", outDir, "--byte-cutoff", "65536"]);
-    costs.push(run.goCpuSeconds / run.packets);
-  }
+async function offlineTrial(
+  file: string,
+  outDir: string,
+  root: string,
+  args: string[],
+): Promise<CpuTrial> {
   await Deno.remove(outDir, { recursive: true }).catch(() => {});
-  return costs.sort((a, b) => a - b)[1];
+  const [program, programArgs] = onCpu(1, "nice", [
+    ...["-n", String(CAPTURER_NICE), "deno", "run", "-A", `${root}/bench/live.ts`],
+    ...[OFFLINE_CHILD, file, outDir, ...args],
+  ]);
+  const out = JSON.parse(await sh(program, programArgs)) as OfflineChildResult;
+  await Deno.remove(outDir, { recursive: true }).catch(() => {});
+  return { packets: out.packets, achievedPps: NaN, lossless: true, thread: out.goThread };
 }
 
-/** Runs every capturer at every rate; see the module comment. */
+/** What the offline child prints (JSON). */
+interface OfflineChildResult {
+  packets: number;
+  goThread: ThreadSample;
+}
+
+/** The offline child: one worker run, its packets and thread counters as JSON on stdout. */
+async function offlineChild(file: string, outDir: string, args: string[]): Promise<void> {
+  const run = await runWorkerOnce(file, ["--out", outDir, "--byte-cutoff", "65536", ...args]);
+  const result: OfflineChildResult = { packets: run.packets, goThread: run.goThread };
+  console.log(JSON.stringify(result));
+}
+
+const OFFLINE_CHILD = "--offline-child";
+
+/** One trial of `v` at `pps` as a CpuTrial. */
+async function cpuTrial(
+  v: CpuVariant,
+  veth: Veth,
+  file: string,
+  pps: number,
+  ctx: { root: string; bufferMiB: number; work: string },
+): Promise<CpuTrial> {
+  const root = v.root ?? ctx.root;
+  const args = v.args ?? [];
+  if (v.kind === "offline") return offlineTrial(file, `${ctx.work}/out`, root, args);
+  const t = v.kind === "tcpdump"
+    ? await tcpdumpTrial(veth, file, pps, {
+      bufferMiB: ctx.bufferMiB,
+      outFile: `${ctx.work}/t.pcap`,
+    })
+    : await cutcapTrial(veth, file, pps, {
+      method: v.kind,
+      workers: 1,
+      root,
+      args,
+      bufferMiB: ctx.bufferMiB,
+      outDir: `${ctx.work}/out`,
+    });
+  return { packets: t.seen, achievedPps: t.achievedPps, lossless: t.lossless, thread: t.thread };
+}
+
+/** `rounds` rounds of every variant once, each round in another (rotated) order. */
+async function cpuRounds(
+  variants: CpuVariant[],
+  rounds: number,
+  run: (v: CpuVariant) => Promise<CpuTrial>,
+  progress: (line: string) => void,
+): Promise<CpuVariantResult[]> {
+  const results = variants.map((variant) => ({ variant, trials: [] as CpuTrial[] }));
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < results.length; k++) {
+      const result = results[(k + r) % results.length];
+      const t = await run(result.variant);
+      result.trials.push(t);
+      const per = perPacket(t);
+      progress(
+        `live cpu round ${r + 1}/${rounds}: ${result.variant.label}: ${t.packets} packets` +
+          `${Number.isNaN(t.achievedPps) ? "" : ` at ${(t.achievedPps / 1e3).toFixed(0)} kpps`}` +
+          `${t.lossless ? "" : " (LOSS)"}, ${per.cpuUs.toFixed(3)} µs/packet (user ` +
+          `${per.userUs.toFixed(3)}, system ${per.systemUs.toFixed(3)}), ` +
+          `${per.faultsPerK.toFixed(2)} minor faults and ${
+            per.sleepsPerK.toFixed(2)
+          } sleeps per 1000`,
+      );
+    }
+  }
+  return results;
+}
+
+/** A trial's counters per packet. */
+function perPacket(t: CpuTrial) {
+  const n = t.packets > 0 ? t.packets : NaN;
+  return {
+    cpuUs: t.thread.runNs / 1e3 / n,
+    userUs: t.thread.user * 1e6 / n,
+    systemUs: t.thread.system * 1e6 / n,
+    faultsPerK: t.thread.minflt * 1e3 / n,
+    sleepsPerK: t.thread.sleeps * 1e3 / n,
+    preemptedPerK: t.thread.preempted * 1e3 / n,
+  };
+}
+
+function median(values: number[]): number {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = v.length >> 1;
+  return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+function loadAverage(): string {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+}
+
+/** The default CPU variants: offline, tcpdump, and each method with 1 worker. */
+function defaultVariants(methods: CaptureMethod[]): CpuVariant[] {
+  return [
+    { label: "cutcap offline", kind: "offline" },
+    { label: "tcpdump -w FILE", kind: "tcpdump" },
+    ...methods.map((m): CpuVariant => ({ label: `cutcap ${m}`, kind: m })),
+  ];
+}
+
+/** Runs the rate scan and the CPU rounds; see the module comment. */
 export async function runLiveBench(
   file: string,
   opts: LiveBenchOptions = {},
@@ -419,6 +631,9 @@ export async function runLiveBench(
   const workerCounts = opts.workers ?? [1, 2];
   const methods = opts.methods ?? ["afpacket", "libpcap"];
   const cpuRate = opts.cpuRate ?? 150_000;
+  const rounds = opts.rounds ?? 5;
+  const cpuPackets = opts.cpuPackets ?? packets;
+  const variants = opts.variants ?? defaultVariants(methods);
   const bufferMiB = opts.bufferMiB ?? 64;
   const root = opts.root ?? ROOT;
   const progress = opts.progress ?? ((line: string) => console.error(line));
@@ -427,52 +642,95 @@ export async function runLiveBench(
   try {
     const prefix = `${work}/prefix.pcap`;
     const bytes = pcapPrefix(file, prefix, packets);
-    const offlineCpuPerPacket = await offlineCost(prefix, `${work}/out`);
-    progress(`live: offline worker cost ${(offlineCpuPerPacket * 1e6).toFixed(3)} µs/packet`);
-    const capturers: { name: string; trial: (pps: number) => Promise<LiveTrial> }[] = [
-      {
-        name: "tcpdump -w FILE",
-        trial: (pps) => tcpdumpTrial(veth, prefix, pps, { bufferMiB, outFile: `${work}/t.pcap` }),
-      },
-      ...methods.flatMap((method) =>
-        workerCounts.map((w) => ({
-          name: `cutcap ${method} ${w} worker${w > 1 ? "s" : ""}`,
-          trial: (pps: number) =>
-            cutcapTrial(veth, prefix, pps, w, { root, bufferMiB, outDir: `${work}/out`, method }),
-        }))
-      ),
-    ];
-    const results: CapturerResult[] = [];
-    for (const c of capturers) {
-      const trials: LiveTrial[] = [];
-      let failures = 0;
-      // cutcap also at the highest rate tcpdump sustained (before topspeed).
-      const tcpdumpBest = results[0]?.best?.achievedPps;
-      const mine = tcpdumpBest === undefined ? rates : [
-        ...rates.filter((r) => r > 0 && r < tcpdumpBest),
-        Math.round(tcpdumpBest),
-        ...rates.filter((r) => r === 0 || r > tcpdumpBest),
-      ];
-      for (const pps of mine) {
-        const t = await c.trial(pps);
-        trials.push(t);
-        progress(
-          `live: ${c.name} at ${pps > 0 ? pps : "topspeed"} pps: sent ${t.sent} at ` +
-            `${t.achievedPps.toFixed(0)} pps, seen ${t.seen}, dropped ${t.dropped}, ` +
-            `${(t.cpuSeconds / t.seen * 1e6).toFixed(3)} µs CPU/packet`,
-        );
-        failures = t.lossless ? 0 : failures + 1;
-        if (failures === 2) break;
-      }
-      const lossless = trials.filter((t) => t.lossless);
-      const best = lossless.sort((a, b) => b.achievedPps - a.achievedPps)[0];
-      results.push({ name: c.name, trials, best });
-    }
-    return { packets, bytes, capturers: results, cpuRate, offlineCpuPerPacket };
+    const capturers = await rateScan(veth, prefix, rates, {
+      workerCounts,
+      methods,
+      root,
+      bufferMiB,
+      work,
+      progress,
+    });
+    const cpuFile = `${work}/cpu.pcap`;
+    pcapPrefix(file, cpuFile, cpuPackets);
+    const loadBefore = loadAverage();
+    const ctx = { root, bufferMiB, work };
+    const cpu = await cpuRounds(
+      variants,
+      rounds,
+      (v) => cpuTrial(v, veth, cpuFile, cpuRate, ctx),
+      progress,
+    );
+    const loadAfter = loadAverage();
+    return { packets, bytes, capturers, cpuRate, cpuPackets, cpu, loadBefore, loadAfter };
   } finally {
     await veth.remove();
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
+}
+
+/** Every capturer at every rate, for the highest lossless rate. */
+async function rateScan(
+  veth: Veth,
+  prefix: string,
+  rates: number[],
+  opts: {
+    workerCounts: number[];
+    methods: CaptureMethod[];
+    root: string;
+    bufferMiB: number;
+    work: string;
+    progress: (line: string) => void;
+  },
+): Promise<CapturerResult[]> {
+  if (rates.length === 0) return [];
+  const { bufferMiB, work, root } = opts;
+  const capturers: { name: string; trial: (pps: number) => Promise<LiveTrial> }[] = [
+    {
+      name: "tcpdump -w FILE",
+      trial: (pps) => tcpdumpTrial(veth, prefix, pps, { bufferMiB, outFile: `${work}/t.pcap` }),
+    },
+    ...opts.methods.flatMap((method) =>
+      opts.workerCounts.map((workers) => ({
+        name: `cutcap ${method} ${workers} worker${workers > 1 ? "s" : ""}`,
+        trial: (pps: number) =>
+          cutcapTrial(veth, prefix, pps, {
+            method,
+            workers,
+            root,
+            args: [],
+            bufferMiB,
+            outDir: `${work}/out`,
+          }),
+      }))
+    ),
+  ];
+  const results: CapturerResult[] = [];
+  for (const c of capturers) {
+    const trials: LiveTrial[] = [];
+    let failures = 0;
+    // cutcap also at the highest rate tcpdump sustained (before topspeed).
+    const tcpdumpBest = results[0]?.best?.achievedPps;
+    const mine = tcpdumpBest === undefined ? rates : [
+      ...rates.filter((r) => r > 0 && r < tcpdumpBest),
+      Math.round(tcpdumpBest),
+      ...rates.filter((r) => r === 0 || r > tcpdumpBest),
+    ];
+    for (const pps of mine) {
+      const t = await c.trial(pps);
+      trials.push(t);
+      opts.progress(
+        `live: ${c.name} at ${pps > 0 ? pps : "topspeed"} pps: sent ${t.sent} at ` +
+          `${t.achievedPps.toFixed(0)} pps, seen ${t.seen}, dropped ${t.dropped}, ` +
+          `${(t.cpuSeconds / t.seen * 1e6).toFixed(3)} µs CPU/packet`,
+      );
+      failures = t.lossless ? 0 : failures + 1;
+      if (failures === 2) break;
+    }
+    const lossless = trials.filter((t) => t.lossless);
+    const best = lossless.sort((a, b) => b.achievedPps - a.achievedPps)[0];
+    results.push({ name: c.name, trials, best });
+  }
+  return results;
 }
 
 /** The result as markdown. */
@@ -495,7 +753,9 @@ export function liveMarkdown(r: LiveBenchResult): string {
     ).join("; ");
     lines.push(`| ${c.name} | ${best} | ${trials} |`);
   }
-  lines.push("", ...lossComparison(r), "", ...cpuMarkdown(r));
+  if (r.capturers.length === 0) lines.length = 0;
+  else lines.push("", ...lossComparison(r), "");
+  lines.push(...cpuMarkdown(r));
   return lines.join("\n");
 }
 
@@ -533,46 +793,54 @@ function lossComparison(r: LiveBenchResult): string[] {
   return lines;
 }
 
-/** CPU per packet at the fixed rate, against tcpdump and cutcap's offline cost; the target. */
+/** The CPU rounds: medians per packet, the split, and the target. */
 function cpuMarkdown(r: LiveBenchResult): string[] {
-  const at = (c: CapturerResult) => c.trials.find((t) => t.askedPps === r.cpuRate);
-  const us = (seconds: number, t: LiveTrial) => seconds / t.seen * 1e6;
-  const tcpdump = r.capturers.find((c) => c.name.startsWith("tcpdump"));
-  const tcpdumpTrial = tcpdump === undefined ? undefined : at(tcpdump);
-  const offlineUs = r.offlineCpuPerPacket * 1e6;
+  if (r.cpu.length === 0) return [];
+  const rounds = Math.max(...r.cpu.map((c) => c.trials.length));
   const lines = [
-    `CPU per packet at ${r.cpuRate / 1e3} kpps (user + system time of the capturer from the ` +
-    `replay's start to its last packet, / packets seen); cutcap's offline cost on the same ` +
-    `packets: ${offlineUs.toFixed(3)} µs/packet (capture worker thread, bench/worker_run.ts).`,
+    `CPU per packet: ${rounds} interleaved rounds, ${r.cpuPackets} packets per trial at ` +
+    `${r.cpuRate / 1e3} kpps asked; every capturer on CPU ${PIN ? "1" : "0"} at nice ` +
+    `${CAPTURER_NICE}; counters of the capturing thread (cutcap's capture worker, tcpdump's one ` +
+    "thread; offline: the worker reading the same packets from the file, from go to its last " +
+    `file); medians per packet (range of the CPU time). Load average before ${r.loadBefore}, ` +
+    `after ${r.loadAfter}.`,
     "",
-    "| capturer | process µs/packet | capture workers µs/packet | process ÷ tcpdump | workers ÷ offline |",
-    "|---|---|---|---|---|",
+    "| variant | CPU µs/packet (range) | user µs | system µs | minor faults /1k packets | sleeps /1k packets | preempted /1k packets | kpps reached | lossless | ÷ offline |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ];
-  for (const c of r.capturers) {
-    const t = at(c);
-    if (t === undefined || t.seen === 0) continue;
-    const process = us(t.cpuSeconds, t);
-    const workers = us(t.workerCpuSeconds, t);
-    const vsTcpdump = tcpdumpTrial === undefined
-      ? NaN
-      : process / us(tcpdumpTrial.cpuSeconds, tcpdumpTrial);
+  const offline = new Map<string, number>();
+  for (const c of r.cpu) {
+    if (c.variant.kind !== "offline") continue;
+    const key = c.variant.root ?? "";
+    if (!offline.has(key)) offline.set(key, median(c.trials.map((t) => perPacket(t).cpuUs)));
+  }
+  const firstOffline = offline.values().next().value;
+  for (const c of r.cpu) {
+    const per = c.trials.map(perPacket);
+    const cpu = per.map((p) => p.cpuUs);
+    const m = median(cpu);
+    const base = offline.get(c.variant.root ?? "") ?? firstOffline;
+    const kpps = median(c.trials.map((t) => t.achievedPps)) / 1e3;
     lines.push(
-      `| ${c.name} | ${process.toFixed(3)} | ${
-        Number.isNaN(workers) ? "" : workers.toFixed(3)
-      } | ` +
-        `${vsTcpdump.toFixed(2)} | ${
-          Number.isNaN(workers) ? "" : (workers / offlineUs).toFixed(2)
-        } |`,
+      `| ${c.variant.label} | ${m.toFixed(3)} (${Math.min(...cpu).toFixed(3)}-` +
+        `${Math.max(...cpu).toFixed(3)}) | ${median(per.map((p) => p.userUs)).toFixed(3)} | ` +
+        `${median(per.map((p) => p.systemUs)).toFixed(3)} | ` +
+        `${median(per.map((p) => p.faultsPerK)).toFixed(2)} | ` +
+        `${median(per.map((p) => p.sleepsPerK)).toFixed(2)} | ` +
+        `${median(per.map((p) => p.preemptedPerK)).toFixed(2)} | ` +
+        `${Number.isNaN(kpps) ? "" : kpps.toFixed(0)} | ` +
+        `${c.trials.filter((t) => t.lossless).length}/${c.trials.length} | ` +
+        `${base === undefined ? "" : (m / base).toFixed(2)} |`,
     );
   }
-  const afpacket = r.capturers.find((c) => c.name === "cutcap afpacket 1 worker");
-  const t = afpacket === undefined ? undefined : at(afpacket);
-  if (t !== undefined && t.seen > 0) {
-    const ratio = us(t.workerCpuSeconds, t) / offlineUs;
+  const afpacket = r.cpu.find((c) => c.variant.kind === "afpacket");
+  if (afpacket !== undefined && firstOffline !== undefined) {
+    const base = offline.get(afpacket.variant.root ?? "") ?? firstOffline;
+    const ratio = median(afpacket.trials.map((t) => perPacket(t).cpuUs)) / base;
     lines.push(
       "",
-      `Target: afpacket (1 worker) CPU per packet within ${CPU_TARGET}× of the offline cost: ` +
-        `${ratio.toFixed(2)}× (${ratio <= CPU_TARGET ? "met" : "not met"}).`,
+      `Target: ${afpacket.variant.label}'s CPU per packet within ${CPU_TARGET}× of the offline ` +
+        `cost (medians): ${ratio.toFixed(2)}× (${ratio <= CPU_TARGET ? "met" : "not met"}).`,
     );
   }
   return lines;
@@ -581,7 +849,29 @@ function cpuMarkdown(r: LiveBenchResult): string[] {
 /** afpacket's CPU per packet may be this many times the offline cost (issue 17). */
 const CPU_TARGET = 1.2;
 
-if (import.meta.main) {
+/** Parses `LABEL=KIND[@ROOT] [ARGS…]`. */
+export function parseVariant(spec: string): CpuVariant {
+  const eq = spec.indexOf("=");
+  const [what, ...args] = spec.slice(eq + 1).trim().split(/\s+/);
+  const [kind, root] = what.split("@");
+  if (eq <= 0 || !["offline", "tcpdump", "afpacket", "libpcap"].includes(kind)) {
+    throw new Error(
+      `Invalid --variant "${spec}": expected LABEL=KIND[@ROOT] [ARGS…] with KIND offline, ` +
+        "tcpdump, afpacket or libpcap",
+    );
+  }
+  return {
+    label: spec.slice(0, eq),
+    kind: kind as CpuVariant["kind"],
+    root: root === undefined || root === "" ? undefined : root.replace(/\/$/, ""),
+    args,
+  };
+}
+
+if (import.meta.main && Deno.args[0] === OFFLINE_CHILD) {
+  const [file, outDir, ...args] = Deno.args.slice(1);
+  await offlineChild(file, outDir, args);
+} else if (import.meta.main) {
   const { values, positionals } = parseArgs({
     args: Deno.args,
     allowPositionals: true,
@@ -591,21 +881,30 @@ if (import.meta.main) {
       workers: { type: "string", default: "1,2" },
       methods: { type: "string", default: "afpacket,libpcap" },
       "cpu-rate": { type: "string", default: "150000" },
+      rounds: { type: "string", default: "5" },
+      "cpu-packets": { type: "string" },
+      variant: { type: "string", multiple: true },
     },
   });
   const file = positionals[0];
   if (file === undefined) throw new Error("Missing FILE: expected a pcap file to replay");
+  const methods = values.methods.split(",").map((m) => {
+    if (m !== "afpacket" && m !== "libpcap") {
+      throw new Error(`Invalid --methods entry "${m}": expected afpacket or libpcap`);
+    }
+    return m;
+  });
   const result = await runLiveBench(file, {
     packets: Number(values.packets),
-    rates: values.rates?.split(",").map(Number),
+    rates: values.rates === "none" ? [] : values.rates?.split(",").map(Number),
     workers: values.workers.split(",").map(Number),
-    methods: values.methods.split(",").map((m) => {
-      if (m !== "afpacket" && m !== "libpcap") {
-        throw new Error(`Invalid --methods entry "${m}": expected afpacket or libpcap`);
-      }
-      return m;
-    }),
+    methods,
     cpuRate: Number(values["cpu-rate"]),
+    rounds: Number(values.rounds),
+    cpuPackets: values["cpu-packets"] === undefined ? undefined : Number(values["cpu-packets"]),
+    variants: values.variant === undefined
+      ? undefined
+      : [...defaultVariants(methods), ...values.variant.map(parseVariant)],
   });
   console.log(liveMarkdown(result));
 }

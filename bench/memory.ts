@@ -13,6 +13,7 @@
 import { parseArgs } from "node:util";
 import { FlowTable } from "../src/flow/mod.ts";
 import { IndexBuilder } from "../src/index/index_builder.ts";
+import { indexPathFor } from "../src/archive/naming.ts";
 import { timedRun } from "./offline.ts";
 
 /** Result of {@link runMemoryBench}. */
@@ -180,7 +181,7 @@ function indexWrite(flows: number, unstored: boolean, dir: string): IndexWrite {
       }
       const before = rssKb();
       const started = performance.now();
-      builder.write(`${dir}/x.pcap.idx`, meta);
+      builder.write(indexPathFor(`${dir}/x.pcap`), meta);
       builder.reset();
       result = { ms: performance.now() - started, rssKb: rssKb() - before };
     }

@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { writeTrafficPcap } from "./gen/mod.ts";
 import { countPcapPackets } from "./tcpdump_ref.ts";
 import { INDEX_VERSION } from "../src/index/index_format.ts";
+import { indexPathFor } from "../src/archive/naming.ts";
 import { parseQuery } from "../src/query/parse.ts";
 
 /** Options of {@link runQueryBench}. */
@@ -287,7 +288,7 @@ export async function runQueryBench(opts: QueryBenchOptions = {}): Promise<Query
   });
   const files = listPcaps(dir);
   const pcapBytes = files.reduce((sum, f) => sum + sizeOf(f), 0);
-  const indexBytes = files.reduce((sum, f) => sum + sizeOf(`${f}.idx`), 0);
+  const indexBytes = files.reduce((sum, f) => sum + sizeOf(indexPathFor(f)), 0);
   let packets = 0;
   for (const f of files) packets += await countPcapPackets(f);
 

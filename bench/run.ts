@@ -222,6 +222,7 @@ async function main(): Promise<void> {
         packets: quick ? 100_000 : 500_000,
         rates: quick ? [100_000, 0] : [50_000, 100_000, 150_000, 200_000, 0],
         cpuRate: quick ? 100_000 : 150_000,
+        rounds: quick ? 2 : 5,
         progress,
       });
       sections.push(`### Live capture (veth, tcpreplay)\n\n${liveMarkdown(live)}`);

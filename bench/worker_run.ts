@@ -27,9 +27,82 @@ export interface WorkerRun {
   packetsPerSecond: number;
   /** Seconds the worker spent writing indexes (its IndexBuildSeconds counter). */
   indexSeconds: number;
+  /** The worker thread's counters from go to its last file (runNs / 1e9 is goCpuSeconds). */
+  goThread: ThreadSample;
 }
 
 const WORKER_URL = new URL("../src/worker/worker.ts", import.meta.url);
+
+/** What the kernel counts for one thread (/proc/PID/task/TID): CPU time, page faults, sleeps. */
+export interface ThreadSample {
+  /** CPU time on the CPU, ns (schedstat: exact, not in ticks). */
+  runNs: number;
+  /** User and system seconds (stat: ticks, scaled by the kernel to the exact total). */
+  user: number;
+  system: number;
+  /** Minor and major page faults. */
+  minflt: number;
+  majflt: number;
+  /** Voluntary context switches (sleeps: poll, futex) and involuntary ones (preemption). */
+  sleeps: number;
+  preempted: number;
+}
+
+/** `after` minus `before`, field by field. */
+export function sampleDelta(after: ThreadSample, before: ThreadSample): ThreadSample {
+  return {
+    runNs: after.runNs - before.runNs,
+    user: after.user - before.user,
+    system: after.system - before.system,
+    minflt: after.minflt - before.minflt,
+    majflt: after.majflt - before.majflt,
+    sleeps: after.sleeps - before.sleeps,
+    preempted: after.preempted - before.preempted,
+  };
+}
+
+/** One thread's counters, or undefined when it has ended. */
+export function threadSample(pid: number | "self", tid: string): ThreadSample | undefined {
+  try {
+    const dir = `/proc/${pid}/task/${tid}`;
+    const stat = Deno.readTextFileSync(`${dir}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const status = Deno.readTextFileSync(`${dir}/status`);
+    const field = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1]);
+    return {
+      runNs: Number(Deno.readTextFileSync(`${dir}/schedstat`).split(" ")[0]),
+      user: Number(f[11]) / 100,
+      system: Number(f[12]) / 100,
+      minflt: Number(f[7]),
+      majflt: Number(f[9]),
+      sleeps: field("voluntary_ctxt_switches"),
+      preempted: field("nonvoluntary_ctxt_switches"),
+    };
+  } catch {
+    return undefined; // the thread ended meanwhile
+  }
+}
+
+/** {@link threadSample} of every thread of `pid` whose name starts with `prefix`, by thread id. */
+export function threadSamples(
+  prefix: string,
+  pid: number | "self" = "self",
+): Map<string, ThreadSample> {
+  const out = new Map<string, ThreadSample>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+    let comm: string;
+    try {
+      comm = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/comm`);
+    } catch {
+      continue;
+    }
+    if (!comm.startsWith(prefix)) continue;
+    const sample = threadSample(pid, entry.name);
+    if (sample !== undefined) out.set(entry.name, sample);
+  }
+  return out;
+}
 
 /**
  * user + system seconds of every thread of process `pid` (default this one) whose name starts
@@ -37,18 +110,7 @@ const WORKER_URL = new URL("../src/worker/worker.ts", import.meta.url);
  */
 export function threadsCpu(prefix: string, pid: number | "self" = "self"): Map<string, number> {
   const out = new Map<string, number>();
-  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
-      const open = stat.indexOf("(");
-      const close = stat.lastIndexOf(")");
-      if (!stat.slice(open + 1, close).startsWith(prefix)) continue;
-      const f = stat.slice(close + 2).split(" ");
-      out.set(entry.name, (Number(f[11]) + Number(f[12])) / 100);
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
+  for (const [tid, s] of threadSamples(prefix, pid)) out.set(tid, s.runNs / 1e9);
   return out;
 }
 
@@ -75,15 +137,15 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
   const worker = new Worker(WORKER_URL, { type: "module" });
   let started = 0;
   let stored = 0;
-  let cpu = 0;
-  let cpuAtGo = 0;
-  /** CPU seconds of the worker thread this run started (the one not there before). */
-  const workerCpu = (): number => {
-    let seconds = 0;
-    for (const [tid, s] of threadsCpu("worker")) {
-      if (!before.has(tid)) seconds = Math.max(seconds, s);
+  let atGo: ThreadSample | undefined;
+  let atEnd: ThreadSample | undefined;
+  /** The counters of the worker thread this run started (the busiest one not there before). */
+  const workerSample = (): ThreadSample | undefined => {
+    let busiest: ThreadSample | undefined;
+    for (const [tid, s] of threadSamples("worker")) {
+      if (!before.has(tid) && (busiest === undefined || s.runNs > busiest.runNs)) busiest = s;
     }
-    return seconds;
+    return busiest;
   };
   return new Promise<WorkerRun>((resolve, reject) => {
     worker.onerror = (event: ErrorEvent) => {
@@ -93,14 +155,15 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
       const m = event.data;
       if (m.type === "ready") {
-        cpuAtGo = workerCpu();
+        atGo = workerSample();
         started = performance.now();
         Atomics.store(control, Control.Go, 1);
         Atomics.notify(control, Control.Go);
       } else if (m.type === "finalized") {
         stored += m.file.packets;
         // The thread is still alive here: the last file is the last thing before "done".
-        cpu = Math.max(cpu, workerCpu());
+        const now = workerSample();
+        if (now !== undefined && (atEnd === undefined || now.runNs > atEnd.runNs)) atEnd = now;
       } else if (m.type === "fatal") {
         worker.terminate();
         helper?.worker.terminate();
@@ -110,12 +173,18 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
         worker.terminate();
         helper?.worker.terminate();
         const packets = counters[Counter.PacketsSeen];
+        if (atGo === undefined || atEnd === undefined) {
+          reject(new Error("Worker thread not found in /proc/self/task"));
+          return;
+        }
+        const goThread = sampleDelta(atEnd, atGo);
         resolve({
           packets,
           stored,
           seconds,
-          cpuSeconds: cpu,
-          goCpuSeconds: cpu - cpuAtGo,
+          cpuSeconds: atEnd.runNs / 1e9,
+          goCpuSeconds: goThread.runNs / 1e9,
+          goThread,
           packetsPerSecond: packets / seconds,
           indexSeconds: counters[Counter.IndexBuildSeconds],
         });

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { errno, type Libc, libcOrNull, strerror } from "./libc.ts";
 
 const AIOCB_BYTES = 168;
 const AT_FILDES = 0;
@@ -24,56 +25,44 @@ const EINPROGRESS = 115;
 const EINTR = 4;
 const EAGAIN = 11;
 
-const SYMBOLS = {
-  aio_write: { parameters: ["buffer"], result: "i32" },
-  aio_error: { parameters: ["buffer"], result: "i32" },
-  aio_return: { parameters: ["buffer"], result: "isize" },
-  aio_suspend: { parameters: ["buffer", "i32", "pointer"], result: "i32" },
-  strerror: { parameters: ["i32"], result: "pointer" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
+type Aio = Libc & {
+  aio_write: NonNullable<Libc["aio_write"]>;
+  aio_error: NonNullable<Libc["aio_error"]>;
+  aio_return: NonNullable<Libc["aio_return"]>;
+  aio_suspend: NonNullable<Libc["aio_suspend"]>;
+};
 
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-let libc: Libc | null | undefined;
-
-function load(): Libc | null {
-  if (libc === undefined) {
-    try {
-      libc = Deno.build.os === "linux" && Deno.build.arch === "x86_64"
-        ? Deno.dlopen("libc.so.6", SYMBOLS).symbols
-        : null;
-    } catch {
-      // No --allow-ffi, or no glibc: writes stay synchronous.
-      libc = null;
-    }
-  }
-  return libc;
+/** Whether this libc has the AIO calls (glibc before 2.34 keeps them in librt). */
+function hasAio(lib: Libc): lib is Aio {
+  return lib.aio_write !== null && lib.aio_error !== null && lib.aio_return !== null &&
+    lib.aio_suspend !== null;
 }
 
 /** An error as Deno words it: "No space left on device (os error 28)". */
-function osError(lib: Libc, errno: number): Error {
-  const text = Deno.UnsafePointerView.getCString(lib.strerror(errno) as Deno.PointerObject);
-  return new Error(`${text} (os error ${errno})`);
+function osError(code: number): Error {
+  return new Error(`${strerror(code)} (os error ${code})`);
 }
 
 /** One write in flight at a time, on any descriptor; see the module comment. */
 export class AsyncWrite {
-  readonly #lib: Libc;
+  readonly #lib: Aio;
   readonly #cb = new Uint8Array(AIOCB_BYTES);
   readonly #cbView = new DataView(this.#cb.buffer);
   /** aio_suspend's list: one pointer, to #cb. */
   readonly #list = new BigUint64Array(1);
   #busy = false;
 
-  private constructor(lib: Libc) {
+  private constructor(lib: Aio) {
     this.#lib = lib;
     this.#list[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#cb)));
   }
 
   /** A writer, or null where AIO cannot be used (no FFI permission, not x86_64 glibc Linux). */
   static create(): AsyncWrite | null {
-    const lib = load();
-    return lib === null ? null : new AsyncWrite(lib);
+    // The aiocb layout above is x86_64 glibc's.
+    if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return null;
+    const lib = libcOrNull();
+    return lib !== null && hasAio(lib) ? new AsyncWrite(lib) : null;
   }
 
   /** True from a start until finish(). */
@@ -110,24 +99,19 @@ export class AsyncWrite {
     let status = lib.aio_error(this.#cb);
     while (status === EINPROGRESS) {
       if (lib.aio_suspend(this.#list, 1, null) !== 0) {
-        const errno = this.#errno();
-        if (errno !== EINTR && errno !== EAGAIN) throw osError(lib, errno);
+        const code = errno(lib);
+        if (code !== EINTR && code !== EAGAIN) throw osError(code);
       }
       status = lib.aio_error(this.#cb);
     }
     this.#busy = false;
     const result = Number(lib.aio_return(this.#cb));
-    if (status !== 0) throw osError(lib, status);
+    if (status !== 0) throw osError(status);
     return result;
   }
 
-  #errno(): number {
-    const p = this.#lib.__errno_location() as Deno.PointerObject;
-    return new Deno.UnsafePointerView(p).getInt32();
-  }
-
   #lastError(): Error {
-    return osError(this.#lib, this.#errno());
+    return osError(errno(this.#lib));
   }
 }
 

@@ -1,8 +1,11 @@
 /**
- * The few libc calls cutcap needs: the socket calls of an AF_PACKET capture (socket, setsockopt,
+ * libc for all of cutcap, opened once per isolate (`libc()` / `libcOrNull()`): the other ffi/
+ * modules (aio.ts, proc_self.ts, sd_notify.ts, libpcap.ts's stdio) take their symbols from here.
+ * This module's own calls: the socket calls of an AF_PACKET capture (socket, setsockopt,
  * getsockopt, bind, mmap of its ring, poll, ioctl for interface flags), dropping root after the
- * capture handles are open, getuid, and shutdown of stalled TLS sockets. errno is read through
- * __errno_location right after the failing call.
+ * capture handles are open, getuid, shutdown of stalled TLS sockets, the archive's free space
+ * (statvfs) and early writeback of output files (sync_file_range, fdatasync). errno is read
+ * through __errno_location right after the failing call.
  *
  * @module
  */
@@ -23,24 +26,69 @@ const SYMBOLS = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   capget: { parameters: ["buffer", "buffer"], result: "i32" },
   capset: { parameters: ["buffer", "buffer"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  /** Only as syscall(SYS_getdents64, fd, buffer, size) (proc_self.ts). */
+  syscall: { parameters: ["i64", "i32", "buffer", "usize"], result: "i64" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
-  shutdown: { parameters: ["i32", "i32"], result: "i32" },
-  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  // stdio, for libpcap's offline handles (libpcap.ts).
+  fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
+  fclose: { parameters: ["pointer"], result: "i32" },
+  setvbuf: { parameters: ["pointer", "buffer", "i32", "usize"], result: "i32" },
+  fseeko: { parameters: ["pointer", "i64", "i32"], result: "i32" },
+  // Optional: Linux-only, or (POSIX AIO) in librt before glibc 2.34. A libc without them still
+  // loads; their users fall back (writes in-line, no writeback hints).
+  sync_file_range: {
+    parameters: ["i32", "i64", "i64", "u32"],
+    result: "i32",
+    optional: true,
+  },
+  fdatasync: { parameters: ["i32"], result: "i32", nonblocking: true, optional: true },
+  aio_write: { parameters: ["buffer"], result: "i32", optional: true },
+  aio_error: { parameters: ["buffer"], result: "i32", optional: true },
+  aio_return: { parameters: ["buffer"], result: "isize", optional: true },
+  aio_suspend: { parameters: ["buffer", "i32", "pointer"], result: "i32", optional: true },
 } as const;
 
-type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** libc's symbols; the optional ones are null where this libc lacks them. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-let libc: LibcSymbols | undefined;
+/** The loaded symbols; null once loading failed; undefined before the first try. */
+let loaded: Libc | null | undefined;
+let loadError: unknown;
 
-function load(): LibcSymbols {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  return libc;
+/**
+ * libc's symbols, opened on first use (once per isolate: every worker is one). Throws Deno's error
+ * when libc cannot be opened (no --allow-ffi, no libc.so.6).
+ */
+export function libc(): Libc {
+  const lib = libcOrNull();
+  if (lib === null) throw loadError;
+  return lib;
+}
+
+/** libc's symbols, or null where libc cannot be opened: for callers to which it is an optimisation. */
+export function libcOrNull(): Libc | null {
+  if (loaded === undefined) {
+    try {
+      loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    } catch (err) {
+      loadError = err;
+      loaded = null;
+    }
+  }
+  return loaded;
 }
 
 /** A failed libc call, with its errno. */
@@ -54,18 +102,19 @@ export class LibcError extends Error {
   }
 }
 
-function errno(lib: LibcSymbols): number {
+/** The calling thread's errno (read right after the failing call). */
+export function errno(lib: Libc = libc()): number {
   const ptr = lib.__errno_location();
   return ptr === null ? 0 : new Deno.UnsafePointerView(ptr).getInt32(0);
 }
 
 /** The text of an errno value, e.g. "Invalid argument". */
 export function strerror(code: number): string {
-  const ptr = load().strerror(code);
+  const ptr = libc().strerror(code);
   return ptr === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(ptr);
 }
 
-function fail(lib: LibcSymbols, what: string): never {
+function fail(lib: Libc, what: string): never {
   const code = errno(lib);
   throw new LibcError(`${what} failed: ${strerror(code)} (errno ${code})`, code);
 }
@@ -93,7 +142,7 @@ export function waitReadable(fd: number, timeoutMs: number): boolean {
  * 0 on timeout or EINTR. Blocks the calling thread: meant for capture workers.
  */
 export function pollEvents(fd: number, timeoutMs: number): number {
-  const lib = load();
+  const lib = libc();
   pollFd[0] = fd;
   pollFd[1] = POLLIN; // events in the low half, revents (high half) cleared
   return lib.poll(pollFd, 1n, timeoutMs) > 0 ? pollRevents[0] : 0;
@@ -111,7 +160,7 @@ export interface SocketOption {
 
 /** setsockopt(2) on `fd`; throws a {@link LibcError} carrying errno on failure. */
 export function setsockopt(fd: number, option: SocketOption): void {
-  const lib = load();
+  const lib = libc();
   let bytes: Uint8Array<ArrayBuffer>;
   if (typeof option.value === "number") {
     bytes = new Uint8Array(4);
@@ -132,7 +181,7 @@ export function getsockopt(
   fd: number,
   option: { level: number; name: number; value: Uint8Array<ArrayBuffer> },
 ): number {
-  const lib = load();
+  const lib = libc();
   const len = new Uint32Array([option.value.byteLength]);
   if (lib.getsockopt(fd, option.level, option.name, option.value, len) !== 0) {
     fail(lib, `getsockopt(fd ${fd}, level ${option.level}, option ${option.name})`);
@@ -142,7 +191,7 @@ export function getsockopt(
 
 /** socket(2); throws a {@link LibcError} on failure. */
 export function socket(domain: number, type: number, protocol: number): number {
-  const lib = load();
+  const lib = libc();
   const fd = lib.socket(domain, type, protocol);
   if (fd < 0) fail(lib, `socket(${domain}, ${type}, ${protocol})`);
   return fd;
@@ -150,13 +199,13 @@ export function socket(domain: number, type: number, protocol: number): number {
 
 /** bind(2) to the socket address `address`; throws a {@link LibcError} on failure. */
 export function bind(fd: number, address: Uint8Array<ArrayBuffer>): void {
-  const lib = load();
+  const lib = libc();
   if (lib.bind(fd, address, address.byteLength) !== 0) fail(lib, `bind(fd ${fd})`);
 }
 
 /** getsockname(2) into `out`; returns the address length. Throws a {@link LibcError} on failure. */
 export function getsockname(fd: number, out: Uint8Array<ArrayBuffer>): number {
-  const lib = load();
+  const lib = libc();
   const len = new Uint32Array([out.byteLength]);
   if (lib.getsockname(fd, out, len) !== 0) fail(lib, `getsockname(fd ${fd})`);
   return len[0];
@@ -164,13 +213,13 @@ export function getsockname(fd: number, out: Uint8Array<ArrayBuffer>): number {
 
 /** ioctl(2) with a pointer argument; throws a {@link LibcError} on failure. */
 export function ioctl(fd: number, request: number, arg: Uint8Array<ArrayBuffer>): void {
-  const lib = load();
+  const lib = libc();
   if (lib.ioctl(fd, BigInt(request), arg) !== 0) fail(lib, `ioctl(fd ${fd}, ${request})`);
 }
 
 /** close(2) on a descriptor opened through this module; errors are ignored. */
 export function closeFd(fd: number): void {
-  load().close(fd);
+  libc().close(fd);
 }
 
 const PROT_READ = 1;
@@ -187,7 +236,7 @@ const MAP_FAILED = 0xffffffffffffffffn;
  * covers both). Unmap both with {@link unmap}(ptr, length + tail). Throws a {@link LibcError}.
  */
 export function mapShared(fd: number, length: number, tail = 0): Deno.PointerObject {
-  const lib = load();
+  const lib = libc();
   const rw = PROT_READ | PROT_WRITE;
   const mapped = (ptr: Deno.PointerValue): ptr is Deno.PointerObject =>
     ptr !== null && Deno.UnsafePointer.value(ptr) !== MAP_FAILED;
@@ -213,11 +262,11 @@ export function mapShared(fd: number, length: number, tail = 0): Deno.PointerObj
 
 /** munmap(2) of a mapping made by {@link mapShared} (its whole length, tail included). */
 export function unmap(ptr: Deno.PointerObject, length: number): void {
-  load().munmap(ptr, BigInt(length));
+  libc().munmap(ptr, BigInt(length));
 }
 /** The index of network interface `name` (if_nametoindex(3)), 0 when there is none. */
 export function interfaceIndex(name: string): number {
-  return load().if_nametoindex(new TextEncoder().encode(name + "\0"));
+  return libc().if_nametoindex(new TextEncoder().encode(name + "\0"));
 }
 
 /** A user from the password database. */
@@ -229,7 +278,7 @@ export interface PasswdEntry {
 /** Looks a user up with getpwnam(3); undefined when there is no such user. */
 export function lookupUser(user: string): PasswdEntry | undefined {
   const name = new TextEncoder().encode(user + "\0");
-  const ptr = load().getpwnam(name);
+  const ptr = libc().getpwnam(name);
   if (ptr === null) return undefined;
   // struct passwd on LP64: pw_name @0, pw_passwd @8, pw_uid (u32) @16, pw_gid (u32) @20.
   const view = new Deno.UnsafePointerView(ptr);
@@ -238,7 +287,7 @@ export function lookupUser(user: string): PasswdEntry | undefined {
 
 /** Looks a group up with getgrnam(3): its id, or undefined when there is no such group. */
 export function lookupGroup(group: string): number | undefined {
-  const ptr = load().getgrnam(new TextEncoder().encode(group + "\0"));
+  const ptr = libc().getgrnam(new TextEncoder().encode(group + "\0"));
   if (ptr === null) return undefined;
   // struct group on LP64: gr_name @0, gr_passwd @8, gr_gid (u32) @16.
   return new Deno.UnsafePointerView(ptr).getUint32(16);
@@ -253,7 +302,7 @@ export function dropPrivileges(user: string): void {
   if (entry === undefined) {
     throw new Error(`Unknown user "${user}": expected an account in the password database`);
   }
-  const lib = load();
+  const lib = libc();
   const groups = new Uint32Array([entry.gid]);
   // Order matters: groups and gid can only be changed while still root.
   if (lib.setgroups(1n, groups) !== 0) fail(lib, `Dropping privileges to ${user}: setgroups`);
@@ -266,12 +315,12 @@ export function dropPrivileges(user: string): void {
 
 /** The real user id of the process. */
 export function getuid(): number {
-  return load().getuid();
+  return libc().getuid();
 }
 
 /** The real group id of the process. */
 export function getgid(): number {
-  return load().getgid();
+  return libc().getgid();
 }
 
 const SHUT_RDWR = 2;
@@ -287,7 +336,7 @@ const AF_INET6 = 10;
  */
 export function shutdownTcpSockets(ports: ReadonlySet<string>): number {
   if (ports.size === 0) return 0;
-  const lib = load();
+  const lib = libc();
   const address = new Uint8Array(128);
   const length = new Uint32Array(1);
   const portOf = (call: typeof lib.getsockname, fd: number): number => {
@@ -321,7 +370,7 @@ const CAPTURE_CAPABILITIES = (1 << 12) | (1 << 13);
  * false when the thread does not hold them (after --user, or without the capabilities at all).
  */
 export function setCaptureCapabilities(on: boolean): boolean {
-  const lib = load();
+  const lib = libc();
   const header = new Uint32Array([CAPABILITY_VERSION_3, 0]); // pid 0: the calling thread
   const data = new Uint32Array(6); // {effective, permitted, inheritable} × 2 words
   const headerBytes = new Uint8Array(header.buffer);
@@ -330,4 +379,47 @@ export function setCaptureCapabilities(on: boolean): boolean {
   if ((data[1] & CAPTURE_CAPABILITIES) !== CAPTURE_CAPABILITIES) return false;
   data[0] = on ? data[0] | CAPTURE_CAPABILITIES : data[0] & ~CAPTURE_CAPABILITIES;
   return lib.capset(headerBytes, dataBytes) === 0;
+}
+
+/** struct statvfs is 112 bytes on 64-bit Linux (glibc and musl); reused by every call. */
+const statvfsBuffer = new Uint8Array(112);
+
+/**
+ * Free bytes (for an unprivileged user: f_bavail) and size of the filesystem holding `path`, from
+ * statvfs(3) (Deno has no statfs); null when the call fails (the path does not exist, say).
+ */
+export function filesystemSpace(path: string): { free: number; size: number } | null {
+  const name = new TextEncoder().encode(path + "\0");
+  if (libc().statvfs(name, statvfsBuffer) !== 0) return null;
+  const view = new DataView(statvfsBuffer.buffer);
+  // Offsets of f_frsize, f_blocks and f_bavail in the LP64 layout.
+  const frsize = Number(view.getBigUint64(8, true));
+  const blocks = Number(view.getBigUint64(16, true));
+  const bavail = Number(view.getBigUint64(32, true));
+  return { free: bavail * frsize, size: blocks * frsize };
+}
+
+const SYNC_FILE_RANGE_WRITE = 2;
+
+/** True where {@link startWriteback} and {@link fdatasyncInBackground} do something. */
+export function writebackAvailable(): boolean {
+  const lib = libcOrNull();
+  return lib !== null && lib.sync_file_range !== null && lib.fdatasync !== null;
+}
+
+/**
+ * Asks the kernel to start writing `length` bytes of `fd` from `offset` to disk
+ * (sync_file_range with SYNC_FILE_RANGE_WRITE: does not wait). A hint: failures are ignored.
+ */
+export function startWriteback(fd: number, offset: number, length: number): void {
+  libcOrNull()?.sync_file_range?.(fd, BigInt(offset), BigInt(length), SYNC_FILE_RANGE_WRITE);
+}
+
+/**
+ * fdatasync(2) of `fd` on Deno's blocking-call pool, not awaited: the calling thread goes on. Its
+ * result does not matter (a later fsync reports errors); a descriptor closed or reused meanwhile
+ * only makes it fail or flush another file.
+ */
+export function fdatasyncInBackground(fd: number): void {
+  libcOrNull()?.fdatasync?.(fd).catch(() => {});
 }

@@ -20,7 +20,9 @@
  * @module
  */
 
-import { waitReadable } from "./libc.ts";
+import { libcOrNull, waitReadable } from "./libc.ts";
+import { DirectReader } from "../src/pcap/direct_reader.ts";
+import { MAX_CAPLEN } from "../src/pcap/format.ts";
 
 const SYMBOLS = {
   pcap_create: { parameters: ["buffer", "buffer"], result: "pointer" },
@@ -91,27 +93,6 @@ const TWO_32 = 4294967296;
  */
 const OFFLINE_BUFFER = 1 << 20;
 const IOFBF = 0;
-
-const STDIO_SYMBOLS = {
-  fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
-  fclose: { parameters: ["pointer"], result: "i32" },
-  setvbuf: { parameters: ["pointer", "buffer", "i32", "usize"], result: "i32" },
-  fseeko: { parameters: ["pointer", "i64", "i32"], result: "i32" },
-} as const;
-
-let stdio: Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null | undefined;
-
-/** libc's fopen/setvbuf/fclose, or null when libc cannot be loaded (then libpcap opens files). */
-function loadStdio(): Deno.DynamicLibrary<typeof STDIO_SYMBOLS>["symbols"] | null {
-  if (stdio === undefined) {
-    try {
-      stdio = Deno.dlopen("libc.so.6", STDIO_SYMBOLS).symbols;
-    } catch {
-      stdio = null;
-    }
-  }
-  return stdio;
-}
 
 let loaded: { path: string; symbols: Libpcap } | undefined;
 
@@ -186,7 +167,7 @@ function pointerString(ptr: Deno.PointerValue): string {
 
 /** Options for {@link PcapHandle.openLive}. */
 export interface LiveOptions {
-  /** Bytes kept per packet (default 262144). */
+  /** Bytes kept per packet (default MAX_CAPLEN, 262144). */
   snaplen?: number;
   /** Promiscuous mode (default true). */
   promisc?: boolean;
@@ -322,7 +303,7 @@ export class PcapHandle {
       throw new Error(`Invalid capture timeout ${timeoutMs} ms: expected an integer of 1 or more`);
     }
     const setters: [string, number][] = [
-      ["snaplen", lib.pcap_set_snaplen(ptr, opts.snaplen ?? 262144)],
+      ["snaplen", lib.pcap_set_snaplen(ptr, opts.snaplen ?? MAX_CAPLEN)],
       ["promisc", lib.pcap_set_promisc(ptr, (opts.promisc ?? true) ? 1 : 0)],
       ["buffer size", lib.pcap_set_buffer_size(ptr, opts.bufferSize ?? 64 * 1024 * 1024)],
       ["timeout", lib.pcap_set_timeout(ptr, timeoutMs)],
@@ -382,7 +363,7 @@ export class PcapHandle {
         handle.#direct = DirectReader.open(
           path,
           nanosecond,
-          Math.min(lib.pcap_snapshot(buffered.ptr), MAX_DIRECT_CAPLEN),
+          lib.pcap_snapshot(buffered.ptr),
         );
       }
       return handle;
@@ -458,11 +439,7 @@ export class PcapHandle {
    * libpcap (a live ring's packets stay where they are).
    */
   settle(): void {
-    const at = this.offset;
-    if (at !== 0 && this.#direct !== null) {
-      this.data.copyWithin(0, at, at + this.caplen);
-      this.offset = 0;
-    }
+    this.#direct?.settle(this);
   }
 
   /**
@@ -477,7 +454,7 @@ export class PcapHandle {
     direct.close();
     // Packet memory is libpcap's again: map it afresh on the next packet.
     this.#dataBase = -1;
-    const libc = loadStdio();
+    const libc = libcOrNull();
     if (libc === null || libc.fseeko(this.#fp, BigInt(at), 0) !== 0) {
       this.#directError = `Cannot continue reading ${this.source} at byte ${at}: seek failed`;
       return false;
@@ -616,7 +593,7 @@ function openBuffered(
   path: string,
   precision: number,
 ): { ptr: Deno.PointerObject; buffer: Uint8Array; fp: Deno.PointerObject } | null {
-  const libc = path === "-" ? null : loadStdio();
+  const libc = path === "-" ? null : libcOrNull();
   if (libc === null) return null;
   const fp = libc.fopen(cString(path), cString("rb"));
   if (fp === null) return null;
@@ -636,152 +613,6 @@ function openBuffered(
     return null;
   }
   return { ptr, buffer, fp };
-}
-
-/** Longest record the direct reader hands out (libpcap's limit for ordinary link types). */
-const MAX_DIRECT_CAPLEN = 262144;
-/** Bytes read from the file at a time by the direct reader. */
-const DIRECT_CHUNK = 1 << 20;
-const PCAP_MAGIC_MICRO = 0xa1b2c3d4;
-const PCAP_MAGIC_NANO = 0xa1b23c4d;
-
-/**
- * The direct reader of OfflineOptions.direct: pcap records parsed from large reads of the file.
- * Packets are handed out where they were read (`data` is always the same array, `offset` varies);
- * PcapHandle.settle() moves one to offset 0 (copyWithin, no allocation) when it is about to be
- * copied by a writer that reuses views per length, so only stored packets are moved. `next()`
- * returns false when it cannot hand out the record at `recordOffset` (end of file, or a record
- * for libpcap to judge).
- */
-class DirectReader {
-  /** True once the file ended exactly after a complete record. */
-  ended = false;
-  readonly #file: Deno.FsFile;
-  /** [0, MAX_DIRECT_CAPLEN): where settle() moves a packet; then the data read from the file. */
-  readonly #buf: Uint8Array;
-  readonly #view: DataView;
-  readonly #maxCaplen: number;
-  /** File offset of #buf[MAX_DIRECT_CAPLEN]. */
-  #chunkAt = 0;
-  #pos = MAX_DIRECT_CAPLEN;
-  #have = MAX_DIRECT_CAPLEN;
-  #eof = false;
-
-  private constructor(file: Deno.FsFile, maxCaplen: number, start: number) {
-    this.#file = file;
-    this.#maxCaplen = maxCaplen;
-    this.#buf = new Uint8Array(MAX_DIRECT_CAPLEN + DIRECT_CHUNK + MAX_DIRECT_CAPLEN + 16);
-    this.#view = new DataView(this.#buf.buffer);
-    this.#chunkAt = start;
-  }
-
-  /**
-   * A direct reader for `path` positioned after its global header, or null when the file is not
-   * one it reads (see OfflineOptions.direct) or cannot be opened a second time.
-   */
-  static open(path: string, nanosecond: boolean, maxCaplen: number): DirectReader | null {
-    let file: Deno.FsFile | undefined;
-    try {
-      // A FIFO or a terminal cannot be read twice; only regular files.
-      if (!Deno.statSync(path).isFile) return null;
-      file = Deno.openSync(path, { read: true });
-      const head = new Uint8Array(24);
-      let got = 0;
-      while (got < 24) {
-        const n = file.readSync(head.subarray(got));
-        if (n === null || n === 0) break;
-        got += n;
-      }
-      const dv = new DataView(head.buffer);
-      if (
-        got === 24 &&
-        dv.getUint32(0, true) === (nanosecond ? PCAP_MAGIC_NANO : PCAP_MAGIC_MICRO) &&
-        dv.getUint16(4, true) === 2 && dv.getUint16(6, true) === 4 && maxCaplen > 0
-      ) {
-        const reader = new DirectReader(file, maxCaplen, 24);
-        file = undefined;
-        return reader;
-      }
-      return null;
-    } catch {
-      return null;
-    } finally {
-      file?.close();
-    }
-  }
-
-  /** File offset of the next record (where libpcap continues after a hand-over). */
-  get recordOffset(): number {
-    return this.#chunkAt + this.#pos - MAX_DIRECT_CAPLEN;
-  }
-
-  /** Reads the next record into `h`'s packet fields; see the class comment. */
-  next(h: PcapHandle): boolean {
-    let p = this.#pos;
-    if (this.#have - p < 16) {
-      if (!this.#fill()) return false;
-      p = this.#pos;
-    }
-    const view = this.#view;
-    const caplen = view.getUint32(p + 8, true);
-    if (caplen > this.#maxCaplen) return false;
-    if (this.#have - p < 16 + caplen) {
-      if (!this.#fill()) return false;
-      p = this.#pos;
-    }
-    // Unsigned, as the pcap format defines it (2038 and later are not negative).
-    h.tsSec = view.getUint32(p, true);
-    h.tsFrac = view.getUint32(p + 4, true);
-    h.caplen = caplen;
-    h.wireLen = view.getUint32(p + 12, true);
-    h.data = this.#buf;
-    h.offset = p + 16;
-    this.#pos = p + 16 + caplen;
-    return true;
-  }
-
-  /**
-   * Moves the unread bytes to the front of the chunk area and reads more. False when no complete
-   * record is available: at a clean end of file (sets `ended`) or a cut-off record.
-   */
-  #fill(): boolean {
-    const buf = this.#buf;
-    const keep = this.#have - this.#pos;
-    if (!this.#eof) {
-      buf.copyWithin(MAX_DIRECT_CAPLEN, this.#pos, this.#have);
-      this.#chunkAt += this.#pos - MAX_DIRECT_CAPLEN;
-      this.#pos = MAX_DIRECT_CAPLEN;
-      this.#have = MAX_DIRECT_CAPLEN + keep;
-      const end = MAX_DIRECT_CAPLEN + DIRECT_CHUNK + keep;
-      while (this.#have < end) {
-        let n: number | null;
-        try {
-          n = this.#file.readSync(buf.subarray(this.#have, end));
-        } catch {
-          n = null; // libpcap reads the rest and reports the error its own way
-        }
-        if (n === null || n === 0) {
-          this.#eof = true;
-          break;
-        }
-        this.#have += n;
-      }
-    }
-    const p = this.#pos;
-    const avail = this.#have - p;
-    if (avail >= 16 && avail >= 16 + this.#view.getUint32(p + 8, true)) return true;
-    // Nothing left at all is a clean end; a partial record is libpcap's to report.
-    if (avail === 0 && this.#eof) this.ended = true;
-    return false;
-  }
-
-  close(): void {
-    try {
-      this.#file.close();
-    } catch {
-      // Already closed.
-    }
-  }
 }
 
 function toPointer(address: number): Deno.PointerObject {

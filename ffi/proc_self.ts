@@ -6,14 +6,7 @@
  *
  * @module
  */
-
-const SYMBOLS = {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-  syscall: { parameters: ["i64", "i32", "buffer", "usize"], result: "i64" },
-  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-} as const;
+import { libc } from "./libc.ts";
 
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
@@ -21,15 +14,8 @@ const O_CLOEXEC = 0o2000000;
 const SYS_GETDENTS64 = 217; // x86_64
 const RLIMIT_NOFILE = 7;
 
-let libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;
-
-function load(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  return libc;
-}
-
 function openPath(path: string, flags: number): number {
-  return load().open(new TextEncoder().encode(path + "\0"), flags | O_RDONLY | O_CLOEXEC);
+  return libc().open(new TextEncoder().encode(path + "\0"), flags | O_RDONLY | O_CLOEXEC);
 }
 
 /** Memory figures of /proc/self/status, in bytes; undefined when it cannot be read. */
@@ -52,12 +38,12 @@ export function processMemory(): ProcessMemory | undefined {
     for (
       let n;
       length < buf.length &&
-      (n = Number(load().read(fd, buf.subarray(length), BigInt(buf.length - length)))) > 0;
+      (n = Number(libc().read(fd, buf.subarray(length), BigInt(buf.length - length)))) > 0;
     ) {
       length += n;
     }
   } finally {
-    load().close(fd);
+    libc().close(fd);
   }
   const text = new TextDecoder().decode(buf.subarray(0, length));
   const kib = (field: string) =>
@@ -75,7 +61,7 @@ export function openFdCount(): number | undefined {
   let entries = 0;
   try {
     for (;;) {
-      const n = Number(load().syscall(BigInt(SYS_GETDENTS64), fd, buf, BigInt(buf.length)));
+      const n = Number(libc().syscall(BigInt(SYS_GETDENTS64), fd, buf, BigInt(buf.length)));
       if (n < 0) return undefined;
       if (n === 0) break;
       // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16 @16, d_type u8 @18, d_name @19.
@@ -86,7 +72,7 @@ export function openFdCount(): number | undefined {
       }
     }
   } finally {
-    load().close(fd);
+    libc().close(fd);
   }
   return entries - 1;
 }
@@ -94,6 +80,6 @@ export function openFdCount(): number | undefined {
 /** The soft limit on open file descriptors (RLIMIT_NOFILE); undefined if unknown. */
 export function maxFds(): number | undefined {
   const limit = new BigUint64Array(2);
-  if (load().getrlimit(RLIMIT_NOFILE, new Uint8Array(limit.buffer)) !== 0) return undefined;
+  if (libc().getrlimit(RLIMIT_NOFILE, new Uint8Array(limit.buffer)) !== 0) return undefined;
   return limit[0] >= BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(limit[0]);
 }

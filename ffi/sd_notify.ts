@@ -1,20 +1,11 @@
 /**
  * systemd's notify protocol without libsystemd: one datagram on the AF_UNIX socket named by
  * $NOTIFY_SOCKET ("READY=1", "WATCHDOG=1", "STOPPING=1", "STATUS=..."), sent with libc's socket,
- * sendto and close through Deno FFI. Its own small dlopen of libc keeps it independent of
- * ffi/libc.ts. Not for the hot path: a few calls a minute.
+ * sendto and close (ffi/libc.ts). Not for the hot path: a few calls a minute.
  *
  * @module
  */
-
-const SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  sendto: {
-    parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
-    result: "isize",
-  },
-  close: { parameters: ["i32"], result: "i32" },
-} as const;
+import { libcOrNull } from "./libc.ts";
 
 const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
@@ -22,15 +13,6 @@ const SOCK_CLOEXEC = 0o2000000;
 const MSG_NOSIGNAL = 0x4000;
 /** sizeof(sockaddr_un.sun_path) on Linux. */
 const SUN_PATH_MAX = 108;
-
-type NotifySymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let libc: NotifySymbols | undefined;
-
-function load(): NotifySymbols {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  return libc;
-}
 
 /**
  * The sockaddr_un for a $NOTIFY_SOCKET value and its length, or null when the value is not an
@@ -60,12 +42,8 @@ export function sdNotify(state: string): boolean {
   if (socketName === undefined || socketName === "") return false;
   const target = notifySocketAddress(socketName);
   if (target === null) return false;
-  let lib: NotifySymbols;
-  try {
-    lib = load();
-  } catch {
-    return false;
-  }
+  const lib = libcOrNull();
+  if (lib === null) return false;
   const fd = lib.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   try {

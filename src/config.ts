@@ -9,6 +9,7 @@ import { checkClickHouseUrl } from "./export/clickhouse.ts";
 import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from "./units.ts";
 import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
 import type { GuardOptions } from "./server/conn_guard.ts";
+import { MAX_CAPLEN } from "./pcap/format.ts";
 
 /** The HTTP server's access options, the same for `capture` and `serve`. */
 export const SERVER_ACCESS_OPTIONS = {
@@ -186,7 +187,7 @@ export const CAPTURE_OPTIONS = {
   snaplen: {
     type: "string",
     short: "s",
-    default: "262144",
+    default: String(MAX_CAPLEN),
     arg: "N",
     help: "bytes kept per packet",
   },
@@ -415,7 +416,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     outDir: values.out,
     // Like gotm: with Myricom SNF the NIC splits flows into SNF_NUM_RINGS rings, one worker each.
     workers: parseInteger(values.workers ?? String(snfRingCount() ?? 1), "--workers", 1, 64),
-    snaplen: parseInteger(values.snaplen, "--snaplen", 64, 262144),
+    snaplen: parseInteger(values.snaplen, "--snaplen", 64, MAX_CAPLEN),
     promisc: !values["no-promisc"],
     bufferSize: parseBufferSize(values["buffer-size"]),
     pcapTimeoutMs: Math.round(parseDuration(values["pcap-timeout"], "--pcap-timeout") * 1000),

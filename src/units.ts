@@ -73,10 +73,3 @@ export function parseSizeOrPercent(text: string, what = "size"): SizeOrPercent {
   }
   return { percent };
 }
-
-/** Formats seconds the way they are written on the command line (`90s`, `5m`, `1h`). */
-export function formatDuration(seconds: number): string {
-  if (seconds % 3600 === 0 && seconds >= 3600) return `${seconds / 3600}h`;
-  if (seconds % 60 === 0 && seconds >= 60) return `${seconds / 60}m`;
-  return `${seconds}s`;
-}

@@ -12,9 +12,8 @@ import { PcapHandle } from "../ffi/libpcap.ts";
 import { type CaptureMethod, joinFanout, openSource } from "../src/capture/mod.ts";
 import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
 import { rootTest, sh, type Veth } from "./support/netns.ts";
+import { rootOnly } from "./support/root.ts";
 
-const ROOT = Deno.uid() === 0;
-const CI = Deno.env.get("CI") === "true";
 const FILTER = "net 198.18.0.0/15";
 const METHODS: CaptureMethod[] = ["libpcap", "afpacket"];
 
@@ -172,25 +171,21 @@ for (const method of METHODS) {
   );
 }
 
-Deno.test({
+Deno.test(rootOnly("opening a live interface", {
   name: "live: a missing interface gives one clear line",
-  ignore: !ROOT && !CI,
   fn() {
-    assert.ok(ROOT, "Needs root (CI=true makes this a failure, not a skip)");
     assert.throws(
       () => PcapHandle.openLive("eth9cc"),
       (err: Error) => err.message === "Interface eth9cc not found (cutcap interfaces lists them)",
     );
   },
-});
+}));
 
-Deno.test({
+Deno.test(rootOnly("starting an unprivileged child with setpriv", {
   name: "live, both methods: without privileges the message names root and the capabilities",
-  ignore: !ROOT && !CI,
   sanitizeResources: false,
   async fn() {
     // Run as root, the test drops to nobody in a child (setpriv) instead of skipping the case.
-    assert.ok(ROOT, "Needs root to start an unprivileged child (CI=true: failure, not a skip)");
     const denoDir = await Deno.makeTempDir({ prefix: "cc-nobody-" });
     try {
       await Deno.chown(denoDir, 65534, 65534);
@@ -212,4 +207,4 @@ Deno.test({
       await Deno.remove(denoDir, { recursive: true });
     }
   },
-});
+}));

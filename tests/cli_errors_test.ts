@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { archiveFiles, cutcap, requireRoot } from "./support/oracle.ts";
+import { archiveFiles, cutcap } from "./support/oracle.ts";
+import { rootOnly } from "./support/root.ts";
 
 const { pcap } = generateTrafficBytes({ seed: 3, packets: 200 });
 const input = await Deno.makeTempFile({ prefix: "cutcap-cli-", suffix: ".pcap" });
@@ -62,17 +63,26 @@ Deno.test("a bad BPF filter shows libpcap's message and writes nothing", async (
   }
 });
 
-Deno.test("an unknown interface is named, with the hint to list interfaces", async () => {
-  if (!requireRoot("unknown interface test")) return;
-  const out = await Deno.makeTempDir();
-  try {
-    const line = await failure(["--interface", "cc-nonexistent0", "--out", out, "--listen", "off"]);
-    assert.match(line, /Interface cc-nonexistent0 not found \(cutcap interfaces lists them\)/);
-    assert.deepEqual([...Deno.readDirSync(out)], []);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-});
+Deno.test(rootOnly("a live capture", {
+  name: "an unknown interface is named, with the hint to list interfaces",
+  async fn() {
+    const out = await Deno.makeTempDir();
+    try {
+      const line = await failure([
+        "--interface",
+        "cc-nonexistent0",
+        "--out",
+        out,
+        "--listen",
+        "off",
+      ]);
+      assert.match(line, /Interface cc-nonexistent0 not found \(cutcap interfaces lists them\)/);
+      assert.deepEqual([...Deno.readDirSync(out)], []);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+}));
 
 Deno.test("a missing read file and an unwritable output directory are named", async () => {
   assert.match(

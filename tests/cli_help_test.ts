@@ -4,7 +4,8 @@
  * the option meant, and `deno task compile` says in one line where a `denort` comes from.
  */
 import assert from "node:assert/strict";
-import { cutcap, requireRoot } from "./support/oracle.ts";
+import { cutcap } from "./support/oracle.ts";
+import { rootOnly } from "./support/root.ts";
 import { CAPTURE_OPTIONS } from "../src/config.ts";
 import { SERVE_OPTIONS } from "../src/cli/serve.ts";
 import { FLOWS_OPTIONS, QUERY_OPTIONS, READ_OPTIONS } from "../src/cli/query_client.ts";
@@ -185,7 +186,7 @@ async function checkDenort(env: Record<string, string>, offline = false) {
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
 
-Deno.test("deno task compile checks for denort first and says what to do in one line", async () => {
+Deno.test("deno task compile checks for denort first and says what to do in one line", async (t) => {
   const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks;
   assert.ok(
     tasks.compile.startsWith(
@@ -212,43 +213,49 @@ Deno.test("deno task compile checks for denort first and says what to do in one 
     await Deno.mkdir(cached, { recursive: true });
     await Deno.writeFile(`${cached}/denort-x86_64-unknown-linux-gnu.zip`, new Uint8Array(1));
     assert.deepEqual(await checkDenort({ DENO_DIR: `${dir}/deno` }), { code: 0, stderr: "" });
-    if (!requireRoot("an offline deno task compile")) return;
-    // No cache, no network (a namespace with only a loopback that is down).
-    const offline = await checkDenort({ DENO_DIR: `${dir}/empty` }, true);
-    assert.equal(offline.code, 1);
-    assert.match(
-      offline.stderr,
-      new RegExp(
-        `^deno compile needs Deno's denort ${v.replaceAll(".", "\\.")} runtime: it is not in ` +
-          `${dir}/empty/dl/release/v${
-            v.replaceAll(".", "\\.")
-          }/denort-x86_64-unknown-linux-gnu\\.zip ` +
-          `and dl\\.deno\\.land cannot be reached \\([^\\n]+\\); download `,
-      ),
-    );
-    assert.equal(offline.stderr.split("\n").length, 2, "one line");
+    await t.step(rootOnly("a network namespace (unshare -n)", {
+      name: "offline, without a cached runtime",
+      async fn() {
+        // No cache, no network (a namespace with only a loopback that is down).
+        const offline = await checkDenort({ DENO_DIR: `${dir}/empty` }, true);
+        assert.equal(offline.code, 1);
+        assert.match(
+          offline.stderr,
+          new RegExp(
+            `^deno compile needs Deno's denort ${v.replaceAll(".", "\\.")} runtime: it is not in ` +
+              `${dir}/empty/dl/release/v${
+                v.replaceAll(".", "\\.")
+              }/denort-x86_64-unknown-linux-gnu\\.zip ` +
+              `and dl\\.deno\\.land cannot be reached \\([^\\n]+\\); download `,
+          ),
+        );
+        assert.equal(offline.stderr.split("\n").length, 2, "one line");
+      },
+    }));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("installed once, cutcap runs from source without any network", async () => {
-  if (!requireRoot("an offline run in a network namespace")) return;
-  const readme = await Deno.readTextFile(`${ROOT_DIR}README.md`);
-  assert.match(readme, /npm install -g deno@2\.9\.6/);
-  assert.match(readme, /deno install\b.*\n/);
-  // The dependencies are in Deno's cache (this suite already ran from it): no network is needed.
-  const started = performance.now();
-  const out = await new Deno.Command("unshare", {
-    // `help serve` loads the server's modules, hono and prom-client among them.
-    args: ["-n", Deno.execPath(), "task", "-q", "cutcap", "help", "serve"],
-    cwd: ROOT_DIR,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - started) / 1000;
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  assert.match(new TextDecoder().decode(out.stdout), /^Usage: cutcap serve /);
-  assert.ok(seconds < 20, `took ${seconds.toFixed(1)} s offline`);
-});
+Deno.test(rootOnly("an offline run in a network namespace (unshare -n)", {
+  name: "installed once, cutcap runs from source without any network",
+  fn: async () => {
+    const readme = await Deno.readTextFile(`${ROOT_DIR}README.md`);
+    assert.match(readme, /npm install -g deno@2\.9\.6/);
+    assert.match(readme, /deno install\b.*\n/);
+    // The dependencies are in Deno's cache (this suite already ran from it): no network is needed.
+    const started = performance.now();
+    const out = await new Deno.Command("unshare", {
+      // `help serve` loads the server's modules, hono and prom-client among them.
+      args: ["-n", Deno.execPath(), "task", "-q", "cutcap", "help", "serve"],
+      cwd: ROOT_DIR,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const seconds = (performance.now() - started) / 1000;
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(new TextDecoder().decode(out.stdout), /^Usage: cutcap serve /);
+    assert.ok(seconds < 20, `took ${seconds.toFixed(1)} s offline`);
+  },
+}));

@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { archiveFiles, cutcap, requireRoot } from "./support/oracle.ts";
+import { archiveFiles, cutcap } from "./support/oracle.ts";
+import { rootOnly } from "./support/root.ts";
 import { freePort, startCutcap } from "./support/sensor_process.ts";
 
 const STAMP = String.raw`\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}`;
@@ -20,7 +21,7 @@ async function outcome(args: string[]): Promise<{ code: number; stdout: string; 
   return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
-Deno.test("a busy --listen is named; a bad filter is reported before anything binds", async () => {
+Deno.test("a busy --listen is named; a bad filter is reported before anything binds", async (t) => {
   const holder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (holder.addr as Deno.NetAddr).port;
   const out = await Deno.makeTempDir({ prefix: "cc-msg-busy-" });
@@ -44,11 +45,15 @@ Deno.test("a busy --listen is named; a bad filter is reported before anything bi
     const replay = await outcome(["--read", input, ...badFilter]);
     assert.equal(replay.code, 1);
     assert.match(replay.stderr, /^cutcap: Bad BPF filter "tcp portt 80": .*syntax error\n$/);
-    if (!requireRoot("a live capture's filter check")) return;
-    const live = await outcome(["--interface", "lo", ...badFilter]);
-    assert.deepEqual(live, { ...replay, stderr: live.stderr });
-    assert.match(live.stderr, /^cutcap: Bad BPF filter "tcp portt 80": .*syntax error\n$/);
-    assert.deepEqual(archiveFiles(out), []);
+    await t.step(rootOnly("a live capture on lo", {
+      name: "the same for a live capture",
+      async fn() {
+        const live = await outcome(["--interface", "lo", ...badFilter]);
+        assert.deepEqual(live, { ...replay, stderr: live.stderr });
+        assert.match(live.stderr, /^cutcap: Bad BPF filter "tcp portt 80": .*syntax error\n$/);
+        assert.deepEqual(archiveFiles(out), []);
+      },
+    }));
   } finally {
     holder.close();
     await Deno.remove(out, { recursive: true });
@@ -161,11 +166,10 @@ Deno.test("cutcap serve says why it stops", async () => {
   }
 });
 
-Deno.test({
+Deno.test(rootOnly("a capture on a veth that is down", {
   name: "a start that fails says only why: no zeroed stats line, no 'Capture finished'",
   sanitizeResources: false,
   async fn() {
-    if (!requireRoot("a capture on a veth that is down")) return;
     const name = `ccdn${Deno.pid % 100000}`;
     const ip = (args: string[]) => new Deno.Command("ip", { args }).output();
     assert.equal(
@@ -196,64 +200,66 @@ Deno.test({
       await Deno.remove(out, { recursive: true });
     }
   },
-});
+}));
 
-Deno.test("--user: a directory cutcap creates is the user's; one it cannot use gets the chown", async () => {
-  if (!requireRoot("--user")) return;
-  const dir = await Deno.makeTempDir({ prefix: "cc-msg-user-" });
-  try {
-    await Deno.chmod(dir, 0o755);
-    const fresh = `${dir}/fresh/out`;
-    const ok = await outcome([
-      ...["--read", input, "--out", fresh, "--listen", "off", "--user", "nobody"],
-      ...["--stats-interval", "0"],
-    ]);
-    assert.equal(ok.code, 0, ok.stderr);
-    const nobody = Number(
-      new TextDecoder().decode(
-        (await new Deno.Command("id", { args: ["-u", "nobody"] }).output()).stdout,
-      ),
-    );
-    assert.equal((await Deno.stat(fresh)).uid, nobody);
-    const files = archiveFiles(fresh);
-    assert.equal(files.length, 1);
-    assert.equal((await Deno.stat(files[0])).uid, nobody, "written as nobody");
+Deno.test(rootOnly("--user (dropping privileges)", {
+  name: "--user: a directory cutcap creates is the user's; one it cannot use gets the chown",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "cc-msg-user-" });
+    try {
+      await Deno.chmod(dir, 0o755);
+      const fresh = `${dir}/fresh/out`;
+      const ok = await outcome([
+        ...["--read", input, "--out", fresh, "--listen", "off", "--user", "nobody"],
+        ...["--stats-interval", "0"],
+      ]);
+      assert.equal(ok.code, 0, ok.stderr);
+      const nobody = Number(
+        new TextDecoder().decode(
+          (await new Deno.Command("id", { args: ["-u", "nobody"] }).output()).stdout,
+        ),
+      );
+      assert.equal((await Deno.stat(fresh)).uid, nobody);
+      const files = archiveFiles(fresh);
+      assert.equal(files.length, 1);
+      assert.equal((await Deno.stat(files[0])).uid, nobody, "written as nobody");
 
-    const rootOwned = `${dir}/root-owned`;
-    await Deno.mkdir(rootOwned, { mode: 0o755 });
-    assert.deepEqual(
-      await outcome(["--read", input, "--out", rootOwned, "--listen", "off", "--user", "nobody"]),
-      {
-        code: 1,
-        stdout: "",
-        stderr: `cutcap: Output directory ${rootOwned} is not writable by nobody: run chown -R ` +
-          `nobody: ${rootOwned}, or give --out a directory nobody can write\n`,
-      },
-    );
-    const closed = `${dir}/closed`;
-    await Deno.mkdir(closed, { mode: 0o700 });
-    await Deno.chmod(closed, 0o700);
-    assert.deepEqual(
-      await outcome([
-        "--read",
-        input,
-        "--out",
-        `${closed}/out`,
-        "--listen",
-        "off",
-        "--user",
-        "nobody",
-      ]),
-      {
-        code: 1,
-        stdout: "",
-        stderr: `cutcap: Output directory ${closed}/out cannot be reached by nobody: ${await Deno
-          .realPath(closed)} is not searchable (chmod o+x ${await Deno.realPath(
-            closed,
-          )}, or give --out a directory elsewhere)\n`,
-      },
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+      const rootOwned = `${dir}/root-owned`;
+      await Deno.mkdir(rootOwned, { mode: 0o755 });
+      assert.deepEqual(
+        await outcome(["--read", input, "--out", rootOwned, "--listen", "off", "--user", "nobody"]),
+        {
+          code: 1,
+          stdout: "",
+          stderr: `cutcap: Output directory ${rootOwned} is not writable by nobody: run chown -R ` +
+            `nobody: ${rootOwned}, or give --out a directory nobody can write\n`,
+        },
+      );
+      const closed = `${dir}/closed`;
+      await Deno.mkdir(closed, { mode: 0o700 });
+      await Deno.chmod(closed, 0o700);
+      assert.deepEqual(
+        await outcome([
+          "--read",
+          input,
+          "--out",
+          `${closed}/out`,
+          "--listen",
+          "off",
+          "--user",
+          "nobody",
+        ]),
+        {
+          code: 1,
+          stdout: "",
+          stderr: `cutcap: Output directory ${closed}/out cannot be reached by nobody: ${await Deno
+            .realPath(closed)} is not searchable (chmod o+x ${await Deno.realPath(
+              closed,
+            )}, or give --out a directory elsewhere)\n`,
+        },
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+}));

@@ -17,7 +17,8 @@ import { Exporter } from "../src/export/exporter.ts";
 import { SPOOL_DIR } from "../src/export/spool.ts";
 import { registerExportMetrics } from "../src/export/metrics.ts";
 import { Registry } from "prom-client";
-import { cutcap, requireRoot } from "./support/oracle.ts";
+import { cutcap } from "./support/oracle.ts";
+import { rootOnly } from "./support/root.ts";
 import { freePort } from "./support/query_server.ts";
 import { makeCertificates } from "./support/robustness.ts";
 import {
@@ -213,10 +214,9 @@ Deno.test({
       await exporter.close();
     });
 
-    await t.step(
-      "--user: the spool is the user's, batches go out after root is dropped",
-      async () => {
-        if (!requireRoot("Dropping privileges with --user")) return;
+    await t.step(rootOnly("dropping privileges with --user", {
+      name: "--user: the spool is the user's, batches go out after root is dropped",
+      fn: async () => {
         await Deno.chmod(work, 0o755);
         const out = `${work}/user`;
         const stderr = await finished(replay(input, out, ch, "charlie", ["--user", "nobody"]));
@@ -229,7 +229,7 @@ Deno.test({
           canonical(await sensorRecords(out, "charlie")),
         );
       },
-    );
+    }));
 
     await t.step("option errors name the option", async () => {
       const noUrl = await cutcap(["--read", input, "--export-ca", "x.pem"]);

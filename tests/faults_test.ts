@@ -17,14 +17,11 @@ import {
   type CutcapProcess,
   freePort,
   metricSum,
-  rootOrFail,
   sh,
   startCutcap,
   type Veth,
 } from "./support/robustness.ts";
-
-const ROOT = Deno.uid() === 0;
-const CI = Deno.env.get("CI") === "true";
+import { rootOnly } from "./support/root.ts";
 
 /** A capture on a fresh veth pair, with its metrics one call away. */
 interface Rig {
@@ -51,13 +48,11 @@ function faultTest(
   body: (rig: Rig) => Promise<{ sent: number; lost?: number }>,
 ) {
   const { tmpfs, lossExpected, args = [] } = options;
-  Deno.test({
+  Deno.test(rootOnly("fault injection on a veth and a tmpfs", {
     name,
-    ignore: !ROOT && !CI,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
-      rootOrFail("Fault injection");
       const dir = await Deno.makeTempDir({ prefix: `cc-fault-${tag}-` });
       const out = `${dir}/out`;
       await Deno.mkdir(out);
@@ -119,7 +114,7 @@ function faultTest(
         await Deno.remove(dir, { recursive: true });
       }
     },
-  });
+  }));
 }
 
 /** Every finalized file: tcpdump reads it to the end without complaint, and its index agrees. */

@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap, run } from "./support/oracle.ts";
-import { freePort, rootOrFail, startCutcap, startServe } from "./support/robustness.ts";
+import { freePort, startCutcap, startServe } from "./support/robustness.ts";
+import { rootOnly } from "./support/root.ts";
 
-Deno.test({
+Deno.test(rootOnly("a live capture on lo", {
   name: "a second capture on the same --out is refused; serve shares it",
   sanitizeResources: false,
   sanitizeOps: false,
-  ignore: !rootOrFail("a live capture on lo"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "cc-archive-lock-" });
     const out = `${dir}/out`;
@@ -56,7 +56,7 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));
 
 /** The one finalized pcap of a run in `out`. */
 function archivePcap(out: string): string {
@@ -163,11 +163,10 @@ function archivePcaps(out: string): string[] {
   return found;
 }
 
-Deno.test({
+Deno.test(rootOnly("chown to another group", {
   name: "archive files are 0640 and folders 0750; --group gives one group read access",
   sanitizeResources: false,
   sanitizeOps: false,
-  ignore: !rootOrFail("chown to another group"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "cc-archive-modes-" });
     try {
@@ -208,13 +207,12 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(rootOnly("a live capture on lo", {
   name: "without --user, CAP_NET_RAW/CAP_NET_ADMIN are off in the main and worker threads",
   sanitizeResources: false,
   sanitizeOps: false,
-  ignore: !rootOrFail("a live capture on lo"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "cc-caps-" });
     const sensor = startCutcap([
@@ -247,4 +245,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));

@@ -13,12 +13,13 @@ import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { writeManyFlowsPcap } from "../bench/memory.ts";
 import { readIndexHeader } from "../src/index/index_reader.ts";
 import { archiveFiles, cutcap, run } from "./support/oracle.ts";
-import { rootOrFail, startServe } from "./support/robustness.ts";
+import { startServe } from "./support/robustness.ts";
 import { fakeSensor } from "./support/fake_sensor.ts";
 import { pcapFile } from "./support/pcap_craft.ts";
 import { isLoopback } from "../src/config.ts";
 import { checkBoundAddress } from "../src/server/auth.ts";
 import { startServer } from "../src/server/mod.ts";
+import { rootOnly } from "./support/root.ts";
 
 /** Seconds of 2038-01-19T03:14:08Z (2^31), a little later, and 2106-02-07T06:28:15Z (2^32 - 1). */
 const LATE = [2 ** 31, 2 ** 31 + 86_400 * 30, 2 ** 32 - 1];
@@ -145,11 +146,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+Deno.test(rootOnly("a tmpfs mount", {
   name: "--read on a full disk exits 1 and says how many packets were lost",
   sanitizeResources: false,
   sanitizeOps: false,
-  ignore: !rootOrFail("a tmpfs mount"),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "cc-read-full-" });
     const out = `${dir}/out`;
@@ -176,7 +176,7 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));
 
 Deno.test("a file holds at most twice --max-flows distinct flows: index and memory stay bounded", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cc-file-flows-" });

@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { createApp, readTokenFile } from "../src/server/app.ts";
 import { type StatusReport, StatusTracker } from "../src/server/status.ts";
 import { Counter } from "../src/worker/counters.ts";
-import { outputFileName } from "../src/store/rotation.ts";
+import { outputFileName } from "../src/archive/naming.ts";
 import { fakeEntry, type FakeSensor, fakeSensor } from "./support/fake_sensor.ts";
 
 function cleanup(sensor: FakeSensor): void {

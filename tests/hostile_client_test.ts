@@ -9,14 +9,8 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap, run } from "./support/oracle.ts";
-import {
-  createVeth,
-  freePort,
-  metricSum,
-  rootOrFail,
-  startCutcap,
-  startServe,
-} from "./support/robustness.ts";
+import { createVeth, freePort, metricSum, startCutcap, startServe } from "./support/robustness.ts";
+import { rootOnly } from "./support/root.ts";
 
 const PACKETS = 300_000;
 const MATCH_ALL = "after 2000-01-01";
@@ -274,16 +268,11 @@ Deno.test({
   },
 });
 
-const ROOT = Deno.uid() === 0;
-const CI = Deno.env.get("CI") === "true";
-
-Deno.test({
+Deno.test(rootOnly("a live capture on a veth", {
   name: "hostile clients: a capturing sensor under abuse drops nothing",
-  ignore: !ROOT && !CI,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    rootOrFail("Live capture under abuse");
     const dir = await Deno.makeTempDir({ prefix: "cc-hostile-live-" });
     const veth = await createVeth("hc");
     const port = freePort();
@@ -364,4 +353,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));

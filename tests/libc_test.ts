@@ -17,6 +17,7 @@ import {
   strerror,
   waitReadable,
 } from "../ffi/libc.ts";
+import { rootOnly } from "./support/root.ts";
 
 Deno.test("getuid/getgid agree with Deno, lookupUser reads the password database", async () => {
   assert.equal(getuid(), Deno.uid());
@@ -38,11 +39,9 @@ Deno.test("dropPrivileges: an unknown user is a clear error", () => {
   );
 });
 
-Deno.test({
+Deno.test(rootOnly("dropping privileges", {
   name: "dropPrivileges: every thread of the process ends up as the user",
-  ignore: Deno.uid() !== 0 && Deno.env.get("CI") !== "true",
   async fn() {
-    assert.equal(Deno.uid(), 0, "Needs root (CI=true makes this a failure, not a skip)");
     const url = new URL("../ffi/libc.ts", import.meta.url).href;
     const code = `import { dropPrivileges, getuid } from "${url}";
       dropPrivileges("nobody");
@@ -61,7 +60,7 @@ Deno.test({
     const uid = lookupUser("nobody")!.uid;
     assert.equal(new TextDecoder().decode(out.stdout).trim(), `${uid} ${uid},${uid},${uid},${uid}`);
   },
-});
+}));
 
 Deno.test("setsockopt on a file that is not a socket fails with errno text", () => {
   const file = Deno.openSync("/etc/passwd");
@@ -117,4 +116,26 @@ Deno.test("socket calls: options read back, poll reports readiness, errors carry
     () => socket(12345, 3, 0),
     (err: unknown) => err instanceof LibcError && err.errno === 97, // EAFNOSUPPORT
   );
+});
+
+Deno.test("Deno.dlopen is called only in ffi/, and libc.so.6 is opened in one place", () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const calls: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of Deno.readDirSync(`${root}${dir}`)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) walk(path);
+      else if (path.endsWith(".ts")) {
+        const text = Deno.readTextFileSync(`${root}${path}`);
+        for (const m of text.matchAll(/Deno\.dlopen\(\s*("[^"]*"|\w+)/g)) {
+          calls.push(`${path} ${m[1]}`);
+        }
+      }
+    }
+  };
+  walk("src");
+  walk("ffi");
+  walk("bench");
+  assert.deepEqual(calls.filter((c) => !c.startsWith("ffi/")), []);
+  assert.deepEqual(calls.filter((c) => c.includes("libc")), ['ffi/libc.ts "libc.so.6"']);
 });

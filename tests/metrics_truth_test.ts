@@ -4,11 +4,12 @@
  * never behind the packets seen; readiness follows the capture interface's link.
  */
 import assert from "node:assert/strict";
-import { createVeth, freePort, rootOrFail, sh, startCutcap } from "./support/robustness.ts";
+import { createVeth, freePort, sh, startCutcap } from "./support/robustness.ts";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 import { parseExposition } from "./support/fake_sensor.ts";
+import { rootOnly } from "./support/root.ts";
 
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks as Record<
@@ -62,13 +63,11 @@ Deno.test({
   },
 });
 
-Deno.test({
+Deno.test(rootOnly("a live capture on a veth", {
   name: "libpcap's recvd is never behind pkts; /readyz and /status follow the capture link",
-  ignore: Deno.uid() !== 0 && Deno.env.get("CI") !== "true",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    rootOrFail("A live capture on a veth");
     const dir = await Deno.makeTempDir({ prefix: "cc-truth-live-" });
     const veth = await createVeth("tl");
     const port = freePort();
@@ -149,4 +148,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));

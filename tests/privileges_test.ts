@@ -7,14 +7,8 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { archiveFiles, tcpdumpPackets } from "./support/oracle.ts";
-import {
-  createVeth,
-  freePort,
-  metricSum,
-  rootOrFail,
-  sh,
-  startCutcap,
-} from "./support/robustness.ts";
+import { createVeth, freePort, metricSum, sh, startCutcap } from "./support/robustness.ts";
+import { rootOnly } from "./support/root.ts";
 
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks as Record<
@@ -66,17 +60,12 @@ Deno.test("privileges: start and compile grant named permissions only, the same 
   assert.match(readme, /setcap cap_net_raw,cap_net_admin=eip \.\/cutcap/);
 });
 
-const ROOT = Deno.uid() === 0;
-const CI = Deno.env.get("CI") === "true";
-
-Deno.test({
+Deno.test(rootOnly("dropping privileges during a live capture", {
   name:
     "privileges: a live capture with the start task's permissions drops to nobody and keeps capturing",
-  ignore: !ROOT && !CI,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    rootOrFail("Dropping privileges");
     const dir = await Deno.makeTempDir({ prefix: "cc-priv-" });
     const veth = await createVeth("pv");
     const port = freePort();
@@ -162,4 +151,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));

@@ -28,7 +28,7 @@ import {
   udp,
 } from "./support/pcap_craft.ts";
 import { type FileIndex, readFileIndex } from "../src/index/index_reader.ts";
-import { INDEX_SUFFIX } from "../src/index/index_format.ts";
+import { INDEX_SUFFIX } from "../src/archive/naming.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { selectPackets } from "../src/query/select.ts";
 

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Catalog, type CatalogEntry } from "../src/archive/catalog.ts";
 import { diskSpace, Retention } from "../src/archive/retention.ts";
+import { rootOnly } from "./support/root.ts";
 
 const DAY = 86400;
 const NOW = 1_717_243_200; // 2024-06-01T12:00:00Z
@@ -307,16 +308,9 @@ Deno.test("diskSpace agrees with df", async () => {
   assert.throws(() => diskSpace("/nonexistent/cutcap"), Deno.errors.NotFound);
 });
 
-const isRoot = Deno.uid() === 0;
-
-Deno.test({
+Deno.test(rootOnly("a tmpfs mount", {
   name: "min-free holds the floor on a real 8 MiB tmpfs",
-  // Needs root to mount; under CI a missing privilege is a failure, not a skip.
-  ignore: !isRoot && Deno.env.get("CI") !== "true",
   fn: withTempDir(async (dir) => {
-    if (!isRoot) {
-      throw new Error("This test mounts a tmpfs: expected root, found uid " + Deno.uid());
-    }
     await run("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", dir]);
     try {
       const MiB = 2 ** 20;
@@ -353,7 +347,7 @@ Deno.test({
       await run("umount", [dir]);
     }
   }),
-});
+}));
 
 async function run(cmd: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();

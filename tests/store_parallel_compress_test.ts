@@ -15,6 +15,7 @@ import {
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
+import { rootOnly } from "./support/root.ts";
 
 interface Run {
   files: FinalizedFile[];
@@ -137,16 +138,11 @@ for (const compress of ["zstd", "none"] as Compression[]) {
   });
 }
 
-const isRoot = Deno.uid() === 0;
-const ci = Deno.env.get("CI") === "true";
-
 for (const compress of ["zstd", "none"] as Compression[]) {
-  Deno.test({
+  Deno.test(rootOnly("a tmpfs mount", {
     name:
       `parallel ${compress} on a full disk: no throw, offsets below the size are the file's records`,
-    ignore: !isRoot && !ci,
     fn: async () => {
-      assert.ok(isRoot, "needs root for a tmpfs (CI=true makes this a failure, not a skip)");
       const dir = tempDir("par-full");
       assert.equal((await sh(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
       try {
@@ -200,5 +196,5 @@ for (const compress of ["zstd", "none"] as Compression[]) {
         Deno.removeSync(dir, { recursive: true });
       }
     },
-  });
+  }));
 }

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { type Compression, PcapReader } from "../src/pcap/mod.ts";
-import {
-  type FinalizedFile,
-  outputFileName,
-  parseOutputFileName,
-  RotatingOutput,
-  sanitizeIface,
-} from "../src/store/mod.ts";
+import { type FinalizedFile, RotatingOutput } from "../src/store/mod.ts";
+import { outputFileName, parseOutputFileName, sanitizeIface } from "../src/archive/naming.ts";
 import {
   expectedRecords,
   listFiles,

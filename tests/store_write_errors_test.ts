@@ -2,21 +2,7 @@ import assert from "node:assert/strict";
 import { type Compression, PcapReader } from "../src/pcap/mod.ts";
 import { type FinalizedFile, RotatingOutput } from "../src/store/mod.ts";
 import { listFiles, makePackets, q, sh, tcpdumpRecords, tempDir } from "./store_test_util.ts";
-
-const isRoot = Deno.uid() === 0;
-const ci = Deno.env.get("CI") === "true";
-
-/** Root is needed to mount a tmpfs; without it the test is skipped, or fails under CI. */
-function needRoot(): boolean {
-  if (isRoot) return true;
-  if (ci) {
-    throw new Error(
-      "Store write-error tests need root (tmpfs mounts): expected uid 0 under CI=true, found uid " +
-        Deno.uid(),
-    );
-  }
-  return false;
-}
+import { rootOnly } from "./support/root.ts";
 
 interface Written {
   seq: number;
@@ -54,12 +40,10 @@ async function checkFiles(
 }
 
 for (const compress of ["none", "zstd"] as Compression[]) {
-  Deno.test({
+  Deno.test(rootOnly("a tmpfs mount", {
     name:
       `RotatingOutput (${compress}) on a full disk: errors counted, no throw, earlier files intact, resumes when space is freed`,
-    ignore: !isRoot && !ci,
     fn: async () => {
-      if (!needRoot()) return;
       const dir = tempDir("enospc");
       assert.equal((await sh(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
       try {
@@ -128,14 +112,12 @@ for (const compress of ["none", "zstd"] as Compression[]) {
         Deno.removeSync(dir, { recursive: true });
       }
     },
-  });
+  }));
 }
 
-Deno.test({
+Deno.test(rootOnly("a tmpfs mount", {
   name: "RotatingOutput: a read-only file system and a deleted output directory do not throw",
-  ignore: !isRoot && !ci,
   fn: async () => {
-    if (!needRoot()) return;
     const dir = tempDir("rofs");
     assert.equal((await sh(`mount -t tmpfs -o size=4m tmpfs ${q(dir)}`)).code, 0);
     try {
@@ -186,4 +168,4 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
-});
+}));

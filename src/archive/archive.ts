@@ -2,12 +2,12 @@
  * The main thread's view of the archive: crash recovery at start (temporary files repaired, indexed and
  * renamed into view), the catalog of finalized files, and its upkeep as workers finalize files.
  */
-import { archiveRelative, clearOpenStates } from "../store/open_file.ts";
+import { clearOpenStates } from "../store/open_file.ts";
+import { archiveRelative, finalPathFor, indexPathFor, parseOutputFileName } from "./naming.ts";
 import { Catalog, type CatalogEntry } from "./catalog.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { removeStaleSpillFiles } from "../index/packet_log.ts";
 import { logInfo, logWarn } from "../log.ts";
-import { parseOutputFileName } from "../store/mod.ts";
 import { recoverTempFiles } from "./mod.ts";
 
 /**
@@ -46,7 +46,7 @@ export function openArchive(outDir: string): { catalog: Catalog; recovered: Reco
     beforeRename: (file) => {
       const name = parseOutputFileName(file.path.slice(file.path.lastIndexOf("/") + 1));
       indexPcapFile(file.tmpPath, {
-        indexPath: `${file.path}.idx`,
+        indexPath: indexPathFor(file.path),
         iface: name?.iface ?? "",
         worker: name?.worker ?? -1,
       });
@@ -60,8 +60,8 @@ export function openArchive(outDir: string): { catalog: Catalog; recovered: Reco
   const recovered = reports.flatMap((r) =>
     r.path === null ? [] : [{
       path: archiveRelative(outDir, r.path),
-      // `.<name>.tmp` beside `<name>`: the final name the writer published while it was open.
-      openName: archiveRelative(outDir, r.tmpPath.replace(/\/\.([^/]+)\.tmp$/, "/$1")),
+      // The final name the writer published while it was open.
+      openName: archiveRelative(outDir, finalPathFor(r.tmpPath) ?? r.tmpPath),
     }]
   );
   return { catalog, recovered };

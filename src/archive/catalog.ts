@@ -5,11 +5,17 @@
  * or deleted behind its back are reconciled (a corrupt catalog is rebuilt from the index headers).
  */
 import { type FileIndexHeader, readFileIndex, readIndexHeader } from "../index/index_reader.ts";
-import { type Compression, indexPathFor } from "../index/index_format.ts";
+import type { Compression } from "../index/index_format.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { DIR_MODE } from "../store/pcap_file_writer.ts";
 import { writeFileDurably } from "../index/index_builder.ts";
-import { parseOutputFileName } from "../store/rotation.ts";
+import {
+  indexPathFor,
+  isPcapName,
+  MONTH_OR_DAY_FOLDER,
+  parseOutputFileName,
+  YEAR_FOLDER,
+} from "./naming.ts";
 
 /** One finalized pcap file of the archive. */
 export interface CatalogEntry {
@@ -60,9 +66,6 @@ interface CatalogFile {
 
 const CATALOG_NAME = "catalog.json";
 const CATALOG_VERSION = 1;
-const YEAR = /^\d{4}$/;
-const TWO = /^\d{2}$/;
-const PCAP_NAME = /^[^.].*\.pcap(\.gz|\.zst)?$/;
 
 /** The finalized files of an archive, sorted by first packet time. */
 export class Catalog {
@@ -249,11 +252,11 @@ export class Catalog {
 /** Relative paths of the finalized pcap files under `outDir/YYYY/MM/DD/`, sorted. */
 function listArchive(outDir: string): Set<string> {
   const out: string[] = [];
-  for (const y of dirs(outDir, YEAR)) {
-    for (const m of dirs(`${outDir}/${y}`, TWO)) {
-      for (const d of dirs(`${outDir}/${y}/${m}`, TWO)) {
+  for (const y of dirs(outDir, YEAR_FOLDER)) {
+    for (const m of dirs(`${outDir}/${y}`, MONTH_OR_DAY_FOLDER)) {
+      for (const d of dirs(`${outDir}/${y}/${m}`, MONTH_OR_DAY_FOLDER)) {
         for (const f of Deno.readDirSync(`${outDir}/${y}/${m}/${d}`)) {
-          if (f.isFile && PCAP_NAME.test(f.name)) out.push(`${y}/${m}/${d}/${f.name}`);
+          if (f.isFile && isPcapName(f.name)) out.push(`${y}/${m}/${d}/${f.name}`);
         }
       }
     }

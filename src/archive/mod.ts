@@ -1,8 +1,25 @@
 /**
- * The archive of finalized capture files: crash recovery, the catalog, retention, the lock.
+ * The archive of finalized capture files: file naming, crash recovery, the catalog, retention,
+ * the lock.
  *
  * @module
  */
+export {
+  archiveRelative,
+  dayFolder,
+  finalPathFor,
+  INDEX_SUFFIX,
+  indexPathFor,
+  isPcapName,
+  isTempName,
+  OPEN_DIR,
+  openStatePath,
+  outputFileName,
+  type OutputNameFields,
+  parseOutputFileName,
+  sanitizeIface,
+  tempPathFor,
+} from "./naming.ts";
 export {
   recoverTempFile,
   recoverTempFiles,

@@ -27,8 +27,14 @@ import {
   syncDir,
   uniquePath,
 } from "../store/pcap_file_writer.ts";
-import { GLOBAL_HEADER_SIZE, RECORD_HEADER_SIZE } from "../pcap/format.ts";
+import {
+  GLOBAL_HEADER_SIZE,
+  MAGIC_MICROS,
+  MAGIC_NANOS,
+  RECORD_HEADER_SIZE,
+} from "../pcap/format.ts";
 import { PcapReader } from "../pcap/reader.ts";
+import { finalPathFor, isTempName, isWriteTempName } from "./naming.ts";
 
 /** Hooks for `recoverTempFiles`: the same as a rotating output's, plus a logger. */
 export interface RecoveryHooks {
@@ -54,30 +60,21 @@ export interface RecoveryReport {
   error: string | null;
 }
 
-const TEMP_RE = /^\.(.+\.pcap(?:\.gz|\.zst)?)\.tmp$/;
-
-/**
- * Temporary files of `writeFileDurably` (indexes, the catalog): `.<name>.<random or pid>.tmp`. A
- * crash between creating one and renaming it leaves it behind; nothing ever reads it.
- */
-const WRITE_TEMP_RE =
-  /^\..+\.(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.tmp$/;
-
 /**
  * Repairs and finalizes every `.<name>.pcap[.gz|.zst].tmp` under `outDir` (recursively), and removes
- * the half-written index and catalog files a crash left (`WRITE_TEMP_RE`). Call it only while
+ * the half-written index and catalog files a crash left (`isWriteTempName`: nothing ever reads them). Call it only while
  * holding the archive lock: a running capture's files look the same.
  */
 export function recoverTempFiles(outDir: string, hooks: RecoveryHooks = {}): RecoveryReport[] {
   const reports: RecoveryReport[] = [];
-  for (const path of findTempFiles(outDir, WRITE_TEMP_RE)) {
+  for (const path of findTempFiles(outDir, isWriteTempName)) {
     try {
       const bytes = Deno.statSync(path).size;
       Deno.removeSync(path);
       hooks.log?.(`Recovery removed ${path}: an unfinished index or catalog (${bytes} bytes)`);
     } catch { /* gone meanwhile */ }
   }
-  for (const path of findTempFiles(outDir, TEMP_RE)) reports.push(recoverTempFile(path, hooks));
+  for (const path of findTempFiles(outDir, isTempName)) reports.push(recoverTempFile(path, hooks));
   return reports;
 }
 
@@ -85,7 +82,7 @@ export function recoverTempFiles(outDir: string, hooks: RecoveryHooks = {}): Rec
 export function recoverTempFile(tmpPath: string, hooks: RecoveryHooks = {}): RecoveryReport {
   const log = hooks.log ?? ((line: string) => console.error(line));
   const name = tmpPath.slice(tmpPath.lastIndexOf("/") + 1);
-  const m = TEMP_RE.exec(name);
+  const finalPath = finalPathFor(tmpPath);
   const report: RecoveryReport = {
     tmpPath,
     path: null,
@@ -94,7 +91,7 @@ export function recoverTempFile(tmpPath: string, hooks: RecoveryHooks = {}): Rec
     bytesDropped: 0,
     error: null,
   };
-  if (m === null) {
+  if (finalPath === null) {
     report.error = `Not a cutcap temporary file name ${name}: expected .<name>.pcap[.gz|.zst].tmp`;
     log(`Recovery skipped ${tmpPath}: ${report.error}`);
     return report;
@@ -117,7 +114,7 @@ export function recoverTempFile(tmpPath: string, hooks: RecoveryHooks = {}): Rec
     }
     const cut = cutFile(tmpPath, scan.compress, scan.end);
     const info: FinalizedFile = {
-      path: uniqueFinal(`${dirOf(tmpPath)}/${m[1]}`),
+      path: uniqueFinal(finalPath),
       tmpPath,
       seq: 0,
       linkType: scan.linkType,
@@ -302,7 +299,7 @@ function isRemnant(path: string): boolean {
       if (n >= GLOBAL_HEADER_SIZE) return false;
       if (n < 4) return true;
       const magic = new DataView(head.buffer).getUint32(0, true);
-      return magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+      return magic === MAGIC_MICROS || magic === MAGIC_NANOS;
     }
     const walker = new BlockWalker(file, compress, path);
     return walker.next() && walker.truncated && walker.decode().length < GLOBAL_HEADER_SIZE;
@@ -316,7 +313,7 @@ function uniqueFinal(path: string): string {
   return pathExists(path) ? uniquePath(path) : path;
 }
 
-function findTempFiles(dir: string, name: RegExp): string[] {
+function findTempFiles(dir: string, wanted: (name: string) => boolean): string[] {
   const found: string[] = [];
   let entries: Deno.DirEntry[];
   try {
@@ -327,8 +324,8 @@ function findTempFiles(dir: string, name: RegExp): string[] {
   }
   for (const e of entries) {
     const path = `${dir}/${e.name}`;
-    if (e.isDirectory) found.push(...findTempFiles(path, name));
-    else if (e.isFile && name.test(e.name)) found.push(path);
+    if (e.isDirectory) found.push(...findTempFiles(path, wanted));
+    else if (e.isFile && wanted(e.name)) found.push(path);
   }
   return found.sort();
 }

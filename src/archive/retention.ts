@@ -11,10 +11,10 @@
  * of files whose packets are past `--max-age`.
  */
 import type { Catalog, CatalogEntry } from "./catalog.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor, parseOutputFileName } from "./naming.ts";
 import { logInfo, logWarn } from "../log.ts";
+import { filesystemSpace } from "../../ffi/libc.ts";
 import type { SizeOrPercent } from "../units.ts";
-import { parseOutputFileName } from "../store/rotation.ts";
 
 /** Free and total space of a filesystem, in bytes. */
 export interface DiskSpace {
@@ -209,29 +209,15 @@ function removeIfPresent(path: string): void {
   }
 }
 
-const STATVFS_SYMBOLS = {
-  statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
-} as const;
-
-let statvfsLib: Deno.DynamicLibrary<typeof STATVFS_SYMBOLS>["symbols"] | undefined;
-/** struct statvfs is 112 bytes on 64-bit Linux (glibc and musl). */
-const statvfsBuffer = new Uint8Array(112);
-
 /**
- * Free and total bytes of the filesystem holding `path`, from statvfs(3) through Deno FFI (Deno has
- * no statfs). Throws when the path does not exist.
+ * Free and total bytes of the filesystem holding `path` (statvfs, ffi/libc.ts). Throws when the
+ * path does not exist.
  */
 export function diskSpace(path: string): DiskSpace {
-  statvfsLib ??= Deno.dlopen("libc.so.6", STATVFS_SYMBOLS).symbols;
-  const name = new TextEncoder().encode(path + "\0");
-  if (statvfsLib.statvfs(name, statvfsBuffer) !== 0) {
+  const space = filesystemSpace(path);
+  if (space === null) {
     Deno.statSync(path); // throws the descriptive NotFound / PermissionDenied
     throw new Error(`Cannot statvfs ${path}: expected a readable filesystem path`);
   }
-  const view = new DataView(statvfsBuffer.buffer);
-  // Offsets of f_frsize, f_blocks and f_bavail in the LP64 layout.
-  const frsize = Number(view.getBigUint64(8, true));
-  const blocks = Number(view.getBigUint64(16, true));
-  const bavail = Number(view.getBigUint64(32, true));
-  return { free: bavail * frsize, size: blocks * frsize };
+  return space;
 }

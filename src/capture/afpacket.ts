@@ -52,6 +52,7 @@ import {
   unmap,
 } from "../../ffi/libc.ts";
 import { type LiveOptions, PcapHandle, type PcapStats } from "../../ffi/libpcap.ts";
+import { MAX_CAPLEN } from "../pcap/format.ts";
 
 const AF_PACKET = 17;
 const SOCK_RAW = 3;
@@ -193,7 +194,7 @@ export class PacketRing {
     this.#fd = fd;
     this.source = device;
     this.nanosecond = opts.nanosecond ?? false;
-    this.#snaplen = opts.snaplen ?? 262144;
+    this.#snaplen = opts.snaplen ?? MAX_CAPLEN;
     this.#timeoutMs = opts.timeoutMs ?? 100;
     this.#blockSize = layout.blockSize;
     this.#blocks = layout.blocks;
@@ -223,7 +224,7 @@ export class PacketRing {
     }
     const layout = ringLayout(
       opts.bufferSize ?? 64 * 1024 * 1024,
-      opts.snaplen ?? 262144,
+      opts.snaplen ?? MAX_CAPLEN,
       opts.immediate === true,
     );
     const ring = new PacketRing(fd, device, opts, layout);

@@ -13,12 +13,10 @@ export const SOL_PACKET = 263;
 export const PACKET_FANOUT = 18;
 /** Fanout by flow hash; the kernel uses the symmetric hash, so both directions of a flow match. */
 export const PACKET_FANOUT_HASH = 0;
-/** Reassemble IP fragments before hashing, so every fragment lands with its flow. */
-export const PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
 
 /**
- * Joins the AF_PACKET socket `fd` (from `PcapHandle.selectableFd()` of an activated live handle)
- * to fanout group `groupId` (0-65535) in hash mode with defragmentation. All sockets of a group
+ * Joins the AF_PACKET socket `fd` (an AF_PACKET ring's, or `PcapHandle.selectableFd()` of an activated live handle)
+ * to fanout group `groupId` (0-65535) in hash mode, without defragmentation (see below). All sockets of a group
  * must be bound to the same interface with the same mode.
  */
 export function joinFanout(fd: number, groupId: number): void {

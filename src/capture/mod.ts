@@ -19,13 +19,7 @@ export {
   type PcapStats,
 } from "../../ffi/libpcap.ts";
 export { dropPrivileges, getuid } from "../../ffi/libc.ts";
-export {
-  joinFanout,
-  PACKET_FANOUT,
-  PACKET_FANOUT_FLAG_DEFRAG,
-  PACKET_FANOUT_HASH,
-  SOL_PACKET,
-} from "./fanout.ts";
+export { joinFanout, PACKET_FANOUT, PACKET_FANOUT_HASH, SOL_PACKET } from "./fanout.ts";
 export { snfRingCount } from "./snf.ts";
 export {
   type CaptureMethod,

@@ -4,9 +4,11 @@
  * asks the server for one packet (and one largest record) more than it will pass on, and the extra
  * record, when it comes, proves that more packets match.
  */
+import { MAX_CAPLEN, RECORD_HEADER_SIZE, sniffMagic } from "../pcap/format.ts";
+import { PCAPNG_SHB, pcapngLittleEndian } from "../pcap/pcapng.ts";
 
 /** Room for one more record than the byte limit: a record header and the largest capture. */
-export const ONE_RECORD_MORE = 16 + 262144 + 32;
+export const ONE_RECORD_MORE = RECORD_HEADER_SIZE + MAX_CAPLEN + 32;
 
 /** Limits the client applies itself. */
 export interface CopyLimits {
@@ -53,9 +55,9 @@ class UnitSplitter {
     if (this.#format === null) {
       if (b.length < 12) return null;
       const magic = new DataView(b.buffer, b.byteOffset, 12).getUint32(0, true);
-      this.#format = magic === 0x0a0d0d0a ? "pcapng" : "pcap";
+      this.#format = magic === PCAPNG_SHB ? "pcapng" : "pcap";
       if (this.#format === "pcap") {
-        this.#littleEndian = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+        this.#littleEndian = sniffMagic(magic)?.littleEndian ?? false;
         return this.#take(24, false);
       }
     }
@@ -67,7 +69,7 @@ class UnitSplitter {
     if (b.length < 12) return null;
     const view = new DataView(b.buffer, b.byteOffset, 12);
     const type = view.getUint32(0, this.#littleEndian);
-    if (type === 0x0a0d0d0a) this.#littleEndian = view.getUint32(8, true) === 0x1a2b3c4d;
+    if (type === PCAPNG_SHB) this.#littleEndian = pcapngLittleEndian(view);
     const length = view.getUint32(4, this.#littleEndian);
     // Enhanced (6), simple (3) and obsolete (2) packet blocks carry packets.
     return this.#take(length, type === 6 || type === 3 || type === 2);

@@ -10,7 +10,7 @@ import { parseStrict, sourceName } from "../config.ts";
 import { type OptionTable, UsageError } from "./options.ts";
 import { indexPcapFile, type IndexSummary } from "../index/index_pcap.ts";
 import { PcapReader } from "../pcap/reader.ts";
-import { outputFileName } from "../store/rotation.ts";
+import { isArchivedPath, outputFileName } from "../archive/naming.ts";
 
 /** Option table of `cutcap index` (parser and help). */
 export const INDEX_OPTIONS = {
@@ -29,9 +29,6 @@ export const INDEX_OPTIONS = {
   },
   json: { type: "boolean", default: false, help: "one JSON object per file instead of a line" },
 } as const satisfies OptionTable;
-
-/** A path inside an archive: `<archive>/YYYY/MM/DD/<name>.pcap[.gz|.zst]`. */
-const ARCHIVED = /(^|\/)\d{4}\/\d{2}\/\d{2}\/[^./][^/]*\.pcap(\.gz|\.zst)?$/;
 
 /** Indexes (and files) each FILE; one line per file; exit 1 when any failed. */
 export function runIndexCommand(argv: string[]): Promise<number> {
@@ -60,7 +57,7 @@ interface Indexed {
 /** Indexes one file, filing it into `out` first when given and not in an archive already. */
 function indexOne(file: string, out: string | undefined, iface: string): Indexed {
   const info = statFile(file);
-  const archived = ARCHIVED.test(file);
+  const archived = isArchivedPath(file);
   if (out === undefined || archived) {
     return { summary: indexPcapFile(file, { iface }), place: archived ? "archived" : "outside" };
   }
@@ -91,14 +88,13 @@ function archivePath(file: string, out: string, name: string): string | null {
   try {
     if (!reader.next()) return null;
     const micros = reader.nanosecond ? Math.floor(reader.tsFrac / 1000) : reader.tsFrac;
-    const suffix = reader.compress === "gzip" ? ".gz" : reader.compress === "zstd" ? ".zst" : "";
+    // The name's suffix is the file's own compression, whatever its suffix said.
     const rel = outputFileName(reader.tsSec, micros, {
       iface: name,
       worker: 0,
       compress: reader.compress,
     });
-    // A compressed name keeps the file's own compression even if its suffix said otherwise.
-    return `${out}/${rel.replace(/\.pcap(\.gz|\.zst)?$/, `.pcap${suffix}`)}`;
+    return `${out}/${rel}`;
   } finally {
     reader.close();
   }

@@ -19,7 +19,7 @@
  * rows count once, and the closed file's open rows are then purged.
  */
 import { readFileIndex } from "../index/index_reader.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { fileFlows } from "../query/flows.ts";
 import { logInfo, logWarn } from "../log.ts";
 import { type ClickHouse, ClickHouseError, sqlString } from "./clickhouse.ts";

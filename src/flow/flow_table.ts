@@ -60,14 +60,6 @@ export function endOfRemoval(reason: RemoveReason, end: FlowEnd): FlowEnd {
   return reason === RemoveReason.Shutdown ? FlowEnd.Shutdown : end;
 }
 
-/** Label for each {@linkcode RemoveReason}, indexed by its value (for metrics and logs). */
-export const REMOVE_REASON_NAMES: readonly string[] = Object.freeze([
-  "idle",
-  "closed",
-  "evicted",
-  "shutdown",
-]);
-
 /**
  * How a flow ended, as flow records report it (the index's flow state, bits 1-3). Closed flows
  * say FIN (a FIN from both ends) or RST; the others say why the table let them go.

@@ -9,7 +9,6 @@ export {
   type FlowRemoveHook,
   FlowTable,
   type FlowTableOptions,
-  REMOVE_REASON_NAMES,
   RemoveReason,
 } from "./flow_table.ts";
 export { Cutoff, type CutoffOptions } from "./cutoff.ts";

@@ -38,6 +38,7 @@ import {
 import { communityIdPrefix } from "../flow/community_id.ts";
 import { writeFully } from "../pcap/block_format.ts";
 import { createTempFile, dirOf, syncDir } from "../store/pcap_file_writer.ts";
+import { TEMP_SUFFIX, writeTempPrefix } from "../archive/naming.ts";
 
 /** What the index header says about its pcap file; given to `IndexBuilder.write`. */
 export interface IndexMeta {
@@ -1020,11 +1021,7 @@ export function writeFileDurably(
   data: Uint8Array | ((sink: (chunk: Uint8Array) => void) => void),
 ): void {
   const dir = dirOf(path);
-  const { path: tmp, file: f } = createTempFile(
-    dir,
-    `.${path.slice(path.lastIndexOf("/") + 1)}.`,
-    ".tmp",
-  );
+  const { path: tmp, file: f } = createTempFile(dir, writeTempPrefix(path), TEMP_SUFFIX);
   try {
     const writeAll = (chunk: Uint8Array): void => writeFully(f, chunk);
     if (typeof data === "function") data(writeAll);

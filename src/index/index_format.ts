@@ -135,8 +135,6 @@ export const HEADER_FIXED = 96;
 export const TRAILER_LEN = 8;
 /** Byte offset of the header CRC inside the fixed header. */
 export const HEADER_CRC_AT = 92;
-/** Suffix appended to a pcap file's path to name its index. */
-export const INDEX_SUFFIX = ".idx";
 /** Worker number stored when the writer is unknown. */
 export const UNKNOWN_WORKER = 0xffffffff;
 
@@ -183,11 +181,6 @@ export function compressionFromCode(code: number): Compression {
   if (code === 1) return "gzip";
   if (code === 2) return "zstd";
   throw new Error(`Invalid compression code ${code}: expected 0, 1 or 2`);
-}
-
-/** Path of the index of a pcap file. */
-export function indexPathFor(pcapPath: string): string {
-  return pcapPath + INDEX_SUFFIX;
 }
 
 /** Byte offsets of each section of an index file. */

@@ -13,7 +13,8 @@
 import { PacketInfo } from "../packet/packet_info.ts";
 import { decodePacket } from "../packet/mod.ts";
 import { canonicalizeKey } from "./canonical_key.ts";
-import { type Compression, indexPathFor } from "./index_format.ts";
+import type { Compression } from "./index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { IndexBuilder } from "./index_builder.ts";
 import { FlowKeyList } from "./flow_key_list.ts";
 import { scanPcapFile, type ScanRecord } from "./pcap_scan.ts";

@@ -8,9 +8,7 @@ export {
   type Compression,
   compressionCode,
   compressionFromCode,
-  INDEX_SUFFIX,
   INDEX_VERSION,
-  indexPathFor,
 } from "./index_format.ts";
 export {
   type FlowKeySource,

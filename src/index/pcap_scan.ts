@@ -23,6 +23,17 @@ import {
   unitTooLargeMessage,
 } from "../pcap/block_format.ts";
 import { canStream, StreamInflater } from "../pcap/stream_inflate.ts";
+import {
+  GLOBAL_HEADER_SIZE,
+  hexMagic,
+  MAGIC_MICROS,
+  MAGIC_NANOS,
+  MAX_CAPLEN,
+  MODIFIED_RECORD_HEADER_SIZE,
+  RECORD_HEADER_SIZE,
+  sniffMagic,
+} from "../pcap/format.ts";
+import { PCAPNG_SHB } from "../pcap/pcapng.ts";
 
 /** One record as the reader sees it; the same object is overwritten for every record. */
 export class ScanRecord {
@@ -62,13 +73,6 @@ export interface ScanResult {
   stopReason: string;
 }
 
-const PCAP_LE_US = 0xa1b2c3d4;
-const PCAP_LE_NS = 0xa1b23c4d;
-const PCAP_LE_MOD = 0xa1b2cd34;
-const PCAP_BE_US = 0xd4c3b2a1;
-const PCAP_BE_NS = 0x4d3cb2a1;
-const PCAP_BE_MOD = 0x34cdb2a1;
-const PCAPNG = 0x0a0d0d0a;
 const ZSTD_MAGIC = 0xfd2fb528;
 
 /** libpcap's max_snaplen_for_dlt: a larger caplen is a corrupt file, not a big packet. */
@@ -76,20 +80,21 @@ function maxCaplen(linkType: number): number {
   if (linkType === 231) return 128 * 1024 * 1024; // DBUS
   if (linkType === 279) return 8 * 1024 * 1024; // EBHSCR
   if (linkType === 249) return 1024 * 1024; // USBPCAP
-  return 262144;
+  return MAX_CAPLEN;
 }
 
 /** Message for a file that is not a pcap we can index in place. */
 function notPcap(path: string, magic: number): Error {
-  if (magic === PCAPNG) {
+  if (magic === PCAPNG_SHB) {
     return new Error(
       `Cannot index ${path} in place: expected a pcap file, found pcapng (not queryable in place; ` +
         `re-cut it with: cutcap capture --read ${path} --out DIR)`,
     );
   }
   return new Error(
-    `Cannot index ${path}: expected a pcap file (magic a1b2c3d4 or a1b23c4d, optionally gzip or zstd ` +
-      `compressed), found magic 0x${magic.toString(16).padStart(8, "0")}`,
+    `Cannot index ${path}: expected a pcap file (magic ${hexMagic(MAGIC_MICROS)} or ${
+      hexMagic(MAGIC_NANOS)
+    }, optionally gzip or zstd compressed), found magic 0x${hexMagic(magic)}`,
   );
 }
 
@@ -107,7 +112,7 @@ class Assembler {
   pushed = 0;
   #le = true;
   #hdrLen = 16;
-  #maxCap = 262144;
+  #maxCap = MAX_CAPLEN;
   #carry = new Uint8Array(65536);
   #carryLen = 0;
   /** Uncompressed offset of the first carried byte (start of the pending record). */
@@ -177,13 +182,8 @@ class Assembler {
     if (!this.started) {
       if (avail < 4) return 24;
       const magic = u32le(buf, at);
-      if (
-        magic !== PCAP_LE_US && magic !== PCAP_LE_NS && magic !== PCAP_LE_MOD &&
-        magic !== PCAP_BE_US && magic !== PCAP_BE_NS && magic !== PCAP_BE_MOD
-      ) {
-        throw notPcap(this.#path, magic);
-      }
-      return 24;
+      if (sniffMagic(magic, true) === null) throw notPcap(this.#path, magic);
+      return GLOBAL_HEADER_SIZE;
     }
     if (avail < this.#hdrLen) return this.#hdrLen;
     const caplen = this.#u32(buf, at + 8);
@@ -210,10 +210,10 @@ class Assembler {
   /** Consumes one complete unit at `at` (stream offset `offset`); returns its length. */
   #consume(buf: Uint8Array, at: number, offset: number): number {
     if (!this.started) {
-      const magic = u32le(buf, at);
-      this.#le = magic === PCAP_LE_US || magic === PCAP_LE_NS || magic === PCAP_LE_MOD;
-      this.nanosecond = magic === PCAP_LE_NS || magic === PCAP_BE_NS;
-      this.#hdrLen = magic === PCAP_LE_MOD || magic === PCAP_BE_MOD ? 24 : 16;
+      const magic = sniffMagic(u32le(buf, at), true)!;
+      this.#le = magic.littleEndian;
+      this.nanosecond = magic.nanosecond;
+      this.#hdrLen = magic.modified ? MODIFIED_RECORD_HEADER_SIZE : RECORD_HEADER_SIZE;
       this.snaplen = this.#u32(buf, at + 16);
       this.linkType = this.#u32(buf, at + 20) & 0xffff;
       this.#maxCap = maxCaplen(this.linkType);

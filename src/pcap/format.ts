@@ -2,7 +2,9 @@
  * The classic pcap file format (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-03.html):
  * a 24-byte global header, then records of a 16-byte header and the captured bytes.
  * cutcap writes little-endian (host order on every machine it runs on) and reads both orders.
+ * Every pcap magic number and the caplen limit are defined here and nowhere else.
  */
+import { PCAPNG_SHB } from "./pcapng.ts";
 
 /** Global header size in bytes. */
 export const GLOBAL_HEADER_SIZE = 24;
@@ -18,6 +20,46 @@ export const MAX_CAPLEN = 262144;
 export const MAGIC_MICROS = 0xa1b2c3d4;
 /** Magic number of nanosecond-resolution files. */
 export const MAGIC_NANOS = 0xa1b23c4d;
+/**
+ * Magic number of the "modified" pcap format (Alexey Kuznetsov's patches): microseconds, and
+ * 24-byte record headers (the usual 16 and ifindex, protocol, pkt_type, padding).
+ */
+export const MAGIC_MODIFIED = 0xa1b2cd34;
+/** Record header size of the modified format. */
+export const MODIFIED_RECORD_HEADER_SIZE = 24;
+
+/** What a file's first four bytes say about it, see `sniffMagic`. */
+export interface PcapMagic {
+  littleEndian: boolean;
+  nanosecond: boolean;
+  /** The modified format: 24-byte record headers. */
+  modified: boolean;
+}
+
+const SNIFFED: ReadonlyMap<number, PcapMagic> = new Map([
+  [MAGIC_MICROS, { littleEndian: true, nanosecond: false, modified: false }],
+  [MAGIC_NANOS, { littleEndian: true, nanosecond: true, modified: false }],
+  [MAGIC_MODIFIED, { littleEndian: true, nanosecond: false, modified: true }],
+  [swap32(MAGIC_MICROS), { littleEndian: false, nanosecond: false, modified: false }],
+  [swap32(MAGIC_NANOS), { littleEndian: false, nanosecond: true, modified: false }],
+  [swap32(MAGIC_MODIFIED), { littleEndian: false, nanosecond: false, modified: true }],
+]);
+
+/** `value` with its four bytes in the opposite order. */
+export function swap32(value: number): number {
+  return (((value & 0xff) << 24) | ((value & 0xff00) << 8) | ((value >>> 8) & 0xff00) |
+    (value >>> 24)) >>> 0;
+}
+
+/**
+ * Byte order, precision and record header size of a pcap file whose first four bytes, read
+ * little-endian, are `magicLE`; null when they are not a pcap magic number. With `modified`
+ * false the modified format counts as not pcap (only the scan for indexing reads it).
+ */
+export function sniffMagic(magicLE: number, modified = false): PcapMagic | null {
+  const found = SNIFFED.get(magicLE) ?? null;
+  return found !== null && found.modified && !modified ? null : found;
+}
 
 /** Parsed global header of a pcap file. */
 export interface PcapHeader {
@@ -76,30 +118,29 @@ export function parseGlobalHeader(bytes: Uint8Array, name: string, pos = 0): Pca
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset + pos, GLOBAL_HEADER_SIZE);
-  const le = view.getUint32(0, true);
-  let littleEndian: boolean;
-  let nanosecond: boolean;
-  if (le === MAGIC_MICROS || le === MAGIC_NANOS) {
-    littleEndian = true;
-    nanosecond = le === MAGIC_NANOS;
-  } else {
+  const magic = sniffMagic(view.getUint32(0, true));
+  if (magic === null) {
     const be = view.getUint32(0, false);
-    if (be !== MAGIC_MICROS && be !== MAGIC_NANOS) {
-      const hex = be.toString(16).padStart(8, "0");
-      const hint = be === 0x0a0d0d0a ? " (pcapng is not supported)" : "";
-      throw new Error(
-        `Not a pcap file ${name}: expected magic a1b2c3d4 or a1b23c4d, found ${hex}${hint}`,
-      );
-    }
-    littleEndian = false;
-    nanosecond = be === MAGIC_NANOS;
+    const hex = be.toString(16).padStart(8, "0");
+    const hint = be === PCAPNG_SHB ? " (pcapng is not supported)" : "";
+    throw new Error(
+      `Not a pcap file ${name}: expected magic ${hexMagic(MAGIC_MICROS)} or ${
+        hexMagic(MAGIC_NANOS)
+      }, found ${hex}${hint}`,
+    );
   }
+  const littleEndian = magic.littleEndian;
   return {
     littleEndian,
-    nanosecond,
+    nanosecond: magic.nanosecond,
     versionMajor: view.getUint16(4, littleEndian),
     versionMinor: view.getUint16(6, littleEndian),
     snaplen: view.getUint32(16, littleEndian),
     linkType: view.getUint32(20, littleEndian) & 0xffff,
   };
+}
+
+/** A magic number as error messages show it: 8 hex digits. */
+export function hexMagic(magic: number): string {
+  return magic.toString(16).padStart(8, "0");
 }

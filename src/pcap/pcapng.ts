@@ -14,6 +14,11 @@ export const PCAPNG_EPB = 6;
 /** Byte-order magic inside the section header. */
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 
+/** Whether the section header block at the start of `view` is little-endian (its byte-order magic). */
+export function pcapngLittleEndian(view: DataView): boolean {
+  return view.getUint32(8, true) === BYTE_ORDER_MAGIC;
+}
+
 /** Bytes of the section header block written by writeSectionHeader. */
 export const SECTION_HEADER_SIZE = 28;
 /** Bytes of an interface block: 20, plus 12 for the if_tsresol option of nanosecond interfaces. */

@@ -7,7 +7,7 @@
  */
 import type { Catalog, CatalogEntry } from "../archive/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
 import { READ_WINDOW, RecordReader } from "./record_reader.ts";
@@ -63,7 +63,7 @@ const CHUNK = 256 * 1024;
  * Size of a chunk's buffer: the file header, a run of pcapng interface blocks and the largest
  * record always fit in one.
  */
-const CHUNK_ROOM = 65536 + 32 + 262144;
+const CHUNK_ROOM = 65536 + 32 + MAX_CAPLEN;
 
 /** Options of queryPcapStream. */
 export interface QueryStreamOptions extends QueryLimits {

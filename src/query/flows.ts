@@ -6,7 +6,7 @@ import type { Catalog } from "../archive/catalog.ts";
 import { sharedIndexCache } from "./index_cache.ts";
 import { errorText, nextTurn } from "./execute.ts";
 import type { FileIndex } from "../index/index_reader.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { describeKey, etherTypeName, type KeyDescription } from "../packet/describe.ts";
 import { communityId } from "../flow/community_id.ts";
 import { FLOW_END_NAMES } from "../flow/flow_table.ts";

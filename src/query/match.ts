@@ -306,20 +306,6 @@ function hasTerm(q: Query, test: (term: Query) => boolean): boolean {
   }
 }
 
-/**
- * Whether some packet of a flow with this key, seen in [firstTs, lastTs], may match: exact for key
- * predicates, "unknown counts as may" for time predicates.
- */
-export function flowMayMatch(
-  q: Query,
-  key: Uint32Array,
-  keyOffset: number,
-  firstTs: number,
-  lastTs: number,
-): boolean {
-  return flowTruth(q, key, keyOffset, firstTs, lastTs) !== Truth.False;
-}
-
 /** True when the query has a time predicate, so packets must be checked one by one. */
 export function needsPacketTimes(q: Query): boolean {
   return hasTerm(q, (t) => t.type === "time");

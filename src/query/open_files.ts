@@ -14,7 +14,7 @@
 import { type OpenFileState, readOpenStates } from "../store/open_file.ts";
 import { PacketIndexer } from "../index/index_pcap.ts";
 import { decodeFileIndex, type FileIndex } from "../index/index_reader.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { GLOBAL_HEADER_SIZE } from "../pcap/format.ts";
 import { RecordReader } from "./record_reader.ts";
 import { sharedIndexCache } from "./index_cache.ts";

@@ -11,11 +11,10 @@ import type { Compression } from "../pcap/block_format.ts";
 import { decompressBlockRange } from "../index/pcap_scan.ts";
 import { STREAM_ABOVE_BYTES } from "../pcap/block_format.ts";
 import { StreamInflater } from "../pcap/stream_inflate.ts";
+import { MAX_CAPLEN, sniffMagic } from "../pcap/format.ts";
 
 /** Largest read from a plain file at once: the span of the wanted records it covers, at most this. */
 export const READ_WINDOW = 256 * 1024;
-/** A record header that claims more than this is damage, not a packet. */
-const MAX_CAPLEN = 262144;
 
 /** One record, valid until the next read. */
 export interface RecordView {
@@ -216,10 +215,8 @@ export class RecordReader {
   #readMagic(): { littleEndian: boolean; nanosecond: boolean } {
     this.#load(0, 24, 24);
     const magic = this.#view.getUint32(0, true);
-    if (magic === 0xa1b2c3d4) return { littleEndian: true, nanosecond: false };
-    if (magic === 0xa1b23c4d) return { littleEndian: true, nanosecond: true };
-    if (magic === 0xd4c3b2a1) return { littleEndian: false, nanosecond: false };
-    if (magic === 0x4d3cb2a1) return { littleEndian: false, nanosecond: true };
+    const sniffed = sniffMagic(magic);
+    if (sniffed !== null) return sniffed;
     throw new Error(`${this.#path}: not a pcap file (magic 0x${magic.toString(16)})`);
   }
 }

@@ -7,7 +7,7 @@
 import { readOpenStates } from "../store/open_file.ts";
 import type { RetentionStats, SensorView, WorkerView } from "./view.ts";
 import { Counter } from "../worker/counters.ts";
-import { parseOutputFileName, sanitizeIface } from "../store/rotation.ts";
+import { dayFolder, parseOutputFileName, sanitizeIface, TEMP_SUFFIX } from "../archive/naming.ts";
 import type { DiskSpace } from "../archive/retention.ts";
 import { probeWritable } from "../store/pcap_file_writer.ts";
 import { VERSION } from "../version.ts";
@@ -371,8 +371,10 @@ function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
       continue;
     }
     for (const entry of entries) {
-      if (!entry.isFile || !entry.name.startsWith(".") || !entry.name.endsWith(".tmp")) continue;
-      const fields = parseOutputFileName(entry.name.slice(1, -".tmp".length));
+      if (!entry.isFile || !entry.name.startsWith(".") || !entry.name.endsWith(TEMP_SUFFIX)) {
+        continue;
+      }
+      const fields = parseOutputFileName(entry.name.slice(1, -TEMP_SUFFIX.length));
       if (fields === null) continue;
       const path = `${day}/${entry.name}`;
       let bytes: number;
@@ -395,11 +397,6 @@ function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
     }
   }
   return out;
-}
-
-function dayFolder(unixSeconds: number): string {
-  const iso = new Date(unixSeconds * 1000).toISOString();
-  return `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}`;
 }
 
 function round(value: number, digits: number): number {

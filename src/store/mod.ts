@@ -8,13 +8,5 @@ export {
   type FinalizedFile,
   PcapFileWriter,
   type PcapFileWriterOptions,
-  tempPathFor,
 } from "./pcap_file_writer.ts";
-export {
-  outputFileName,
-  type OutputNameFields,
-  parseOutputFileName,
-  RotatingOutput,
-  type RotatingOutputOptions,
-  sanitizeIface,
-} from "./rotation.ts";
+export { RotatingOutput, type RotatingOutputOptions } from "./rotation.ts";

@@ -9,9 +9,7 @@
  */
 import type { Compression } from "../pcap/block_format.ts";
 import type { FinalizedFile } from "./pcap_file_writer.ts";
-
-/** Directory under the archive holding one state file per worker with an open file. */
-export const OPEN_DIR = ".open";
+import { archiveRelative, OPEN_DIR, openStatePath } from "../archive/naming.ts";
 
 /** The published state of one worker's open file. */
 export interface OpenFileState {
@@ -44,11 +42,6 @@ export interface OpenFileState {
   blocks: number[];
   /** Wall-clock time of the flush, seconds. */
   flushedAt: number;
-}
-
-/** The state file of worker `worker` on interface `iface` (already sanitized). */
-export function openStatePath(outDir: string, iface: string, worker: number): string {
-  return `${outDir}/${OPEN_DIR}/${iface}_w${String(worker).padStart(2, "0")}.json`;
 }
 
 /** Publishes the flushed state of `file` (what `PcapFileWriter.durable()` reports). */
@@ -143,9 +136,4 @@ function validState(s: unknown): s is OpenFileState {
 /** A path inside the archive: relative, without `..` (the state file is not trusted further). */
 function safeRelative(path: string): boolean {
   return path !== "" && !path.startsWith("/") && !path.split("/").includes("..");
-}
-
-/** `path` relative to the archive directory `outDir` that it lies in. */
-export function archiveRelative(outDir: string, path: string): string {
-  return path.startsWith(outDir) ? path.slice(outDir.length).replace(/^\/+/, "") : path;
 }

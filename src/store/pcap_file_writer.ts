@@ -14,6 +14,7 @@ import {
 } from "../pcap/format.ts";
 import { Writeback } from "./writeback.ts";
 import type { BlockCompressor } from "./compressor.ts";
+import { numberedPath, tempPathFor } from "../archive/naming.ts";
 
 /** Options for `PcapFileWriter`. */
 export interface PcapFileWriterOptions extends BlockWriterOptions {
@@ -88,18 +89,11 @@ const VIEW_CACHE_LIMIT = 4096;
  */
 const SHORT_COPY = 128;
 
-/** The temporary name a final path is written under. */
-export function tempPathFor(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp`;
-}
-
 /** `path`, or `path` with `_1`, `_2`, ... before `.pcap` when it (or its temporary file) exists. */
 export function uniquePath(path: string): string {
   let candidate = path;
-  const at = path.lastIndexOf(".pcap");
   for (let n = 1; pathExists(candidate) || pathExists(tempPathFor(candidate)); n++) {
-    candidate = `${path.slice(0, at)}_${n}${path.slice(at)}`;
+    candidate = numberedPath(path, n);
   }
   return candidate;
 }

@@ -1,13 +1,13 @@
 /**
  * The capture worker's only output object: a sequence of pcap files under
  * `<out>/YYYY/MM/DD/YYYY-MM-DDTHH-MM-SS.ffffffZ_<iface>_w<NN>.pcap[.gz|.zst]` (UTC, from the
- * file's first packet time), rotated by size, by packet time, on demand, or when the link type
+ * file's first packet time; names from src/archive/naming.ts), rotated by size, by packet time, on demand, or when the link type
  * changes. Names sort by time and say which interface and worker wrote them.
  *
  * Rotation by time uses packet timestamps, so replaying a capture rotates like capturing it did;
  * `rotateIfDue` covers quiet links with the wall clock.
  */
-import { type Compression, compressionSuffix, resolveLevel } from "../pcap/block_format.ts";
+import { type Compression, resolveLevel } from "../pcap/block_format.ts";
 import {
   type BeforeRenameHook,
   DIR_MODE,
@@ -18,7 +18,8 @@ import {
 import { RECORD_HEADER_SIZE } from "../pcap/format.ts";
 import { BlockCompressor } from "./compressor.ts";
 import { DEFAULT_BLOCK_SIZE } from "./block_writer.ts";
-import { archiveRelative, publishOpenState, removeOpenState } from "./open_file.ts";
+import { publishOpenState, removeOpenState } from "./open_file.ts";
+import { archiveRelative, outputFileName, sanitizeIface } from "../archive/naming.ts";
 
 /** Options for `RotatingOutput`. */
 export interface RotatingOutputOptions {
@@ -59,61 +60,8 @@ export interface RotatingOutputOptions {
   publishOpenState?: boolean;
 }
 
-/** Fields of an output file name, see `parseOutputFileName`. */
-export interface OutputNameFields {
-  /** First packet time: whole seconds since the epoch. */
-  startSec: number;
-  /** First packet time: microseconds. */
-  startMicros: number;
-  iface: string;
-  worker: number;
-  compress: Compression;
-}
-
 /** Seconds between attempts to open a new file after opening one failed. */
 const OPEN_RETRY_MS = 1000;
-
-const NAME_RE =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{6})Z_(.+)_w(\d+)(?:_\d+)?\.pcap(\.gz|\.zst)?$/;
-
-/** Makes an interface name safe for a file name (`/dev/x` and the like). */
-export function sanitizeIface(iface: string): string {
-  const clean = iface.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[.-]+/, "");
-  return clean === "" ? "unknown" : clean;
-}
-
-/**
- * The path of an output file, relative to the output directory:
- * `YYYY/MM/DD/YYYY-MM-DDTHH-MM-SS.ffffffZ_<iface>_w<NN>.pcap[.gz|.zst]` (UTC).
- */
-export function outputFileName(
-  startSec: number,
-  startMicros: number,
-  options: { iface: string; worker: number; compress: Compression },
-): string {
-  const iso = new Date(startSec * 1000).toISOString(); // 2024-05-01T12:34:56.000Z
-  const day = `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}`;
-  const time = `${iso.slice(0, 10)}T${iso.slice(11, 13)}-${iso.slice(14, 16)}-${iso.slice(17, 19)}`;
-  const micros = String(startMicros).padStart(6, "0");
-  const worker = String(options.worker).padStart(2, "0");
-  return `${day}/${time}.${micros}Z_${sanitizeIface(options.iface)}_w${worker}.pcap${
-    compressionSuffix(options.compress)
-  }`;
-}
-
-/** Parses an output file's base name; null when it is not one. */
-export function parseOutputFileName(name: string): OutputNameFields | null {
-  const m = NAME_RE.exec(name);
-  if (m === null) return null;
-  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
-  return {
-    startSec: ms / 1000,
-    startMicros: +m[7],
-    iface: m[8],
-    worker: +m[9],
-    compress: m[10] === ".gz" ? "gzip" : m[10] === ".zst" ? "zstd" : "none",
-  };
-}
 
 /** Rotating pcap output of one worker; see the module comment. */
 export class RotatingOutput {

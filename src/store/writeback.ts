@@ -22,29 +22,10 @@
  */
 
 import { findDescriptor } from "../../ffi/aio.ts";
+import { fdatasyncInBackground, startWriteback, writebackAvailable } from "../../ffi/libc.ts";
 
-const SYNC_FILE_RANGE_WRITE = 2;
 /** Bytes written between two background fdatasync calls. */
 const BACKGROUND_SYNC_BYTES = 32 << 20;
-
-const SYMBOLS = {
-  sync_file_range: { parameters: ["i32", "i64", "i64", "u32"], result: "i32" },
-  fdatasync: { parameters: ["i32"], result: "i32", nonblocking: true },
-} as const;
-
-let libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | null | undefined;
-
-function load(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | null {
-  if (libc === undefined) {
-    try {
-      libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    } catch {
-      // No --allow-ffi, or not glibc Linux: no hints.
-      libc = null;
-    }
-  }
-  return libc;
-}
 
 /** Starts writeback of byte ranges of one open file; see the module comment. */
 export class Writeback {
@@ -62,7 +43,7 @@ export class Writeback {
 
   /** A writeback starter for the file just opened at `path`, or null when hints are unavailable. */
   static forFile(path: string): Writeback | null {
-    if (load() === null) return null;
+    if (!writebackAvailable()) return null;
     const fd = findDescriptor(path);
     return fd < 0 ? null : new Writeback(fd);
   }
@@ -72,15 +53,12 @@ export class Writeback {
    * file in the background (does not wait, never throws). Call only while the file is open.
    */
   start(offset: number, length: number): void {
-    const lib = load();
-    if (lib === null) return;
-    lib.sync_file_range(this.#fd, BigInt(offset), BigInt(length), SYNC_FILE_RANGE_WRITE);
+    startWriteback(this.#fd, offset, length);
     this.#unsynced += length;
     if (this.#unsynced >= BACKGROUND_SYNC_BYTES) {
       this.#unsynced = 0;
-      // Not awaited: its result does not matter (the final fsync reports errors); a descriptor
-      // closed or reused meanwhile only makes this call fail or flush another file.
-      lib.fdatasync(this.#fd).catch(() => {});
+      // The final fsync reports errors; this one only gets its work done early.
+      fdatasyncInBackground(this.#fd);
     }
   }
 }

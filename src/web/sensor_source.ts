@@ -6,7 +6,7 @@ import type { Catalog, CatalogEntry } from "../archive/catalog.ts";
 import { closeInputs, type ExtraInput, wantedInputs } from "../query/open_files.ts";
 import { readOpenStates } from "../store/open_file.ts";
 import type { FileIndex } from "../index/index_reader.ts";
-import { indexPathFor } from "../index/index_format.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { KEY_WORDS } from "../packet/packet_info.ts";
 import { type FlowRecord, matchingFlows } from "../query/flows.ts";
 import { sharedIndexCache } from "../query/index_cache.ts";

@@ -21,6 +21,7 @@ import { FlowKind, KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
 import { describeKey, type KeyDescription } from "../packet/describe.ts";
 import { RotatingOutput, type RotatingOutputOptions } from "../store/mod.ts";
 import type { FinalizedFile } from "../store/pcap_file_writer.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { Counter } from "./counters.ts";
 
 /** One packet as a capture source hands it over (see CaptureSource), valid until its next `next()`. */
@@ -195,7 +196,7 @@ export class CapturePipeline {
     const iface = this.#iface;
     const worker = this.#worker;
     const started = performance.now();
-    const indexPath = `${file.path}.idx`;
+    const indexPath = indexPathFor(file.path);
     if (this.index.packetCount > file.packets) {
       // A block failed to reach the disk (ENOSPC, EIO...): its records were indexed when they
       // were buffered and are not in the file. Index the file as it is on disk instead.

@@ -10,6 +10,7 @@ import { loadLibpcap, PcapHandle } from "../../ffi/libpcap.ts";
 import { setCaptureCapabilities } from "../../ffi/libc.ts";
 import { type CaptureSource, openSource } from "../capture/source.ts";
 import { BlockCompressor } from "../store/compressor.ts";
+import { indexPathFor } from "../archive/naming.ts";
 import { CapturePipeline } from "./pipeline.ts";
 import type { FinalizedFile } from "../store/pcap_file_writer.ts";
 import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
@@ -172,7 +173,7 @@ function finalized(counters: Float64Array, file: FinalizedFile): void {
     type: "finalized",
     file: {
       path: file.path,
-      indexPath: `${file.path}.idx`,
+      indexPath: indexPathFor(file.path),
       linkType: file.linkType,
       packets: file.packets,
       firstTs: file.firstTs,

@@ -8,7 +8,7 @@
  * Names are `cc<tag><n>-<pid>` (at most 15 characters, the kernel's limit): unique per test process and
  * per pair, so test files running in parallel never collide.
  */
-import assert from "node:assert/strict";
+import { rootOnly } from "./root.ts";
 
 /** A namespace joined to the test's namespace by a veth pair. */
 export interface Veth {
@@ -146,6 +146,8 @@ export async function createVeth(tag: string): Promise<Veth> {
 export interface RootTestOptions {
   /** Create a namespace and veth pair for the test (removed afterwards, also on failure); needs `tag`. */
   veth?: string;
+  /** What root is needed for, shown when the test is ignored; default: the veth pair or a live capture. */
+  why?: string;
 }
 
 /** What a root test receives: a fresh temporary directory, and the veth pair when one was asked for. */
@@ -155,24 +157,22 @@ export interface RootTestContext {
 }
 
 /**
- * A Deno.test that needs root: without root it is ignored outside CI and fails under CI=true (a
- * missing privilege must never turn into a silent pass). The body gets a temporary directory, removed
- * afterwards, and with `options.veth` a namespace and veth pair.
+ * A Deno.test that needs root (`rootOnly`: ignored outside CI without root, a failure under CI=true).
+ * The body gets a temporary directory, removed afterwards, and with `options.veth` a namespace and
+ * veth pair.
  */
 export function rootTest(
   name: string,
   body: (context: RootTestContext) => Promise<void>,
   options: RootTestOptions = {},
 ): void {
-  const root = Deno.uid() === 0;
-  const ci = Deno.env.get("CI") === "true";
-  Deno.test({
+  const why = options.why ??
+    (options.veth === undefined ? "a live capture" : "a network namespace and veth pair");
+  Deno.test(rootOnly(why, {
     name,
-    ignore: !root && !ci,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
-      assert.ok(root, `${name} needs root (CI=true makes this a failure, not a skip)`);
       const dir = await Deno.makeTempDir({ prefix: "cc-root-" });
       let veth: Veth | undefined;
       try {
@@ -183,5 +183,5 @@ export function rootTest(
         await Deno.remove(dir, { recursive: true });
       }
     },
-  });
+  }));
 }

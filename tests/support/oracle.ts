@@ -135,13 +135,3 @@ export async function cutcap(
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
-
-/** Fails loudly when root is missing under CI; returns false (skip) only outside CI. */
-export function requireRoot(what: string): boolean {
-  if (Deno.uid() === 0) return true;
-  if (Deno.env.get("CI") === "true") {
-    throw new Error(`${what} needs root, and CI=true forbids skipping`);
-  }
-  console.warn(`skipping ${what}: needs root`);
-  return false;
-}

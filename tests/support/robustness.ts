@@ -222,15 +222,6 @@ export async function createVeth(tag: string): Promise<Veth> {
   };
 }
 
-/** Fails under CI=true when not root; otherwise says whether the test can run. */
-export function rootOrFail(what: string): boolean {
-  if (Deno.uid() === 0) return true;
-  if (Deno.env.get("CI") === "true") {
-    throw new Error(`${what} needs root, and CI=true forbids skipping`);
-  }
-  return false;
-}
-
 /** Resident set size of process `pid` in MB (10^6 bytes), from /proc. */
 export function rssMb(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
