@@ -5,7 +5,7 @@
  * or deleted behind its back are reconciled (a corrupt catalog is rebuilt from the index headers).
  */
 import { type FileIndexHeader, readFileIndex, readIndexHeader } from "../index/index_reader.ts";
-import type { Compression } from "../index/index_format.ts";
+import { type Compression, isCompression } from "../pcap/codecs.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { DIR_MODE } from "../store/pcap_file_writer.ts";
 import { writeFileDurably } from "../index/index_builder.ts";
@@ -365,5 +365,5 @@ function validEntry(e: unknown): boolean {
   ];
   for (const k of nums) if (typeof r[k] !== "number" || !Number.isFinite(r[k])) return false;
   return typeof r.path === "string" && typeof r.iface === "string" &&
-    (r.compress === "none" || r.compress === "gzip" || r.compress === "zstd");
+    typeof r.compress === "string" && isCompression(r.compress);
 }

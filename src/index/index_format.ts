@@ -120,6 +120,7 @@
  * about 2.2-2.6% of the pcap bytes on a web-like mix with and without a 64 KiB flow cutoff (see the
  * measurement in tests/index_builder_test.ts). The share grows with tiny flows (scans, DNS).
  */
+import { codec, type Compression } from "../pcap/codecs.ts";
 
 /** First four bytes of every index file. */
 export const INDEX_MAGIC = 0x58494343; // "CCIX" read as a little-endian u32
@@ -167,20 +168,12 @@ export const enum ExtraTagMarker {
   Incomplete = 2,
 }
 
-/** Compression of a pcap file. */
-export type Compression = "none" | "gzip" | "zstd";
+export type { Compression } from "../pcap/codecs.ts";
+export { compressionFromCode } from "../pcap/codecs.ts";
 
-/** Numeric code of a compression in the flags word. */
+/** Numeric code of a compression in the flags word (the codec table's index code). */
 export function compressionCode(c: Compression): number {
-  return c === "gzip" ? 1 : c === "zstd" ? 2 : 0;
-}
-
-/** Compression named by its flags code; throws on an unknown code. */
-export function compressionFromCode(code: number): Compression {
-  if (code === 0) return "none";
-  if (code === 1) return "gzip";
-  if (code === 2) return "zstd";
-  throw new Error(`Invalid compression code ${code}: expected 0, 1 or 2`);
+  return codec(c).indexCode;
 }
 
 /** Byte offsets of each section of an index file. */

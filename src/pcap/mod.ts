@@ -16,4 +16,14 @@ export {
   type PcapHeader,
   RECORD_HEADER_SIZE,
 } from "./format.ts";
+export {
+  codec,
+  COMPRESSED_SUFFIX_PATTERN,
+  COMPRESSED_SUFFIXES,
+  compressionFromCode,
+  compressionFromSuffix,
+  COMPRESSIONS,
+  isCompression,
+} from "./codecs.ts";
+export type { Codec } from "./codec/codec.ts";
 export { PcapReader, type PcapReaderOptions } from "./reader.ts";
