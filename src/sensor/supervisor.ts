@@ -29,6 +29,8 @@ export interface WorkerHandle {
   ready: boolean;
   done: boolean;
   linkType: number;
+  /** The temporary file it writes now, archive-relative, as it reported it; null between files. */
+  openFile: string | null;
 }
 
 /** What the supervisor reports to its owner. */
@@ -89,6 +91,7 @@ export function startWorkers(
       ready: false,
       done: false,
       linkType: -1,
+      openFile: null,
     };
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => dispatch(event.data, handle, events);
     worker.onerror = (event: ErrorEvent) => {
@@ -159,6 +162,9 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
       break;
     case "finalized":
       events.onFinalized(message.file, handle);
+      break;
+    case "openFile":
+      handle.openFile = message.path;
       break;
     case "fatal":
       handle.done = true;

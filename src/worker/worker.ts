@@ -10,7 +10,7 @@ import { loadLibpcap, PcapHandle } from "../../ffi/libpcap.ts";
 import { setCaptureCapabilities } from "../../ffi/libc.ts";
 import { type CaptureSource, openSource } from "../capture/source.ts";
 import { BlockCompressor } from "../store/compressor.ts";
-import { indexPathFor } from "../archive/naming.ts";
+import { archiveRelative, indexPathFor } from "../archive/naming.ts";
 import { CapturePipeline } from "./pipeline.ts";
 import type { FinalizedFile } from "../store/pcap_file_writer.ts";
 import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
@@ -54,6 +54,8 @@ interface WorkerState {
    * loop leaves a batch on time when packets trickle in. */
   flushDueSec: number;
   flushDueFrac: number;
+  /** The open file last reported to the main thread (archive-relative temporary path), or null. */
+  openFileReported: string | null;
 }
 
 function runWorker(setup: WorkerSetup): void {
@@ -93,6 +95,7 @@ function start(setup: WorkerSetup, first: CaptureSource): WorkerState {
     flushDue: Infinity,
     flushDueSec: Infinity,
     flushDueFrac: 0,
+    openFileReported: null,
   };
   scheduleFlush(state, Date.now() / 1000);
   post({ type: "ready", linkType: first.linkType(), snaplen: first.snaplen() });
@@ -381,6 +384,15 @@ function replayFiles(setup: WorkerSetup, files: string[]): WorkerState | undefin
   return state;
 }
 
+/** Tells the main thread which file the output writes now (the server shows it) when that changed. */
+function reportOpenFile(state: WorkerState): void {
+  const tmpPath = state.pipeline.output.current?.tmpPath;
+  const path = tmpPath === undefined ? null : archiveRelative(state.setup.config.outDir, tmpPath);
+  if (path === state.openFileReported) return;
+  state.openFileReported = path;
+  post({ type: "openFile", path });
+}
+
 /** Copies the slow-moving counters into shared memory for the main thread. */
 function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   const { counters, pipeline } = state;
@@ -398,6 +410,7 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   counters[Counter.PacketsUnflushed] = output.unflushedPackets;
   counters[Counter.OpenFileBytes] = output.current?.bytesOnDisk ?? 0;
   reportWriteErrors(state);
+  reportOpenFile(state);
   // Counted before the kernel's totals are read, and stored after them: so the kernel's `recvd` is
   // never behind `pkts` in a stats line or a scrape.
   const seen = pipeline.packetsSeen;
