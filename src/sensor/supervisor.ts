@@ -1,6 +1,7 @@
 /**
  * Main-thread side of capture: starts one Deno Worker per (interface, worker number), relays their log
- * lines and finalized files, and stops them through the shared control block. With gzip/zstd it also
+ * lines and finalized files, keeps the file each reports it writes, and stops them through the shared
+ * control block. With gzip/zstd it also
  * starts each worker's block-compression helper thread here: from inside a worker that takes about a
  * second with Deno 2.9, during which every block would be compressed in-line.
  */
