@@ -112,13 +112,13 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   const sensor = fakeSensor();
   const now = Date.now() / 1000;
   const w = sensor.workerList;
-  w[0].counters[Counter.PacketsSeen] = 1000;
-  w[0].counters[Counter.PacketsWritten] = 250;
-  w[0].counters[Counter.FlowsActive] = 12;
-  w[1].counters[Counter.FlowsActive] = 30;
-  w[2].counters[Counter.FlowsActive] = 1;
-  w[1].counters[Counter.PcapDropped] = 7;
-  w[0].counters[Counter.LastPacketTs] = now - 1;
+  w[0].slots[Counter.PacketsSeen] = 1000;
+  w[0].slots[Counter.PacketsWritten] = 250;
+  w[0].slots[Counter.FlowsActive] = 12;
+  w[1].slots[Counter.FlowsActive] = 30;
+  w[2].slots[Counter.FlowsActive] = 1;
+  w[1].slots[Counter.PcapDropped] = 7;
+  w[0].slots[Counter.LastPacketTs] = now - 1;
   sensor.catalog().add(fakeEntry("2024/06/01/a.pcap", now - 600, now - 300, 4000));
   sensor.catalog().add(fakeEntry("2024/06/01/b.pcap", now - 300, now - 10, 6000));
   // The file worker eth0/0 is writing, named as rotation names it.
@@ -131,6 +131,7 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   const tmp = `${name.slice(0, slash)}/.${name.slice(slash + 1)}.tmp`;
   Deno.mkdirSync(`${sensor.outDir}/${name.slice(0, slash)}`, { recursive: true });
   Deno.writeFileSync(`${sensor.outDir}/${tmp}`, new Uint8Array(777));
+  w[0].openFile = tmp; // as the worker reports it
 
   const r = await get(createApp(sensor), "/status");
   assert.equal(r.status, 200);
@@ -182,7 +183,7 @@ Deno.test("StatusTracker computes rates between two reports", () => {
   const sensor = fakeSensor({ workers: [["eth0", 0]] });
   let clock = sensor.startedAt + 10;
   const tracker = new StatusTracker(sensor, { disk: () => undefined, now: () => clock });
-  const c = sensor.workerList[0].counters;
+  const c = sensor.workerList[0].slots;
   c[Counter.PacketsSeen] = 100;
   c[Counter.BytesSeen] = 10_000;
   let s = tracker.report();

@@ -1,6 +1,7 @@
 /**
  * Main-thread side of capture: starts one Deno Worker per (interface, worker number), relays their log
- * lines and finalized files, and stops them through the shared control block. With gzip/zstd it also
+ * lines and finalized files, keeps the file each reports it writes, and stops them through the shared
+ * control block. With gzip/zstd it also
  * starts each worker's block-compression helper thread here: from inside a worker that takes about a
  * second with Deno 2.9, during which every block would be compressed in-line.
  */
@@ -29,6 +30,8 @@ export interface WorkerHandle {
   ready: boolean;
   done: boolean;
   linkType: number;
+  /** The temporary file it writes now, archive-relative, as it reported it; null between files. */
+  openFile: string | null;
 }
 
 /** What the supervisor reports to its owner. */
@@ -89,6 +92,7 @@ export function startWorkers(
       ready: false,
       done: false,
       linkType: -1,
+      openFile: null,
     };
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => dispatch(event.data, handle, events);
     worker.onerror = (event: ErrorEvent) => {
@@ -159,6 +163,9 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
       break;
     case "finalized":
       events.onFinalized(message.file, handle);
+      break;
+    case "openFile":
+      handle.openFile = message.path;
       break;
     case "fatal":
       handle.done = true;

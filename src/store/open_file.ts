@@ -121,6 +121,16 @@ export function readOpenStates(outDir: string): OpenFileState[] {
   return states;
 }
 
+/** The published state of worker `worker` on interface `iface` (sanitized); null when none is readable. */
+export function readOpenState(outDir: string, iface: string, worker: number): OpenFileState | null {
+  try {
+    const state = JSON.parse(Deno.readTextFileSync(openStatePath(outDir, iface, worker)));
+    return validState(state) ? state : null;
+  } catch {
+    return null; // no file open, or removed as the worker stopped
+  }
+}
+
 function validState(s: unknown): s is OpenFileState {
   if (typeof s !== "object" || s === null) return false;
   const r = s as Record<string, unknown>;

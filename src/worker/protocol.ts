@@ -48,6 +48,8 @@ export type WorkerMessage =
   | { type: "ready"; linkType: number; snaplen: number }
   | { type: "log"; level: "info" | "warn" | "error"; message: string }
   | { type: "finalized"; file: FinalizedFileMessage }
+  /** The temporary file the worker writes now, archive-relative; null between files. Sent on change. */
+  | { type: "openFile"; path: string | null }
   | { type: "fatal"; message: string }
   | { type: "largeFlow"; flow: KeyDescription; bytes: number; threshold: number }
   | { type: "done" };
