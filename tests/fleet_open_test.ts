@@ -13,7 +13,7 @@ import { rootTest } from "./support/netns.ts";
 import { parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.ts";
 import { startClickHouse } from "./support/clickhouse.ts";
 import { TABLES } from "../src/export/schema.ts";
-import { SPOOL_DIR } from "../src/export/spool.ts";
+import { SPOOL_DIR } from "../src/archive/naming.ts";
 import { freePort, sleep, startCutcap, startServer } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";

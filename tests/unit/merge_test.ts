@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type Cursor, CursorHeap } from "../../src/query/merge.ts";
-import type { RecordView } from "../../src/query/record_reader.ts";
+import type { RecordView } from "../../src/pcap/record_reader.ts";
 
 /** A cursor over `times` ([sec, nsec] pairs, in order); `closed` counts its close() calls. */
 function cursor(rank: number, times: [number, number][]): Cursor & { closed: number } {

@@ -1,5 +1,5 @@
 /**
- * The query's record reader (src/query/record_reader.ts): records read by offset from plain files in
+ * The query's record reader (src/pcap/record_reader.ts): records read by offset from plain files in
  * both byte orders and precisions, across its read window, from gzip blocks (members written here
  * with node:zlib, their table from `indexPcapFile`), and the errors that name a damaged file.
  */
@@ -8,7 +8,7 @@ import { gzipSync } from "node:zlib";
 import { readFileIndex } from "../../src/index/index_reader.ts";
 import { indexPathFor } from "../../src/archive/naming.ts";
 import { indexPcapFile } from "../../src/index/index_pcap.ts";
-import { READ_WINDOW, RecordReader } from "../../src/query/record_reader.ts";
+import { READ_WINDOW, RecordReader } from "../../src/pcap/record_reader.ts";
 import { bytes, ethernet, ipv4, udp } from "../support/pcap_craft.ts";
 
 /** One record as a test writes it. */
