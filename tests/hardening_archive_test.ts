@@ -9,6 +9,7 @@ import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap, run } from "./support/oracle.ts";
 import { rootOnly } from "./support/root.ts";
 import { freePort, startCutcap, startServe } from "./support/process.ts";
+import { exists } from "./support/files.ts";
 
 Deno.test(rootOnly("a live capture on lo", {
   name: "a second capture on the same --out is refused; serve shares it",
@@ -88,15 +89,6 @@ Deno.test("half-written index and catalog files from a crash are removed at star
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name: "serve sees files another process adds and forgets files it deletes",

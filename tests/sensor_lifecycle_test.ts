@@ -17,16 +17,6 @@ async function smallCapture(path: string, packets: number, seed = 5): Promise<vo
   await Deno.writeFile(path, pcap);
 }
 
-function tempFiles(dir: string): string[] {
-  const found: string[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) found.push(...tempFiles(path));
-    else if (entry.name.endsWith(".tmp")) found.push(path);
-  }
-  return found;
-}
-
 async function packetsIn(out: string): Promise<number> {
   let n = 0;
   for (const file of archiveFiles(out)) n += (await tcpdumpPackets(file)).length;
@@ -275,6 +265,7 @@ while True:
     print(json.dumps(data.decode()), flush=True)
 `;
 import { freePort, sh, sleep, startCutcap } from "./support/process.ts";
+import { tempFiles } from "./support/files.ts";
 
 /** A systemd stand-in: python3 bound to a unix datagram socket, collecting notifications. */
 async function notifyReceiver(path: string): Promise<{

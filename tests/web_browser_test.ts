@@ -55,7 +55,6 @@ async function waitForArchive(base: string, packets: number): Promise<void> {
 rootTest(
   "the page in Chromium against a live sensor: search, histogram, shareable URL, validation, download, escaping",
   async ({ dir, veth }) => {
-    if (!requireChromium("the page's browser test")) return;
     // An interface name that is markup: it must show as text on the status view.
     const odd = `<b>${Deno.pid}`;
     await sh("ip", ["link", "set", veth!.outside, "down"]);
@@ -221,7 +220,7 @@ rootTest(
       await sensor.exited;
     }
   },
-  { veth: "wb" },
+  { veth: "wb", ignore: !requireChromium("the page's browser test") },
 );
 
 /** The page now searches QUERY between its URL's from and to, and counts what /flows counts. */
@@ -243,7 +242,6 @@ async function checkNarrowed(page: Page, base: string): Promise<void> {
 rootTest(
   "with --token-file the page asks for the token, refuses a wrong one, works after login, logs out",
   async ({ dir }) => {
-    if (!requireChromium("the page's login test")) return;
     const input = `${dir}/in.pcap`;
     await writeTrafficPcap(input, { seed: 1516, packets: 500, rate: 1000 });
     const replay = startCutcap(["--read", input, "--out", `${dir}/out`, "--listen", "off"]);
@@ -291,4 +289,5 @@ rootTest(
       await server.stop();
     }
   },
+  { ignore: !requireChromium("the page's login test") },
 );

@@ -148,6 +148,8 @@ export interface RootTestOptions {
   veth?: string;
   /** What root is needed for, shown when the test is ignored; default: the veth pair or a live capture. */
   why?: string;
+  /** Ignore the test for another reason (a missing tool outside CI, see browser.ts). */
+  ignore?: boolean;
 }
 
 /** What a root test receives: a fresh temporary directory, and the veth pair when one was asked for. */
@@ -170,6 +172,7 @@ export function rootTest(
     (options.veth === undefined ? "a live capture" : "a network namespace and veth pair");
   Deno.test(rootOnly(why, {
     name,
+    ignore: options.ignore,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
