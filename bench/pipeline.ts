@@ -16,7 +16,7 @@ import { IndexBuilder } from "../src/index/mod.ts";
 import { decodePacket } from "../src/packet/mod.ts";
 import { PacketInfo } from "../src/packet/packet_info.ts";
 import type { Compression } from "../src/pcap/mod.ts";
-import { RotatingOutput } from "../src/store/mod.ts";
+import { BlockCompressor, RotatingOutput } from "../src/store/mod.ts";
 
 /** What the pipeline reads packets from: a libpcap handle, or the harness's in-memory reader. */
 export type PacketSource = Pick<
@@ -83,7 +83,7 @@ export interface PipelineOptions {
   live?: boolean;
   /** libpcap source: OfflineOptions.direct. */
   direct?: boolean;
-  /** Compress on a helper thread (RotatingOutput parallelCompression). */
+  /** As a capture worker does: compress on a helper thread, write plain blocks through AIO. */
   parallel?: boolean;
 }
 
@@ -122,6 +122,8 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
     : undefined;
   const handle: PacketSource = pcap ?? new MemorySource(opts.memory!, opts.live ?? false);
   const linkType = pcap?.linkType() ?? 1;
+  const compressed = (opts.compress ?? "none") !== "none";
+  const compressor = opts.parallel === true && compressed ? BlockCompressor.start() : null;
   const output = new RotatingOutput({
     outDir,
     iface: "bench",
@@ -129,7 +131,8 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
     linkType,
     snaplen: pcap?.snaplen() ?? 262144,
     compress: opts.compress ?? "none",
-    parallelCompression: opts.parallel ?? false,
+    compressor,
+    aioPlainWrites: opts.parallel ?? false,
     beforeRename: (f) => {
       if (stage === "all") {
         index.write(`${f.path}.idx`, {
@@ -186,6 +189,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const t1 = performance.now();
   const cpuSeconds = threadCpuSeconds() - c0;
   output.close();
+  compressor?.close();
   flows.expireAll();
   index.close();
   pcap?.close();

@@ -43,6 +43,8 @@ interface WorkerState {
   flows: FlowTable;
   cutoff: Cutoff;
   output: RotatingOutput;
+  /** The output's block-compression helper thread, null when blocks are compressed in-line. */
+  compressor: BlockCompressor | null;
   index: IndexBuilder;
   info: PacketInfo;
   counters: Float64Array;
@@ -84,10 +86,6 @@ interface WorkerState {
 function runWorker(setup: WorkerSetup): void {
   const { config } = setup;
   loadLibpcap(config.libpcap);
-  // A compression helper thread started by the main thread (BlockCompressor.startHelper) comes
-  // with the setup; without one, the output starts its own (about a second later: see
-  // src/store/compressor.ts).
-  if (setup.compressor !== undefined) BlockCompressor.adopt(setup.compressor);
   const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
   const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
   // Keys of live flows are read from the table when an index is written.
@@ -100,6 +98,7 @@ function runWorker(setup: WorkerSetup): void {
     flows,
     cutoff,
     index,
+    compressor: openCompressor(setup),
     info: new PacketInfo(),
     counters: setup.counters,
     linkType: -1,
@@ -132,9 +131,20 @@ function runWorker(setup: WorkerSetup): void {
     replayFiles(state, setup.source.files);
   }
   state.output.close();
+  state.compressor?.close();
   flows.expireAll();
   index.close();
   publish(state, undefined);
+}
+
+/**
+ * The block-compression helper for a compressed output: the one the main thread started
+ * (BlockCompressor.startHelper) comes with the setup; without one, the worker starts its own
+ * (about a second later: see src/store/compressor.ts).
+ */
+function openCompressor(setup: WorkerSetup): BlockCompressor | null {
+  if (setup.compressor !== undefined) return BlockCompressor.attach(setup.compressor);
+  return setup.config.compress === "none" ? null : BlockCompressor.start();
 }
 
 /**
@@ -182,8 +192,10 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
     level: config.compressLevel,
     rotateSize: config.rotateSize,
     rotateInterval: config.rotateInterval,
-    // gzip/zstd blocks are compressed on a helper thread while the next block fills.
-    parallelCompression: true,
+    // While the next block fills, gzip/zstd blocks are compressed on the helper thread and plain
+    // blocks written by glibc's AIO threads.
+    compressor: state.compressor,
+    aioPlainWrites: true,
     // Queries read the open file up to its last time-bounded flush.
     publishOpenState: config.flushInterval > 0,
     beforeRename: (file) => {
