@@ -64,7 +64,7 @@ export type CaptureServices = (run: CaptureRun) => Promise<RunningServices>;
 export interface RunningServices {
   /** The address the HTTP server listens on, if it does. */
   readonly listening?: Deno.NetAddr;
-  /** Called once the workers are done and the catalog saved: the final words, then the end. */
+  /** Called once the workers are done, the catalog saved and the export drained (final metrics, shutdown). */
   stop(): Promise<void>;
 }
 
