@@ -14,7 +14,7 @@ import { parseQuery } from "../src/query/parse.ts";
 import { type FlowRow, rowRecord, TABLES } from "../src/export/schema.ts";
 import { ClickHouse } from "../src/export/clickhouse.ts";
 import { Exporter } from "../src/export/exporter.ts";
-import { SPOOL_DIR } from "../src/export/spool.ts";
+import { SPOOL_DIR } from "../src/archive/naming.ts";
 import { registerExportMetrics } from "../src/export/metrics.ts";
 import { Registry } from "prom-client";
 import { cutcap } from "./support/oracle.ts";

@@ -15,7 +15,7 @@ import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 import { startCutcapServer } from "./support/query_server.ts";
 import { startClickHouse } from "./support/clickhouse.ts";
 import { TABLES } from "../src/export/schema.ts";
-import { SPOOL_DIR } from "../src/export/spool.ts";
+import { SPOOL_DIR } from "../src/archive/naming.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 /** Open files are exported every 5 s, flushed every 1 s: seen by the fleet well within this. */

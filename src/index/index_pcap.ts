@@ -17,7 +17,7 @@ import type { Compression } from "./index_format.ts";
 import { indexPathFor } from "../archive/naming.ts";
 import { IndexBuilder } from "./index_builder.ts";
 import { FlowKeyList } from "./flow_key_list.ts";
-import { scanPcapFile, type ScanRecord } from "./pcap_scan.ts";
+import { scanPcapFile, type ScanRecord } from "../pcap/scan.ts";
 import { dirOf } from "../store/pcap_file_writer.ts";
 
 /** Options of `indexPcapFile`. */

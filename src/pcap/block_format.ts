@@ -83,6 +83,32 @@ export function decompressBlock(
 }
 
 /**
+ * Decompresses one block of a block table (`file[compOffset, compOffset + compLen)`), which may
+ * hold several units (a foreign file's records straddling gzip members or zstd frames); at most
+ * MAX_UNIT_BYTES.
+ */
+export function decompressBlockRange(comp: Uint8Array, compress: Compression): Uint8Array {
+  return codec(compress).decompressUnits(comp);
+}
+
+/**
+ * Index of the block of `blocks` (4 numbers per block, see BlockTable) holding decompressed-stream
+ * offset `offset`, or -1.
+ */
+export function findBlock(blocks: Float64Array, offset: number): number {
+  let lo = 0;
+  let hi = (blocks.length >> 2) - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const start = blocks[mid * 4 + 2];
+    if (offset < start) hi = mid - 1;
+    else if (offset >= start + blocks[mid * 4 + 3]) lo = mid + 1;
+    else return mid;
+  }
+  return -1;
+}
+
+/**
  * Measures the block starting at `bytes[pos]` (window ends at `end`). Returns one of the
  * MEASURE_* codes and fills `out`. Never reads past `end`.
  */
@@ -166,16 +192,7 @@ export class BlockTable {
 
   /** Index of the block holding decompressed-stream offset `offset`, or -1. */
   find(offset: number): number {
-    let lo = 0;
-    let hi = this.count - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const start = this.data[mid * 4 + 2];
-      if (offset < start) hi = mid - 1;
-      else if (offset >= start + this.data[mid * 4 + 3]) lo = mid + 1;
-      else return mid;
-    }
-    return -1;
+    return findBlock(this.data.subarray(0, this.count * 4), offset);
   }
 
   /** An exact-length copy of the table's numbers (4 per block). */

@@ -2,6 +2,7 @@
  * What a block codec provides (one file per codec beside this one, listed in ../codecs.ts), and the
  * bounds every codec's decompression keeps.
  */
+import type { FileWindow } from "./window.ts";
 
 /** A way of compressing a pcap file in independent blocks; see ../codecs.ts. */
 export interface Codec {
@@ -35,10 +36,32 @@ export interface Codec {
    * order should stream it rather than decode block by block).
    */
   isForeignStream(head: Uint8Array): boolean;
+  /**
+   * Decodes the unit at file offset `pos` of any file of this codec (foreign ones too), at most
+   * `limit` bytes of output: null at a clean end, a string saying why it is unreadable (a
+   * `unitTooLargeMessage` when it is larger than `limit`).
+   */
+  scanUnit(win: FileWindow, pos: number, limit: number): ScanUnit | null | string;
+  /**
+   * Decompresses a block of an index's block table, which may hold several units (a foreign
+   * file's records straddling them); at most MAX_UNIT_BYTES.
+   */
+  decompressUnits(comp: Uint8Array): Uint8Array;
   /** Whether this process can stream-decompress (native library loadable, --allow-ffi). */
   canStream(): boolean;
   /** A streaming decoder (bounded buffers, for large foreign units); throws when it cannot. */
   streamDecoder(): StreamDecoder;
+}
+
+/**
+ * A located compressed unit of a foreign file (scan.ts): its compressed length and its
+ * decompressed bytes.
+ */
+export interface ScanUnit {
+  /** Bytes before the unit's data that hold no pcap data (zstd skippable frames). */
+  skip: number;
+  compLen: number;
+  data: Uint8Array;
 }
 
 /** Decodes one codec's stream in pieces; see stream_inflate.ts, which feeds it. */

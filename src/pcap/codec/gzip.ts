@@ -4,19 +4,24 @@
  * finds block boundaries by reading 24-byte headers instead of inflating everything, like BGZF
  * does. gzip tools ignore the field. Compression through node:zlib; streaming through libz (FFI).
  */
-import { constants as zc, gunzipSync, gzipSync } from "node:zlib";
+import { constants as zc, gunzipSync, gzipSync, inflateRawSync } from "node:zlib";
 import { loadZlib } from "../../../ffi/zlib.ts";
 import {
   type BlockMeasure,
+  boundedInflate,
   type Codec,
+  MAX_UNIT_BYTES,
   MEASURE_INVALID,
   MEASURE_OK,
   MEASURE_UNKNOWN,
   needMore,
   plainBytes,
+  type ScanUnit,
   StreamCorruption,
   type StreamDecoder,
+  unitTooLargeMessage,
 } from "./codec.ts";
+import type { FileWindow } from "./window.ts";
 
 /** Size of the gzip member header cutcap writes (10 fixed + 2 XLEN + 12 subfield). */
 export const GZIP_HEADER_SIZE = 24;
@@ -45,6 +50,12 @@ export const gzip = {
     const m: BlockMeasure = { compressedLength: 0, uncompressedLength: -1, skippable: false };
     return measureMember(head, 0, head.length, m) === MEASURE_UNKNOWN;
   },
+  scanUnit: scanMember,
+  // gunzip reads consecutive members on.
+  decompressUnits: (comp: Uint8Array): Uint8Array =>
+    plainBytes(
+      boundedInflate("A gzip block", () => gunzipSync(comp, { maxOutputLength: MAX_UNIT_BYTES })),
+    ),
   canStream: (): boolean => loadZlib() !== null,
   streamDecoder: (): StreamDecoder => new GzipStreamDecoder(),
 } as const satisfies Codec;
@@ -86,6 +97,63 @@ function measureMember(bytes: Uint8Array, pos: number, end: number, out: BlockMe
   out.uncompressedLength = view.getUint32(pos + 20, true);
   if (out.compressedLength < GZIP_HEADER_SIZE + 10) return MEASURE_INVALID;
   return MEASURE_OK;
+}
+
+/** One gzip member at `pos` of a file (a foreign one too: its length found by inflating it). */
+function scanMember(win: FileWindow, pos: number, limit: number): ScanUnit | null | string {
+  let avail = win.ensure(pos, 65536);
+  let h = win.view(pos, avail);
+  if (h[0] !== 0x1f || h[1] !== 0x8b) {
+    return win.allZero(pos) ? null : `trailing data after the last gzip member at byte ${pos}`;
+  }
+  if (avail < 10) return `truncated gzip header at byte ${pos}`;
+  if (h[2] !== 8) return `unsupported gzip method ${h[2]} at byte ${pos}: expected 8 (deflate)`;
+  const flg = h[3];
+  let p = 10;
+  if (flg & 4) p += 2 + (h[10] | (h[11] << 8));
+  if (flg & 8) {
+    while (p < avail && h[p] !== 0) p++;
+    p++;
+  }
+  if (flg & 16) {
+    while (p < avail && h[p] !== 0) p++;
+    p++;
+  }
+  if (flg & 2) p += 2;
+  if (p >= avail) return `truncated gzip header at byte ${pos}`;
+  // Inflate with a window that grows until the member's end (and 8-byte trailer) is inside it.
+  let want = Math.max(avail, 4 * 1024 * 1024);
+  for (;;) {
+    avail = win.ensure(pos, want);
+    h = win.view(pos, avail);
+    const atEof = pos + avail >= win.size;
+    let res: { buffer: Uint8Array; engine: { bytesWritten: number } };
+    try {
+      res = boundedInflate(`The gzip member at byte ${pos}`, () =>
+        inflateRawSync(
+          h.subarray(p),
+          {
+            info: true,
+            finishFlush: zc.Z_SYNC_FLUSH,
+            maxOutputLength: limit,
+          } as unknown as Parameters<typeof inflateRawSync>[1],
+        ), limit) as unknown as typeof res;
+    } catch (e) {
+      const message = (e as Error).message;
+      return message.startsWith("The gzip member")
+        ? message
+        : `corrupt gzip member at byte ${pos}: ${message}`;
+    }
+    const used = res.engine.bytesWritten;
+    // With Z_SYNC_FLUSH a cut-off stream returns what it could; the stream ended only if input
+    // remains for the 8-byte trailer after the consumed deflate data.
+    if (p + used + 8 <= avail) {
+      return { skip: 0, compLen: p + used + 8, data: res.buffer };
+    }
+    if (atEof) return `truncated gzip member at byte ${pos}`;
+    if (avail >= limit) return unitTooLargeMessage(`The gzip member at byte ${pos}`, limit);
+    want = avail * 2;
+  }
 }
 
 /** z_stream on LP64 (zlib.h): 112 bytes. */

@@ -16,6 +16,8 @@ export const none = {
   decompress: (bytes: Uint8Array): Uint8Array => bytes,
   measure: (): number => MEASURE_INVALID,
   isForeignStream: (): boolean => false,
+  scanUnit: (): null => null,
+  decompressUnits: (comp: Uint8Array): Uint8Array => comp,
   canStream: (): boolean => false,
   streamDecoder: (): StreamDecoder => {
     throw new Error("Cannot stream an uncompressed file: it is read directly");
