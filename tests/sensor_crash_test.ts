@@ -16,7 +16,7 @@ import {
   run,
   tcpdumpPackets,
 } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
+import { freePort, sleep, startCutcap } from "./support/process.ts";
 
 function pathExists(path: string): boolean {
   try {

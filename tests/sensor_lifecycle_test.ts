@@ -6,9 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest, sh, type Veth } from "./support/netns.ts";
+import { rootTest, type Veth } from "./support/netns.ts";
 import { archiveFiles, cutcap, run, tcpdumpPackets } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 
@@ -275,6 +274,7 @@ while True:
         break
     print(json.dumps(data.decode()), flush=True)
 `;
+import { freePort, sh, sleep, startCutcap } from "./support/process.ts";
 
 /** A systemd stand-in: python3 bound to a unix datagram socket, collecting notifications. */
 async function notifyReceiver(path: string): Promise<{

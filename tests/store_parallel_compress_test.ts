@@ -15,12 +15,11 @@ import {
   expectedRecords,
   listFiles,
   makePackets,
-  q,
-  sh,
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
 import { rootOnly } from "./support/root.ts";
+import { q, shell } from "./support/process.ts";
 
 interface Run {
   files: FinalizedFile[];
@@ -164,7 +163,7 @@ for (const compress of ["zstd", "none"] as Compression[]) {
       `parallel ${compress} on a full disk: no throw, offsets below the size are the file's records`,
     fn: async () => {
       const dir = tempDir("par-full");
-      assert.equal((await sh(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
+      assert.equal((await shell(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
       try {
         const packets = makePackets(4000, { seed: 17 });
         const files: FinalizedFile[] = [];
@@ -214,7 +213,7 @@ for (const compress of ["zstd", "none"] as Compression[]) {
           "every accepted record is kept or lost",
         );
       } finally {
-        await sh(`umount ${q(dir)}`);
+        await shell(`umount ${q(dir)}`);
         Deno.removeSync(dir, { recursive: true });
       }
     },

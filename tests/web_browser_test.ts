@@ -11,9 +11,7 @@ import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import type { FlowRecord } from "../src/query/flows.ts";
-import { rootTest, sh } from "./support/netns.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
-import { startServe } from "./support/query_server.ts";
+import { rootTest } from "./support/netns.ts";
 import { pcapRecordCount } from "./support/web.ts";
 import {
   download,
@@ -27,6 +25,7 @@ import {
   watchDialogs,
   watchErrors,
 } from "./support/browser.ts";
+import { freePort, sh, sleep, startCutcap, startServe } from "./support/process.ts";
 
 /** The table's rows without the sensor column (a sensor has none). */
 async function shownRowsIp(page: Page): Promise<{ src: string; dst: string; packets: number }[]> {
