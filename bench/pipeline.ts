@@ -16,7 +16,7 @@ import { Cutoff, FlowTable } from "../src/flow/mod.ts";
 import { decodePacket } from "../src/packet/mod.ts";
 import { PacketInfo } from "../src/packet/packet_info.ts";
 import type { Compression } from "../src/pcap/mod.ts";
-import { RotatingOutput, type RotatingOutputOptions } from "../src/store/mod.ts";
+import { BlockCompressor, RotatingOutput, type RotatingOutputOptions } from "../src/store/mod.ts";
 import { COUNTER_SLOTS } from "../src/worker/counters.ts";
 import { CapturePipeline, type PacketView } from "../src/worker/pipeline.ts";
 
@@ -85,7 +85,7 @@ export interface PipelineOptions {
   live?: boolean;
   /** libpcap source: OfflineOptions.direct. */
   direct?: boolean;
-  /** Compress on a helper thread (RotatingOutput parallelCompression). */
+  /** As a capture worker does: compress on a helper thread, write plain blocks through AIO. */
   parallel?: boolean;
 }
 
@@ -119,6 +119,8 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
     ? PcapHandle.openOffline(file, { direct: opts.direct })
     : undefined;
   const handle: PacketSource = pcap ?? new MemorySource(opts.memory!, opts.live ?? false);
+  const compressed = (opts.compress ?? "none") !== "none";
+  const compressor = opts.parallel === true && compressed ? BlockCompressor.start() : null;
   const output: Omit<RotatingOutputOptions, "beforeRename"> = {
     outDir,
     iface: "bench",
@@ -126,7 +128,8 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
     linkType: pcap?.linkType() ?? 1,
     snaplen: pcap?.snaplen() ?? 262144,
     compress: opts.compress ?? "none",
-    parallelCompression: opts.parallel ?? false,
+    compressor,
+    aioPlainWrites: opts.parallel ?? false,
   };
   const c0 = threadCpuSeconds();
   const t0 = performance.now();
@@ -136,6 +139,7 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const t1 = performance.now();
   const cpuSeconds = threadCpuSeconds() - c0;
   run.close();
+  compressor?.close();
   pcap?.close();
   const seconds = (t1 - t0) / 1000;
   const closeSeconds = (performance.now() - t1) / 1000;

@@ -11,8 +11,9 @@ import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
 import { type CaptureMethod, joinFanout, openSource } from "../src/capture/mod.ts";
 import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
-import { createVeth, rootTest, sh, type Veth } from "./support/netns.ts";
+import { createVeth, rootTest, type Veth } from "./support/netns.ts";
 import { rootOnly } from "./support/root.ts";
+import { sh } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15";
 const METHODS: CaptureMethod[] = ["libpcap", "afpacket"];

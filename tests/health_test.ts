@@ -162,7 +162,10 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   assert.equal(s.workers.length, 3);
   assert.equal(s.workers[0].packetsSeen, 1000);
   assert.equal(s.workers[0].rates.outputPercent, 25);
-  assert.ok(s.workers[0].rates.packetsPerSecond > 0);
+  // The first report's rates run from the start (100 s before the fake sensor's first report).
+  const { intervalSeconds, packetsPerSecond } = s.workers[0].rates;
+  assert.ok(intervalSeconds >= 100 && intervalSeconds < 130, `${intervalSeconds} s`);
+  assert.ok(Math.abs(packetsPerSecond - 1000 / intervalSeconds) <= 0.001, `${packetsPerSecond}/s`);
   assert.deepEqual(s.workers[0].currentFile, {
     path: tmp,
     bytes: 777,
@@ -174,7 +177,8 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   assert.equal(s.archive.bytes, 10000);
   assert.ok(Math.abs(s.archive.oldestPacketAgeSeconds! - 600) < 5);
   assert.ok(Math.abs(s.archive.newestPacketTs! - (now - 10)) < 1e-3);
-  assert.ok(s.disk !== null && s.disk.sizeBytes > 0 && s.disk.freeBytes <= s.disk.sizeBytes);
+  assert.ok(s.disk !== null && s.disk.freeBytes <= s.disk.sizeBytes);
+  assert.equal(s.disk.sizeBytes, await dfSizeBytes(sensor.outDir), "size as df reports it");
   assert.deepEqual(s.retention, { deletedFiles: 0, deletedBytes: 0 });
   cleanup(sensor);
 });
@@ -274,3 +278,10 @@ Deno.test("a token guards every route; --open-metrics opens /metrics and health"
   assert.equal(readTokenFile(file), "Zm9v+/bar_~.-==");
   cleanup(sensor);
 });
+
+/** Size in bytes of the file system holding `path`, as df reports it. */
+async function dfSizeBytes(path: string): Promise<number> {
+  const out = await new Deno.Command("df", { args: ["-B1", "--output=size", path] }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return Number(new TextDecoder().decode(out.stdout).trim().split("\n")[1]);
+}

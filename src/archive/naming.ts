@@ -9,6 +9,9 @@
  *   .<that name>.tmp                                            being written
  *   .<any name>.<random or pid>.tmp                              writeFileDurably's temporary file
  * <out>/.open/<iface>_w<NN>.json                                a worker's open-file state
+ * <out>/catalog.json                                            the catalog's cache
+ * <out>/.cutcap-export/                                         the flow exporter's spool
+ * <out>/.cutcap-index-log-<pid>-<random>                        an index builder's spill file (unlinked)
  * ```
  *
  * It imports only the codec table (src/pcap/codecs.ts, whose suffixes the patterns are built
@@ -47,6 +50,12 @@ export const INDEX_SUFFIX = ".idx";
 export const TEMP_SUFFIX = ".tmp";
 /** Directory under the archive holding one state file per worker with an open file. */
 export const OPEN_DIR = ".open";
+/** The catalog's cache file in the archive's root. */
+export const CATALOG_FILE = "catalog.json";
+/** The flow exporter's spool directory in the archive's root. */
+export const SPOOL_DIR = ".cutcap-export";
+/** Prefix of an index builder's spill file (unlinked once open; a crash in between leaves it). */
+export const SPILL_PREFIX = ".cutcap-index-log-";
 /** The year folder of a day folder (`YYYY`). */
 export const YEAR_FOLDER = /^\d{4}$/;
 /** The month and day folders of a day folder (`MM`, `DD`). */

@@ -97,6 +97,9 @@ function workerView(handle: WorkerHandle): WorkerView {
     get openFile() {
       return handle.openFile;
     },
+    get error() {
+      return handle.error ?? undefined;
+    },
   };
 }
 

@@ -32,6 +32,8 @@ export interface WorkerHandle {
   linkType: number;
   /** The temporary file it writes now, archive-relative, as it reported it; null between files. */
   openFile: string | null;
+  /** Why it stopped, when it failed. */
+  error: string | null;
 }
 
 /** What the supervisor reports to its owner. */
@@ -93,13 +95,15 @@ export function startWorkers(
       done: false,
       linkType: -1,
       openFile: null,
+      error: null,
     };
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => dispatch(event.data, handle, events);
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
       handle.done = true;
+      handle.error = `Worker ${plan.label}/${plan.index} crashed: ${event.message}`;
       endCompressionHelper(handle);
-      events.onFatal(`Worker ${plan.label}/${plan.index} crashed: ${event.message}`, handle);
+      events.onFatal(handle.error, handle);
     };
     const setup: WorkerSetup = {
       ...plan,
@@ -169,6 +173,7 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
       break;
     case "fatal":
       handle.done = true;
+      handle.error = message.message;
       endCompressionHelper(handle);
       events.onFatal(message.message, handle);
       break;

@@ -60,31 +60,46 @@ interface WorkerState {
 
 function runWorker(setup: WorkerSetup): void {
   loadLibpcap(setup.config.libpcap);
-  // A compression helper thread started by the main thread (BlockCompressor.startHelper) comes
-  // with the setup; without one, the output starts its own (about a second later: see
-  // src/store/compressor.ts).
-  if (setup.compressor !== undefined) BlockCompressor.adopt(setup.compressor);
-  let state: WorkerState | undefined;
-  if (setup.source.kind === "live") {
-    const handle = openLive(setup);
-    state = start(setup, handle);
-    captureLive(state, handle);
-  } else {
-    state = replayFiles(setup, setup.source.files);
+  const compressor = openCompressor(setup);
+  try {
+    let state: WorkerState | undefined;
+    if (setup.source.kind === "live") {
+      const handle = openLive(setup);
+      state = start(setup, handle, compressor);
+      captureLive(state, handle);
+    } else {
+      state = replayFiles(setup, setup.source.files, compressor);
+    }
+    if (state === undefined) return;
+    state.pipeline.close();
+    publish(state, undefined);
+  } finally {
+    compressor?.close();
   }
-  if (state === undefined) return;
-  state.pipeline.close();
-  publish(state, undefined);
+}
+
+/**
+ * The output's block-compression helper for gzip/zstd: the one the main thread started
+ * (BlockCompressor.startHelper) comes with the setup; without one, the worker starts its own
+ * (about a second later: see src/store/compressor.ts). Null with --compress none.
+ */
+function openCompressor(setup: WorkerSetup): BlockCompressor | null {
+  if (setup.compressor !== undefined) return BlockCompressor.attach(setup.compressor);
+  return setup.config.compress === "none" ? null : BlockCompressor.start();
 }
 
 /**
  * Builds the pipeline for the first source's format, tells the main thread the worker is ready
  * and waits for its go.
  */
-function start(setup: WorkerSetup, first: CaptureSource): WorkerState {
+function start(
+  setup: WorkerSetup,
+  first: CaptureSource,
+  compressor: BlockCompressor | null,
+): WorkerState {
   const state: WorkerState = {
     setup,
-    pipeline: openPipeline(setup, first),
+    pipeline: openPipeline(setup, first, compressor),
     counters: setup.counters,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
@@ -136,7 +151,11 @@ function openLiveSource(setup: WorkerSetup): CaptureSource {
 }
 
 /** The capture pipeline as configured, writing files in the format of `first`. */
-function openPipeline(setup: WorkerSetup, first: CaptureSource): CapturePipeline {
+function openPipeline(
+  setup: WorkerSetup,
+  first: CaptureSource,
+  compressor: BlockCompressor | null,
+): CapturePipeline {
   const { config, label, index, counters } = setup;
   return new CapturePipeline({
     maxFlows: config.maxFlows,
@@ -159,8 +178,10 @@ function openPipeline(setup: WorkerSetup, first: CaptureSource): CapturePipeline
       level: config.compressLevel,
       rotateSize: config.rotateSize,
       rotateInterval: config.rotateInterval,
-      // gzip/zstd blocks are compressed on a helper thread while the next block fills.
-      parallelCompression: true,
+      // While the next block fills, gzip/zstd blocks are compressed on the helper thread and
+      // plain blocks written by glibc's AIO threads.
+      compressor,
+      aioPlainWrites: true,
       // Queries read the open file up to its last time-bounded flush.
       publishOpenState: config.flushInterval > 0,
       onFinalized: (file) => finalized(counters, file),
@@ -350,7 +371,11 @@ function keepStats(state: WorkerState, handle: CaptureSource): void {
  * Offline loop: every file in turn through the same pipeline, until the last ends or a stop
  * request. Returns the worker's state (undefined when there was no file).
  */
-function replayFiles(setup: WorkerSetup, files: string[]): WorkerState | undefined {
+function replayFiles(
+  setup: WorkerSetup,
+  files: string[],
+  compressor: BlockCompressor | null,
+): WorkerState | undefined {
   const { config, control } = setup;
   let state: WorkerState | undefined;
   for (const file of files) {
@@ -359,7 +384,7 @@ function replayFiles(setup: WorkerSetup, files: string[]): WorkerState | undefin
     const handle = PcapHandle.openOffline(file, { nanosecond: config.nanosecond, direct: true });
     try {
       if (config.filter) handle.setFilter(config.filter);
-      if (state === undefined) state = start(setup, handle);
+      if (state === undefined) state = start(setup, handle, compressor);
       else state.pipeline.setFormat(handle.linkType(), handle.snaplen());
       const pipeline = state.pipeline;
       let status = 1;
