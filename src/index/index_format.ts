@@ -75,7 +75,7 @@
  *                        and every record lies wholly inside one block. A block is one gzip member or
  *                        zstd frame as cutcap writes them; in a foreign file whose records straddle
  *                        members/frames, the straddled ones are merged into one block that holds
- *                        several (decompress them all: decompressBlockRange in pcap_scan.ts)
+ *                        several (decompress them all: decompressBlockRange in src/pcap/block_format.ts)
  * flow records (version 2 only), per flow in the flow sections' order:
  * totPackets F × f64     packets the flow had seen (stored or not, both directions) by the end of
  *                        this file, or by its removal from the flow table if that came first
