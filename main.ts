@@ -25,8 +25,8 @@ const COMMANDS: Record<string, Command> = {
       type: "module",
     });
     const { parseCaptureArgs } = await import("./src/config.ts");
-    const { runCapture } = await import("./src/sensor/capture.ts");
-    return runCapture(parseCaptureArgs(args), { spareWorker: spare });
+    const { runCaptureCommand } = await import("./src/cli/capture.ts");
+    return runCaptureCommand(parseCaptureArgs(args), { spareWorker: spare });
   },
   serve: async (args) => (await import("./src/cli/serve.ts")).runServeCommand(args),
   fleet: async (args) => (await import("./src/fleet/mod.ts")).runFleetCommand(args),

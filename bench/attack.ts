@@ -24,13 +24,9 @@
  */
 import { parseArgs } from "node:util";
 import { writeTrafficPcap } from "./gen/mod.ts";
-import {
-  createVeth,
-  makeCertificates,
-  metricSum,
-  rssMb,
-  startCutcap,
-} from "../tests/support/robustness.ts";
+import { makeCertificates, metricSum, rssMb } from "../tests/support/robustness.ts";
+import { createVeth } from "../tests/support/netns.ts";
+import { startCutcap } from "../tests/support/process.ts";
 
 const PROBE_SOURCE = "127.0.0.2";
 const QUERY_SOURCE = "127.0.0.3";
@@ -119,7 +115,7 @@ export async function runAttack(
   try {
     await sensor.waitFor(/Capturing on/);
     // A first replay so that the archive holds files to query.
-    await veth.replay(pcap, opts.pps * 4);
+    await veth.replay(pcap, { pps: opts.pps * 4 });
     report.sent += 20_000;
     await sleep(6000);
 
@@ -132,7 +128,7 @@ export async function runAttack(
     // Traffic all along.
     tasks.push((async () => {
       while (running) {
-        await veth.replay(pcap, opts.pps);
+        await veth.replay(pcap, { pps: opts.pps });
         report.sent += 20_000;
       }
     })());

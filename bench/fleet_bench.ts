@@ -22,12 +22,7 @@ import { ClickHouse } from "../src/export/clickhouse.ts";
 import { Exporter } from "../src/export/exporter.ts";
 import { mergeTreeSchema, TABLES } from "../src/export/schema.ts";
 import { startClickHouse, type TestClickHouse } from "../tests/support/clickhouse.ts";
-import {
-  freePort,
-  type ServeProcess,
-  startCutcapServer,
-  startServe,
-} from "../tests/support/query_server.ts";
+import { freePort, type ServerProcess, startServe, startServer } from "../tests/support/process.ts";
 
 /** Options of {@link runFleetBench}. */
 export interface FleetBenchOptions {
@@ -131,7 +126,7 @@ async function flowsLatency(ch: TestClickHouse, total: number, rounds: number): 
     await client.exec(syntheticInsert(Math.min(chunk, total - offset), offset));
   }
   const insertSeconds = (performance.now() - insertStart) / 1000;
-  const fleet = await startCutcapServer(["fleet", "--clickhouse", url], freePort());
+  const fleet = await startServer(["fleet", "--clickhouse", url]);
   const window = new Date((T0 + 600) * 1000).toISOString();
   const windowEnd = new Date((T0 + 660) * 1000).toISOString();
   const queries = [
@@ -177,8 +172,8 @@ async function queryAcrossSensors(
   await ch.sql(`CREATE DATABASE ${database}`);
   const url = `http://127.0.0.1:${ch.httpPort}/?database=${database}`;
   const packets = quick ? 100_000 : 400_000;
-  const sensors: ServeProcess[] = [];
-  let fleet: ServeProcess | undefined;
+  const sensors: ServerProcess[] = [];
+  let fleet: ServerProcess | undefined;
   try {
     for (let i = 0; i < 3; i++) {
       const input = `${work}/sensor${i}.pcap`;
@@ -190,9 +185,9 @@ async function queryAcrossSensors(
         ...["--export-clickhouse", url, "--sensor-name", `s${i}`],
         ...["--advertise-url", `http://127.0.0.1:${port}`],
       ]);
-      sensors.push(await startServe(out, [], port));
+      sensors.push(await startServe(out, [], { port: port }));
     }
-    fleet = await startCutcapServer(["fleet", "--clickhouse", url], freePort());
+    fleet = await startServer(["fleet", "--clickhouse", url]);
     const host = "host 198.19.0.1";
     const fleetTimes: number[] = [];
     const turnTimes: number[] = [];

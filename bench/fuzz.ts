@@ -32,7 +32,7 @@ try {
     seed,
     outDir,
     compressions: ["none", "gzip", "zstd"],
-    maxFlows: 65536,
+    maxFlows: 16384,
     progress: values.json ? undefined : (n) => console.error(`fuzz: ${n} frames written`),
   });
   const lost = summary.refused + summary.dropped + (summary.frames - summary.readBack);

@@ -1,8 +1,10 @@
 /**
- * Single-thread harness of the capture worker's per-packet pipeline (src/worker/worker.ts handlePacket):
- * libpcap offline read → decode → flow table → cutoff → pcap writer → index, in the main thread so
- * that it can be profiled (`--v8-flags=--prof`) and cut into stages (`--stage`), which a Worker
- * cannot easily be.
+ * Single-thread harness of the capture worker's per-packet pipeline (src/worker/pipeline.ts, the
+ * shipped one): libpcap offline read → decode → flow table → cutoff → pcap writer → index, in the
+ * main thread so that it can be profiled (`--v8-flags=--prof`), which a Worker cannot easily be.
+ * `--stage all` (the default) runs CapturePipeline.handle per packet; the other stages stop part
+ * way (read only, up to decode, up to the flow table and cutoff, up to the writer without the
+ * index) to show what each step costs.
  *
  * Run: deno run -A bench/pipeline.ts FILE [--stage read|decode|flow|write|all] [--compress none|gzip|zstd]
  *   [--byte-cutoff N] [--repeat N] [--source libpcap|direct|memory|ring]
@@ -10,19 +12,16 @@
  */
 import { parseArgs } from "node:util";
 import { loadLibpcap, PcapHandle } from "../ffi/libpcap.ts";
-import type { CaptureSource } from "../src/capture/source.ts";
 import { Cutoff, FlowTable } from "../src/flow/mod.ts";
-import { IndexBuilder } from "../src/index/mod.ts";
 import { decodePacket } from "../src/packet/mod.ts";
 import { PacketInfo } from "../src/packet/packet_info.ts";
 import type { Compression } from "../src/pcap/mod.ts";
-import { RotatingOutput } from "../src/store/mod.ts";
+import { BlockCompressor, RotatingOutput, type RotatingOutputOptions } from "../src/store/mod.ts";
+import { COUNTER_SLOTS } from "../src/worker/counters.ts";
+import { CapturePipeline, type PacketView } from "../src/worker/pipeline.ts";
 
 /** What the pipeline reads packets from: a libpcap handle, or the harness's in-memory reader. */
-export type PacketSource = Pick<
-  CaptureSource,
-  "data" | "offset" | "caplen" | "wireLen" | "tsSec" | "tsFrac" | "nanosecond" | "next"
->;
+export type PacketSource = PacketView & { next(): number };
 
 /**
  * Reads a little-endian pcap held in memory, without libpcap: isolates the pipeline's cost from
@@ -65,6 +64,9 @@ export class MemorySource implements PacketSource {
     this.#pos = p + 16 + caplen;
     return 1;
   }
+
+  /** The packet is already where it stays until the next call. */
+  settle(): void {}
 }
 
 /** How far down the pipeline each packet goes. */
@@ -83,7 +85,7 @@ export interface PipelineOptions {
   live?: boolean;
   /** libpcap source: OfflineOptions.direct. */
   direct?: boolean;
-  /** Compress on a helper thread (RotatingOutput parallelCompression). */
+  /** As a capture worker does: compress on a helper thread, write plain blocks through AIO. */
   parallel?: boolean;
 }
 
@@ -113,64 +115,105 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
   const stage = opts.stage ?? "all";
   loadLibpcap();
   const outDir = opts.outDir ?? Deno.makeTempDirSync({ prefix: "cutcap-pipeline-" });
-  const flows = new FlowTable({ maxFlows: 1_000_000, flowTimeout: 300 });
-  const cutoff = new Cutoff({ bytes: opts.byteCutoff ?? 65536 });
-  const index = IndexBuilder.forFlowTable(flows, { spillDir: outDir });
-  const info = new PacketInfo();
   const pcap = opts.memory === undefined
     ? PcapHandle.openOffline(file, { direct: opts.direct })
     : undefined;
   const handle: PacketSource = pcap ?? new MemorySource(opts.memory!, opts.live ?? false);
-  const linkType = pcap?.linkType() ?? 1;
-  const output = new RotatingOutput({
+  const compressed = (opts.compress ?? "none") !== "none";
+  const compressor = opts.parallel === true && compressed ? BlockCompressor.start() : null;
+  const output: Omit<RotatingOutputOptions, "beforeRename"> = {
     outDir,
     iface: "bench",
     worker: 0,
-    linkType,
+    linkType: pcap?.linkType() ?? 1,
     snaplen: pcap?.snaplen() ?? 262144,
     compress: opts.compress ?? "none",
-    parallelCompression: opts.parallel ?? false,
-    beforeRename: (f) => {
-      if (stage === "all") {
-        index.write(`${f.path}.idx`, {
-          pcapName: f.path.slice(f.path.lastIndexOf("/") + 1),
-          linkType: f.linkType,
-          snaplen: f.snaplen,
-          nanosecond: f.nanosecond,
-          compress: f.compress,
-          blocks: f.blocks,
-          iface: "bench",
-          worker: 0,
-          pcapSize: f.bytesOnDisk,
-          dataSize: f.bytesUncompressed,
-        });
-      }
-      index.reset();
-    },
-  });
-  const counters = new Float64Array(8);
-  let packets = 0;
-  let stored = 0;
+    compressor,
+    aioPlainWrites: opts.parallel ?? false,
+  };
   const c0 = threadCpuSeconds();
   const t0 = performance.now();
+  const run = stage === "all"
+    ? runWhole(handle, output, opts.byteCutoff ?? 65536)
+    : runStages(handle, output, opts.byteCutoff ?? 65536, stage);
+  const t1 = performance.now();
+  const cpuSeconds = threadCpuSeconds() - c0;
+  run.close();
+  compressor?.close();
+  pcap?.close();
+  const seconds = (t1 - t0) / 1000;
+  const closeSeconds = (performance.now() - t1) / 1000;
+  if (opts.outDir === undefined) Deno.removeSync(outDir, { recursive: true });
+  return {
+    packets: run.packets,
+    stored: run.stored,
+    seconds,
+    cpuSeconds,
+    closeSeconds,
+    packetsPerSecond: run.packets / seconds,
+  };
+}
+
+/** What one loop did, and how to finish its output. */
+interface LoopResult {
+  packets: number;
+  stored: number;
+  close(): void;
+}
+
+/** Every packet through the shipped pipeline, configured as `cutcap capture`'s defaults. */
+function runWhole(
+  handle: PacketSource,
+  output: Omit<RotatingOutputOptions, "beforeRename">,
+  byteCutoff: number,
+): LoopResult {
+  const counters = new Float64Array(COUNTER_SLOTS);
+  const pipeline = new CapturePipeline({
+    maxFlows: 1_000_000,
+    flowTimeout: 300,
+    byteCutoff,
+    packetCutoff: 0,
+    largeFlowThreshold: 1 << 30,
+    live: false,
+    counters,
+    output,
+  });
+  while (handle.next() === 1) pipeline.handle(handle);
+  return {
+    packets: pipeline.packetsSeen,
+    stored: pipeline.output.packets + pipeline.output.droppedPackets,
+    close: () => pipeline.close(),
+  };
+}
+
+/** The first steps of the pipeline only, up to `stage`, to show what each costs. */
+function runStages(
+  handle: PacketSource,
+  output: Omit<RotatingOutputOptions, "beforeRename">,
+  byteCutoff: number,
+  stage: Exclude<Stage, "all">,
+): LoopResult {
+  const flows = new FlowTable({ maxFlows: 1_000_000, flowTimeout: 300 });
+  const cutoff = new Cutoff({ bytes: byteCutoff });
+  const info = new PacketInfo();
+  const writer = new RotatingOutput(output);
   const doDecode = stage !== "read";
   const doFlow = doDecode && stage !== "decode";
   const doWrite = doFlow && stage !== "flow";
-  const doIndex = stage === "all";
+  let packets = 0;
+  let stored = 0;
   while (handle.next() === 1) {
     packets++;
     if (!doDecode) continue;
-    decodePacket(linkType, handle.data, handle.offset, handle.caplen, info);
+    decodePacket(output.linkType, handle.data, handle.offset, handle.caplen, info);
     if (!doFlow) continue;
     const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
-    const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
-    counters[0]++;
-    counters[1] += handle.wireLen;
+    flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
     if (!cutoff.allows(flows.packetsBefore, flows.bytesBefore)) continue;
     stored++;
     if (!doWrite) continue;
-    pcap?.settle();
-    const offset = output.write(
+    handle.settle();
+    writer.write(
       handle.data,
       handle.offset,
       handle.caplen,
@@ -178,27 +221,14 @@ export function runPipeline(file: string, opts: PipelineOptions = {}): PipelineR
       handle.tsSec,
       handle.tsFrac,
     );
-    if (offset < 0 || !doIndex) continue;
-    index.record(id, ts, offset, handle.wireLen);
-    counters[2]++;
-    counters[3] += handle.wireLen;
   }
-  const t1 = performance.now();
-  const cpuSeconds = threadCpuSeconds() - c0;
-  output.close();
-  flows.expireAll();
-  index.close();
-  pcap?.close();
-  const seconds = (t1 - t0) / 1000;
-  const closeSeconds = (performance.now() - t1) / 1000;
-  if (opts.outDir === undefined) Deno.removeSync(outDir, { recursive: true });
   return {
     packets,
     stored,
-    seconds,
-    cpuSeconds,
-    closeSeconds,
-    packetsPerSecond: packets / seconds,
+    close: () => {
+      writer.close();
+      flows.expireAll();
+    },
   };
 }
 

@@ -439,7 +439,7 @@ export class PcapHandle {
    * libpcap (a live ring's packets stay where they are).
    */
   settle(): void {
-    this.#direct?.settle(this);
+    if (this.offset !== 0) this.#direct?.settle(this);
   }
 
   /**

@@ -10,6 +10,14 @@ import { parseDuration, parseSize, parseSizeOrPercent, type SizeOrPercent } from
 import { checkOptionWords, type OptionTable, UsageError } from "./cli/options.ts";
 import type { GuardOptions } from "./server/conn_guard.ts";
 import { MAX_CAPLEN } from "./pcap/format.ts";
+import {
+  codec,
+  COMPRESSED_SUFFIXES,
+  type Compression,
+  COMPRESSIONS,
+  isCompression,
+  orList,
+} from "./pcap/codecs.ts";
 
 /** The HTTP server's access options, the same for `capture` and `serve`. */
 export const SERVER_ACCESS_OPTIONS = {
@@ -86,7 +94,7 @@ export function parseGuardOptions(values: {
 }
 
 /** Output compression: independent gzip members / zstd frames, so readers can seek. */
-export type Compression = "none" | "gzip" | "zstd";
+export type { Compression } from "./pcap/codecs.ts";
 
 /** Log line style. */
 export type LogFormat = "text" | "json";
@@ -256,14 +264,14 @@ export const CAPTURE_OPTIONS = {
   compress: {
     type: "string",
     default: "none",
-    arg: "none|gzip|zstd",
+    arg: COMPRESSIONS.join("|"),
     help: "compression in independently decompressible blocks",
   },
   "compress-level": {
     type: "string",
     default: "0",
     arg: "N",
-    help: "gzip 1-9 / zstd 1-22, 0 = level 1 (fastest)",
+    help: `${levelRanges().join(" / ")}, 0 = level 1 (fastest)`,
   },
   nanosecond: { type: "boolean", default: false, help: "nanosecond timestamps" },
   "stats-interval": {
@@ -401,8 +409,8 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     throw new UsageError("Option --name names a --read source: live files are named by interface");
   }
   const compress = values.compress;
-  if (compress !== "none" && compress !== "gzip" && compress !== "zstd") {
-    throw new UsageError(`Invalid --compress "${compress}": expected none, gzip or zstd`);
+  if (!isCompression(compress)) {
+    throw new UsageError(`Invalid --compress "${compress}": expected ${orList(COMPRESSIONS)}`);
   }
   const logFormat = values["log-format"];
   if (logFormat !== "text" && logFormat !== "json") {
@@ -431,7 +439,7 @@ export function parseCaptureArgs(args: string[]): CaptureConfig {
     flushInterval: parseDuration(values["flush-interval"], "--flush-interval"),
     rotateSize: parseSize(values["rotate-size"], "--rotate-size"),
     compress,
-    compressLevel: parseInteger(values["compress-level"], "--compress-level", 0, 22),
+    compressLevel: parseInteger(values["compress-level"], "--compress-level", 0, maxLevel()),
     nanosecond: values.nanosecond,
     statsInterval: parseDuration(values["stats-interval"], "--stats-interval"),
     listen: parseListen(values.listen),
@@ -548,7 +556,25 @@ export function parseStrict<const T extends ParseArgsOptionsConfig & OptionTable
 /** A replayed file's name without folders and capture-file extensions (`/x/day1.pcap.gz` → `day1`). */
 export function sourceName(path: string): string {
   const base = path.split("/").at(-1) ?? "";
-  return base.replace(/(\.(pcap|pcapng|cap|dmp|gz|zst|zstd))+$/i, "") || "read";
+  return base.replace(CAPTURE_EXTENSIONS, "") || "read";
+}
+
+/** Capture-file extensions `sourceName` drops: pcap's own and every codec's. */
+const CAPTURE_EXTENSIONS = new RegExp(
+  `(\\.(${["pcap", "pcapng", "cap", "dmp", ...COMPRESSED_SUFFIXES].join("|")}))+$`,
+  "i",
+);
+
+/** Each codec's level range (`gzip 1-9`), for --compress-level's help. */
+function levelRanges(): string[] {
+  return COMPRESSIONS.filter((c) => codec(c).maxLevel > 0).map((c) =>
+    `${c} 1-${codec(c).maxLevel}`
+  );
+}
+
+/** The highest level of any codec (--compress-level's bound; each codec checks its own). */
+function maxLevel(): number {
+  return Math.max(...COMPRESSIONS.map((c) => codec(c).maxLevel));
 }
 
 /** Parses HOST:PORT (IPv6 as [::1]:9102); `off` or an empty string disables the server. */

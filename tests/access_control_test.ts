@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { archiveFiles, cutcap, run } from "./support/oracle.ts";
-import { makeCertificates, startServe } from "./support/robustness.ts";
+import { makeCertificates } from "./support/robustness.ts";
+import { startServe } from "./support/process.ts";
 
 const TOKEN = "s3cret-token-for-tests-0123456789";
 
@@ -62,7 +63,7 @@ Deno.test("access: non-loopback listening needs TLS and a token unless --insecur
     assert.doesNotMatch(insecure.stderr, /exposes captured traffic/);
     assert.match(insecure.stderr, /198\.18\.255\.254|assign|address/i);
     // Default: 127.0.0.1:9102 (or a clear bind error naming it when another test holds the port).
-    const server = await startServe(["--out", out, "--listen", "127.0.0.1:0"]).catch(() => null);
+    const server = await startServe(out, ["--listen", "127.0.0.1:0"]).catch(() => null);
     await server?.stop();
     const help = await cutcap(["help"]);
     assert.match(help.stdout + help.stderr, /127\.0\.0\.1:9102/);
@@ -81,8 +82,8 @@ Deno.test("access: every query endpoint needs the token; --open-metrics opens on
   const checked: string[] = [];
   try {
     for (const openMetrics of [false, true]) {
-      const server = await startServe([
-        ...["--out", out, "--token-file", `${dir}/token`],
+      const server = await startServe(out, [
+        ...["--token-file", `${dir}/token`],
         ...(openMetrics ? ["--open-metrics"] : []),
       ]);
       try {
@@ -154,8 +155,8 @@ Deno.test("access: cutcap query over TLS verifies the server with --ca and sends
   await Deno.writeTextFile(`${dir}/wrong`, "not-the-token\n");
   const out = await smallArchive(dir);
   const certs = await makeCertificates(dir);
-  const server = await startServe([
-    ...["--out", out, "--token-file", `${dir}/token`],
+  const server = await startServe(out, [
+    ...["--token-file", `${dir}/token`],
     ...["--tls-cert", certs.cert, "--tls-key", certs.key],
   ]);
   try {

@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
 import { type CaptureSource, PacketRing, ringLayout } from "../src/capture/mod.ts";
 import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
-import { rootTest, sh } from "./support/netns.ts";
+import { rootTest } from "./support/netns.ts";
+import { sh } from "./support/process.ts";
+import { rootOnly } from "./support/root.ts";
 
-const ROOT = Deno.uid() === 0;
-const CI = Deno.env.get("CI") === "true";
 const MiB = 1 << 20;
 
 Deno.test("ringLayout: blocks hold a snaplen packet, grow to 4 MiB while 8 remain, cover the buffer", () => {
@@ -144,11 +144,9 @@ rootTest(
   { veth: "ag" },
 );
 
-Deno.test({
+Deno.test(rootOnly("opening an AF_PACKET socket", {
   name: "afpacket: what cannot be opened gets one clear line, as with libpcap",
-  ignore: !ROOT && !CI,
   async fn() {
-    assert.ok(ROOT, "Needs root (CI=true makes this a failure, not a skip)");
     assert.throws(
       () => PacketRing.open("eth9cc"),
       (err: Error) => err.message === "Interface eth9cc not found (cutcap interfaces lists them)",
@@ -199,4 +197,4 @@ Deno.test({
       await sh("ip", ["link", "del", tun]);
     }
   },
-});
+}));

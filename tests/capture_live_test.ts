@@ -11,8 +11,9 @@ import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
 import { type CaptureMethod, joinFanout, openSource } from "../src/capture/mod.ts";
 import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
-import { rootTest, sh, type Veth } from "./support/netns.ts";
+import { createVeth, rootTest, type Veth } from "./support/netns.ts";
 import { rootOnly } from "./support/root.ts";
+import { sh } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15";
 const METHODS: CaptureMethod[] = ["libpcap", "afpacket"];
@@ -208,3 +209,51 @@ Deno.test(rootOnly("starting an unprivileged child with setpriv", {
     }
   },
 }));
+
+/**
+ * Packet sockets of this network namespace bound to `iface` (/proc/net/packet, by interface
+ * index): an open capture handle on it is one, a closed one is none.
+ */
+function packetSockets(iface: string): number {
+  const ifindex = Deno.readTextFileSync(`/sys/class/net/${iface}/ifindex`).trim();
+  return Deno.readTextFileSync("/proc/net/packet").trim().split("\n").slice(1)
+    .filter((line) => line.trim().split(/\s+/)[4] === ifindex).length;
+}
+
+for (const method of METHODS) {
+  liveTest(
+    `live, ${method}: openSource closes the handle when the fanout join or the filter fails`,
+    async (_dir, veth) => {
+      // A group's sockets must all be bound to one interface: joining it on another fails (EINVAL),
+      // after the source was opened and bound there.
+      const other = await createVeth("cl");
+      const group = 1 + Math.floor(Math.random() * 0xfffe);
+      const base = { method, timeoutMs: 100, bufferSize: 4 << 20 };
+      const member = openSource({ ...base, device: veth.outside, fanoutGroup: group });
+      try {
+        const opened = openSource({ ...base, device: other.outside });
+        assert.equal(packetSockets(other.outside), 1, "an open handle is seen");
+        opened.close();
+        assert.equal(packetSockets(other.outside), 0, "a closed handle is not");
+        for (let attempt = 0; attempt < 3; attempt++) {
+          assert.throws(
+            () => openSource({ ...base, device: other.outside, fanoutGroup: group }),
+            /^Error: Cannot join fanout group \d+ on fd \d+: Invalid argument \(errno 22\); the group exists with another mode or interface/,
+          );
+          assert.equal(packetSockets(other.outside), 0, "the handle that failed to join is closed");
+        }
+        // libpcap's filter is set on the open handle (the ring compiles its own before it binds).
+        if (method === "libpcap") {
+          assert.throws(
+            () => openSource({ ...base, device: other.outside, filter: "port 99999" }),
+            /^Error: Bad BPF filter "port 99999": /,
+          );
+          assert.equal(packetSockets(other.outside), 0, "the handle with a bad filter is closed");
+        }
+      } finally {
+        member.close();
+        await other.remove();
+      }
+    },
+  );
+}

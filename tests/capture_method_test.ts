@@ -21,7 +21,7 @@ import {
   tcpdumpPackets,
   tsharkLengths,
 } from "./support/oracle.ts";
-import { type SensorProcess, sleep, startCutcap } from "./support/sensor_process.ts";
+import { type CutcapProcess, sleep, startCutcap } from "./support/process.ts";
 
 const METHODS: CaptureMethod[] = ["afpacket", "libpcap"];
 const SNAPLEN = 160;
@@ -90,7 +90,7 @@ async function writeTraffic(path: string, packets: number, seed: number): Promis
 }
 
 /** One cutcap per method, capturing on `veth.outside` into `<dir>/<method>`. */
-async function startSensors(veth: Veth, dir: string, args: string[]): Promise<SensorProcess[]> {
+async function startSensors(veth: Veth, dir: string, args: string[]): Promise<CutcapProcess[]> {
   const sensors = METHODS.map((method) =>
     startCutcap([
       ...["--interface", veth.outside, "--out", `${dir}/${method}`, "--capture-method", method],
@@ -147,7 +147,7 @@ function seen(log: string): number {
 }
 
 /** Waits until a sensor's log satisfies `done` (its stats lines come every second), then stops it; its log. */
-async function finish(sensor: SensorProcess, done: (log: string) => boolean): Promise<string> {
+async function finish(sensor: CutcapProcess, done: (log: string) => boolean): Promise<string> {
   const deadline = Date.now() + 30_000;
   while (!done(sensor.log())) {
     if (Date.now() > deadline) {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { archiveFiles, cutcap } from "./support/oracle.ts";
 import { rootOnly } from "./support/root.ts";
-import { freePort, startCutcap } from "./support/sensor_process.ts";
+import { freePort, startCutcap } from "./support/process.ts";
 
 const STAMP = String.raw`\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}`;
 const { pcap } = generateTrafficBytes({ seed: 7, packets: 300 });

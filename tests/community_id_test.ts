@@ -8,13 +8,14 @@
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
 import { archiveFiles, cutcap } from "./support/oracle.ts";
-import { replayIntoArchive, startServe } from "./support/query_server.ts";
+import { replayIntoArchive } from "./support/query_server.ts";
 import { readFileIndex } from "../src/index/index_reader.ts";
 import { type FlowRecord, flowRecord } from "../src/query/flows.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { communityId, parseCommunityId } from "../src/flow/community_id.ts";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { referenceId } from "./support/community_id_ref.ts";
+import { startServe } from "./support/process.ts";
 
 const SPEC = new URL("../../shared/community-id/", import.meta.url).pathname;
 

@@ -14,12 +14,11 @@ import { parseQuery } from "../src/query/parse.ts";
 import { type FlowRow, rowRecord, TABLES } from "../src/export/schema.ts";
 import { ClickHouse } from "../src/export/clickhouse.ts";
 import { Exporter } from "../src/export/exporter.ts";
-import { SPOOL_DIR } from "../src/export/spool.ts";
+import { SPOOL_DIR } from "../src/archive/naming.ts";
 import { registerExportMetrics } from "../src/export/metrics.ts";
 import { Registry } from "prom-client";
 import { cutcap } from "./support/oracle.ts";
 import { rootOnly } from "./support/root.ts";
-import { freePort } from "./support/query_server.ts";
 import { makeCertificates } from "./support/robustness.ts";
 import {
   exportReplayArgs,
@@ -27,6 +26,7 @@ import {
   TEST_USER,
   type TestClickHouse,
 } from "./support/clickhouse.ts";
+import { freePort } from "./support/process.ts";
 
 const FIELDS =
   "sensor, file, kind, src, dst, src_port, dst_port, proto, vlan, ether_type, first_us, last_us, packets, bytes" +

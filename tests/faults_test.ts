@@ -12,16 +12,10 @@ import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { readFileIndex } from "../src/index/index_reader.ts";
 import { archiveFiles } from "./support/oracle.ts";
-import {
-  createVeth,
-  type CutcapProcess,
-  freePort,
-  metricSum,
-  sh,
-  startCutcap,
-  type Veth,
-} from "./support/robustness.ts";
+import { metricSum } from "./support/robustness.ts";
+import { createVeth, type Veth } from "./support/netns.ts";
 import { rootOnly } from "./support/root.ts";
+import { type CutcapProcess, freePort, sh, startCutcap } from "./support/process.ts";
 
 /** A capture on a fresh veth pair, with its metrics one call away. */
 interface Rig {
@@ -84,7 +78,7 @@ function faultTest(
           async send(seed: number, packets: number): Promise<number> {
             const file = `${dir}/traffic-${seed}.pcap`;
             await writeTrafficPcap(file, { seed, packets, snaplen: 1500 });
-            await v.replay(file, 20_000);
+            await v.replay(file, { pps: 20_000 });
             return packets;
           },
           async seen(count: number): Promise<void> {

@@ -11,11 +11,10 @@ import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { rootTest } from "./support/netns.ts";
 import { parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
-import { startCutcapServer } from "./support/query_server.ts";
 import { startClickHouse } from "./support/clickhouse.ts";
 import { TABLES } from "../src/export/schema.ts";
-import { SPOOL_DIR } from "../src/export/spool.ts";
+import { SPOOL_DIR } from "../src/archive/naming.ts";
+import { freePort, sleep, startCutcap, startServer } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 /** Open files are exported every 5 s, flushed every 1 s: seen by the fleet well within this. */
@@ -92,10 +91,10 @@ rootTest(
       ...["--export-clickhouse", clickhouse.url, "--sensor-name", "live"],
       ...["--advertise-url", sensorUrl],
     ]);
-    let fleet: Awaited<ReturnType<typeof startCutcapServer>> | undefined;
+    let fleet: Awaited<ReturnType<typeof startServer>> | undefined;
     try {
       await sensor.waitFor(/Capturing on/);
-      fleet = await startCutcapServer(["fleet", "--clickhouse", clickhouse.url], freePort());
+      fleet = await startServer(["fleet", "--clickhouse", clickhouse.url]);
 
       assert.equal(await veth!.replay(`${dir}/first.pcap`, { pps: 300 }), firstFrames.length);
       const open = await fleetSees(fleet.url, firstFrames.length, Date.now());
@@ -170,12 +169,12 @@ rootTest(
       ...["--advertise-url", sensorUrl],
     ];
     let sensor = startCutcap(args);
-    let fleet: Awaited<ReturnType<typeof startCutcapServer>> | undefined;
+    let fleet: Awaited<ReturnType<typeof startServer>> | undefined;
     const finalized = new Set<string>();
     let finalizedRows = 0;
     try {
       await sensor.waitFor(/Capturing on/);
-      fleet = await startCutcapServer(["fleet", "--clickhouse", clickhouse.url], freePort());
+      fleet = await startServer(["fleet", "--clickhouse", clickhouse.url]);
       // Second round: a file already holds the open file's name, so recovery picks another; the
       // rows the open exports sent under the first name are closed all the same.
       for (const taken of [false, true]) {

@@ -17,20 +17,14 @@ import { parseQuery } from "../src/query/parse.ts";
 import type { Query } from "../src/query/ast.ts";
 import { Catalog } from "../src/archive/catalog.ts";
 import { cutcap, type OraclePacket, parseTcpdumpHex, run } from "./support/oracle.ts";
-import {
-  assertSamePackets,
-  freePort,
-  type ServeProcess,
-  startCutcapServer,
-  startServe,
-  tsToUs,
-} from "./support/query_server.ts";
+import { assertSamePackets, tsToUs } from "./support/query_server.ts";
 import {
   exportReplayArgs,
   startClickHouse,
   startCluster,
   TEST_CLUSTER,
 } from "./support/clickhouse.ts";
+import { freePort, type ServerProcess, startServe, startServer } from "./support/process.ts";
 
 const T0 = 1_800_000_000;
 const SENSORS = ["s1", "s2", "s3"];
@@ -78,7 +72,7 @@ interface Sensor {
   name: string;
   out: string;
   port: number;
-  serve?: ServeProcess;
+  serve?: ServerProcess;
 }
 
 Deno.test({
@@ -91,7 +85,7 @@ Deno.test({
   const work = await Deno.makeTempDir({ prefix: "cutcap-fleet-" });
   const single = await startClickHouse();
   const cluster = await startCluster();
-  const fleets: ServeProcess[] = [];
+  const fleets: ServerProcess[] = [];
   const sensors: Sensor[] = SENSORS.map((name) => ({
     name,
     out: `${work}/${name}`,
@@ -123,7 +117,7 @@ Deno.test({
     await Promise.all(
       sensors.map((s, i) => replay(inputs[i], `${s.out}-cluster`, cluster[0].url, s, cutoff(i))),
     );
-    for (const s of sensors) s.serve = await startServe(s.out, [], s.port);
+    for (const s of sensors) s.serve = await startServe(s.out, [], { port: s.port });
     fleets.push(await startFleet(single.url), await startFleet(cluster[0].url));
     const shardRows = await Promise.all(
       cluster.map((c) => c.sql(`SELECT count() FROM ${TABLES.flows}_local`)),
@@ -253,7 +247,7 @@ Deno.test({
         const s5: Sensor = { name: "s5", out: `${work}/s5`, port: freePort() };
         const raw = new URL("./corpus/tcpdump/LINKTYPE_RAW_ipv4.pcap", import.meta.url).pathname;
         await replay(raw, s5.out, single.url, s5);
-        s5.serve = await startServe(s5.out, [], s5.port);
+        s5.serve = await startServe(s5.out, [], { port: s5.port });
         try {
           const own = "udp port 53";
           const query = `${own} and not sensor s4`;
@@ -303,7 +297,8 @@ Deno.test({
     await t.step("a sensor down: the others' packets exactly, the missing one named", async () => {
       const c = CASES[0];
       const s2 = sensors[1];
-      await s2.serve!.kill();
+      s2.serve!.kill("SIGKILL");
+      await s2.serve!.exited;
       const others = mergeOwn(
         await Promise.all(
           [sensors[0], sensors[2]].map((s) => ownAnswer(s, c.fleet, `${work}/own-${s.name}.pcap`)),
@@ -332,7 +327,7 @@ Deno.test({
       ]);
       assert.equal(cli.code, 0);
       assert.match(cli.stderr, /Partial answer: sensor s2 unreachable/);
-      s2.serve = await startServe(s2.out, [], s2.port);
+      s2.serve = await startServe(s2.out, [], { port: s2.port });
     });
 
     await t.step("a sensor failing in the middle of an answer", async () => {
@@ -440,8 +435,8 @@ function readmeClusterSql(): string[] {
     .map((statement) => statement.trim()).filter((statement) => statement !== "");
 }
 
-function startFleet(clickhouse: string): Promise<ServeProcess> {
-  return startCutcapServer(["fleet", "--clickhouse", clickhouse], freePort());
+function startFleet(clickhouse: string): Promise<ServerProcess> {
+  return startServer(["fleet", "--clickhouse", clickhouse]);
 }
 
 /** The query a sensor answers for a case (null: the case names other sensors only). */

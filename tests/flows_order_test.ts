@@ -4,11 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { cutcap } from "./support/oracle.ts";
-import { metricValue, replayFiles, startServe } from "./support/query_server.ts";
+import { metricValue, replayFiles } from "./support/query_server.ts";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { readFileIndex } from "../src/index/index_reader.ts";
 import { archiveFiles } from "./support/oracle.ts";
 import type { FlowRecord } from "../src/query/flows.ts";
+import { startServe } from "./support/process.ts";
 
 Deno.test("/flows merges workers' files in time order; max_bytes and --max-bytes cut it", async () => {
   const work = await Deno.makeTempDir({ prefix: "cc-flows-order-" });

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { rootTest } from "./support/netns.ts";
 import { archiveFiles, cutcap, type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
-import { sleep, startCutcap } from "./support/sensor_process.ts";
 import { matchByBytes, startTcpdump } from "./support/live_oracle.ts";
+import { sleep, startCutcap } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const FLUSH_INTERVAL = 1;

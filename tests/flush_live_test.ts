@@ -14,8 +14,7 @@ import {
   run,
   tcpdumpPackets,
 } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
-import { startServe } from "./support/query_server.ts";
+import { freePort, sleep, startCutcap, startServe } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const FILTER_QUERY = "net 198.18.0.0/15 or net 2001:db8::/32";

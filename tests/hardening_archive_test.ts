@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap, run } from "./support/oracle.ts";
-import { freePort, startCutcap, startServe } from "./support/robustness.ts";
 import { rootOnly } from "./support/root.ts";
+import { freePort, startCutcap, startServe } from "./support/process.ts";
+import { exists } from "./support/files.ts";
 
 Deno.test(rootOnly("a live capture on lo", {
   name: "a second capture on the same --out is refused; serve shares it",
@@ -39,7 +40,7 @@ Deno.test(rootOnly("a live capture on lo", {
       assert.equal(live.code, 1, live.stderr);
       assert.match(live.stderr, /in use by another cutcap capture/);
 
-      const server = await startServe(["--out", out]);
+      const server = await startServe(out);
       const health = await fetch(`${server.url}/healthz`);
       assert.equal(health.status, 200);
       await health.body?.cancel();
@@ -89,15 +90,6 @@ Deno.test("half-written index and catalog files from a crash are removed at star
   }
 });
 
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test({
   name: "serve sees files another process adds and forgets files it deletes",
   sanitizeResources: false,
@@ -111,7 +103,7 @@ Deno.test({
     const replay = (input: string) =>
       cutcap(["--read", input, "--out", out, "--listen", "off", "--byte-cutoff", "0"]);
     assert.equal((await replay(inputs[0])).code, 0);
-    const server = await startServe(["--out", out]);
+    const server = await startServe(out);
     const packets = async (): Promise<number> => {
       const r = await fetch(`${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`);
       assert.equal(r.status, 200);

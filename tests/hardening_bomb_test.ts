@@ -15,7 +15,8 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap, parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.ts";
-import { rssMb, startServe } from "./support/robustness.ts";
+import { rssMb } from "./support/robustness.ts";
+import { startServe } from "./support/process.ts";
 
 const INFLATED = "256M";
 
@@ -80,7 +81,7 @@ Deno.test({
           await Deno.copyFile(`${dir}/${name}`, `${out}/${day}/${month}/${date}/${name}`);
         }
         Deno.removeSync(`${out}/catalog.json`);
-        const server = await startServe(["--out", out]);
+        const server = await startServe(out);
         try {
           const answer = new Uint8Array(
             await (await fetch(`${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`))
@@ -148,7 +149,7 @@ Deno.test({
           const r = await measured(["index", "--out", archive, `${dir}/${name}`]);
           assert.equal(r.code, 0, r.stderr);
           assert.ok(r.peakMb < 130, `${name}: index peak RSS ${r.peakMb.toFixed(0)} MB`);
-          const server = await startServe(["--out", archive]);
+          const server = await startServe(archive);
           try {
             const url = `${server.url}/query?q=${encodeURIComponent(filter)}`;
             const answer = new Uint8Array(await (await fetch(url)).arrayBuffer());
@@ -179,7 +180,7 @@ Deno.test({
           const kept = Number(/[:,] (\d+) packets, /.exec(r.stdout)?.[1]);
           assert.match(r.stdout, /stopped early: truncated (gzip|zstd) data at byte \d+/);
           assert.ok(kept > 1000, r.stdout);
-          const server = await startServe(["--out", archive]);
+          const server = await startServe(archive);
           try {
             const url = `${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`;
             const answer = new Uint8Array(await (await fetch(url)).arrayBuffer());

@@ -13,13 +13,13 @@ import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { writeManyFlowsPcap } from "../bench/memory.ts";
 import { readIndexHeader } from "../src/index/index_reader.ts";
 import { archiveFiles, cutcap, run } from "./support/oracle.ts";
-import { startServe } from "./support/robustness.ts";
 import { fakeSensor } from "./support/fake_sensor.ts";
 import { pcapFile } from "./support/pcap_craft.ts";
 import { isLoopback } from "../src/config.ts";
 import { checkBoundAddress } from "../src/server/auth.ts";
 import { startServer } from "../src/server/mod.ts";
 import { rootOnly } from "./support/root.ts";
+import { startServe } from "./support/process.ts";
 
 /** Seconds of 2038-01-19T03:14:08Z (2^31), a little later, and 2106-02-07T06:28:15Z (2^32 - 1). */
 const LATE = [2 ** 31, 2 ** 31 + 86_400 * 30, 2 ** 32 - 1];
@@ -95,7 +95,7 @@ Deno.test({
       dv.setUint32(92, crc32(idx.subarray(96, headerLen), crc32(idx.subarray(0, 92))), true);
       Deno.writeFileSync(`${day}/${pcap}.idx`, idx);
       Deno.removeSync(`${out}/catalog.json`);
-      const server = await startServe(["--out", out]);
+      const server = await startServe(out);
       try {
         for (const path of ["/", "/status"]) {
           const page = await fetch(`${server.url}${path}`);
@@ -229,7 +229,7 @@ Deno.test({
       const [first] = archiveFiles(out).sort();
       const size = Deno.statSync(first).size;
       Deno.truncateSync(first, Math.floor(size / 2));
-      const server = await startServe(["--out", out]);
+      const server = await startServe(out);
       try {
         const r = await fetch(`${server.url}/query?q=${encodeURIComponent("after 2000-01-01")}`);
         assert.equal(r.status, 200);

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { writeManyFlowsPcap } from "../bench/memory.ts";
 import { cutcap } from "./support/oracle.ts";
-import { rssMb, startServe, watchHealth } from "./support/robustness.ts";
+import { rssMb, watchHealth } from "./support/robustness.ts";
+import { startServe } from "./support/process.ts";
 
 const FLOWS = 200_000;
 /** Every flow sends two packets, 60 bytes each on the wire. */
@@ -35,7 +36,7 @@ Deno.test({
       ...["--stats-interval", "0", "--rotate-size", "4MiB", "--byte-cutoff", "0"],
     ]);
     assert.equal(replay.code, 0, replay.stderr);
-    const server = await startServe(["--out", out, "--max-concurrent-queries", "4"]);
+    const server = await startServe(out, ["--max-concurrent-queries", "4"]);
     const q = encodeURIComponent("udp");
     try {
       await t.step("without limit: the default 10,000 records", async () => {

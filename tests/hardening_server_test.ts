@@ -14,7 +14,8 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap } from "./support/oracle.ts";
-import { makeCertificates, sh, startCutcap } from "./support/robustness.ts";
+import { makeCertificates } from "./support/robustness.ts";
+import { sh, startCutcap } from "./support/process.ts";
 
 const OTHER_SOURCE = "127.0.0.2";
 

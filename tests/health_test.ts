@@ -112,13 +112,13 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   const sensor = fakeSensor();
   const now = Date.now() / 1000;
   const w = sensor.workerList;
-  w[0].counters[Counter.PacketsSeen] = 1000;
-  w[0].counters[Counter.PacketsWritten] = 250;
-  w[0].counters[Counter.FlowsActive] = 12;
-  w[1].counters[Counter.FlowsActive] = 30;
-  w[2].counters[Counter.FlowsActive] = 1;
-  w[1].counters[Counter.PcapDropped] = 7;
-  w[0].counters[Counter.LastPacketTs] = now - 1;
+  w[0].slots[Counter.PacketsSeen] = 1000;
+  w[0].slots[Counter.PacketsWritten] = 250;
+  w[0].slots[Counter.FlowsActive] = 12;
+  w[1].slots[Counter.FlowsActive] = 30;
+  w[2].slots[Counter.FlowsActive] = 1;
+  w[1].slots[Counter.PcapDropped] = 7;
+  w[0].slots[Counter.LastPacketTs] = now - 1;
   sensor.catalog().add(fakeEntry("2024/06/01/a.pcap", now - 600, now - 300, 4000));
   sensor.catalog().add(fakeEntry("2024/06/01/b.pcap", now - 300, now - 10, 6000));
   // The file worker eth0/0 is writing, named as rotation names it.
@@ -131,6 +131,7 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   const tmp = `${name.slice(0, slash)}/.${name.slice(slash + 1)}.tmp`;
   Deno.mkdirSync(`${sensor.outDir}/${name.slice(0, slash)}`, { recursive: true });
   Deno.writeFileSync(`${sensor.outDir}/${tmp}`, new Uint8Array(777));
+  w[0].openFile = tmp; // as the worker reports it
 
   const r = await get(createApp(sensor), "/status");
   assert.equal(r.status, 200);
@@ -161,7 +162,10 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   assert.equal(s.workers.length, 3);
   assert.equal(s.workers[0].packetsSeen, 1000);
   assert.equal(s.workers[0].rates.outputPercent, 25);
-  assert.ok(s.workers[0].rates.packetsPerSecond > 0);
+  // The first report's rates run from the start (100 s before the fake sensor's first report).
+  const { intervalSeconds, packetsPerSecond } = s.workers[0].rates;
+  assert.ok(intervalSeconds >= 100 && intervalSeconds < 130, `${intervalSeconds} s`);
+  assert.ok(Math.abs(packetsPerSecond - 1000 / intervalSeconds) <= 0.001, `${packetsPerSecond}/s`);
   assert.deepEqual(s.workers[0].currentFile, {
     path: tmp,
     bytes: 777,
@@ -173,7 +177,8 @@ Deno.test("/status JSON has interfaces, workers, disk, archive and retention", a
   assert.equal(s.archive.bytes, 10000);
   assert.ok(Math.abs(s.archive.oldestPacketAgeSeconds! - 600) < 5);
   assert.ok(Math.abs(s.archive.newestPacketTs! - (now - 10)) < 1e-3);
-  assert.ok(s.disk !== null && s.disk.sizeBytes > 0 && s.disk.freeBytes <= s.disk.sizeBytes);
+  assert.ok(s.disk !== null && s.disk.freeBytes <= s.disk.sizeBytes);
+  assert.equal(s.disk.sizeBytes, await dfSizeBytes(sensor.outDir), "size as df reports it");
   assert.deepEqual(s.retention, { deletedFiles: 0, deletedBytes: 0 });
   cleanup(sensor);
 });
@@ -182,7 +187,7 @@ Deno.test("StatusTracker computes rates between two reports", () => {
   const sensor = fakeSensor({ workers: [["eth0", 0]] });
   let clock = sensor.startedAt + 10;
   const tracker = new StatusTracker(sensor, { disk: () => undefined, now: () => clock });
-  const c = sensor.workerList[0].counters;
+  const c = sensor.workerList[0].slots;
   c[Counter.PacketsSeen] = 100;
   c[Counter.BytesSeen] = 10_000;
   let s = tracker.report();
@@ -273,3 +278,10 @@ Deno.test("a token guards every route; --open-metrics opens /metrics and health"
   assert.equal(readTokenFile(file), "Zm9v+/bar_~.-==");
   cleanup(sensor);
 });
+
+/** Size in bytes of the file system holding `path`, as df reports it. */
+async function dfSizeBytes(path: string): Promise<number> {
+  const out = await new Deno.Command("df", { args: ["-B1", "--output=size", path] }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return Number(new TextDecoder().decode(out.stdout).trim().split("\n")[1]);
+}

@@ -9,8 +9,10 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap, run } from "./support/oracle.ts";
-import { createVeth, freePort, metricSum, startCutcap, startServe } from "./support/robustness.ts";
+import { metricSum } from "./support/robustness.ts";
+import { createVeth } from "./support/netns.ts";
 import { rootOnly } from "./support/root.ts";
+import { freePort, startCutcap, startServe } from "./support/process.ts";
 
 const PACKETS = 300_000;
 const MATCH_ALL = "after 2000-01-01";
@@ -79,8 +81,8 @@ Deno.test({
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "cc-hostile-client-" });
     const archive = await buildArchive(dir);
-    const server = await startServe([
-      ...["--out", archive, "--max-concurrent-queries", "2", "--max-query-packets", "50000"],
+    const server = await startServe(archive, [
+      ...["--max-concurrent-queries", "2", "--max-query-packets", "50000"],
       ...["--header-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "48"],
     ]);
     const { url, port } = server;
@@ -290,7 +292,7 @@ Deno.test(rootOnly("a live capture on a veth", {
       // A first batch of traffic, so the abusive queries have files to read.
       const prefill = `${dir}/prefill.pcap`;
       const first = await writeTrafficPcap(prefill, { seed: 8, packets: 20_000, snaplen: 1500 });
-      await veth.replay(prefill, 20_000);
+      await veth.replay(prefill, { pps: 20_000 });
       await sensor.waitFor(/moved .*packets=/);
       const expected = first.packets + truth.packets;
       // Abuse runs while tcpreplay sends at 20k packets/s.
@@ -320,7 +322,7 @@ Deno.test(rootOnly("a live capture on a veth", {
         return rounds;
       })();
       const replayed = performance.now();
-      await veth.replay(traffic, 20_000);
+      await veth.replay(traffic, { pps: 20_000 });
       const replaySeconds = (performance.now() - replayed) / 1000;
       abusing = false;
       const rounds = await abuse;

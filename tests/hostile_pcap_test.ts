@@ -9,15 +9,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { archiveFiles, cutcap, fileBytes, run } from "./support/oracle.ts";
 import { readFileIndex } from "../src/index/index_reader.ts";
-
-function pathExists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { exists } from "./support/files.ts";
 
 /** A hostile file and what cutcap must make of it. */
 interface Case {
@@ -210,7 +202,7 @@ Deno.test("hostile pcap: --read refuses unreadable files and keeps every good re
             assert.match(result.stderr, c.refused, c.name);
             assert.equal(result.stderr.trim().split("\n").length, 1, `${c.name}: one line`);
             assert.ok(
-              !pathExists(out) || archiveFiles(out).length === 0,
+              !exists(out) || archiveFiles(out).length === 0,
               `${c.name}: nothing written`,
             );
             summary.push(`${c.name}: refused`);

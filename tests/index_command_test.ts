@@ -13,14 +13,14 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 import {
-  archivePathFor,
   assertSamePackets,
   bpfFor,
   firstPacketUs,
   postQuery,
-  startServe,
   tsToUs,
 } from "./support/query_server.ts";
+import { startServe } from "./support/process.ts";
+import { archivePathFor } from "./support/archive_craft.ts";
 
 Deno.test("cutcap index makes tcpdump-written captures queryable, answers equal tcpdump's", async () => {
   const work = await Deno.makeTempDir({ prefix: "cutcap-index-" });
@@ -38,7 +38,7 @@ Deno.test("cutcap index makes tcpdump-written captures queryable, answers equal 
     const first = await firstPacketUs(copy);
     const targets: string[] = [];
     for (const [worker, compress] of [[0, ""], [1, "gzip"], [2, "zstd"]] as const) {
-      const plain = archivePathFor(out, first, "tcpdump", worker);
+      const plain = `${out}/${archivePathFor(first, "tcpdump", worker)}`;
       await Deno.mkdir(plain.slice(0, plain.lastIndexOf("/")), { recursive: true });
       await Deno.copyFile(copy, plain);
       if (compress === "gzip") await run("gzip", ["-q", plain]);

@@ -3,9 +3,9 @@ import { gzipSync, zstdCompressSync } from "node:zlib";
 import { KEY_WORDS } from "../src/packet/packet_info.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { selectPackets } from "../src/query/select.ts";
+import { decompressBlockRange } from "../src/pcap/mod.ts";
 import {
   canonicalizeKey,
-  decompressBlockRange,
   type FileIndex,
   findBlock,
   indexPcapFile,

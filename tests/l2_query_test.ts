@@ -6,14 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { cutcap, tcpdumpPackets } from "./support/oracle.ts";
-import {
-  assertSamePackets,
-  oraclePackets,
-  postQuery,
-  type ServeProcess,
-  startServe,
-} from "./support/query_server.ts";
+import { assertSamePackets, oraclePackets, postQuery } from "./support/query_server.ts";
 import type { FlowRecord } from "../src/query/flows.ts";
+import { type ServerProcess, startServe } from "./support/process.ts";
 
 const CORPUS = new URL("../../shared/corpus/tcpdump/", import.meta.url).pathname;
 const FILES = [
@@ -44,9 +39,9 @@ const CASES: [string, string][] = [
 ];
 
 let work = "";
-let server: ServeProcess | undefined;
+let server: ServerProcess | undefined;
 
-async function setUp(): Promise<ServeProcess> {
+async function setUp(): Promise<ServerProcess> {
   if (server) return server;
   work = await Deno.makeTempDir({ prefix: "cutcap-l2-" });
   for (const file of FILES) {

@@ -40,11 +40,11 @@ const FLOW_COUNTS = [5, 3, 0, 7, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 4];
 /** Fills every worker's counters with distinct values: slot s of worker w holds 1000*(w+1) + s. */
 function fill(sensor: FakeSensor): void {
   sensor.workerList.forEach((w, n) => {
-    for (let s = 0; s < Counter.FlowSizeBuckets; s++) w.counters[s] = 1000 * (n + 1) + s;
-    w.counters[Counter.IndexBuildSeconds] = 1.25 * (n + 1);
-    w.counters[Counter.Capturing] = 1;
-    FLOW_COUNTS.forEach((count, i) => w.counters[Counter.FlowSizeBuckets + i] = count * (n + 1));
-    w.counters[Counter.FlowSizeBuckets + FLOW_SIZE_SUM] = 123456789 * (n + 1);
+    for (let s = 0; s < Counter.FlowSizeBuckets; s++) w.slots[s] = 1000 * (n + 1) + s;
+    w.slots[Counter.IndexBuildSeconds] = 1.25 * (n + 1);
+    w.slots[Counter.Capturing] = 1;
+    FLOW_COUNTS.forEach((count, i) => w.slots[Counter.FlowSizeBuckets + i] = count * (n + 1));
+    w.slots[Counter.FlowSizeBuckets + FLOW_SIZE_SUM] = 123456789 * (n + 1);
   });
 }
 
@@ -91,7 +91,7 @@ Deno.test("/metrics values equal the workers' shared counters, read at scrape ti
   sensor.workerList.forEach((w, n) => {
     const labels = `interface="${w.label}",worker="${w.index}"`;
     for (const [name, slot] of COUNTERS) {
-      assert.equal(values.get(`${name}{${labels}}`), w.counters[slot], `${name} ${labels}`);
+      assert.equal(values.get(`${name}{${labels}}`), w.slots[slot], `${name} ${labels}`);
     }
     assert.equal(
       values.get(`cutcap_flows_removed_total{${labels},reason="idle"}`),
@@ -124,7 +124,7 @@ Deno.test("/metrics values equal the workers' shared counters, read at scrape ti
   });
 
   // Nothing is cached between scrapes: a worker's next counter update shows at once.
-  sensor.workerList[0].counters[Counter.PacketsSeen] += 42;
+  sensor.workerList[0].slots[Counter.PacketsSeen] += 42;
   sensor.workerList[1].done = true;
   values = parseExposition(await (await app.request("/metrics")).text());
   assert.equal(values.get(`cutcap_packets_seen_total{interface="eth0",worker="0"}`), 1000 + 42);

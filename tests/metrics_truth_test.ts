@@ -4,12 +4,13 @@
  * never behind the packets seen; readiness follows the capture interface's link.
  */
 import assert from "node:assert/strict";
-import { createVeth, freePort, sh, startCutcap } from "./support/robustness.ts";
+import { createVeth } from "./support/netns.ts";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 import { parseExposition } from "./support/fake_sensor.ts";
 import { rootOnly } from "./support/root.ts";
+import { freePort, sh, startCutcap } from "./support/process.ts";
 
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks as Record<
@@ -82,7 +83,7 @@ Deno.test(rootOnly("a live capture on a veth", {
       await sensor.waitFor(/Capturing on/);
       const url = `http://127.0.0.1:${port}`;
       // Scrapes while packets arrive: pkts (seen) never above libpcap's recvd.
-      const replaying = veth.replay(input, 10_000);
+      const replaying = veth.replay(input, { pps: 10_000 });
       let scrapes = 0;
       for (let done = false; !done;) {
         done = await Promise.race([replaying.then(() => true), sleep(50).then(() => false)]);

@@ -15,7 +15,7 @@ import {
   run,
   tcpdumpPackets,
 } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
+import { freePort, sleep, startCutcap } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 /** How long a packet may wait to be queryable: --flush-interval 1s, plus a margin. */

@@ -7,16 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { cutcap, tcpdumpPackets } from "./support/oracle.ts";
-import {
-  assertSamePackets,
-  oraclePackets,
-  replayIntoArchive,
-  type ServeProcess,
-  startServe,
-} from "./support/query_server.ts";
+import { assertSamePackets, oraclePackets, replayIntoArchive } from "./support/query_server.ts";
 import type { OraclePacket } from "./support/oracle.ts";
 import type { TrafficTruth } from "../bench/gen/mod.ts";
 import { referenceId } from "./support/community_id_ref.ts";
+import { type ServerProcess, startServe } from "./support/process.ts";
 
 const MARGIN = 0.25;
 
@@ -34,7 +29,7 @@ interface NamedFlow {
 }
 
 let work = "";
-let server: ServeProcess | undefined;
+let server: ServerProcess | undefined;
 let truth: TrafficTruth;
 const flows: NamedFlow[] = [];
 
@@ -47,7 +42,7 @@ function address(words: Uint32Array, at: number, v6: boolean): string {
   return groups.join(":");
 }
 
-async function setUp(): Promise<ServeProcess> {
+async function setUp(): Promise<ServerProcess> {
   if (server) return server;
   work = await Deno.makeTempDir({ prefix: "cutcap-pivot-" });
   [truth] = await replayIntoArchive(`${work}/out`, [{
@@ -126,7 +121,7 @@ async function expected(windows: { n: NamedFlow; fromUs: number; toUs: number }[
   return unique.sort((a, b) => Number(a.ts) - Number(b.ts));
 }
 
-async function pivot(s: ServeProcess, input: "eve" | "zeek", body: string): Promise<Response> {
+async function pivot(s: ServerProcess, input: "eve" | "zeek", body: string): Promise<Response> {
   return await fetch(`${s.url}/query/pivot?input=${input}&margin=${MARGIN}`, {
     method: "POST",
     body,

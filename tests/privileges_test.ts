@@ -7,8 +7,10 @@
 import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { archiveFiles, tcpdumpPackets } from "./support/oracle.ts";
-import { createVeth, freePort, metricSum, sh, startCutcap } from "./support/robustness.ts";
+import { metricSum } from "./support/robustness.ts";
+import { createVeth } from "./support/netns.ts";
 import { rootOnly } from "./support/root.ts";
+import { freePort, sh, startCutcap } from "./support/process.ts";
 
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks as Record<
@@ -98,7 +100,7 @@ Deno.test(rootOnly("dropping privileges during a live capture", {
       );
       await sensor.waitFor(/Dropped privileges to nobody/);
       await sensor.waitFor(/Capturing on/);
-      await veth.replay(before, 20_000);
+      await veth.replay(before, { pps: 20_000 });
       // Every thread runs as nobody (real, effective, saved and filesystem ids) with no groups left.
       const ids = new Set<string>();
       for (const task of Deno.readDirSync(`/proc/${sensor.pid}/task`)) {
@@ -115,7 +117,7 @@ Deno.test(rootOnly("dropping privileges during a live capture", {
         ]),
       );
       // Capture continues after the drop: a second batch, queried over HTTP.
-      await veth.replay(after, 20_000);
+      await veth.replay(after, { pps: 20_000 });
       await sensor.waitFor(/moved .*packets=/);
       const url = `http://127.0.0.1:${port}`;
       let seen = 0;

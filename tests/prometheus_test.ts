@@ -9,7 +9,7 @@ import { expectedCutoff, generateTrafficBytes } from "../bench/gen/mod.ts";
 import { rootTest } from "./support/netns.ts";
 import { archiveFiles, tcpdumpPackets, tsharkLengths } from "./support/oracle.ts";
 import { queryPrometheus, startPrometheus } from "./support/prometheus.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
+import { freePort, sleep, startCutcap } from "./support/process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const K = 3;

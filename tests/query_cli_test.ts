@@ -8,22 +8,20 @@ import { cutcap, parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.t
 import {
   assertSamePackets,
   bpfFor,
-  freePort,
   oraclePackets,
   plainCopies,
   replayIntoArchive,
-  type ServeProcess,
-  startServe,
 } from "./support/query_server.ts";
+import { freePort, type ServerProcess, startServe } from "./support/process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const QUERY = "host 198.19.0.1 and (port 443 or port 80)";
 
 let work = "";
-let server: ServeProcess | undefined;
+let server: ServerProcess | undefined;
 let files: string[] = [];
 
-async function setUp(): Promise<ServeProcess> {
+async function setUp(): Promise<ServerProcess> {
   if (server) return server;
   work = await Deno.makeTempDir({ prefix: "cutcap-qcli-" });
   const out = `${work}/archive`;

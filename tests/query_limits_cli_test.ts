@@ -12,9 +12,8 @@ import {
   oraclePackets,
   plainCopies,
   replayIntoArchive,
-  type ServeProcess,
-  startServe,
 } from "./support/query_server.ts";
+import { type ServerProcess, startServe } from "./support/process.ts";
 
 const T0 = 1_800_000_000;
 const QUERY = "tcp or udp";
@@ -38,7 +37,7 @@ async function buildArchive(): Promise<void> {
   files = await plainCopies(out, work);
 }
 
-async function post(server: ServeProcess, headers: Record<string, string>): Promise<Response> {
+async function post(server: ServerProcess, headers: Record<string, string>): Promise<Response> {
   return await fetch(`${server.url}/query`, { method: "POST", body: QUERY, headers });
 }
 
@@ -257,8 +256,8 @@ Deno.test("stenoread's limits, cutcap read, early readers and cut answers", asyn
       assert.match(bad.stderr, /Unknown option "--frobnicate" before the query/);
     });
   } finally {
-    assert.equal(await server.stop(), 0, server.stderr());
-    assert.equal(await capped.stop(), 0, capped.stderr());
+    assert.equal(await server.stop(), 0, server.log());
+    assert.equal(await capped.stop(), 0, capped.log());
     await Deno.remove(work, { recursive: true });
   }
 });

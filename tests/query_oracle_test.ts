@@ -20,17 +20,16 @@ import type { Query, TimePredicate } from "../src/query/ast.ts";
 import { generateTrafficBytes, type TrafficTruth } from "../bench/gen/mod.ts";
 import { cutcap, run, tcpdumpPackets } from "./support/oracle.ts";
 import {
-  archivePathFor,
   assertSamePackets,
   firstPacketUs,
   oraclePackets,
   plainCopies,
   postQuery,
   replayIntoArchive,
-  type ServeProcess,
-  startServe,
   tsToUs,
 } from "./support/query_server.ts";
+import { type ServerProcess, startServe } from "./support/process.ts";
+import { archivePathFor } from "./support/archive_craft.ts";
 
 /** Start of the traffic: ten minutes ago, so `after N ago` and `last=` cut through the data. */
 const T0 = Math.floor(Date.now() / 1000) - 600;
@@ -84,7 +83,7 @@ function v4(word: number): string {
 
 let work = "";
 let out = "";
-let server: ServeProcess | undefined;
+let server: ServerProcess | undefined;
 let files: string[] = [];
 let truths: TrafficTruth[] = [];
 
@@ -112,7 +111,7 @@ async function setUp(): Promise<void> {
   for (const [worker, filter] of [[1, "tcp"], [2, "not tcp"]] as const) {
     const written = `${work}/tap_w${worker}.pcap`;
     await run("tcpdump", ["-r", `${work}/tap.pcap`, "-w", written, filter]);
-    const target = archivePathFor(out, await firstPacketUs(written), "tap", worker);
+    const target = `${out}/${archivePathFor(await firstPacketUs(written), "tap", worker)}`;
     await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
     await Deno.rename(written, target);
     const indexed = await cutcap(["index", target]);

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { cutcap, run } from "./support/oracle.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
-import { assertAnswerInTimeOrder, replayFiles, startServe } from "./support/query_server.ts";
+import { assertAnswerInTimeOrder, replayFiles } from "./support/query_server.ts";
 import {
   type CraftedRecord,
   ethernet,
@@ -31,6 +31,7 @@ import { type FileIndex, readFileIndex } from "../src/index/index_reader.ts";
 import { INDEX_SUFFIX } from "../src/archive/naming.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import { selectPackets } from "../src/query/select.ts";
+import { startServe } from "./support/process.ts";
 
 const T0 = 1_800_000_000_000_000; // µs
 const Q = 0x88a8;
@@ -274,7 +275,7 @@ Deno.test("stenographer's meanings over QinQ, MPLS, fragments, cut headers and m
         assert.match(await bad.text(), /^Invalid format "pcapx": expected pcap or pcapng/);
       });
     } finally {
-      assert.equal(await server.stop(), 0, server.stderr());
+      assert.equal(await server.stop(), 0, server.log());
     }
   } finally {
     await Deno.remove(work, { recursive: true });
@@ -387,7 +388,7 @@ Deno.test("vlan N / mpls N are exact per packet when a flow's tags differ", asyn
           assert.deepEqual(got, expected.slice(0, 2));
         });
       } finally {
-        assert.equal(await server.stop(), 0, server.stderr());
+        assert.equal(await server.stop(), 0, server.log());
       }
     }
   } finally {

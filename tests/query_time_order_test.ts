@@ -11,8 +11,9 @@ import { type FileIndex, readIndexHeader } from "../src/index/index_reader.ts";
 import { timesGoBack } from "../src/query/select.ts";
 import { archiveFiles, type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
-import { bpfFor, postQuery, replayFiles, startServe, tsToUs } from "./support/query_server.ts";
+import { bpfFor, postQuery, replayFiles, tsToUs } from "./support/query_server.ts";
 import { type CraftedRecord, pcapFile } from "./support/pcap_craft.ts";
+import { startServe } from "./support/process.ts";
 
 const T0 = 1_800_000_000;
 
@@ -107,7 +108,7 @@ Deno.test("answers are in time order over files whose times go back", async (t) 
         });
       }
     } finally {
-      assert.equal(await server.stop(), 0, server.stderr());
+      assert.equal(await server.stop(), 0, server.log());
     }
   } finally {
     await Deno.remove(work, { recursive: true });

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Catalog, type CatalogEntry } from "../src/archive/catalog.ts";
 import { diskSpace, Retention } from "../src/archive/retention.ts";
 import { rootOnly } from "./support/root.ts";
+import { exists } from "./support/files.ts";
 
 const DAY = 86400;
 const NOW = 1_717_243_200; // 2024-06-01T12:00:00Z
@@ -47,15 +48,6 @@ function makeArchive(dir: string, files: FakeFile[]): Catalog {
   }
   catalog.save();
   return catalog;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function paths(catalog: Catalog): string[] {

@@ -16,16 +16,8 @@ import {
   run,
   tcpdumpPackets,
 } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
-
-function pathExists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { freePort, sleep, startCutcap } from "./support/process.ts";
+import { exists, tempFiles } from "./support/files.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 
@@ -48,16 +40,6 @@ async function hashTree(dir: string): Promise<Map<string, string>> {
   };
   await walk(dir);
   return hashes;
-}
-
-function tempFiles(dir: string): string[] {
-  const found: string[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) found.push(...tempFiles(path));
-    else if (entry.name.endsWith(".tmp")) found.push(path);
-  }
-  return found;
 }
 
 /**
@@ -164,7 +146,7 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
       assert.match(restart.stderr, /Recovered 1 file\(s\) after a crash/);
       assert.deepEqual(tempFiles(out), [], "no temporary file after the restart");
       assert.equal(
-        pathExists(`${out}/.open`),
+        exists(`${out}/.open`),
         false,
         "the crashed run's open-file states are gone",
       );

@@ -6,9 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest, sh, type Veth } from "./support/netns.ts";
+import { rootTest, type Veth } from "./support/netns.ts";
 import { archiveFiles, cutcap, run, tcpdumpPackets } from "./support/oracle.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
 
 const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 
@@ -16,16 +15,6 @@ const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 async function smallCapture(path: string, packets: number, seed = 5): Promise<void> {
   const { pcap } = generateTrafficBytes({ seed, packets, vlanShare: 0, nonIpShare: 0 });
   await Deno.writeFile(path, pcap);
-}
-
-function tempFiles(dir: string): string[] {
-  const found: string[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) found.push(...tempFiles(path));
-    else if (entry.name.endsWith(".tmp")) found.push(path);
-  }
-  return found;
 }
 
 async function packetsIn(out: string): Promise<number> {
@@ -275,6 +264,8 @@ while True:
         break
     print(json.dumps(data.decode()), flush=True)
 `;
+import { freePort, sh, sleep, startCutcap } from "./support/process.ts";
+import { tempFiles } from "./support/files.ts";
 
 /** A systemd stand-in: python3 bound to a unix datagram socket, collecting notifications. */
 async function notifyReceiver(path: string): Promise<{

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { expectedCutoff, generateTrafficBytes, type TrafficTruth } from "../bench/gen/mod.ts";
 import { rootTest, type Veth } from "./support/netns.ts";
 import { type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
-import { sleep, startCutcap } from "./support/sensor_process.ts";
 import type { CaptureMethod } from "../src/capture/mod.ts";
+import { sleep, startCutcap } from "./support/process.ts";
 
 const K = 4;
 const PACKETS = 16000;

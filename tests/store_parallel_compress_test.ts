@@ -1,25 +1,42 @@
-// RotatingOutput with parallelCompression (blocks compressed on a helper thread, or uncompressed
+// RotatingOutput as a capture worker sets it up (blocks compressed on a helper thread, or plain
 // blocks written by AIO threads, written one flush later) against the in-line writer and against tcpdump reading the files: same records,
 // same offsets, same file boundaries in the decompressed streams; on a full disk, no throw and
 // every offset below a file's decompressed size is exactly one of its records.
 import assert from "node:assert/strict";
 import { type Compression, PcapReader } from "../src/pcap/mod.ts";
-import { type FinalizedFile, RotatingOutput } from "../src/store/mod.ts";
+import {
+  BlockCompressor,
+  type FinalizedFile,
+  RotatingOutput,
+  type RotatingOutputOptions,
+} from "../src/store/mod.ts";
 import {
   blockRows,
   expectedRecords,
   listFiles,
   makePackets,
-  q,
-  sh,
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
 import { rootOnly } from "./support/root.ts";
+import { q, shell } from "./support/process.ts";
 
 interface Run {
   files: FinalizedFile[];
   offsets: { seq: number; offset: number }[];
+}
+
+/**
+ * A worker's output options: a compression helper for gzip/zstd, AIO for plain blocks; close the
+ * compressor after the output.
+ */
+function parallelOptions(
+  compress: Compression,
+): Pick<RotatingOutputOptions, "compressor" | "aioPlainWrites"> {
+  return {
+    compressor: compress === "none" ? null : BlockCompressor.start(65536),
+    aioPlainWrites: true,
+  };
 }
 
 function writeAll(
@@ -30,6 +47,7 @@ function writeAll(
 ): Run {
   const files: FinalizedFile[] = [];
   const offsets: { seq: number; offset: number }[] = [];
+  const helpers = parallel ? parallelOptions(compress) : {};
   const out = new RotatingOutput({
     outDir: dir,
     iface: "eth0",
@@ -39,7 +57,7 @@ function writeAll(
     compress,
     blockSize: 65536,
     rotateSize: 1_500_000,
-    parallelCompression: parallel,
+    ...helpers,
     onFinalized: (f) => files.push(f),
   });
   for (const p of packets) {
@@ -47,6 +65,7 @@ function writeAll(
     offsets.push({ seq: out.fileSeq, offset });
   }
   out.close();
+  helpers.compressor?.close();
   return { files, offsets };
 }
 
@@ -144,11 +163,12 @@ for (const compress of ["zstd", "none"] as Compression[]) {
       `parallel ${compress} on a full disk: no throw, offsets below the size are the file's records`,
     fn: async () => {
       const dir = tempDir("par-full");
-      assert.equal((await sh(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
+      assert.equal((await shell(`mount -t tmpfs -o size=1m tmpfs ${q(dir)}`)).code, 0);
       try {
         const packets = makePackets(4000, { seed: 17 });
         const files: FinalizedFile[] = [];
         const written: { seq: number; offset: number; index: number }[] = [];
+        const helpers = parallelOptions(compress);
         const out = new RotatingOutput({
           outDir: dir,
           iface: "eth0",
@@ -158,7 +178,7 @@ for (const compress of ["zstd", "none"] as Compression[]) {
           compress,
           blockSize: 65536,
           rotateSize: 200_000,
-          parallelCompression: true,
+          ...helpers,
           onFinalized: (f) => files.push(f),
         });
         let i = 0;
@@ -171,6 +191,7 @@ for (const compress of ["zstd", "none"] as Compression[]) {
         }
         assert.ok(out.writeErrors > 0, "the disk filled up");
         out.close();
+        helpers.compressor?.close();
         let kept = 0;
         for (const f of files) {
           const oracle = await tcpdumpRecords(f.path);
@@ -192,7 +213,7 @@ for (const compress of ["zstd", "none"] as Compression[]) {
           "every accepted record is kept or lost",
         );
       } finally {
-        await sh(`umount ${q(dir)}`);
+        await shell(`umount ${q(dir)}`);
         Deno.removeSync(dir, { recursive: true });
       }
     },

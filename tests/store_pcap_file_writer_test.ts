@@ -5,11 +5,10 @@ import {
   blockRows,
   expectedRecords,
   makePackets,
-  q,
-  sh,
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
+import { q, shell } from "./support/process.ts";
 
 for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
   for (const nanosecond of [false, true]) {
@@ -67,7 +66,7 @@ for (const compress of ["none", "gzip", "zstd"] as Compression[]) {
 
         // The decompressed stream, as zcat/zstdcat see it: size and record offsets.
         const cat = compress === "gzip" ? "zcat" : compress === "zstd" ? "zstdcat" : "cat";
-        const stream = (await sh(`${cat} ${q(path)}`)).stdout;
+        const stream = (await shell(`${cat} ${q(path)}`)).stdout;
         assert.equal(file.bytesUncompressed, stream.length);
         const v = new DataView(stream.buffer, stream.byteOffset);
         for (let i = 0; i < packets.length; i += 97) {

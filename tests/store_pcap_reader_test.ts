@@ -6,12 +6,11 @@ import {
   makePackets,
   type OracleRecord,
   prng,
-  q,
-  sh,
   tcpdumpRecords,
   tempDir,
 } from "./store_test_util.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
+import { q, shell } from "./support/process.ts";
 
 const CORPUS = CORPUS_DIR.slice(0, -1);
 
@@ -93,7 +92,7 @@ Deno.test("PcapReader: foreign gzip and zstd pcap files (one stream, not cutcap 
   const dir = tempDir("foreign");
   try {
     const src = `${CORPUS}/802.1ad_QinQ.pcap`;
-    await sh(`gzip -c ${q(src)} > ${dir}/f.pcap.gz && zstd -q -c ${q(src)} > ${dir}/f.pcap.zst`);
+    await shell(`gzip -c ${q(src)} > ${dir}/f.pcap.gz && zstd -q -c ${q(src)} > ${dir}/f.pcap.zst`);
     const oracle = await tcpdumpRecords(src);
     for (const [file, compress] of [["f.pcap.gz", "gzip"], ["f.pcap.zst", "zstd"]]) {
       const reader = new PcapReader(`${dir}/${file}`);

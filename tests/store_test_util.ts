@@ -2,6 +2,7 @@
  * Helpers for the store tests: realistic frames, and an independent oracle (tcpdump/libpcap
  * re-writing our files, parsed by a ten-line parser that shares no code with src/store).
  */
+import { q, shell } from "./support/process.ts";
 
 /** One test packet. */
 export interface TestPacket {
@@ -86,29 +87,6 @@ export function makePackets(
   return out;
 }
 
-/** Result of a shell command. */
-export interface ShellResult {
-  code: number;
-  stdout: Uint8Array;
-  stderr: string;
-}
-
-/** Runs `sh -c command`. */
-export async function sh(command: string): Promise<ShellResult> {
-  const r = await new Deno.Command("sh", {
-    args: ["-c", command],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  return { code: r.code, stdout: r.stdout, stderr: new TextDecoder().decode(r.stderr) };
-}
-
-/** Quotes a path for sh. */
-export function q(path: string): string {
-  return `'${path.replaceAll("'", "'\\''")}'`;
-}
-
 /**
  * Has libpcap read `path` (through zcat/zstdcat for compressed files) and write it again;
  * returns the records it saw and tcpdump's stderr (minus its "reading from" line).
@@ -123,7 +101,7 @@ export async function tcpdumpRecords(
     : path.endsWith(".zst")
     ? `zstdcat ${q(path)} | tcpdump ${prec}-r - -w -`
     : `tcpdump ${prec}-r ${q(path)} -w -`;
-  const r = await sh(src);
+  const r = await shell(src);
   const stderr = r.stderr.split("\n").filter((l) => l !== "" && !l.startsWith("reading from")).join(
     "\n",
   );

@@ -11,9 +11,7 @@ import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import type { FlowRecord } from "../src/query/flows.ts";
-import { rootTest, sh } from "./support/netns.ts";
-import { freePort, sleep, startCutcap } from "./support/sensor_process.ts";
-import { startServe } from "./support/query_server.ts";
+import { rootTest } from "./support/netns.ts";
 import { pcapRecordCount } from "./support/web.ts";
 import {
   download,
@@ -27,6 +25,7 @@ import {
   watchDialogs,
   watchErrors,
 } from "./support/browser.ts";
+import { freePort, sh, sleep, startCutcap, startServe } from "./support/process.ts";
 
 /** The table's rows without the sensor column (a sensor has none). */
 async function shownRowsIp(page: Page): Promise<{ src: string; dst: string; packets: number }[]> {
@@ -56,7 +55,6 @@ async function waitForArchive(base: string, packets: number): Promise<void> {
 rootTest(
   "the page in Chromium against a live sensor: search, histogram, shareable URL, validation, download, escaping",
   async ({ dir, veth }) => {
-    if (!requireChromium("the page's browser test")) return;
     // An interface name that is markup: it must show as text on the status view.
     const odd = `<b>${Deno.pid}`;
     await sh("ip", ["link", "set", veth!.outside, "down"]);
@@ -222,7 +220,7 @@ rootTest(
       await sensor.exited;
     }
   },
-  { veth: "wb" },
+  { veth: "wb", ignore: !requireChromium("the page's browser test") },
 );
 
 /** The page now searches QUERY between its URL's from and to, and counts what /flows counts. */
@@ -244,7 +242,6 @@ async function checkNarrowed(page: Page, base: string): Promise<void> {
 rootTest(
   "with --token-file the page asks for the token, refuses a wrong one, works after login, logs out",
   async ({ dir }) => {
-    if (!requireChromium("the page's login test")) return;
     const input = `${dir}/in.pcap`;
     await writeTrafficPcap(input, { seed: 1516, packets: 500, rate: 1000 });
     const replay = startCutcap(["--read", input, "--out", `${dir}/out`, "--listen", "off"]);
@@ -292,4 +289,5 @@ rootTest(
       await server.stop();
     }
   },
+  { ignore: !requireChromium("the page's login test") },
 );

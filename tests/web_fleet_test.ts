@@ -10,8 +10,6 @@ import assert from "node:assert/strict";
 import { writeTrafficPcap } from "../bench/gen/mod.ts";
 import { cutcap } from "./support/oracle.ts";
 import { exportReplayArgs, startClickHouse } from "./support/clickhouse.ts";
-import { freePort, startCutcapServer, startServe } from "./support/query_server.ts";
-import type { ServeProcess } from "./support/query_server.ts";
 import {
   download,
   launchBrowser,
@@ -23,6 +21,7 @@ import {
   watchDialogs,
   watchErrors,
 } from "./support/browser.ts";
+import { freePort, type ServerProcess, startServe, startServer } from "./support/process.ts";
 
 const SENSORS = ["east", "west"];
 const QUERY = "tcp or udp";
@@ -36,7 +35,7 @@ Deno.test({
 }, async () => {
   const work = await Deno.makeTempDir({ prefix: "cutcap-fleet-page-" });
   const clickhouse = await startClickHouse();
-  const servers: ServeProcess[] = [];
+  const servers: ServerProcess[] = [];
   let browser: TestBrowser | undefined;
   try {
     for (const [i, name] of SENSORS.entries()) {
@@ -55,9 +54,9 @@ Deno.test({
         ]),
       );
       assert.equal(result.code, 0, result.stderr);
-      servers.push(await startServe(`${work}/out${i}`, [], port));
+      servers.push(await startServe(`${work}/out${i}`, [], { port: port }));
     }
-    const fleet = await startCutcapServer(["fleet", "--clickhouse", clickhouse.url], freePort());
+    const fleet = await startServer(["fleet", "--clickhouse", clickhouse.url]);
     servers.push(fleet);
     const base = fleet.url;
     const expected =

@@ -5,11 +5,12 @@
  * or deleted behind its back are reconciled (a corrupt catalog is rebuilt from the index headers).
  */
 import { type FileIndexHeader, readFileIndex, readIndexHeader } from "../index/index_reader.ts";
-import type { Compression } from "../index/index_format.ts";
+import { type Compression, isCompression } from "../pcap/codecs.ts";
 import { indexPcapFile } from "../index/index_pcap.ts";
 import { DIR_MODE } from "../store/pcap_file_writer.ts";
 import { writeFileDurably } from "../index/index_builder.ts";
 import {
+  CATALOG_FILE,
   indexPathFor,
   isPcapName,
   MONTH_OR_DAY_FOLDER,
@@ -64,7 +65,6 @@ interface CatalogFile {
   skipped: string[];
 }
 
-const CATALOG_NAME = "catalog.json";
 const CATALOG_VERSION = 1;
 
 /** The finalized files of an archive, sorted by first packet time. */
@@ -89,7 +89,7 @@ export class Catalog {
   static open(outDir: string, opts: CatalogOpenOptions = {}): Catalog {
     const cat = new Catalog(outDir);
     const onDisk = listArchive(cat.outDir);
-    const stored = loadCatalogFile(`${cat.outDir}/${CATALOG_NAME}`);
+    const stored = loadCatalogFile(`${cat.outDir}/${CATALOG_FILE}`);
     if (stored !== null) {
       for (const e of stored.entries) if (onDisk.has(e.path)) cat.add(e);
       for (const s of stored.skipped) if (onDisk.has(s)) cat.#skipped.add(s);
@@ -243,7 +243,7 @@ export class Catalog {
     };
     Deno.mkdirSync(this.outDir, { recursive: true, mode: DIR_MODE });
     writeFileDurably(
-      `${this.outDir}/${CATALOG_NAME}`,
+      `${this.outDir}/${CATALOG_FILE}`,
       new TextEncoder().encode(JSON.stringify(doc) + "\n"),
     );
   }
@@ -365,5 +365,5 @@ function validEntry(e: unknown): boolean {
   ];
   for (const k of nums) if (typeof r[k] !== "number" || !Number.isFinite(r[k])) return false;
   return typeof r.path === "string" && typeof r.iface === "string" &&
-    (r.compress === "none" || r.compress === "gzip" || r.compress === "zstd");
+    typeof r.compress === "string" && isCompression(r.compress);
 }

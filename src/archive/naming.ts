@@ -9,26 +9,23 @@
  *   .<that name>.tmp                                            being written
  *   .<any name>.<random or pid>.tmp                              writeFileDurably's temporary file
  * <out>/.open/<iface>_w<NN>.json                                a worker's open-file state
+ * <out>/catalog.json                                            the catalog's cache
+ * <out>/.cutcap-export/                                         the flow exporter's spool
+ * <out>/.cutcap-index-log-<pid>-<random>                        an index builder's spill file (unlinked)
  * ```
  *
- * A leaf module: it imports nothing of the project at run time, so every folder may import it.
+ * It imports only the codec table (src/pcap/codecs.ts, whose suffixes the patterns are built
+ * from), so every folder may import it.
  */
-import type { Compression } from "../pcap/block_format.ts";
+import {
+  codec,
+  COMPRESSED_SUFFIX_PATTERN,
+  type Compression,
+  compressionFromSuffix,
+} from "../pcap/codecs.ts";
 
-/**
- * File-name suffix of each codec. Kept here until src/pcap/ has its codec table (issue 10): then
- * this table and the patterns below are derived from that table's suffixes.
- */
-const CODEC_SUFFIXES: readonly { compress: Compression; suffix: string }[] = [
-  { compress: "none", suffix: "" },
-  { compress: "gzip", suffix: ".gz" },
-  { compress: "zstd", suffix: ".zst" },
-];
-
-/** `(\.gz|\.zst)`: the compressed suffixes as a regular-expression group. */
-const COMPRESSED = `(${
-  CODEC_SUFFIXES.filter((c) => c.suffix !== "").map((c) => c.suffix.replace(".", "\\.")).join("|")
-})`;
+/** `(\.gz|\.zst)`: the compressed codecs' suffixes as a regular-expression group. */
+const COMPRESSED = `(${COMPRESSED_SUFFIX_PATTERN})`;
 
 const OUTPUT_NAME = new RegExp(
   String
@@ -53,6 +50,12 @@ export const INDEX_SUFFIX = ".idx";
 export const TEMP_SUFFIX = ".tmp";
 /** Directory under the archive holding one state file per worker with an open file. */
 export const OPEN_DIR = ".open";
+/** The catalog's cache file in the archive's root. */
+export const CATALOG_FILE = "catalog.json";
+/** The flow exporter's spool directory in the archive's root. */
+export const SPOOL_DIR = ".cutcap-export";
+/** Prefix of an index builder's spill file (unlinked once open; a crash in between leaves it). */
+export const SPILL_PREFIX = ".cutcap-index-log-";
 /** The year folder of a day folder (`YYYY`). */
 export const YEAR_FOLDER = /^\d{4}$/;
 /** The month and day folders of a day folder (`MM`, `DD`). */
@@ -71,7 +74,7 @@ export interface OutputNameFields {
 
 /** The file-name suffix of a codec (`""`, `".gz"`, `".zst"`). */
 export function codecSuffix(compress: Compression): string {
-  return CODEC_SUFFIXES.find((c) => c.compress === compress)?.suffix ?? "";
+  return codec(compress).suffix;
 }
 
 /** Makes an interface name safe for a file name (`/dev/x` and the like). */
@@ -119,7 +122,7 @@ export function parseOutputFileName(name: string): OutputNameFields | null {
     startMicros: +m[7],
     iface: m[8],
     worker: +m[9],
-    compress: CODEC_SUFFIXES.find((c) => c.suffix === (m[10] ?? ""))?.compress ?? "none",
+    compress: compressionFromSuffix(m[10] ?? "") ?? "none",
   };
 }
 

@@ -6,9 +6,7 @@
  */
 import { writeFileDurably } from "../index/index_builder.ts";
 import type { FlowRow } from "./schema.ts";
-
-/** Folder of the spool inside the archive directory (hidden: the catalog ignores it). */
-export const SPOOL_DIR = ".cutcap-export";
+import { SPOOL_DIR } from "../archive/naming.ts";
 
 /** One unit of export work. */
 export type Batch =

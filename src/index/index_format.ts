@@ -75,7 +75,7 @@
  *                        and every record lies wholly inside one block. A block is one gzip member or
  *                        zstd frame as cutcap writes them; in a foreign file whose records straddle
  *                        members/frames, the straddled ones are merged into one block that holds
- *                        several (decompress them all: decompressBlockRange in pcap_scan.ts)
+ *                        several (decompress them all: decompressBlockRange in src/pcap/block_format.ts)
  * flow records (version 2 only), per flow in the flow sections' order:
  * totPackets F × f64     packets the flow had seen (stored or not, both directions) by the end of
  *                        this file, or by its removal from the flow table if that came first
@@ -120,6 +120,7 @@
  * about 2.2-2.6% of the pcap bytes on a web-like mix with and without a 64 KiB flow cutoff (see the
  * measurement in tests/index_builder_test.ts). The share grows with tiny flows (scans, DNS).
  */
+import { codec, type Compression } from "../pcap/codecs.ts";
 
 /** First four bytes of every index file. */
 export const INDEX_MAGIC = 0x58494343; // "CCIX" read as a little-endian u32
@@ -167,20 +168,12 @@ export const enum ExtraTagMarker {
   Incomplete = 2,
 }
 
-/** Compression of a pcap file. */
-export type Compression = "none" | "gzip" | "zstd";
+export type { Compression } from "../pcap/codecs.ts";
+export { compressionFromCode } from "../pcap/codecs.ts";
 
-/** Numeric code of a compression in the flags word. */
+/** Numeric code of a compression in the flags word (the codec table's index code). */
 export function compressionCode(c: Compression): number {
-  return c === "gzip" ? 1 : c === "zstd" ? 2 : 0;
-}
-
-/** Compression named by its flags code; throws on an unknown code. */
-export function compressionFromCode(code: number): Compression {
-  if (code === 0) return "none";
-  if (code === 1) return "gzip";
-  if (code === 2) return "zstd";
-  throw new Error(`Invalid compression code ${code}: expected 0, 1 or 2`);
+  return codec(c).indexCode;
 }
 
 /** Byte offsets of each section of an index file. */

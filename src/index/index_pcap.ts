@@ -4,11 +4,11 @@
  * groups packets by key and writes `<pcap>.idx`. Not a capture hot path: a FlowKeyList stands in
  * for the FlowTable (about 100 bytes per flow).
  *
- * Reading goes through pcap_scan.ts rather than src/pcap/reader.ts: it reads the file once
+ * Reading goes through src/pcap/scan.ts rather than src/pcap/reader.ts: it reads the file once
  * and also derives the block table of foreign multi-member/multi-frame files (merging units that
- * records straddle), which the store's reader does not. Memory: the flow list and the builder's
- * per-flow arrays (the packet log spills to the index's directory); a compressed file written as
- * one stream is decompressed whole.
+ * records straddle), which PcapReader does not. Memory: the flow list and the builder's per-flow
+ * arrays (the packet log spills to the index's directory); a compressed unit is decompressed whole
+ * up to 8 MiB and stream-decompressed beyond (scan.ts).
  */
 import { PacketInfo } from "../packet/packet_info.ts";
 import { decodePacket } from "../packet/mod.ts";
@@ -17,7 +17,7 @@ import type { Compression } from "./index_format.ts";
 import { indexPathFor } from "../archive/naming.ts";
 import { IndexBuilder } from "./index_builder.ts";
 import { FlowKeyList } from "./flow_key_list.ts";
-import { scanPcapFile, type ScanRecord } from "./pcap_scan.ts";
+import { scanPcapFile, type ScanRecord } from "../pcap/scan.ts";
 import { dirOf } from "../store/pcap_file_writer.ts";
 
 /** Options of `indexPcapFile`. */

@@ -353,19 +353,5 @@ function flowRecords(
   };
 }
 
-/**
- * Number of the block holding uncompressed offset `offset` (binary search over the block table),
- * or -1 when no block holds it.
- */
-export function findBlock(blocks: Float64Array, offset: number): number {
-  let lo = 0;
-  let hi = (blocks.length >> 2) - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const start = blocks[mid * 4 + 2];
-    if (offset < start) hi = mid - 1;
-    else if (offset >= start + blocks[mid * 4 + 3]) lo = mid + 1;
-    else return mid;
-  }
-  return -1;
-}
+/** The block of a block table holding an offset (the table's format is the pcap module's). */
+export { findBlock } from "../pcap/block_format.ts";

@@ -29,9 +29,3 @@ export {
 } from "./index_reader.ts";
 export { indexPcapFile, type IndexPcapOptions, type IndexSummary } from "./index_pcap.ts";
 export { canonicalizeKey } from "./canonical_key.ts";
-export {
-  decompressBlockRange,
-  scanPcapFile,
-  type ScanRecord,
-  type ScanResult,
-} from "./pcap_scan.ts";

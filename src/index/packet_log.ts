@@ -13,6 +13,7 @@
  */
 
 import { readAt, writeFully } from "../pcap/block_format.ts";
+import { SPILL_PREFIX } from "../archive/naming.ts";
 
 /** Entries per chunk: 384 KiB per chunk buffer (the current one, and one to read back into). */
 export const LOG_CHUNK = 1 << 14;
@@ -154,8 +155,6 @@ export class PacketLog {
     this.#fileFailed = false;
   }
 }
-
-const SPILL_PREFIX = ".cutcap-index-log-";
 
 /**
  * Removes spill files a crash left in `dir` in the instant between creating one and unlinking

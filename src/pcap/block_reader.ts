@@ -14,6 +14,7 @@ import {
   measureBlock,
   readAt,
 } from "./block_format.ts";
+import { codec } from "./codecs.ts";
 
 const CHUNK = 1 << 20;
 
@@ -68,7 +69,7 @@ export class BlockWalker {
         continue;
       }
       if (status === MEASURE_INVALID) {
-        const kind = this.#compress === "gzip" ? "gzip member" : "zstd frame";
+        const kind = codec(this.#compress).unitName;
         return this.#stop(
           `Invalid data in ${this.#name} at offset ${
             this.#bufStart + this.#pos

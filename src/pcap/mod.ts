@@ -16,4 +16,17 @@ export {
   type PcapHeader,
   RECORD_HEADER_SIZE,
 } from "./format.ts";
+export {
+  codec,
+  COMPRESSED_SUFFIX_PATTERN,
+  COMPRESSED_SUFFIXES,
+  compressionFromCode,
+  compressionFromSuffix,
+  COMPRESSIONS,
+  isCompression,
+} from "./codecs.ts";
+export type { Codec } from "./codec/codec.ts";
+export { scanPcapFile, type ScanRecord, type ScanResult } from "./scan.ts";
+export { READ_WINDOW, RecordReader, type RecordView } from "./record_reader.ts";
+export { decompressBlockRange, findBlock } from "./block_format.ts";
 export { PcapReader, type PcapReaderOptions } from "./reader.ts";

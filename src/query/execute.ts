@@ -10,7 +10,7 @@ import { sharedIndexCache } from "./index_cache.ts";
 import { indexPathFor } from "../archive/naming.ts";
 import type { Query } from "./ast.ts";
 import { type Cursor, CursorHeap } from "./merge.ts";
-import { READ_WINDOW, RecordReader } from "./record_reader.ts";
+import { READ_WINDOW, RecordReader } from "../pcap/record_reader.ts";
 import { frameDecider, selectPackets } from "./select.ts";
 import { closeInputs, type ExtraInput, takeFile, wantedInputs } from "./open_files.ts";
 import { timeBounds } from "./match.ts";

@@ -3,7 +3,7 @@
  * order). Files are opened lazily, in first-packet order, only once the merge reaches their start, so a
  * query over a day of files holds about one file per worker open at a time.
  */
-import type { RecordView } from "./record_reader.ts";
+import type { RecordView } from "../pcap/record_reader.ts";
 
 /** A file's selected packets, read in order. */
 export interface Cursor {

@@ -16,7 +16,7 @@ import { PacketIndexer } from "../index/index_pcap.ts";
 import { decodeFileIndex, type FileIndex } from "../index/index_reader.ts";
 import { indexPathFor } from "../archive/naming.ts";
 import { GLOBAL_HEADER_SIZE } from "../pcap/format.ts";
-import { RecordReader } from "./record_reader.ts";
+import { RecordReader } from "../pcap/record_reader.ts";
 import { sharedIndexCache } from "./index_cache.ts";
 
 /** A file a query reads besides the catalog's: an open file's prefix, or a just-finalized file. */

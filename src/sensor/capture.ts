@@ -1,7 +1,8 @@
 /**
  * `cutcap capture`: the main thread of a sensor. Checks the environment (libpcap, interfaces, output
- * directory), repairs files a crash left behind, starts the workers and the HTTP server, prints stats lines,
- * and shuts everything down cleanly on SIGINT/SIGTERM or when an offline replay ends.
+ * directory), repairs files a crash left behind, starts the workers and the services the command plugs in
+ * (the HTTP server: src/cli/capture.ts), prints stats lines, and shuts everything down cleanly on
+ * SIGINT/SIGTERM or when an offline replay ends. It imports nothing of the server.
  */
 import type { CaptureConfig } from "../config.ts";
 import { Counter } from "../worker/counters.ts";
@@ -9,19 +10,13 @@ import {
   checkFilter,
   defaultInterface,
   findAllDevs,
-  libpcapVersion,
   loadLibpcap,
   PcapHandle,
 } from "../../ffi/libpcap.ts";
-import type { ListenOptions } from "../server/mod.ts";
-import type { SensorMetrics } from "../server/metrics.ts";
-import type { OpenFiles } from "../query/open_files.ts";
 import { CatalogKeeper, lockArchive, openArchive, type RecoveredFile } from "../archive/archive.ts";
-import type { SensorView } from "../server/view.ts";
+import type { Catalog } from "../archive/catalog.ts";
 import { reportLargeFlow } from "./large_flow_hook.ts";
 import { Retention } from "../archive/retention.ts";
-import { createTempFile, dirOf } from "../store/pcap_file_writer.ts";
-import { writeFully } from "../pcap/block_format.ts";
 import { sdNotify, watchdogInterval } from "../../ffi/sd_notify.ts";
 import { logError, type LogFields, logInfo, logWarn, setLogFormat } from "../log.ts";
 import { UsageError } from "../cli/options.ts";
@@ -47,10 +42,38 @@ import type { Exporter } from "../export/exporter.ts";
 /** A repeat of the first signal this soon is its echo (see onSignal), not an operator's second signal. */
 const DUPLICATE_SIGNAL_MS = 300;
 
+/** What a running capture offers the services started beside it (the HTTP server). */
+export interface CaptureRun {
+  readonly config: CaptureConfig;
+  /** Unix seconds when the capture started. */
+  readonly startedAt: number;
+  /** The capture workers (filled in once they are started). */
+  workers(): readonly WorkerHandle[];
+  /** Finalized files. */
+  catalog(): Catalog;
+  /** Retention deletions so far. */
+  retention(): { deletedFiles: number; deletedBytes: number };
+  /** The flow exporter, with --export-clickhouse. */
+  readonly exporter?: Exporter;
+}
+
+/** Services a capture runs beside its workers, started once the archive is open. */
+export type CaptureServices = (run: CaptureRun) => Promise<RunningServices>;
+
+/** Started services. */
+export interface RunningServices {
+  /** The address the HTTP server listens on, if it does. */
+  readonly listening?: Deno.NetAddr;
+  /** Called once the workers are done, the catalog saved and the export drained (final metrics, shutdown). */
+  stop(): Promise<void>;
+}
+
 /** Options of {@linkcode runCapture}. */
 export interface RunCaptureOptions {
   /** A capture worker already loading its modules, used for the first planned worker. */
   spareWorker?: Worker;
+  /** What to run beside the workers (the HTTP server, --metrics-file). */
+  services?: CaptureServices;
 }
 
 /** Runs a capture until it is stopped (live) or its input ends (offline); resolves to the exit code. */
@@ -97,19 +120,11 @@ export async function runCapture(
     throw error;
   }
   const workers: WorkerHandle[] = [];
-  const view: SensorView = {
-    startedAt: Date.now() / 1000,
-    outDir: config.outDir,
-    capturing: true,
-    liveInterfaces: config.readFiles.length === 0 ? config.interfaces : [],
-    workers: () => workers,
-    catalog: () => keeper.catalog,
-    retention: () => retention.totals(),
-    libpcapVersion: libpcapVersion(),
-  };
+  const startedAt = Date.now() / 1000;
+  let services: RunningServices | undefined = undefined;
   const exporter: Exporter | undefined = config.exportClickhouse === undefined
     ? undefined
-    : (await import("../export/mod.ts")).exporterFor(config, () => server?.addr.port);
+    : (await import("../export/mod.ts")).exporterFor(config, () => services?.listening?.port);
   if (exporter !== undefined && config.user !== undefined) {
     // Made as root: the user it drops to appends and removes batches there.
     const entry = lookupUser(config.user)!;
@@ -128,22 +143,14 @@ export async function runCapture(
   const enforceRetention = () => retention.enabled && retention.run(keeper.catalog);
   enforceRetention();
   const retentionTimer = retention.enabled ? setInterval(enforceRetention, 5000) : undefined;
-  const http = config.listen || config.metricsFile ? await loadHttp() : undefined;
-  const metrics = http === undefined ? undefined : new http.SensorMetrics(view);
-  // One index of each open file for the routes, the page and the exporter (queries are on only
-  // while flushing publishes the open files' state).
-  const openFiles: OpenFiles | undefined = config.flushInterval > 0 && http !== undefined
-    ? exporter?.openFiles ?? new http.OpenFiles(config.outDir)
-    : undefined;
-  const server = config.listen && http !== undefined && metrics !== undefined
-    ? http.startServer(view, { ...serverOptions(http, config, keeper, openFiles), metrics })
-    : undefined;
-  if (exporter !== undefined && metrics !== undefined) {
-    (await import("../export/metrics.ts")).registerExportMetrics(
-      metrics.registry,
-      () => exporter.stats(),
-    );
-  }
+  services = await opts.services?.({
+    config,
+    startedAt,
+    workers: () => workers,
+    catalog: () => keeper.catalog,
+    retention: () => retention.totals(),
+    exporter,
+  });
   exporter?.start();
   // Files a crash left open go the way of a finalized file: their open rows are replaced.
   for (const file of recovered) {
@@ -188,7 +195,7 @@ export async function runCapture(
       const method = config.readFiles.length > 0 ? "" : ` (${config.captureMethod})`;
       logInfo(
         `Capturing on ${source} with ${plural(workers.length, "worker")}${method}`,
-        startFields(config, server?.addr),
+        startFields(config, services?.listening),
       );
       sdNotify(`READY=1\nSTATUS=Capturing on ${source}`);
     },
@@ -275,8 +282,7 @@ export async function runCapture(
   Deno.removeSignalListener("SIGHUP", onSighup);
   keeper.close();
   if (exporter !== undefined) await finishExport(exporter, config.readFiles.length > 0);
-  if (config.metricsFile && metrics) await writeMetricsFile(config.metricsFile, metrics);
-  await server?.shutdown();
+  await services?.stop();
   archiveLock.close();
   if (capturing) logInfo("Capture finished");
   const lost = lostPackets(workers);
@@ -372,89 +378,5 @@ function checkReadable(files: string[], filter: string): void {
     } finally {
       handle.close();
     }
-  }
-}
-
-/** The HTTP server, query routes and metrics: their modules (hono, prom-client and the node
- * compatibility layer under it) take ~0.1 s and ~20 MB to load, so a sensor that neither listens
- * nor writes --metrics-file (an offline replay) does without them. */
-async function loadHttp(): Promise<HttpModules> {
-  const [server, routes, app, metrics, settings, openFiles] = await Promise.all([
-    import("../server/mod.ts"),
-    import("../server/query_routes.ts"),
-    import("../server/app.ts"),
-    import("../server/metrics.ts"),
-    import("../web/settings.ts"),
-    import("../query/open_files.ts"),
-  ]);
-  return {
-    startServer: server.startServer,
-    queryRoutes: routes.queryRoutes,
-    defaultQueryPolicy: routes.DEFAULT_QUERY_POLICY,
-    readServerSecrets: app.readServerSecrets,
-    SensorMetrics: metrics.SensorMetrics,
-    captureSettings: settings.captureSettings,
-    OpenFiles: openFiles.OpenFiles,
-  };
-}
-
-interface HttpModules {
-  startServer: typeof import("../server/mod.ts").startServer;
-  queryRoutes: typeof import("../server/query_routes.ts").queryRoutes;
-  defaultQueryPolicy: typeof import("../server/query_routes.ts").DEFAULT_QUERY_POLICY;
-  readServerSecrets: typeof import("../server/app.ts").readServerSecrets;
-  SensorMetrics: typeof import("../server/metrics.ts").SensorMetrics;
-  captureSettings: typeof import("../web/settings.ts").captureSettings;
-  OpenFiles: typeof import("../query/open_files.ts").OpenFiles;
-}
-
-/** Listen address, TLS and the query routes with the configured limits. */
-function serverOptions(
-  http: HttpModules,
-  config: CaptureConfig,
-  keeper: CatalogKeeper,
-  openFiles: OpenFiles | undefined,
-): ListenOptions {
-  const routes = http.queryRoutes({
-    catalog: () => keeper.catalog,
-    openFiles,
-    policy: {
-      ...http.defaultQueryPolicy,
-      maxPackets: config.maxQueryPackets,
-      maxConcurrent: config.maxConcurrentQueries,
-    },
-    communityIdSeed: config.communityIdSeed,
-  });
-  return {
-    host: config.listen!.host,
-    port: config.listen!.port,
-    ...http.readServerSecrets(config),
-    routes,
-    socketOwner: config.user === undefined ? undefined : lookupUser(config.user),
-    insecure: config.insecure,
-    openMetrics: config.openMetrics,
-    settings: http.captureSettings(config),
-    openFiles,
-    communityIdSeed: config.communityIdSeed,
-  };
-}
-
-/** Final metrics for batch runs (an offline replay exits when done): written atomically, so a
- * node_exporter textfile collector never reads half a file. */
-async function writeMetricsFile(path: string, metrics: SensorMetrics): Promise<void> {
-  try {
-    const text = await metrics.metricsText();
-    const name = path.slice(path.lastIndexOf("/") + 1);
-    const { path: temp, file } = createTempFile(dirOf(path), `.${name}.`, ".tmp");
-    try {
-      writeFully(file, new TextEncoder().encode(text));
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temp, path);
-  } catch (error) {
-    logWarn(
-      `Cannot write --metrics-file ${path}: ${error instanceof Error ? error.message : error}`,
-    );
   }
 }

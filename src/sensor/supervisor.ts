@@ -1,6 +1,7 @@
 /**
  * Main-thread side of capture: starts one Deno Worker per (interface, worker number), relays their log
- * lines and finalized files, and stops them through the shared control block. With gzip/zstd it also
+ * lines and finalized files, keeps the file each reports it writes, and stops them through the shared
+ * control block. With gzip/zstd it also
  * starts each worker's block-compression helper thread here: from inside a worker that takes about a
  * second with Deno 2.9, during which every block would be compressed in-line.
  */
@@ -29,6 +30,10 @@ export interface WorkerHandle {
   ready: boolean;
   done: boolean;
   linkType: number;
+  /** The temporary file it writes now, archive-relative, as it reported it; null between files. */
+  openFile: string | null;
+  /** Why it stopped, when it failed. */
+  error: string | null;
 }
 
 /** What the supervisor reports to its owner. */
@@ -89,13 +94,16 @@ export function startWorkers(
       ready: false,
       done: false,
       linkType: -1,
+      openFile: null,
+      error: null,
     };
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => dispatch(event.data, handle, events);
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
       handle.done = true;
+      handle.error = `Worker ${plan.label}/${plan.index} crashed: ${event.message}`;
       endCompressionHelper(handle);
-      events.onFatal(`Worker ${plan.label}/${plan.index} crashed: ${event.message}`, handle);
+      events.onFatal(handle.error, handle);
     };
     const setup: WorkerSetup = {
       ...plan,
@@ -160,8 +168,12 @@ function dispatch(message: WorkerMessage, handle: WorkerHandle, events: Supervis
     case "finalized":
       events.onFinalized(message.file, handle);
       break;
+    case "openFile":
+      handle.openFile = message.path;
+      break;
     case "fatal":
       handle.done = true;
+      handle.error = message.message;
       endCompressionHelper(handle);
       events.onFatal(message.message, handle);
       break;

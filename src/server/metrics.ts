@@ -1,6 +1,6 @@
 /**
  * Prometheus metrics. Every sensor metric is read at scrape time from what already exists: the
- * workers' shared counter arrays (src/worker/counters.ts), the catalog, the retention totals and one
+ * workers' counters (SensorView, by name), the catalog, the retention totals and one
  * cached statvfs of the archive directory. Nothing per packet is sent anywhere for metrics; a scrape
  * costs a few hundred array reads.
  *
@@ -11,13 +11,8 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { cpuUsage } from "node:process";
 import { maxFds, openFdCount, processMemory } from "../../ffi/proc_self.ts";
-import { Counter as Slot } from "../worker/counters.ts";
-import type { SensorView, WorkerView } from "./view.ts";
-import {
-  FLOW_SIZE_BUCKET_COUNT,
-  FLOW_SIZE_BUCKETS,
-  FLOW_SIZE_SUM,
-} from "../flow/size_histogram.ts";
+import type { SensorView, WorkerCounters, WorkerView } from "./view.ts";
+import { FLOW_SIZE_BUCKETS } from "../flow/size_histogram.ts";
 import { type DiskSpace, diskSpace } from "../archive/retention.ts";
 import { VERSION } from "../version.ts";
 import { linkIsDown, linkState } from "../capture/link.ts";
@@ -150,125 +145,128 @@ class ScrapedHistogram extends Histogram<string> {
   }
 }
 
+/** A worker's counters that are plain numbers. */
+type CounterName = Exclude<keyof WorkerCounters, "flowSizeCounts">;
+
 /** A worker counter exported as a labelled counter or gauge. */
 interface WorkerSeries {
   name: string;
   help: string;
-  slot: Slot;
+  counter: CounterName;
 }
 
 const WORKER_COUNTERS: readonly WorkerSeries[] = [
   {
     name: "cutcap_packets_seen_total",
     help: "Packets seen by the capture loop",
-    slot: Slot.PacketsSeen,
+    counter: "packetsSeen",
   },
-  { name: "cutcap_bytes_seen_total", help: "Bytes (original length) seen", slot: Slot.BytesSeen },
+  { name: "cutcap_bytes_seen_total", help: "Bytes (original length) seen", counter: "bytesSeen" },
   {
     name: "cutcap_packets_written_total",
     help:
       "Packets handed to the pcap writer (those lost to write errors are also in cutcap_packets_lost_total)",
-    slot: Slot.PacketsWritten,
+    counter: "packetsWritten",
   },
   {
     name: "cutcap_packets_lost_total",
     help: "Packets lost with output blocks that failed to reach the disk",
-    slot: Slot.PacketsLost,
+    counter: "packetsLost",
   },
   {
     name: "cutcap_bytes_written_total",
     help: "Packet bytes (captured length) written, before compression",
-    slot: Slot.BytesWritten,
+    counter: "bytesWritten",
   },
   {
     name: "cutcap_flows_started_total",
     help: "Flows added to the flow table",
-    slot: Slot.FlowsStarted,
+    counter: "flowsStarted",
   },
-  { name: "cutcap_pcap_received_total", help: "libpcap ps_recv", slot: Slot.PcapReceived },
+  { name: "cutcap_pcap_received_total", help: "libpcap ps_recv", counter: "pcapReceived" },
   {
     name: "cutcap_pcap_dropped_total",
     help: "libpcap ps_drop (buffer full)",
-    slot: Slot.PcapDropped,
+    counter: "pcapDropped",
   },
   {
     name: "cutcap_pcap_ifdropped_total",
     help: "libpcap ps_ifdrop (dropped by the interface)",
-    slot: Slot.PcapIfDropped,
+    counter: "pcapIfDropped",
   },
-  { name: "cutcap_output_files_total", help: "pcap files finalized", slot: Slot.FilesWritten },
+  { name: "cutcap_output_files_total", help: "pcap files finalized", counter: "filesWritten" },
   {
     name: "cutcap_output_bytes_total",
     help: "Bytes of finalized pcap files on disk, after compression",
-    slot: Slot.FileBytesWritten,
+    counter: "fileBytesWritten",
   },
-  { name: "cutcap_rotations_total", help: "Output file rotations", slot: Slot.Rotations },
+  { name: "cutcap_rotations_total", help: "Output file rotations", counter: "rotations" },
   {
     name: "cutcap_write_errors_total",
     help: "Failed writes or file opens",
-    slot: Slot.WriteErrors,
+    counter: "writeErrors",
   },
   {
     name: "cutcap_index_build_seconds_total",
     help: "Time spent writing index files",
-    slot: Slot.IndexBuildSeconds,
+    counter: "indexBuildSeconds",
   },
   {
     name: "cutcap_large_flows_total",
     help: "Flows that crossed --large-flow-threshold",
-    slot: Slot.LargeFlows,
+    counter: "largeFlows",
   },
   {
     name: "cutcap_reopen_attempts_total",
     help: "Attempts to reopen a capture handle that failed",
-    slot: Slot.ReopenAttempts,
+    counter: "reopenAttempts",
   },
   {
     name: "cutcap_caplen_over_len_total",
     help: "Records whose captured length exceeded their wire length, stored as read",
-    slot: Slot.CaplenOverLen,
+    counter: "caplenOverLen",
   },
   {
     name: "cutcap_undecoded_frames_total",
     help: "Frames whose headers could not be decoded (stored without a flow key)",
-    slot: Slot.UndecodedFrames,
+    counter: "undecodedFrames",
   },
 ];
 
 const WORKER_GAUGES: readonly WorkerSeries[] = [
-  { name: "cutcap_flows_active", help: "Flows in the flow table", slot: Slot.FlowsActive },
+  { name: "cutcap_flows_active", help: "Flows in the flow table", counter: "flowsActive" },
   {
     name: "cutcap_index_lag_seconds",
     help:
       "Seconds from the last packet of the worker's latest finalized file until its index was written",
-    slot: Slot.IndexLagSeconds,
+    counter: "indexLagSeconds",
   },
   {
     name: "cutcap_worker_capturing",
     help: "1 while the worker's capture handle is open and reading",
-    slot: Slot.Capturing,
+    counter: "capturing",
   },
   {
     name: "cutcap_last_packet_timestamp_seconds",
     help: "Capture time of the worker's latest packet (Unix seconds)",
-    slot: Slot.LastPacketTs,
+    counter: "lastPacketTs",
   },
   {
     name: "cutcap_packets_unflushed",
     help: "Packets stored but not yet written to the open file (at most --flush-interval old)",
-    slot: Slot.PacketsUnflushed,
+    counter: "packetsUnflushed",
   },
   {
     name: "cutcap_open_file_bytes",
     help: "Bytes on disk of the file the worker is writing",
-    slot: Slot.OpenFileBytes,
+    counter: "openFileBytes",
   },
 ];
 
-const REMOVAL_REASONS: readonly { reason: string; slot: Slot }[] = [
-  { reason: "idle", slot: Slot.FlowsExpired },
-  { reason: "closed", slot: Slot.FlowsClosed },
-  { reason: "evicted", slot: Slot.FlowsEvicted },
+const REMOVAL_REASONS: readonly { reason: string; counter: CounterName }[] = [
+  { reason: "idle", counter: "flowsExpired" },
+  { reason: "closed", counter: "flowsClosed" },
+  { reason: "evicted", counter: "flowsEvicted" },
 ];
 
 const WORKER_LABELS = ["interface", "worker"];
@@ -333,7 +331,7 @@ export class SensorMetrics {
     const sensor = this.#sensor;
     const registers = [this.registry];
     for (const series of WORKER_COUNTERS) {
-      const slot = series.slot;
+      const counter = series.counter;
       new Counter({
         name: series.name,
         help: series.help,
@@ -341,12 +339,12 @@ export class SensorMetrics {
         registers,
         collect() {
           this.reset();
-          for (const w of sensor.workers()) this.inc(workerLabels(w), finite(w.counters[slot]));
+          for (const w of sensor.workers()) this.inc(workerLabels(w), finite(w.counters[counter]));
         },
       });
     }
     for (const series of WORKER_GAUGES) {
-      const slot = series.slot;
+      const counter = series.counter;
       new Gauge({
         name: series.name,
         help: series.help,
@@ -354,7 +352,7 @@ export class SensorMetrics {
         registers,
         collect() {
           this.reset();
-          for (const w of sensor.workers()) this.set(workerLabels(w), finite(w.counters[slot]));
+          for (const w of sensor.workers()) this.set(workerLabels(w), finite(w.counters[counter]));
         },
       });
     }
@@ -388,8 +386,8 @@ export class SensorMetrics {
       collect() {
         this.reset();
         for (const w of sensor.workers()) {
-          for (const { reason, slot } of REMOVAL_REASONS) {
-            this.inc({ ...workerLabels(w), reason }, finite(w.counters[slot]));
+          for (const { reason, counter } of REMOVAL_REASONS) {
+            this.inc({ ...workerLabels(w), reason }, finite(w.counters[counter]));
           }
         }
       },
@@ -403,11 +401,8 @@ export class SensorMetrics {
       read: () =>
         sensor.workers().map((w) => ({
           labels: workerLabels(w),
-          counts: w.counters.subarray(
-            Slot.FlowSizeBuckets,
-            Slot.FlowSizeBuckets + FLOW_SIZE_BUCKET_COUNT + 1,
-          ),
-          sum: w.counters[Slot.FlowSizeBuckets + FLOW_SIZE_SUM],
+          counts: w.counters.flowSizeCounts,
+          sum: w.counters.flowSizeSum,
         })),
     });
   }

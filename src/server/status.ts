@@ -1,13 +1,12 @@
 /**
  * What `/readyz` and `/status` say about a running sensor: readiness with reasons, and a report of
  * interfaces, workers (with rates between two reports), flows, the files being written, disk and
- * archive. Everything is read from the SensorView and a few directory listings; nothing is asked of
- * the workers.
+ * archive. Everything is read from the SensorView (the file each worker reported it is writing) and
+ * the state each worker publishes of its open file; nothing is asked of the workers.
  */
-import { readOpenStates } from "../store/open_file.ts";
+import { readOpenState } from "../store/open_file.ts";
 import type { RetentionStats, SensorView, WorkerView } from "./view.ts";
-import { Counter } from "../worker/counters.ts";
-import { dayFolder, parseOutputFileName, sanitizeIface, TEMP_SUFFIX } from "../archive/naming.ts";
+import { sanitizeIface } from "../archive/naming.ts";
 import type { DiskSpace } from "../archive/retention.ts";
 import { probeWritable } from "../store/pcap_file_writer.ts";
 import { VERSION } from "../version.ts";
@@ -209,8 +208,7 @@ export class StatusTracker {
   report(): StatusReport {
     const sensor = this.#sensor;
     const now = this.#now();
-    const current = currentFiles(sensor);
-    const workers = sensor.workers().map((w) => this.#workerStatus(w, now, current));
+    const workers = sensor.workers().map((w) => this.#workerStatus(w, now));
     const readyNow = readiness(sensor);
     const space = this.#disk();
     const catalog = sensor.catalog();
@@ -247,14 +245,14 @@ export class StatusTracker {
     };
   }
 
-  #workerStatus(w: WorkerView, now: number, current: Map<string, CurrentFile>): WorkerStatus {
+  #workerStatus(w: WorkerView, now: number): WorkerStatus {
     const c = w.counters;
     const totals: Totals = {
-      packets: c[Counter.PacketsSeen],
-      bytes: c[Counter.BytesSeen],
-      written: c[Counter.PacketsWritten],
-      writtenBytes: c[Counter.BytesWritten],
-      drops: c[Counter.PcapDropped] + c[Counter.PcapIfDropped],
+      packets: c.packetsSeen,
+      bytes: c.bytesSeen,
+      written: c.packetsWritten,
+      writtenBytes: c.bytesWritten,
+      drops: c.pcapDropped + c.pcapIfDropped,
     };
     const key = `${w.label}/${w.index}`;
     const previous = this.#previous.get(key);
@@ -266,28 +264,28 @@ export class StatusTracker {
       rates = ratesBetween(since.totals, totals, now - since.at);
       this.#previous.set(key, { at: now, totals, rates });
     }
-    const last = c[Counter.LastPacketTs];
+    const last = c.lastPacketTs;
     return {
       interface: w.label,
       worker: w.index,
       ready: w.ready,
       done: w.done,
       error: w.error ?? null,
-      capturing: c[Counter.Capturing] > 0,
+      capturing: c.capturing > 0,
       packetsSeen: totals.packets,
       bytesSeen: totals.bytes,
       packetsWritten: totals.written,
       bytesWritten: totals.writtenBytes,
-      pcapReceived: c[Counter.PcapReceived],
-      pcapDropped: c[Counter.PcapDropped],
-      pcapIfDropped: c[Counter.PcapIfDropped],
-      activeFlows: c[Counter.FlowsActive],
-      filesWritten: c[Counter.FilesWritten],
-      writeErrors: c[Counter.WriteErrors],
+      pcapReceived: c.pcapReceived,
+      pcapDropped: c.pcapDropped,
+      pcapIfDropped: c.pcapIfDropped,
+      activeFlows: c.flowsActive,
+      filesWritten: c.filesWritten,
+      writeErrors: c.writeErrors,
       lastPacketTs: last > 0 ? last : null,
       rates,
-      currentFile: current.get(fileKey(w.label, w.index)) ?? null,
-      packetsUnflushed: c[Counter.PacketsUnflushed],
+      currentFile: currentFile(this.#sensor.outDir, w),
+      packetsUnflushed: c.packetsUnflushed,
     };
   }
 }
@@ -345,58 +343,26 @@ function interfaces(workers: WorkerStatus[], live: readonly string[]): Interface
   });
 }
 
-function fileKey(iface: string, worker: number): string {
-  return `${sanitizeIface(iface)}\u0000${worker}`;
-}
-
 /**
- * The temporary files being written, by (interface, worker). A file lives in the folder of its first
- * packet's UTC day, so only the day of each worker's latest packet and the day before are listed.
+ * The file `w` reported it is writing: its size now, and the packets and time of its last flush from
+ * the state the worker publishes (with --flush-interval; null without).
  */
-function currentFiles(sensor: SensorView): Map<string, CurrentFile> {
-  const days = new Set<string>();
-  for (const w of sensor.workers()) {
-    const last = w.counters[Counter.LastPacketTs];
-    if (!(last > 0) || w.done) continue;
-    days.add(dayFolder(last));
-    days.add(dayFolder(last - 86400));
+function currentFile(outDir: string, w: WorkerView): CurrentFile | null {
+  if (w.openFile === null || w.done) return null;
+  let bytes: number;
+  try {
+    bytes = Deno.statSync(`${outDir}/${w.openFile}`).size;
+  } catch {
+    return null; // finalized since it reported it
   }
-  const out = new Map<string, CurrentFile>();
-  const flushed = new Map(readOpenStates(sensor.outDir).map((s) => [s.tmp, s]));
-  for (const day of days) {
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(`${sensor.outDir}/${day}`)];
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if (!entry.isFile || !entry.name.startsWith(".") || !entry.name.endsWith(TEMP_SUFFIX)) {
-        continue;
-      }
-      const fields = parseOutputFileName(entry.name.slice(1, -TEMP_SUFFIX.length));
-      if (fields === null) continue;
-      const path = `${day}/${entry.name}`;
-      let bytes: number;
-      try {
-        bytes = Deno.statSync(`${sensor.outDir}/${path}`).size;
-      } catch {
-        continue; // finalized between the listing and the stat
-      }
-      const key = fileKey(fields.iface, fields.worker);
-      const seen = out.get(key);
-      const state = flushed.get(path);
-      if (seen === undefined || path > seen.path) {
-        out.set(key, {
-          path,
-          bytes,
-          packets: state?.packets ?? null,
-          flushedAt: state?.flushedAt ?? null,
-        });
-      }
-    }
-  }
-  return out;
+  const state = readOpenState(outDir, sanitizeIface(w.label), w.index);
+  const flushed = state?.tmp === w.openFile ? state : undefined;
+  return {
+    path: w.openFile,
+    bytes,
+    packets: flushed?.packets ?? null,
+    flushedAt: flushed?.flushedAt ?? null,
+  };
 }
 
 function round(value: number, digits: number): number {

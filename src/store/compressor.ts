@@ -5,15 +5,15 @@
  *
  * The worker's packet loop never returns to its event loop, so hand-over and completion go
  * through shared memory with Atomics: two raw block slots (one filling, one being compressed)
- * and one output buffer, in SharedArrayBuffers. One compressor per isolate and slot size is
- * shared by the files written one after the other (`BlockCompressor.shared`); the owner closes
- * it when done (`BlockCompressor.closeShared`), which also ends the helper thread.
+ * and one output buffer, in SharedArrayBuffers. A compressor is passed explicitly to the output
+ * (RotatingOutput's `compressor`), which uses it for every file it writes, one after the other;
+ * whoever created it closes it when the output is closed, which also ends the helper thread.
  *
  * Where the helper thread comes from: a worker started from a worker takes about a second to
  * start with Deno 2.9 (one started from the main thread, ~30 ms), and blocks are compressed
- * in-line meanwhile. So the main thread can start it (`BlockCompressor.startHelper`) and pass
- * its `setup` to the capture worker, which hands it to `BlockCompressor.adopt` before writing;
- * without that, `shared` starts one itself.
+ * in-line meanwhile. So the main thread starts it (`BlockCompressor.startHelper`) and passes its
+ * `setup` to the capture worker, which makes its compressor with `BlockCompressor.attach`; without
+ * that, the worker starts one itself (`BlockCompressor.start`).
  *
  * A helper that fails (an uncaught error in its thread) is marked failed in the control block by
  * the thread that started it; the owner then compresses in-line, the block in flight included,
@@ -36,8 +36,6 @@ const START_TIMEOUT_MS = 30_000;
 /** Value of Ctl.Ready once the helper's thread failed (set by the thread that started it). */
 const FAILED = -1;
 
-const compressors = new Map<number, BlockCompressor | null>();
-
 /** A helper thread compressing one block at a time; see the module comment. */
 export class BlockCompressor {
   /** Bytes of each raw slot. */
@@ -46,7 +44,7 @@ export class BlockCompressor {
   readonly #raw: SharedArrayBuffer;
   readonly #out: Uint8Array;
   readonly #error: Uint8Array;
-  /** The helper when this isolate started it, null when adopted. */
+  /** The helper when this isolate started it, null when attached. */
   readonly #worker: Worker | null;
   #request = 0;
   #ready = false;
@@ -65,8 +63,8 @@ export class BlockCompressor {
   /**
    * Starts a helper thread with its shared buffers (call from the main thread: see the module
    * comment). Pass `setup` to the capture worker; keep the worker object to terminate it once the
-   * capture worker is gone (its RotatingOutput.close() stops the helper, but a crashed capture
-   * worker never does). `onError` hears of an error in the helper's thread, which is then marked
+   * capture worker is gone (closing the worker's attached compressor stops the helper, but a
+   * crashed capture worker never does). `onError` hears of an error in the helper's thread, which is then marked
    * failed (its user compresses in-line) instead of taking the starting thread down.
    */
   static startHelper(
@@ -97,34 +95,22 @@ export class BlockCompressor {
     return { setup, worker };
   }
 
-  /** Makes the helper started elsewhere (`startHelper`) this isolate's shared compressor. */
-  static adopt(setup: CompressorSetup): void {
-    compressors.get(setup.slotSize)?.close();
-    compressors.set(setup.slotSize, new BlockCompressor(setup, null));
+  /** A compressor using the helper thread started elsewhere (`startHelper`); see the module comment. */
+  static attach(setup: CompressorSetup): BlockCompressor {
+    return new BlockCompressor(setup, null);
   }
 
   /**
-   * The compressor for `slotSize` of this isolate, started on first use; null when no helper
-   * thread can be started here (then blocks are compressed in-line as before).
+   * A compressor with its own helper thread, started from this thread (ended by `close`); null
+   * when no helper thread can be started here (then blocks are compressed in-line).
    */
-  static shared(slotSize: number): BlockCompressor | null {
-    let c = compressors.get(slotSize);
-    if (c === undefined) {
-      try {
-        const started = BlockCompressor.startHelper(slotSize);
-        c = new BlockCompressor(started.setup, started.worker);
-      } catch {
-        c = null;
-      }
-      compressors.set(slotSize, c);
+  static start(slotSize: number = DEFAULT_SLOT_SIZE): BlockCompressor | null {
+    try {
+      const started = BlockCompressor.startHelper(slotSize);
+      return new BlockCompressor(started.setup, started.worker);
+    } catch {
+      return null;
     }
-    return c !== null && !c.#closed ? c : null;
-  }
-
-  /** Ends every shared compressor's helper thread (the owner is done writing). */
-  static closeShared(): void {
-    for (const c of compressors.values()) c?.close();
-    compressors.clear();
   }
 
   /** Raw slot `i` (0 or 1) to fill with a block. */

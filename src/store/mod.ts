@@ -3,6 +3,7 @@
  * under their temporary names, rotation into final names. The capture worker uses `RotatingOutput`.
  */
 export { type BlockWriterOptions, DEFAULT_BLOCK_SIZE } from "./block_writer.ts";
+export { BlockCompressor, type CompressorSetup } from "./compressor.ts";
 export {
   type BeforeRenameHook,
   type FinalizedFile,

@@ -7,7 +7,7 @@
  * snapshot. A query indexes the open file's durable prefix itself (src/query/open_files.ts):
  * nothing per packet crosses a thread or a process.
  */
-import type { Compression } from "../pcap/block_format.ts";
+import { type Compression, isCompression } from "../pcap/codecs.ts";
 import type { FinalizedFile } from "./pcap_file_writer.ts";
 import { archiveRelative, OPEN_DIR, openStatePath } from "../archive/naming.ts";
 
@@ -121,13 +121,23 @@ export function readOpenStates(outDir: string): OpenFileState[] {
   return states;
 }
 
+/** The published state of worker `worker` on interface `iface` (sanitized); null when none is readable. */
+export function readOpenState(outDir: string, iface: string, worker: number): OpenFileState | null {
+  try {
+    const state = JSON.parse(Deno.readTextFileSync(openStatePath(outDir, iface, worker)));
+    return validState(state) ? state : null;
+  } catch {
+    return null; // no file open, or removed as the worker stopped
+  }
+}
+
 function validState(s: unknown): s is OpenFileState {
   if (typeof s !== "object" || s === null) return false;
   const r = s as Record<string, unknown>;
   return r.version === 1 && typeof r.tmp === "string" && typeof r.final === "string" &&
     typeof r.previous === "string" && safeRelative(r.tmp) && safeRelative(r.final) &&
     (r.previous === "" || safeRelative(r.previous)) && Array.isArray(r.blocks) &&
-    ["none", "gzip", "zstd"].includes(r.compress as string) &&
+    typeof r.compress === "string" && isCompression(r.compress) &&
     ["packets", "firstTs", "lastTs", "bytesOnDisk", "dataSize", "linkType"].every((k) =>
       typeof r[k] === "number" && Number.isFinite(r[k])
     );

@@ -13,7 +13,6 @@ import {
   writeRecordHeader,
 } from "../pcap/format.ts";
 import { Writeback } from "./writeback.ts";
-import type { BlockCompressor } from "./compressor.ts";
 import { numberedPath, tempPathFor } from "../archive/naming.ts";
 
 /** Options for `PcapFileWriter`. */
@@ -28,16 +27,6 @@ export interface PcapFileWriterOptions extends BlockWriterOptions {
   nanosecond?: boolean;
   /** Caller's sequence number for this file, passed through to `FinalizedFile.seq`. */
   seq?: number;
-  /**
-   * Compress gzip/zstd blocks on this helper thread while the next block fills (see
-   * compressor.ts); absent or null: in-line. Only from a worker (it waits with Atomics).
-   */
-  compressor?: BlockCompressor | null;
-  /**
-   * Write uncompressed blocks asynchronously (glibc AIO, see block_writer.ts) while the next
-   * block fills; default false. Needs FFI; without it blocks are written in-line.
-   */
-  asyncWrite?: boolean;
   /**
    * Compressed bytes per uncompressed byte of the previous file, for `estimatedSize` until this
    * file's first block is on disk.
@@ -174,18 +163,12 @@ export class PcapFileWriter {
   /** Last packet time. */
   lastSec = 0;
   lastFrac = 0;
+  /** The blocks, and where each block's records are (pending, in flight, on disk, lost). */
   readonly #bw: BlockWriter;
   readonly #file: Deno.FsFile;
-  #donePackets = 0;
-  #pendingPackets = 0;
-  /** Records of the block being compressed on the helper thread (written at the next flush). */
-  #inFlightPackets = 0;
   readonly #expectedRatio: number;
-  #inFlightLastSec = 0;
-  #inFlightLastFrac = 0;
-  #lostPackets = 0;
-  #doneLastSec = 0;
-  #doneLastFrac = 0;
+  /** Units of a second of `firstFrac`/`lastFrac`. */
+  readonly #fracScale: number;
   #closed = false;
   // Views of exactly `caplen` bytes of the caller's buffer, so copying a packet needs no
   // subarray() per packet once every length has been seen (TypedArray.set copies whole arrays;
@@ -205,6 +188,7 @@ export class PcapFileWriter {
       ? options.snaplen
       : MAX_CAPLEN;
     this.nanosecond = options.nanosecond ?? false;
+    this.#fracScale = this.nanosecond ? 1e9 : 1e6;
     this.compress = options.compress ?? "none";
     this.#expectedRatio = options.expectedRatio ?? 0;
     this.seq = options.seq ?? 0;
@@ -213,8 +197,6 @@ export class PcapFileWriter {
       this.#bw = new BlockWriter(this.#file, {
         ...options,
         writeback: Writeback.forFile(this.tmpPath),
-        compressor: options.compressor ?? null,
-        asyncWrite: options.asyncWrite ?? false,
       });
     } catch (err) {
       this.#file.close();
@@ -231,7 +213,8 @@ export class PcapFileWriter {
 
   /** Records accepted and not lost to a write error. */
   get packets(): number {
-    return this.#donePackets + this.#inFlightPackets + this.#pendingPackets;
+    const bw = this.#bw;
+    return bw.recordsWritten + bw.recordsInFlight + bw.records;
   }
 
   /** Size of the decompressed stream so far (pending block included). */
@@ -252,8 +235,8 @@ export class PcapFileWriter {
    */
   get estimatedSize(): number {
     const bw = this.#bw;
-    // A block still being compressed is not on disk yet: it counts like the pending one.
-    const written = bw.streamOffset - bw.inFlightBytes;
+    // A block in flight is not on disk yet: it counts like the pending one.
+    const written = bw.streamWritten;
     const unwritten = bw.inFlightBytes + bw.used;
     if (this.compress === "none") return bw.bytesOnDisk + unwritten;
     const ratio = written > 0 ? bw.bytesOnDisk / written : this.#expectedRatio || 1;
@@ -265,19 +248,18 @@ export class PcapFileWriter {
    * disk and no ratio from a previous file): rotating on it made files a compression ratio too small.
    */
   get ratioKnown(): boolean {
-    return this.compress === "none" || this.#expectedRatio > 0 ||
-      this.#bw.streamOffset - this.#bw.inFlightBytes > 0;
+    return this.compress === "none" || this.#expectedRatio > 0 || this.#bw.streamWritten > 0;
   }
 
   /** Compressed bytes per uncompressed byte so far (0 before any block is on disk). */
   get ratio(): number {
-    const written = this.#bw.streamOffset - this.#bw.inFlightBytes;
+    const written = this.#bw.streamWritten;
     return written > 0 ? this.#bw.bytesOnDisk / written : 0;
   }
 
   /** Records accepted by `writePacket` and then lost with a block that could not be written. */
   get lostPackets(): number {
-    return this.#lostPackets;
+    return this.#bw.recordsLost;
   }
 
   /** Failed block writes. */
@@ -321,11 +303,11 @@ export class PcapFileWriter {
     writeRecordHeader(bw.view, pos, tsSec, tsFrac, caplen, wireLen);
     this.#copy(data, offset, caplen, pos + RECORD_HEADER_SIZE);
     bw.used = pos + need;
-    if (this.#donePackets + this.#inFlightPackets + this.#pendingPackets === 0) {
+    if (this.packets === 0) {
       this.firstSec = tsSec;
       this.firstFrac = tsFrac;
     }
-    this.#pendingPackets++;
+    bw.records++;
     this.lastSec = tsSec;
     this.lastFrac = tsFrac;
     return bw.streamOffset + pos;
@@ -336,9 +318,9 @@ export class PcapFileWriter {
     return this.#flushBlock();
   }
 
-  /** Records taken but not in the file yet: the pending block and a block being compressed. */
+  /** Records taken but not in the file yet: the pending block and a block in flight. */
   get unflushedPackets(): number {
-    return this.#pendingPackets + this.#inFlightPackets;
+    return this.#bw.records + this.#bw.recordsInFlight;
   }
 
   /**
@@ -347,7 +329,7 @@ export class PcapFileWriter {
    * false when a write failed (the file then takes no more records).
    */
   flushAll(): boolean {
-    if (this.#flushBlock()) this.#drain();
+    if (this.#flushBlock()) this.#bw.drain();
     return !this.#bw.failed;
   }
 
@@ -370,10 +352,10 @@ export class PcapFileWriter {
     if (this.#closed) {
       throw new Error(`Cannot finalize ${this.path}: expected an open file, found it closed`);
     }
-    if (this.#flushBlock()) this.#drain();
+    if (this.#flushBlock()) this.#bw.drain();
     this.#closed = true;
     try {
-      if (this.#donePackets === 0) {
+      if (this.#bw.recordsWritten === 0) {
         this.#file.close();
         Deno.removeSync(this.tmpPath);
         return null;
@@ -395,13 +377,12 @@ export class PcapFileWriter {
   abandon(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // The helper thread's slot must be free before another file uses the compressor.
+    // A helper's buffer must be free before the next file uses it.
     this.#bw.discard();
     this.#closeQuietly();
   }
 
   #info(): FinalizedFile {
-    const scale = this.nanosecond ? 1e9 : 1e6;
     return {
       path: this.path,
       tmpPath: this.tmpPath,
@@ -410,57 +391,19 @@ export class PcapFileWriter {
       snaplen: this.snaplen,
       nanosecond: this.nanosecond,
       compress: this.compress,
-      packets: this.#donePackets,
-      firstTs: this.firstSec + this.firstFrac / scale,
-      lastTs: this.#doneLastSec + this.#doneLastFrac / scale,
-      bytesUncompressed: this.#bw.streamOffset,
+      packets: this.#bw.recordsWritten,
+      firstTs: this.firstSec + this.firstFrac / this.#fracScale,
+      lastTs: this.#bw.lastWrittenTs,
+      bytesUncompressed: this.#bw.streamWritten,
       bytesOnDisk: this.#bw.bytesOnDisk,
       blocks: this.compress === "none" ? new Float64Array(0) : this.#bw.blocks.toFloat64Array(),
       recovered: false,
     };
   }
 
+  /** Hands the pending block to the block writer; false when a write failed. */
   #flushBlock(): boolean {
-    const bw = this.#bw;
-    if (!bw.flush()) {
-      // The pending block, and a block in flight before it, were dropped.
-      this.#lostPackets += this.#inFlightPackets + this.#pendingPackets;
-      this.#inFlightPackets = 0;
-      this.#pendingPackets = 0;
-      return false;
-    }
-    // A block in flight before this call has been written by it.
-    this.#settleInFlight();
-    if (bw.inFlightBytes > 0) {
-      // The pending block went to the helper thread: written at the next flush.
-      this.#inFlightPackets = this.#pendingPackets;
-      this.#inFlightLastSec = this.lastSec;
-      this.#inFlightLastFrac = this.lastFrac;
-    } else {
-      this.#donePackets += this.#pendingPackets;
-      this.#doneLastSec = this.lastSec;
-      this.#doneLastFrac = this.lastFrac;
-    }
-    this.#pendingPackets = 0;
-    return true;
-  }
-
-  /** Counts the records of a block in flight that is now on disk as done. */
-  #settleInFlight(): void {
-    if (this.#inFlightPackets === 0) return;
-    this.#donePackets += this.#inFlightPackets;
-    this.#doneLastSec = this.#inFlightLastSec;
-    this.#doneLastFrac = this.#inFlightLastFrac;
-    this.#inFlightPackets = 0;
-  }
-
-  /** Writes the block in flight, if any; its records are lost when that fails. */
-  #drain(): void {
-    if (this.#bw.drain()) this.#settleInFlight();
-    else {
-      this.#lostPackets += this.#inFlightPackets;
-      this.#inFlightPackets = 0;
-    }
+    return this.#bw.flush(this.lastSec + this.lastFrac / this.#fracScale);
   }
 
   #copy(data: Uint8Array, offset: number, caplen: number, pos: number): void {

@@ -16,8 +16,7 @@ import {
   uniquePath,
 } from "./pcap_file_writer.ts";
 import { RECORD_HEADER_SIZE } from "../pcap/format.ts";
-import { BlockCompressor } from "./compressor.ts";
-import { DEFAULT_BLOCK_SIZE } from "./block_writer.ts";
+import type { BlockCompressor } from "./compressor.ts";
 import { publishOpenState, removeOpenState } from "./open_file.ts";
 import { archiveRelative, outputFileName, sanitizeIface } from "../archive/naming.ts";
 
@@ -48,11 +47,16 @@ export interface RotatingOutputOptions {
   /** Called before each rename (the index sidecar is written here). */
   beforeRename?: BeforeRenameHook;
   /**
-   * Compress gzip/zstd blocks on a helper thread while the next block fills (compressor.ts;
-   * close() ends that thread), and write uncompressed blocks asynchronously (block_writer.ts).
-   * Only from a worker (it waits with Atomics). Default false.
+   * Compress gzip/zstd blocks on this helper thread while the next block fills (compressor.ts),
+   * for every file in turn; its owner closes it after `close()`. Only from a worker (it waits
+   * with Atomics). Absent or null: in-line.
    */
-  parallelCompression?: boolean;
+  compressor?: BlockCompressor | null;
+  /**
+   * Write plain (`none`) blocks through glibc's AIO threads while the next block fills
+   * (block_sink.ts). Only from a worker (it waits for the writes). Default false.
+   */
+  aioPlainWrites?: boolean;
   /**
    * Publish the open file's state at each `flush()` to `<outDir>/.open/` (open_file.ts), so
    * queries read the open file's flushed prefix. Default false.
@@ -254,7 +258,6 @@ export class RotatingOutput {
   close(): FinalizedFile | null {
     const file = this.rotate();
     this.#closed = true;
-    if (this.#o.parallelCompression === true) BlockCompressor.closeShared();
     if (this.#o.publishOpenState === true) {
       try {
         removeOpenState(this.#o.outDir, sanitizeIface(this.#o.iface), this.#o.worker);
@@ -305,10 +308,8 @@ export class RotatingOutput {
         level: o.level,
         blockSize: o.blockSize,
         seq: this.#seq + 1,
-        compressor: o.parallelCompression === true && compress !== "none"
-          ? BlockCompressor.shared(o.blockSize ?? DEFAULT_BLOCK_SIZE)
-          : null,
-        asyncWrite: o.parallelCompression === true && compress === "none",
+        compressor: o.compressor,
+        aioPlainWrites: o.aioPlainWrites,
         expectedRatio: this.#ratio,
       });
       this.#seq++;

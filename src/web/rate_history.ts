@@ -1,8 +1,7 @@
 /**
- * Per-worker rates over the last minutes for the status view's sparklines: the workers' shared
+ * Per-worker rates over the last minutes for the status view's sparklines: the workers'
  * counters sampled on a timer (the server starts and stops it), differences kept in a short ring.
  */
-import { Counter } from "../worker/counters.ts";
 import type { SensorView } from "../server/view.ts";
 import type { WorkerHistory } from "./source.ts";
 
@@ -46,9 +45,9 @@ export class RateHistory {
     for (const w of this.#sensor.workers()) {
       const c = w.counters;
       const now = {
-        packets: c[Counter.PacketsSeen],
-        bytes: c[Counter.BytesSeen],
-        drops: c[Counter.PcapDropped] + c[Counter.PcapIfDropped],
+        packets: c.packetsSeen,
+        bytes: c.bytesSeen,
+        drops: c.pcapDropped + c.pcapIfDropped,
       };
       const key = `${w.label}/${w.index}`;
       const series = this.#series.get(key);

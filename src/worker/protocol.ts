@@ -23,7 +23,7 @@ export interface WorkerSetup {
   control: Int32Array;
   /**
    * Shared buffers of the block-compression helper thread the main thread started for this
-   * worker (BlockCompressor.startHelper), for the worker to hand to BlockCompressor.adopt. Why
+   * worker (BlockCompressor.startHelper), for the worker's BlockCompressor.attach. Why
    * from the main thread: with Deno 2.9 a worker started from a worker takes about a second to
    * run (one from the main thread, ~30 ms), and blocks are compressed in-line until it does.
    * Absent with --compress none, or when starting it failed (the worker then starts its own).
@@ -48,6 +48,8 @@ export type WorkerMessage =
   | { type: "ready"; linkType: number; snaplen: number }
   | { type: "log"; level: "info" | "warn" | "error"; message: string }
   | { type: "finalized"; file: FinalizedFileMessage }
+  /** The temporary file the worker writes now, archive-relative; null between files. Sent on change. */
+  | { type: "openFile"; path: string | null }
   | { type: "fatal"; message: string }
   | { type: "largeFlow"; flow: KeyDescription; bytes: number; threshold: number }
   | { type: "done" };

@@ -1,22 +1,18 @@
 /**
- * A capture worker: owns one capture source (libpcap handle or AF_PACKET ring), one flow table and one output stream. The packet loop is
- * synchronous — decode, count the flow, apply the cutoff, write, index — and polls the shared control block
- * between batches, so stop and rotate requests never wait behind a message queue.
+ * A capture worker: owns one capture source (libpcap handle or AF_PACKET ring) and one capture
+ * pipeline (pipeline.ts: flow table, output stream, index). The packet loop is synchronous and polls
+ * the shared control block between batches, so stop and rotate requests never wait behind a message
+ * queue. Here: thread messages, the live and replay loops, reopening with back-off, control polling
+ * and counter publishing.
  */
 /// <reference lib="deno.worker" />
 import { loadLibpcap, PcapHandle } from "../../ffi/libpcap.ts";
 import { setCaptureCapabilities } from "../../ffi/libc.ts";
 import { type CaptureSource, openSource } from "../capture/source.ts";
-import { Cutoff, FlowTable } from "../flow/mod.ts";
-import { IndexBuilder } from "../index/mod.ts";
-import { indexPcapFile } from "../index/index_pcap.ts";
-import { decodePacket } from "../packet/mod.ts";
-import { FlowKind, KEY_WORDS, PacketInfo } from "../packet/packet_info.ts";
-import { describeKey } from "../packet/describe.ts";
-import { crossedLevel, largeFlowLevel } from "../flow/large_flows.ts";
-import { RotatingOutput } from "../store/mod.ts";
-import { indexPathFor } from "../archive/naming.ts";
 import { BlockCompressor } from "../store/compressor.ts";
+import { archiveRelative, indexPathFor } from "../archive/naming.ts";
+import { CapturePipeline } from "./pipeline.ts";
+import type { FinalizedFile } from "../store/pcap_file_writer.ts";
 import type { WorkerMessage, WorkerSetup } from "./protocol.ts";
 import { Control, Counter } from "./counters.ts";
 
@@ -37,34 +33,15 @@ self.onmessage = (event: MessageEvent<WorkerSetup>) => {
   }
 };
 
-/** Everything one worker owns. */
+/** Everything one worker owns, from its first source's opening on. */
 interface WorkerState {
   setup: WorkerSetup;
-  flows: FlowTable;
-  cutoff: Cutoff;
-  output: RotatingOutput;
-  index: IndexBuilder;
-  info: PacketInfo;
+  pipeline: CapturePipeline;
   counters: Float64Array;
-  /** Bytes at which a flow is reported as large (then at each doubling). */
-  largeFlowThreshold: number;
-  /**
-   * Packets seen, published by `publish` after libpcap's totals are read: so the kernel's
-   * `recvd` is never behind `pkts` in a stats line or a scrape.
-   */
-  packetsSeen: number;
-  /** The current source's link type, cached: asking libpcap per packet would be a second FFI call. */
-  linkType: number;
   /** libpcap statistics of handles closed since the start (a reopened handle counts from 0). */
   statsBase: { recv: number; drop: number; ifdrop: number };
-  /** Flow id and wire length of the packet being written (-1: none): a rotation it triggers
-   * leaves it out of the finished file's flow totals. */
-  inFlightFlow: number;
-  inFlightLen: number;
   /** Last RotateRequest value acted on. */
   rotateSeen: number;
-  /** Distinct flows after which the open file is rotated (FILE_FLOWS_PER_TABLE × --max-flows). */
-  maxFileFlows: number;
   /** Write errors seen, when the last was logged, whether writing is failing now, and the
    * bytes on disk then (so the recovery gets a log line too). */
   errorsSeen: number;
@@ -77,61 +54,68 @@ interface WorkerState {
    * loop leaves a batch on time when packets trickle in. */
   flushDueSec: number;
   flushDueFrac: number;
+  /** The open file last reported to the main thread (archive-relative temporary path), or null. */
+  openFileReported: string | null;
 }
 
 function runWorker(setup: WorkerSetup): void {
-  const { config } = setup;
-  loadLibpcap(config.libpcap);
-  // A compression helper thread started by the main thread (BlockCompressor.startHelper) comes
-  // with the setup; without one, the output starts its own (about a second later: see
-  // src/store/compressor.ts).
-  if (setup.compressor !== undefined) BlockCompressor.adopt(setup.compressor);
-  const flows = new FlowTable({ maxFlows: config.maxFlows, flowTimeout: config.flowTimeout });
-  const cutoff = new Cutoff({ bytes: config.byteCutoff, packets: config.packetCutoff });
-  // Keys of live flows are read from the table when an index is written.
-  const index = IndexBuilder.forFlowTable(flows, {
-    spillDir: config.outDir,
-    communityIdSeed: config.communityIdSeed,
-  });
+  loadLibpcap(setup.config.libpcap);
+  const compressor = openCompressor(setup);
+  try {
+    let state: WorkerState | undefined;
+    if (setup.source.kind === "live") {
+      const handle = openLive(setup);
+      state = start(setup, handle, compressor);
+      captureLive(state, handle);
+    } else {
+      state = replayFiles(setup, setup.source.files, compressor);
+    }
+    if (state === undefined) return;
+    state.pipeline.close();
+    publish(state, undefined);
+  } finally {
+    compressor?.close();
+  }
+}
+
+/**
+ * The output's block-compression helper for gzip/zstd: the one the main thread started
+ * (BlockCompressor.startHelper) comes with the setup; without one, the worker starts its own
+ * (about a second later: see src/store/compressor.ts). Null with --compress none.
+ */
+function openCompressor(setup: WorkerSetup): BlockCompressor | null {
+  if (setup.compressor !== undefined) return BlockCompressor.attach(setup.compressor);
+  return setup.config.compress === "none" ? null : BlockCompressor.start();
+}
+
+/**
+ * Builds the pipeline for the first source's format, tells the main thread the worker is ready
+ * and waits for its go.
+ */
+function start(
+  setup: WorkerSetup,
+  first: CaptureSource,
+  compressor: BlockCompressor | null,
+): WorkerState {
   const state: WorkerState = {
     setup,
-    flows,
-    cutoff,
-    index,
-    info: new PacketInfo(),
+    pipeline: openPipeline(setup, first, compressor),
     counters: setup.counters,
-    linkType: -1,
     statsBase: { recv: 0, drop: 0, ifdrop: 0 },
     rotateSeen: Atomics.load(setup.control, Control.RotateRequest),
-    maxFileFlows: FILE_FLOWS_PER_TABLE * config.maxFlows,
-    inFlightFlow: -1,
-    inFlightLen: 0,
     errorsSeen: 0,
     errorsLoggedAt: 0,
     writeFailing: false,
     bytesAtFailure: 0,
-    largeFlowThreshold: config.largeFlowThreshold > 0 ? config.largeFlowThreshold : Infinity,
-    packetsSeen: 0,
-    output: undefined as unknown as RotatingOutput,
     flushDue: Infinity,
     flushDueSec: Infinity,
     flushDueFrac: 0,
+    openFileReported: null,
   };
   scheduleFlush(state, Date.now() / 1000);
-  if (setup.source.kind === "live") {
-    const handle = openLive(setup);
-    state.linkType = handle.linkType();
-    state.output = openOutput(state, handle);
-    post({ type: "ready", linkType: handle.linkType(), snaplen: handle.snaplen() });
-    waitForGo(setup.control);
-    captureLive(state, handle);
-  } else {
-    replayFiles(state, setup.source.files);
-  }
-  state.output.close();
-  flows.expireAll();
-  index.close();
-  publish(state, undefined);
+  post({ type: "ready", linkType: first.linkType(), snaplen: first.snaplen() });
+  waitForGo(setup.control);
+  return state;
 }
 
 /**
@@ -166,74 +150,60 @@ function openLiveSource(setup: WorkerSetup): CaptureSource {
   return handle;
 }
 
-function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
-  const { config, label, index } = state.setup;
-  return new RotatingOutput({
-    outDir: config.outDir,
-    iface: label,
-    worker: index,
-    linkType: handle.linkType(),
-    snaplen: handle.snaplen(),
-    nanosecond: config.nanosecond,
-    compress: config.compress,
-    level: config.compressLevel,
-    rotateSize: config.rotateSize,
-    rotateInterval: config.rotateInterval,
-    // gzip/zstd blocks are compressed on a helper thread while the next block fills.
-    parallelCompression: true,
-    // Queries read the open file up to its last time-bounded flush.
-    publishOpenState: config.flushInterval > 0,
-    beforeRename: (file) => {
-      const started = performance.now();
-      if (state.index.packetCount > file.packets) {
-        // A block failed to reach the disk (ENOSPC, EIO...): its records were indexed when they
-        // were buffered and are not in the file. Index the file as it is on disk instead.
-        indexPcapFile(file.tmpPath, {
-          iface: label,
-          worker: index,
-          indexPath: indexPathFor(file.path),
-        });
-      } else {
-        state.index.write(indexPathFor(file.path), {
-          pcapName: file.path.slice(file.path.lastIndexOf("/") + 1),
-          linkType: file.linkType,
-          snaplen: file.snaplen,
-          nanosecond: file.nanosecond,
-          compress: file.compress,
-          blocks: file.blocks,
-          iface: label,
-          worker: index,
-          pcapSize: file.bytesOnDisk,
-          dataSize: file.bytesUncompressed,
-          inFlight: state.inFlightFlow < 0
-            ? undefined
-            : { flowId: state.inFlightFlow, wireLen: state.inFlightLen },
-        });
-      }
-      state.index.reset();
-      state.counters[Counter.IndexBuildSeconds] += (performance.now() - started) / 1000;
-      // How long after its last packet the file's index was written (live capture: packet time is
-      // wall-clock time; a replay's packet times are not, so no lag is reported for it).
-      if (state.setup.source.kind === "live") {
-        state.counters[Counter.IndexLagSeconds] = Math.max(0, Date.now() / 1000 - file.lastTs);
-      }
+/** The capture pipeline as configured, writing files in the format of `first`. */
+function openPipeline(
+  setup: WorkerSetup,
+  first: CaptureSource,
+  compressor: BlockCompressor | null,
+): CapturePipeline {
+  const { config, label, index, counters } = setup;
+  return new CapturePipeline({
+    maxFlows: config.maxFlows,
+    flowTimeout: config.flowTimeout,
+    byteCutoff: config.byteCutoff,
+    packetCutoff: config.packetCutoff,
+    largeFlowThreshold: config.largeFlowThreshold,
+    onLargeFlow: (flow, bytes, threshold) => post({ type: "largeFlow", flow, bytes, threshold }),
+    communityIdSeed: config.communityIdSeed,
+    live: setup.source.kind === "live",
+    counters,
+    output: {
+      outDir: config.outDir,
+      iface: label,
+      worker: index,
+      linkType: first.linkType(),
+      snaplen: first.snaplen(),
+      nanosecond: config.nanosecond,
+      compress: config.compress,
+      level: config.compressLevel,
+      rotateSize: config.rotateSize,
+      rotateInterval: config.rotateInterval,
+      // While the next block fills, gzip/zstd blocks are compressed on the helper thread and
+      // plain blocks written by glibc's AIO threads.
+      compressor,
+      aioPlainWrites: true,
+      // Queries read the open file up to its last time-bounded flush.
+      publishOpenState: config.flushInterval > 0,
+      onFinalized: (file) => finalized(counters, file),
     },
-    onFinalized: (file) => {
-      state.counters[Counter.FilesWritten]++;
-      state.counters[Counter.FileBytesWritten] += file.bytesOnDisk;
-      post({
-        type: "finalized",
-        file: {
-          path: file.path,
-          indexPath: indexPathFor(file.path),
-          linkType: file.linkType,
-          packets: file.packets,
-          firstTs: file.firstTs,
-          lastTs: file.lastTs,
-          bytesOnDisk: file.bytesOnDisk,
-          bytesUncompressed: file.bytesUncompressed,
-        },
-      });
+  });
+}
+
+/** Counts a finalized file and tells the main thread. */
+function finalized(counters: Float64Array, file: FinalizedFile): void {
+  counters[Counter.FilesWritten]++;
+  counters[Counter.FileBytesWritten] += file.bytesOnDisk;
+  post({
+    type: "finalized",
+    file: {
+      path: file.path,
+      indexPath: indexPathFor(file.path),
+      linkType: file.linkType,
+      packets: file.packets,
+      firstTs: file.firstTs,
+      lastTs: file.lastTs,
+      bytesOnDisk: file.bytesOnDisk,
+      bytesUncompressed: file.bytesUncompressed,
     },
   });
 }
@@ -241,6 +211,7 @@ function openOutput(state: WorkerState, handle: CaptureSource): RotatingOutput {
 /** Live loop: batches of packets, then control, clock-driven rotation and counters. */
 function captureLive(state: WorkerState, opened: CaptureSource): void {
   const control = state.setup.control;
+  const pipeline = state.pipeline;
   let handle: CaptureSource | null = opened;
   state.counters[Counter.Capturing] = 1;
   while (Atomics.load(control, Control.Stop) === 0) {
@@ -252,7 +223,7 @@ function captureLive(state: WorkerState, opened: CaptureSource): void {
     for (let i = 0; i < BATCH; i++) {
       status = handle.next();
       if (status !== 1) break;
-      handlePacket(state, handle);
+      pipeline.handle(handle);
       // A trickle of packets keeps next() from timing out: leave the batch when a flush is due.
       if (handle.tsSec >= state.flushDueSec && flushDueAt(state, handle)) break;
     }
@@ -305,9 +276,8 @@ function reopenLive(state: WorkerState): CaptureSource | null {
       );
       continue;
     }
-    if (handle.linkType() !== state.linkType) {
-      state.linkType = handle.linkType();
-      state.output.setFormat({ linkType: handle.linkType(), snaplen: handle.snaplen() });
+    if (handle.linkType() !== state.pipeline.linkType) {
+      state.pipeline.setFormat(handle.linkType(), handle.snaplen());
     }
     state.counters[Counter.Capturing] = 1;
     log("info", `Reopened capture on ${label} after ${attempt} attempt(s)`);
@@ -340,34 +310,15 @@ function pause(state: WorkerState, ms: number): boolean {
 }
 
 /**
- * A file holds at most this many times --max-flows distinct flows: beyond, the index builder's
- * per-file maps and copied keys (~50 bytes a flow) and the index would grow without bound.
- */
-const FILE_FLOWS_PER_TABLE = 2;
-
-/**
- * Rotates when the open file holds `maxFileFlows` distinct flows, far more than the table holds (a
- * scan, a flood of one-packet flows): a new file bounds the index builder's per-file memory and the
- * size of one index. Called between batches; true when it rotated.
- */
-function rotateIfManyFlows(state: WorkerState): boolean {
-  if (state.index.flowCount < state.maxFileFlows) return false;
-  state.output.rotate();
-  return true;
-}
-
-/**
  * Rotation requests, time-bounded flushes, and on a quiet link the wall-clock driven rotation and
  * flow expiry.
  */
 function housekeeping(state: WorkerState, quiet: boolean): void {
-  if (rotateIfAsked(state) || rotateIfManyFlows(state)) {
+  if (rotateIfAsked(state) || state.pipeline.rotateIfManyFlows()) {
     // rotated
   } else if (quiet) {
     // Time moves on without packets, so rotation and expiry follow the wall clock.
-    const now = Date.now() / 1000;
-    state.output.rotateIfDue(now);
-    state.flows.expireIdle(now);
+    state.pipeline.idle(Date.now() / 1000);
   }
   flushIfDue(state);
 }
@@ -377,7 +328,7 @@ function rotateIfAsked(state: WorkerState): boolean {
   const asked = Atomics.load(state.setup.control, Control.RotateRequest);
   if (asked === state.rotateSeen) return false;
   state.rotateSeen = asked;
-  state.output.rotate();
+  state.pipeline.output.rotate();
   return true;
 }
 
@@ -385,7 +336,7 @@ function rotateIfAsked(state: WorkerState): boolean {
 function flushIfDue(state: WorkerState): void {
   const now = Date.now() / 1000;
   if (now < state.flushDue) return;
-  state.output?.flush();
+  state.pipeline.output.flush();
   scheduleFlush(state, now);
 }
 
@@ -416,34 +367,34 @@ function keepStats(state: WorkerState, handle: CaptureSource): void {
   state.statsBase.ifdrop += stats.ifdrop;
 }
 
-/** Offline loop: every file in turn through the same pipeline, until the last ends or a stop request. */
-function replayFiles(state: WorkerState, files: string[]): void {
-  const control = state.setup.control;
+/**
+ * Offline loop: every file in turn through the same pipeline, until the last ends or a stop
+ * request. Returns the worker's state (undefined when there was no file).
+ */
+function replayFiles(
+  setup: WorkerSetup,
+  files: string[],
+  compressor: BlockCompressor | null,
+): WorkerState | undefined {
+  const { config, control } = setup;
+  let state: WorkerState | undefined;
   for (const file of files) {
     // direct: records are parsed in JS from large reads (libpcap takes over for anything unusual
     // and for filters); no FFI call per packet.
-    const handle = PcapHandle.openOffline(file, {
-      nanosecond: state.setup.config.nanosecond,
-      direct: true,
-    });
+    const handle = PcapHandle.openOffline(file, { nanosecond: config.nanosecond, direct: true });
     try {
-      if (state.setup.config.filter) handle.setFilter(state.setup.config.filter);
-      state.linkType = handle.linkType();
-      if (state.output === undefined) {
-        state.output = openOutput(state, handle);
-        post({ type: "ready", linkType: handle.linkType(), snaplen: handle.snaplen() });
-        waitForGo(control);
-      } else {
-        state.output.setFormat({ linkType: handle.linkType(), snaplen: handle.snaplen() });
-      }
+      if (config.filter) handle.setFilter(config.filter);
+      if (state === undefined) state = start(setup, handle, compressor);
+      else state.pipeline.setFormat(handle.linkType(), handle.snaplen());
+      const pipeline = state.pipeline;
       let status = 1;
       while (status === 1 && Atomics.load(control, Control.Stop) === 0) {
         for (let i = 0; i < BATCH; i++) {
           status = handle.next();
           if (status !== 1) break;
-          handlePacket(state, handle);
+          pipeline.handle(handle);
         }
-        if (!rotateIfAsked(state)) rotateIfManyFlows(state);
+        if (!rotateIfAsked(state)) pipeline.rotateIfManyFlows();
         flushIfDue(state);
         publish(state, undefined);
       }
@@ -455,68 +406,22 @@ function replayFiles(state: WorkerState, files: string[]): void {
     }
     if (Atomics.load(control, Control.Stop) !== 0) break;
   }
+  return state;
 }
 
-/** The per-packet path: no allocation, one FFI call (made by the caller). */
-function handlePacket(state: WorkerState, handle: CaptureSource): void {
-  const { info, flows, counters } = state;
-  decodePacket(state.linkType, handle.data, handle.offset, handle.caplen, info);
-  const ts = handle.tsSec + handle.tsFrac * (handle.nanosecond ? 1e-9 : 1e-6);
-  const id = flows.observe(info.key, ts, handle.wireLen, info.tcpFlags);
-  state.packetsSeen++;
-  counters[Counter.BytesSeen] += handle.wireLen;
-  counters[Counter.LastPacketTs] = ts;
-  if (info.kind === FlowKind.Opaque) counters[Counter.UndecodedFrames]++;
-  if (handle.caplen > handle.wireLen) counters[Counter.CaplenOverLen]++;
-  if (flows.bytesBefore + handle.wireLen >= state.largeFlowThreshold) {
-    checkLargeFlow(state, id, handle.wireLen);
-  }
-  if (!state.cutoff.allows(flows.packetsBefore, flows.bytesBefore)) {
-    flows.markCut(id, flows.packetsBefore + 1);
-    return;
-  }
-  // Offline packets stored are moved to one place first (see PcapHandle.settle), so the writer
-  // reuses its views instead of making one per packet.
-  handle.settle();
-  state.inFlightFlow = id;
-  state.inFlightLen = handle.wireLen;
-  const offset = state.output.write(
-    handle.data,
-    handle.offset,
-    handle.caplen,
-    handle.wireLen,
-    handle.tsSec,
-    handle.tsFrac,
-  );
-  state.inFlightFlow = -1;
-  if (offset < 0) return; // lost to a write error: counted by the output, not indexed
-  state.index.record(id, ts, offset, handle.wireLen);
-  if (info.innerVlanCount + info.mplsCount > 0) state.index.noteTags(id, info);
-  counters[Counter.PacketsWritten]++;
-  counters[Counter.BytesWritten] += handle.wireLen;
-}
-
-/** Reports a flow that crossed the large-flow threshold or one of its doublings (rare: not hot). */
-function checkLargeFlow(state: WorkerState, id: number, wireLen: number): void {
-  const before = state.flows.bytesBefore;
-  const level = crossedLevel(before, before + wireLen, state.largeFlowThreshold);
-  if (level < 0) return;
-  if (level === 0 || largeFlowLevel(before, state.largeFlowThreshold) < 0) {
-    state.counters[Counter.LargeFlows]++;
-  }
-  const key = new Uint32Array(KEY_WORDS);
-  state.flows.copyKey(id, key);
-  post({
-    type: "largeFlow",
-    flow: describeKey(key),
-    bytes: before + wireLen,
-    threshold: state.largeFlowThreshold * 2 ** level,
-  });
+/** Tells the main thread which file the output writes now (the server shows it) when that changed. */
+function reportOpenFile(state: WorkerState): void {
+  const tmpPath = state.pipeline.output.current?.tmpPath;
+  const path = tmpPath === undefined ? null : archiveRelative(state.setup.config.outDir, tmpPath);
+  if (path === state.openFileReported) return;
+  state.openFileReported = path;
+  post({ type: "openFile", path });
 }
 
 /** Copies the slow-moving counters into shared memory for the main thread. */
 function publish(state: WorkerState, handle: CaptureSource | undefined): void {
-  const { counters, flows } = state;
+  const { counters, pipeline } = state;
+  const { flows, output } = pipeline;
   counters[Counter.FlowsActive] = flows.active;
   counters[Counter.FlowsStarted] = flows.started;
   counters[Counter.FlowsExpired] = flows.expiredIdle;
@@ -524,16 +429,16 @@ function publish(state: WorkerState, handle: CaptureSource | undefined): void {
   counters[Counter.FlowsEvicted] = flows.evicted;
   counters[Counter.FlowsFlushed] = flows.flushed;
   counters.set(flows.sizes.values, Counter.FlowSizeBuckets);
-  if (state.output) {
-    counters[Counter.WriteErrors] = state.output.writeErrors;
-    counters[Counter.PacketsLost] = state.output.lostPackets;
-    counters[Counter.Rotations] = state.output.filesFinalized;
-    counters[Counter.PacketsUnflushed] = state.output.unflushedPackets;
-    counters[Counter.OpenFileBytes] = state.output.current?.bytesOnDisk ?? 0;
-    reportWriteErrors(state);
-  }
-  // Counted before the kernel's totals are read, and stored after them.
-  const seen = state.packetsSeen;
+  counters[Counter.WriteErrors] = output.writeErrors;
+  counters[Counter.PacketsLost] = output.lostPackets;
+  counters[Counter.Rotations] = output.filesFinalized;
+  counters[Counter.PacketsUnflushed] = output.unflushedPackets;
+  counters[Counter.OpenFileBytes] = output.current?.bytesOnDisk ?? 0;
+  reportWriteErrors(state);
+  reportOpenFile(state);
+  // Counted before the kernel's totals are read, and stored after them: so the kernel's `recvd` is
+  // never behind `pkts` in a stats line or a scrape.
+  const seen = pipeline.packetsSeen;
   if (handle) {
     const stats = handle.stats();
     const base = state.statsBase;
@@ -549,7 +454,7 @@ const WRITE_ERROR_LOG_INTERVAL = 10;
 
 /** Logs new write errors (at most one line per interval) and, once records are written again, that. */
 function reportWriteErrors(state: WorkerState): void {
-  const output = state.output;
+  const output = state.pipeline.output;
   const errors = output.writeErrors;
   const now = Date.now() / 1000;
   // Bytes that reached the disk: records buffered in memory do not show that writing works.

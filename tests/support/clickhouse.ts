@@ -5,7 +5,7 @@
  * `remote_servers` cluster (each server also knows the other's TCP port) for Distributed tables.
  * Under CI=true a server that cannot start fails the test; elsewhere too — never skipped.
  */
-import { freePort } from "./query_server.ts";
+import { freePort } from "./process.ts";
 
 const SERVER = "/usr/sbin/clickhouse-server";
 

@@ -1,14 +1,20 @@
 /**
- * A SensorView without capture, for server tests: workers whose shared counters the test fills in,
- * a real catalog over a temporary archive directory, and retention totals.
+ * A SensorView without capture, for server tests: workers whose shared counters (`slots`, indexed by
+ * `Counter`, read by name through the capture's own NamedCounters) the test fills in, a real catalog
+ * over a temporary archive directory, and retention totals.
  */
 import { Catalog, type CatalogEntry } from "../../src/archive/catalog.ts";
-import { allocateCounters } from "../../src/worker/counters.ts";
+import { allocateCounters, NamedCounters } from "../../src/worker/counters.ts";
 import type { RetentionStats, SensorView, WorkerView } from "../../src/server/view.ts";
+
+/** A worker whose shared counter array the test writes. */
+export interface FakeWorker extends WorkerView {
+  slots: Float64Array;
+}
 
 /** A fake sensor whose parts tests change directly. */
 export interface FakeSensor extends SensorView {
-  workerList: WorkerView[];
+  workerList: FakeWorker[];
   retentionStats: RetentionStats;
   catalogInstance: Catalog;
   outDir: string;
@@ -28,13 +34,18 @@ export interface FakeSensorOptions {
 export function fakeSensor(options: FakeSensorOptions = {}): FakeSensor {
   const outDir = options.outDir ?? Deno.makeTempDirSync({ prefix: "cutcap-server-" });
   const pairs = options.workers ?? [["eth0", 0], ["eth0", 1], ["eth1", 0]];
-  const workerList: WorkerView[] = pairs.map(([label, index]) => ({
-    label,
-    index,
-    counters: allocateCounters(),
-    ready: true,
-    done: false,
-  }));
+  const workerList: FakeWorker[] = pairs.map(([label, index]) => {
+    const slots = allocateCounters();
+    return {
+      label,
+      index,
+      slots,
+      counters: new NamedCounters(slots),
+      ready: true,
+      done: false,
+      openFile: null,
+    };
+  });
   let catalogInstance: Catalog | undefined;
   const sensor: FakeSensor = {
     startedAt: Date.now() / 1000 - 100,

@@ -8,6 +8,7 @@
  * Names are `cc<tag><n>-<pid>` (at most 15 characters, the kernel's limit): unique per test process and
  * per pair, so test files running in parallel never collide.
  */
+import { sh } from "./process.ts";
 import { rootOnly } from "./root.ts";
 
 /** A namespace joined to the test's namespace by a veth pair. */
@@ -24,6 +25,8 @@ export interface Veth {
   replay(file: string, options?: ReplayOptions): Promise<number>;
   /** Starts sending a pcap in a loop until `stop` is called (for captures that must stay busy). */
   replayForever(file: string, options?: ReplayOptions): RunningReplay;
+  /** Deletes the outside end (the pair goes with it) unless gone already, and makes it again, up. */
+  recreate(): Promise<void>;
   /** Deletes the pair and the namespace; safe to call twice. */
   remove(): Promise<void>;
 }
@@ -40,17 +43,7 @@ export interface RunningReplay {
   stop(): Promise<void>;
 }
 
-const decoder = new TextDecoder();
 let pairs = 0;
-
-/** Runs a command; throws with its stderr when it fails, returns its stdout. */
-export async function sh(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${decoder.decode(out.stderr).trim()}`);
-  }
-  return decoder.decode(out.stdout);
-}
 
 /**
  * Creates the next free namespace for `tag`. Test files run in parallel inside one process (one
@@ -94,9 +87,7 @@ export async function createVeth(tag: string): Promise<Veth> {
     inside,
     file,
   ];
-  try {
-    await exec("sysctl", ["-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    await exec("sysctl", ["-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+  const link = async (): Promise<void> => {
     await sh("ip", [
       ...["link", "add", outside, "mtu", "9000", "type", "veth"],
       ...["peer", "name", inside, "mtu", "9000", "netns", ns],
@@ -104,6 +95,11 @@ export async function createVeth(tag: string): Promise<Veth> {
     await sh("sysctl", ["-qw", `net.ipv6.conf.${outside}.disable_ipv6=1`]);
     await sh("ip", ["link", "set", outside, "up"]);
     await exec("ip", ["link", "set", inside, "up"]);
+  };
+  try {
+    await exec("sysctl", ["-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    await exec("sysctl", ["-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    await link();
     await exec("ip", ["link", "set", "lo", "up"]);
   } catch (error) {
     await remove();
@@ -115,6 +111,10 @@ export async function createVeth(tag: string): Promise<Veth> {
     outside,
     exec,
     remove,
+    async recreate(): Promise<void> {
+      await sh("ip", ["link", "del", outside]).catch(() => ""); // may be gone already
+      await link();
+    },
     async replay(file: string, options: ReplayOptions = {}): Promise<number> {
       const out = await sh("ip", ["netns", "exec", ns, ...replayArgs(file, options, false)]);
       const sent = /Successful packets:\s+(\d+)/.exec(out);
@@ -148,6 +148,8 @@ export interface RootTestOptions {
   veth?: string;
   /** What root is needed for, shown when the test is ignored; default: the veth pair or a live capture. */
   why?: string;
+  /** Ignore the test for another reason (a missing tool outside CI, see browser.ts). */
+  ignore?: boolean;
 }
 
 /** What a root test receives: a fresh temporary directory, and the veth pair when one was asked for. */
@@ -170,6 +172,7 @@ export function rootTest(
     (options.veth === undefined ? "a live capture" : "a network namespace and veth pair");
   Deno.test(rootOnly(why, {
     name,
+    ignore: options.ignore,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {

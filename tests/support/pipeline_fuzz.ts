@@ -1,24 +1,25 @@
 /**
- * Whole-pipeline fuzzing: mutated corpus frames go through what a capture worker does per packet
- * (decodePacket → FlowTable.observe → Cutoff.allows → RotatingOutput.write → IndexBuilder.record,
- * as in src/worker/worker.ts handlePacket) with the cutoffs off, so every frame must come back unchanged.
+ * Whole-pipeline fuzzing: mutated corpus frames go through the capture worker's own per-packet
+ * pipeline (src/worker/pipeline.ts: decodePacket → FlowTable.observe → Cutoff.allows →
+ * RotatingOutput.write → IndexBuilder.record) with the cutoffs off, so every frame must come back unchanged.
  * The frames come from a seeded generator: running it again with the same seed gives the same
  * frames, so the check after writing needs no copy of a million frames in memory.
  *
  * Used by tests/fuzz_pipeline_test.ts (through bench/fuzz.ts in a child process, so a hang becomes
  * a failure) and by `deno task fuzz` for long runs.
  */
-import { Cutoff, FlowTable } from "../../src/flow/mod.ts";
-import { IndexBuilder } from "../../src/index/mod.ts";
 import { readFileIndex } from "../../src/index/index_reader.ts";
-import { decodePacket, DLT_EN10MB, DLT_RAW, PacketInfo } from "../../src/packet/mod.ts";
+import { DLT_EN10MB, DLT_RAW } from "../../src/packet/mod.ts";
 import { type Compression, PcapReader } from "../../src/pcap/mod.ts";
-import { RotatingOutput } from "../../src/store/mod.ts";
+import { Counter, COUNTER_SLOTS } from "../../src/worker/counters.ts";
+import { CapturePipeline, type PacketView } from "../../src/worker/pipeline.ts";
 import { CORPUS_DIR } from "./corpus.ts";
 
 const CORPUS = CORPUS_DIR;
 /** Largest caplen the output keeps whole (MAX_CAPLEN): frames are never longer than this. */
 const SNAPLEN = 262144;
+/** Frames between two looks at the open file's flow count (the worker's batch). */
+const BATCH = 4096;
 /** Frames between two changes of the link type the output file is written with. */
 const GROUP_FRAMES = 20_000;
 
@@ -116,7 +117,7 @@ export const MUTATIONS = [
  * Deterministic source of mutated frames. `next()` fills `data[offset, offset + caplen)` and the
  * record fields; the same seed always yields the same sequence.
  */
-export class FrameSource {
+export class FrameSource implements PacketView {
   /** Buffer holding the current frame (long-lived; overwritten by the next call). */
   readonly data = new Uint8Array(1 << 18);
   offset = 0;
@@ -126,6 +127,7 @@ export class FrameSource {
   tsSec = 0;
   /** Microseconds. */
   tsFrac = 0;
+  readonly nanosecond = false;
   /** Link type of the output file this frame belongs to. */
   linkType = DLT_EN10MB;
   /** Index of the mutation applied (see MUTATIONS). */
@@ -240,6 +242,9 @@ export class FrameSource {
     }
     this.tsFrac = this.#below(1_000_000);
   }
+
+  /** The frame is already where it stays until the next call. */
+  settle(): void {}
 }
 
 /** Options of `runPipelineFuzz`. */
@@ -254,7 +259,10 @@ export interface PipelineFuzzOptions {
   compressions?: Compression[];
   /** Rotate by size (bytes); default 32 MiB. */
   rotateSize?: number;
-  /** Flow table size (small values exercise eviction); default 65536. */
+  /**
+   * Flow table size of each compression's pipeline (small values exercise eviction); default
+   * 16384: a third of a million frames makes about 41,000 flows.
+   */
   maxFlows?: number;
   /** Progress callback, every million frames. */
   progress?: (frames: number) => void;
@@ -304,92 +312,69 @@ export function runPipelineFuzz(options: PipelineFuzzOptions): PipelineFuzzSumma
   const corpus = FrameSource.loadCorpus();
   const compressions = options.compressions ?? ["none"];
   const source = new FrameSource(options.seed, corpus);
-  const info = new PacketInfo();
-  const flows = new FlowTable({ maxFlows: options.maxFlows ?? 65536, flowTimeout: 300 });
-  const cutoff = new Cutoff({ bytes: 0, packets: 0 });
-  const index = IndexBuilder.forFlowTable(flows);
   const files: FuzzFile[] = [];
   const mutations = new Float64Array(MUTATIONS.length);
   let refused = 0;
   let dropped = 0;
   let indexed = 0;
+  let flowsEvicted = 0;
   let bytesWritten = 0;
   let firstFrame = 0;
-  let written = 0;
   const segment = Math.ceil(options.frames / compressions.length);
   const started = performance.now();
+  // One pipeline per compression (an output's compression is fixed), with the cutoffs off.
   for (let c = 0; c < compressions.length; c++) {
     const compress = compressions[c];
-    const output = new RotatingOutput({
-      outDir: options.outDir,
-      iface: `fuzz-${compress}`,
-      worker: 0,
-      linkType: DLT_EN10MB,
-      snaplen: SNAPLEN,
-      compress,
-      rotateSize: options.rotateSize ?? 32 * 1024 * 1024,
-      beforeRename: (file) => {
-        index.write(`${file.path}.idx`, {
-          pcapName: file.path.slice(file.path.lastIndexOf("/") + 1),
-          linkType: file.linkType,
-          snaplen: file.snaplen,
-          nanosecond: file.nanosecond,
-          compress: file.compress,
-          blocks: file.blocks,
-          iface: "fuzz",
-          worker: 0,
-          pcapSize: file.bytesOnDisk,
-          dataSize: file.bytesUncompressed,
-        });
-        index.reset();
-      },
-      onFinalized: (file) => {
-        files.push({
-          path: file.path,
-          firstFrame,
-          packets: file.packets,
-          linkType: file.linkType,
-          compress: file.compress,
-        });
-        firstFrame += file.packets;
-        bytesWritten += file.bytesOnDisk;
+    const counters = new Float64Array(COUNTER_SLOTS);
+    const pipeline = new CapturePipeline({
+      maxFlows: options.maxFlows ?? 16384,
+      flowTimeout: 300,
+      byteCutoff: 0,
+      packetCutoff: 0,
+      largeFlowThreshold: 0,
+      live: false,
+      counters,
+      output: {
+        outDir: options.outDir,
+        iface: `fuzz-${compress}`,
+        worker: 0,
+        linkType: DLT_EN10MB,
+        snaplen: SNAPLEN,
+        compress,
+        rotateSize: options.rotateSize ?? 32 * 1024 * 1024,
+        onFinalized: (file) => {
+          files.push({
+            path: file.path,
+            firstFrame,
+            packets: file.packets,
+            linkType: file.linkType,
+            compress: file.compress,
+          });
+          firstFrame += file.packets;
+          bytesWritten += file.bytesOnDisk;
+        },
       },
     });
     const end = Math.min(options.frames, (c + 1) * segment);
-    let linkType = -1;
     while (source.produced < end) {
       source.next();
-      if (source.linkType !== linkType) {
-        linkType = source.linkType;
-        output.setFormat({ linkType });
-      }
+      if (source.linkType !== pipeline.linkType) pipeline.setFormat(source.linkType, SNAPLEN);
       mutations[source.mutation]++;
-      // The worker's handlePacket, step by step.
-      decodePacket(linkType, source.data, source.offset, source.caplen, info);
-      const ts = source.tsSec + source.tsFrac * 1e-6;
-      const id = flows.observe(info.key, ts, source.wireLen, info.tcpFlags);
-      if (!cutoff.allows(flows.packetsBefore, flows.bytesBefore)) {
-        refused++;
-        continue;
+      pipeline.handle(source);
+      // Between batches, as the worker does.
+      if (source.produced % BATCH === 0) pipeline.rotateIfManyFlows();
+      if (options.progress && source.produced % 1_000_000 === 0) {
+        options.progress(source.produced);
       }
-      const at = output.write(
-        source.data,
-        source.offset,
-        source.caplen,
-        source.wireLen,
-        source.tsSec,
-        source.tsFrac,
-      );
-      if (at < 0) {
-        dropped++;
-        continue;
-      }
-      index.record(id, ts, at, source.wireLen);
-      indexed++;
-      written++;
-      if (options.progress && written % 1_000_000 === 0) options.progress(written);
     }
-    output.close();
+    pipeline.close();
+    // Every frame the pipeline saw was refused by the cutoff, dropped by the output or indexed.
+    const seen = pipeline.packetsSeen;
+    const written = counters[Counter.PacketsWritten];
+    dropped += pipeline.output.droppedPackets;
+    indexed += written;
+    refused += seen - written - pipeline.output.droppedPackets;
+    flowsEvicted += pipeline.flows.evicted;
   }
   const writeSeconds = (performance.now() - started) / 1000;
   const verifyStarted = performance.now();
@@ -404,7 +389,7 @@ export function runPipelineFuzz(options: PipelineFuzzOptions): PipelineFuzzSumma
     files,
     bytesWritten,
     mutations: Object.fromEntries(MUTATIONS.map((name, i) => [name, mutations[i]])),
-    flowsEvicted: flows.evicted,
+    flowsEvicted,
     writeSeconds,
     verifySeconds: (performance.now() - verifyStarted) / 1000,
   };

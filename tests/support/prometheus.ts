@@ -2,6 +2,7 @@
  * A real Prometheus (/usr/bin/prometheus) scraping one target every second, for tests that check
  * what Prometheus itself reads from /metrics: an oracle independent of our exposition code.
  */
+import { freePort } from "./process.ts";
 
 /** A running Prometheus; `stop` ends it and removes its data. */
 export interface RunningPrometheus {
@@ -138,12 +139,4 @@ export async function waitForSeries(
     if (Date.now() > deadline) throw new Error(`No series for ${expr} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-}
-
-/** A TCP port nobody listens on right now. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }

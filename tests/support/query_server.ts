@@ -1,7 +1,7 @@
 /**
  * Helpers for the query tests: a multi-file archive built by cutcap's own offline replays (plus
- * tcpdump-written files indexed with `cutcap index`), a `cutcap serve` child process on a free
- * loopback port, and the tcpdump oracle for a query over the archive's files.
+ * tcpdump-written files indexed with `cutcap index`) and the tcpdump oracle for a query over the
+ * archive's files (the `cutcap serve` process: process.ts).
  */
 import { writeTrafficPcap } from "../../bench/gen/mod.ts";
 import type { TrafficOptions, TrafficTruth } from "../../bench/gen/mod.ts";
@@ -16,100 +16,6 @@ import {
   parseTcpdumpHex,
   run,
 } from "./oracle.ts";
-
-/** A free TCP port on 127.0.0.1 (closed again at once, so a child can bind it). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** A running `cutcap serve`. */
-export interface ServeProcess {
-  /** Base URL, e.g. http://127.0.0.1:40123 */
-  url: string;
-  /** True while the process has not exited. */
-  alive(): boolean;
-  /** What the process wrote to stderr so far. */
-  stderr(): string;
-  /** SIGTERM, then waits for the exit; returns the exit code. */
-  stop(): Promise<number>;
-  /** SIGKILL (a crash), then waits for the exit. */
-  kill(): Promise<void>;
-}
-
-/** Starts `cutcap serve --out DIR --listen 127.0.0.1:<port> EXTRA` and waits until /healthz answers. */
-export function startServe(
-  outDir: string,
-  extra: string[] = [],
-  port: number = freePort(),
-): Promise<ServeProcess> {
-  return startCutcapServer(["serve", "--out", outDir, ...extra], port);
-}
-
-/**
- * Starts `cutcap ARGS --listen 127.0.0.1:<port>` (a server command: serve, fleet) and waits until
- * /healthz answers.
- */
-export async function startCutcapServer(args: string[], port: number): Promise<ServeProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../../main.ts", import.meta.url).pathname,
-      ...args,
-      "--listen",
-      `127.0.0.1:${port}`,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  let exited = false;
-  const draining = (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of child.stderr) log += decoder.decode(chunk, { stream: true });
-  })();
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (exited) throw new Error(`cutcap ${args[0]} exited early: ${log}`);
-    try {
-      const response = await fetch(`${url}/healthz`);
-      await response.body?.cancel();
-      if (response.ok) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`cutcap ${args[0]} did not answer /healthz within 20 s: ${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    alive: () => !exited,
-    stderr: () => log,
-    async stop() {
-      if (!exited) child.kill("SIGTERM");
-      const s = await status;
-      await draining;
-      return s.code;
-    },
-    async kill() {
-      if (!exited) child.kill("SIGKILL");
-      await status;
-      await draining;
-    },
-  };
-}
 
 /** One generated capture replayed into the archive. */
 export interface ReplaySpec {
@@ -156,23 +62,6 @@ export async function replayFiles(
   const args = ["--read", ...inputs, "--out", outDir, "--listen", "off", "--byte-cutoff", "0"];
   const result = await cutcap([...args, ...extra]);
   if (result.code !== 0) throw new Error(`replay of ${inputs.join(" ")} failed: ${result.stderr}`);
-}
-
-/**
- * Where a capture written by another tool goes in the archive so the catalog sees it as worker
- * `worker` of interface `iface`: `<out>/YYYY/MM/DD/<first packet time>Z_<iface>_w<NN>.pcap`.
- */
-export function archivePathFor(
-  outDir: string,
-  firstTsUs: number,
-  iface: string,
-  worker: number,
-): string {
-  const iso = new Date(Math.floor(firstTsUs / 1000)).toISOString(); // 2026-11-23T10:00:00.123Z
-  const micros = String(firstTsUs % 1_000_000).padStart(6, "0");
-  const day = iso.slice(0, 10).replaceAll("-", "/");
-  const stamp = `${iso.slice(0, 10)}T${iso.slice(11, 19).replaceAll(":", "-")}.${micros}Z`;
-  return `${outDir}/${day}/${stamp}_${iface}_w${String(worker).padStart(2, "0")}.pcap`;
 }
 
 /** First packet time of a pcap in microseconds, as tcpdump prints it. */

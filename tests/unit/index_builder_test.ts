@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { KEY_WORDS } from "../src/packet/packet_info.ts";
+import { KEY_WORDS } from "../../src/packet/packet_info.ts";
 import {
   decodeFileIndex,
   findBlock,
@@ -7,7 +7,7 @@ import {
   type IndexMeta,
   readFileIndex,
   readIndexHeader,
-} from "../src/index/mod.ts";
+} from "../../src/index/mod.ts";
 
 /** Small deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number): () => number {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { Cutoff, FlowTable } from "../src/flow/mod.ts";
-import { FlowKind, KEY_WORDS } from "../src/packet/packet_info.ts";
+import { Cutoff, FlowTable } from "../../src/flow/mod.ts";
+import { FlowKind, KEY_WORDS } from "../../src/packet/packet_info.ts";
 
 function tcpKey(sport: number, dport: number, src = 0xc6120001, dst = 0xc6120002): Uint32Array {
   const k = new Uint32Array(KEY_WORDS);

@@ -1,10 +1,13 @@
 /**
- * A minimal sequential pcap reader for indexing files in place: plain pcap (both byte orders, µs and ns,
- * and the "modified" 24-byte record header variant), gzip (one stream or independent members) and zstd
- * (one frame or independent frames). It stands in until src/pcap/reader.ts exists; besides the
- * records it reports the block table of a compressed file, which a query needs to seek.
+ * The scan of a pcap file for indexing it in place (src/index/index_pcap.ts), whoever wrote it:
+ * plain pcap (both byte orders, µs and ns, and the "modified" 24-byte record header variant), and
+ * any file of a codec (gzip: one stream or independent members; zstd: one frame or independent
+ * frames; each codec finds its units, codec/*.ts `scanUnit`). Besides the records it reports the
+ * block table of a compressed file, which a query needs to seek. Unlike PcapReader (reader.ts,
+ * for cutcap's own files), it accepts every foreign file tcpdump reads, and libpcap's per-link-type
+ * caplen limits.
  *
- * Blocks are the file's gzip members / zstd frames. A record that straddles two of them (only possible
+ * Blocks are the file's units (gzip members / zstd frames). A record that straddles two of them (only possible
  * in files that other tools compressed) merges those blocks into one, so that in the reported table
  * every record lies inside one block. A file compressed as one stream yields one block. Every unit
  * (member, frame, merged block) is decompressed whole only up to `MAX_UNIT_BYTES` (64 MiB): from a
@@ -13,16 +16,10 @@
  * block, so memory never follows the uncompressed size. In a streamed block a record of wire length
  * 0 (what a bomb of zeros parses as) is garbage, not a packet: it ends the scan at once.
  */
-import { constants as zc, gunzipSync, inflateRawSync, zstdDecompressSync } from "node:zlib";
-import type { Compression } from "./index_format.ts";
-import {
-  boundedInflate,
-  isForeignStream,
-  MAX_UNIT_BYTES,
-  STREAM_ABOVE_BYTES,
-  unitTooLargeMessage,
-} from "../pcap/block_format.ts";
-import { canStream, StreamInflater } from "../pcap/stream_inflate.ts";
+import { codec, type Compression, detectCompression } from "./codecs.ts";
+import { MAX_UNIT_BYTES, STREAM_ABOVE_BYTES } from "./codec/codec.ts";
+import { FileWindow } from "./codec/window.ts";
+import { canStream, StreamInflater } from "./stream_inflate.ts";
 import {
   GLOBAL_HEADER_SIZE,
   hexMagic,
@@ -32,8 +29,8 @@ import {
   MODIFIED_RECORD_HEADER_SIZE,
   RECORD_HEADER_SIZE,
   sniffMagic,
-} from "../pcap/format.ts";
-import { PCAPNG_SHB } from "../pcap/pcapng.ts";
+} from "./format.ts";
+import { PCAPNG_SHB } from "./pcapng.ts";
 
 /** One record as the reader sees it; the same object is overwritten for every record. */
 export class ScanRecord {
@@ -72,8 +69,6 @@ export interface ScanResult {
   /** Why reading stopped before the end of the data, or "" when it did not. */
   stopReason: string;
 }
-
-const ZSTD_MAGIC = 0xfd2fb528;
 
 /** libpcap's max_snaplen_for_dlt: a larger caplen is a corrupt file, not a big packet. */
 function maxCaplen(linkType: number): number {
@@ -258,52 +253,6 @@ function u32le(buf: Uint8Array, at: number): number {
   return (buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)) >>> 0;
 }
 
-/** Sequential reader over a file with a growable window, for the compressed formats. */
-class Window {
-  buf = new Uint8Array(0);
-  /** File offset of buf[0]. */
-  start = 0;
-  len = 0;
-  readonly size: number;
-  readonly #f: Deno.FsFile;
-
-  constructor(f: Deno.FsFile, size: number) {
-    this.#f = f;
-    this.size = size;
-  }
-
-  /** Makes file bytes [pos, pos + n) available (fewer at end of file); returns how many are. */
-  ensure(pos: number, n: number): number {
-    const want = Math.min(n, this.size - pos);
-    if (pos >= this.start && pos + want <= this.start + this.len) return want;
-    // Keep what is still needed, read the rest.
-    const keepFrom = pos - this.start;
-    const cap = Math.max(want, 8 * 1024 * 1024);
-    const nb = this.buf.length >= cap ? this.buf : new Uint8Array(cap);
-    let kept = 0;
-    if (keepFrom >= 0 && keepFrom < this.len) {
-      kept = this.len - keepFrom;
-      if (nb === this.buf) nb.copyWithin(0, keepFrom, this.len);
-      else nb.set(this.buf.subarray(keepFrom, this.len));
-    }
-    this.buf = nb;
-    this.start = pos;
-    this.len = kept;
-    this.#f.seekSync(pos + kept, Deno.SeekMode.Start);
-    const fill = Math.min(nb.length, this.size - pos);
-    while (this.len < fill) {
-      const got = this.#f.readSync(nb.subarray(this.len, fill));
-      if (got === null || got === 0) break;
-      this.len += got;
-    }
-    return Math.min(want, this.len);
-  }
-
-  view(pos: number, n: number): Uint8Array {
-    return this.buf.subarray(pos - this.start, pos - this.start + n);
-  }
-}
-
 /**
  * Reads a pcap file (plain, gzip or zstd) from start to end, calling `onRecord` for each record.
  * Throws for pcapng and non-pcap files; a truncated or corrupt tail ends the scan (see `stopReason`).
@@ -323,18 +272,12 @@ export function scanPcapFile(path: string, onRecord: (rec: ScanRecord) => void):
       throw new Error(`Cannot index ${path}: expected a pcap file, found ${size} bytes`);
     }
     const asm = new Assembler(path, onRecord);
-    let compress: Compression = "none";
+    const compress: Compression = detectCompression(head);
     let blocks: Float64Array = new Float64Array(0);
     let wholeStream = false;
     let stopReason = "";
-    if (head[0] === 0x1f && head[1] === 0x8b) {
-      compress = "gzip";
-      const r = scanBlocks(f, size, asm, gzipMember, compress);
-      blocks = r.blocks;
-      stopReason = r.stopReason;
-    } else if (u32le(head, 0) === ZSTD_MAGIC) {
-      compress = "zstd";
-      const r = scanBlocks(f, size, asm, zstdFrame, compress);
+    if (compress !== "none") {
+      const r = scanBlocks(f, size, asm, compress);
       blocks = r.blocks;
       stopReason = r.stopReason;
     } else {
@@ -375,25 +318,15 @@ export function scanPcapFile(path: string, onRecord: (rec: ScanRecord) => void):
   }
 }
 
-/** A located compressed unit: its total compressed length and its decompressed bytes. */
-interface Unit {
-  /** Bytes before the unit's data that hold no pcap data (zstd skippable frames). */
-  skip: number;
-  compLen: number;
-  data: Uint8Array;
-}
-
-/** Decodes the compressed unit at `pos`; null at a clean end, a string when it is unreadable. */
-type UnitReader = (win: Window, pos: number, limit: number) => Unit | null | string;
-
+/** Reads the units of a compressed file into the assembler; returns its block table. */
 function scanBlocks(
   f: Deno.FsFile,
   size: number,
   asm: Assembler,
-  next: UnitReader,
   compress: Compression,
 ): { blocks: Float64Array; stopReason: string } {
-  const win = new Window(f, size);
+  const win = new FileWindow(f, size);
+  const c = codec(compress);
   const streams = canStream(compress);
   const limit = streams ? STREAM_ABOVE_BYTES : MAX_UNIT_BYTES;
   // Per raw unit: compOffset, compLen, uncompOffset, uncompLen, joinWithNext.
@@ -409,7 +342,7 @@ function scanBlocks(
     }
   };
   while (pos < size && !asm.stopped) {
-    const u = next(win, pos, limit);
+    const u = c.scanUnit(win, pos, limit);
     if (u === null) break;
     if (typeof u === "string" && u.includes(TOO_LARGE) && streams) {
       // The rest of the file becomes one streamed block (see the module doc).
@@ -490,202 +423,4 @@ function streamRest(
   } finally {
     inflater.close();
   }
-}
-
-/** Whether the file is all zero bytes from `pos` on (padding that gzip and zstd tools ignore). */
-function allZero(win: Window, pos: number): boolean {
-  for (let at = pos; at < win.size;) {
-    const n = win.ensure(at, 65536);
-    const v = win.view(at, n);
-    for (let i = 0; i < v.length; i++) if (v[i] !== 0) return false;
-    at += n;
-  }
-  return true;
-}
-
-/** One gzip member at `pos`. */
-function gzipMember(win: Window, pos: number, limit: number): Unit | null | string {
-  let avail = win.ensure(pos, 65536);
-  let h = win.view(pos, avail);
-  if (h[0] !== 0x1f || h[1] !== 0x8b) {
-    return allZero(win, pos) ? null : `trailing data after the last gzip member at byte ${pos}`;
-  }
-  if (avail < 10) return `truncated gzip header at byte ${pos}`;
-  if (h[2] !== 8) return `unsupported gzip method ${h[2]} at byte ${pos}: expected 8 (deflate)`;
-  const flg = h[3];
-  let p = 10;
-  if (flg & 4) p += 2 + (h[10] | (h[11] << 8));
-  if (flg & 8) {
-    while (p < avail && h[p] !== 0) p++;
-    p++;
-  }
-  if (flg & 16) {
-    while (p < avail && h[p] !== 0) p++;
-    p++;
-  }
-  if (flg & 2) p += 2;
-  if (p >= avail) return `truncated gzip header at byte ${pos}`;
-  // Inflate with a window that grows until the member's end (and 8-byte trailer) is inside it.
-  let want = Math.max(avail, 4 * 1024 * 1024);
-  for (;;) {
-    avail = win.ensure(pos, want);
-    h = win.view(pos, avail);
-    const atEof = pos + avail >= win.size;
-    let res: { buffer: Uint8Array; engine: { bytesWritten: number } };
-    try {
-      res = boundedInflate(`The gzip member at byte ${pos}`, () =>
-        inflateRawSync(
-          h.subarray(p),
-          {
-            info: true,
-            finishFlush: zc.Z_SYNC_FLUSH,
-            maxOutputLength: limit,
-          } as unknown as Parameters<typeof inflateRawSync>[1],
-        ), limit) as unknown as typeof res;
-    } catch (e) {
-      const message = (e as Error).message;
-      return message.startsWith("The gzip member")
-        ? message
-        : `corrupt gzip member at byte ${pos}: ${message}`;
-    }
-    const used = res.engine.bytesWritten;
-    // With Z_SYNC_FLUSH a cut-off stream returns what it could; the stream ended only if input
-    // remains for the 8-byte trailer after the consumed deflate data.
-    if (p + used + 8 <= avail) {
-      return { skip: 0, compLen: p + used + 8, data: res.buffer };
-    }
-    if (atEof) return `truncated gzip member at byte ${pos}`;
-    if (avail >= limit) return unitTooLargeMessage(`The gzip member at byte ${pos}`, limit);
-    want = avail * 2;
-  }
-}
-
-/** Bytes of the skippable frames at `at` (0 when none), or -1 when `buf` ends inside one. */
-function skippableLength(buf: Uint8Array, at: number): number {
-  let p = at;
-  while (p + 4 <= buf.length && (u32le(buf, p) & 0xfffffff0) === 0x184d2a50) {
-    if (p + 8 > buf.length) return -1;
-    p += 8 + u32le(buf, p + 4);
-    if (p > buf.length) return -1;
-  }
-  return p - at;
-}
-
-/**
- * Length of the zstd frame at `at`, found by walking its block headers (no decompression);
- * -1 when `buf` ends first, -2 when there is no zstd magic at `at`, -3 for a reserved block type.
- */
-function zstdFrameLength(buf: Uint8Array, at: number): number {
-  if (at + 4 > buf.length) return -1;
-  if (u32le(buf, at) !== ZSTD_MAGIC) return -2;
-  if (at + 5 > buf.length) return -1;
-  const fhd = buf[at + 4];
-  const fcsFlag = fhd >> 6;
-  const single = (fhd >> 5) & 1;
-  const checksum = (fhd >> 2) & 1;
-  const dictFlag = fhd & 3;
-  let p = at + 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag] + [single ? 1 : 0, 2, 4, 8][fcsFlag];
-  for (;;) {
-    if (p + 3 > buf.length) return -1;
-    const bh = buf[p] | (buf[p + 1] << 8) | (buf[p + 2] << 16);
-    const type = (bh >> 1) & 3;
-    if (type === 3) return -3;
-    p += 3 + (type === 1 ? 1 : bh >>> 3);
-    if (bh & 1) break;
-  }
-  if (checksum) p += 4;
-  return p > buf.length ? -1 : p - at;
-}
-
-/** One zstd frame, with any skippable frames before it counted in its compressed span. */
-function zstdFrame(win: Window, pos: number, limit: number): Unit | null | string {
-  let want = 4 * 1024 * 1024;
-  for (;;) {
-    const avail = win.ensure(pos, want);
-    if (avail === 0) return null;
-    const v = win.view(pos, avail);
-    const atEof = pos + avail >= win.size;
-    const skip = skippableLength(v, 0);
-    let n = skip < 0 ? -1 : skip === avail ? -4 : zstdFrameLength(v, skip);
-    if (n === -4) {
-      if (atEof) return null;
-      n = -1;
-    }
-    if (n === -1) {
-      if (atEof) {
-        // A cut-off foreign stream (a frame over 1 MiB compressed that declares no size or more
-        // than a block; cutcap's blocks are 1 MiB) is streamed: its complete records stay readable.
-        return avail - skip > 1024 * 1024 && isForeignStream(v.subarray(skip), "zstd")
-          ? unitTooLargeMessage(`The zstd frame at byte ${pos}`, limit)
-          : `truncated zstd frame at byte ${pos}`;
-      }
-      if (avail >= limit) return unitTooLargeMessage(`The zstd frame at byte ${pos}`, limit);
-      want = avail * 2;
-      continue;
-    }
-    if (n === -2) {
-      return allZero(win, pos + skip)
-        ? null
-        : `trailing data after the last zstd frame at byte ${pos + skip}`;
-    }
-    if (n === -3) return `corrupt zstd frame at byte ${pos + skip}`;
-    const what = `The zstd frame at byte ${pos + skip}`;
-    try {
-      const frame = v.subarray(skip, skip + n);
-      const data = boundedInflate(
-        what,
-        () => zstdDecompressSync(frame, { maxOutputLength: limit }),
-        limit,
-      );
-      return { skip, compLen: n, data };
-    } catch (e) {
-      const message = (e as Error).message;
-      return message.startsWith(what)
-        ? message
-        : `corrupt zstd frame at byte ${pos + skip}: ${message}`;
-    }
-  }
-}
-
-/**
- * Decompresses one block of an index's block table (`file[compOffset, compOffset + compLen)`).
- * A block may hold several gzip members or zstd frames (foreign files whose records straddle
- * units); node:zlib's zstdDecompressSync stops after the first frame, so frames are walked here.
- */
-export function decompressBlockRange(comp: Uint8Array, compress: Compression): Uint8Array {
-  if (compress === "none") return comp;
-  const maxOutputLength = MAX_UNIT_BYTES;
-  if (compress === "gzip") {
-    return boundedInflate("A gzip block", () => gunzipSync(comp, { maxOutputLength }));
-  }
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for (let at = 0; at < comp.length;) {
-    const skip = skippableLength(comp, at);
-    if (skip < 0) throw new Error(`Invalid zstd block: skippable frame cut at byte ${at}`);
-    at += skip;
-    if (at >= comp.length) break;
-    const n = zstdFrameLength(comp, at);
-    if (n < 0) {
-      throw new Error(
-        `Invalid zstd block: expected a complete frame at byte ${at}, found ${
-          n === -1 ? "the end of the data" : n === -2 ? "no zstd magic" : "a reserved block type"
-        }`,
-      );
-    }
-    const frame = comp.subarray(at, at + n);
-    const d = boundedInflate("A zstd block", () => zstdDecompressSync(frame, { maxOutputLength }));
-    parts.push(d);
-    total += d.length;
-    if (total > MAX_UNIT_BYTES) throw new Error(unitTooLargeMessage("A zstd block"));
-    at += n;
-  }
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

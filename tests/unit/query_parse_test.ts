@@ -8,9 +8,14 @@ import {
   rangePrefix,
   rangeToCidrs,
   type Words,
-} from "../src/query/address.ts";
-import { formatQuery, formatTime, type Query } from "../src/query/ast.ts";
-import { MAX_QUERY_DEPTH, MAX_QUERY_LENGTH, parseQuery, QueryError } from "../src/query/parse.ts";
+} from "../../src/query/address.ts";
+import { formatQuery, formatTime, type Query } from "../../src/query/ast.ts";
+import {
+  MAX_QUERY_DEPTH,
+  MAX_QUERY_LENGTH,
+  parseQuery,
+  QueryError,
+} from "../../src/query/parse.ts";
 
 // 2027-01-15T08:00:00Z: every relative time below is resolved against this.
 const NOW = 1_800_000_000;

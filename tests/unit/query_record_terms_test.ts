@@ -3,8 +3,8 @@
  * give, formatQuery round trips, and the messages for mistakes.
  */
 import assert from "node:assert/strict";
-import { parseQuery, QueryError } from "../src/query/parse.ts";
-import { formatQuery } from "../src/query/ast.ts";
+import { parseQuery, QueryError } from "../../src/query/parse.ts";
+import { formatQuery } from "../../src/query/ast.ts";
 
 const CID = "1:hO+sN4H+MG5MY/8hIrXPqc4ZQz0=";
 

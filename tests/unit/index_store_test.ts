@@ -4,16 +4,16 @@
  * finished file again from scratch (indexPcapFile) gives the same flows, offsets and blocks.
  */
 import assert from "node:assert/strict";
-import { decodePacket, PacketInfo } from "../src/packet/mod.ts";
-import { PcapFileWriter } from "../src/store/mod.ts";
-import { PcapReader } from "../src/pcap/mod.ts";
+import { decodePacket, PacketInfo } from "../../src/packet/mod.ts";
+import { PcapFileWriter } from "../../src/store/mod.ts";
+import { PcapReader } from "../../src/pcap/mod.ts";
 import {
   canonicalizeKey,
   type Compression,
   IndexBuilder,
   indexPcapFile,
   readFileIndex,
-} from "../src/index/mod.ts";
+} from "../../src/index/mod.ts";
 
 /** Ethernet + IPv4 + UDP frame, 198.18.0.0/15 addresses, `payload` bytes of `fill`. */
 function udpFrame(src: number, dst: number, sport: number, dport: number, payload: number) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { FlowTable, RemoveReason } from "../src/flow/mod.ts";
-import { FlowKind, KEY_WORDS } from "../src/packet/packet_info.ts";
+import { FlowTable, RemoveReason } from "../../src/flow/mod.ts";
+import { FlowKind, KEY_WORDS } from "../../src/packet/packet_info.ts";
 
 const TCP = 6;
 const UDP = 17;

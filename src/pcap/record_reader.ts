@@ -6,12 +6,14 @@
  * stream-decompressed from its start, skipping to the wanted records, with bounded buffers: slower
  * than a block of cutcap's own, but memory stays independent of the uncompressed size.
  */
-import { findBlock } from "../index/index_reader.ts";
-import type { Compression } from "../pcap/block_format.ts";
-import { decompressBlockRange } from "../index/pcap_scan.ts";
-import { STREAM_ABOVE_BYTES } from "../pcap/block_format.ts";
-import { StreamInflater } from "../pcap/stream_inflate.ts";
-import { MAX_CAPLEN, sniffMagic } from "../pcap/format.ts";
+import {
+  type Compression,
+  decompressBlockRange,
+  findBlock,
+  STREAM_ABOVE_BYTES,
+} from "./block_format.ts";
+import { StreamInflater } from "./stream_inflate.ts";
+import { MAX_CAPLEN, sniffMagic } from "./format.ts";
 
 /** Largest read from a plain file at once: the span of the wanted records it covers, at most this. */
 export const READ_WINDOW = 256 * 1024;

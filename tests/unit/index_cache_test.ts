@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { IndexBuilder } from "../src/index/mod.ts";
-import { IndexCache } from "../src/query/index_cache.ts";
+import { IndexBuilder } from "../../src/index/mod.ts";
+import { IndexCache } from "../../src/query/index_cache.ts";
 
 function writeIndex(path: string, packets: number): void {
   // Flow id i has the key 198.18.0.i.

@@ -5,9 +5,9 @@
  * root-only file it points at.
  */
 import assert from "node:assert/strict";
-import { writeFileDurably } from "../src/index/mod.ts";
-import { ensureWritableDir } from "../src/archive/output_dir.ts";
-import { createTempFile } from "../src/store/pcap_file_writer.ts";
+import { writeFileDurably } from "../../src/index/mod.ts";
+import { ensureWritableDir } from "../../src/archive/output_dir.ts";
+import { createTempFile } from "../../src/store/pcap_file_writer.ts";
 
 const SECRET = "root-only secret\n";
 

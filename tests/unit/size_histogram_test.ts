@@ -5,7 +5,7 @@ import {
   FLOW_SIZE_OVERFLOW,
   FLOW_SIZE_SUM,
   FlowSizeHistogram,
-} from "../src/flow/mod.ts";
+} from "../../src/flow/mod.ts";
 
 Deno.test("buckets are gotm's: 1 KiB x 4^i, 15 of them", () => {
   assert.equal(FLOW_SIZE_BUCKETS.length, 15);
