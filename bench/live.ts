@@ -16,9 +16,10 @@
  * read just before the replay and once every packet is handled (offline: from go to the last
  * file): CPU time in ns (schedstat), the user/system split, minor page faults and sleeps
  * (voluntary context switches: poll, futex). The report gives medians over the rounds per packet,
- * and afpacket's median against the offline median. `--variant LABEL=KIND[@ROOT] [ARGS…]` adds a
- * variant (KIND offline, tcpdump, afpacket or libpcap; ROOT another checkout of cutcap, to compare
- * a change in the same run; ARGS more cutcap options, e.g. --buffer-size 8MiB).
+ * and afpacket's median against the offline median. `--variant LABEL=KIND[@ROOT] [ARGS…]`
+ * (repeated) replaces the live variants (offline stays) with these: KIND offline, tcpdump,
+ * afpacket or libpcap; ROOT another checkout of cutcap, to compare a change in the same run; ARGS
+ * more cutcap options (e.g. --buffer-size 8MiB).
  *
  * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..|none]
  * [--workers 1,2] [--methods afpacket,libpcap] [--cpu-rate N] [--rounds N] [--cpu-packets N]
@@ -902,9 +903,10 @@ if (import.meta.main && Deno.args[0] === OFFLINE_CHILD) {
     cpuRate: Number(values["cpu-rate"]),
     rounds: Number(values.rounds),
     cpuPackets: values["cpu-packets"] === undefined ? undefined : Number(values["cpu-packets"]),
+    // Variants named on the command line replace the live defaults; offline stays first.
     variants: values.variant === undefined
       ? undefined
-      : [...defaultVariants(methods), ...values.variant.map(parseVariant)],
+      : [defaultVariants(methods)[0], ...values.variant.map(parseVariant)],
   });
   console.log(liveMarkdown(result));
 }

@@ -21,6 +21,7 @@ import { countPcapPackets } from "./tcpdump_ref.ts";
 import { INDEX_VERSION } from "../src/index/index_format.ts";
 import { indexPathFor } from "../src/archive/naming.ts";
 import { parseQuery } from "../src/query/parse.ts";
+import { freePort } from "../tests/support/process.ts";
 
 /** Options of {@link runQueryBench}. */
 export interface QueryBenchOptions {
@@ -228,13 +229,6 @@ function pickClients(
   const ranked = [...perClient.entries()].sort((x, y) => y[1] - x[1] || x[0] - y[0]);
   const text = (a: number) => `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
   return [text(ranked[0][0]), text(ranked[ranked.length >> 1][0])];
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** One HTTP query, the whole answer read; seconds to first and last byte, and bytes. */

@@ -39,7 +39,11 @@ Deno.test("offline replay: --metrics-file counters equal what tcpdump reads from
     assert.equal(sumSeries(text, "cutcap_packets_seen_total"), truth.packets);
     assert.equal(sumSeries(text, "cutcap_bytes_seen_total"), truth.totalBytes);
     assert.equal(sumSeries(text, "cutcap_output_files_total"), archiveFiles(`${dir}/out`).length);
-    assert.ok(sumSeries(text, "cutcap_flow_size_bytes_count") > 0, "flow sizes observed at expiry");
+    assert.equal(
+      sumSeries(text, "cutcap_flow_size_bytes_count"),
+      truth.flows.count,
+      "every flow's size observed once, at its expiry or at the end of the replay",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
