@@ -1,11 +1,11 @@
 /**
  * The layout's rules (issue 10, DESIGN.md "Folders"), checked on the source text so they stay true:
  * imports follow the data flow, the server and the capture process do not import each other, every
- * dlopen is in ffi/, the pcap magic numbers and the caplen limit are written once, and the naming
- * module depends on nothing but the codec table; the worker opens live sources only through
- * openSource, and the pipeline benchmark and fuzz test run the shipped pipeline. Imports are read from every `import … from`,
- * `export … from`, `import("…")` and `new URL("…", import.meta.url)` (a worker's script) in src/,
- * main.ts and ffi/.
+ * dlopen is in ffi/, the pcap magic numbers and the caplen limit are written once, the naming
+ * module depends on nothing but the codec table, the worker opens live sources only through
+ * openSource, and the pipeline benchmark and fuzz test run the shipped pipeline. Imports are read
+ * from every `import … from`, `export … from`, `import("…")` and `new URL("…", import.meta.url)`
+ * (a worker's script) in src/, main.ts and ffi/.
  */
 import assert from "node:assert/strict";
 
