@@ -1,7 +1,7 @@
 /**
- * The system's libz, for streaming inflation with bounded buffers (src/pcap/stream_inflate.ts):
- * node:zlib's synchronous calls return a unit's whole output. null where it cannot be loaded (no
- * libz.so.1, or no --allow-ffi).
+ * The system's libz, for streaming inflation with bounded buffers (the decoder in
+ * src/pcap/codec/gzip.ts): node:zlib's synchronous calls return a unit's whole output. null where
+ * it cannot be loaded (no libz.so.1, or no --allow-ffi).
  *
  * @module
  */

@@ -1,7 +1,8 @@
 /**
  * The system's libzstd, opened once per isolate: block compression (src/pcap/zstd_native.ts) and
- * streaming decompression (src/pcap/stream_inflate.ts) share it. null where it cannot be loaded
- * (no libzstd.so.1, or no --allow-ffi): callers then fall back to node:zlib or refuse.
+ * streaming decompression (the decoder in src/pcap/codec/zstd.ts, fed by stream_inflate.ts) share
+ * it. null where it cannot be loaded (no libzstd.so.1, or no --allow-ffi): callers then fall back
+ * to node:zlib or refuse.
  *
  * @module
  */

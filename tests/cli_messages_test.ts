@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
 import { archiveFiles, cutcap } from "./support/oracle.ts";
 import { rootOnly } from "./support/root.ts";
-import { freePort, startCutcap } from "./support/process.ts";
+import { freePort, sh, startCutcap } from "./support/process.ts";
+import { rootTest } from "./support/netns.ts";
 
 const STAMP = String.raw`\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}`;
 const { pcap } = generateTrafficBytes({ seed: 7, packets: 300 });
@@ -166,41 +167,31 @@ Deno.test("cutcap serve says why it stops", async () => {
   }
 });
 
-Deno.test(rootOnly("a capture on a veth that is down", {
-  name: "a start that fails says only why: no zeroed stats line, no 'Capture finished'",
-  sanitizeResources: false,
-  async fn() {
-    const name = `ccdn${Deno.pid % 100000}`;
-    const ip = (args: string[]) => new Deno.Command("ip", { args }).output();
-    assert.equal(
-      (await ip(["link", "add", name, "type", "veth", "peer", "name", `${name}p`])).code,
-      0,
+rootTest(
+  "a start that fails says only why: no zeroed stats line, no 'Capture finished'",
+  async ({ dir, veth }) => {
+    const name = veth!.outside;
+    await sh("ip", ["link", "set", name, "down"]);
+    const r = await outcome([
+      "-i",
+      name,
+      "--out",
+      `${dir}/out`,
+      "--listen",
+      "off",
+      "--stats-interval",
+      "1s",
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^${STAMP} Interface ${name} is down: bring it up first \\(ip link set ${name} up\\)\n$`,
+      ),
     );
-    const out = await Deno.makeTempDir({ prefix: "cc-msg-down-" });
-    try {
-      const r = await outcome([
-        "-i",
-        name,
-        "--out",
-        out,
-        "--listen",
-        "off",
-        "--stats-interval",
-        "1s",
-      ]);
-      assert.equal(r.code, 1);
-      assert.match(
-        r.stderr,
-        new RegExp(
-          `^${STAMP} Interface ${name} is down: bring it up first \\(ip link set ${name} up\\)\n$`,
-        ),
-      );
-    } finally {
-      await ip(["link", "del", name]);
-      await Deno.remove(out, { recursive: true });
-    }
   },
-}));
+  { veth: "dn", why: "a capture on a veth that is down" },
+);
 
 Deno.test(rootOnly("--user (dropping privileges)", {
   name: "--user: a directory cutcap creates is the user's; one it cannot use gets the chown",

@@ -127,11 +127,6 @@ export class BlockWriter {
     return this.streamOffset - this.#inFlightBytes;
   }
 
-  /** Free bytes in the buffer. */
-  room(): number {
-    return this.buffer.length - this.used;
-  }
-
   /**
    * Grows an empty buffer to hold at least `bytes` (a record larger than the block size gets a
    * block of its own, written in-line). Call only when `used` is 0.

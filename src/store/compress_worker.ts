@@ -6,7 +6,8 @@
  */
 /// <reference lib="deno.worker" />
 import { compressBlock } from "../pcap/block_format.ts";
-import { type CompressorSetup, Ctl, ERROR_BYTES, Kind } from "./compressor_protocol.ts";
+import { type CompressorSetup, Ctl, ERROR_BYTES } from "./compressor_protocol.ts";
+import { compressionFromCode } from "../pcap/codecs.ts";
 
 self.onmessage = (event: MessageEvent<CompressorSetup>) => {
   self.onmessage = null;
@@ -34,8 +35,7 @@ function serve(setup: CompressorSetup): void {
       ctl[Ctl.Length],
     );
     try {
-      const kind = ctl[Ctl.Kind] === Kind.Zstd ? "zstd" : "gzip";
-      const block = compressBlock(input, kind, ctl[Ctl.Level]);
+      const block = compressBlock(input, compressionFromCode(ctl[Ctl.Kind]), ctl[Ctl.Level]);
       if (block.length > out.length) {
         throw new Error(
           `Compressed block of ${block.length} bytes: expected at most ${out.length}`,

@@ -23,7 +23,8 @@
  * @module
  */
 import { compressBlock, type Compression } from "../pcap/block_format.ts";
-import { type CompressorSetup, Ctl, ERROR_BYTES, Kind } from "./compressor_protocol.ts";
+import { type CompressorSetup, Ctl, ERROR_BYTES } from "./compressor_protocol.ts";
+import { codec, compressionFromCode } from "../pcap/codecs.ts";
 
 export type { CompressorSetup } from "./compressor_protocol.ts";
 
@@ -141,7 +142,7 @@ export class BlockCompressor {
     const ctl = this.#ctl;
     ctl[Ctl.Slot] = slot;
     ctl[Ctl.Length] = length;
-    ctl[Ctl.Kind] = compress === "zstd" ? Kind.Zstd : Kind.Gzip;
+    ctl[Ctl.Kind] = codec(compress).indexCode;
     ctl[Ctl.Level] = level;
     this.#request++;
     Atomics.store(ctl, Ctl.Request, this.#request);
@@ -172,7 +173,7 @@ export class BlockCompressor {
   #compressInLine(): Uint8Array {
     const ctl = this.#ctl;
     const block = new Uint8Array(this.#raw, ctl[Ctl.Slot] * this.slotSize, ctl[Ctl.Length]);
-    const out = compressBlock(block, ctl[Ctl.Kind] === Kind.Zstd ? "zstd" : "gzip", ctl[Ctl.Level]);
+    const out = compressBlock(block, compressionFromCode(ctl[Ctl.Kind]), ctl[Ctl.Level]);
     this.close();
     return out;
   }

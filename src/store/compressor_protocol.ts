@@ -17,7 +17,7 @@ export const enum Ctl {
   Slot,
   /** Bytes of the block. */
   Length,
-  /** Kind.Gzip or Kind.Zstd. */
+  /** The codec, by its index code (src/pcap/codecs.ts). */
   Kind,
   /** Compression level (already resolved). */
   Level,
@@ -26,12 +26,6 @@ export const enum Ctl {
   /** Bytes of the error message, when Result is -1. */
   ErrorLength,
   Slots,
-}
-
-/** Compression of a request. */
-export const enum Kind {
-  Gzip = 1,
-  Zstd = 2,
 }
 
 /** Longest error message passed back. */

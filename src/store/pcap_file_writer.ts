@@ -303,7 +303,7 @@ export class PcapFileWriter {
     writeRecordHeader(bw.view, pos, tsSec, tsFrac, caplen, wireLen);
     this.#copy(data, offset, caplen, pos + RECORD_HEADER_SIZE);
     bw.used = pos + need;
-    if (this.packets === 0) {
+    if (bw.records === 0 && this.packets === 0) {
       this.firstSec = tsSec;
       this.firstFrac = tsFrac;
     }

@@ -70,11 +70,5 @@ export function recordBytes(file: PlacedFile, i: number): Uint8Array {
 
 /** The pcap header a query answer starts with: little-endian, µs, version 2.4, snaplen 262144. */
 export function answerHeader(linkType: number): Uint8Array {
-  const h = new DataView(new ArrayBuffer(24));
-  h.setUint32(0, 0xa1b2c3d4, true);
-  h.setUint16(4, 2, true);
-  h.setUint16(6, 4, true);
-  h.setUint32(16, 262144, true);
-  h.setUint32(20, linkType, true);
-  return new Uint8Array(h.buffer);
+  return pcapFile(linkType, 262144, []);
 }

@@ -3,6 +3,7 @@
  * carries them to tcpreplay, and reading a capture source until it stays quiet.
  */
 import type { CaptureSource } from "../../src/capture/mod.ts";
+import { pcapFile } from "./pcap_craft.ts";
 
 function checksum(b: Uint8Array, from: number, to: number): number {
   let sum = 0;
@@ -45,25 +46,12 @@ export function udp(sport: number, dport: number, size: number): Uint8Array {
   return u;
 }
 
-/** Writes `frames` as a microsecond pcap (Ethernet) for tcpreplay. */
+/** Writes `frames` as a microsecond pcap (Ethernet) for tcpreplay, 1 µs apart from 1700000000 s. */
 export function writePcap(path: string, frames: Uint8Array[]): void {
-  const out = new Uint8Array(24 + frames.reduce((n, f) => n + 16 + f.length, 0));
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, 0xa1b2c3d4, true);
-  dv.setUint16(4, 2, true);
-  dv.setUint16(6, 4, true);
-  dv.setUint32(16, 65535, true);
-  dv.setUint32(20, 1, true);
-  let at = 24;
-  frames.forEach((f, i) => {
-    dv.setUint32(at, 1700000000, true);
-    dv.setUint32(at + 4, i, true);
-    dv.setUint32(at + 8, f.length, true);
-    dv.setUint32(at + 12, f.length, true);
-    out.set(f, at + 16);
-    at += 16 + f.length;
-  });
-  Deno.writeFileSync(path, out);
+  Deno.writeFileSync(
+    path,
+    pcapFile(1, 65535, frames.map((frame, i) => ({ us: 1700000000e6 + i, frame }))),
+  );
 }
 
 /** 198.18.0.0 + n */
