@@ -1,7 +1,8 @@
 // RotatingOutput as a capture worker sets it up (blocks compressed on a helper thread, or plain
-// blocks written by AIO threads, written one flush later) against the in-line writer and against tcpdump reading the files: same records,
-// same offsets, same file boundaries in the decompressed streams; on a full disk, no throw and
-// every offset below a file's decompressed size is exactly one of its records.
+// blocks written by AIO threads, written one flush later) against the in-line writer and against
+// tcpdump reading the files: same records, same offsets, same file boundaries in the decompressed
+// streams, the same open-file state at every flush; on a full disk, no throw and every offset
+// below a file's decompressed size is exactly one of its records.
 import assert from "node:assert/strict";
 import { type Compression, PcapReader } from "../src/pcap/mod.ts";
 import {
@@ -10,6 +11,7 @@ import {
   RotatingOutput,
   type RotatingOutputOptions,
 } from "../src/store/mod.ts";
+import { readOpenState } from "../src/store/open_file.ts";
 import {
   blockRows,
   expectedRecords,
@@ -119,6 +121,60 @@ for (const compress of ["zstd", "gzip", "none"] as Compression[]) {
     } finally {
       Deno.removeSync(a, { recursive: true });
       Deno.removeSync(b, { recursive: true });
+    }
+  });
+}
+
+for (const compress of ["zstd", "none"] as Compression[]) {
+  Deno.test(`parallel ${compress}: each flush publishes the in-line writer's open-file state`, async () => {
+    const packets = makePackets(6000, { seed: 11 });
+    const dirs = [tempDir("par-open-a"), tempDir("par-open-b")];
+    const helpers = parallelOptions(compress);
+    // Blocks go in flight from the first one: the helper runs before anything is written.
+    for (let waited = 0; helpers.compressor && !helpers.compressor.ready(); waited += 10) {
+      assert.ok(waited < 10_000, "the compression helper starts");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const outs = dirs.map((outDir, i) =>
+      new RotatingOutput({
+        outDir,
+        iface: "eth0",
+        worker: 0,
+        linkType: 1,
+        snaplen: 65535,
+        compress,
+        blockSize: 65536,
+        // By packet time, so both rotate at the same records (a size estimate counts a block in
+        // flight before its compressed size is known).
+        rotateInterval: 0.2,
+        publishOpenState: true,
+        ...(i === 1 ? helpers : {}),
+      })
+    );
+    try {
+      let inFile = 0;
+      let flushes = 0;
+      for (let i = 0; i < packets.length; i++) {
+        const p = packets[i];
+        const seq = outs[0].fileSeq;
+        for (const out of outs) out.write(p.data, 0, p.data.length, p.wireLen, p.tsSec, p.tsFrac);
+        inFile = outs[0].fileSeq === seq ? inFile + 1 : 1;
+        // As --flush-interval does, at uneven points: partial blocks, some with a block in flight.
+        if (i % 701 !== 700) continue;
+        for (const out of outs) out.flush();
+        const [a, b] = dirs.map((d) => readOpenState(d, "eth0", 0));
+        assert.ok(a !== null && b !== null);
+        assert.deepEqual({ ...b, flushedAt: 0 }, { ...a, flushedAt: 0 });
+        assert.equal(b.packets, inFile, `flush ${flushes}: every record of the open file`);
+        assert.equal(b.lastTs, p.tsSec + p.tsFrac / 1e6);
+        assert.equal(outs[1].unflushedPackets, 0);
+        flushes++;
+      }
+      assert.ok(outs[0].filesFinalized >= 2 && flushes === 8, "flushes across rotations");
+    } finally {
+      for (const out of outs) out.close();
+      helpers.compressor?.close();
+      for (const dir of dirs) Deno.removeSync(dir, { recursive: true });
     }
   });
 }
