@@ -1,10 +1,11 @@
 /**
  * The layout's rules (issue 10, DESIGN.md "Folders"), checked on the source text so they stay true:
  * imports follow the data flow, the server and the capture process do not import each other, every
- * dlopen is in ffi/, the pcap magic numbers and the caplen limit are written once, and the naming
- * module depends on nothing but the codec table. Imports are read from every `import … from`,
- * `export … from`, `import("…")` and `new URL("…", import.meta.url)` (a worker's script) in src/,
- * main.ts and ffi/.
+ * dlopen is in ffi/, the pcap magic numbers and the caplen limit are written once, the naming
+ * module depends on nothing but the codec table, the worker opens live sources only through
+ * openSource, and the pipeline benchmark and fuzz test run the shipped pipeline. Imports are read
+ * from every `import … from`, `export … from`, `import("…")` and `new URL("…", import.meta.url)`
+ * (a worker's script) in src/, main.ts and ffi/.
  */
 import assert from "node:assert/strict";
 
@@ -123,4 +124,23 @@ Deno.test("pcap magic numbers and the caplen limit are written once, in src/pcap
   );
   assert.deepEqual(found.filter((f) => !f.startsWith("src/pcap/format.ts:")), []);
   assert.equal(found.length, 4, found.join("\n"));
+});
+
+Deno.test("the worker opens live sources only through openSource, which closes them on failure", () => {
+  const direct = /\bPcapHandle\.openLive\b|\bPacketRing\b|\bjoinFanout\b/;
+  const found = modules.filter((m) => m.path.startsWith("src/worker/") && direct.test(m.text))
+    .map((m) => m.path);
+  assert.deepEqual(found, []);
+  const worker = modules.find((m) => m.path === "src/worker/worker.ts")!;
+  assert.ok(worker.imports.some((i) => i.target === "src/capture/source.ts"));
+});
+
+Deno.test("the pipeline benchmark and the pipeline fuzz test run the shipped pipeline", () => {
+  for (const path of ["bench/pipeline.ts", "tests/support/pipeline_fuzz.ts"]) {
+    const text = withoutComments(Deno.readTextFileSync(`${ROOT}${path}`));
+    const imports = [...text.matchAll(IMPORT)].map((m) => resolve(path, m[3]));
+    assert.ok(imports.includes("src/worker/pipeline.ts"), `${path} imports src/worker/pipeline.ts`);
+    assert.match(text, /\bnew CapturePipeline\(/, path);
+    assert.match(text, /\.handle\(/, path);
+  }
 });

@@ -25,9 +25,10 @@
  *   ("The interface disappeared", which makes the worker reopen it).
  *
  * Layouts (linux/if_packet.h, x86_64): block descriptor: version @0, offset_to_priv @4,
- * block_status @8, num_pkts @12, offset_to_first_pkt @16, blk_len @20. tpacket3_hdr: tp_next_offset @0,
- * tp_sec @4, tp_nsec @8, tp_snaplen @12, tp_len @16, tp_status @20, tp_mac (u16) @24,
- * tp_vlan_tci @32, tp_vlan_tpid (u16) @36; then a sockaddr_ll @48 (ifindex @52, pkttype @58).
+ * block_status @8, num_pkts @12, offset_to_first_pkt @16, blk_len @20. tpacket3_hdr:
+ * tp_next_offset @0, tp_sec @4, tp_nsec @8, tp_snaplen @12, tp_len @16, tp_status @20, tp_mac
+ * (u16) @24, tp_vlan_tci @32, tp_vlan_tpid (u16) @36; then a sockaddr_ll @48 (ifindex @52,
+ * pkttype @58).
  *
  * @module
  */

@@ -230,8 +230,10 @@ export async function runCapture(
   );
   const logStats = (): void => {
     for (const w of workers) {
-      logInfo("stats", statsFields(w.label, w.index, w.counters, previous.get(w)!), { bare: true });
-      previous.set(w, snapshot(w.counters));
+      const now = snapshot(w.counters);
+      const fields = statsFields(w.label, w.index, w.counters, { previous: previous.get(w)!, now });
+      logInfo("stats", fields, { bare: true });
+      previous.set(w, now);
     }
   };
   const statsTimer = config.statsInterval > 0

@@ -24,14 +24,18 @@ export function snapshot(counters: Float64Array): StatsSnapshot {
   };
 }
 
-/** Formats one stats line's fields (without the timestamp the logger adds). */
+/**
+ * Formats one stats line's fields (without the timestamp the logger adds): the differences from
+ * `previous` to `now`, a snapshot of `counters` that becomes the next line's `previous` (read once:
+ * the worker keeps counting meanwhile, and a second read would drop what it counted in between).
+ */
 export function statsFields(
   label: string,
   index: number,
   counters: Float64Array,
-  previous: StatsSnapshot,
+  snapshots: { previous: StatsSnapshot; now: StatsSnapshot },
 ): Record<string, string | number> {
-  const now = snapshot(counters);
+  const { previous, now } = snapshots;
   const packets = now.packets - previous.packets;
   const written = now.written - previous.written;
   return {
