@@ -760,9 +760,6 @@ export class PcapReader {
   }
 }
 
-/** Bytes read from the file at a time. */
-const DIRECT_CHUNK = 1 << 20;
-
 /** Where `DirectReader.next` puts a record: the packet fields of a capture handle. */
 export interface RecordFields {
   tsSec: number;
@@ -774,162 +771,91 @@ export interface RecordFields {
 }
 
 /**
- * The replay fast path: records of a plain little-endian pcap file parsed from large reads, for
+ * The replay fast path's view of the reader: records of a plain little-endian pcap file for
  * ffi/libpcap.ts's offline handle (OfflineOptions.direct), which hands over to libpcap at the
- * first record this reader leaves alone. Packets are handed out where they were read (`data` is
- * always the same array, `offset` varies); `settle` moves one to offset 0 (copyWithin, no
- * allocation) when a writer that reuses views per length is about to copy it, so only stored
- * packets are moved. Allocates nothing per record. `next()` returns false when it cannot hand out
- * the record at `recordOffset` (end of file, or a record for libpcap to judge: longer than
- * `maxCaplen`, or cut off by the end of the file).
- *
- * Its own loop rather than a view of PcapReader.next: that view (copying the reader's record into
- * the handle) cost the offline worker 5-10% more CPU per packet (bench/RESULTS.md entry 41), and
- * this is the offline benchmark's hot path. It reads the header through the format module and
- * refuses everything but the one case it parses; libpcap reads the rest.
+ * first record this view leaves alone (`next` false: longer than libpcap's `maxCaplen`, cut off
+ * by the end of the file, or a read error; libpcap reports those its own way). Packets are handed
+ * out where they were read (`data` is always the reader's window, `offset` varies); `settle`
+ * moves one to offset 0 (copyWithin, no allocation) when a writer that reuses views per length is
+ * about to copy it, so only stored packets are moved. Allocates nothing per record.
  */
 export class DirectReader {
   /** True once the file ended exactly after a complete record. */
   ended = false;
-  readonly #file: Deno.FsFile;
-  /** [0, MAX_CAPLEN): where settle() moves a packet; then the data read from the file. */
-  readonly #buf: Uint8Array;
-  readonly #view: DataView;
-  readonly #maxCaplen: number;
-  /** File offset of #buf[MAX_CAPLEN]. */
-  #chunkAt = 0;
-  #pos = MAX_CAPLEN;
-  #have = MAX_CAPLEN;
-  #eof = false;
+  readonly #reader: PcapReader;
 
-  private constructor(file: Deno.FsFile, maxCaplen: number, start: number) {
-    this.#file = file;
-    this.#maxCaplen = maxCaplen;
-    this.#buf = new Uint8Array(MAX_CAPLEN + DIRECT_CHUNK + MAX_CAPLEN + RECORD_HEADER_SIZE);
-    this.#view = new DataView(this.#buf.buffer);
-    this.#chunkAt = start;
+  private constructor(reader: PcapReader) {
+    this.#reader = reader;
   }
 
   /**
    * A direct reader for `path` positioned after its global header, or null when the file is not
-   * one it reads (a regular file, little-endian, version 2.4, timestamps in the precision asked
-   * for) or cannot be opened a second time.
+   * one it reads (a regular plain file, little-endian, version 2.4, timestamps in the precision
+   * asked for) or cannot be opened a second time.
    */
   static open(path: string, nanosecond: boolean, maxCaplen: number): DirectReader | null {
-    let file: Deno.FsFile | undefined;
+    let reader: PcapReader | undefined;
     try {
       // A FIFO or a terminal cannot be read twice; only regular files.
-      if (!Deno.statSync(path).isFile) return null;
-      file = Deno.openSync(path, { read: true });
-      const head = new Uint8Array(GLOBAL_HEADER_SIZE);
-      let got = 0;
-      while (got < GLOBAL_HEADER_SIZE) {
-        const n = file.readSync(head.subarray(got));
-        if (n === null || n === 0) break;
-        got += n;
-      }
-      const h = parseGlobalHeader(head.subarray(0, got), path);
+      if (!Deno.statSync(path).isFile || maxCaplen <= 0) return null;
+      reader = new PcapReader(path, { maxCaplen });
       if (
-        h.littleEndian && h.nanosecond === nanosecond && h.versionMajor === 2 &&
-        h.versionMinor === 4 && maxCaplen > 0
+        reader.compress === "none" && reader.littleEndian && reader.nanosecond === nanosecond &&
+        reader.versionMajor === 2 && reader.versionMinor === 4
       ) {
-        const reader = new DirectReader(file, Math.min(maxCaplen, MAX_CAPLEN), GLOBAL_HEADER_SIZE);
-        file = undefined;
-        return reader;
+        const direct = new DirectReader(reader);
+        reader = undefined;
+        return direct;
       }
       return null;
     } catch {
       return null;
     } finally {
-      file?.close();
+      reader?.close();
     }
   }
 
   /** File offset of the next record (where libpcap continues after a hand-over). */
   get recordOffset(): number {
-    return this.#chunkAt + this.#pos - MAX_CAPLEN;
+    return this.#reader.nextOffset;
   }
 
-  /**
-   * Reads the next record into `h`'s packet fields; see the class comment. The hot path of a
-   * replay: 16 is RECORD_HEADER_SIZE, written out so the per-record path reads no module binding.
-   */
+  /** Reads the next record into `h`'s packet fields; see the class comment. */
   next(h: RecordFields): boolean {
-    let p = this.#pos;
-    if (this.#have - p < 16) {
-      if (!this.#fill()) return false;
-      p = this.#pos;
+    const r = this.#reader;
+    try {
+      if (!r.next()) {
+        this.ended = r.damage === null;
+        return false;
+      }
+    } catch {
+      return false; // a read error: libpcap reads from here and reports it
     }
-    const view = this.#view;
-    const caplen = view.getUint32(p + 8, true);
-    if (caplen > this.#maxCaplen) return false;
-    if (this.#have - p < 16 + caplen) {
-      if (!this.#fill()) return false;
-      p = this.#pos;
-    }
-    // Unsigned, as the pcap format defines it (2038 and later are not negative).
-    h.tsSec = view.getUint32(p, true);
-    h.tsFrac = view.getUint32(p + 4, true);
-    h.caplen = caplen;
-    h.wireLen = view.getUint32(p + 12, true);
-    h.data = this.#buf;
-    h.offset = p + 16;
-    this.#pos = p + 16 + caplen;
+    h.tsSec = r.tsSec;
+    h.tsFrac = r.tsFrac;
+    h.caplen = r.caplen;
+    h.wireLen = r.len;
+    h.data = r.data;
+    h.offset = r.dataOffset;
     return true;
   }
 
-  /** Moves the packet `h` holds (from this reader) to offset 0 of `data`; see the module comment. */
+  /**
+   * Moves the packet `h` holds (from this reader) to offset 0 of `data`: the bytes before it are
+   * read already, and it ends where the unread ones start, so nothing unread is overwritten.
+   */
   settle(h: RecordFields): void {
     const at = h.offset;
     if (at !== 0) {
-      this.#buf.copyWithin(0, at, at + h.caplen);
+      h.data.copyWithin(0, at, at + h.caplen);
       h.offset = 0;
     }
-  }
-
-  /**
-   * Moves the unread bytes to the front of the chunk area and reads more. False when no complete
-   * record is available: at a clean end of file (sets `ended`) or a cut-off record.
-   */
-  #fill(): boolean {
-    const buf = this.#buf;
-    const keep = this.#have - this.#pos;
-    if (!this.#eof) {
-      buf.copyWithin(MAX_CAPLEN, this.#pos, this.#have);
-      this.#chunkAt += this.#pos - MAX_CAPLEN;
-      this.#pos = MAX_CAPLEN;
-      this.#have = MAX_CAPLEN + keep;
-      const end = MAX_CAPLEN + DIRECT_CHUNK + keep;
-      while (this.#have < end) {
-        let n: number | null;
-        try {
-          n = this.#file.readSync(buf.subarray(this.#have, end));
-        } catch {
-          n = null; // libpcap reads the rest and reports the error its own way
-        }
-        if (n === null || n === 0) {
-          this.#eof = true;
-          break;
-        }
-        this.#have += n;
-      }
-    }
-    const p = this.#pos;
-    const avail = this.#have - p;
-    if (
-      avail >= RECORD_HEADER_SIZE && avail >= RECORD_HEADER_SIZE + this.#view.getUint32(p + 8, true)
-    ) {
-      return true;
-    }
-    // Nothing left at all is a clean end; a partial record is libpcap's to report.
-    if (avail === 0 && this.#eof) this.ended = true;
-    return false;
   }
 
   /** Closes the file. */
   close(): void {
     try {
-      this.#file.close();
+      this.#reader.close();
     } catch {
       // Already closed.
     }
