@@ -5,7 +5,8 @@
  *
  * Sequential: `next()` moves to the next record and fills the reader's record fields (no
  * allocation per record; `data` is a long-lived buffer, valid until the next call). Crash recovery
- * and `cutcap index`'s archive names read this way.
+ * and `cutcap index`'s archive names read this way; indexing in place reads under tcpdump's rules
+ * (`accept`, scan.ts is its view), and replay through `DirectReader` below, a view of `next`.
  * Random access: `readRecordAt(offset)` reads the record whose header starts at `offset` of the
  * decompressed stream, decompressing only the block that holds it (small LRU of blocks); a plain
  * file is read through a window that covers the caller's next wanted records (`spanEnd`), a block
@@ -322,7 +323,7 @@ export class PcapReader {
 
   /** Offset in the decompressed stream of the next record sequential reading would return. */
   get nextOffset(): number {
-    return this.#winStart + this.#pos;
+    return this.#started ? this.#winStart + this.#pos : GLOBAL_HEADER_SIZE;
   }
 
   /** Bytes of an incomplete last record where sequential reading stopped. */
