@@ -13,10 +13,11 @@
  * reading the same packets from the file, bench/worker_run.ts, in a child process), tcpdump, and
  * cutcap with each capture method (1 worker), all on CPU 1 at `nice -n -5`. For each trial the
  * kernel's counters of the capturing thread (cutcap's capture worker, tcpdump's only thread) are
- * read just before the replay and once every packet is handled (offline: from go to the last
- * file): CPU time in ns (schedstat), the user/system split, minor page faults and sleeps
- * (voluntary context switches: poll, futex). The report gives medians over the rounds per packet,
- * and afpacket's median against the offline median. `--variant LABEL=KIND[@ROOT] [ARGS…]`
+ * read just before the replay, once every packet is handled (offline: from go to its last packet)
+ * and at the end (cutcap is stopped then and followed until its worker has written and indexed
+ * its last file, as the offline worker does): CPU time in ns (schedstat), the user/system split,
+ * minor page faults and sleeps (voluntary context switches: poll, futex). The report gives medians
+ * over the rounds per packet, and afpacket's median against the offline median on the same work. `--variant LABEL=KIND[@ROOT] [ARGS…]`
  * (repeated) replaces the live variants (offline stays) with these: KIND offline, tcpdump,
  * afpacket or libpcap; ROOT another checkout of cutcap, to compare a change in the same run; ARGS
  * more cutcap options (e.g. --buffer-size 8MiB).
