@@ -211,13 +211,30 @@ Deno.test(rootOnly("starting an unprivileged child with setpriv", {
 }));
 
 /**
- * Packet sockets of this network namespace bound to `iface` (/proc/net/packet, by interface
- * index): an open capture handle on it is one, a closed one is none.
+ * Packet sockets bound to `iface` (/proc/net/packet, by interface index) that this process holds a
+ * descriptor of (/proc/self/fd): an open capture handle on it is one, a closed one is none. A
+ * child another test spawns meanwhile may inherit the socket and keep it alive after our close
+ * (libpcap does not open it close-on-exec), so sockets alone would not tell.
  */
 function packetSockets(iface: string): number {
   const ifindex = Deno.readTextFileSync(`/sys/class/net/${iface}/ifindex`).trim();
-  return Deno.readTextFileSync("/proc/net/packet").trim().split("\n").slice(1)
-    .filter((line) => line.trim().split(/\s+/)[4] === ifindex).length;
+  const bound = new Set(
+    Deno.readTextFileSync("/proc/net/packet").trim().split("\n").slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((cols) => cols[4] === ifindex).map((cols) => cols[8]),
+  );
+  let held = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && bound.has(inode)) held++;
+  }
+  return held;
 }
 
 for (const method of METHODS) {

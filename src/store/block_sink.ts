@@ -114,7 +114,12 @@ export function openBlockSink(file: BlockFile, options: BlockSinkOptions): Block
 }
 
 /** Compresses `raw` and appends it to `file` as one block; returns its size on disk. */
-function writeInLine(file: BlockFile, raw: Uint8Array, compress: Compression, level: number) {
+function writeInLine(
+  file: BlockFile,
+  raw: Uint8Array,
+  compress: Compression,
+  level: number,
+): number {
   const out = compressBlock(raw, compress, level);
   file.write(out);
   file.complete(out.length);

@@ -8,6 +8,7 @@
  * Used by tests/fuzz_pipeline_test.ts (through bench/fuzz.ts in a child process, so a hang becomes
  * a failure) and by `deno task fuzz` for long runs.
  */
+import { indexPathFor } from "../../src/archive/naming.ts";
 import { readFileIndex } from "../../src/index/index_reader.ts";
 import { DLT_EN10MB, DLT_RAW } from "../../src/packet/mod.ts";
 import { type Compression, PcapReader } from "../../src/pcap/mod.ts";
@@ -441,7 +442,7 @@ function verify(
     } finally {
       reader.close();
     }
-    const idx = readFileIndex(`${file.path}.idx`);
+    const idx = readFileIndex(indexPathFor(file.path));
     if (idx.header.packetCount !== file.packets) indexMismatches++;
   }
   return { mismatches, readBack, indexMismatches, firstMismatches };
