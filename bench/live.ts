@@ -13,10 +13,11 @@
  * reading the same packets from the file, bench/worker_run.ts, in a child process), tcpdump, and
  * cutcap with each capture method (1 worker), all on CPU 1 at `nice -n -5`. For each trial the
  * kernel's counters of the capturing thread (cutcap's capture worker, tcpdump's only thread) are
- * read just before the replay and once every packet is handled (offline: from go to the last
- * file): CPU time in ns (schedstat), the user/system split, minor page faults and sleeps
- * (voluntary context switches: poll, futex). The report gives medians over the rounds per packet,
- * and afpacket's median against the offline median. `--variant LABEL=KIND[@ROOT] [ARGS…]`
+ * read just before the replay, once every packet is handled (offline: from go to its last packet)
+ * and at the end (cutcap is stopped then and followed until its worker has written and indexed
+ * its last file, as the offline worker does): CPU time in ns (schedstat), the user/system split,
+ * minor page faults and sleeps (voluntary context switches: poll, futex). The report gives medians
+ * over the rounds per packet, and afpacket's median against the offline median on the same work. `--variant LABEL=KIND[@ROOT] [ARGS…]`
  * (repeated) replaces the live variants (offline stays) with these: KIND offline, tcpdump,
  * afpacket or libpcap; ROOT another checkout of cutcap, to compare a change in the same run; ARGS
  * more cutcap options (e.g. --buffer-size 8MiB).
@@ -55,6 +56,11 @@ export interface LiveTrial {
   cpuSeconds: number;
   /** The same for the capturing threads (cutcap's capture workers, summed; tcpdump's thread). */
   thread: ThreadSample;
+  /**
+   * The capturing threads from the replay's start to their end (the capture stopped once every
+   * packet was seen: cutcap's last file flushed, indexed and renamed, as offline); tcpdump: thread.
+   */
+  threadToEnd: ThreadSample;
 }
 
 /** Trials of one capturer, in rising rate order. */
@@ -83,8 +89,10 @@ export interface CpuTrial {
   /** The rate tcpreplay achieved; NaN offline. */
   achievedPps: number;
   lossless: boolean;
-  /** The capturing thread's counters over the packets. */
+  /** The capturing thread's counters over the packets (live: to the last packet seen). */
   thread: ThreadSample;
+  /** Live: to the thread's end, its last file written and indexed (offline: as `thread`). */
+  threadToEnd: ThreadSample;
 }
 
 /** A variant's trials over the rounds. */
@@ -379,6 +387,30 @@ function threadsDelta(
   return sum;
 }
 
+/**
+ * The threads of `pid` in `threads` sampled every 2 ms until they have all ended (at most 60 s):
+ * the last sample of each (up to 2 ms of CPU time short).
+ */
+async function lastSamples(
+  pid: number,
+  threads: Map<string, ThreadSample>,
+): Promise<Map<string, ThreadSample>> {
+  const last = new Map(threads);
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    let alive = 0;
+    for (const tid of threads.keys()) {
+      const sample = threadSample(pid, tid);
+      if (sample === undefined) continue;
+      last.set(tid, sample);
+      alive++;
+    }
+    if (alive === 0) break;
+    await sleep(2);
+  }
+  return last;
+}
+
 /** What cutcapTrial runs: a method, worker count, checkout and extra options. */
 interface CutcapRun {
   method: CaptureMethod;
@@ -410,15 +442,15 @@ async function cutcapTrial(
     const cpuBefore = processCpu(child.pid);
     const sent = await replay(veth, file, pps);
     // The counters are read as soon as the stats lines count every packet sent (idle time after
-    // it is not the packets'); then wait until they stop moving: two stats lines in a row with
-    // the same totals.
+    // it is not the packets'), and the capture stopped then; when packets are missing, once the
+    // totals stop moving (two stats lines in a row with the same totals).
     let after: Map<string, ThreadSample> | undefined;
     let cpuAfter = NaN;
     let last = -1;
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 100 && after === undefined; i++) {
       await sleep(100);
       const now = cutcapTotals(lines).seen;
-      if (now >= sent.sent && after === undefined) {
+      if (now >= sent.sent) {
         after = threadSamples("worker", child.pid);
         cpuAfter = processCpu(child.pid);
       }
@@ -430,6 +462,9 @@ async function cutcapTrial(
     after ??= threadSamples("worker", child.pid);
     if (Number.isNaN(cpuAfter)) cpuAfter = processCpu(child.pid);
     child.kill("SIGINT");
+    // Until the worker threads end: their last file flushed, indexed and renamed, as the
+    // offline worker's cost includes its last file.
+    const atEnd = await lastSamples(child.pid, after);
     await child.status;
     await done;
     // The final counters (every packet handled before the stop) are in the metrics file;
@@ -445,6 +480,7 @@ async function cutcapTrial(
       lossless: totals.dropped === 0 && totals.seen >= sent.sent,
       cpuSeconds: cpuAfter - cpuBefore,
       thread: threadsDelta(after, before),
+      threadToEnd: threadsDelta(atEnd, before),
     };
   } catch (error) {
     try {
@@ -492,6 +528,7 @@ async function tcpdumpTrial(
       lossless: dropped === 0 && captured >= sent.sent,
       cpuSeconds: cpu,
       thread: sampleDelta(after, before),
+      threadToEnd: sampleDelta(after, before),
     };
   } finally {
     await Deno.remove(opts.outFile).catch(() => {});
@@ -504,30 +541,52 @@ async function tcpdumpTrial(
  */
 async function offlineTrial(
   file: string,
-  outDir: string,
-  root: string,
-  args: string[],
+  packets: number,
+  ctx: { outDir: string; root: string; args: string[] },
 ): Promise<CpuTrial> {
+  const { outDir, root, args } = ctx;
   await Deno.remove(outDir, { recursive: true }).catch(() => {});
   const [program, programArgs] = onCpu(1, "nice", [
     ...["-n", String(CAPTURER_NICE), "deno", "run", "-A", `${root}/bench/live.ts`],
-    ...[OFFLINE_CHILD, file, outDir, ...args],
+    ...[OFFLINE_CHILD, file, outDir, String(packets), ...args],
   ]);
   const out = JSON.parse(await sh(program, programArgs)) as OfflineChildResult;
   await Deno.remove(outDir, { recursive: true }).catch(() => {});
-  return { packets: out.packets, achievedPps: NaN, lossless: true, thread: out.goThread };
+  return {
+    packets: out.packets,
+    achievedPps: NaN,
+    lossless: true,
+    thread: out.lastPacketThread ?? out.goThread,
+    threadToEnd: out.goThread,
+  };
 }
 
 /** What the offline child prints (JSON). */
 interface OfflineChildResult {
   packets: number;
   goThread: ThreadSample;
+  /** From go to the last packet handled (before its last file is written and indexed). */
+  lastPacketThread?: ThreadSample;
 }
 
-/** The offline child: one worker run, its packets and thread counters as JSON on stdout. */
-async function offlineChild(file: string, outDir: string, args: string[]): Promise<void> {
-  const run = await runWorkerOnce(file, ["--out", outDir, "--byte-cutoff", "65536", ...args]);
-  const result: OfflineChildResult = { packets: run.packets, goThread: run.goThread };
+/**
+ * The offline child: one worker run over `file` (`packets` records), its packets and thread
+ * counters as JSON on stdout.
+ */
+async function offlineChild(
+  file: string,
+  packets: number,
+  ctx: { outDir: string; args: string[] },
+): Promise<void> {
+  const { outDir, args } = ctx;
+  const run = await runWorkerOnce(file, ["--out", outDir, "--byte-cutoff", "65536", ...args], {
+    expectPackets: packets,
+  });
+  const result: OfflineChildResult = {
+    packets: run.packets,
+    goThread: run.goThread,
+    lastPacketThread: run.lastPacketThread,
+  };
   console.log(JSON.stringify(result));
 }
 
@@ -539,11 +598,13 @@ async function cpuTrial(
   veth: Veth,
   file: string,
   pps: number,
-  ctx: { root: string; bufferMiB: number; work: string },
+  ctx: { root: string; bufferMiB: number; work: string; packets: number },
 ): Promise<CpuTrial> {
   const root = v.root ?? ctx.root;
   const args = v.args ?? [];
-  if (v.kind === "offline") return offlineTrial(file, `${ctx.work}/out`, root, args);
+  if (v.kind === "offline") {
+    return offlineTrial(file, ctx.packets, { outDir: `${ctx.work}/out`, root, args });
+  }
   const t = v.kind === "tcpdump"
     ? await tcpdumpTrial(veth, file, pps, {
       bufferMiB: ctx.bufferMiB,
@@ -557,7 +618,13 @@ async function cpuTrial(
       bufferMiB: ctx.bufferMiB,
       outDir: `${ctx.work}/out`,
     });
-  return { packets: t.seen, achievedPps: t.achievedPps, lossless: t.lossless, thread: t.thread };
+  return {
+    packets: t.seen,
+    achievedPps: t.achievedPps,
+    lossless: t.lossless,
+    thread: t.thread,
+    threadToEnd: t.threadToEnd,
+  };
 }
 
 /** `rounds` rounds of every variant once, each round in another (rotated) order. */
@@ -579,9 +646,8 @@ async function cpuRounds(
           `${Number.isNaN(t.achievedPps) ? "" : ` at ${(t.achievedPps / 1e3).toFixed(0)} kpps`}` +
           `${t.lossless ? "" : " (LOSS)"}, ${per.cpuUs.toFixed(3)} µs/packet (user ` +
           `${per.userUs.toFixed(3)}, system ${per.systemUs.toFixed(3)}), ` +
-          `${per.faultsPerK.toFixed(2)} minor faults and ${
-            per.sleepsPerK.toFixed(2)
-          } sleeps per 1000`,
+          `${per.faultsPerK.toFixed(2)} minor faults and ${per.sleepsPerK.toFixed(2)} sleeps ` +
+          `per 1000; to the end ${per.toEndUs.toFixed(3)} µs/packet`,
       );
     }
   }
@@ -598,6 +664,7 @@ function perPacket(t: CpuTrial) {
     faultsPerK: t.thread.minflt * 1e3 / n,
     sleepsPerK: t.thread.sleeps * 1e3 / n,
     preemptedPerK: t.thread.preempted * 1e3 / n,
+    toEndUs: t.threadToEnd.runNs / 1e3 / n,
   };
 }
 
@@ -654,7 +721,7 @@ export async function runLiveBench(
     const cpuFile = `${work}/cpu.pcap`;
     pcapPrefix(file, cpuFile, cpuPackets);
     const loadBefore = loadAverage();
-    const ctx = { root, bufferMiB, work };
+    const ctx = { root, bufferMiB, work, packets: cpuPackets };
     const cpu = await cpuRounds(
       variants,
       rounds,
@@ -803,45 +870,59 @@ function cpuMarkdown(r: LiveBenchResult): string[] {
     `${r.cpuRate / 1e3} kpps asked; every capturer on CPU ${PIN ? "1" : "0"} at nice ` +
     `${CAPTURER_NICE}; counters of the capturing thread (cutcap's capture worker, tcpdump's one ` +
     "thread; offline: the worker reading the same packets from the file, from go to its last " +
-    `file); medians per packet (range of the CPU time). Load average before ${r.loadBefore}, ` +
-    `after ${r.loadAfter}.`,
+    "file written and indexed). Live, from the replay's start to the last packet seen, and to " +
+    "the end: the capture stopped then, until the worker has written and indexed its last file " +
+    "as the offline one does. Medians per packet (range of the CPU time). Load average before " +
+    `${r.loadBefore}, after ${r.loadAfter}.`,
     "",
-    "| variant | CPU µs/packet (range) | user µs | system µs | minor faults /1k packets | sleeps /1k packets | preempted /1k packets | kpps reached | lossless | ÷ offline |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| variant | to last packet: CPU µs (range) | user µs | system µs | minor faults /1k packets | sleeps /1k packets | preempted /1k packets | to the end: CPU µs (range) | kpps reached | lossless | ÷ offline, to last packet | ÷ offline, to the end |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
-  const offline = new Map<string, number>();
+  // The offline medians by checkout: to the last packet, and to the end (its last file indexed).
+  const offline = new Map<string, { last: number; end: number }>();
   for (const c of r.cpu) {
-    if (c.variant.kind !== "offline") continue;
-    const key = c.variant.root ?? "";
-    if (!offline.has(key)) offline.set(key, median(c.trials.map((t) => perPacket(t).cpuUs)));
+    if (c.variant.kind !== "offline" || offline.has(c.variant.root ?? "")) continue;
+    const per = c.trials.map(perPacket);
+    offline.set(c.variant.root ?? "", {
+      last: median(per.map((p) => p.cpuUs)),
+      end: median(per.map((p) => p.toEndUs)),
+    });
   }
   const firstOffline = offline.values().next().value;
+  const baseOf = (c: CpuVariantResult) => offline.get(c.variant.root ?? "") ?? firstOffline;
+  const ratio = (us: number, base: number | undefined) =>
+    base === undefined ? "" : (us / base).toFixed(2);
+  const range = (v: number[]) =>
+    `${median(v).toFixed(3)} (${Math.min(...v).toFixed(3)}-${Math.max(...v).toFixed(3)})`;
   for (const c of r.cpu) {
     const per = c.trials.map(perPacket);
     const cpu = per.map((p) => p.cpuUs);
-    const m = median(cpu);
-    const base = offline.get(c.variant.root ?? "") ?? firstOffline;
+    const toEnd = per.map((p) => p.toEndUs);
     const kpps = median(c.trials.map((t) => t.achievedPps)) / 1e3;
+    const base = baseOf(c);
     lines.push(
-      `| ${c.variant.label} | ${m.toFixed(3)} (${Math.min(...cpu).toFixed(3)}-` +
-        `${Math.max(...cpu).toFixed(3)}) | ${median(per.map((p) => p.userUs)).toFixed(3)} | ` +
+      `| ${c.variant.label} | ${range(cpu)} | ${median(per.map((p) => p.userUs)).toFixed(3)} | ` +
         `${median(per.map((p) => p.systemUs)).toFixed(3)} | ` +
         `${median(per.map((p) => p.faultsPerK)).toFixed(2)} | ` +
         `${median(per.map((p) => p.sleepsPerK)).toFixed(2)} | ` +
-        `${median(per.map((p) => p.preemptedPerK)).toFixed(2)} | ` +
+        `${median(per.map((p) => p.preemptedPerK)).toFixed(2)} | ${range(toEnd)} | ` +
         `${Number.isNaN(kpps) ? "" : kpps.toFixed(0)} | ` +
         `${c.trials.filter((t) => t.lossless).length}/${c.trials.length} | ` +
-        `${base === undefined ? "" : (m / base).toFixed(2)} |`,
+        `${ratio(median(cpu), base?.last)} | ${ratio(median(toEnd), base?.end)} |`,
     );
   }
   const afpacket = r.cpu.find((c) => c.variant.kind === "afpacket");
-  if (afpacket !== undefined && firstOffline !== undefined) {
-    const base = offline.get(afpacket.variant.root ?? "") ?? firstOffline;
-    const ratio = median(afpacket.trials.map((t) => perPacket(t).cpuUs)) / base;
+  const base = afpacket === undefined ? undefined : baseOf(afpacket);
+  if (afpacket !== undefined && base !== undefined) {
+    const per = afpacket.trials.map(perPacket);
+    const toEnd = median(per.map((p) => p.toEndUs)) / base.end;
+    const toLast = median(per.map((p) => p.cpuUs)) / base.last;
     lines.push(
       "",
       `Target: ${afpacket.variant.label}'s CPU per packet within ${CPU_TARGET}× of the offline ` +
-        `cost (medians): ${ratio.toFixed(2)}× (${ratio <= CPU_TARGET ? "met" : "not met"}).`,
+        `cost (medians, both to the end: the same packets, the same last file written and ` +
+        `indexed): ${toEnd.toFixed(2)}× (${toEnd <= CPU_TARGET ? "met" : "not met"}); both to ` +
+        `the last packet: ${toLast.toFixed(2)}×.`,
     );
   }
   return lines;
@@ -870,8 +951,8 @@ export function parseVariant(spec: string): CpuVariant {
 }
 
 if (import.meta.main && Deno.args[0] === OFFLINE_CHILD) {
-  const [file, outDir, ...args] = Deno.args.slice(1);
-  await offlineChild(file, outDir, args);
+  const [file, outDir, packets, ...args] = Deno.args.slice(1);
+  await offlineChild(file, Number(packets), { outDir, args });
 } else if (import.meta.main) {
   const { values, positionals } = parseArgs({
     args: Deno.args,

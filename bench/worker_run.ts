@@ -29,6 +29,8 @@ export interface WorkerRun {
   indexSeconds: number;
   /** The worker thread's counters from go to its last file (runNs / 1e9 is goCpuSeconds). */
   goThread: ThreadSample;
+  /** From go to its counters showing `expectPackets` packets (when asked for, and seen). */
+  lastPacketThread?: ThreadSample;
 }
 
 const WORKER_URL = new URL("../src/worker/worker.ts", import.meta.url);
@@ -118,7 +120,11 @@ export function threadsCpu(prefix: string, pid: number | "self" = "self"): Map<s
  * Replays `file` through one capture worker configured by `args` (cutcap capture options; --read
  * is added) and returns its timing. The output directory given by --out is left as written.
  */
-export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> {
+export function runWorkerOnce(
+  file: string,
+  args: string[],
+  opts: { expectPackets?: number } = {},
+): Promise<WorkerRun> {
   const config = parseCaptureArgs(["--read", file, ...args]);
   const counters = allocateCounters();
   const control = allocateControl();
@@ -139,6 +145,8 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
   let stored = 0;
   let atGo: ThreadSample | undefined;
   let atEnd: ThreadSample | undefined;
+  let atLastPacket: ThreadSample | undefined;
+  let watch: ReturnType<typeof setInterval> | undefined;
   /** The counters of the worker thread this run started (the busiest one not there before). */
   const workerSample = (): ThreadSample | undefined => {
     let busiest: ThreadSample | undefined;
@@ -157,6 +165,16 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
       if (m.type === "ready") {
         atGo = workerSample();
         started = performance.now();
+        const expect = opts.expectPackets;
+        if (expect !== undefined) {
+          // The worker publishes its counters after each batch: the first look that counts every
+          // packet is within a batch and a millisecond of its last packet.
+          watch = setInterval(() => {
+            if (counters[Counter.PacketsSeen] < expect) return;
+            atLastPacket = workerSample();
+            clearInterval(watch);
+          }, 1);
+        }
         Atomics.store(control, Control.Go, 1);
         Atomics.notify(control, Control.Go);
       } else if (m.type === "finalized") {
@@ -165,10 +183,12 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
         const now = workerSample();
         if (now !== undefined && (atEnd === undefined || now.runNs > atEnd.runNs)) atEnd = now;
       } else if (m.type === "fatal") {
+        clearInterval(watch);
         worker.terminate();
         helper?.worker.terminate();
         reject(new Error(`Worker failed: ${m.message}`));
       } else if (m.type === "done") {
+        clearInterval(watch);
         const seconds = (performance.now() - started) / 1000;
         worker.terminate();
         helper?.worker.terminate();
@@ -185,6 +205,9 @@ export function runWorkerOnce(file: string, args: string[]): Promise<WorkerRun> 
           cpuSeconds: atEnd.runNs / 1e9,
           goCpuSeconds: goThread.runNs / 1e9,
           goThread,
+          lastPacketThread: atLastPacket === undefined
+            ? undefined
+            : sampleDelta(atLastPacket, atGo),
           packetsPerSecond: packets / seconds,
           indexSeconds: counters[Counter.IndexBuildSeconds],
         });
