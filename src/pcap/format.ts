@@ -72,6 +72,8 @@ export interface PcapHeader {
   snaplen: number;
   /** LINKTYPE_* value (low 16 bits of the header's network field). */
   linkType: number;
+  /** The modified format (24-byte record headers); only when asked to accept it. */
+  modified: boolean;
 }
 
 /** Writes a version 2.4 global header, little-endian, at `pos` of `view`. */
@@ -106,9 +108,15 @@ export function writeRecordHeader(
 
 /**
  * Parses a global header from the first 24 bytes of `bytes` (starting at `pos`). Throws an Error
- * naming `name` when the header is short or the magic number is not a pcap one.
+ * naming `name` when the header is short or the magic number is not a pcap one (with `modified`
+ * false, the modified format's is not).
  */
-export function parseGlobalHeader(bytes: Uint8Array, name: string, pos = 0): PcapHeader {
+export function parseGlobalHeader(
+  bytes: Uint8Array,
+  name: string,
+  pos = 0,
+  modified = false,
+): PcapHeader {
   const have = bytes.length - pos;
   if (have < GLOBAL_HEADER_SIZE) {
     throw new Error(
@@ -118,7 +126,7 @@ export function parseGlobalHeader(bytes: Uint8Array, name: string, pos = 0): Pca
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset + pos, GLOBAL_HEADER_SIZE);
-  const magic = sniffMagic(view.getUint32(0, true));
+  const magic = sniffMagic(view.getUint32(0, true), modified);
   if (magic === null) {
     const be = view.getUint32(0, false);
     const hex = be.toString(16).padStart(8, "0");
@@ -137,6 +145,7 @@ export function parseGlobalHeader(bytes: Uint8Array, name: string, pos = 0): Pca
     versionMinor: view.getUint16(6, littleEndian),
     snaplen: view.getUint32(16, littleEndian),
     linkType: view.getUint32(20, littleEndian) & 0xffff,
+    modified: magic.modified,
   };
 }
 

@@ -485,18 +485,10 @@ export class PcapReader {
       );
     }
     this.#units?.noteRecord(0, GLOBAL_HEADER_SIZE);
-    const le = magic.littleEndian;
-    if (magic.modified) this.#hdrLen = MODIFIED_RECORD_HEADER_SIZE;
-    const linkType = v.getUint32(20, le) & 0xffff;
-    this.#maxCaplen = maxCaplenFor(linkType);
-    return {
-      littleEndian: le,
-      nanosecond: magic.nanosecond,
-      versionMajor: v.getUint16(4, le),
-      versionMinor: v.getUint16(6, le),
-      snaplen: v.getUint32(16, le),
-      linkType,
-    };
+    const h = parseGlobalHeader(this.#win.subarray(0, have), this.path, 0, true);
+    if (h.modified) this.#hdrLen = MODIFIED_RECORD_HEADER_SIZE;
+    this.#maxCaplen = maxCaplenFor(h.linkType);
+    return h;
   }
 
   #noteOdd(): void {
