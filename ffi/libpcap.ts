@@ -21,7 +21,7 @@
  */
 
 import { libcOrNull, waitReadable } from "./libc.ts";
-import { DirectReader } from "../src/pcap/direct_reader.ts";
+import { DirectReader } from "../src/pcap/reader.ts";
 import { MAX_CAPLEN } from "../src/pcap/format.ts";
 
 const SYMBOLS = {

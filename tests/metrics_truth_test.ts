@@ -10,7 +10,7 @@ import { writeTrafficPcap } from "../bench/gen/mod.ts";
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 import { parseExposition } from "./support/fake_sensor.ts";
 import { rootOnly } from "./support/root.ts";
-import { freePort, sh, startCutcap } from "./support/process.ts";
+import { type CutcapProcess, freePort, sh, startCutcap } from "./support/process.ts";
 
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const tasks = JSON.parse(await Deno.readTextFile(`${ROOT_DIR}deno.json`)).tasks as Record<
@@ -72,7 +72,7 @@ Deno.test(rootOnly("a live capture on a veth", {
     const dir = await Deno.makeTempDir({ prefix: "cc-truth-live-" });
     const veth = await createVeth("tl");
     const port = freePort();
-    let sensor;
+    let sensor: CutcapProcess | undefined;
     try {
       const input = `${dir}/in.pcap`;
       const truth = await writeTrafficPcap(input, { seed: 31, packets: 20_000, snaplen: 1500 });
@@ -95,9 +95,14 @@ Deno.test(rootOnly("a live capture on a veth", {
         scrapes++;
       }
       await sensor.waitFor(new RegExp(` pkts=\\d+ .*recvd=${truth.packets} `));
-      // Stats lines: pkts count per line, recvd is a total: the running sum never passes it.
+      // Stats lines: pkts count per line, recvd is a total: the running sum never passes it. The
+      // kernel counts a packet when it enters the ring, so the lines' pkts may reach the total a
+      // line or two after recvd does.
+      const lines = sensor.lines;
+      const statsLines = () => lines.filter((l) => / W=00 /.test(l));
+      for (let i = 0; i < 50 && pktsSum(statsLines()) < truth.packets; i++) await sleep(100);
       let sum = 0;
-      for (const line of sensor.lines.filter((l) => / W=00 /.test(l))) {
+      for (const line of statsLines()) {
         sum += Number(/ pkts=(\d+) /.exec(line)![1]);
         const recvd = Number(/ recvd=(\d+) /.exec(line)![1]);
         assert.ok(sum <= recvd, `${line}: ${sum} seen so far`);
@@ -150,3 +155,8 @@ Deno.test(rootOnly("a live capture on a veth", {
     }
   },
 }));
+
+/** The sum of the pkts field over stats lines. */
+function pktsSum(lines: string[]): number {
+  return lines.reduce((sum, line) => sum + Number(/ pkts=(\d+) /.exec(line)?.[1] ?? 0), 0);
+}

@@ -4,11 +4,11 @@
  * groups packets by key and writes `<pcap>.idx`. Not a capture hot path: a FlowKeyList stands in
  * for the FlowTable (about 100 bytes per flow).
  *
- * Reading goes through src/pcap/scan.ts rather than src/pcap/reader.ts: it reads the file once
- * and also derives the block table of foreign multi-member/multi-frame files (merging units that
- * records straddle), which PcapReader does not. Memory: the flow list and the builder's per-flow
- * arrays (the packet log spills to the index's directory); a compressed unit is decompressed whole
- * up to 8 MiB and stream-decompressed beyond (scan.ts).
+ * Reading goes through src/pcap/scan.ts, the one pcap reader under tcpdump's rules: it reads the
+ * file once and also derives the block table of foreign multi-member/multi-frame files (merging
+ * units that records straddle). Memory: the flow list and the builder's per-flow arrays (the packet
+ * log spills to the index's directory); a compressed unit is decompressed whole up to 8 MiB and
+ * stream-decompressed beyond (src/pcap/unit_source.ts).
  */
 import { PacketInfo } from "../packet/packet_info.ts";
 import { decodePacket } from "../packet/mod.ts";

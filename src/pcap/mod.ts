@@ -27,6 +27,6 @@ export {
 } from "./codecs.ts";
 export type { Codec } from "./codec/codec.ts";
 export { scanPcapFile, type ScanRecord, type ScanResult } from "./scan.ts";
-export { READ_WINDOW, RecordReader, type RecordView } from "./record_reader.ts";
+export { RecordReader, type RecordView } from "./record_reader.ts";
 export { decompressBlockRange, findBlock } from "./block_format.ts";
-export { PcapReader, type PcapReaderOptions } from "./reader.ts";
+export { PcapReader, type PcapReaderOptions, READ_WINDOW } from "./reader.ts";

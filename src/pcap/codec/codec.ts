@@ -54,7 +54,7 @@ export interface Codec {
 }
 
 /**
- * A located compressed unit of a foreign file (scan.ts): its compressed length and its
+ * A located compressed unit of a foreign file (unit_source.ts): its compressed length and its
  * decompressed bytes.
  */
 export interface ScanUnit {

@@ -1,4 +1,4 @@
-/** A growable window over a file read in order, for the codecs' scans of foreign files (scan.ts). */
+/** A growable window over a file read in order, for the codecs' scans of foreign files (unit_source.ts). */
 
 /** Sequential reader over a file with a growable window. */
 export class FileWindow {
