@@ -100,7 +100,7 @@ const FRAME_OVERHEAD = 256;
 /**
  * Blocks grow up to this size while the ring still has {@link MIN_BLOCKS} of them. Every block
  * handed over costs the worker a wake-up from poll(2) at moderate rates: 4 MiB blocks wake it a
- * quarter as often as 1 MiB ones (bench/RESULTS.md, entry 39).
+ * quarter as often as 1 MiB ones (bench/RESULTS.md, entry 30).
  */
 const MAX_BLOCK = 4 << 20;
 const MIN_BLOCKS = 8;
@@ -429,7 +429,7 @@ export class PacketRing {
    * kernel wrote them on another CPU, so each line is a cache miss whoever reads it first; loaded
    * here in a tight loop of independent loads, the misses overlap each other, instead of coming
    * one at a time inside the pipeline's per-packet work (which waits for each). Measured: 5 % less
-   * CPU per packet alone, 15-17 % with 4 MiB blocks (bench/RESULTS.md, entry 39).
+   * CPU per packet alone, 15-17 % with 4 MiB blocks (bench/RESULTS.md, entry 30).
    */
   #warm(): void {
     const u32 = this.#u32;
