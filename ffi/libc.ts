@@ -41,6 +41,8 @@ const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  // fcntl(2) is variadic; its third argument here is always an int.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
   // stdio, for libpcap's offline handles (libpcap.ts).
   fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
@@ -187,6 +189,19 @@ export function getsockopt(
     fail(lib, `getsockopt(fd ${fd}, level ${option.level}, option ${option.name})`);
   }
   return len[0];
+}
+
+/** SOCK_CLOEXEC from linux/net.h: the socket is closed in child processes at exec. */
+export const SOCK_CLOEXEC = 0o2000000;
+
+/**
+ * Marks `fd` close-on-exec (fcntl F_SETFD FD_CLOEXEC), so a child process (`--large-flow-command`)
+ * does not inherit it: an inherited capture socket stays bound, and in its fanout group, until the
+ * child exits. Throws a {@link LibcError} on failure.
+ */
+export function setCloseOnExec(fd: number): void {
+  const lib = libc();
+  if (lib.fcntl(fd, 2, /* F_SETFD */ 1 /* FD_CLOEXEC */) < 0) fail(lib, `fcntl(${fd}, F_SETFD)`);
 }
 
 /** socket(2); throws a {@link LibcError} on failure. */

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { libcOrNull, waitReadable } from "./libc.ts";
+import { libcOrNull, setCloseOnExec, waitReadable } from "./libc.ts";
 import { DirectReader } from "../src/pcap/reader.ts";
 import { MAX_CAPLEN } from "../src/pcap/format.ts";
 
@@ -341,6 +341,12 @@ export class PcapHandle {
       const detail = fd < 0 ? "no selectable file descriptor" : readCString(errbuf);
       lib.pcap_close(ptr);
       throw new Error(`Cannot capture on ${device}: non-blocking mode failed: ${detail}`);
+    }
+    try {
+      setCloseOnExec(fd); // libpcap opens its socket without SOCK_CLOEXEC
+    } catch (error) {
+      lib.pcap_close(ptr);
+      throw new Error(`Cannot capture on ${device}: ${(error as Error).message}`);
     }
     const handle = new PcapHandle(lib, ptr, { source: device, nanosecond, warning });
     handle.#waitFd = fd;

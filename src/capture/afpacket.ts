@@ -48,6 +48,7 @@ import {
   POLLNVAL,
   POLLRDHUP,
   setsockopt,
+  SOCK_CLOEXEC,
   socket,
   strerror,
   unmap,
@@ -236,7 +237,7 @@ export class PacketRing {
     }
     let fd: number;
     try {
-      fd = socket(AF_PACKET, SOCK_RAW, 0);
+      fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     } catch (err) {
       throw openError(device, err);
     }
