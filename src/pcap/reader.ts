@@ -533,7 +533,9 @@ export class PcapReader {
         this.#winLen -= this.#pos;
         this.#pos = 0;
       }
-      if (n > this.#win.length) this.#growWindow(n); // a caplen beyond MAX_CAPLEN (tcpdump rules)
+      // A record longer than the window (a caplen beyond MAX_CAPLEN, tcpdump rules): the window
+      // doubles as its bytes arrive, so memory follows the data, not the length a header claims.
+      if (this.#winLen === this.#win.length) this.#growWindow();
       const got = this.#fill(this.#winLen, this.#win.length - this.#winLen);
       if (got === 0) return false;
       this.#winLen += got;
@@ -541,8 +543,8 @@ export class PcapReader {
     return true;
   }
 
-  #growWindow(n: number): void {
-    const grown = new Uint8Array(n + WINDOW);
+  #growWindow(): void {
+    const grown = new Uint8Array(this.#win.length * 2);
     grown.set(this.#win.subarray(0, this.#winLen));
     this.#win = grown;
     this.#winView = new DataView(grown.buffer);
