@@ -12,11 +12,14 @@ import { rootOnly } from "./support/root.ts";
 
 const MiB = 1 << 20;
 
-Deno.test("ringLayout: blocks hold a snaplen packet, grow to 4 MiB while 8 remain, cover the buffer", () => {
-  assert.deepEqual(ringLayout(64 * MiB, 262144), { blockSize: 4 * MiB, blocks: 16 });
+Deno.test("ringLayout: blocks hold a snaplen packet, grow to 1 MiB while 8 remain and to 4 MiB while 64 do, cover the buffer", () => {
+  assert.deepEqual(ringLayout(64 * MiB, 262144), { blockSize: MiB, blocks: 64 });
   assert.deepEqual(ringLayout(4 * MiB, 262144), { blockSize: MiB / 2, blocks: 8 });
-  assert.deepEqual(ringLayout(64 * MiB, 1500), { blockSize: 4 * MiB, blocks: 16 });
-  assert.deepEqual(ringLayout(16 * MiB, 1500), { blockSize: 2 * MiB, blocks: 8 });
+  assert.deepEqual(ringLayout(64 * MiB, 1500), { blockSize: MiB, blocks: 64 });
+  assert.deepEqual(ringLayout(128 * MiB, 1500), { blockSize: 2 * MiB, blocks: 64 });
+  assert.deepEqual(ringLayout(256 * MiB, 1500), { blockSize: 4 * MiB, blocks: 64 });
+  assert.deepEqual(ringLayout(1024 * MiB, 1500), { blockSize: 4 * MiB, blocks: 256 });
+  assert.deepEqual(ringLayout(16 * MiB, 1500), { blockSize: MiB, blocks: 16 });
   assert.deepEqual(ringLayout(3 * MiB, 1500), { blockSize: MiB / 4, blocks: 12 });
   // Too small a buffer: two blocks of the smallest size that holds a packet.
   assert.deepEqual(ringLayout(1, 1500), { blockSize: 4096, blocks: 2 });

@@ -99,12 +99,17 @@ const PAGE = 4096;
 /** Ring header, sockaddr_ll, alignment and PACKET_RESERVE in front of a packet, and the block header. */
 const FRAME_OVERHEAD = 256;
 /**
- * Blocks grow up to this size while the ring still has {@link MIN_BLOCKS} of them. Every block
- * handed over costs the worker a wake-up from poll(2) at moderate rates: 4 MiB blocks wake it a
- * quarter as often as 1 MiB ones (bench/RESULTS.md, entry 30).
+ * Blocks grow to 1 MiB while the ring keeps {@link MIN_BLOCKS} of them, and on to 4 MiB only while
+ * it keeps {@link STALL_BLOCKS}. Every block handed over costs the worker a wake-up from poll(2) at
+ * moderate rates, so big blocks save CPU (4 MiB ones 6-12 % against 1 MiB: bench/RESULTS.md,
+ * entries 30 and 38). But below the rate that fills a block within `--pcap-timeout` the kernel hands blocks over
+ * part-filled, one per timeout, so the ring rides out a stalled worker for blocks × timeout, not
+ * for its size: 64 blocks keep that at 6.4 s with the defaults, as 1 MiB blocks always did.
  */
+const MID_BLOCK = 1 << 20;
 const MAX_BLOCK = 4 << 20;
 const MIN_BLOCKS = 8;
+const STALL_BLOCKS = 64;
 /**
  * next() keeps the block loaded from memory this far ahead of the packet it hands out, in steps of
  * {@link WARM_STEP} bytes (see PacketRing.#warm).
@@ -124,17 +129,19 @@ export interface RingLayout {
 
 /**
  * The ring for `bufferSize` bytes and `snaplen`: blocks a power of two that hold a packet of the
- * snapshot length with its headers (so the kernel never clamps one below it), grown up to 4 MiB
- * while at least 8 blocks remain, except in immediate mode, where every block is handed over
- * after a millisecond however little it holds and many small blocks hold more packets; as many
- * blocks as cover `bufferSize`, and at least 2 (the kernel fills one while the worker reads
- * another).
+ * snapshot length with its headers (so the kernel never clamps one below it), grown up to 1 MiB
+ * while at least 8 blocks remain and up to 4 MiB while at least 64 do (see MAX_BLOCK), except in
+ * immediate mode, where every block is handed over after a millisecond however little it holds and
+ * many small blocks hold more packets; as many blocks as cover `bufferSize`, and at least 2 (the
+ * kernel fills one while the worker reads another).
  */
 export function ringLayout(bufferSize: number, snaplen: number, immediate = false): RingLayout {
   let blockSize = PAGE;
   while (blockSize < snaplen + FRAME_OVERHEAD) blockSize *= 2;
+  const blocksToKeep = (size: number) => size > MID_BLOCK ? STALL_BLOCKS : MIN_BLOCKS;
   while (
-    !immediate && blockSize < MAX_BLOCK && bufferSize / (blockSize * 2) >= MIN_BLOCKS
+    !immediate && blockSize < MAX_BLOCK &&
+    bufferSize / (blockSize * 2) >= blocksToKeep(blockSize * 2)
   ) blockSize *= 2;
   return { blockSize, blocks: Math.max(2, Math.ceil(bufferSize / blockSize)) };
 }
