@@ -114,8 +114,8 @@ function indexWith(
 ): IndexSummary {
   const builder = indexer.builder;
   const onRecord = (r: ScanRecord): void => {
-    const ts = r.sec + r.frac * (r.nanosecond ? 1e-9 : 1e-6);
-    indexer.add(r.linkType, r.buf, r.at, r.caplen, ts, r.offset, r.wireLen);
+    const ts = r.tsSec + r.tsFrac * (r.nanosecond ? 1e-9 : 1e-6);
+    indexer.add(r.linkType, r.data, r.dataOffset, r.caplen, ts, r.offset, r.len);
   };
   const scan = scanPcapFile(pcapPath, onRecord);
   const slash = pcapPath.lastIndexOf("/");

@@ -10,24 +10,23 @@
 import type { Compression } from "./codecs.ts";
 import { PcapReader } from "./reader.ts";
 
-/** One record as the reader sees it; the same object is overwritten for every record. */
-export class ScanRecord {
-  /** Offset of the record header in the uncompressed pcap stream. */
-  offset = 0;
-  sec = 0;
-  /** Fraction of a second: microseconds, or nanoseconds when the file is nanosecond. */
-  frac = 0;
-  caplen = 0;
-  wireLen = 0;
-  /** Buffer holding the packet bytes, valid only during the callback. */
-  buf: Uint8Array = new Uint8Array(0);
-  /** Index of the first packet byte in `buf`. */
-  at = 0;
-  /** The file's link type (from the global header, same for every record). */
-  linkType = 0;
-  /** The file's timestamps are nanoseconds (`frac` unit). */
-  nanosecond = false;
-}
+/**
+ * The current record as the reader holds it (valid only during the callback): offset of its header
+ * in the uncompressed stream, time (`tsFrac` in µs, or ns when `nanosecond`), lengths, and its
+ * bytes `data[dataOffset .. dataOffset + caplen)`.
+ */
+export type ScanRecord = Pick<
+  PcapReader,
+  | "offset"
+  | "tsSec"
+  | "tsFrac"
+  | "caplen"
+  | "len"
+  | "data"
+  | "dataOffset"
+  | "linkType"
+  | "nanosecond"
+>;
 
 /** What a scan found besides the records. */
 export interface ScanResult {
@@ -55,19 +54,7 @@ export interface ScanResult {
 export function scanPcapFile(path: string, onRecord: (rec: ScanRecord) => void): ScanResult {
   const reader = new PcapReader(path, { accept: "tcpdump" });
   try {
-    const rec = new ScanRecord();
-    rec.linkType = reader.linkType;
-    rec.nanosecond = reader.nanosecond;
-    while (reader.next()) {
-      rec.offset = reader.offset;
-      rec.sec = reader.tsSec;
-      rec.frac = reader.tsFrac;
-      rec.caplen = reader.caplen;
-      rec.wireLen = reader.len;
-      rec.buf = reader.data;
-      rec.at = reader.dataOffset;
-      onRecord(rec);
-    }
+    while (reader.next()) onRecord(reader);
     const blocks = reader.unitTable();
     return {
       linkType: reader.linkType,
