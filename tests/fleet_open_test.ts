@@ -9,14 +9,13 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest } from "./support/netns.ts";
+import { rootTest, TEST_NETS } from "./support/netns.ts";
 import { parseTcpdumpHex, run, tcpdumpPackets } from "./support/oracle.ts";
 import { startClickHouse } from "./support/clickhouse.ts";
 import { TABLES } from "../src/export/schema.ts";
 import { SPOOL_DIR } from "../src/archive/naming.ts";
 import { freePort, sleep, startCutcap, startServer } from "./support/process.ts";
 
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 /** Open files are exported every 5 s, flushed every 1 s: seen by the fleet well within this. */
 const FRESH_MS = 15_000;
 
@@ -38,7 +37,7 @@ interface Flow {
 }
 
 async function flows(url: string): Promise<Flow[]> {
-  const response = await fetch(`${url}/flows?q=${encodeURIComponent(FILTER)}`);
+  const response = await fetch(`${url}/flows?q=${encodeURIComponent(TEST_NETS)}`);
   const text = await response.text();
   assert.equal(response.status, 200, text);
   return JSON.parse(text) as Flow[];
@@ -52,7 +51,7 @@ function canonical(records: Flow[]): string[] {
 const packetsOf = (records: Flow[]) => records.reduce((n, f) => n + f.packets, 0);
 
 async function queryFrames(url: string): Promise<string[]> {
-  const response = await fetch(`${url}/query`, { method: "POST", body: FILTER });
+  const response = await fetch(`${url}/query`, { method: "POST", body: TEST_NETS });
   const body = new Uint8Array(await response.arrayBuffer());
   assert.equal(response.status, 200, new TextDecoder().decode(body));
   return parseTcpdumpHex(await run("tcpdump", ["-r", "-", "-tt", "-nn", "-xx", "-K"], body))
@@ -86,7 +85,7 @@ rootTest(
     const sensorUrl = `http://127.0.0.1:${port}`;
     const sensor = startCutcap([
       ...["--interface", veth!.outside, "--out", `${dir}/out`, "--workers", "1"],
-      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", TEST_NETS],
       ...["--listen", `127.0.0.1:${port}`, "--flush-interval", "1s", "--rotate-interval", "1h"],
       ...["--export-clickhouse", clickhouse.url, "--sensor-name", "live"],
       ...["--advertise-url", sensorUrl],
@@ -163,7 +162,7 @@ rootTest(
     const sensorUrl = `http://127.0.0.1:${port}`;
     const args = [
       ...["--interface", veth!.outside, "--out", `${dir}/out`, "--workers", "1"],
-      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", TEST_NETS],
       ...["--listen", `127.0.0.1:${port}`, "--flush-interval", "1s", "--rotate-interval", "1h"],
       ...["--export-clickhouse", clickhouse.url, "--sensor-name", "live"],
       ...["--advertise-url", sensorUrl],

@@ -6,12 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest } from "./support/netns.ts";
+import { rootTest, TEST_NETS } from "./support/netns.ts";
 import { archiveFiles, cutcap, type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
 import { matchByBytes, startTcpdump } from "./support/live_oracle.ts";
 import { sleep, startCutcap } from "./support/process.ts";
 
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const FLUSH_INTERVAL = 1;
 
 for (const compress of ["none", "gzip", "zstd"] as const) {
@@ -24,10 +23,10 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
       const old = generateTrafficBytes({ seed: 42, packets: 5, startTs: 1600000000 });
       await Deno.writeFile(`${dir}/old.pcap`, old.pcap);
       const out = `${dir}/out`;
-      const oracle = await startTcpdump(veth!.outside, `${dir}/oracle.pcap`, FILTER);
+      const oracle = await startTcpdump(veth!.outside, `${dir}/oracle.pcap`, TEST_NETS);
       const sensor = startCutcap([
         ...["--interface", veth!.outside, "--out", out, "--compress", compress],
-        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", TEST_NETS],
         ...["--listen", "off", "--flush-interval", `${FLUSH_INTERVAL}s`],
       ]);
       let killedAt = 0;

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest } from "./support/netns.ts";
+import { rootTest, TEST_NETS } from "./support/netns.ts";
 import {
   archiveFiles,
   type OraclePacket,
@@ -16,7 +16,6 @@ import {
 } from "./support/oracle.ts";
 import { freePort, sleep, startCutcap, startServe } from "./support/process.ts";
 
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const FILTER_QUERY = "net 198.18.0.0/15 or net 2001:db8::/32";
 
 /** The frames of a pcap file as tcpdump prints them, without their times. */
@@ -44,7 +43,7 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
       const url = `http://127.0.0.1:${port}`;
       const sensor = startCutcap([
         ...["--interface", veth!.outside, "--out", out, "--compress", compress],
-        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", TEST_NETS],
         ...["--listen", `127.0.0.1:${port}`, "--flush-interval", "1s"],
       ]);
       let serve: Awaited<ReturnType<typeof startServe>> | undefined;
@@ -98,7 +97,7 @@ rootTest(
     const port = freePort();
     const sensor = startCutcap([
       ...["--interface", veth!.outside, "--out", out, "--workers", "2", "--compress", "gzip"],
-      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+      ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", TEST_NETS],
       ...["--listen", `127.0.0.1:${port}`],
     ]);
     try {

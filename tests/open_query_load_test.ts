@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest } from "./support/netns.ts";
+import { rootTest, TEST_NETS } from "./support/netns.ts";
 import {
   archiveFiles,
   type OraclePacket,
@@ -17,7 +17,6 @@ import {
 } from "./support/oracle.ts";
 import { freePort, sleep, startCutcap } from "./support/process.ts";
 
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 /** How long a packet may wait to be queryable: --flush-interval 1s, plus a margin. */
 const LAG = 1.5;
 
@@ -88,7 +87,7 @@ for (const compress of ["none", "zstd"] as const) {
       const url = `http://127.0.0.1:${port}`;
       const sensor = startCutcap([
         ...["--interface", veth!.outside, "--out", out, "--compress", compress],
-        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", FILTER],
+        ...["--byte-cutoff", "0", "--packet-cutoff", "0", "--filter", TEST_NETS],
         ...["--listen", `127.0.0.1:${port}`, "--rotate-interval", "3s"],
       ]);
       const answers: Answer[] = [];

@@ -6,12 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { expectedCutoff, generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest } from "./support/netns.ts";
+import { rootTest, TEST_NETS } from "./support/netns.ts";
 import { archiveFiles, tcpdumpPackets, tsharkLengths } from "./support/oracle.ts";
 import { queryPrometheus, startPrometheus } from "./support/prometheus.ts";
 import { freePort, sleep, startCutcap } from "./support/process.ts";
 
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const K = 3;
 
 async function packetsIn(out: string): Promise<number> {
@@ -54,7 +53,7 @@ rootTest(
     const port = freePort();
     const out = `${dir}/out`;
     const sensor = startCutcap([
-      ...["--interface", veth!.outside, "--out", out, "--filter", FILTER, "--workers", "2"],
+      ...["--interface", veth!.outside, "--out", out, "--filter", TEST_NETS, "--workers", "2"],
       ...["--packet-cutoff", String(K), "--byte-cutoff", "0", "--rotate-interval", "2s"],
       ...["--listen", `127.0.0.1:${port}`],
     ]);
@@ -119,7 +118,7 @@ rootTest(
     const port = freePort();
     const out = `${dir}/out`;
     const sensor = startCutcap([
-      ...["--interface", veth!.outside, "--out", out, "--filter", FILTER, "--compress", "zstd"],
+      ...["--interface", veth!.outside, "--out", out, "--filter", TEST_NETS, "--compress", "zstd"],
       ...["--byte-cutoff", "2KiB", "--rotate-interval", "1s", "--listen", `127.0.0.1:${port}`],
     ]);
     try {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest } from "./support/netns.ts";
+import { rootTest, TEST_NETS } from "./support/netns.ts";
 import {
   archiveFiles,
   cutcap,
@@ -18,8 +18,6 @@ import {
 } from "./support/oracle.ts";
 import { freePort, sleep, startCutcap } from "./support/process.ts";
 import { exists, tempFiles } from "./support/files.ts";
-
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 
 /**
  * Every file under `dir` with its SHA-256, except the catalog (which a restart rewrites) and the
@@ -97,7 +95,7 @@ for (const compress of ["none", "gzip", "zstd"] as const) {
       const sensor = startCutcap([
         ...["--interface", veth!.outside, "--out", out, "--compress", compress],
         ...["--rotate-size", "4MiB", "--byte-cutoff", "0", "--packet-cutoff", "0"],
-        ...["--listen", "off", "--filter", FILTER],
+        ...["--listen", "off", "--filter", TEST_NETS],
       ]);
       const traffic = veth!.replayForever(`${dir}/loop.pcap`, { pps: 20000 });
       let copy = "";

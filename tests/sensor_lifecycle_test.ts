@@ -6,12 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { generateTrafficBytes } from "../bench/gen/mod.ts";
-import { rootTest, type Veth } from "./support/netns.ts";
+import { rootTest, TEST_NETS, type Veth } from "./support/netns.ts";
 import { archiveFiles, cutcap, run, tcpdumpPackets } from "./support/oracle.ts";
 
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
-
-/** Writes a small generated capture (no ARP, no VLAN: everything matches FILTER). */
+/** Writes a small generated capture (no ARP, no VLAN: everything matches TEST_NETS). */
 async function smallCapture(path: string, packets: number, seed = 5): Promise<void> {
   const { pcap } = generateTrafficBytes({ seed, packets, vlanShare: 0, nonIpShare: 0 });
   await Deno.writeFile(path, pcap);
@@ -25,7 +23,7 @@ async function packetsIn(out: string): Promise<number> {
 
 function liveArgs(veth: Veth, out: string, extra: string[] = []): string[] {
   return [
-    ...["--interface", veth.outside, "--out", out, "--filter", FILTER],
+    ...["--interface", veth.outside, "--out", out, "--filter", TEST_NETS],
     ...["--byte-cutoff", "0", "--rotate-interval", "1m", "--listen", "off"],
     ...extra,
   ];

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { expectedCutoff, generateTrafficBytes, type TrafficTruth } from "../bench/gen/mod.ts";
-import { rootTest, type Veth } from "./support/netns.ts";
+import { rootTest, TEST_NETS, type Veth } from "./support/netns.ts";
 import { type OraclePacket, tcpdumpPackets } from "./support/oracle.ts";
 import type { CaptureMethod } from "../src/capture/mod.ts";
 import { sleep, startCutcap } from "./support/process.ts";
@@ -15,8 +15,6 @@ const K = 4;
 const PACKETS = 16000;
 /** 4 s of traffic: two rotations at --rotate-interval 2s. */
 const PPS = 4000;
-/** Only the generated ranges: whatever else the kernel might send on the link is not ours. */
-const FILTER = "net 198.18.0.0/15 or net 2001:db8::/32";
 const STATS_FIELDS = [
   "if",
   "W",
@@ -67,7 +65,7 @@ async function captureLive(
   const sensor = startCutcap([
     ...["--interface", veth.outside, "--out", out, "--rotate-interval", "2s"],
     ...["--packet-cutoff", String(K), "--byte-cutoff", "0", "--listen", "off"],
-    ...["--stats-interval", "1s", "--workers", String(workers), "--filter", FILTER],
+    ...["--stats-interval", "1s", "--workers", String(workers), "--filter", TEST_NETS],
     ...["--capture-method", method],
   ]);
   try {

@@ -11,6 +11,12 @@
 import { sh } from "./process.ts";
 import { rootOnly } from "./root.ts";
 
+/**
+ * Capture filter for the address ranges tests send from: whatever else the kernel might send on a
+ * veth is not the test's traffic.
+ */
+export const TEST_NETS = "net 198.18.0.0/15 or net 2001:db8::/32";
+
 /** A namespace joined to the test's namespace by a veth pair. */
 export interface Veth {
   /** Namespace name (`ip netns exec <ns> ...`). */
