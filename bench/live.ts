@@ -10,17 +10,21 @@
  *
  * CPU per packet (the issue 17 target): interleaved rounds at one fixed rate (150 kpps), each
  * round running every variant once in a rotated order: cutcap's offline cost (the capture worker
- * reading the same packets from the file, bench/worker_run.ts, in a child process), tcpdump, and
- * cutcap with each capture method (1 worker), all on CPU 1 at `nice -n -5`. For each trial the
- * kernel's counters of the capturing thread (cutcap's capture worker, tcpdump's only thread) are
- * read just before the replay, once every packet is handled (offline: from go to its last packet)
- * and at the end (cutcap is stopped then and followed until its worker has written and indexed
- * its last file, as the offline worker does): CPU time in ns (schedstat), the user/system split,
- * minor page faults and sleeps (voluntary context switches: poll, futex). The report gives medians
- * over the rounds per packet, and afpacket's median against the offline median on the same work. `--variant LABEL=KIND[@ROOT] [ARGS…]`
- * (repeated) replaces the live variants (offline stays) with these: KIND offline, tcpdump,
- * afpacket or libpcap; ROOT another checkout of cutcap, to compare a change in the same run; ARGS
- * more cutcap options (e.g. --buffer-size 8MiB).
+ * reading the same packets from the file, bench/worker_run.ts, in a child process), the same
+ * worker paced as live (reading them through a FIFO a pacer fills at the live rate, 1 MiB at a
+ * time: see OfflineKind), tcpdump, and cutcap with each capture method (1 worker), all on CPU 1 at
+ * `nice -n -5`. For each trial the kernel's counters of the capturing thread (cutcap's capture
+ * worker, tcpdump's only thread) are read just before the replay, once every packet is handled
+ * (offline: from go to its last packet) and at the end (cutcap is stopped then and followed until
+ * its worker has written and indexed its last file, as the offline worker does): CPU time in ns
+ * (schedstat), the user/system split, minor page faults and sleeps (voluntary context switches:
+ * poll, futex). The report gives medians over the rounds per packet, and afpacket's median against
+ * the offline medians on the same work, unpaced and paced.
+ *
+ * `--variant LABEL=KIND[@ROOT] [ARGS…]` (repeated) replaces the live variants (offline stays) with
+ * these: KIND offline, offline-paced, offline-beside-sender, tcpdump, afpacket or libpcap; ROOT
+ * another checkout of cutcap, to compare a change in the same run; ARGS more cutcap options (e.g.
+ * --buffer-size 8MiB).
  *
  * Needs root (namespaces). Run alone: deno run -A bench/live.ts FILE [--packets N] [--rates a,b,..|none]
  * [--workers 1,2] [--methods afpacket,libpcap] [--cpu-rate N] [--rounds N] [--cpu-packets N]
@@ -29,6 +33,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { closeFd, openFifoWriter, writeSome } from "../ffi/libc.ts";
 import type { CaptureMethod } from "../src/capture/source.ts";
 import {
   runWorkerOnce,
@@ -37,6 +42,16 @@ import {
   threadSample,
   threadSamples,
 } from "./worker_run.ts";
+
+/**
+ * How the offline worker gets its packets: from the file at full speed; `offline-paced`: through a
+ * FIFO that a pacer on CPU 0 fills at the live trials' rate, 1 MiB at a time (a ring block's worth),
+ * so the same reader works in bursts and sleeps between them as a live worker does;
+ * `offline-beside-sender`: from the file at full speed while the sender replays the packets onto
+ * the veth at the live rate (nobody capturing them), so the neighbour CPU is as busy as live.
+ */
+export type OfflineKind = "offline" | "offline-paced" | "offline-beside-sender";
+const OFFLINE_KINDS: readonly string[] = ["offline", "offline-paced", "offline-beside-sender"];
 
 /** One send-and-capture trial. */
 export interface LiveTrial {
@@ -75,7 +90,7 @@ export interface CapturerResult {
 export interface CpuVariant {
   label: string;
   /** cutcap offline (the worker reading the file), tcpdump, or cutcap live with this method. */
-  kind: "offline" | "tcpdump" | CaptureMethod;
+  kind: OfflineKind | "tcpdump" | CaptureMethod;
   /** The cutcap checkout to run (default this one). */
   root?: string;
   /** More cutcap options. */
@@ -591,6 +606,54 @@ async function offlineChild(
 }
 
 const OFFLINE_CHILD = "--offline-child";
+const PACER_CHILD = "--pacer-child";
+/** The sender runs this long before the offline worker starts beside it (steady state). */
+const SENDER_SETTLE_MS = 300;
+/** The pacer's piece and pipe size: the offline reader wakes once per 1 MiB, as per ring block. */
+const PACER_PIECE = 1 << 20;
+
+/**
+ * The offline worker reading `file` through a FIFO that a pacer child on CPU 0 fills at `pps`
+ * (the file's bytes spread evenly over packets / pps seconds).
+ */
+async function pacedOfflineTrial(
+  file: string,
+  pps: number,
+  ctx: { work: string; packets: number; root: string; args: string[] },
+): Promise<CpuTrial> {
+  const fifo = `${ctx.work}/paced.fifo`;
+  await Deno.remove(fifo).catch(() => {});
+  await sh("mkfifo", [fifo]);
+  const bytesPerSecond = Deno.statSync(file).size * pps / ctx.packets;
+  const [program, programArgs] = onCpu(0, "deno", [
+    ...["run", "-A", `${ctx.root}/bench/live.ts`, PACER_CHILD, file, fifo],
+    String(bytesPerSecond),
+  ]);
+  const pacer = new Deno.Command(program, { args: programArgs, stdout: "null" }).spawn();
+  try {
+    const outDir = `${ctx.work}/out`;
+    return await offlineTrial(fifo, ctx.packets, { outDir, root: ctx.root, args: ctx.args });
+  } finally {
+    await pacer.status;
+    await Deno.remove(fifo).catch(() => {});
+  }
+}
+
+/** The pacer child: writes `file` into `fifo` in 1 MiB pieces at `bytesPerSecond`. */
+async function pacerChild(file: string, fifo: string, bytesPerSecond: number): Promise<void> {
+  const data = Deno.readFileSync(file);
+  const fd = openFifoWriter(fifo, PACER_PIECE);
+  try {
+    const start = performance.now();
+    for (let sent = 0; sent < data.length;) {
+      sent += writeSome(fd, data.subarray(sent, Math.min(sent + PACER_PIECE, data.length)));
+      const wait = start + sent / bytesPerSecond * 1000 - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  } finally {
+    closeFd(fd);
+  }
+}
 
 /** One trial of `v` at `pps` as a CpuTrial. */
 async function cpuTrial(
@@ -604,6 +667,14 @@ async function cpuTrial(
   const args = v.args ?? [];
   if (v.kind === "offline") {
     return offlineTrial(file, ctx.packets, { outDir: `${ctx.work}/out`, root, args });
+  }
+  if (v.kind === "offline-paced") return pacedOfflineTrial(file, pps, { ...ctx, root, args });
+  if (v.kind === "offline-beside-sender") {
+    const sending = replay(veth, file, pps);
+    await new Promise((resolve) => setTimeout(resolve, SENDER_SETTLE_MS));
+    const t = await offlineTrial(file, ctx.packets, { outDir: `${ctx.work}/out`, root, args });
+    await sending;
+    return t;
   }
   const t = v.kind === "tcpdump"
     ? await tcpdumpTrial(veth, file, pps, {
@@ -683,6 +754,7 @@ function loadAverage(): string {
 function defaultVariants(methods: CaptureMethod[]): CpuVariant[] {
   return [
     { label: "cutcap offline", kind: "offline" },
+    { label: "cutcap offline, paced", kind: "offline-paced" },
     { label: "tcpdump -w FILE", kind: "tcpdump" },
     ...methods.map((m): CpuVariant => ({ label: `cutcap ${m}`, kind: m })),
   ];
@@ -875,8 +947,8 @@ function cpuMarkdown(r: LiveBenchResult): string[] {
     "as the offline one does. Medians per packet (range of the CPU time). Load average before " +
     `${r.loadBefore}, after ${r.loadAfter}.`,
     "",
-    "| variant | to last packet: CPU µs (range) | user µs | system µs | minor faults /1k packets | sleeps /1k packets | preempted /1k packets | to the end: CPU µs (range) | kpps reached | lossless | ÷ offline, to last packet | ÷ offline, to the end |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| variant | to last packet: CPU µs (range) | user µs | system µs | minor faults /1k packets | sleeps /1k packets | preempted /1k packets | to the end: CPU µs (range) | kpps reached | lossless | ÷ offline, to last packet | ÷ offline, to the end | ÷ offline paced, to the end |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   // The offline medians by checkout: to the last packet, and to the end (its last file indexed).
   const offline = new Map<string, { last: number; end: number }>();
@@ -889,6 +961,10 @@ function cpuMarkdown(r: LiveBenchResult): string[] {
     });
   }
   const firstOffline = offline.values().next().value;
+  const paced = r.cpu.find((c) => c.variant.kind === "offline-paced");
+  const pacedEnd = paced === undefined
+    ? undefined
+    : median(paced.trials.map((t) => perPacket(t).toEndUs));
   const baseOf = (c: CpuVariantResult) => offline.get(c.variant.root ?? "") ?? firstOffline;
   const ratio = (us: number, base: number | undefined) =>
     base === undefined ? "" : (us / base).toFixed(2);
@@ -908,7 +984,8 @@ function cpuMarkdown(r: LiveBenchResult): string[] {
         `${median(per.map((p) => p.preemptedPerK)).toFixed(2)} | ${range(toEnd)} | ` +
         `${Number.isNaN(kpps) ? "" : kpps.toFixed(0)} | ` +
         `${c.trials.filter((t) => t.lossless).length}/${c.trials.length} | ` +
-        `${ratio(median(cpu), base?.last)} | ${ratio(median(toEnd), base?.end)} |`,
+        `${ratio(median(cpu), base?.last)} | ${ratio(median(toEnd), base?.end)} | ` +
+        `${ratio(median(toEnd), pacedEnd)} |`,
     );
   }
   const afpacket = r.cpu.find((c) => c.variant.kind === "afpacket");
@@ -922,7 +999,12 @@ function cpuMarkdown(r: LiveBenchResult): string[] {
       `Target: ${afpacket.variant.label}'s CPU per packet within ${CPU_TARGET}× of the offline ` +
         `cost (medians, both to the end: the same packets, the same last file written and ` +
         `indexed): ${toEnd.toFixed(2)}× (${toEnd <= CPU_TARGET ? "met" : "not met"}); both to ` +
-        `the last packet: ${toLast.toFixed(2)}×.`,
+        `the last packet: ${toLast.toFixed(2)}×` +
+        (pacedEnd === undefined
+          ? "."
+          : `; against the offline worker paced as live (to the end): ` +
+            `${(median(per.map((p) => p.toEndUs)) / pacedEnd).toFixed(2)}×, and the paced ` +
+            `offline worker against the unpaced one: ${(pacedEnd / base.end).toFixed(2)}×.`),
     );
   }
   return lines;
@@ -936,10 +1018,10 @@ export function parseVariant(spec: string): CpuVariant {
   const eq = spec.indexOf("=");
   const [what, ...args] = spec.slice(eq + 1).trim().split(/\s+/);
   const [kind, root] = what.split("@");
-  if (eq <= 0 || !["offline", "tcpdump", "afpacket", "libpcap"].includes(kind)) {
+  if (eq <= 0 || ![...OFFLINE_KINDS, "tcpdump", "afpacket", "libpcap"].includes(kind)) {
     throw new Error(
-      `Invalid --variant "${spec}": expected LABEL=KIND[@ROOT] [ARGS…] with KIND offline, ` +
-        "tcpdump, afpacket or libpcap",
+      `Invalid --variant "${spec}": expected LABEL=KIND[@ROOT] [ARGS…] with KIND one of ` +
+        [...OFFLINE_KINDS, "tcpdump", "afpacket", "libpcap"].join(", "),
     );
   }
   return {
@@ -950,7 +1032,10 @@ export function parseVariant(spec: string): CpuVariant {
   };
 }
 
-if (import.meta.main && Deno.args[0] === OFFLINE_CHILD) {
+if (import.meta.main && Deno.args[0] === PACER_CHILD) {
+  const [file, fifo, bytesPerSecond] = Deno.args.slice(1);
+  await pacerChild(file, fifo, Number(bytesPerSecond));
+} else if (import.meta.main && Deno.args[0] === OFFLINE_CHILD) {
   const [file, outDir, packets, ...args] = Deno.args.slice(1);
   await offlineChild(file, Number(packets), { outDir, args });
 } else if (import.meta.main) {

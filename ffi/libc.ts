@@ -34,6 +34,7 @@ const SYMBOLS = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   /** Only as syscall(SYS_getdents64, fd, buffer, size) (proc_self.ts). */
   syscall: { parameters: ["i64", "i32", "buffer", "usize"], result: "i64" },
@@ -230,6 +231,39 @@ export function getsockname(fd: number, out: Uint8Array<ArrayBuffer>): number {
 export function ioctl(fd: number, request: number, arg: Uint8Array<ArrayBuffer>): void {
   const lib = libc();
   if (lib.ioctl(fd, BigInt(request), arg) !== 0) fail(lib, `ioctl(fd ${fd}, ${request})`);
+}
+
+const O_WRONLY = 1;
+const O_CLOEXEC = 0o2000000;
+const F_SETPIPE_SZ = 1031;
+
+/**
+ * Opens the FIFO at `path` for writing (waiting for a reader, as open(2) does) and sets its pipe's
+ * capacity to `capacity` bytes (F_SETPIPE_SZ, at most /proc/sys/fs/pipe-max-size): the live
+ * benchmark's pacer, which hands the offline reader 1 MiB at a time as a ring hands over a block.
+ * Throws a {@link LibcError} on failure.
+ */
+export function openFifoWriter(path: string, capacity: number): number {
+  const lib = libc();
+  const fd = lib.open(new TextEncoder().encode(path + "\0"), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) fail(lib, `open(${path})`);
+  if (lib.fcntl(fd, F_SETPIPE_SZ, capacity) < 0) {
+    const code = errno(lib);
+    lib.close(fd);
+    throw new LibcError(
+      `fcntl(${fd}, F_SETPIPE_SZ, ${capacity}) failed: ${strerror(code)} (errno ${code})`,
+      code,
+    );
+  }
+  return fd;
+}
+
+/** write(2): the bytes written (fewer than asked when interrupted); throws a {@link LibcError}. */
+export function writeSome(fd: number, bytes: Uint8Array<ArrayBuffer>): number {
+  const lib = libc();
+  const n = Number(lib.write(fd, bytes, BigInt(bytes.byteLength)));
+  if (n < 0) fail(lib, `write(fd ${fd})`);
+  return n;
 }
 
 /** close(2) on a descriptor opened through this module; errors are ignored. */
