@@ -90,7 +90,7 @@ export interface CapturerResult {
 export interface CpuVariant {
   label: string;
   /** cutcap offline (the worker reading the file), tcpdump, or cutcap live with this method. */
-  kind: OfflineKind | "tcpdump" | CaptureMethod;
+  kind: OfflineKind | "tcpdump" | "gotm" | CaptureMethod;
   /** The cutcap checkout to run (default this one). */
   root?: string;
   /** More cutcap options. */
@@ -343,6 +343,15 @@ function cutcapTotals(lines: string[]): { seen: number; dropped: number; statsLi
   return { seen: s, dropped: d, statsLines };
 }
 
+/** The sum of metric `name` over its label sets in a Prometheus text exposition. */
+function metricSum(text: string, name: string): number {
+  let total = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
+    total += Number(m[1]);
+  }
+  return total;
+}
+
 /** Sums of the seen and dropped counters over all workers in a --metrics-file; null without it. */
 function metricTotals(path: string): { seen: number; dropped: number } | null {
   let text: string;
@@ -351,13 +360,7 @@ function metricTotals(path: string): { seen: number; dropped: number } | null {
   } catch {
     return null;
   }
-  const sum = (name: string): number => {
-    let total = 0;
-    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
-      total += Number(m[1]);
-    }
-    return total;
-  };
+  const sum = (name: string) => metricSum(text, name);
   return {
     seen: sum("cutcap_packets_seen_total"),
     dropped: sum("cutcap_pcap_dropped_total") + sum("cutcap_pcap_ifdropped_total"),
@@ -551,6 +554,90 @@ async function tcpdumpTrial(
 }
 
 /**
+ * The gotm executable the CPU rounds compare (where built: it is not packaged): `$GOTM`, else
+ * `gotm` on the PATH; "" when there is none.
+ */
+function gotmBinary(): string {
+  const candidates = [
+    Deno.env.get("GOTM") ?? "",
+    ...(Deno.env.get("PATH") ?? "").split(":").map((dir) => `${dir}/gotm`),
+  ];
+  for (const path of candidates) {
+    try {
+      if (path !== "" && Deno.statSync(path).isFile) return path;
+    } catch {
+      // not there
+    }
+  }
+  return "";
+}
+
+/** gotm's Prometheus endpoint in a trial: loopback only. */
+const GOTM_METRICS = "127.0.0.1:19180";
+
+/**
+ * gotm (libpcap through gopacket, one capture goroutine locked to its thread, a writer goroutine)
+ * capturing everything (`-filter ""`) with the byte cutoff cutcap uses. Its CPU is every thread of
+ * the process (the Go runtime's included); it counts in `gotm_packet_count` every 5000 packets, so
+ * the trial sends a multiple of 5000.
+ */
+async function gotmTrial(
+  veth: Veth,
+  file: string,
+  pps: number,
+  opts: { binary: string; outDir: string },
+): Promise<LiveTrial> {
+  await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(opts.outDir, { recursive: true });
+  const { child, lines, done } = startCapturer(opts.binary, [
+    ...["-interface", veth.outside, "-filter", "", "-write", opts.outDir],
+    ...["-bytecutoff", "65536", "-packetcutoff", "1000000000"],
+    ...["-metrics-address", GOTM_METRICS],
+  ]);
+  try {
+    await waitFor(lines, /Starting worker/, 10_000, "gotm start");
+    await sleep(300); // its handle open and its filter set
+    const before = threadSamples("", child.pid);
+    const cpuBefore = processCpu(child.pid);
+    const sent = await replay(veth, file, pps);
+    let counts = await gotmCounts();
+    for (let i = 0; i < 50 && counts.seen < sent.sent; i++) {
+      await sleep(100);
+      counts = await gotmCounts();
+    }
+    const after = threadSamples("", child.pid);
+    const cpu = processCpu(child.pid) - cpuBefore;
+    return {
+      askedPps: pps,
+      achievedPps: sent.pps,
+      achievedMbps: sent.mbps,
+      sent: sent.sent,
+      seen: counts.seen,
+      dropped: counts.dropped,
+      lossless: counts.dropped === 0 && counts.seen >= sent.sent,
+      cpuSeconds: cpu,
+      thread: threadsDelta(after, before),
+      threadToEnd: threadsDelta(after, before),
+    };
+  } finally {
+    child.kill("SIGINT");
+    await child.status;
+    await done;
+    await Deno.remove(opts.outDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** gotm's packet and kernel drop counts from its metrics (0 before its first 5000 packets). */
+async function gotmCounts(): Promise<{ seen: number; dropped: number }> {
+  const text = await (await fetch(`http://${GOTM_METRICS}/metrics`)).text();
+  const sum = (name: string) => metricSum(text, name);
+  return {
+    seen: sum("gotm_packet_count"),
+    dropped: sum("gotm_packet_nic_dropped") + sum("gotm_packet_nic_if_dropped"),
+  };
+}
+
+/**
  * cutcap's offline cost: the capture worker reading `file` (the packets the live trials send) in
  * a child process on the capturer's CPU, from its go to its last file, byte cutoff as live.
  */
@@ -681,6 +768,8 @@ async function cpuTrial(
       bufferMiB: ctx.bufferMiB,
       outFile: `${ctx.work}/t.pcap`,
     })
+    : v.kind === "gotm"
+    ? await gotmTrial(veth, file, pps, { binary: v.root ?? gotmBinary(), outDir: `${ctx.work}/g` })
     : await cutcapTrial(veth, file, pps, {
       method: v.kind,
       workers: 1,
@@ -756,6 +845,7 @@ function defaultVariants(methods: CaptureMethod[]): CpuVariant[] {
     { label: "cutcap offline", kind: "offline" },
     { label: "cutcap offline, paced", kind: "offline-paced" },
     { label: "tcpdump -w FILE", kind: "tcpdump" },
+    ...(gotmBinary() === "" ? [] : [{ label: "gotm", kind: "gotm" } as const]),
     ...methods.map((m): CpuVariant => ({ label: `cutcap ${m}`, kind: m })),
   ];
 }
@@ -829,6 +919,11 @@ async function rateScan(
       name: "tcpdump -w FILE",
       trial: (pps) => tcpdumpTrial(veth, prefix, pps, { bufferMiB, outFile: `${work}/t.pcap` }),
     },
+    ...(gotmBinary() === "" ? [] : [{
+      name: "gotm (defaults)",
+      trial: (pps: number) =>
+        gotmTrial(veth, prefix, pps, { binary: gotmBinary(), outDir: `${work}/g` }),
+    }]),
     ...opts.methods.flatMap((method) =>
       opts.workerCounts.map((workers) => ({
         name: `cutcap ${method} ${workers} worker${workers > 1 ? "s" : ""}`,
@@ -1018,10 +1113,10 @@ export function parseVariant(spec: string): CpuVariant {
   const eq = spec.indexOf("=");
   const [what, ...args] = spec.slice(eq + 1).trim().split(/\s+/);
   const [kind, root] = what.split("@");
-  if (eq <= 0 || ![...OFFLINE_KINDS, "tcpdump", "afpacket", "libpcap"].includes(kind)) {
+  if (eq <= 0 || ![...OFFLINE_KINDS, "tcpdump", "gotm", "afpacket", "libpcap"].includes(kind)) {
     throw new Error(
       `Invalid --variant "${spec}": expected LABEL=KIND[@ROOT] [ARGS…] with KIND one of ` +
-        [...OFFLINE_KINDS, "tcpdump", "afpacket", "libpcap"].join(", "),
+        [...OFFLINE_KINDS, "tcpdump", "gotm", "afpacket", "libpcap"].join(", "),
     );
   }
   return {
