@@ -2,6 +2,7 @@
 // capture_live_test.ts, which needs root).
 import assert from "node:assert/strict";
 import { joinFanout } from "../src/capture/fanout.ts";
+import { openFd } from "./support/files.ts";
 
 Deno.test("joinFanout rejects bad group ids and reports errno for a non-socket", () => {
   assert.throws(
@@ -11,9 +12,8 @@ Deno.test("joinFanout rejects bad group ids and reports errno for a non-socket",
   assert.throws(() => joinFanout(-1, 1), /^Error: Invalid capture socket -1 for fanout/);
   const file = Deno.openSync("/etc/hostname");
   try {
-    const fd = [...Deno.readDirSync("/proc/self/fd")]
-      .map((e) => Number(e.name))
-      .find((n) => Deno.readLinkSync(`/proc/self/fd/${n}`) === "/etc/hostname")!;
+    const fd = openFd("/etc/hostname");
+    assert.ok(fd !== undefined);
     assert.throws(
       () => joinFanout(fd, 42),
       new RegExp(`^Error: Cannot join fanout group 42 on fd ${fd}: Socket operation on non-socket`),

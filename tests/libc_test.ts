@@ -17,6 +17,7 @@ import {
   strerror,
   waitReadable,
 } from "../ffi/libc.ts";
+import { openFd } from "./support/files.ts";
 import { rootOnly } from "./support/root.ts";
 
 Deno.test("getuid/getgid agree with Deno, lookupUser reads the password database", async () => {
@@ -65,10 +66,7 @@ Deno.test(rootOnly("dropping privileges", {
 Deno.test("setsockopt on a file that is not a socket fails with errno text", () => {
   const file = Deno.openSync("/etc/passwd");
   try {
-    // Deno does not expose the fd; /proc/self/fd gives it.
-    const fd = [...Deno.readDirSync("/proc/self/fd")]
-      .map((e) => Number(e.name))
-      .find((n) => Deno.readLinkSync(`/proc/self/fd/${n}`) === "/etc/passwd");
+    const fd = openFd("/etc/passwd");
     assert.ok(fd !== undefined);
     assert.throws(
       () => setsockopt(fd, { level: 263, name: 18, value: 1 }),

@@ -1,4 +1,7 @@
-/** Files on disk as tests look at them: whether a path is there, and the temporary files of an archive. */
+/**
+ * Files on disk as tests look at them: whether a path is there, the temporary files of an archive,
+ * and the descriptor this process holds for an open file.
+ */
 
 /** True when something (a file, a folder, a link, even a dangling one) is at `path`. */
 export function exists(path: string): boolean {
@@ -19,4 +22,20 @@ export function tempFiles(dir: string): string[] {
     else if (entry.name.endsWith(".tmp")) found.push(path);
   }
   return found;
+}
+
+/**
+ * The descriptor this process has open on `path` (Deno does not expose it; /proc/self/fd lists
+ * it), or undefined. The listing includes the descriptor that reads it, closed by the time its
+ * link is read: descriptors that vanish are skipped.
+ */
+export function openFd(path: string): number | undefined {
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`) === path) return Number(entry.name);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return undefined;
 }
