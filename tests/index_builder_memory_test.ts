@@ -21,11 +21,25 @@ const META: IndexMeta = {
   worker: 0,
 };
 
-// Measured in a process of its own: test files run in parallel may share this one, and their
-// allocations would show in its RSS.
-const PROBE = `
+// Probes measure in a process of their own: test files run in parallel may share this one, and
+// their allocations would show in its RSS.
+const PROBE_HEAD = `
 import { IndexBuilder } from "${new URL("../src/index/index_builder.ts", import.meta.url).href}";
 const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))[1]);
+`;
+
+/** Runs `body` after PROBE_HEAD in a new Deno process; what it prints. */
+async function probe(body: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", PROBE_HEAD + body],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+const NEW_BUILDERS = `
 const keys = { copyKey() {} };
 new IndexBuilder(keys); // code loading and compilation are not what is measured
 const before = rss();
@@ -34,23 +48,14 @@ console.log(rss() - before, builders.length);
 `;
 
 Deno.test("IndexBuilder: a new builder's reserved arrays are not resident", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--ext=ts", PROBE],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const [grown, count] = text.split(" ").map(Number);
+  const [grown, count] = (await probe(NEW_BUILDERS)).split(" ").map(Number);
   assert.equal(count, 4);
   assert.ok(grown < 16 * 1024, `4 builders grew RSS by ${grown} KiB`);
 });
 
 // A record source whose flows were never cut off: the table removing them (forget) has nothing to
 // keep, and must not touch the per-id arrays reserved for cut flows.
-const FORGET_PROBE = `
-import { IndexBuilder } from "${new URL("../src/index/index_builder.ts", import.meta.url).href}";
-const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))[1]);
+const FORGET_UNCUT = `
 const src = {
   copyKey() {}, packetsOf: () => 2, bytesOf: () => 120, cutPacketOf: () => 0,
   firstReversedOf: () => false, endOf: () => 0, lastTsOf: () => 0, idLimit: 1000000,
@@ -64,13 +69,7 @@ console.log(rss() - before);
 `;
 
 Deno.test("IndexBuilder: forgetting a million uncut flows leaves its reserved arrays unbacked", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--ext=ts", FORGET_PROBE],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const grown = Number(new TextDecoder().decode(out.stdout).trim());
+  const grown = Number(await probe(FORGET_UNCUT));
   // Writing each id's 8-byte slot backs 8 MB (7812 KiB; measured 11.3 MB in all); without, the
   // loop and the reads of unwritten pages add ~3.5 MB.
   assert.ok(grown < 6 * 1024, `forgetting 1000000 flows grew RSS by ${grown} KiB`);
