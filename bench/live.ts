@@ -717,10 +717,15 @@ async function pacedOfflineTrial(
     String(bytesPerSecond),
   ]);
   const pacer = new Deno.Command(program, { args: programArgs, stdout: "null" }).spawn();
+  let read = false;
   try {
     const outDir = `${ctx.work}/out`;
-    return await offlineTrial(fifo, ctx.packets, { outDir, root: ctx.root, args: ctx.args });
+    const trial = await offlineTrial(fifo, ctx.packets, { outDir, root: ctx.root, args: ctx.args });
+    read = true;
+    return trial;
   } finally {
+    // A reader that failed may never have opened the FIFO, which the pacer waits for.
+    if (!read) pacer.kill("SIGKILL");
     await pacer.status;
     await Deno.remove(fifo).catch(() => {});
   }
