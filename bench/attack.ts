@@ -144,7 +144,15 @@ export async function runAttack(
             if (conn === null) break;
             report.stalledHandshakesOpened++;
             open.add(conn);
-            conn.read(new Uint8Array(64)).then(() => open.delete(conn), () => open.delete(conn));
+            // Closed by the server (or failed): close our end too, or its descriptor stays open
+            // here and a long run reaches this process's limit (EMFILE after ~20000).
+            const done = () => {
+              open.delete(conn);
+              try {
+                conn.close();
+              } catch { /* closed */ }
+            };
+            conn.read(new Uint8Array(64)).then(done, done);
           }
           await sleep(100);
         }
