@@ -35,6 +35,7 @@
 import { parseArgs } from "node:util";
 import { closeFd, openFifoWriter, writeSome } from "../ffi/libc.ts";
 import type { CaptureMethod } from "../src/capture/source.ts";
+import { metricSum } from "../tests/support/robustness.ts";
 import {
   runWorkerOnce,
   sampleDelta,
@@ -343,15 +344,6 @@ function cutcapTotals(lines: string[]): { seen: number; dropped: number; statsLi
   return { seen: s, dropped: d, statsLines };
 }
 
-/** The sum of metric `name` over its label sets in a Prometheus text exposition. */
-function metricSum(text: string, name: string): number {
-  let total = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
-    total += Number(m[1]);
-  }
-  return total;
-}
-
 /** Sums of the seen and dropped counters over all workers in a --metrics-file; null without it. */
 function metricTotals(path: string): { seen: number; dropped: number } | null {
   let text: string;
@@ -554,10 +546,16 @@ async function tcpdumpTrial(
 }
 
 /**
- * The gotm executable the CPU rounds compare (where built: it is not packaged): `$GOTM`, else
- * `gotm` on the PATH; "" when there is none.
+ * The gotm executable the rate scan and the CPU rounds compare (where built: it is not packaged):
+ * `$GOTM`, else `gotm` on the PATH; "" when there is none. Looked up once.
  */
 function gotmBinary(): string {
+  gotmPath ??= findGotm();
+  return gotmPath;
+}
+let gotmPath: string | undefined;
+
+function findGotm(): string {
   const candidates = [
     Deno.env.get("GOTM") ?? "",
     ...(Deno.env.get("PATH") ?? "").split(":").map((dir) => `${dir}/gotm`),
