@@ -118,8 +118,13 @@ export function strerror(code: number): string {
 }
 
 function fail(lib: Libc, what: string): never {
+  throw libcError(lib, what);
+}
+
+/** The error of the libc call `what` that just failed (errno read now, before any cleanup call). */
+function libcError(lib: Libc, what: string): LibcError {
   const code = errno(lib);
-  throw new LibcError(`${what} failed: ${strerror(code)} (errno ${code})`, code);
+  return new LibcError(`${what} failed: ${strerror(code)} (errno ${code})`, code);
 }
 
 /** struct pollfd { int fd; short events; short revents; }, reused by every poll call. */
@@ -248,12 +253,9 @@ export function openFifoWriter(path: string, capacity: number): number {
   const fd = lib.open(new TextEncoder().encode(path + "\0"), O_WRONLY | O_CLOEXEC);
   if (fd < 0) fail(lib, `open(${path})`);
   if (lib.fcntl(fd, F_SETPIPE_SZ, capacity) < 0) {
-    const code = errno(lib);
+    const err = libcError(lib, `fcntl(${fd}, F_SETPIPE_SZ, ${capacity})`);
     lib.close(fd);
-    throw new LibcError(
-      `fcntl(${fd}, F_SETPIPE_SZ, ${capacity}) failed: ${strerror(code)} (errno ${code})`,
-      code,
-    );
+    throw err;
   }
   return fd;
 }
@@ -299,12 +301,9 @@ export function mapShared(fd: number, length: number, tail = 0): Deno.PointerObj
   if (!mapped(base)) fail(lib, `mmap(${length + tail} anonymous bytes)`);
   const ptr = lib.mmap(base, BigInt(length), rw, MAP_SHARED | MAP_FIXED, fd, 0n);
   if (!mapped(ptr)) {
-    const code = errno(lib);
+    const err = libcError(lib, `mmap(${length} bytes of fd ${fd})`);
     lib.munmap(base, total);
-    throw new LibcError(
-      `mmap(${length} bytes of fd ${fd}) failed: ${strerror(code)} (errno ${code})`,
-      code,
-    );
+    throw err;
   }
   return base;
 }
