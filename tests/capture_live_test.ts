@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { PcapHandle } from "../ffi/libpcap.ts";
 import { type CaptureMethod, joinFanout, openSource } from "../src/capture/mod.ts";
+import { openFdTargets } from "./support/files.ts";
 import { drain, ip, ipv4Frame, udp, writePcap } from "./support/live_frames.ts";
 import { createVeth, rootTest, type Veth } from "./support/netns.ts";
 import { rootOnly } from "./support/root.ts";
@@ -224,13 +225,7 @@ function packetSockets(iface: string): number {
       .filter((cols) => cols[4] === ifindex).map((cols) => cols[8]),
   );
   let held = 0;
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    let target: string;
-    try {
-      target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-    } catch {
-      continue; // closed meanwhile
-    }
+  for (const target of openFdTargets().values()) {
     const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
     if (inode !== undefined && bound.has(inode)) held++;
   }

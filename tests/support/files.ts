@@ -25,17 +25,24 @@ export function tempFiles(dir: string): string[] {
 }
 
 /**
- * The descriptor this process has open on `path` (Deno does not expose it; /proc/self/fd lists
- * it), or undefined. The listing includes the descriptor that reads it, closed by the time its
- * link is read: descriptors that vanish are skipped.
+ * What each descriptor of this process points at (Deno does not expose descriptors;
+ * /proc/self/fd lists them). The listing includes the descriptor that reads it, closed by the
+ * time its link is read: descriptors that vanish meanwhile are left out.
  */
-export function openFd(path: string): number | undefined {
+export function openFdTargets(): Map<number, string> {
+  const targets = new Map<number, string>();
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     try {
-      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`) === path) return Number(entry.name);
+      targets.set(Number(entry.name), Deno.readLinkSync(`/proc/self/fd/${entry.name}`));
     } catch {
       // closed meanwhile
     }
   }
+  return targets;
+}
+
+/** The descriptor this process has open on `path`, or undefined. */
+export function openFd(path: string): number | undefined {
+  for (const [fd, target] of openFdTargets()) if (target === path) return fd;
   return undefined;
 }
