@@ -12,6 +12,7 @@ import {
   readFileIndex,
 } from "../src/index/mod.ts";
 import { CORPUS_DIR } from "./support/corpus.ts";
+import { prng } from "./support/prng.ts";
 import * as craft from "./support/pcap_craft.ts";
 
 const CORPUS = CORPUS_DIR.slice(0, -1);
@@ -190,17 +191,6 @@ Deno.test("indexPcapFile on the tcpdump corpus: all packets, every flow equals t
 
 // ---- synthetic traffic, rewritten by tcpdump ----
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** An Ethernet frame carrying IPv4 or IPv6 and TCP or UDP with `payload` zero bytes. */
 function frame(
   v6: boolean,
@@ -245,7 +235,7 @@ function frame(
 
 /** A plain µs pcap of `n` packets over `flows` bidirectional flows; caplen cut at 256 bytes. */
 function synthPcap(n: number, flows: number, seed: number): Uint8Array {
-  const rand = rng(seed);
+  const rand = prng(seed);
   const parts: Uint8Array[] = [];
   const gh = new Uint8Array(24);
   const g = new DataView(gh.buffer);

@@ -12,6 +12,7 @@ import {
 } from "../src/query/match.ts";
 import { parseQuery } from "../src/query/parse.ts";
 import type { FileIndex } from "../src/index/index_reader.ts";
+import { prng } from "./support/prng.ts";
 
 const NOW = 1_800_000_000;
 const KEY_WORDS = 10;
@@ -373,18 +374,6 @@ Deno.test("queryToBpf: translations", () => {
 });
 
 // ---- tcpdump as the oracle ----
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface TestPacket {
   frame: Uint8Array;

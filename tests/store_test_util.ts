@@ -3,6 +3,7 @@
  * re-writing our files, parsed by a ten-line parser that shares no code with src/store).
  */
 import { q, shell } from "./support/process.ts";
+import { prng } from "./support/prng.ts";
 
 /** One test packet. */
 export interface TestPacket {
@@ -21,17 +22,7 @@ export interface OracleRecord {
   data: Uint8Array;
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 const TEXT = new TextEncoder().encode(
   "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: cutcap-test/1.0\r\n" +

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { KEY_WORDS } from "../../src/packet/packet_info.ts";
+import { prng } from "../support/prng.ts";
 import {
   decodeFileIndex,
   findBlock,
@@ -8,18 +9,6 @@ import {
   readFileIndex,
   readIndexHeader,
 } from "../../src/index/mod.ts";
-
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface OracleFlow {
   key: Uint32Array;
@@ -56,7 +45,7 @@ function simulate(
   dir: string,
   opts: { files: number; slots: number; packets: number; seed: number; baseOffset?: number },
 ): Map<string, OracleFlow>[] {
-  const rand = rng(opts.seed);
+  const rand = prng(opts.seed);
   const serial = new Float64Array(opts.slots);
   const keys: Uint32Array[] = [];
   let nextSerial = 1;
@@ -273,7 +262,7 @@ Deno.test("builder: record() throughput and index size on a realistic traffic mi
   }
   const run = (cutoff: number): Mix => {
     b.reset();
-    const r = rng(42);
+    const r = prng(42);
     let off = 24;
     let ts = 1.7e9;
     let flows = 0;
